@@ -1,0 +1,103 @@
+"""Sohbet: a self-hosted support chat. `create_app` builds the whole server."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
+
+import socketio
+from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
+from quart import Quart
+
+from app import db, web
+from app.admin.auth import AdminAuth, LogDelivery
+from app.admin.views import bp as admin_bp
+from app.chat.namespace import ChatNamespace
+from app.chat.service import ChatService
+from app.chat.views import bp as visitor_bp
+from app.config import load_settings
+from app.i18n import current_locale, gettext, load_catalogs, ngettext
+from app.realtime import create_presence, create_sio
+from app.render import Renderer
+from app.timefmt import local_hhmm, local_stamp
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("sohbet")
+
+
+def _asset_url_factory(static_root: Path) -> object:
+    cache: dict[str, str] = {}
+
+    def asset(path: str) -> str:
+        """A static file's URL with a content hash, so it can be cached for a year."""
+        if path not in cache:
+            digest = hashlib.sha256((static_root / path).read_bytes()).hexdigest()[:10]
+            cache[path] = f"/static/{path}?v={digest}"
+        return cache[path]
+
+    return asset
+
+
+def create_app(test_config: Mapping[str, str] | None = None) -> Quart:
+    """Build the Quart app with its Socket.IO server, services and blueprints."""
+    settings = load_settings(test_config)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    app = Quart(
+        __name__, static_folder=str(ROOT / "static"), template_folder=str(ROOT / "templates")
+    )
+    app.config["SOHBET"] = settings
+    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 86400
+    app.jinja_loader = ChoiceLoader(  # type: ignore[assignment]
+        [
+            FileSystemLoader(str(ROOT / "templates")),
+            PrefixLoader({"partials": FileSystemLoader(str(ROOT / "partials"))}),
+        ]
+    )
+
+    load_catalogs(ROOT / "app" / "translations")
+    env = app.jinja_env
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals.update(
+        asset=_asset_url_factory(ROOT / "static"),
+        settings=settings,
+        current_locale=current_locale,
+    )
+    env.filters["hhmm"] = lambda moment: local_hhmm(moment, settings.zone)
+    env.filters["stamp"] = lambda moment: local_stamp(moment, settings.zone)
+    env.filters["iso"] = lambda moment: moment.isoformat().replace("+00:00", "Z")
+
+    sio = create_sio(settings)
+    presence = create_presence(settings)
+    chat = ChatService(settings, sio, Renderer(env), presence)
+    auth = AdminAuth(settings, LogDelivery())
+    sio.register_namespace(ChatNamespace(chat, auth))
+    app.extensions["sio"] = sio
+    app.extensions["sohbet"] = web.Services(settings=settings, sio=sio, chat=chat, auth=auth)
+
+    db.init_app(app)
+    web.init_app(app)
+    app.register_blueprint(visitor_bp)
+    app.register_blueprint(admin_bp)
+
+    @app.while_serving
+    async def realtime() -> AsyncGenerator[None, None]:
+        # Many small objects per message: the default thresholds cause long gen-2 pauses (p99).
+        gc.set_threshold(50_000, 50, 1_000)
+        yield
+        await presence.close()
+
+    return app
+
+
+def asgi_app(app: Quart) -> socketio.ASGIApp:
+    """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
+    return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=app)

@@ -1,0 +1,1 @@
+"""The operator's side: one-time-code login and the HTMX panel."""

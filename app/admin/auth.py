@@ -1,0 +1,127 @@
+"""Operator login: the admin password, then a 6-digit one-time code delivered out of band.
+
+Codes come from the CSPRNG, are stored as an HMAC, are single use, expire after 5 minutes and
+allow 5 tries; a browser can only redeem the code it asked for (its challenge cookie).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from tortoise.expressions import F
+
+from app.config import Settings
+from app.core.ratelimit import SlidingWindow
+from app.core.security import PasswordCheck, keyed_hash, new_code, new_token, same, token_hash
+from app.errors import InvalidInput, TooMany
+from app.models import AdminSession, LoginCode
+from app.timefmt import utcnow
+
+log = logging.getLogger("sohbet.admin.auth")
+
+CODE_TTL = timedelta(minutes=5)
+CODE_TRIES = 5
+
+
+class CodeDelivery(Protocol):
+    """Where login codes go: the Telegram bot when configured, else the server log."""
+
+    async def deliver_code(self, code: str, minutes: int) -> None: ...
+
+
+class LogDelivery:
+    """Delivery for a server with no Telegram: the code is written to the server log."""
+
+    async def deliver_code(self, code: str, minutes: int) -> None:
+        log.warning("LOGIN CODE %s (valid %d minutes; Telegram is not configured)", code, minutes)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    token_hash: str
+    csrf_token: str
+
+
+class AdminAuth:
+    """Password check, code issue and redemption, and session lookup."""
+
+    def __init__(self, settings: Settings, delivery: CodeDelivery) -> None:
+        self.settings = settings
+        self.delivery = delivery
+        self._password = PasswordCheck(settings.admin_password)
+        self._password_tries = SlidingWindow(10, 15 * 60)
+        secure = settings.cookie_secure
+        # The __Host- prefix pins the cookie to this host and path "/", and needs Secure.
+        self.cookie_name = "__Host-sohbet_admin" if secure else "sohbet_admin"
+        self.challenge_cookie = "__Host-sohbet_login" if secure else "sohbet_login"
+
+    async def request_code(self, password: object, client: str) -> str:
+        """Check the password and send a fresh code; return the browser's challenge token."""
+        wait = self._password_tries.hit(client)
+        if wait:
+            raise TooMany("too_many_attempts", minutes=max(1, int(wait // 60) + 1))
+        if not isinstance(password, str) or not self._password.matches(password):
+            raise InvalidInput("wrong_password")
+        now = utcnow()
+        recent = await LoginCode.filter(created_at__gte=now - timedelta(hours=1)).count()
+        if recent >= self.settings.login_codes_per_hour:
+            raise TooMany("too_many_codes", minutes=60)
+        code = new_code()
+        challenge = new_token()
+        await LoginCode.create(
+            challenge_hash=token_hash(challenge),
+            code_hash=keyed_hash(self.settings.secret_key, code),
+            created_at=now,
+            expires_at=now + CODE_TTL,
+        )
+        await self.delivery.deliver_code(code, int(CODE_TTL.total_seconds() // 60))
+        return challenge
+
+    async def redeem_code(self, challenge: str | None, code: object) -> str:
+        """Trade a correct code for a new session token (single use, 5 tries, 5 minutes)."""
+        if not challenge or not isinstance(code, str):
+            raise InvalidInput("code_invalid")
+        row = await LoginCode.get_or_none(challenge_hash=token_hash(challenge))
+        now = utcnow()
+        if row is None or row.used_at is not None or row.expires_at <= now:
+            raise InvalidInput("code_invalid")
+        # Count the try before comparing, atomically, so parallel guesses share the budget.
+        counted = await LoginCode.filter(id=row.id, attempts__lt=CODE_TRIES).update(
+            attempts=F("attempts") + 1
+        )
+        if not counted:
+            raise TooMany("code_tries")
+        attempt = "".join(ch for ch in code if ch.isdigit())
+        if not same(keyed_hash(self.settings.secret_key, attempt), row.code_hash):
+            if row.attempts + 1 >= CODE_TRIES:
+                raise TooMany("code_tries")
+            raise InvalidInput("code_invalid")
+        claimed = await LoginCode.filter(id=row.id, used_at__isnull=True).update(used_at=now)
+        if not claimed:
+            raise InvalidInput("code_invalid")
+        token = new_token()
+        await AdminSession.create(
+            token_hash=token_hash(token),
+            csrf_token=new_token(),
+            created_at=now,
+            expires_at=now + timedelta(hours=self.settings.admin_session_hours),
+        )
+        log.info("operator signed in")
+        return token
+
+    async def session_for(self, token: str | None) -> SessionInfo | None:
+        """The live session a cookie names, if any."""
+        if not token or len(token) > 128:
+            return None
+        row = await AdminSession.get_or_none(token_hash=token_hash(token))
+        if row is None or row.expires_at <= utcnow():
+            return None
+        return SessionInfo(row.token_hash, row.csrf_token)
+
+    async def end_session(self, token: str | None) -> None:
+        """Log out: the session row is deleted, so the cookie is worthless even if kept."""
+        if token:
+            await AdminSession.filter(token_hash=token_hash(token)).delete()

@@ -1,0 +1,220 @@
+"""The operator's panel: login with a one-time code, the live list and a conversation pane."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from quart import Blueprint, g, redirect, render_template, request
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from app.admin.auth import SessionInfo
+from app.errors import InvalidInput, SohbetError
+from app.i18n import error_text
+from app.web import check_csrf, client_address, is_htmx, services
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+R = TypeVar("R")
+LOGIN_COOKIE_SECONDS = 5 * 60
+
+
+def operator_required(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[Any]]:
+    """Let only a signed-in operator through; others go to the login page (HTMX: full reload)."""
+
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        svc = services()
+        session = await svc.auth.session_for(request.cookies.get(svc.auth.cookie_name))
+        if session is None:
+            if is_htmx():
+                return "", 401, {"HX-Redirect": "/admin"}
+            return redirect("/admin", 303)
+        g.admin = session
+        return await view(*args, **kwargs)
+
+    return wrapper
+
+
+def _csrf(form: dict[str, Any] | None = None) -> None:
+    session: SessionInfo = g.admin
+    check_csrf(session.csrf_token, form)
+
+
+async def _panel(cid: str | None = None) -> str:
+    svc = services()
+    conversations = await svc.chat.waiting_list()
+    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    pane = await _pane_context(cid) if cid else None
+    return await render_template(
+        "admin/panel.html",
+        conversations=conversations,
+        online=online,
+        pane=pane,
+        csrf_token=g.admin.csrf_token,
+    )
+
+
+async def _pane_context(cid: str) -> dict[str, Any]:
+    svc = services()
+    conv = await svc.chat.by_cid(cid)
+    messages, more = await svc.chat.recent(conv.id)
+    await svc.chat.mark_read(conv)
+    return {
+        "conv": conv,
+        "messages": messages,
+        "more": more,
+        "online": await svc.chat.presence.online(f"v:{conv.id}"),
+    }
+
+
+@bp.get("")
+async def panel() -> str | WerkzeugResponse:
+    """The panel for a signed-in operator, else the login page."""
+    svc = services()
+    session = await svc.auth.session_for(request.cookies.get(svc.auth.cookie_name))
+    if session is None:
+        return await render_template("admin/login.html", step="password")
+    g.admin = session
+    return await _panel()
+
+
+@bp.post("/login")
+async def login() -> tuple[str, int] | WerkzeugResponse:
+    """Check the password and send a one-time code; the browser gets a challenge cookie."""
+    svc = services()
+    form = await request.form
+    try:
+        challenge = await svc.auth.request_code(form.get("password"), client_address())
+    except SohbetError as exc:
+        page = await render_template(
+            "admin/login.html", step="password", error=error_text(exc.code, exc.params)
+        )
+        return page, exc.status
+    response = redirect("/admin/code", 303)
+    response.set_cookie(
+        svc.auth.challenge_cookie,
+        challenge,
+        max_age=LOGIN_COOKIE_SECONDS,
+        httponly=True,
+        samesite="Strict",
+        secure=svc.settings.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@bp.get("/code")
+async def code_form() -> str | WerkzeugResponse:
+    """The second step: type the code the bot (or the server log) shows."""
+    svc = services()
+    if not request.cookies.get(svc.auth.challenge_cookie):
+        return redirect("/admin", 303)
+    return await render_template("admin/login.html", step="code")
+
+
+@bp.post("/verify")
+async def verify() -> tuple[str, int] | WerkzeugResponse:
+    """Redeem the code for a fresh session cookie."""
+    svc = services()
+    form = await request.form
+    try:
+        token = await svc.auth.redeem_code(
+            request.cookies.get(svc.auth.challenge_cookie), form.get("code")
+        )
+    except SohbetError as exc:
+        page = await render_template(
+            "admin/login.html", step="code", error=error_text(exc.code, exc.params)
+        )
+        return page, exc.status
+    # Renewed at login: any session this browser had before is ended.
+    await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
+    response = redirect("/admin", 303)
+    response.delete_cookie(svc.auth.challenge_cookie, path="/", secure=svc.settings.cookie_secure)
+    response.set_cookie(
+        svc.auth.cookie_name,
+        token,
+        max_age=svc.settings.admin_session_hours * 3600,
+        httponly=True,
+        samesite="Lax",
+        secure=svc.settings.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@bp.post("/logout")
+@operator_required
+async def logout() -> WerkzeugResponse:
+    """End the session on the server and drop the cookie."""
+    svc = services()
+    _csrf(dict(await request.form))
+    await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
+    response = redirect("/admin", 303)
+    response.delete_cookie(svc.auth.cookie_name, path="/", secure=svc.settings.cookie_secure)
+    return response
+
+
+@bp.get("/conversations")
+@operator_required
+async def conversation_list() -> str:
+    """The conversation list partial (waiting first, oldest wait first)."""
+    svc = services()
+    conversations = await svc.chat.waiting_list()
+    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    return await render_template(
+        "partials/admin/conversation_list.html", conversations=conversations, online=online
+    )
+
+
+@bp.get("/c/<cid>")
+@operator_required
+async def conversation(cid: str) -> str:
+    """One conversation: the pane alone for HTMX, the whole panel otherwise."""
+    if is_htmx():
+        context = await _pane_context(cid)
+        return await render_template("partials/admin/conversation.html", **context)
+    return await _panel(cid)
+
+
+@bp.get("/c/<cid>/older")
+@operator_required
+async def older(cid: str) -> str:
+    """A page of older messages for the pane (HTMX 'load earlier')."""
+    svc = services()
+    conv = await svc.chat.by_cid(cid)
+    messages, more = await svc.chat.recent(conv.id, before_seq=request.args.get("before", type=int))
+    return await render_template(
+        "partials/chat/older.html", conv=conv, messages=messages, more=more, viewer="admin",
+        older_url=f"/admin/c/{conv.cid}/older",
+    )
+
+
+@bp.post("/c/<cid>/messages/delete")
+@operator_required
+async def delete_messages(cid: str) -> str:
+    """Delete one or several selected messages; both pages drop them live."""
+    svc = services()
+    form = await request.form
+    _csrf(dict(form))
+    conv = await svc.chat.by_cid(cid)
+    try:
+        seqs = sorted({int(s) for s in form.getlist("seq")})
+    except ValueError as exc:
+        raise InvalidInput("bad_payload") from exc
+    await svc.chat.delete_messages(conv, seqs)
+    context = await _pane_context(cid)
+    return await render_template("partials/admin/conversation.html", **context)
+
+
+@bp.post("/c/<cid>/delete")
+@operator_required
+async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
+    """Delete the whole conversation (the page asked for confirmation first)."""
+    svc = services()
+    _csrf(dict(await request.form))
+    conv = await svc.chat.by_cid(cid)
+    await svc.chat.delete_conversation(conv)
+    page = await render_template("partials/admin/empty_pane.html")
+    return page, 200, {"HX-Push-Url": "/admin"}

@@ -1,0 +1,1 @@
+"""The chat core: the visitor page, the `/chat` Socket.IO namespace and the single write path."""

@@ -1,0 +1,361 @@
+"""The single write path for messages, and the conversation queries every adapter shares.
+
+A message from the visitor page, the admin panel or (later) Telegram goes through `post_message`,
+which validates it, stores it idempotently under the conversation's next sequence number, and
+then fans it out: the visitor's sockets, the admin's open panels and the conversation list.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import socketio
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.config import Settings
+from app.core.security import new_token, token_hash
+from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
+from app.errors import InvalidInput, NotFound
+from app.models import Conversation, Message
+from app.realtime import Presence
+from app.render import Renderer
+from app.timefmt import utcnow
+
+log = logging.getLogger("sohbet.chat")
+
+ROLES = ("visitor", "admin", "system")
+HISTORY_PAGE = 200
+REPLAY_LIMIT = 500
+_SORT_CEILING = 10**14
+
+
+def visitor_room(conversation_id: int) -> str:
+    return f"v:{conversation_id}"
+
+
+def admin_room(conversation_id: int) -> str:
+    return f"a:{conversation_id}"
+
+
+ADMINS_ROOM = "admins"
+VISITORS_ROOM = "visitors"
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The stored message, its conversation after the write, and whether this call created it."""
+
+    message: Message
+    conversation: Conversation
+    created: bool
+
+
+def sort_key(conv: Conversation) -> str:
+    """Order of the admin list as a string: waiting ones first (oldest wait first), then recent."""
+    if conv.waiting_since is not None:
+        return "0" + conv.waiting_since.isoformat()
+    moment = conv.last_message_at or conv.created_at
+    return "1" + str(_SORT_CEILING - int(moment.timestamp() * 1000)).zfill(15)
+
+
+def preview(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+class ChatService:
+    """Conversations and messages: storage, queries and realtime fan-out."""
+
+    def __init__(
+        self, settings: Settings, sio: socketio.AsyncServer, renderer: Renderer, presence: Presence
+    ) -> None:
+        self.settings = settings
+        self.sio = sio
+        self.renderer = renderer
+        self.presence = presence
+
+    # Conversations ---------------------------------------------------------------------------
+
+    async def start_conversation(
+        self, raw_name: object, locale: str, *, synthetic: bool = False
+    ) -> tuple[Conversation, str]:
+        """Open a new conversation for a visitor; return it and the visitor's cookie token."""
+        name = clean_name(raw_name, self.settings.max_name_chars)
+        token = new_token()
+        for _ in range(8):
+            cid = f"{cid_prefix(name)}-{secrets.token_hex(2).upper()}"
+            try:
+                async with in_transaction():
+                    conv = await Conversation.create(
+                        cid=cid,
+                        visitor_name=name,
+                        token_hash=token_hash(token),
+                        created_at=utcnow(),
+                        locale=locale,
+                        synthetic=synthetic,
+                    )
+            except IntegrityError:
+                continue  # the 4 hex digits collided with an existing CID: draw again
+            log.info("conversation %s started", conv.cid)
+            if not synthetic:
+                await self.publish_row(conv)
+            return conv, token
+        raise RuntimeError("could not allocate a conversation id")
+
+    async def by_token(self, token: str | None) -> Conversation | None:
+        """The conversation a visitor cookie belongs to, if any."""
+        if not token or len(token) > 128:
+            return None
+        return await Conversation.get_or_none(token_hash=token_hash(token))
+
+    async def by_cid(self, cid: object) -> Conversation:
+        """A conversation by its public id, or NotFound."""
+        if not isinstance(cid, str) or not 1 <= len(cid) <= 64:
+            raise NotFound("bad_chat")
+        conv = await Conversation.get_or_none(cid=cid)
+        if conv is None:
+            raise NotFound("bad_chat")
+        return conv
+
+    async def set_locale(self, conv: Conversation, locale: str) -> None:
+        if conv.locale != locale:
+            conv.locale = locale
+            await conv.save(update_fields=["locale"])
+
+    async def waiting_list(self) -> list[Conversation]:
+        """Every operator-visible conversation, in the admin list's order."""
+        convs = await Conversation.filter(synthetic=False).limit(1000)
+        return sorted(convs, key=sort_key)
+
+    # Messages --------------------------------------------------------------------------------
+
+    async def post_message(
+        self,
+        conversation_id: int,
+        *,
+        role: str,
+        text: object,
+        client_id: object,
+        source: str = "web",
+        kind: str = "text",
+    ) -> Posted:
+        """Store a message once (retries with the same client id get the stored one), then fan out."""
+        if role not in ROLES:
+            raise InvalidInput("bad_payload")
+        body = clean_message(text, self.settings.max_message_chars)
+        cid = check_client_id(client_id)
+
+        existing = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
+        if existing is not None:
+            return Posted(existing, await Conversation.get(id=conversation_id), False)
+
+        now = utcnow()
+        try:
+            async with in_transaction() as tx:
+                conv = (
+                    await Conversation.select_for_update()
+                    .using_db(tx)
+                    .get_or_none(id=conversation_id)
+                )
+                if conv is None:
+                    raise NotFound("bad_chat")
+                conv.last_seq += 1
+                conv.last_message_at = now
+                conv.last_preview = preview(body)
+                conv.last_role = role
+                if role == "visitor":
+                    conv.unread_admin += 1
+                    conv.waiting_since = conv.waiting_since or now
+                elif role == "admin":
+                    conv.unread_admin = 0
+                    conv.waiting_since = None
+                await conv.save(
+                    using_db=tx,
+                    update_fields=[
+                        "last_seq",
+                        "last_message_at",
+                        "last_preview",
+                        "last_role",
+                        "unread_admin",
+                        "waiting_since",
+                    ],
+                )
+                message = await Message.create(
+                    using_db=tx,
+                    conversation_id=conv.id,
+                    seq=conv.last_seq,
+                    client_id=cid,
+                    role=role,
+                    kind=kind,
+                    text=body,
+                    source=source,
+                    created_at=now,
+                )
+        except IntegrityError:
+            # A concurrent retry with the same client id won the race: its row is the answer.
+            existing = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
+            if existing is None:
+                raise
+            return Posted(existing, await Conversation.get(id=conversation_id), False)
+
+        await self.publish_message(conv, message)
+        return Posted(message, conv, True)
+
+    async def history(
+        self, conversation_id: int, *, after_seq: int = 0, limit: int = REPLAY_LIMIT
+    ) -> list[Message]:
+        """Messages after a sequence number, oldest first (what a reconnecting client missed)."""
+        return (
+            await Message.filter(
+                conversation_id=conversation_id, seq__gt=after_seq, deleted_at__isnull=True
+            )
+            .order_by("seq")
+            .limit(limit)
+        )
+
+    async def recent(
+        self, conversation_id: int, *, before_seq: int | None = None, limit: int = HISTORY_PAGE
+    ) -> tuple[list[Message], bool]:
+        """The latest page of history (or the page before a seq); and whether older ones exist."""
+        query = Message.filter(conversation_id=conversation_id, deleted_at__isnull=True)
+        if before_seq is not None:
+            query = query.filter(seq__lt=before_seq)
+        rows = await query.order_by("-seq").limit(limit + 1)
+        more = len(rows) > limit
+        return list(reversed(rows[:limit])), more
+
+    async def deleted_seqs(self, conversation_id: int) -> list[int]:
+        """Sequence numbers deleted in a conversation, so a reconnecting page can drop them."""
+        rows = await Message.filter(
+            conversation_id=conversation_id, deleted_at__isnull=False
+        ).values_list("seq", flat=True)
+        return sorted(int(seq) for seq in rows)
+
+    async def mark_read(self, conv: Conversation) -> None:
+        """The operator has seen everything in this conversation."""
+        if conv.unread_admin:
+            conv.unread_admin = 0
+            await Conversation.filter(id=conv.id).update(unread_admin=0)
+            await self.publish_row(conv)
+
+    async def delete_messages(self, conv: Conversation, seqs: list[int]) -> list[int]:
+        """Delete some messages (their text is erased); both sides drop them live."""
+        if not seqs:
+            return []
+        now = utcnow()
+        async with in_transaction() as tx:
+            found = await Message.filter(
+                conversation_id=conv.id, seq__in=seqs, deleted_at__isnull=True
+            ).using_db(tx).values_list("seq", flat=True)
+            await Message.filter(conversation_id=conv.id, seq__in=found).using_db(tx).update(
+                deleted_at=now, text=""
+            )
+            last = (
+                await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
+                .using_db(tx)
+                .order_by("-seq")
+                .first()
+            )
+            conv.last_preview = preview(last.text) if last else ""
+            conv.last_role = last.role if last else ""
+            await conv.save(using_db=tx, update_fields=["last_preview", "last_role"])
+        deleted = sorted(int(s) for s in found)
+        if deleted:
+            payload = {"chat_id": conv.cid, "seqs": deleted}
+            await self.sio.emit("chat:deleted", payload, room=visitor_room(conv.id), namespace="/chat")
+            await self.sio.emit("chat:deleted", payload, room=admin_room(conv.id), namespace="/chat")
+            await self.publish_row(conv)
+        return deleted
+
+    async def delete_conversation(self, conv: Conversation) -> None:
+        """Delete a conversation and its history; the visitor's page starts over."""
+        await conv.delete()
+        log.info("conversation %s deleted", conv.cid)
+        await self.sio.emit(
+            "chat:closed", {"chat_id": conv.cid}, room=visitor_room(conv.id), namespace="/chat"
+        )
+        await self.sio.emit("admin:removed", {"chat_id": conv.cid}, room=ADMINS_ROOM, namespace="/chat")
+
+    # Fan-out ---------------------------------------------------------------------------------
+
+    async def render_message(self, conv: Conversation, message: Message, viewer: str) -> str:
+        locale = conv.locale if viewer == "visitor" else self.settings.default_locale
+        return await self.renderer.render(
+            "partials/chat/message.html",
+            locale,
+            m=message,
+            conv=conv,
+            viewer=viewer,
+        )
+
+    def message_payload(self, conv: Conversation, message: Message, html: str) -> dict[str, Any]:
+        """The `chat:message` shape: the seed's fields plus seq, client id and the rendered html."""
+        return {
+            "id": message.id,
+            "chat_id": conv.cid,
+            "seq": message.seq,
+            "role": message.role,
+            "type": message.kind,
+            "text": message.text,
+            "time": _iso(message.created_at),
+            "client_id": message.client_id,
+            "edited": message.edited_at is not None,
+            "html": html,
+        }
+
+    async def payload_for(self, conv: Conversation, message: Message, viewer: str) -> dict[str, Any]:
+        return self.message_payload(conv, message, await self.render_message(conv, message, viewer))
+
+    async def publish_message(self, conv: Conversation, message: Message) -> None:
+        """Push a stored message to the visitor's page, the admin panels and the list."""
+        for viewer, room in (("visitor", visitor_room(conv.id)), ("admin", admin_room(conv.id))):
+            payload = await self.payload_for(conv, message, viewer)
+            await self.sio.emit("chat:message", payload, room=room, namespace="/chat")
+        if not conv.synthetic:
+            await self.publish_row(conv)
+
+    async def render_row(self, conv: Conversation, online: bool | None = None) -> str:
+        if online is None:
+            online = await self.presence.online(visitor_room(conv.id))
+        return await self.renderer.render(
+            "partials/admin/conversation_row.html",
+            self.settings.default_locale,
+            conv=conv,
+            online=online,
+            sort=sort_key(conv),
+            zone=self.settings.zone,
+        )
+
+    async def publish_row(self, conv: Conversation, online: bool | None = None) -> None:
+        """Update this conversation's row in every admin's list."""
+        if conv.synthetic:
+            return
+        html = await self.render_row(conv, online)
+        await self.sio.emit(
+            "admin:conversation",
+            {"chat_id": conv.cid, "sort": sort_key(conv), "html": html},
+            room=ADMINS_ROOM,
+            namespace="/chat",
+        )
+
+    async def publish_operator_status(self, online: bool) -> None:
+        """Tell every visitor page whether the operator is online."""
+        for locale in ("tr", "en"):
+            html = await self.renderer.render(
+                "partials/chat/operator_status.html", locale, operator_online=online
+            )
+            await self.sio.emit(
+                "presence:operator",
+                {"online": online, "html": html},
+                room=f"{VISITORS_ROOM}:{locale}",
+                namespace="/chat",
+            )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

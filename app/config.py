@@ -1,0 +1,113 @@
+"""Settings, read once from the environment (and `.env`) when the app is built."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the app reads; `.env.example` documents each one."""
+
+    env: str = "development"
+    secret_key: str = ""
+    database_url: str = "sqlite://data/sohbet.db"
+    admin_password: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    tz: str = "Europe/Istanbul"
+    redis_url: str = ""
+    operator_name: str = "Destek"
+    default_locale: str = "tr"
+    max_message_chars: int = 4000
+    max_name_chars: int = 40
+    admin_session_hours: int = 12
+    login_codes_per_hour: int = 5
+    cookie_secure: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+
+def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `.env`, the environment and test overrides, failing loudly."""
+    from dotenv import dotenv_values
+
+    env: dict[str, str] = {}
+    env_file = Path(os.environ.get("SOHBET_ENV_FILE", ".env"))
+    if env_file.is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ)
+    env.update(overrides or {})
+
+    mode = env.get("SOHBET_ENV", "development").strip() or "development"
+    production = mode == "production"
+
+    def required(name: str, dev_default: str) -> str:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+        if production:
+            raise ConfigError(f"{name} must be set when SOHBET_ENV=production")
+        return dev_default
+
+    def integer(name: str, default: int) -> int:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+    tz = env.get("TZ", "").strip() or "Europe/Istanbul"
+    # TZ may be a POSIX path like ":/etc/localtime" on some hosts; only IANA names are accepted.
+    try:
+        ZoneInfo(tz.lstrip(":"))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"TZ must be an IANA time zone such as Europe/Istanbul, got {tz!r}") from exc
+
+    origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    if production and not origins:
+        raise ConfigError("ALLOWED_ORIGINS must list the site's origin(s) when SOHBET_ENV=production")
+
+    locale = env.get("DEFAULT_LOCALE", "tr").strip() or "tr"
+    if locale not in {"tr", "en"}:
+        raise ConfigError(f"DEFAULT_LOCALE must be tr or en, got {locale!r}")
+
+    return Settings(
+        env=mode,
+        # A random development key means admin sessions end when the server restarts.
+        secret_key=required("SECRET_KEY", secrets.token_hex(32)),
+        database_url=required("DATABASE_URL", "sqlite://data/sohbet.db"),
+        admin_password=required("ADMIN_PASSWORD", "admin"),
+        allowed_origins=origins,
+        tz=tz.lstrip(":"),
+        redis_url=env.get("REDIS_URL", "").strip(),
+        operator_name=env.get("OPERATOR_NAME", "").strip() or "Destek",
+        default_locale=locale,
+        max_message_chars=integer("MAX_MESSAGE_CHARS", 4000),
+        max_name_chars=integer("MAX_NAME_CHARS", 40),
+        admin_session_hours=integer("ADMIN_SESSION_HOURS", 12),
+        login_codes_per_hour=integer("LOGIN_CODES_PER_HOUR", 5),
+        cookie_secure=_bool(env.get("COOKIE_SECURE", "1" if production else "0")),
+        extra={k: v for k, v in env.items() if k.startswith("SOHBET_")},
+    )

@@ -1,0 +1,116 @@
+"""Turkish by default, English available: Babel .po catalogs read at start-up.
+
+Source strings are English; `app/translations/<locale>/LC_MESSAGES/messages.po` translates them.
+The current locale lives in a context variable so realtime pushes can render in the audience's
+language, outside any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from babel.messages.pofile import read_po
+
+LOCALES = ("tr", "en")
+_current: ContextVar[str] = ContextVar("sohbet_locale", default="tr")
+_catalogs: dict[str, dict[str, str]] = {}
+
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction; it is translated later, where it is shown."""
+    return message
+
+
+# Messages for SohbetError codes; the text itself is translated like any other string.
+ERRORS: dict[str, str] = {
+    "message_not_text": N_("The message must be text."),
+    "message_empty": N_("Write a message first."),
+    "message_too_long": N_("The message is too long (at most %(limit)s characters)."),
+    "name_empty": N_("Please type your name."),
+    "name_too_long": N_("The name is too long (at most %(limit)s characters)."),
+    "bad_client_id": N_("The message has no valid id; reload the page."),
+    "bad_payload": N_("The request is malformed."),
+    "bad_chat": N_("No such conversation."),
+    "not_found": N_("Not found."),
+    "forbidden": N_("You are not allowed to do this."),
+    "unauthorized": N_("Please sign in again."),
+    "wrong_password": N_("Wrong password."),
+    "code_invalid": N_("The code is wrong or has expired. Ask for a new one."),
+    "code_tries": N_("Too many wrong codes. Ask for a new one."),
+    "too_many_codes": N_("Too many codes were requested. Try again in %(minutes)s minutes."),
+    "too_many_attempts": N_("Too many attempts. Try again in %(minutes)s minutes."),
+    "csrf": N_("The form has expired. Reload the page and try again."),
+    "rate_limited": N_("You are sending too fast. Wait a moment."),
+}
+
+
+def load_catalogs(root: Path) -> None:
+    """Read every locale's .po file once (English needs none: it is the source language)."""
+    for locale in LOCALES:
+        po = root / locale / "LC_MESSAGES" / "messages.po"
+        if not po.is_file():
+            _catalogs[locale] = {}
+            continue
+        with po.open("rb") as fh:
+            catalog = read_po(fh, locale=locale)
+        _catalogs[locale] = {
+            str(m.id): str(m.string) for m in catalog if m.id and m.string and not m.fuzzy
+        }
+
+
+def catalog(locale: str) -> dict[str, str]:
+    """The translations of one locale (tests use it to find untranslated strings)."""
+    return _catalogs.get(locale, {})
+
+
+def gettext(message: str, **params: Any) -> str:
+    """Translate to the current locale, then fill `%(name)s` params."""
+    text = _catalogs.get(_current.get(), {}).get(message, message)
+    return text % params if params else text
+
+
+def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
+    """Plural-aware translation (Turkish does not inflect for number after a numeral)."""
+    chosen = singular if n == 1 else plural
+    params.setdefault("num", n)
+    return gettext(chosen, **params)
+
+
+def error_text(code: str, params: dict[str, Any]) -> str:
+    """The translated message for an error code."""
+    return gettext(ERRORS.get(code, ERRORS["bad_payload"]), **params)
+
+
+def current_locale() -> str:
+    return _current.get()
+
+
+def set_locale(locale: str) -> None:
+    """Set the locale for the rest of this task (a request or a socket event)."""
+    _current.set(locale if locale in LOCALES else LOCALES[0])
+
+
+@contextmanager
+def using_locale(locale: str) -> Iterator[None]:
+    """Render in one locale for a block, then restore the previous one."""
+    token = _current.set(locale if locale in LOCALES else LOCALES[0])
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def negotiate(cookie: str | None, accept_language: str | None, default: str) -> str:
+    """Pick the locale: an explicit choice (cookie), else the browser's first match, else default."""
+    if cookie in LOCALES:
+        return str(cookie)
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LOCALES:
+            return tag
+    return default

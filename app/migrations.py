@@ -1,0 +1,129 @@
+"""Schema migrations: one set of files for SQLite and PostgreSQL, applied in order at start-up.
+
+aerich writes dialect-specific SQL, so each step here is written once with a handful of type
+placeholders that are filled in per dialect. Every statement is plain DDL both databases accept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+log = logging.getLogger("sohbet.migrations")
+
+_TYPES = {
+    "sqlite": {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL", "ts": "TIMESTAMP", "bool": "INT"},
+    "postgres": {"pk": "BIGSERIAL NOT NULL PRIMARY KEY", "ts": "TIMESTAMPTZ", "bool": "BOOL"},
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Sequence[str]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE "conversation" (
+                "id" {pk},
+                "cid" VARCHAR(64) NOT NULL UNIQUE,
+                "visitor_name" VARCHAR(64) NOT NULL,
+                "token_hash" VARCHAR(64) NOT NULL UNIQUE,
+                "created_at" {ts} NOT NULL,
+                "last_message_at" {ts},
+                "waiting_since" {ts},
+                "last_seq" INT NOT NULL DEFAULT 0,
+                "unread_admin" INT NOT NULL DEFAULT 0,
+                "last_preview" VARCHAR(140) NOT NULL DEFAULT '',
+                "last_role" VARCHAR(16) NOT NULL DEFAULT '',
+                "locale" VARCHAR(8) NOT NULL DEFAULT 'tr',
+                "synthetic" {bool} NOT NULL DEFAULT FALSE
+            )""",
+            'CREATE INDEX "idx_conversation_waiting" ON "conversation" ("waiting_since")',
+            'CREATE INDEX "idx_conversation_last" ON "conversation" ("last_message_at")',
+            """CREATE TABLE "message" (
+                "id" {pk},
+                "conversation_id" BIGINT NOT NULL
+                    REFERENCES "conversation" ("id") ON DELETE CASCADE,
+                "seq" INT NOT NULL,
+                "client_id" VARCHAR(64) NOT NULL,
+                "role" VARCHAR(16) NOT NULL,
+                "kind" VARCHAR(16) NOT NULL DEFAULT 'text',
+                "text" TEXT NOT NULL,
+                "source" VARCHAR(16) NOT NULL DEFAULT 'web',
+                "created_at" {ts} NOT NULL,
+                "edited_at" {ts},
+                "deleted_at" {ts},
+                CONSTRAINT "uq_message_seq" UNIQUE ("conversation_id", "seq"),
+                CONSTRAINT "uq_message_client_id" UNIQUE ("conversation_id", "client_id")
+            )""",
+            """CREATE TABLE "admin_session" (
+                "token_hash" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "csrf_token" VARCHAR(64) NOT NULL,
+                "created_at" {ts} NOT NULL,
+                "expires_at" {ts} NOT NULL
+            )""",
+            """CREATE TABLE "login_code" (
+                "id" {pk},
+                "challenge_hash" VARCHAR(64) NOT NULL UNIQUE,
+                "code_hash" VARCHAR(64) NOT NULL,
+                "created_at" {ts} NOT NULL,
+                "expires_at" {ts} NOT NULL,
+                "attempts" INT NOT NULL DEFAULT 0,
+                "used_at" {ts}
+            )""",
+            'CREATE INDEX "idx_login_code_created" ON "login_code" ("created_at")',
+        ),
+    ),
+)
+
+
+def dialect_of(conn: BaseDBAsyncClient) -> str:
+    """Name the dialect ("sqlite" or "postgres") of a tortoise connection."""
+    name = conn.capabilities.dialect
+    if name not in _TYPES:
+        raise RuntimeError(f"unsupported database dialect {name!r}")
+    return name
+
+
+def render(statement: str, dialect: str) -> str:
+    """Fill a statement's type placeholders for one dialect."""
+    return statement.format(**_TYPES[dialect])
+
+
+async def migrate(conn: BaseDBAsyncClient) -> list[int]:
+    """Apply every migration the database has not seen yet; return the versions applied."""
+    dialect = dialect_of(conn)
+    await conn.execute_script(
+        'CREATE TABLE IF NOT EXISTS "schema_migration" ('
+        '"version" INT NOT NULL PRIMARY KEY, "name" VARCHAR(200) NOT NULL)'
+    )
+    applied: list[int] = []
+    async with in_transaction(conn.connection_name) as tx:
+        if dialect == "postgres":
+            # Several processes may start at once: one migrates, the others wait, then see it done.
+            await tx.execute_query("SELECT pg_advisory_xact_lock(7431001)")
+        rows = await tx.execute_query_dict('SELECT "version" FROM "schema_migration"')
+        done = {int(r["version"]) for r in rows}
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                await tx.execute_script(render(statement, dialect))
+            marks = ("$1", "$2") if dialect == "postgres" else ("?", "?")
+            await tx.execute_insert(
+                'INSERT INTO "schema_migration" ("version", "name") VALUES (%s, %s)' % marks,
+                [migration.version, migration.name],
+            )
+            log.info("applied migration %d: %s", migration.version, migration.name)
+            applied.append(migration.version)
+    return applied

@@ -1,0 +1,150 @@
+"""The Socket.IO server and live presence (who is connected right now, across tabs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Protocol
+
+import socketio
+
+from app.config import Settings
+
+log = logging.getLogger("sohbet.realtime")
+
+# A chat payload is a few KB at most; refuse anything far larger before it is parsed.
+MAX_PACKET_BYTES = 64 * 1024
+
+
+def create_sio(settings: Settings) -> socketio.AsyncServer:
+    """Build the Socket.IO server; with REDIS_URL, rooms are shared by every process via Redis."""
+    manager = None
+    if settings.redis_url:
+        manager = socketio.AsyncRedisManager(settings.redis_url, channel="sohbet")
+    # None means same-origin only; an empty list would switch the origin check off.
+    origins: list[str] | None = list(settings.allowed_origins) or None
+    return socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=manager,
+        cors_allowed_origins=origins,
+        max_http_buffer_size=MAX_PACKET_BYTES,
+        ping_interval=20,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def cookies_of(environ: dict[str, Any]) -> dict[str, str]:
+    """The cookies sent with a Socket.IO handshake."""
+    jar = SimpleCookie()
+    try:
+        jar.load(environ.get("HTTP_COOKIE", ""))
+    except CookieError:
+        return {}
+    return {key: morsel.value for key, morsel in jar.items()}
+
+
+class Presence(Protocol):
+    """Counts live sockets per key ("admin", "v:<conversation id>")."""
+
+    async def add(self, key: str, sid: str) -> bool:
+        """Register a socket; True when the key just went online."""
+
+    async def remove(self, key: str, sid: str) -> bool:
+        """Forget a socket; True when the key just went offline."""
+
+    async def online(self, key: str) -> bool: ...
+
+    async def online_many(self, keys: list[str]) -> dict[str, bool]: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryPresence:
+    """Presence for a single process."""
+
+    def __init__(self) -> None:
+        self._sids: dict[str, set[str]] = {}
+
+    async def add(self, key: str, sid: str) -> bool:
+        sids = self._sids.setdefault(key, set())
+        sids.add(sid)
+        return len(sids) == 1
+
+    async def remove(self, key: str, sid: str) -> bool:
+        sids = self._sids.get(key)
+        if not sids or sid not in sids:
+            return False
+        sids.discard(sid)
+        if not sids:
+            del self._sids[key]
+            return True
+        return False
+
+    async def online(self, key: str) -> bool:
+        return bool(self._sids.get(key))
+
+    async def online_many(self, keys: list[str]) -> dict[str, bool]:
+        return {key: bool(self._sids.get(key)) for key in keys}
+
+    async def close(self) -> None:
+        self._sids.clear()
+
+
+class RedisPresence:
+    """Presence shared by several processes: one Redis set per key, members `<process>:<sid>`."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._process = f"{socket.gethostname()}-{os.getpid()}"
+        self._mine: dict[str, set[str]] = {}
+
+    def _member(self, sid: str) -> str:
+        return f"{self._process}:{sid}"
+
+    async def add(self, key: str, sid: str) -> bool:
+        self._mine.setdefault(key, set()).add(sid)
+        pipe = self._redis.pipeline()
+        pipe.sadd(f"sohbet:presence:{key}", self._member(sid))
+        pipe.scard(f"sohbet:presence:{key}")
+        _, count = await pipe.execute()
+        return int(count) == 1
+
+    async def remove(self, key: str, sid: str) -> bool:
+        self._mine.get(key, set()).discard(sid)
+        pipe = self._redis.pipeline()
+        pipe.srem(f"sohbet:presence:{key}", self._member(sid))
+        pipe.scard(f"sohbet:presence:{key}")
+        removed, count = await pipe.execute()
+        return bool(removed) and int(count) == 0
+
+    async def online(self, key: str) -> bool:
+        return bool(await self._redis.scard(f"sohbet:presence:{key}"))
+
+    async def online_many(self, keys: list[str]) -> dict[str, bool]:
+        if not keys:
+            return {}
+        pipe = self._redis.pipeline()
+        for key in keys:
+            pipe.scard(f"sohbet:presence:{key}")
+        counts = await pipe.execute()
+        return {key: bool(count) for key, count in zip(keys, counts, strict=True)}
+
+    async def close(self) -> None:
+        # Sockets of this process are gone with it; leave no ghost "online" behind.
+        pipe = self._redis.pipeline()
+        for key, sids in self._mine.items():
+            for sid in sids:
+                pipe.srem(f"sohbet:presence:{key}", self._member(sid))
+        await pipe.execute()
+        await self._redis.aclose()
+
+
+def create_presence(settings: Settings) -> Presence:
+    """Memory presence for one process, Redis presence when REDIS_URL is set."""
+    return RedisPresence(settings.redis_url) if settings.redis_url else MemoryPresence()

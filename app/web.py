@@ -1,0 +1,107 @@
+"""Request plumbing shared by the blueprints: services, locale, errors, headers, CSRF."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from quart import Quart, Response, current_app, g, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.admin.auth import AdminAuth
+from app.chat.service import ChatService
+from app.config import Settings
+from app.core.security import same
+from app.errors import Forbidden, SohbetError
+from app.i18n import error_text, negotiate, set_locale
+
+LANG_COOKIE = "sohbet_lang"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the factory builds once and every adapter shares."""
+
+    settings: Settings
+    sio: socketio.AsyncServer
+    chat: ChatService
+    auth: AdminAuth
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions["sohbet"]
+    return svc
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def check_csrf(expected: str, form: dict[str, Any] | None = None) -> None:
+    """Every admin state change carries the session's CSRF token (header from HTMX, or field)."""
+    sent = request.headers.get("X-CSRF-Token") or (form or {}).get("csrf_token") or ""
+    if not same(str(sent), expected):
+        raise Forbidden("csrf")
+
+
+def init_app(app: Quart) -> None:
+    """Install locale negotiation, the error pages and the security headers."""
+
+    @app.before_request
+    async def choose_locale() -> None:
+        settings: Settings = app.config["SOHBET"]
+        locale = negotiate(
+            request.cookies.get(LANG_COOKIE),
+            request.headers.get("Accept-Language"),
+            settings.default_locale,
+        )
+        set_locale(locale)
+        g.locale = locale
+
+    @app.before_request
+    async def same_origin_writes() -> None:
+        # A browser always sends Origin on cross-site POSTs: refuse those not on the allow-list.
+        if request.method in {"GET", "HEAD", "OPTIONS"}:
+            return
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return
+        settings: Settings = app.config["SOHBET"]
+        own = f"{request.scheme}://{request.host}"
+        if origin != own and origin.rstrip("/") not in settings.allowed_origins:
+            raise Forbidden("forbidden")
+
+    @app.errorhandler(SohbetError)
+    async def domain_error(exc: SohbetError) -> tuple[str, int]:
+        message = error_text(exc.code, exc.params)
+        if is_htmx():
+            return await render_template("partials/alert.html", message=message), exc.status
+        return await render_template("error.html", message=message, status=exc.status), exc.status
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[str, int]:
+        status = exc.code or 500
+        message = error_text("not_found", {}) if status == 404 else (exc.description or exc.name)
+        if is_htmx():
+            return await render_template("partials/alert.html", message=message), status
+        return await render_template("error.html", message=message, status=status), status
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

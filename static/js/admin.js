@@ -1,0 +1,73 @@
+import { Conversation, followViewport, fragment, wire } from "./chat.js";
+
+const list = document.getElementById("conversation-list");
+const pane = document.getElementById("pane");
+const banner = document.getElementById("connection-banner");
+let current = null;
+followViewport();
+
+const socket = window.io("/chat", { auth: { as: "admin" } });
+
+function markActive() {
+  list.querySelectorAll(".conv").forEach((row) => {
+    row.classList.toggle("conv--active", row.dataset.chatId === current?.chatId);
+  });
+  document.body.classList.toggle("admin--pane-open", Boolean(current));
+}
+
+function mount() {
+  current?.leave();
+  const root = pane.querySelector("#conversation");
+  current = root ? new Conversation(socket, root) : null;
+  if (current && socket.connected) current.join();
+  markActive();
+}
+
+function sortRows() {
+  const rows = [...list.querySelectorAll(".conv")];
+  rows.sort((a, b) => (a.dataset.sort < b.dataset.sort ? -1 : a.dataset.sort > b.dataset.sort ? 1 : 0));
+  rows.forEach((row) => list.insertBefore(row, list.querySelector(".conv-list__empty")));
+}
+
+wire(socket, () => current, (online) => { banner.hidden = online; });
+
+socket.on("connect_error", (err) => {
+  banner.hidden = false;
+  if (err && err.message === "unauthorized") window.location.assign("/admin");
+});
+
+socket.on("chat:message", (m) => {
+  if (current?.chatId === m.chat_id && m.role === "visitor" && document.visibilityState === "visible") {
+    socket.emit("read", { chat_id: m.chat_id });
+  }
+});
+
+socket.on("admin:conversation", ({ html }) => {
+  const row = fragment(html);
+  const old = document.getElementById(row.id);
+  if (old) old.replaceWith(row); else list.prepend(row);
+  window.htmx?.process(row);
+  sortRows();
+  markActive();
+  if (row.dataset.chatId === current?.chatId) {
+    const status = pane.querySelector("#visitor-status");
+    const online = row.querySelector(".status__dot--online") !== null;
+    status?.classList.toggle("status--online", online);
+    status?.classList.toggle("status--offline", !online);
+  }
+});
+
+socket.on("admin:removed", ({ chat_id }) => {
+  list.querySelector(`[data-chat-id="${CSS.escape(chat_id)}"]`)?.remove();
+  if (current?.chatId === chat_id) {
+    current = null;
+    pane.replaceChildren();
+    markActive();
+  }
+});
+
+document.body.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target === pane) mount();
+});
+
+mount();

@@ -1,0 +1,256 @@
+// The chat client shared by the visitor page and the admin panel.
+// It never builds markup from data: the server sends rendered fragments and this file swaps
+// them in. Delivery: every send carries a client id and stays in a localStorage outbox until
+// the server acknowledges it (after commit); on reconnect the page sends the last sequence
+// number it has and the server replays what it missed. A message is inserted once, by seq.
+
+const TYPING_EVERY_MS = 2000;
+const TYPING_SHOWN_MS = 3500;
+const ACK_TIMEOUT_MS = 8000;
+
+export function newClientId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function fragment(html) {
+  const tpl = document.createElement("template");
+  tpl.innerHTML = html.trim();
+  return tpl.content.firstElementChild;
+}
+
+function storageGet(key) {
+  try { return JSON.parse(localStorage.getItem(key) || "[]"); } catch { return []; }
+}
+
+function storageSet(key, value) {
+  try {
+    if (value.length) localStorage.setItem(key, JSON.stringify(value));
+    else localStorage.removeItem(key);
+  } catch { /* private mode: the in-memory outbox still works */ }
+}
+
+export class Conversation {
+  constructor(socket, root) {
+    this.socket = socket;
+    this.root = root;
+    this.chatId = root.dataset.chatId;
+    this.role = root.dataset.role;
+    this.list = root.querySelector("#messages");
+    this.scroller = root.querySelector(".chat__body");
+    this.typing = root.querySelector("#typing");
+    this.form = root.querySelector("#composer");
+    this.input = this.form.querySelector("textarea");
+    this.error = root.querySelector("#composer-error");
+    this.pendingTemplate = root.querySelector("#pending-template");
+    this.lastSeq = this.maxSeqInPage();
+    this.outboxKey = `sohbet:outbox:${this.role}:${this.chatId}`;
+    this.outbox = storageGet(this.outboxKey);
+    this.sending = false;
+    this.lastTypingSent = 0;
+    this.typingTimer = null;
+    this.retryTimer = null;
+    this.outbox.forEach((item) => this.showPending(item));
+    this.bindComposer();
+    this.scrollToEnd(false);
+  }
+
+  maxSeqInPage() {
+    const last = this.list.lastElementChild;
+    return last ? Number(last.dataset.seq || 0) : 0;
+  }
+
+  bindComposer() {
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.submit();
+      }
+    });
+    this.input.addEventListener("input", () => {
+      this.autosize();
+      const now = Date.now();
+      if (now - this.lastTypingSent > TYPING_EVERY_MS && this.socket.connected) {
+        this.lastTypingSent = now;
+        this.socket.emit("typing", { chat_id: this.chatId });
+      }
+    });
+    this.root.querySelectorAll("[data-emoji]").forEach((button) => {
+      button.addEventListener("click", () => {
+        const { selectionStart: start, selectionEnd: end, value } = this.input;
+        const emoji = button.dataset.emoji;
+        this.input.value = value.slice(0, start) + emoji + value.slice(end);
+        this.input.selectionStart = this.input.selectionEnd = start + emoji.length;
+        this.input.focus();
+        this.autosize();
+      });
+    });
+  }
+
+  autosize() {
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 160)}px`;
+  }
+
+  submit() {
+    const text = this.input.value.trim();
+    if (!text) return;
+    this.hideError();
+    const item = { client_id: newClientId(), text };
+    this.outbox.push(item);
+    storageSet(this.outboxKey, this.outbox);
+    this.showPending(item);
+    this.input.value = "";
+    this.autosize();
+    this.flush();
+  }
+
+  showPending(item) {
+    const node = this.pendingTemplate.content.firstElementChild.cloneNode(true);
+    node.dataset.clientId = item.client_id;
+    node.querySelector(".msg__text").textContent = item.text;
+    this.list.appendChild(node);
+    this.scrollToEnd(true);
+  }
+
+  dropPending(clientId) {
+    this.list.querySelectorAll(".msg--pending").forEach((node) => {
+      if (node.dataset.clientId === clientId) node.remove();
+    });
+  }
+
+  // Send the outbox in order, one at a time; an unacknowledged send is retried with the same id.
+  flush() {
+    if (this.sending || !this.socket.connected || !this.outbox.length) return;
+    const item = this.outbox[0];
+    this.sending = true;
+    const payload = {
+      chat_id: this.chatId, role: this.role, type: "text", text: item.text,
+      time: new Date().toISOString(), client_id: item.client_id,
+    };
+    this.socket.timeout(ACK_TIMEOUT_MS).emit("send", payload, (err, ack) => {
+      this.sending = false;
+      if (err || !ack || ack.error === "server_error") {
+        this.retrySoon();
+        return;
+      }
+      this.outbox.shift();
+      storageSet(this.outboxKey, this.outbox);
+      if (ack.ok) {
+        this.insert(ack.message);
+      } else {
+        // Refused for good (too long, empty…): give the text back so nothing is lost.
+        this.dropPending(item.client_id);
+        if (!this.input.value) this.input.value = item.text;
+        this.showError(ack.message);
+      }
+      this.flush();
+    });
+  }
+
+  retrySoon() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.flush(), 1000);
+  }
+
+  join() {
+    this.socket.timeout(ACK_TIMEOUT_MS).emit(
+      "join", { chat_id: this.chatId, last_seq: this.lastSeq }, (err, ack) => {
+        if (err) { setTimeout(() => this.socket.connected && this.join(), 1000); return; }
+        if (!ack.ok) { this.showError(ack.message); return; }
+        if (ack.more) { this.join(); return; }
+        this.flush();
+      },
+    );
+  }
+
+  leave() {
+    if (this.socket.connected) this.socket.emit("leave", { chat_id: this.chatId });
+    clearTimeout(this.retryTimer);
+  }
+
+  // Insert a server-rendered message once, in seq order; replace it if it was edited.
+  insert(message) {
+    if (!message || message.chat_id !== this.chatId) return;
+    this.dropPending(message.client_id);
+    const existing = this.list.querySelector(`[data-seq="${message.seq}"]`);
+    if (existing && !message.edited) return;
+    const node = fragment(message.html);
+    const stick = this.nearEnd() || message.role === this.role;
+    if (existing) {
+      existing.replaceWith(node);
+    } else {
+      let after = this.list.lastElementChild;
+      while (after && (after.classList.contains("msg--pending") || Number(after.dataset.seq) > message.seq)) {
+        after = after.previousElementSibling;
+      }
+      if (after) after.after(node); else this.list.prepend(node);
+      // Pending bubbles stay last: they are newer than anything stored.
+      this.list.querySelectorAll(".msg--pending").forEach((p) => this.list.appendChild(p));
+    }
+    if (window.htmx) window.htmx.process(node);
+    this.lastSeq = Math.max(this.lastSeq, message.seq);
+    if (message.role !== this.role) this.hideTyping();
+    this.scrollToEnd(stick);
+  }
+
+  remove(seqs) {
+    seqs.forEach((seq) => this.list.querySelector(`[data-seq="${seq}"]`)?.remove());
+  }
+
+  showTyping() {
+    if (!this.typing) return;
+    this.typing.hidden = false;
+    this.scrollToEnd(this.nearEnd());
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.hideTyping(), TYPING_SHOWN_MS);
+  }
+
+  hideTyping() {
+    if (this.typing) this.typing.hidden = true;
+  }
+
+  showError(text) {
+    this.error.textContent = text || "";
+    this.error.hidden = !text;
+  }
+
+  hideError() { this.showError(""); }
+
+  nearEnd() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+  }
+
+  scrollToEnd(really) {
+    if (really) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+}
+
+// Route the namespace's events to whichever conversation is on screen.
+export function wire(socket, current, onConnectionChange) {
+  socket.on("connect", () => { onConnectionChange(true); current()?.join(); });
+  socket.on("disconnect", () => onConnectionChange(false));
+  socket.on("chat:history", (messages) => messages.forEach((m) => current()?.insert(m)));
+  socket.on("chat:message", (m) => current()?.insert(m));
+  socket.on("chat:deleted", ({ chat_id, seqs }) => {
+    if (current()?.chatId === chat_id) current().remove(seqs);
+  });
+  socket.on("chat:typing", ({ chat_id }) => {
+    if (current()?.chatId === chat_id) current().showTyping();
+  });
+}
+
+// Keep the composer above the on-screen keyboard: size the app to the visual viewport.
+export function followViewport() {
+  const vv = window.visualViewport;
+  if (!vv) return;
+  const apply = () => document.documentElement.style.setProperty("--app-height", `${vv.height}px`);
+  vv.addEventListener("resize", apply);
+  apply();
+}

@@ -1,0 +1,38 @@
+"""Fixtures: the app built from its factory and served by real Hypercorn, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import admin_login
+from tests.support.server import Server, create_pg_database, drop_pg_database
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    """A server on a fresh database of each kind (the module's tests run against both)."""
+    workdir = tmp_path_factory.mktemp("server")
+    pg_name = None
+    if request.param == "postgres":
+        url, pg_name = await create_pg_database()
+    else:
+        url = f"sqlite://{workdir / 'sohbet.db'}"
+    srv = Server(database_url=url, workdir=workdir, env_extra=getattr(request.module, "SERVER_ENV", {}))
+    await srv.start()
+    yield srv
+    srv.stop()
+    if pg_name:
+        await drop_pg_database(pg_name)
+
+
+@pytest.fixture(scope="module")
+async def admin_token(server: Server) -> str:
+    return await admin_login(server)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,135 @@
+"""Real HTTP and Socket.IO clients for the tests, acting as a visitor or the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import socketio
+
+from tests.support.server import ADMIN_PASSWORD, Server
+
+VISITOR_COOKIE = "sohbet_visitor"
+ADMIN_COOKIE = "sohbet_admin"
+
+
+def cookie_from(resp: aiohttp.ClientResponse, name: str) -> str | None:
+    morsel = resp.cookies.get(name)
+    return morsel.value if morsel is not None else None
+
+
+async def start_visitor(base_url: str, name: str = "Eda") -> tuple[str, str]:
+    """Open a conversation through the real form; return (visitor token, CID)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.post(base_url + "/start", data={"name": name}, allow_redirects=False) as resp:
+            assert resp.status == 303, await resp.text()
+            token = cookie_from(resp, VISITOR_COOKIE)
+        assert token
+        async with http.get(base_url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}) as resp:
+            page = await resp.text()
+    match = re.search(r'data-chat-id="([^"]+)"', page)
+    assert match, page
+    return token, match.group(1)
+
+
+async def admin_login(server: Server) -> str:
+    """Sign in as the operator with the password and the code from the server log."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.post(
+            server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303, await resp.text()
+            challenge = cookie_from(resp, "sohbet_login")
+        code = server.last_login_code()
+        async with http.post(
+            server.url + "/admin/verify",
+            data={"code": code},
+            headers={"Cookie": f"sohbet_login={challenge}"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303, await resp.text()
+            token = cookie_from(resp, ADMIN_COOKIE)
+    assert token
+    return token
+
+
+async def admin_csrf(base_url: str, admin_token: str) -> str:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(base_url + "/admin", headers={"Cookie": f"{ADMIN_COOKIE}={admin_token}"}) as r:
+            page = await r.text()
+    match = re.search(r'"X-CSRF-Token": "([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+class Peer:
+    """A Socket.IO client on `/chat` that records every event it receives."""
+
+    def __init__(self, base_url: str, cookie: str, role: str) -> None:
+        self.base_url = base_url
+        self.cookie = cookie
+        self.role = role
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: dict[str, list[Any]] = defaultdict(list)
+        self._changed = asyncio.Event()
+        for name in (
+            "chat:message", "chat:history", "chat:deleted", "chat:typing", "chat:error",
+            "chat:closed", "presence:operator", "admin:conversation", "admin:removed",
+        ):
+            self.sio.on(name, self._recorder(name), namespace="/chat")
+
+    def _recorder(self, name: str) -> Any:
+        async def record(data: Any = None) -> None:
+            self.events[name].append(data)
+            self._changed.set()
+
+        return record
+
+    async def connect(self) -> Peer:
+        await self.sio.connect(
+            self.base_url,
+            namespaces=["/chat"],
+            headers={"Cookie": self.cookie},
+            auth={"as": self.role},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        return self
+
+    async def call(self, event: str, data: Any, timeout: float = 10) -> Any:
+        return await self.sio.call(event, data, namespace="/chat", timeout=timeout)
+
+    async def wait_for(self, name: str, predicate: Any = None, timeout: float = 10) -> Any:
+        """Wait until an event matching predicate has arrived; return it."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for item in self.events[name]:
+                if predicate is None or predicate(item):
+                    return item
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"no {name} event matching in {timeout}s: {self.events[name]!r}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+async def visitor_peer(base_url: str, token: str) -> Peer:
+    return await Peer(base_url, f"{VISITOR_COOKIE}={token}", "visitor").connect()
+
+
+async def admin_peer(base_url: str, token: str) -> Peer:
+    return await Peer(base_url, f"{ADMIN_COOKIE}={token}", "admin").connect()
+
+
+def client_id() -> str:
+    return secrets.token_hex(8)

@@ -96,7 +96,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self.save_session(
                     sid, {"role": "admin", "locale": self.chat.settings.default_locale}
                 )
-                await self.enter_room(sid, ADMINS_ROOM)
+                # A socket for a single conversation (a pop-out, a load test) can skip the list feed.
+                if not (isinstance(auth, dict) and auth.get("watch_list") is False):
+                    await self.enter_room(sid, ADMINS_ROOM)
                 if await self.chat.presence.add("admin", sid):
                     await self.chat.publish_operator_status(True)
                 return

@@ -1,0 +1,893 @@
+"""Chat load benchmark: the real server (Hypercorn + python-socketio) vs the seed-design baseline.
+
+    .venv/bin/python bench/chat_load.py suite              # everything in bench/README.md (~7 min)
+    .venv/bin/python bench/chat_load.py load --target real --pairs 1000 --rates 200 --duration 20
+    .venv/bin/python bench/chat_load.py load --target seed --pairs 200 --rates 250,500,1000
+    .venv/bin/python bench/chat_load.py idle --target real --counts 2000,10000
+
+Each command starts its own server on a free 127.0.0.1 port with a fresh database under
+bench/results/, drives it from several worker processes (one asyncio loop each, a thin Socket.IO
+client per socket: bench/sio_client.py), prints one line per step plus a JSON summary, writes the
+JSON to bench/results/, and stops the server. Nothing runs unbounded.
+
+Load scenario: N pairs, each a visitor socket and an admin socket joined to the visitor's
+conversation. Visitors send at a fixed aggregate rate (open loop, evenly spread, acks not awaited);
+the admin socket of the pair measures when `chat:message` arrives. Latency = arrival at the
+admin socket minus the moment the visitor's `send` was written to its socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+RESULTS = BENCH / "results"
+TEXT = "Merhaba, siparişim hâlâ gelmedi; yardımcı olur musunuz? #"
+
+# Ramp steps (msg/s) shared by both targets, so the two ramps are the same ramp.
+RAMP = [250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
+
+
+def pct(values: list[float], p: float) -> float | None:
+    """The p-th percentile (nearest rank) of a list, or None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return round(ordered[rank - 1], 2)
+
+
+# Worker process -------------------------------------------------------------------------------
+
+
+class Worker:
+    """One load-generator process: its share of the sockets, on its own asyncio loop."""
+
+    def __init__(self, conn: Any, index: int) -> None:
+        self.conn = conn
+        self.index = index
+        self.pairs: list[tuple[Any, Any, str]] = []  # (visitor client, admin client, chat id)
+        self.idle: list[Any] = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.sent: dict[str, float] = {}
+        self.acked: set[str] = set()
+        self.ack_failed = 0
+        self.ack_errors: Counter[str] = Counter()
+        self.ack_lat: list[float] = []
+        self.received: set[str] = set()
+        self.lat: list[float] = []
+        self.dup = 0
+        self.unexpected = 0
+        self.echo = 0
+
+    # Events ------------------------------------------------------------------------------------
+
+    def on_admin_event(self, client: Any, raw: str) -> None:
+        if not raw.startswith('["chat:message"'):
+            return
+        now = time.monotonic()
+        message = json.loads(raw)[1]
+        cid = message.get("client_id")
+        t0 = self.sent.get(cid)
+        if t0 is None:
+            self.unexpected += 1  # a late message of an earlier step
+        elif cid in self.received:
+            self.dup += 1
+        else:
+            self.received.add(cid)
+            self.lat.append((now - t0) * 1000)
+
+    def on_visitor_event(self, client: Any, raw: str) -> None:
+        # The visitor's own message comes back to its room too; counting it needs no parsing.
+        if raw.startswith('["chat:message"'):
+            self.echo += 1
+
+    def on_ack(self, cid: str, payload: Any) -> None:
+        if isinstance(payload, dict) and payload.get("ok"):
+            self.acked.add(cid)
+            self.ack_lat.append((time.monotonic() - self.sent[cid]) * 1000)
+        else:
+            self.ack_failed += 1
+            code = payload.get("error", "?") if isinstance(payload, dict) else "socket closed"
+            self.ack_errors[str(code)] += 1
+
+    # Operations --------------------------------------------------------------------------------
+
+    async def op_connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Connect and join a visitor and an admin socket for every pair."""
+        from sio_client import SioClient, ws_url
+
+        url = ws_url(cmd["base_url"])
+        gate = asyncio.Semaphore(cmd.get("concurrency", 50))
+        errors: Counter[str] = Counter()
+        timings: list[float] = []
+
+        async def one(spec: dict[str, Any]) -> None:
+            async with gate:
+                t0 = time.monotonic()
+                visitor = SioClient(
+                    url,
+                    cookie=spec["visitor_cookie"],
+                    auth={"as": "visitor"},
+                    on_event=self.on_visitor_event,
+                    compression=cmd["compression"],
+                )
+                admin = SioClient(
+                    url,
+                    cookie=spec["admin_cookie"],
+                    auth={"as": "admin", "watch_list": False},
+                    on_event=self.on_admin_event,
+                    compression=cmd["compression"],
+                )
+                try:
+                    await visitor.connect(cmd["timeout"])
+                    await admin.connect(cmd["timeout"])
+                    for client in (admin, visitor):
+                        ack = await client.call(
+                            "join", {"chat_id": spec["chat_id"], "last_seq": 0}, cmd["timeout"]
+                        )
+                        if not (isinstance(ack, dict) and ack.get("ok")):
+                            raise RuntimeError(f"join refused: {ack!r:.100}")
+                except Exception as exc:  # counted, reported; the pair is left out
+                    errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                    for client in (visitor, admin):
+                        self.idle.append(client)  # closed at the end, with the rest
+                    return
+                timings.append((time.monotonic() - t0) * 1000)
+                self.pairs.append((visitor, admin, spec["chat_id"]))
+
+        tasks = [asyncio.create_task(one(spec)) for spec in cmd["pairs"]]
+        _done, pending = await asyncio.wait(tasks, timeout=cmd["deadline"])
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            errors[f"not connected within the {cmd['deadline']} s connect deadline"] += len(pending)
+        return {
+            "requested": len(cmd["pairs"]),
+            "pairs": len(self.pairs),
+            "errors": dict(errors),
+            "pair_connect_ms_p50": pct(timings, 50),
+            "pair_connect_ms_p99": pct(timings, 99),
+        }
+
+    async def op_idle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Open `count` more sockets that only connect to the namespace and stay idle."""
+        from sio_client import SioClient, ws_url
+
+        url = ws_url(cmd["base_url"])
+        gate = asyncio.Semaphore(cmd.get("concurrency", 50))
+        errors: Counter[str] = Counter()
+        cookies = cmd["cookies"]
+        opened: list[Any] = []
+
+        async def one(i: int) -> None:
+            async with gate:
+                client = SioClient(
+                    url,
+                    cookie=cookies[i % len(cookies)] if cookies else None,
+                    auth={"as": cmd["role"]}
+                    | ({"watch_list": False} if cmd["role"] == "admin" else {}),
+                    compression=cmd["compression"],
+                )
+                try:
+                    await client.connect(cmd["timeout"])
+                except Exception as exc:
+                    errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                opened.append(client)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(cmd["count"])]
+        _done, pending = await asyncio.wait(tasks, timeout=cmd["deadline"])
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            errors[f"not connected within the {cmd['deadline']} s connect deadline"] += len(pending)
+        self.idle.extend(opened)
+        return {"requested": cmd["count"], "errors": dict(errors), **self.status()}
+
+    def status(self) -> dict[str, int]:
+        def live(clients: list[Any]) -> int:
+            return sum(1 for c in clients if c.ws is not None and not c.closed)
+
+        return {
+            "idle_open": live(self.idle),
+            "visitors_open": live([p[0] for p in self.pairs]),
+            "admins_open": live([p[1] for p in self.pairs]),
+        }
+
+    async def op_status(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        return self.status()
+
+    async def op_run(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Send `rate` msg/s for `duration` s on an open-loop schedule, then drain."""
+        self.reset()
+        rate: float = cmd["rate"]
+        pairs = self.pairs
+        total = round(rate * cmd["duration"]) if pairs and rate > 0 else 0
+        interval = 1.0 / rate if rate > 0 else 0.0
+        prefix = f"w{self.index}s{cmd['step']}m"
+        base = cmd["start_at"] + cmd["offset"]
+        lags: list[float] = []
+        cpu0 = time.process_time()
+        n = len(pairs)
+        i = 0
+        await asyncio.sleep(max(0.0, base - time.monotonic()))
+        while i < total:
+            now = time.monotonic()
+            due = base + i * interval
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            # Open loop: everything that is due goes out now, behind schedule or not.
+            while i < total and base + i * interval <= now:
+                visitor, _admin, chat_id = pairs[i % n]
+                cid = f"{prefix}{i:07d}"
+                t0 = time.monotonic()
+                lags.append((t0 - (base + i * interval)) * 1000)
+                self.sent[cid] = t0
+                await visitor.emit(
+                    "send",
+                    {"chat_id": chat_id, "type": "text", "text": f"{TEXT}{i}", "client_id": cid},
+                    lambda payload, cid=cid: self.on_ack(cid, payload),
+                )
+                i += 1
+        send_end = time.monotonic()
+        deadline = send_end + cmd["drain"]
+        while time.monotonic() < deadline:
+            answered = len(self.acked) + self.ack_failed
+            if answered >= len(self.sent) and self.acked <= self.received:
+                break
+            await asyncio.sleep(0.02)
+        cpu = time.process_time() - cpu0
+        lost = len(self.acked - self.received)
+        return {
+            "sent": len(self.sent),
+            "send_seconds": round(send_end - base, 3),
+            "acked": len(self.acked),
+            "ack_failed": self.ack_failed,
+            "ack_errors": dict(self.ack_errors),
+            "ack_pending": len(self.sent) - len(self.acked) - self.ack_failed,
+            "received": len(self.received),
+            "received_unacked": len(self.received - self.acked),
+            "dup": self.dup,
+            "late_from_earlier_step": self.unexpected,
+            "echo": self.echo,
+            "lost": lost,
+            "lat": self.lat,
+            "ack_lat": self.ack_lat,
+            "lag_p99_ms": pct(lags, 99),
+            "lag_max_ms": round(max(lags), 2) if lags else None,
+            "cpu_seconds": round(cpu, 3),
+            "wall_seconds": round(time.monotonic() - base, 3),
+        }
+
+    async def op_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        clients = [c for p in self.pairs for c in p[:2]] + self.idle
+        for start in range(0, len(clients), 500):
+            batch = clients[start : start + 500]
+            await asyncio.wait(
+                [asyncio.create_task(c.close()) for c in batch], timeout=10
+            ) if batch else None
+        return {"closed": len(clients)}
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            cmd = await loop.run_in_executor(None, self.conn.recv)
+            op = cmd["op"]
+            try:
+                reply = await getattr(self, f"op_{op}")(cmd)
+            except Exception as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            self.conn.send(reply)
+            if op == "close":
+                return
+
+
+def worker_main(conn: Any, index: int) -> None:
+    from servers import raise_nofile
+
+    raise_nofile()
+    asyncio.run(Worker(conn, index).serve())
+
+
+class Pool:
+    """The load-generator processes, driven by request/reply over pipes."""
+
+    def __init__(self, size: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.conns = []
+        self.procs = []
+        for i in range(size):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child, i), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def __len__(self) -> int:
+        return len(self.procs)
+
+    def request(self, cmds: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+        for conn, cmd in zip(self.conns, cmds, strict=True):
+            conn.send(cmd)
+        deadline = time.monotonic() + timeout
+        replies = []
+        for i, conn in enumerate(self.conns):
+            if not conn.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"load worker {i} did not answer {cmds[i]['op']} in {timeout} s")
+            reply = conn.recv()
+            if "error" in reply:
+                raise RuntimeError(f"load worker {i}: {reply['error']}")
+            replies.append(reply)
+        return replies
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send({"op": "close"})
+            except OSError:
+                pass
+        deadline = time.monotonic() + 20
+        for conn in self.conns:
+            try:
+                conn.poll(max(0.0, deadline - time.monotonic())) and conn.recv()
+            except (OSError, EOFError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+
+
+def split(items: list[Any], parts: int) -> list[list[Any]]:
+    return [items[i::parts] for i in range(parts)]
+
+
+# Scenarios ------------------------------------------------------------------------------------
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def log_errors(text: str) -> int:
+    return sum(1 for line in text.splitlines() if "Traceback" in line or " ERROR " in line)
+
+
+def run_load(
+    target: str,
+    pairs: int,
+    rates: list[float],
+    duration: float,
+    *,
+    workers: int = 4,
+    compression: bool = True,
+    drain: float = 10.0,
+    stop_on_fail: bool = True,
+    connect_deadline: float = 60.0,
+    seed_args: list[str] | None = None,
+    label: str = "",
+    quiet: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, Any]:
+    """Connect `pairs` visitor/admin pairs, then run each rate for `duration` seconds."""
+    from servers import Sampler, setup_accounts, start_server, wait_quiet
+
+    before = wait_quiet(*quiet) if quiet[1] > 0 else None
+    run_dir = RESULTS / f"{stamp()}-{target}-load-{pairs}"
+    started = time.monotonic()
+    server = start_server(target, run_dir, seed_args=seed_args)
+    sampler = Sampler(server).start()
+    pool: Pool | None = None
+    out: dict[str, Any] = {
+        "scenario": "load",
+        "label": label,
+        "target": target,
+        "pairs_requested": pairs,
+        "duration_s": duration,
+        "compression": compression,
+        "workers": workers,
+        "seed_args": seed_args or [],
+        "machine_before": before,
+        "steps": [],
+    }
+    try:
+        if target == "real":
+            t0 = time.monotonic()
+            accounts = asyncio.run(setup_accounts(server, pairs))
+            out["account_setup_s"] = round(time.monotonic() - t0, 1)
+            specs = [
+                {"visitor_cookie": cookie, "admin_cookie": accounts.admin_cookie, "chat_id": cid}
+                for cookie, cid in accounts.visitors
+            ]
+        else:
+            specs = [
+                {"visitor_cookie": None, "admin_cookie": None, "chat_id": f"seed-{i:05d}"}
+                for i in range(pairs)
+            ]
+        pool = Pool(workers)
+        sampler.gen_pids = [proc.pid for proc in pool.procs]
+        t0 = time.monotonic()
+        replies = pool.request(
+            [
+                {
+                    "op": "connect",
+                    "base_url": server.base_url,
+                    "pairs": part,
+                    "compression": compression,
+                    "timeout": 20,
+                    "deadline": connect_deadline,
+                    "concurrency": 50,
+                }
+                for part in split(specs, workers)
+            ],
+            timeout=connect_deadline + 40,
+        )
+        ready = [r["pairs"] for r in replies]
+        errors: Counter[str] = Counter()
+        for r in replies:
+            errors.update(r["errors"])
+        rss_connected = sampler.sample()
+        out.update(
+            pairs_connected=sum(ready),
+            sockets_connected=2 * sum(ready),
+            connect_s=round(time.monotonic() - t0, 1),
+            connect_errors=dict(errors),
+            server_rss_connected_mib=round(rss_connected.rss / 2**20, 1) if rss_connected else None,
+        )
+        print(
+            f"[{target}] {sum(ready)}/{pairs} pairs connected and joined "
+            f"({2 * sum(ready)} sockets) in {out['connect_s']} s"
+            + (f"; errors: {dict(errors)}" if errors else ""),
+            flush=True,
+        )
+        if sum(ready) == 0:
+            raise RuntimeError("no pair could connect")
+        for step, rate in enumerate(rates):
+            start_at = time.monotonic() + 1.0
+            cmds = [
+                {
+                    "op": "run",
+                    "step": step,
+                    "rate": rate * ready[w] / sum(ready),
+                    "duration": duration,
+                    "start_at": start_at,
+                    "offset": w / rate,
+                    "drain": drain,
+                }
+                for w in range(workers)
+            ]
+            replies = pool.request(cmds, timeout=duration + drain + 60)
+            server_window = sampler.window(start_at, start_at + duration)
+            result = aggregate(rate, duration, replies, server_window, sum(ready), pairs)
+            out["steps"].append(result)
+            print(step_line(target, result), flush=True)
+            if stop_on_fail and not result["sustained"]:
+                break
+            time.sleep(1.0)
+        out["status_after"] = pool.request([{"op": "status"}] * workers, timeout=30)
+    finally:
+        if pool is not None:
+            pool.close()
+        sampler.stop()
+        server.stop()
+        out["server_log_errors"] = log_errors(server.log_text())
+        out["wall_s"] = round(time.monotonic() - started, 1)
+    sustained = [s["rate"] for s in out["steps"] if s["sustained"]]
+    out["max_sustained_rate"] = max(sustained) if sustained else 0
+    return out
+
+
+def aggregate(
+    rate: float,
+    duration: float,
+    replies: list[dict[str, Any]],
+    server_window: dict[str, float],
+    pairs_ready: int,
+    pairs_requested: int,
+) -> dict[str, Any]:
+    lat = [x for r in replies for x in r["lat"]]
+    ack_lat = [x for r in replies for x in r["ack_lat"]]
+    total = {
+        key: sum(r[key] for r in replies)
+        for key in (
+            "sent",
+            "acked",
+            "ack_failed",
+            "ack_pending",
+            "received",
+            "received_unacked",
+            "dup",
+            "late_from_earlier_step",
+            "echo",
+            "lost",
+        )
+    }
+    ack_errors: Counter[str] = Counter()
+    for r in replies:
+        ack_errors.update(r["ack_errors"])
+    send_seconds = max(r["send_seconds"] for r in replies)
+    gen_cpu = sum(r["cpu_seconds"] for r in replies)
+    wall = max(r["wall_seconds"] for r in replies)
+    result: dict[str, Any] = {
+        "rate": rate,
+        "pairs": pairs_ready,
+        **total,
+        "ack_errors": dict(ack_errors),
+        "achieved_rate": round(total["sent"] / send_seconds, 1) if send_seconds else 0,
+        "p50_ms": pct(lat, 50),
+        "p95_ms": pct(lat, 95),
+        "p99_ms": pct(lat, 99),
+        "max_ms": round(max(lat), 2) if lat else None,
+        "ack_p50_ms": pct(ack_lat, 50),
+        "ack_p99_ms": pct(ack_lat, 99),
+        "gen_lag_p99_ms": max((r["lag_p99_ms"] or 0) for r in replies),
+        "gen_lag_max_ms": max((r["lag_max_ms"] or 0) for r in replies),
+        "gen_cpu_pct": server_window.get(
+            "gen_cpu_pct", round(100 * gen_cpu / wall, 1) if wall else None
+        ),
+        "server_cpu_pct": server_window.get("cpu_pct"),
+        "other_cpu_pct": server_window.get("other_cpu_pct"),
+        "machine_busy_pct": server_window.get("machine_busy_pct"),
+        "steal_pct": server_window.get("steal_pct"),
+        "server_rss_peak_mib": server_window.get("rss_peak_mib"),
+        "server_rss_main_peak_mib": server_window.get("rss_main_peak_mib"),
+    }
+    expected = round(rate * duration)
+    result["sustained"] = bool(
+        pairs_ready == pairs_requested
+        and total["sent"] >= 0.98 * expected
+        and result["achieved_rate"] >= 0.95 * rate
+        and total["ack_failed"] == 0
+        and total["ack_pending"] == 0
+        and total["lost"] == 0
+        and total["dup"] == 0
+        and total["received"] == total["acked"]
+        and result["p99_ms"] is not None
+        and result["p99_ms"] < 100
+    )
+    return result
+
+
+def step_line(target: str, s: dict[str, Any]) -> str:
+    return (
+        f"[{target}] rate {s['rate']:>6g}/s pairs {s['pairs']}: sent {s['sent']} "
+        f"(achieved {s['achieved_rate']}/s) acked {s['acked']} ack_failed {s['ack_failed']} "
+        f"pending {s['ack_pending']} received {s['received']} lost {s['lost']} dup {s['dup']} | "
+        f"latency p50 {s['p50_ms']} p95 {s['p95_ms']} p99 {s['p99_ms']} max {s['max_ms']} ms | "
+        f"ack p99 {s['ack_p99_ms']} ms | server CPU {s['server_cpu_pct']}% "
+        f"RSS peak {s['server_rss_peak_mib']} MiB | generator CPU {s['gen_cpu_pct']}% "
+        f"lag p99 {s['gen_lag_p99_ms']} ms | other processes CPU {s['other_cpu_pct']}% "
+        f"| {'SUSTAINED' if s['sustained'] else 'not sustained'}"
+    )
+
+
+def run_idle(
+    target: str,
+    counts: list[int],
+    *,
+    workers: int = 4,
+    compression: bool = True,
+    visitors: int = 4,
+    warmup: int = 50,
+    settle: float = 5.0,
+    connect_deadline: float = 90.0,
+    seed_args: list[str] | None = None,
+    label: str = "",
+    quiet: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, Any]:
+    """Open idle visitor sockets up to each count; report the server's RSS per connection."""
+    from servers import Sampler, setup_accounts, start_server, wait_quiet
+
+    before = wait_quiet(*quiet) if quiet[1] > 0 else None
+    run_dir = RESULTS / f"{stamp()}-{target}-idle"
+    started = time.monotonic()
+    server = start_server(target, run_dir, seed_args=seed_args)
+    sampler = Sampler(server, interval=0.5).start()
+    pool: Pool | None = None
+    out: dict[str, Any] = {
+        "scenario": "idle",
+        "label": label,
+        "target": target,
+        "compression": compression,
+        "workers": workers,
+        "warmup_sockets": warmup,
+        "seed_args": seed_args or [],
+        "machine_before": before,
+        "levels": [],
+    }
+    try:
+        cookies: list[str] = []
+        if target == "real":
+            accounts = asyncio.run(setup_accounts(server, visitors))
+            cookies = [cookie for cookie, _ in accounts.visitors]
+        pool = Pool(workers)
+        sampler.gen_pids = [proc.pid for proc in pool.procs]
+
+        def open_more(count: int) -> list[dict[str, Any]]:
+            assert pool is not None
+            return pool.request(
+                [
+                    {
+                        "op": "idle",
+                        "base_url": server.base_url,
+                        "count": share,
+                        "cookies": cookies,
+                        "role": "visitor",
+                        "compression": compression,
+                        "timeout": 20,
+                        "deadline": connect_deadline,
+                        "concurrency": 50,
+                    }
+                    for share in (
+                        count // workers + (1 if w < count % workers else 0) for w in range(workers)
+                    )
+                ],
+                timeout=connect_deadline + 40,
+            )
+
+        def settled() -> tuple[int, int]:
+            time.sleep(settle)
+            rss = [s for s in (sampler.sample() for _ in range(3)) if s]
+            return min(s.rss for s in rss), min(s.rss_main for s in rss)
+
+        open_more(warmup)
+        base_rss, base_main = settled()
+        out["rss_baseline_mib"] = round(base_rss / 2**20, 1)
+        total_open = warmup
+        previous: tuple[int, int, int] = (warmup, base_rss, base_main)
+        for count in counts:
+            t0 = time.monotonic()
+            replies = open_more(count - total_open)
+            errors: Counter[str] = Counter()
+            for r in replies:
+                errors.update(r["errors"])
+            connect_s = round(time.monotonic() - t0, 1)
+            window_end = time.monotonic()
+            rss, main = settled()
+            status = pool.request([{"op": "status"}] * workers, timeout=30)
+            open_now = sum(s["idle_open"] for s in status)
+            total_open = count
+            conns = open_now - warmup
+            level = {
+                "requested": count,
+                "open": open_now,
+                "connect_s": connect_s,
+                "connect_errors": dict(errors),
+                "server_rss_mib": round(rss / 2**20, 1),
+                "server_main_rss_mib": round(main / 2**20, 1),
+                "kib_per_conn": round((rss - base_rss) / 1024 / conns, 1) if conns > 0 else None,
+                "kib_per_conn_main": round((main - base_main) / 1024 / conns, 1)
+                if conns > 0
+                else None,
+                "kib_per_conn_marginal": (
+                    round((rss - previous[1]) / 1024 / (open_now - previous[0]), 1)
+                    if open_now > previous[0]
+                    else None
+                ),
+                "connect_cpu_pct": sampler.window(t0, window_end).get("cpu_pct"),
+                "idle_cpu_pct": sampler.window(window_end, time.monotonic()).get("cpu_pct"),
+            }
+            previous = (open_now, rss, main)
+            out["levels"].append(level)
+            print(
+                f"[{target} idle] {open_now}/{count} sockets open (connect {connect_s} s"
+                + (f", errors {dict(errors)}" if errors else "")
+                + f"): server RSS {level['server_rss_mib']} MiB, "
+                f"{level['kib_per_conn']} KiB/conn over the {out['rss_baseline_mib']} MiB baseline "
+                f"(marginal {level['kib_per_conn_marginal']} KiB/conn), idle CPU "
+                f"{level['idle_cpu_pct']}%",
+                flush=True,
+            )
+    finally:
+        if pool is not None:
+            pool.close()
+        sampler.stop()
+        server.stop()
+        out["server_log_errors"] = log_errors(server.log_text())
+        out["wall_s"] = round(time.monotonic() - started, 1)
+    return out
+
+
+# Reporting ------------------------------------------------------------------------------------
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def slim(data: Any) -> Any:
+    """The JSON summary without per-message latency lists."""
+    if isinstance(data, dict):
+        return {k: slim(v) for k, v in data.items() if k not in {"lat", "ack_lat"}}
+    if isinstance(data, list):
+        return [slim(v) for v in data]
+    return data
+
+
+def suite(args: argparse.Namespace) -> dict[str, Any]:
+    """Every benchmark of bench/README.md, in one bounded run."""
+    from servers import python_version
+
+    compression = not args.no_deflate
+    quiet = (args.quiet_below, args.quiet_wait)
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "started": stamp(),
+        "machine": machine(),
+        "python": python_version(),
+        "compression": compression,
+        "runs": {},
+    }
+    runs = report["runs"]
+    runs["a_real_1000_pairs"] = run_load(
+        "real",
+        1000,
+        [200],
+        20,
+        compression=compression,
+        label="(a) real, 1000 pairs, 200 msg/s",
+        quiet=quiet,
+    )
+    runs["a_seed_1000_pairs"] = run_load(
+        "seed",
+        1000,
+        [200],
+        20,
+        compression=compression,
+        connect_deadline=25,
+        stop_on_fail=False,
+        label="(a') seed, 1000 pairs, 200 msg/s",
+        quiet=quiet,
+    )
+    runs["b_real_ramp"] = run_load(
+        "real",
+        200,
+        RAMP,
+        10,
+        compression=compression,
+        label="(b) real ramp, 200 pairs",
+        quiet=quiet,
+    )
+    runs["c_seed_ramp"] = run_load(
+        "seed",
+        200,
+        RAMP,
+        10,
+        compression=compression,
+        label="(c) seed ramp, 200 pairs",
+        quiet=quiet,
+    )
+    runs["d_real_idle"] = run_idle(
+        "real", [2000, 10000], compression=compression, label="(d) real idle sockets", quiet=quiet
+    )
+    real_max = runs["b_real_ramp"]["max_sustained_rate"]
+    seed_max = runs["c_seed_ramp"]["max_sustained_rate"]
+    report["summary"] = {
+        "a_p99_ms": runs["a_real_1000_pairs"]["steps"][0]["p99_ms"],
+        "b_real_max_sustained": real_max,
+        "c_seed_max_sustained": seed_max,
+        "c_ratio": round(real_max / seed_max, 2) if seed_max else None,
+        "d_kib_per_conn": {
+            lvl["requested"]: lvl["kib_per_conn"] for lvl in runs["d_real_idle"]["levels"]
+        },
+    }
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    import psutil
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+    }
+
+
+def main() -> None:
+    from servers import raise_nofile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-deflate", action="store_true", help="no permessage-deflate offer")
+    parser.add_argument("--workers", type=int, default=4, help="load-generator processes")
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=25,
+        help="before each server start, wait until the machine is at most this busy (%% of a core)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=60, help="longest such wait in seconds (0: no wait)"
+    )
+    sub = parser.add_subparsers(dest="cmd")
+    sub.add_parser("suite", help="(a)-(d) of bench/README.md (default)")
+    load = sub.add_parser("load", help="pairs sending at one or more rates")
+    load.add_argument("--target", choices=["real", "seed"], default="real")
+    load.add_argument("--pairs", type=int, default=200)
+    load.add_argument("--rates", default="200", help="comma-separated msg/s steps")
+    load.add_argument("--duration", type=float, default=10)
+    load.add_argument("--drain", type=float, default=10)
+    load.add_argument("--no-stop", action="store_true", help="run every step even after a failure")
+    load.add_argument("--connect-deadline", type=float, default=60)
+    load.add_argument("--seed-arg", action="append", default=[], help="extra seed_server.py flag")
+    idle = sub.add_parser("idle", help="idle sockets and server RSS per connection")
+    idle.add_argument("--target", choices=["real", "seed"], default="real")
+    idle.add_argument("--counts", default="2000,10000")
+    idle.add_argument("--settle", type=float, default=5)
+    idle.add_argument("--connect-deadline", type=float, default=90)
+    idle.add_argument("--seed-arg", action="append", default=[], help="extra seed_server.py flag")
+    args = parser.parse_args()
+    raise_nofile()
+    compression = not args.no_deflate
+    cmd = args.cmd or "suite"
+    if cmd == "suite":
+        result = suite(args)
+    elif cmd == "load":
+        result = run_load(
+            args.target,
+            args.pairs,
+            [float(r) for r in args.rates.split(",")],
+            args.duration,
+            workers=args.workers,
+            compression=compression,
+            drain=args.drain,
+            stop_on_fail=not args.no_stop,
+            connect_deadline=args.connect_deadline,
+            seed_args=args.seed_arg,
+            quiet=(args.quiet_below, args.quiet_wait),
+        )
+    else:
+        result = run_idle(
+            args.target,
+            [int(c) for c in args.counts.split(",")],
+            workers=args.workers,
+            compression=compression,
+            settle=args.settle,
+            connect_deadline=args.connect_deadline,
+            seed_args=args.seed_arg,
+            quiet=(args.quiet_below, args.quiet_wait),
+        )
+    result["command"] = " ".join(["python", *sys.argv])
+    result = slim(result)
+    path = save(f"{stamp()}-{cmd}", result)
+    save(f"latest-{cmd}", result)
+    print("JSON summary (full results in " + str(path.relative_to(BENCH.parent)) + "):")
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""Start and stop the servers under test, sample their CPU and memory, set up accounts.
+
+Only 127.0.0.1 is ever targeted. Each server gets a fresh database in its own run directory
+(bench/results/, git-ignored) and is stopped by pid when the benchmark ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SEED_PYTHON = BENCH / ".venv-seed" / "bin" / "python"
+ADMIN_PASSWORD = "pw"
+
+
+def raise_nofile() -> int:
+    """Raise this process's open-file limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A server process we started (and its children, e.g. Hypercorn's worker)."""
+
+    target: str
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+    run_dir: Path
+    _log_file: Any = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM the server we started, then SIGKILL it and its children (by pid) if needed."""
+        procs = self.tree()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in procs:
+            try:
+                if proc.is_running():
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=5)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def _limits() -> None:
+    # Runs in the server's child process before exec: as many sockets as the hard limit allows.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start_server(target: str, run_dir: Path, *, seed_args: list[str] | None = None) -> Server:
+    """Start the real server (Hypercorn) or the seed baseline on a free port; wait for /health."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = run_dir / f"{target}-server.log"
+    log_file = log_path.open("wb")
+    env = dict(os.environ)
+    if target == "real":
+        db_path = run_dir / "bench.db"
+        env.update(
+            DATABASE_URL=f"sqlite://{db_path}",
+            SECRET_KEY="x",
+            ADMIN_PASSWORD=ADMIN_PASSWORD,
+            SOHBET_ENV_FILE="/nonexistent",
+        )
+        cmd = [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "hypercorn",
+            "app.asgi:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ]
+    elif target == "seed":
+        if not SEED_PYTHON.exists():
+            subprocess.run(["bash", str(BENCH / "setup_seed.sh")], check=True)
+        cmd = [
+            str(SEED_PYTHON),
+            str(BENCH / "seed_server.py"),
+            "--port",
+            str(port),
+            "--db",
+            str(run_dir / "seed.db"),
+            *(seed_args or []),
+        ]
+    else:
+        raise ValueError(target)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_limits,
+    )
+    server = Server(target, proc, f"http://127.0.0.1:{port}", log_path, run_dir, log_file)
+    deadline = time.monotonic() + 30
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"{target} server exited:\n{server.log_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(
+        f"{target} server did not answer /health in 30 s:\n{server.log_text()[-3000:]}"
+    )
+
+
+@dataclass
+class Sample:
+    t: float  # time.monotonic()
+    cpu: float  # user+system seconds of the whole process tree
+    rss: int  # bytes, whole process tree
+    rss_main: int  # bytes, the process that serves (Hypercorn's worker; the seed's only process)
+    gen_cpu: float  # user+system seconds of the load generator (this process and its workers)
+    busy: float  # busy seconds of the whole machine, all CPUs (anything but idle and iowait)
+    steal: float  # seconds the hypervisor gave to someone else
+
+
+@dataclass
+class Sampler:
+    """Samples the server's process tree every `interval` seconds in a thread."""
+
+    server: Server
+    interval: float = 0.2
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _procs: list[psutil.Process] = field(default_factory=list)
+    gen_pids: list[int] = field(default_factory=list)
+
+    def _gen_cpu(self) -> float:
+        total = 0.0
+        for pid in [os.getpid(), *self.gen_pids]:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def sample(self) -> Sample | None:
+        if not self._procs or any(not p.is_running() for p in self._procs):
+            self._procs = self.server.tree()
+        cpu = 0.0
+        rss = 0
+        main = 0
+        try:
+            for proc in self._procs:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    mem = proc.memory_info().rss
+                cpu += times.user + times.system
+                rss += mem
+                main = max(main, mem)
+        except psutil.NoSuchProcess:
+            self._procs = []
+            return None
+        machine = psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        # guest time is already counted in user time
+        busy -= getattr(machine, "guest", 0.0) + getattr(machine, "guest_nice", 0.0)
+        s = Sample(
+            time.monotonic(), cpu, rss, main, self._gen_cpu(), busy, getattr(machine, "steal", 0.0)
+        )
+        self.samples.append(s)
+        return s
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def start(self) -> Sampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def window(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU % (100 = one core) and peak RSS between two monotonic times."""
+        inside = [s for s in self.samples if t0 <= s.t <= t1]
+        before = [s for s in self.samples if s.t <= t0]
+        after = [s for s in self.samples if s.t >= t1]
+        first = before[-1] if before else (inside[0] if inside else None)
+        last = after[0] if after else (inside[-1] if inside else None)
+        out: dict[str, float] = {}
+        if first is not None and last is not None and last.t > first.t:
+            span = last.t - first.t
+            server = (last.cpu - first.cpu) / span
+            gen = (last.gen_cpu - first.gen_cpu) / span
+            busy = (last.busy - first.busy) / span
+            out["cpu_pct"] = round(100 * server, 1)
+            out["gen_cpu_pct"] = round(100 * gen, 1)
+            out["machine_busy_pct"] = round(100 * busy, 1)
+            # Everything else on the machine (other users' processes): it competes for the cores.
+            out["other_cpu_pct"] = round(100 * max(0.0, busy - server - gen), 1)
+            out["steal_pct"] = round(100 * (last.steal - first.steal) / span, 1)
+        pool = inside + ([first] if first else []) + ([last] if last else [])
+        if pool:
+            out["rss_peak_mib"] = round(max(s.rss for s in pool) / 2**20, 1)
+            out["rss_main_peak_mib"] = round(max(s.rss_main for s in pool) / 2**20, 1)
+        return out
+
+
+# Accounts ------------------------------------------------------------------------------------
+
+CHAT_ID = re.compile(r'data-chat-id="([^"]+)"')
+LOGIN_CODE = re.compile(r"LOGIN CODE (\d{6})")
+
+
+@dataclass
+class Accounts:
+    admin_cookie: str | None
+    visitors: list[tuple[str, str]]  # (cookie header, chat id)
+
+
+async def _visitor(session: Any, base: str, name: str) -> tuple[str, str]:
+    async with session.post(base + "/start", data={"name": name}, allow_redirects=False) as resp:
+        if resp.status != 303 or "sohbet_visitor" not in resp.cookies:
+            raise RuntimeError(f"/start answered {resp.status}: {(await resp.text())[:200]}")
+        cookie = f"sohbet_visitor={resp.cookies['sohbet_visitor'].value}"
+    async with session.get(base + "/", headers={"Cookie": cookie}) as resp:
+        html = await resp.text()
+    found = CHAT_ID.search(html)
+    if found is None:
+        raise RuntimeError("GET / has no data-chat-id")
+    return cookie, found.group(1)
+
+
+async def admin_login(session: Any, server: Server) -> str:
+    """One login per server: password, code from the server log, verify."""
+    base = server.base_url
+    seen = len(LOGIN_CODE.findall(server.log_text()))
+    async with session.post(
+        base + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
+    ) as resp:
+        if resp.status != 303 or "sohbet_login" not in resp.cookies:
+            raise RuntimeError(f"/admin/login answered {resp.status}: {(await resp.text())[:300]}")
+        challenge = resp.cookies["sohbet_login"].value
+    code = None
+    for _ in range(100):
+        codes = LOGIN_CODE.findall(server.log_text())
+        if len(codes) > seen:
+            code = codes[-1]
+            break
+        await asyncio.sleep(0.05)
+    if code is None:
+        raise RuntimeError("no LOGIN CODE line in the server log")
+    async with session.post(
+        base + "/admin/verify",
+        data={"code": code},
+        headers={"Cookie": f"sohbet_login={challenge}"},
+        allow_redirects=False,
+    ) as resp:
+        if resp.status != 303 or "sohbet_admin" not in resp.cookies:
+            raise RuntimeError(f"/admin/verify answered {resp.status}: {(await resp.text())[:300]}")
+        return f"sohbet_admin={resp.cookies['sohbet_admin'].value}"
+
+
+async def setup_accounts(server: Server, visitors: int, concurrency: int = 16) -> Accounts:
+    """The admin session (one login) and `visitors` visitor conversations, over HTTP."""
+    import aiohttp
+
+    jar = aiohttp.DummyCookieJar()  # cookies are passed by hand, per request
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as session:
+        admin = await admin_login(session, server)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> tuple[str, str]:
+            async with gate:
+                return await _visitor(session, server.base_url, f"Yuk{i} Bench")
+
+        made = await asyncio.gather(*(one(i) for i in range(visitors)))
+    return Accounts(admin, list(made))
+
+
+def machine_load(seconds: float = 2.0) -> float:
+    """Busy CPU % of the whole machine over a short window (100 = one core)."""
+    first = psutil.cpu_times()
+    time.sleep(seconds)
+    last = psutil.cpu_times()
+
+    def busy(t: Any) -> float:
+        return float(
+            sum(t)
+            - t.idle
+            - getattr(t, "iowait", 0.0)
+            - getattr(t, "guest", 0.0)
+            - getattr(t, "guest_nice", 0.0)
+        )
+
+    return round(100 * (busy(last) - busy(first)) / seconds, 1)
+
+
+def wait_quiet(limit_pct: float, max_wait: float) -> dict[str, Any]:
+    """Wait (bounded) until other processes leave the cores alone; report what was seen."""
+    started = time.monotonic()
+    seen = []
+    while True:
+        load = machine_load()
+        seen.append(load)
+        waited = time.monotonic() - started
+        if load <= limit_pct or waited >= max_wait:
+            return {
+                "machine_busy_pct_before": load,
+                "quiet": load <= limit_pct,
+                "waited_s": round(waited, 1),
+            }
+
+
+def python_version() -> str:
+    return sys.version.split()[0]

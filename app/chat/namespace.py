@@ -118,6 +118,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 if await self.chat.presence.add(visitor_room(conv.id), sid):
                     await self.chat.publish_row(conv, online=True)
                 return
+        log.info("socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none")
         raise socketio.exceptions.ConnectionRefusedError("unauthorized")
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:

@@ -29,6 +29,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     tz: str = "Europe/Istanbul"
     redis_url: str = ""
+    redis_channel: str = "sohbet"
     operator_name: str = "Destek"
     default_locale: str = "tr"
     max_message_chars: int = 4000
@@ -102,6 +103,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         allowed_origins=origins,
         tz=tz.lstrip(":"),
         redis_url=env.get("REDIS_URL", "").strip(),
+        redis_channel=env.get("REDIS_CHANNEL", "").strip() or "sohbet",
         operator_name=env.get("OPERATOR_NAME", "").strip() or "Destek",
         default_locale=locale,
         max_message_chars=integer("MAX_MESSAGE_CHARS", 4000),

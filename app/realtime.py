@@ -22,7 +22,7 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
     """Build the Socket.IO server; with REDIS_URL, rooms are shared by every process via Redis."""
     manager = None
     if settings.redis_url:
-        manager = socketio.AsyncRedisManager(settings.redis_url, channel="sohbet")
+        manager = socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
     # None means same-origin only; an empty list would switch the origin check off.
     origins: list[str] | None = list(settings.allowed_origins) or None
     return socketio.AsyncServer(
@@ -97,10 +97,11 @@ class MemoryPresence:
 class RedisPresence:
     """Presence shared by several processes: one Redis set per key, members `<process>:<sid>`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as aioredis
 
         self._redis = aioredis.from_url(url, decode_responses=True)
+        self._prefix = f"{prefix}:presence:"
         self._process = f"{socket.gethostname()}-{os.getpid()}"
         self._mine: dict[str, set[str]] = {}
 
@@ -110,28 +111,28 @@ class RedisPresence:
     async def add(self, key: str, sid: str) -> bool:
         self._mine.setdefault(key, set()).add(sid)
         pipe = self._redis.pipeline()
-        pipe.sadd(f"sohbet:presence:{key}", self._member(sid))
-        pipe.scard(f"sohbet:presence:{key}")
+        pipe.sadd(self._prefix + key, self._member(sid))
+        pipe.scard(self._prefix + key)
         _, count = await pipe.execute()
         return int(count) == 1
 
     async def remove(self, key: str, sid: str) -> bool:
         self._mine.get(key, set()).discard(sid)
         pipe = self._redis.pipeline()
-        pipe.srem(f"sohbet:presence:{key}", self._member(sid))
-        pipe.scard(f"sohbet:presence:{key}")
+        pipe.srem(self._prefix + key, self._member(sid))
+        pipe.scard(self._prefix + key)
         removed, count = await pipe.execute()
         return bool(removed) and int(count) == 0
 
     async def online(self, key: str) -> bool:
-        return bool(await self._redis.scard(f"sohbet:presence:{key}"))
+        return bool(await self._redis.scard(self._prefix + key))
 
     async def online_many(self, keys: list[str]) -> dict[str, bool]:
         if not keys:
             return {}
         pipe = self._redis.pipeline()
         for key in keys:
-            pipe.scard(f"sohbet:presence:{key}")
+            pipe.scard(self._prefix + key)
         counts = await pipe.execute()
         return {key: bool(count) for key, count in zip(keys, counts, strict=True)}
 
@@ -140,11 +141,13 @@ class RedisPresence:
         pipe = self._redis.pipeline()
         for key, sids in self._mine.items():
             for sid in sids:
-                pipe.srem(f"sohbet:presence:{key}", self._member(sid))
+                pipe.srem(self._prefix + key, self._member(sid))
         await pipe.execute()
         await self._redis.aclose()
 
 
 def create_presence(settings: Settings) -> Presence:
     """Memory presence for one process, Redis presence when REDIS_URL is set."""
-    return RedisPresence(settings.redis_url) if settings.redis_url else MemoryPresence()
+    if settings.redis_url:
+        return RedisPresence(settings.redis_url, settings.redis_channel)
+    return MemoryPresence()

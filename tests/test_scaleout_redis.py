@@ -1,0 +1,66 @@
+"""Two server processes, one PostgreSQL, one Redis: rooms and presence span processes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import admin_login, admin_peer, client_id, start_visitor, visitor_peer
+from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Server, Server]]:
+    url, name = await create_pg_database()
+    workdir: Path = tmp_path_factory.mktemp("scaleout")
+    env = {"REDIS_URL": REDIS_URL, "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}"}
+    first = Server(database_url=url, workdir=workdir, env_extra=env)
+    second = Server(database_url=url, workdir=workdir, env_extra=env)
+    await first.start()
+    await second.start()
+    yield first, second
+    first.stop()
+    second.stop()
+    await drop_pg_database(name)
+
+
+async def test_visitor_on_one_process_admin_on_the_other(pair: tuple[Server, Server]) -> None:
+    one, two = pair
+    admin_token = await admin_login(two)
+    token, cid = await start_visitor(one.url, "Redis")
+    visitor = await visitor_peer(one.url, token)
+    try:
+        admin = await admin_peer(two.url, admin_token)
+        # Presence crosses processes: the operator connected to process two is online for a
+        # visitor on process one.
+        online = await visitor.wait_for("presence:operator", lambda p: p["online"] is True)
+        assert "status--online" in online["html"]
+        await visitor.call("join", {"chat_id": cid})
+        assert (await admin.call("join", {"chat_id": cid}))["ok"]
+
+        for n in range(20):
+            ack = await visitor.call("send", {"chat_id": cid, "text": f"v{n}", "client_id": client_id()})
+            assert ack["ok"]
+        await admin.wait_for("chat:message", lambda m: m["seq"] == 20)
+        assert [m["text"] for m in admin.events["chat:message"]] == [f"v{n}" for n in range(20)]
+        row = await admin.wait_for("admin:conversation", lambda r: r["chat_id"] == cid and "v19" in r["html"])
+        assert "status__dot--online" in row["html"], "visitor presence is shared too"
+
+        for n in range(20):
+            ack = await admin.call("send", {"chat_id": cid, "text": f"a{n}", "client_id": client_id()})
+            assert ack["ok"]
+        await visitor.wait_for("chat:message", lambda m: m["seq"] == 40)
+        assert [m["text"] for m in visitor.events["chat:message"] if m["role"] == "admin"] == [
+            f"a{n}" for n in range(20)
+        ]
+
+        await admin.close()
+        offline = await visitor.wait_for("presence:operator", lambda p: p["online"] is False)
+        assert "status--offline" in offline["html"]
+    finally:
+        await visitor.close()

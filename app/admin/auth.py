@@ -60,10 +60,12 @@ class AdminAuth:
 
     async def request_code(self, password: object, client: str) -> str:
         """Check the password and send a fresh code; return the browser's challenge token."""
-        wait = self._password_tries.hit(client)
+        wait = self._password_tries.wait(client)
         if wait:
             raise TooMany("too_many_attempts", minutes=max(1, int(wait // 60) + 1))
         if not isinstance(password, str) or not self._password.matches(password):
+            # Only wrong passwords count: 10 per 15 minutes per client address.
+            self._password_tries.add(client)
             raise InvalidInput("wrong_password")
         now = utcnow()
         recent = await LoginCode.filter(created_at__gte=now - timedelta(hours=1)).count()

@@ -14,15 +14,25 @@ class SlidingWindow:
         self.seconds = seconds
         self._events: dict[str, deque[float]] = {}
 
-    def hit(self, key: str) -> float:
-        """Record an event; return 0 if allowed, else the seconds until the next is allowed."""
+    def wait(self, key: str) -> float:
+        """0 if another event is allowed now, else the seconds until it is."""
         now = time.monotonic()
-        events = self._events.setdefault(key, deque())
+        events = self._events.get(key)
+        if not events:
+            return 0.0
         while events and events[0] <= now - self.seconds:
             events.popleft()
-        if len(events) >= self.limit:
-            return events[0] + self.seconds - now
-        events.append(now)
+        return events[0] + self.seconds - now if len(events) >= self.limit else 0.0
+
+    def add(self, key: str) -> None:
+        """Record an event."""
+        self._events.setdefault(key, deque()).append(time.monotonic())
         if len(self._events) > 10_000:
             self._events = {k: v for k, v in self._events.items() if v}
-        return 0.0
+
+    def hit(self, key: str) -> float:
+        """Record an event if allowed; return 0 if it was, else the seconds to wait."""
+        wait = self.wait(key)
+        if not wait:
+            self.add(key)
+        return wait

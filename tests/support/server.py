@@ -129,3 +129,19 @@ class Server:
         if not codes:
             raise AssertionError("no login code in the server log")
         return codes[-1]
+
+
+async def execute_sql(server: Server, sql: str) -> None:
+    """Arrange database state for a test (e.g. age a row), on SQLite or PostgreSQL."""
+    if server.database_url.startswith("sqlite://"):
+        import sqlite3
+
+        path = server.database_url[len("sqlite://") :]
+        with sqlite3.connect(path) as conn:
+            conn.execute(sql)
+        return
+    conn = await asyncpg.connect(server.database_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()

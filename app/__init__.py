@@ -55,7 +55,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Quart:
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 86400
-    app.jinja_loader = ChoiceLoader(  # type: ignore[assignment]
+    app.jinja_loader = ChoiceLoader(
         [
             FileSystemLoader(str(ROOT / "templates")),
             PrefixLoader({"partials": FileSystemLoader(str(ROOT / "partials"))}),

@@ -84,11 +84,17 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     try:
         ZoneInfo(tz.lstrip(":"))
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"TZ must be an IANA time zone such as Europe/Istanbul, got {tz!r}") from exc
+        raise ConfigError(
+            f"TZ must be an IANA time zone such as Europe/Istanbul, got {tz!r}"
+        ) from exc
 
-    origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    origins = tuple(
+        o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
+    )
     if production and not origins:
-        raise ConfigError("ALLOWED_ORIGINS must list the site's origin(s) when SOHBET_ENV=production")
+        raise ConfigError(
+            "ALLOWED_ORIGINS must list the site's origin(s) when SOHBET_ENV=production"
+        )
 
     locale = env.get("DEFAULT_LOCALE", "tr").strip() or "tr"
     if locale not in {"tr", "en"}:

@@ -16,7 +16,7 @@ log = logging.getLogger("sohbet.db")
 
 
 def tortoise_url(url: str) -> str:
-    """Normalise DATABASE_URL: PostgreSQL scheme aliases, and SQLite pragmas for speed and safety."""
+    """Normalise DATABASE_URL: PostgreSQL scheme aliases; SQLite pragmas for speed and safety."""
     if url.startswith("postgresql://"):
         url = "postgres://" + url[len("postgresql://") :]
     if url.startswith("sqlite://") and ":memory:" not in url:

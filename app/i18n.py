@@ -20,7 +20,6 @@ _current: ContextVar[str] = ContextVar("sohbet_locale", default="tr")
 _catalogs: dict[str, dict[str, str]] = {}
 
 
-
 def N_(message: str) -> str:
     """Mark a string for extraction; it is translated later, where it is shown."""
     return message
@@ -106,7 +105,7 @@ def using_locale(locale: str) -> Iterator[None]:
 
 
 def negotiate(cookie: str | None, accept_language: str | None, default: str) -> str:
-    """Pick the locale: an explicit choice (cookie), else the browser's first match, else default."""
+    """Pick the locale: the cookie, else the browser's first match, else default."""
     if cookie in LOCALES:
         return str(cookie)
     for part in (accept_language or "").split(","):

@@ -16,7 +16,11 @@ from tortoise.transactions import in_transaction
 log = logging.getLogger("sohbet.migrations")
 
 _TYPES = {
-    "sqlite": {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL", "ts": "TIMESTAMP", "bool": "INT"},
+    "sqlite": {
+        "pk": "INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL",
+        "ts": "TIMESTAMP",
+        "bool": "INT",
+    },
     "postgres": {"pk": "BIGSERIAL NOT NULL PRIMARY KEY", "ts": "TIMESTAMPTZ", "bool": "BOOL"},
 }
 
@@ -119,11 +123,12 @@ async def migrate(conn: BaseDBAsyncClient) -> list[int]:
                 continue
             for statement in migration.statements:
                 await tx.execute_script(render(statement, dialect))
-            marks = ("$1", "$2") if dialect == "postgres" else ("?", "?")
-            await tx.execute_insert(
-                'INSERT INTO "schema_migration" ("version", "name") VALUES (%s, %s)' % marks,
-                [migration.version, migration.name],
+            insert = (
+                'INSERT INTO "schema_migration" ("version", "name") VALUES ($1, $2)'
+                if dialect == "postgres"
+                else 'INSERT INTO "schema_migration" ("version", "name") VALUES (?, ?)'
             )
+            await tx.execute_insert(insert, [migration.version, migration.name])
             log.info("applied migration %d: %s", migration.version, migration.name)
             applied.append(migration.version)
     return applied

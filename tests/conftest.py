@@ -11,8 +11,12 @@ from tests.support.clients import admin_login
 from tests.support.server import Server, create_pg_database, drop_pg_database
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
     """A server on a fresh database of each kind (the module's tests run against both)."""
     workdir = tmp_path_factory.mktemp("server")
     pg_name = None
@@ -20,7 +24,9 @@ async def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url, pg_name = await create_pg_database()
     else:
         url = f"sqlite://{workdir / 'sohbet.db'}"
-    srv = Server(database_url=url, workdir=workdir, env_extra=getattr(request.module, "SERVER_ENV", {}))
+    srv = Server(
+        database_url=url, workdir=workdir, env_extra=getattr(request.module, "SERVER_ENV", {})
+    )
     await srv.start()
     yield srv
     srv.stop()

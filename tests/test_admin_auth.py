@@ -18,15 +18,23 @@ def jarless() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
 
 
-async def ask_code(http: aiohttp.ClientSession, server: Server, password: str = ADMIN_PASSWORD) -> tuple[int, str | None, str]:
-    async with http.post(server.url + "/admin/login", data={"password": password}, allow_redirects=False) as r:
+async def ask_code(
+    http: aiohttp.ClientSession, server: Server, password: str = ADMIN_PASSWORD
+) -> tuple[int, str | None, str]:
+    async with http.post(
+        server.url + "/admin/login", data={"password": password}, allow_redirects=False
+    ) as r:
         return r.status, cookie_from(r, "sohbet_login"), await r.text()
 
 
-async def redeem(http: aiohttp.ClientSession, server: Server, challenge: str, code: str) -> tuple[int, str | None, str]:
+async def redeem(
+    http: aiohttp.ClientSession, server: Server, challenge: str, code: str
+) -> tuple[int, str | None, str]:
     async with http.post(
-        server.url + "/admin/verify", data={"code": code},
-        headers={"Cookie": f"sohbet_login={challenge}"}, allow_redirects=False,
+        server.url + "/admin/verify",
+        data={"code": code},
+        headers={"Cookie": f"sohbet_login={challenge}"},
+        allow_redirects=False,
     ) as r:
         return r.status, cookie_from(r, "sohbet_admin"), await r.text()
 
@@ -42,7 +50,9 @@ async def test_panel_needs_login(server: Server) -> None:
         assert 'action="/admin/login"' in page and "conversation-list" not in page
         async with http.get(server.url + "/admin/conversations", allow_redirects=False) as r:
             assert r.status == 303 and r.headers["Location"] == "/admin"
-        async with http.get(server.url + "/admin/conversations", headers={"HX-Request": "true"}) as r:
+        async with http.get(
+            server.url + "/admin/conversations", headers={"HX-Request": "true"}
+        ) as r:
             assert r.status == 401 and r.headers["HX-Redirect"] == "/admin"
 
 
@@ -60,14 +70,20 @@ async def test_code_login_sets_a_strict_session_cookie(server: Server) -> None:
         _, challenge, _ = await ask_code(http, server)
         assert challenge
         async with http.post(
-            server.url + "/admin/verify", data={"code": server.last_login_code()},
-            headers={"Cookie": f"sohbet_login={challenge}"}, allow_redirects=False,
+            server.url + "/admin/verify",
+            data={"code": server.last_login_code()},
+            headers={"Cookie": f"sohbet_login={challenge}"},
+            allow_redirects=False,
         ) as r:
             assert r.status == 303
-            header = next(h for h in r.headers.getall("Set-Cookie") if h.startswith("sohbet_admin="))
+            header = next(
+                h for h in r.headers.getall("Set-Cookie") if h.startswith("sohbet_admin=")
+            )
         assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
         token = re.match(r"sohbet_admin=([^;]+)", header).group(1)  # type: ignore[union-attr]
-        async with http.get(server.url + "/admin", headers={"Cookie": f"sohbet_admin={token}"}) as r:
+        async with http.get(
+            server.url + "/admin", headers={"Cookie": f"sohbet_admin={token}"}
+        ) as r:
             assert "conversation-list" in await r.text()
 
 
@@ -95,7 +111,9 @@ async def test_five_wrong_tries_burn_the_code(server: Server) -> None:
     async with jarless() as http:
         _, challenge, _ = await ask_code(http, server)
         code = server.last_login_code()
-        statuses = [(await redeem(http, server, challenge or "", other_code(code)))[0] for _ in range(5)]
+        statuses = [
+            (await redeem(http, server, challenge or "", other_code(code)))[0] for _ in range(5)
+        ]
         assert statuses == [400, 400, 400, 400, 429]
         status, token, page = await redeem(http, server, challenge or "", code)
         assert status == 429 and token is None, "the right code after 5 wrong tries is refused"
@@ -106,7 +124,10 @@ async def test_expired_code_is_refused(server: Server) -> None:
     async with jarless() as http:
         _, challenge, _ = await ask_code(http, server)
         code = server.last_login_code()
-        await execute_sql(server, "UPDATE login_code SET expires_at = '2000-01-01 00:00:00+00:00' WHERE used_at IS NULL")
+        await execute_sql(
+            server,
+            "UPDATE login_code SET expires_at = '2000-01-01 00:00:00+00:00' WHERE used_at IS NULL",
+        )
         status, token, _ = await redeem(http, server, challenge or "", code)
         assert status == 400 and token is None
 
@@ -116,9 +137,16 @@ async def test_logout_invalidates_the_session_everywhere(server: Server) -> None
     csrf = await admin_csrf(server.url, token)
     cookie = {"Cookie": f"sohbet_admin={token}"}
     async with jarless() as http:
-        async with http.post(server.url + "/admin/logout", headers=cookie, allow_redirects=False) as r:
+        async with http.post(
+            server.url + "/admin/logout", headers=cookie, allow_redirects=False
+        ) as r:
             assert r.status == 403, "logout needs the CSRF token too"
-        async with http.post(server.url + "/admin/logout", data={"csrf_token": csrf}, headers=cookie, allow_redirects=False) as r:
+        async with http.post(
+            server.url + "/admin/logout",
+            data={"csrf_token": csrf},
+            headers=cookie,
+            allow_redirects=False,
+        ) as r:
             assert r.status == 303
         async with http.get(server.url + "/admin", headers=cookie) as r:
             assert 'action="/admin/login"' in await r.text(), "the kept cookie is worthless"
@@ -128,7 +156,9 @@ async def test_sessions_expire(server: Server) -> None:
     token = await admin_login(server)
     await execute_sql(server, "UPDATE admin_session SET expires_at = '2000-01-01 00:00:00+00:00'")
     async with jarless() as http:
-        async with http.get(server.url + "/admin", headers={"Cookie": f"sohbet_admin={token}"}) as r:
+        async with http.get(
+            server.url + "/admin", headers={"Cookie": f"sohbet_admin={token}"}
+        ) as r:
             assert 'action="/admin/login"' in await r.text()
 
 
@@ -139,10 +169,16 @@ async def test_cross_site_post_is_refused(server: Server) -> None:
     async with jarless() as http:
         async with http.post(
             f"{server.url}/admin/c/{cid}/delete",
-            headers={"Cookie": f"sohbet_admin={token}", "X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+            headers={
+                "Cookie": f"sohbet_admin={token}",
+                "X-CSRF-Token": csrf,
+                "Origin": "https://evil.example",
+            },
         ) as r:
             assert r.status == 403
-        async with http.get(f"{server.url}/admin/c/{cid}", headers={"Cookie": f"sohbet_admin={token}"}) as r:
+        async with http.get(
+            f"{server.url}/admin/c/{cid}", headers={"Cookie": f"sohbet_admin={token}"}
+        ) as r:
             assert r.status == 200, "the conversation is still there"
 
 

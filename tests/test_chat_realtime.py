@@ -30,14 +30,24 @@ async def test_contract_names_and_shapes(server: Server, admin_token: str) -> No
 
         ack = await visitor.call(
             "send",
-            {"chat_id": cid, "role": "visitor", "type": "text", "text": "Merhaba", "time": "x",
-             "client_id": client_id()},
+            {
+                "chat_id": cid,
+                "role": "visitor",
+                "type": "text",
+                "text": "Merhaba",
+                "time": "x",
+                "client_id": client_id(),
+            },
         )
         assert ack["ok"] and not ack["duplicate"]
         msg = ack["message"]
         assert {"chat_id", "role", "type", "text", "time", "seq", "client_id", "html"} <= msg.keys()
         assert (msg["chat_id"], msg["role"], msg["type"], msg["text"], msg["seq"]) == (
-            cid, "visitor", "text", "Merhaba", 1,
+            cid,
+            "visitor",
+            "text",
+            "Merhaba",
+            1,
         )
         assert msg["time"].endswith("Z")
 
@@ -47,7 +57,14 @@ async def test_contract_names_and_shapes(server: Server, admin_token: str) -> No
         assert row["chat_id"] == cid
 
         reply = await admin.call(
-            "send", {"chat_id": cid, "role": "admin", "type": "text", "text": "Buyrun", "client_id": client_id()}
+            "send",
+            {
+                "chat_id": cid,
+                "role": "admin",
+                "type": "text",
+                "text": "Buyrun",
+                "client_id": client_id(),
+            },
         )
         assert reply["ok"] and reply["message"]["role"] == "admin" and reply["message"]["seq"] == 2
         seen = await visitor.wait_for("chat:message", lambda m: m["seq"] == 2)
@@ -62,7 +79,14 @@ async def test_role_comes_from_the_cookie_not_the_payload(server: Server, admin_
     visitor = await visitor_peer(server.url, token)
     try:
         ack = await visitor.call(
-            "send", {"chat_id": cid, "role": "admin", "type": "text", "text": "I am admin", "client_id": client_id()}
+            "send",
+            {
+                "chat_id": cid,
+                "role": "admin",
+                "type": "text",
+                "text": "I am admin",
+                "client_id": client_id(),
+            },
         )
         assert ack["ok"] and ack["message"]["role"] == "visitor"
     finally:
@@ -103,11 +127,16 @@ async def test_visitor_cannot_use_another_conversation(server: Server) -> None:
 async def test_connection_without_identity_is_refused(server: Server) -> None:
     client = socketio.AsyncClient(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await client.connect(server.url, namespaces=["/chat"], transports=["websocket"], wait_timeout=5)
+        await client.connect(
+            server.url, namespaces=["/chat"], transports=["websocket"], wait_timeout=5
+        )
     forged = socketio.AsyncClient(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await forged.connect(
-            server.url, namespaces=["/chat"], transports=["websocket"], wait_timeout=5,
+            server.url,
+            namespaces=["/chat"],
+            transports=["websocket"],
+            wait_timeout=5,
             headers={"Cookie": "sohbet_visitor=not-a-real-token; sohbet_admin=nope"},
         )
 
@@ -125,7 +154,10 @@ async def test_retry_with_same_client_id_is_stored_once(server: Server) -> None:
         # Concurrent retries race on the unique constraint, not on a check-then-act.
         burst_id = client_id()
         acks = await asyncio.gather(
-            *[visitor.call("send", {"chat_id": cid, "text": "burst", "client_id": burst_id}) for _ in range(20)]
+            *[
+                visitor.call("send", {"chat_id": cid, "text": "burst", "client_id": burst_id})
+                for _ in range(20)
+            ]
         )
         assert len({a["message"]["seq"] for a in acks}) == 1
         assert sum(not a["duplicate"] for a in acks) == 1
@@ -147,11 +179,15 @@ async def test_reconnect_replays_exactly_what_was_missed(server: Server, admin_t
         await visitor.call("join", {"chat_id": cid})
         await admin.call("join", {"chat_id": cid})
         for i in range(3):
-            await visitor.call("send", {"chat_id": cid, "text": f"before {i}", "client_id": client_id()})
+            await visitor.call(
+                "send", {"chat_id": cid, "text": f"before {i}", "client_id": client_id()}
+            )
         await admin.wait_for("chat:message", lambda m: m["seq"] == 3)
         await admin.close()
         for i in range(4):
-            await visitor.call("send", {"chat_id": cid, "text": f"while away {i}", "client_id": client_id()})
+            await visitor.call(
+                "send", {"chat_id": cid, "text": f"while away {i}", "client_id": client_id()}
+            )
         admin = await admin_peer(server.url, admin_token)
         ack = await admin.call("join", {"chat_id": cid, "last_seq": 3})
         assert ack["ok"] and ack["replayed"] == 4 and ack["last_seq"] == 7
@@ -170,7 +206,10 @@ async def test_messages_arrive_in_order(server: Server, admin_token: str) -> Non
     try:
         await admin.call("join", {"chat_id": cid})
         acks = await asyncio.gather(
-            *[visitor.call("send", {"chat_id": cid, "text": f"m{i}", "client_id": client_id()}) for i in range(100)]
+            *[
+                visitor.call("send", {"chat_id": cid, "text": f"m{i}", "client_id": client_id()})
+                for i in range(100)
+            ]
         )
         assert sorted(a["message"]["seq"] for a in acks) == list(range(1, 101))
         await admin.wait_for("chat:message", lambda m: m["seq"] == 100)
@@ -204,7 +243,12 @@ async def test_bad_sends_get_a_clear_error_and_store_nothing(
     token, cid = await start_visitor(server.url, "Bad")
     visitor = await visitor_peer(server.url, token)
     try:
-        payload: dict[str, object] = {"chat_id": cid, "type": "text", "text": "ok", "client_id": client_id()}
+        payload: dict[str, object] = {
+            "chat_id": cid,
+            "type": "text",
+            "text": "ok",
+            "client_id": client_id(),
+        }
         payload.update(override)
         ack = await visitor.call("send", payload)
         assert ack["ok"] is False and ack["error"] == error, (label, ack)
@@ -224,14 +268,16 @@ async def test_malformed_payloads_for_every_event(server: Server, payload: objec
             ack = await visitor.call(event, payload)
             assert ack["ok"] is False and ack["error"] in {"bad_payload", "forbidden"}, (event, ack)
         # The server is still fine for this client afterwards.
-        good = await visitor.call("send", {"chat_id": cid, "text": "still here", "client_id": client_id()})
+        good = await visitor.call(
+            "send", {"chat_id": cid, "text": "still here", "client_id": client_id()}
+        )
         assert good["ok"]
     finally:
         await visitor.close()
 
 
 async def test_html_in_names_and_messages_is_text(server: Server, admin_token: str) -> None:
-    name = '<img src=x onerror=alert(1)>'
+    name = "<img src=x onerror=alert(1)>"
     token, cid = await start_visitor(server.url, name)
     visitor = await visitor_peer(server.url, token)
     admin = await admin_peer(server.url, admin_token)
@@ -245,9 +291,13 @@ async def test_html_in_names_and_messages_is_text(server: Server, admin_token: s
         assert "<b hx-get" not in pushed["html"] and "&lt;b hx-get" in pushed["html"]
         assert "<img" not in pushed["html"] and "&lt;img" in pushed["html"]
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            async with http.get(server.url + "/", headers={"Cookie": f"sohbet_visitor={token}"}) as r:
+            async with http.get(
+                server.url + "/", headers={"Cookie": f"sohbet_visitor={token}"}
+            ) as r:
                 page = await r.text()
-            async with http.get(server.url + "/admin", headers={"Cookie": f"sohbet_admin={admin_token}"}) as r:
+            async with http.get(
+                server.url + "/admin", headers={"Cookie": f"sohbet_admin={admin_token}"}
+            ) as r:
                 panel = await r.text()
         for html in (page, panel):
             assert "<img src=x" not in html
@@ -300,7 +350,8 @@ async def test_presence_of_operator_and_visitor(server: Server, admin_token: str
         ), "one of two visitor tabs closing must not mark the visitor offline"
         await tab2.close()
         row = await admin.wait_for(
-            "admin:conversation", lambda r: r["chat_id"] == cid and "status__dot--online" not in r["html"]
+            "admin:conversation",
+            lambda r: r["chat_id"] == cid and "status__dot--online" not in r["html"],
         )
         assert row["chat_id"] == cid
         await admin.close()
@@ -322,7 +373,11 @@ async def test_admin_deletes_messages_and_conversation(server: Server, admin_tok
             url = f"{server.url}/admin/c/{cid}/messages/delete"
             async with http.post(url, data={"seq": ["2", "3"]}, headers=cookie) as r:
                 assert r.status == 403, "no CSRF token, no deletion"
-            async with http.post(url, data={"seq": ["2", "3"]}, headers={**cookie, "X-CSRF-Token": csrf, "HX-Request": "true"}) as r:
+            async with http.post(
+                url,
+                data={"seq": ["2", "3"]},
+                headers={**cookie, "X-CSRF-Token": csrf, "HX-Request": "true"},
+            ) as r:
                 assert r.status == 200
                 pane = await r.text()
             assert "m1" not in pane and "m0" in pane and "m3" in pane
@@ -333,10 +388,15 @@ async def test_admin_deletes_messages_and_conversation(server: Server, admin_tok
             assert [m["text"] for m in await fresh.wait_for("chat:history")] == ["m0", "m3"]
             await fresh.close()
 
-            async with http.post(f"{server.url}/admin/c/{cid}/delete", headers={**cookie, "X-CSRF-Token": csrf, "HX-Request": "true"}) as r:
+            async with http.post(
+                f"{server.url}/admin/c/{cid}/delete",
+                headers={**cookie, "X-CSRF-Token": csrf, "HX-Request": "true"},
+            ) as r:
                 assert r.status == 200
             assert (await visitor.wait_for("chat:closed"))["chat_id"] == cid
-            async with http.get(server.url + "/", headers={"Cookie": f"sohbet_visitor={token}"}) as r:
+            async with http.get(
+                server.url + "/", headers={"Cookie": f"sohbet_visitor={token}"}
+            ) as r:
                 assert 'action="/start"' in await r.text()
             async with http.get(f"{server.url}/admin/c/{cid}", headers=cookie) as r:
                 assert r.status == 404

@@ -15,8 +15,13 @@ CHECK = "from app import create_app; create_app(); print('started')"
 def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {"PATH": "/usr/bin:/bin", "SOHBET_ENV_FILE": "/nonexistent", "HOME": "/tmp"}
     return subprocess.run(
-        [sys.executable, "-c", CHECK], cwd=ROOT, env={**base, **env},
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", CHECK],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -26,7 +31,9 @@ def test_development_starts_with_nothing_set() -> None:
     assert "started" in result.stdout
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "ADMIN_PASSWORD", "ALLOWED_ORIGINS"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "DATABASE_URL", "ADMIN_PASSWORD", "ALLOWED_ORIGINS"]
+)
 def test_production_names_the_missing_setting(missing: str) -> None:
     env = {
         "SOHBET_ENV": "production",
@@ -41,7 +48,10 @@ def test_production_names_the_missing_setting(missing: str) -> None:
     assert missing in result.stderr and "must" in result.stderr
 
 
-@pytest.mark.parametrize(("name", "value"), [("TZ", "Mars/Olympus"), ("MAX_MESSAGE_CHARS", "lots"), ("DEFAULT_LOCALE", "de")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("TZ", "Mars/Olympus"), ("MAX_MESSAGE_CHARS", "lots"), ("DEFAULT_LOCALE", "de")],
+)
 def test_malformed_values_are_named(name: str, value: str) -> None:
     result = start({name: value})
     assert result.returncode != 0

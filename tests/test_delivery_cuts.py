@@ -9,7 +9,6 @@ sends the last seq it has and gets a replay; a message is shown once per seq.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import aiohttp
@@ -30,8 +29,12 @@ def reliable_client(cookie: str) -> socketio.AsyncClient:
     jar = aiohttp.CookieJar(unsafe=True)
     jar.update_cookies({name: value})
     return socketio.AsyncClient(
-        reconnection=True, reconnection_delay=0.05, reconnection_delay_max=0.3,
-        randomization_factor=0.2, request_timeout=5, http_session=aiohttp.ClientSession(cookie_jar=jar),
+        reconnection=True,
+        reconnection_delay=0.05,
+        reconnection_delay_max=0.3,
+        randomization_factor=0.2,
+        request_timeout=5,
+        http_session=aiohttp.ClientSession(cookie_jar=jar),
     )
 
 
@@ -90,8 +93,11 @@ class Reader:
 
     async def connect(self) -> None:
         await self.sio.connect(
-            self.url, namespaces=["/chat"], auth={"as": "admin"},
-            transports=["websocket"], wait_timeout=10,
+            self.url,
+            namespaces=["/chat"],
+            auth={"as": "admin"},
+            transports=["websocket"],
+            wait_timeout=10,
         )
 
 
@@ -123,8 +129,11 @@ class Sender:
 
     async def connect(self) -> None:
         await self.sio.connect(
-            self.url, namespaces=["/chat"], auth={"as": "visitor"},
-            transports=["websocket"], wait_timeout=10,
+            self.url,
+            namespaces=["/chat"],
+            auth={"as": "visitor"},
+            transports=["websocket"],
+            wait_timeout=10,
         )
 
     async def _attempt(self, payload: dict[str, str]) -> dict[str, object] | None:
@@ -138,8 +147,11 @@ class Sender:
             return None
         try:
             return call.result()
-        except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError,
-                socketio.exceptions.DisconnectedError):
+        except (
+            socketio.exceptions.TimeoutError,
+            socketio.exceptions.BadNamespaceError,
+            socketio.exceptions.DisconnectedError,
+        ):
             return None
 
     async def send_until_acked(self, cid: str, text: str) -> None:
@@ -212,12 +224,17 @@ async def test_thousand_messages_through_connection_cuts(server: Server) -> None
         got: list[dict[str, object]] = []
         fresh.on("chat:history", lambda msgs: got.extend(msgs), namespace="/chat")
         await fresh.connect(
-            server.url, namespaces=["/chat"], headers={"Cookie": f"sohbet_visitor={token}"},
-            auth={"as": "visitor"}, transports=["websocket"],
+            server.url,
+            namespaces=["/chat"],
+            headers={"Cookie": f"sohbet_visitor={token}"},
+            auth={"as": "visitor"},
+            transports=["websocket"],
         )
         last = 0
         while True:
-            ack = await fresh.call("join", {"chat_id": chat_id, "last_seq": last}, namespace="/chat")
+            ack = await fresh.call(
+                "join", {"chat_id": chat_id, "last_seq": last}, namespace="/chat"
+            )
             await asyncio.sleep(0.2)
             last = max((int(m["seq"]) for m in got), default=0)  # type: ignore[call-overload]
             if not ack["more"]:

@@ -12,7 +12,9 @@ async def test_codes_per_hour(server: Server) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         for _ in range(6):
             async with http.post(
-                server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
+                server.url + "/admin/login",
+                data={"password": ADMIN_PASSWORD},
+                allow_redirects=False,
             ) as r:
                 statuses.append(r.status)
                 page = await r.text()

@@ -54,8 +54,13 @@ asyncio.run(main(sys.argv[1]))
 
 async def run_script(url: str) -> dict[str, object]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SCRIPT, url, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        SCRIPT,
+        url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -65,7 +70,9 @@ async def run_script(url: str) -> dict[str, object]:
     return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def test_schema_matches_models(dialect: str, tmp_path: object) -> None:
     name = None
     if dialect == "postgres":

@@ -44,15 +44,21 @@ async def test_visitor_on_one_process_admin_on_the_other(pair: tuple[Server, Ser
         assert (await admin.call("join", {"chat_id": cid}))["ok"]
 
         for n in range(20):
-            ack = await visitor.call("send", {"chat_id": cid, "text": f"v{n}", "client_id": client_id()})
+            ack = await visitor.call(
+                "send", {"chat_id": cid, "text": f"v{n}", "client_id": client_id()}
+            )
             assert ack["ok"]
         await admin.wait_for("chat:message", lambda m: m["seq"] == 20)
         assert [m["text"] for m in admin.events["chat:message"]] == [f"v{n}" for n in range(20)]
-        row = await admin.wait_for("admin:conversation", lambda r: r["chat_id"] == cid and "v19" in r["html"])
+        row = await admin.wait_for(
+            "admin:conversation", lambda r: r["chat_id"] == cid and "v19" in r["html"]
+        )
         assert "status__dot--online" in row["html"], "visitor presence is shared too"
 
         for n in range(20):
-            ack = await admin.call("send", {"chat_id": cid, "text": f"a{n}", "client_id": client_id()})
+            ack = await admin.call(
+                "send", {"chat_id": cid, "text": f"a{n}", "client_id": client_id()}
+            )
             assert ack["ok"]
         await visitor.wait_for("chat:message", lambda m: m["seq"] == 40)
         assert [m["text"] for m in visitor.events["chat:message"] if m["role"] == "admin"] == [

@@ -186,7 +186,11 @@ async def older(cid: str) -> str:
     conv = await svc.chat.by_cid(cid)
     messages, more = await svc.chat.recent(conv.id, before_seq=request.args.get("before", type=int))
     return await render_template(
-        "partials/chat/older.html", conv=conv, messages=messages, more=more, viewer="admin",
+        "partials/chat/older.html",
+        conv=conv,
+        messages=messages,
+        more=more,
+        viewer="admin",
         older_url=f"/admin/c/{conv.cid}/older",
     )
 

@@ -64,7 +64,11 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await handler(sid, session, _payload(data))
         except SohbetError as exc:
             with using_locale(locale):
-                reply = {"ok": False, "error": exc.code, "message": error_text(exc.code, exc.params)}
+                reply = {
+                    "ok": False,
+                    "error": exc.code,
+                    "message": error_text(exc.code, exc.params),
+                }
             await self.emit("chat:error", reply, to=sid)
             return reply
         except Exception:
@@ -96,7 +100,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self.save_session(
                     sid, {"role": "admin", "locale": self.chat.settings.default_locale}
                 )
-                # A socket for a single conversation (a pop-out, a load test) can skip the list feed.
+                # A socket for one conversation (a pop-out, a load test) can skip the list feed.
                 if not (isinstance(auth, dict) and auth.get("watch_list") is False):
                     await self.enter_room(sid, ADMINS_ROOM)
                 if await self.chat.presence.add("admin", sid):
@@ -118,7 +122,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 if await self.chat.presence.add(visitor_room(conv.id), sid):
                     await self.chat.publish_row(conv, online=True)
                 return
-        log.info("socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none")
+        log.info(
+            "socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none"
+        )
         raise socketio.exceptions.ConnectionRefusedError("unauthorized")
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
@@ -140,7 +146,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """`join {chat_id, name?, last_seq?}`: enter the room and replay what was missed."""
         return await self._guard(sid, self._join, data)
 
-    async def _join(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    async def _join(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         conv = await self._conversation_for(session, data.get("chat_id"))
         last_seq = _seq(data.get("last_seq"))
         role = session["role"]
@@ -173,7 +181,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """`leave {chat_id}`: the admin closed a conversation pane."""
         return await self._guard(sid, self._leave, data)
 
-    async def _leave(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    async def _leave(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         conv = await self._conversation_for(session, data.get("chat_id"))
         room = admin_room(conv.id) if session["role"] == "admin" else visitor_room(conv.id)
         await self.leave_room(sid, room)
@@ -183,7 +193,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """`send {chat_id, role, type, text, time, client_id}`: acknowledged once committed."""
         return await self._guard(sid, self._send, data)
 
-    async def _send(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    async def _send(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         conv = await self._conversation_for(session, data.get("chat_id"))
         kind = data.get("type", "text")
         if kind != "text":
@@ -203,7 +215,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """`typing {chat_id}`: show the other side a typing indicator."""
         return await self._guard(sid, self._typing, data)
 
-    async def _typing(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    async def _typing(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         conv = await self._conversation_for(session, data.get("chat_id"))
         role = session["role"]
         target = visitor_room(conv.id) if role == "admin" else admin_room(conv.id)
@@ -214,7 +228,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """`read {chat_id}`: the operator has seen the conversation up to now."""
         return await self._guard(sid, self._read, data)
 
-    async def _read(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    async def _read(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         if session.get("role") != "admin":
             raise Forbidden("forbidden")
         conv = await self._conversation_for(session, data.get("chat_id"))

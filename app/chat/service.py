@@ -144,7 +144,7 @@ class ChatService:
         source: str = "web",
         kind: str = "text",
     ) -> Posted:
-        """Store a message once (retries with the same client id get the stored one), then fan out."""
+        """Store a message once (a retry with the same client id gets the stored one); fan out."""
         if role not in ROLES:
             raise InvalidInput("bad_payload")
         body = clean_message(text, self.settings.max_message_chars)
@@ -233,8 +233,8 @@ class ChatService:
         """Sequence numbers deleted in a conversation, so a reconnecting page can drop them."""
         rows = await Message.filter(
             conversation_id=conversation_id, deleted_at__isnull=False
-        ).values_list("seq", flat=True)
-        return sorted(int(seq) for seq in rows)
+        ).only("seq")
+        return sorted(row.seq for row in rows)
 
     async def mark_read(self, conv: Conversation) -> None:
         """The operator has seen everything in this conversation."""
@@ -249,11 +249,16 @@ class ChatService:
             return []
         now = utcnow()
         async with in_transaction() as tx:
-            found = await Message.filter(
-                conversation_id=conv.id, seq__in=seqs, deleted_at__isnull=True
-            ).using_db(tx).values_list("seq", flat=True)
-            await Message.filter(conversation_id=conv.id, seq__in=found).using_db(tx).update(
-                deleted_at=now, text=""
+            rows = (
+                await Message.filter(conversation_id=conv.id, seq__in=seqs, deleted_at__isnull=True)
+                .using_db(tx)
+                .only("seq")
+            )
+            found = [row.seq for row in rows]
+            await (
+                Message.filter(conversation_id=conv.id, seq__in=found)
+                .using_db(tx)
+                .update(deleted_at=now, text="")
             )
             last = (
                 await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
@@ -264,11 +269,15 @@ class ChatService:
             conv.last_preview = preview(last.text) if last else ""
             conv.last_role = last.role if last else ""
             await conv.save(using_db=tx, update_fields=["last_preview", "last_role"])
-        deleted = sorted(int(s) for s in found)
+        deleted = sorted(found)
         if deleted:
             payload = {"chat_id": conv.cid, "seqs": deleted}
-            await self.sio.emit("chat:deleted", payload, room=visitor_room(conv.id), namespace="/chat")
-            await self.sio.emit("chat:deleted", payload, room=admin_room(conv.id), namespace="/chat")
+            await self.sio.emit(
+                "chat:deleted", payload, room=visitor_room(conv.id), namespace="/chat"
+            )
+            await self.sio.emit(
+                "chat:deleted", payload, room=admin_room(conv.id), namespace="/chat"
+            )
             await self.publish_row(conv)
         return deleted
 
@@ -279,7 +288,9 @@ class ChatService:
         await self.sio.emit(
             "chat:closed", {"chat_id": conv.cid}, room=visitor_room(conv.id), namespace="/chat"
         )
-        await self.sio.emit("admin:removed", {"chat_id": conv.cid}, room=ADMINS_ROOM, namespace="/chat")
+        await self.sio.emit(
+            "admin:removed", {"chat_id": conv.cid}, room=ADMINS_ROOM, namespace="/chat"
+        )
 
     # Fan-out ---------------------------------------------------------------------------------
 
@@ -308,7 +319,9 @@ class ChatService:
             "html": html,
         }
 
-    async def payload_for(self, conv: Conversation, message: Message, viewer: str) -> dict[str, Any]:
+    async def payload_for(
+        self, conv: Conversation, message: Message, viewer: str
+    ) -> dict[str, Any]:
         return self.message_payload(conv, message, await self.render_message(conv, message, viewer))
 
     async def publish_message(self, conv: Conversation, message: Message) -> None:

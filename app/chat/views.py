@@ -44,7 +44,9 @@ async def start() -> WerkzeugResponse | tuple[str, int]:
     except InvalidInput as exc:
         return (
             await render_template(
-                "visitor/start.html", error=error_text(exc.code, exc.params), name=form.get("name", "")
+                "visitor/start.html",
+                error=error_text(exc.code, exc.params),
+                name=form.get("name", ""),
             ),
             400,
         )
@@ -71,7 +73,11 @@ async def older() -> str:
     before = request.args.get("before", type=int)
     messages, more = await svc.chat.recent(conv.id, before_seq=before)
     return await render_template(
-        "partials/chat/older.html", conv=conv, messages=messages, more=more, viewer="visitor",
+        "partials/chat/older.html",
+        conv=conv,
+        messages=messages,
+        more=more,
+        viewer="visitor",
         older_url="/chat/older",
     )
 

@@ -25,11 +25,15 @@ def cookie_from(resp: aiohttp.ClientResponse, name: str) -> str | None:
 async def start_visitor(base_url: str, name: str = "Eda") -> tuple[str, str]:
     """Open a conversation through the real form; return (visitor token, CID)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.post(base_url + "/start", data={"name": name}, allow_redirects=False) as resp:
+        async with http.post(
+            base_url + "/start", data={"name": name}, allow_redirects=False
+        ) as resp:
             assert resp.status == 303, await resp.text()
             token = cookie_from(resp, VISITOR_COOKIE)
         assert token
-        async with http.get(base_url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}) as resp:
+        async with http.get(
+            base_url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}
+        ) as resp:
             page = await resp.text()
     match = re.search(r'data-chat-id="([^"]+)"', page)
     assert match, page
@@ -59,7 +63,9 @@ async def admin_login(server: Server) -> str:
 
 async def admin_csrf(base_url: str, admin_token: str) -> str:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.get(base_url + "/admin", headers={"Cookie": f"{ADMIN_COOKIE}={admin_token}"}) as r:
+        async with http.get(
+            base_url + "/admin", headers={"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
+        ) as r:
             page = await r.text()
     match = re.search(r'"X-CSRF-Token": "([^"]+)"', page)
     assert match, page
@@ -77,8 +83,15 @@ class Peer:
         self.events: dict[str, list[Any]] = defaultdict(list)
         self._changed = asyncio.Event()
         for name in (
-            "chat:message", "chat:history", "chat:deleted", "chat:typing", "chat:error",
-            "chat:closed", "presence:operator", "admin:conversation", "admin:removed",
+            "chat:message",
+            "chat:history",
+            "chat:deleted",
+            "chat:typing",
+            "chat:error",
+            "chat:closed",
+            "presence:operator",
+            "admin:conversation",
+            "admin:removed",
         ):
             self.sio.on(name, self._recorder(name), namespace="/chat")
 
@@ -112,7 +125,9 @@ class Peer:
                     return item
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise AssertionError(f"no {name} event matching in {timeout}s: {self.events[name]!r}")
+                raise AssertionError(
+                    f"no {name} event matching in {timeout}s: {self.events[name]!r}"
+                )
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)

@@ -93,6 +93,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Quart:
         # Many small objects per message: the default thresholds cause long gen-2 pauses (p99).
         gc.set_threshold(50_000, 50, 1_000)
         yield
+        await chat.close()
         await presence.close()
 
     return app

@@ -88,6 +88,15 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise NotFound("bad_chat")
         return conv
 
+    async def _conversation_id_for(self, session: dict[str, Any], chat_id: object) -> int:
+        """Like `_conversation_for` without loading the row (the write path loads it anyway)."""
+        if session.get("role") == "admin":
+            return await self.chat.id_for_cid(chat_id)
+        if chat_id != session.get("cid"):
+            raise NotFound("bad_chat")
+        conversation_id: int = session["conversation_id"]
+        return conversation_id
+
     # Connection -------------------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
@@ -196,19 +205,21 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _send(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        conv = await self._conversation_for(session, data.get("chat_id"))
+        conversation_id = await self._conversation_id_for(session, data.get("chat_id"))
         kind = data.get("type", "text")
         if kind != "text":
             raise InvalidInput("bad_payload")
         role = session["role"]
         posted = await self.chat.post_message(
-            conv.id,
+            conversation_id,
             role=role,
             text=data.get("text"),
             client_id=data.get("client_id"),
             source="panel" if role == "admin" else "web",
         )
-        payload = await self.chat.payload_for(posted.conversation, posted.message, role)
+        payload = await self.chat.payload_for(
+            posted.conversation, posted.message, role, posted.rendered
+        )
         return {"ok": True, "duplicate": not posted.created, "message": payload}
 
     async def on_typing(self, sid: str, data: object = None) -> dict[str, Any]:

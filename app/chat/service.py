@@ -7,9 +7,12 @@ then fans it out: the visitor's sockets, the admin's open panels and the convers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +33,8 @@ log = logging.getLogger("sohbet.chat")
 
 ROLES = ("visitor", "admin", "system")
 HISTORY_PAGE = 200
+# List rows are re-rendered at most this often per conversation, however fast messages come.
+ROW_COALESCE_SECONDS = 0.1
 REPLAY_LIMIT = 500
 _SORT_CEILING = 10**14
 
@@ -53,6 +58,8 @@ class Posted:
     message: Message
     conversation: Conversation
     created: bool
+    # Fragments already rendered for the fan-out, by viewer, reused for the sender's ack.
+    rendered: dict[str, str] = field(default_factory=dict)
 
 
 def sort_key(conv: Conversation) -> str:
@@ -68,6 +75,27 @@ def preview(text: str) -> str:
     return line if len(line) <= 120 else line[:119] + "…"
 
 
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class ChatService:
     """Conversations and messages: storage, queries and realtime fan-out."""
 
@@ -78,6 +106,10 @@ class ChatService:
         self.sio = sio
         self.renderer = renderer
         self.presence = presence
+        self._ids: dict[str, int] = {}
+        self._locks = KeyedLocks()
+        self._dirty_rows: dict[int, Conversation] = {}
+        self._row_flush: asyncio.Task[None] | None = None
 
     # Conversations ---------------------------------------------------------------------------
 
@@ -120,7 +152,16 @@ class ChatService:
         conv = await Conversation.get_or_none(cid=cid)
         if conv is None:
             raise NotFound("bad_chat")
+        self._ids[conv.cid] = conv.id
         return conv
+
+    async def id_for_cid(self, cid: object) -> int:
+        """A conversation's id by its public id; cached, as ids never change."""
+        if isinstance(cid, str) and cid in self._ids:
+            return self._ids[cid]
+        conv = await self.by_cid(cid)
+        conversation_id: int = conv.id
+        return conversation_id
 
     async def set_locale(self, conv: Conversation, locale: str) -> None:
         if conv.locale != locale:
@@ -150,10 +191,17 @@ class ChatService:
         body = clean_message(text, self.settings.max_message_chars)
         cid = check_client_id(client_id)
 
-        existing = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
-        if existing is not None:
-            return Posted(existing, await Conversation.get(id=conversation_id), False)
+        # One writer per conversation in this process: commits and their fan-out keep seq order.
+        async with self._locks.hold(conversation_id):
+            posted = await self._store(conversation_id, role, kind, body, cid, source)
+            if posted.created:
+                await self.publish_message(posted)
+            return posted
 
+    async def _store(
+        self, conversation_id: int, role: str, kind: str, body: str, cid: str, source: str
+    ) -> Posted:
+        """The transaction: next seq, conversation summary, the message row."""
         now = utcnow()
         try:
             async with in_transaction() as tx:
@@ -197,13 +245,14 @@ class ChatService:
                     created_at=now,
                 )
         except IntegrityError:
-            # A concurrent retry with the same client id won the race: its row is the answer.
+            # A retry of a committed send (its ack was lost) or a concurrent duplicate: the
+            # unique (conversation, client_id) constraint refused it, and the stored row is the
+            # answer. The whole transaction rolled back, so the seq was not consumed.
             existing = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
             if existing is None:
                 raise
             return Posted(existing, await Conversation.get(id=conversation_id), False)
 
-        await self.publish_message(conv, message)
         return Posted(message, conv, True)
 
     async def history(
@@ -231,9 +280,9 @@ class ChatService:
 
     async def deleted_seqs(self, conversation_id: int) -> list[int]:
         """Sequence numbers deleted in a conversation, so a reconnecting page can drop them."""
-        rows = await Message.filter(
-            conversation_id=conversation_id, deleted_at__isnull=False
-        ).only("seq")
+        rows = await Message.filter(conversation_id=conversation_id, deleted_at__isnull=False).only(
+            "seq"
+        )
         return sorted(row.seq for row in rows)
 
     async def mark_read(self, conv: Conversation) -> None:
@@ -284,6 +333,8 @@ class ChatService:
     async def delete_conversation(self, conv: Conversation) -> None:
         """Delete a conversation and its history; the visitor's page starts over."""
         await conv.delete()
+        self._ids.pop(conv.cid, None)
+        self._dirty_rows.pop(conv.id, None)
         log.info("conversation %s deleted", conv.cid)
         await self.sio.emit(
             "chat:closed", {"chat_id": conv.cid}, room=visitor_room(conv.id), namespace="/chat"
@@ -320,17 +371,49 @@ class ChatService:
         }
 
     async def payload_for(
-        self, conv: Conversation, message: Message, viewer: str
+        self,
+        conv: Conversation,
+        message: Message,
+        viewer: str,
+        rendered: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        return self.message_payload(conv, message, await self.render_message(conv, message, viewer))
+        """The message as one viewer receives it (reusing a fragment rendered for the fan-out)."""
+        html = (rendered or {}).get(viewer)
+        if html is None:
+            html = await self.render_message(conv, message, viewer)
+        return self.message_payload(conv, message, html)
 
-    async def publish_message(self, conv: Conversation, message: Message) -> None:
+    async def publish_message(self, posted: Posted) -> None:
         """Push a stored message to the visitor's page, the admin panels and the list."""
+        conv, message = posted.conversation, posted.message
         for viewer, room in (("visitor", visitor_room(conv.id)), ("admin", admin_room(conv.id))):
-            payload = await self.payload_for(conv, message, viewer)
+            html = await self.render_message(conv, message, viewer)
+            posted.rendered[viewer] = html
+            payload = self.message_payload(conv, message, html)
             await self.sio.emit("chat:message", payload, room=room, namespace="/chat")
-        if not conv.synthetic:
-            await self.publish_row(conv)
+        self.schedule_row(conv)
+
+    def schedule_row(self, conv: Conversation) -> None:
+        """Refresh this conversation's list row soon, once for a burst of messages."""
+        if conv.synthetic:
+            return
+        self._dirty_rows[conv.id] = conv
+        if self._row_flush is None or self._row_flush.done():
+            self._row_flush = asyncio.get_running_loop().create_task(self._flush_rows())
+
+    async def _flush_rows(self) -> None:
+        await asyncio.sleep(ROW_COALESCE_SECONDS)
+        dirty, self._dirty_rows = self._dirty_rows, {}
+        for conv in dirty.values():
+            try:
+                await self.publish_row(conv)
+            except Exception:
+                log.exception("list row update failed for %s", conv.cid)
+
+    async def close(self) -> None:
+        """Stop the pending row refresh (shutdown)."""
+        if self._row_flush is not None:
+            self._row_flush.cancel()
 
     async def render_row(self, conv: Conversation, online: bool | None = None) -> str:
         if online is None:

@@ -19,9 +19,12 @@ from app.chat.namespace import ChatNamespace
 from app.chat.service import ChatService
 from app.chat.views import bp as visitor_bp
 from app.config import load_settings
+from app.core.clock import Clock, RealClock
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
+from app.telegram import bridge as telegram
+from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +44,13 @@ def _asset_url_factory(static_root: Path) -> object:
     return asset
 
 
-def create_app(test_config: Mapping[str, str] | None = None) -> Quart:
-    """Build the Quart app with its Socket.IO server, services and blueprints."""
+def create_app(
+    test_config: Mapping[str, str] | None = None, *, clock: Clock | None = None
+) -> Quart:
+    """Build the Quart app with its Socket.IO server, services and blueprints.
+
+    `clock` lets a test run background workers on simulated time.
+    """
     settings = load_settings(test_config)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,7 +86,9 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Quart:
     sio = create_sio(settings)
     presence = create_presence(settings)
     chat = ChatService(settings, sio, Renderer(env), presence)
-    auth = AdminAuth(settings, LogDelivery())
+    bridge = telegram.init_app(app, chat, clock or RealClock())
+    auth = AdminAuth(settings, bridge or LogDelivery())
+    app.extensions["telegram"] = bridge
     sio.register_namespace(ChatNamespace(chat, auth))
     app.extensions["sio"] = sio
     app.extensions["sohbet"] = web.Services(settings=settings, sio=sio, chat=chat, auth=auth)
@@ -87,6 +97,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Quart:
     web.init_app(app)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(telegram_bp)
 
     @app.while_serving
     async def realtime() -> AsyncGenerator[None, None]:

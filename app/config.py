@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,21 @@ class ConfigError(RuntimeError):
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """The bot's settings; absent (None) when TELEGRAM_BOT_TOKEN is not set."""
+
+    token: str
+    admin_chat_id: int
+    mode: str = "polling"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    api_base: str = "https://api.telegram.org"
+    topics: str = "auto"
+    poll_timeout: int = 25
+    max_backoff: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,8 @@ class Settings:
     admin_session_hours: int = 12
     login_codes_per_hour: int = 5
     cookie_secure: bool = False
+    public_url: str = ""
+    telegram: TelegramSettings | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,6 +119,8 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"DEFAULT_LOCALE must be tr or en, got {locale!r}")
 
     return Settings(
+        telegram=_telegram(env, integer),
+        public_url=env.get("PUBLIC_URL", "").strip().rstrip("/"),
         env=mode,
         # A random development key means admin sessions end when the server restarts.
         secret_key=required("SECRET_KEY", secrets.token_hex(32)),
@@ -118,4 +138,48 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         login_codes_per_hour=integer("LOGIN_CODES_PER_HOUR", 5),
         cookie_secure=_bool(env.get("COOKIE_SECURE", "1" if production else "0")),
         extra={k: v for k, v in env.items() if k.startswith("SOHBET_")},
+    )
+
+
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+
+
+def _telegram(
+    env: Mapping[str, str], integer: Callable[[str, int], int]
+) -> TelegramSettings | None:
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        return None
+    raw_chat = env.get("TELEGRAM_ADMIN_CHAT_ID", "").strip()
+    try:
+        chat_id = int(raw_chat)
+    except ValueError as exc:
+        raise ConfigError(
+            f"TELEGRAM_ADMIN_CHAT_ID must be the admin chat's numeric id, got {raw_chat!r}"
+        ) from exc
+    mode = env.get("TELEGRAM_MODE", "").strip() or "polling"
+    if mode not in {"polling", "webhook"}:
+        raise ConfigError(f"TELEGRAM_MODE must be polling or webhook, got {mode!r}")
+    webhook_url = env.get("TELEGRAM_WEBHOOK_URL", "").strip()
+    secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
+    if mode == "webhook":
+        if not webhook_url.startswith("https://"):
+            raise ConfigError("TELEGRAM_WEBHOOK_URL must be an https:// URL in webhook mode")
+        if not _SECRET_TOKEN.match(secret):
+            raise ConfigError(
+                "TELEGRAM_WEBHOOK_SECRET must be 16-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+    topics = env.get("TELEGRAM_TOPICS", "").strip() or "auto"
+    if topics not in {"auto", "on", "off"}:
+        raise ConfigError(f"TELEGRAM_TOPICS must be auto, on or off, got {topics!r}")
+    return TelegramSettings(
+        token=token,
+        admin_chat_id=chat_id,
+        mode=mode,
+        webhook_url=webhook_url,
+        webhook_secret=secret,
+        api_base=(env.get("TELEGRAM_API_BASE", "").strip() or "https://api.telegram.org"),
+        topics=topics,
+        poll_timeout=integer("TELEGRAM_POLL_TIMEOUT", 25),
+        max_backoff=float(integer("TELEGRAM_MAX_BACKOFF", 300)),
     )

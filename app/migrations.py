@@ -88,6 +88,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             'CREATE INDEX "idx_login_code_created" ON "login_code" ("created_at")',
         ),
     ),
+    Migration(
+        2,
+        "telegram bridge and closing conversations",
+        (
+            'ALTER TABLE "conversation" ADD COLUMN "closed_at" {ts}',
+            """CREATE TABLE "tg_outbox" (
+                "id" {pk},
+                "lane" VARCHAR(32) NOT NULL,
+                "conversation_id" BIGINT,
+                "kind" VARCHAR(16) NOT NULL DEFAULT 'text',
+                "ref_seq" INT,
+                "text" TEXT NOT NULL DEFAULT '',
+                "thread_id" BIGINT,
+                "reply_to" BIGINT,
+                "dedupe_key" VARCHAR(128) NOT NULL UNIQUE,
+                "status" VARCHAR(16) NOT NULL DEFAULT 'pending',
+                "attempts" INT NOT NULL DEFAULT 0,
+                "next_attempt_at" {ts} NOT NULL,
+                "created_at" {ts} NOT NULL,
+                "sent_at" {ts},
+                "tg_message_id" BIGINT,
+                "last_error" TEXT NOT NULL DEFAULT ''
+            )""",
+            'CREATE INDEX "idx_tg_outbox_pending" ON "tg_outbox" ("status", "id")',
+            """CREATE TABLE "tg_link" (
+                "id" {pk},
+                "tg_chat_id" BIGINT NOT NULL,
+                "tg_message_id" BIGINT NOT NULL,
+                "conversation_id" BIGINT NOT NULL,
+                CONSTRAINT "uq_tg_link" UNIQUE ("tg_chat_id", "tg_message_id")
+            )""",
+            """CREATE TABLE "tg_topic" (
+                "conversation_id" BIGINT NOT NULL PRIMARY KEY,
+                "tg_chat_id" BIGINT NOT NULL,
+                "thread_id" BIGINT NOT NULL
+            )""",
+            'CREATE INDEX "idx_tg_topic_thread" ON "tg_topic" ("tg_chat_id", "thread_id")',
+            """CREATE TABLE "tg_update" (
+                "update_id" BIGINT NOT NULL PRIMARY KEY,
+                "payload" TEXT NOT NULL,
+                "received_at" {ts} NOT NULL,
+                "processed_at" {ts}
+            )""",
+        ),
+    ),
 )
 
 

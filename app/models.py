@@ -24,6 +24,8 @@ class Conversation(Model):
     locale = fields.CharField(max_length=8, default="tr")
     # Self-test conversations are never shown to the operator.
     synthetic = fields.BooleanField(default=False)
+    # Closed by the operator; a new visitor message opens it again.
+    closed_at = fields.DatetimeField(null=True)
 
     messages: fields.ReverseRelation[Message]
 
@@ -81,3 +83,68 @@ class LoginCode(Model):
 
     class Meta:
         table = "login_code"
+
+
+class TgOutbox(Model):
+    """A send to Telegram, stored in the same transaction as what caused it, delivered by a worker.
+
+    Items of one lane (a conversation, or "system") go out strictly in id order.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    lane = fields.CharField(max_length=32)
+    conversation_id = fields.BigIntField(null=True)
+    kind = fields.CharField(max_length=16, default="text")
+    # For kind "message": the message (by seq) rendered when it is sent, so edits and deletions
+    # made before delivery are honoured.
+    ref_seq = fields.IntField(null=True)
+    text = fields.TextField(default="")
+    thread_id = fields.BigIntField(null=True)
+    reply_to = fields.BigIntField(null=True)
+    dedupe_key = fields.CharField(max_length=128, unique=True)
+    status = fields.CharField(max_length=16, default="pending")
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+    tg_message_id = fields.BigIntField(null=True)
+    last_error = fields.TextField(default="")
+
+    class Meta:
+        table = "tg_outbox"
+
+
+class TgLink(Model):
+    """Which conversation a message in the Telegram admin chat belongs to (for replies)."""
+
+    id = fields.BigIntField(primary_key=True)
+    tg_chat_id = fields.BigIntField()
+    tg_message_id = fields.BigIntField()
+    conversation_id = fields.BigIntField()
+
+    class Meta:
+        table = "tg_link"
+        unique_together = (("tg_chat_id", "tg_message_id"),)
+
+
+class TgTopic(Model):
+    """The forum topic of a conversation, when the admin chat is a forum supergroup."""
+
+    conversation_id = fields.BigIntField(primary_key=True)
+    tg_chat_id = fields.BigIntField()
+    thread_id = fields.BigIntField()
+
+    class Meta:
+        table = "tg_topic"
+
+
+class TgUpdate(Model):
+    """An incoming Telegram update, stored before it is handled so it takes effect once."""
+
+    update_id = fields.BigIntField(primary_key=True)
+    payload = fields.TextField()
+    received_at = fields.DatetimeField()
+    processed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "tg_update"

@@ -16,7 +16,7 @@ SCRIPT = r"""
 import asyncio, json, sys
 from tortoise import Tortoise
 from app.db import open_database
-from app.models import AdminSession, Conversation, LoginCode, Message
+from app.models import AdminSession, Conversation, LoginCode, Message, TgLink, TgOutbox, TgTopic, TgUpdate
 from app.timefmt import utcnow
 
 async def columns(conn, dialect, table):
@@ -33,7 +33,7 @@ async def main(url):
     conn = Tortoise.get_connection("default")
     dialect = conn.capabilities.dialect
     out = {}
-    for model in (Conversation, Message, AdminSession, LoginCode):
+    for model in (Conversation, Message, AdminSession, LoginCode, TgOutbox, TgLink, TgTopic, TgUpdate):
         table = model._meta.db_table
         out[table] = {"db": await columns(conn, dialect, table),
                       "model": sorted((model._meta.fields_db_projection[n], not model._meta.fields_map[n].null)
@@ -84,9 +84,9 @@ async def test_schema_matches_models(dialect: str, tmp_path: object) -> None:
     finally:
         if name:
             await drop_pg_database(name)
-    for table in ("conversation", "message", "admin_session", "login_code"):
+    for table in ("conversation", "message", "admin_session", "login_code", "tg_outbox", "tg_link", "tg_topic", "tg_update"):
         info = result[table]
         assert isinstance(info, dict)
         assert [tuple(c) for c in info["db"]] == [tuple(c) for c in info["model"]], table
     assert result["rows"] == 1
-    assert result["versions"] == [1]
+    assert result["versions"] == [1, 2]

@@ -24,6 +24,8 @@ log = logging.getLogger("sohbet.admin.auth")
 
 CODE_TTL = timedelta(minutes=5)
 CODE_TRIES = 5
+# Every this many wrong codes in a row, the operator is told (Telegram, or the log).
+WRONG_CODE_ALERT = 3
 
 
 class CodeDelivery(Protocol):
@@ -31,12 +33,17 @@ class CodeDelivery(Protocol):
 
     async def deliver_code(self, code: str, minutes: int) -> None: ...
 
+    async def failed_logins(self, count: int, client: str) -> None: ...
+
 
 class LogDelivery:
     """Delivery for a server with no Telegram: the code is written to the server log."""
 
     async def deliver_code(self, code: str, minutes: int) -> None:
         log.warning("LOGIN CODE %s (valid %d minutes; Telegram is not configured)", code, minutes)
+
+    async def failed_logins(self, count: int, client: str) -> None:
+        log.warning("%d wrong login codes in a row (last from %s)", count, client)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class AdminAuth:
         self.delivery = delivery
         self._password = PasswordCheck(settings.admin_password)
         self._password_tries = SlidingWindow(10, 15 * 60)
+        self._wrong_codes = 0
         secure = settings.cookie_secure
         # The __Host- prefix pins the cookie to this host and path "/", and needs Secure.
         self.cookie_name = "__Host-sohbet_admin" if secure else "sohbet_admin"
@@ -82,7 +90,7 @@ class AdminAuth:
         await self.delivery.deliver_code(code, int(CODE_TTL.total_seconds() // 60))
         return challenge
 
-    async def redeem_code(self, challenge: str | None, code: object) -> str:
+    async def redeem_code(self, challenge: str | None, code: object, client: str = "?") -> str:
         """Trade a correct code for a new session token (single use, 5 tries, 5 minutes)."""
         if not challenge or not isinstance(code, str):
             raise InvalidInput("code_invalid")
@@ -98,12 +106,16 @@ class AdminAuth:
             raise TooMany("code_tries")
         attempt = "".join(ch for ch in code if ch.isdigit())
         if not same(keyed_hash(self.settings.secret_key, attempt), row.code_hash):
+            self._wrong_codes += 1
+            if self._wrong_codes % WRONG_CODE_ALERT == 0:
+                await self.delivery.failed_logins(self._wrong_codes, client)
             if row.attempts + 1 >= CODE_TRIES:
                 raise TooMany("code_tries")
             raise InvalidInput("code_invalid")
         claimed = await LoginCode.filter(id=row.id, used_at__isnull=True).update(used_at=now)
         if not claimed:
             raise InvalidInput("code_invalid")
+        self._wrong_codes = 0
         token = new_token()
         await AdminSession.create(
             token_hash=token_hash(token),

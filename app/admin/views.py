@@ -121,7 +121,7 @@ async def verify() -> tuple[str, int] | WerkzeugResponse:
     form = await request.form
     try:
         token = await svc.auth.redeem_code(
-            request.cookies.get(svc.auth.challenge_cookie), form.get("code")
+            request.cookies.get(svc.auth.challenge_cookie), form.get("code"), client_address()
         )
     except SohbetError as exc:
         page = await render_template(

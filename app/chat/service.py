@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import socketio
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -63,7 +64,10 @@ class Posted:
 
 
 def sort_key(conv: Conversation) -> str:
-    """Order of the admin list as a string: waiting ones first (oldest wait first), then recent."""
+    """Order of the admin list as a string: waiting ones first (oldest wait first), then recent,
+    closed ones last."""
+    if conv.closed_at is not None:
+        return "2" + str(_SORT_CEILING - int(conv.closed_at.timestamp() * 1000)).zfill(15)
     if conv.waiting_since is not None:
         return "0" + conv.waiting_since.isoformat()
     moment = conv.last_message_at or conv.created_at
@@ -73,6 +77,23 @@ def sort_key(conv: Conversation) -> str:
 def preview(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= 120 else line[:119] + "…"
+
+
+class ChatListener(Protocol):
+    """Something that must happen with every stored message, in the same transaction.
+
+    The Telegram bridge writes its outbox rows here, so a committed message is never left
+    without its forward, and a rolled-back one never gets one.
+    """
+
+    async def conversation_started(self, tx: BaseDBAsyncClient, conv: Conversation) -> None: ...
+
+    async def message_stored(
+        self, tx: BaseDBAsyncClient, conv: Conversation, message: Message
+    ) -> None: ...
+
+    def committed(self) -> None:
+        """Called after the commit (wake a worker)."""
 
 
 class KeyedLocks:
@@ -107,6 +128,7 @@ class ChatService:
         self.renderer = renderer
         self.presence = presence
         self._ids: dict[str, int] = {}
+        self.listeners: list[ChatListener] = []
         self._locks = KeyedLocks()
         self._dirty_rows: dict[int, Conversation] = {}
         self._row_flush: asyncio.Task[None] | None = None
@@ -122,8 +144,9 @@ class ChatService:
         for _ in range(8):
             cid = f"{cid_prefix(name)}-{secrets.token_hex(2).upper()}"
             try:
-                async with in_transaction():
+                async with in_transaction() as tx:
                     conv = await Conversation.create(
+                        using_db=tx,
                         cid=cid,
                         visitor_name=name,
                         token_hash=token_hash(token),
@@ -131,10 +154,15 @@ class ChatService:
                         locale=locale,
                         synthetic=synthetic,
                     )
+                    if not synthetic:
+                        for listener in self.listeners:
+                            await listener.conversation_started(tx, conv)
             except IntegrityError:
                 continue  # the 4 hex digits collided with an existing CID: draw again
             log.info("conversation %s started", conv.cid)
             if not synthetic:
+                for listener in self.listeners:
+                    listener.committed()
                 await self.publish_row(conv)
             return conv, token
         raise RuntimeError("could not allocate a conversation id")
@@ -195,6 +223,8 @@ class ChatService:
         async with self._locks.hold(conversation_id):
             posted = await self._store(conversation_id, role, kind, body, cid, source)
             if posted.created:
+                for listener in self.listeners:
+                    listener.committed()
                 await self.publish_message(posted)
             return posted
 
@@ -219,6 +249,7 @@ class ChatService:
                 if role == "visitor":
                     conv.unread_admin += 1
                     conv.waiting_since = conv.waiting_since or now
+                    conv.closed_at = None
                 elif role == "admin":
                     conv.unread_admin = 0
                     conv.waiting_since = None
@@ -231,6 +262,7 @@ class ChatService:
                         "last_role",
                         "unread_admin",
                         "waiting_since",
+                        "closed_at",
                     ],
                 )
                 message = await Message.create(
@@ -244,6 +276,9 @@ class ChatService:
                     source=source,
                     created_at=now,
                 )
+                if not conv.synthetic:
+                    for listener in self.listeners:
+                        await listener.message_stored(tx, conv, message)
         except IntegrityError:
             # A retry of a committed send (its ack was lost) or a concurrent duplicate: the
             # unique (conversation, client_id) constraint refused it, and the stored row is the
@@ -291,6 +326,34 @@ class ChatService:
             conv.unread_admin = 0
             await Conversation.filter(id=conv.id).update(unread_admin=0)
             await self.publish_row(conv)
+
+    async def edit_message(self, conversation_id: int, client_id: str, text: object) -> bool:
+        """Change a message's text (an edit made in Telegram); both pages replace it live."""
+        body = clean_message(text, self.settings.max_message_chars)
+        message = await Message.get_or_none(
+            conversation_id=conversation_id, client_id=client_id, deleted_at__isnull=True
+        )
+        if message is None:
+            return False
+        message.text = body
+        message.edited_at = utcnow()
+        await message.save(update_fields=["text", "edited_at"])
+        conv = await Conversation.get(id=conversation_id)
+        await self.publish_message(Posted(message, conv, False))
+        return True
+
+    async def close_conversation(self, conv: Conversation) -> None:
+        """The operator is done: off the waiting list until the visitor writes again."""
+        conv.closed_at = utcnow()
+        conv.waiting_since = None
+        conv.unread_admin = 0
+        await conv.save(update_fields=["closed_at", "waiting_since", "unread_admin"])
+        self.schedule_row(conv)
+
+    async def open_conversations(self) -> list[Conversation]:
+        """Conversations not closed, oldest wait first (Telegram's /list)."""
+        convs = await Conversation.filter(synthetic=False, closed_at__isnull=True).limit(200)
+        return sorted(convs, key=sort_key)
 
     async def delete_messages(self, conv: Conversation, seqs: list[int]) -> list[int]:
         """Delete some messages (their text is erased); both sides drop them live."""

@@ -1,0 +1,160 @@
+"""The Telegram bridge: bot, dispatcher, outbox worker and inbox, owned by `while_serving`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncGenerator
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from quart import Quart
+
+from app.chat.service import ADMINS_ROOM, ChatService
+from app.config import Settings, TelegramSettings
+from app.core.clock import Clock
+from app.i18n import using_locale
+from app.models import TgOutbox
+from app.telegram import texts
+from app.telegram.handlers import router
+from app.telegram.inbox import ALLOWED_UPDATES, Inbox
+from app.telegram.outbox import Outbox, OutboxWorker
+
+log = logging.getLogger("sohbet.telegram")
+
+
+class TelegramBridge:
+    """Everything Telegram: what goes out (outbox), what comes in (inbox), and login codes."""
+
+    def __init__(self, settings: Settings, chat: ChatService, clock: Clock) -> None:
+        assert settings.telegram is not None
+        self.settings = settings
+        self.tg: TelegramSettings = settings.telegram
+        self.chat = chat
+        self.clock = clock
+        self.outbox = Outbox(clock)
+        self.use_topics = self.tg.topics == "on"
+        session = AiohttpSession(api=TelegramAPIServer.from_base(self.tg.api_base))
+        self.bot = Bot(
+            self.tg.token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML)
+        )
+        self.dispatcher = Dispatcher()
+        self.dispatcher.include_router(router)
+        self.dispatcher["bridge"] = self
+        self.worker = OutboxWorker(
+            self.bot, settings, self.outbox, self._alert, lambda: self.use_topics
+        )
+        self.inbox = Inbox(self.bot, self.dispatcher, self.tg, clock)
+        self._failed_codes = 0
+        chat.listeners.append(self.outbox)
+
+    def is_admin_chat(self, chat_id: int) -> bool:
+        return chat_id == self.tg.admin_chat_id
+
+    async def say(
+        self, text: str, *, reply_to: int | None = None, thread_id: int | None = None
+    ) -> None:
+        """Send a bot message to the admin chat, through the outbox like everything else."""
+        await self.outbox.add(
+            None,
+            key=f"say:{secrets.token_hex(8)}",
+            text=text,
+            reply_to=reply_to,
+            thread_id=thread_id,
+        )
+
+    # CodeDelivery -------------------------------------------------------------------------------
+
+    async def deliver_code(self, code: str, minutes: int) -> None:
+        """Login codes go to the admin chat."""
+        with using_locale(self.settings.default_locale):
+            await self.say(texts.login_code(code, minutes))
+
+    async def failed_logins(self, count: int, client: str) -> None:
+        """A burst of wrong codes is worth the operator's attention."""
+        with using_locale(self.settings.default_locale):
+            await self.say(texts.wrong_codes(count, client))
+
+    # Alerts in the panel -----------------------------------------------------------------------
+
+    async def _alert(self, item: TgOutbox, error: str) -> None:
+        html = await self.chat.renderer.render(
+            "partials/admin/telegram_alert.html",
+            self.settings.default_locale,
+            failed=await TgOutbox.filter(status="failed").count(),
+            error=error,
+        )
+        await self.chat.sio.emit("admin:alert", {"html": html}, room=ADMINS_ROOM, namespace="/chat")
+
+    # Lifecycle -----------------------------------------------------------------------------------
+
+    async def _detect_topics(self) -> None:
+        if self.tg.topics != "auto":
+            return
+        try:
+            chat = await self.bot.get_chat(self.tg.admin_chat_id)
+            self.use_topics = bool(getattr(chat, "is_forum", False))
+        except Exception as exc:
+            log.warning("could not read the admin chat (topics off): %s", exc)
+            self.use_topics = False
+
+    async def _start_webhook(self) -> None:
+        await self.bot.set_webhook(
+            self.tg.webhook_url,
+            secret_token=self.tg.webhook_secret,
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=False,
+        )
+
+    async def serve(self) -> AsyncGenerator[None, None]:
+        """Run the worker, the inbox processor and (in polling mode) the poller while serving."""
+        await self._detect_topics()
+        tasks = [
+            asyncio.create_task(self.worker.run(), name="telegram-outbox"),
+            asyncio.create_task(self.inbox.process_forever(), name="telegram-inbox"),
+        ]
+        if self.tg.mode == "polling":
+            tasks.append(asyncio.create_task(self.inbox.poll_forever(), name="telegram-poll"))
+        else:
+            tasks.append(asyncio.create_task(self._start_webhook_retrying(), name="telegram-hook"))
+        log.info("telegram bridge running (%s, topics %s)", self.tg.mode, self.use_topics)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            await self.bot.session.close()
+
+    async def _start_webhook_retrying(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._start_webhook()
+                return
+            except Exception as exc:
+                log.warning("setWebhook failed, retrying in %.0fs: %s", delay, exc)
+                await self.clock.wait(asyncio.Event(), delay)
+                delay = min(delay * 2, 300)
+
+
+def init_app(app: Quart, chat: ChatService, clock: Clock) -> TelegramBridge | None:
+    """Build the bridge when TELEGRAM_BOT_TOKEN is set, and run it while the app serves."""
+    settings: Settings = app.config["SOHBET"]
+    if settings.telegram is None:
+        return None
+    bridge = TelegramBridge(settings, chat, clock)
+
+    @app.while_serving
+    async def telegram() -> AsyncGenerator[None, None]:
+        async for _ in bridge.serve():
+            yield
+
+    return bridge

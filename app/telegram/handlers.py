@@ -1,0 +1,125 @@
+"""What the operator does in Telegram: reply, write in a topic, tag a CID, edit, press buttons."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from app.errors import SohbetError
+from app.i18n import error_text, using_locale
+from app.models import Conversation, TgLink, TgTopic
+from app.telegram import texts
+
+if TYPE_CHECKING:
+    from app.telegram.bridge import TelegramBridge
+
+log = logging.getLogger("sohbet.telegram.handlers")
+router = Router(name="operator")
+
+CID_TAG = re.compile(r"\[\s*CID\s*:\s*([^\]\s]{1,64})\s*\]", re.IGNORECASE)
+
+
+def client_id_for(message: Message) -> str:
+    return f"tg-{message.chat.id}-{message.message_id}"
+
+
+async def conversation_for(message: Message, text: str) -> tuple[Conversation | None, str]:
+    """Which conversation a Telegram message answers, and its text without the CID tag."""
+    tag = CID_TAG.search(text)
+    if tag:
+        conv = await Conversation.get_or_none(cid=tag.group(1))
+        if conv is not None:
+            return conv, (text[: tag.start()] + text[tag.end() :]).strip()
+    if message.message_thread_id and message.is_topic_message:
+        topic = await TgTopic.get_or_none(
+            tg_chat_id=message.chat.id, thread_id=message.message_thread_id
+        )
+        if topic is not None:
+            return await Conversation.get_or_none(id=topic.conversation_id), text
+    replied = message.reply_to_message
+    if replied is not None:
+        link = await TgLink.get_or_none(
+            tg_chat_id=message.chat.id, tg_message_id=replied.message_id
+        )
+        if link is not None:
+            return await Conversation.get_or_none(id=link.conversation_id), text
+    return None, text
+
+
+@router.message(Command("help", "start"))
+async def on_help(message: Message, bridge: TelegramBridge) -> None:
+    """/help: how to answer from Telegram."""
+    if bridge.is_admin_chat(message.chat.id):
+        await bridge.say(texts.help_text(), thread_id=message.message_thread_id)
+
+
+@router.message(Command("list"))
+async def on_list(message: Message, bridge: TelegramBridge) -> None:
+    """/list: open conversations with their unread counts."""
+    if bridge.is_admin_chat(message.chat.id):
+        convs = await bridge.chat.open_conversations()
+        await bridge.say(texts.conversation_list(convs), thread_id=message.message_thread_id)
+
+
+@router.message(F.text)
+async def on_text(message: Message, bridge: TelegramBridge) -> None:
+    """An operator's text: stored through the same write path as a panel reply."""
+    if not bridge.is_admin_chat(message.chat.id) or message.from_user is None:
+        return
+    if message.from_user.is_bot or message.forum_topic_created is not None:
+        return
+    conv, text = await conversation_for(message, message.text or "")
+    if conv is None:
+        await bridge.say(
+            texts.which_conversation(),
+            reply_to=message.message_id,
+            thread_id=message.message_thread_id,
+        )
+        return
+    try:
+        await bridge.chat.post_message(
+            conv.id, role="admin", text=text, client_id=client_id_for(message), source="telegram"
+        )
+    except SohbetError as exc:
+        with using_locale(bridge.settings.default_locale):
+            await bridge.say(
+                error_text(exc.code, exc.params),
+                reply_to=message.message_id,
+                thread_id=message.message_thread_id,
+            )
+
+
+@router.edited_message(F.text)
+async def on_edit(message: Message, bridge: TelegramBridge) -> None:
+    """An edit in Telegram updates the web message (marked edited)."""
+    if not bridge.is_admin_chat(message.chat.id):
+        return
+    conv, text = await conversation_for(message, message.text or "")
+    if conv is not None:
+        try:
+            await bridge.chat.edit_message(conv.id, client_id_for(message), text)
+        except SohbetError as exc:
+            log.info("edit refused: %s", exc.code)
+
+
+@router.callback_query(F.data.startswith("close:"))
+async def on_close(query: CallbackQuery, bridge: TelegramBridge) -> None:
+    """The "close conversation" button under a notice."""
+    message = query.message
+    if message is None or not bridge.is_admin_chat(message.chat.id):
+        await query.answer()
+        return
+    cid = (query.data or "").split(":", 1)[1]
+    conv = await Conversation.get_or_none(cid=cid)
+    if conv is None:
+        with using_locale(bridge.settings.default_locale):
+            await query.answer(error_text("bad_chat", {}), show_alert=True)
+        return
+    await bridge.chat.close_conversation(conv)
+    with using_locale(bridge.settings.default_locale):
+        await query.answer(texts.closed(conv).replace("<code>", "").replace("</code>", ""))

@@ -1,0 +1,326 @@
+"""The durable Telegram outbox: rows written with what caused them, delivered by one worker.
+
+Per lane (a conversation, or "system") items go out in order; a 429 stops all sends until its
+`retry_after` has passed; network errors, 5xx and undecodable replies are retried with
+exponential backoff and jitter; permanent refusals (403, 400) stop the item and raise an alert
+in the panel. The visitor's chat never waits for any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    AiogramError,
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.config import Settings, TelegramSettings
+from app.core.clock import Clock
+from app.i18n import gettext as _
+from app.i18n import using_locale
+from app.models import Conversation, Message, TgLink, TgOutbox, TgTopic
+from app.telegram import texts
+
+log = logging.getLogger("sohbet.telegram.outbox")
+
+SYSTEM_LANE = "system"
+SCAN = 200
+IDLE_WAIT = 5.0
+Alert = Callable[[TgOutbox, str], Awaitable[None]]
+
+
+def lane_of(conversation_id: int) -> str:
+    return f"c:{conversation_id}"
+
+
+class Outbox:
+    """Writes outbox rows (inside the caller's transaction) and wakes the worker after commit."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.wake = asyncio.Event()
+
+    async def add(
+        self,
+        tx: BaseDBAsyncClient | None,
+        *,
+        key: str,
+        lane: str = SYSTEM_LANE,
+        kind: str = "text",
+        text: str = "",
+        conversation_id: int | None = None,
+        ref_seq: int | None = None,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> None:
+        """Queue one send; the dedupe key makes a repeated enqueue a no-op."""
+        now = self.clock.now()
+        fields: dict[str, Any] = dict(
+            lane=lane,
+            kind=kind,
+            text=text,
+            conversation_id=conversation_id,
+            ref_seq=ref_seq,
+            thread_id=thread_id,
+            reply_to=reply_to,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        if tx is None:
+            try:
+                async with in_transaction() as own:
+                    await TgOutbox.create(using_db=own, dedupe_key=key, **fields)
+            except IntegrityError:
+                return
+            self.wake.set()
+            return
+        # Inside someone else's transaction: a savepoint, so a duplicate does not abort it.
+        try:
+            async with in_transaction(tx.connection_name) as savepoint:
+                await TgOutbox.create(using_db=savepoint, dedupe_key=key, **fields)
+        except IntegrityError:
+            return
+
+    # ChatListener: forward what visitors write (and what the panel answers) --------------------
+
+    async def conversation_started(self, tx: BaseDBAsyncClient, conv: Conversation) -> None:
+        await self.add(
+            tx,
+            key=f"start:{conv.id}",
+            lane=lane_of(conv.id),
+            kind="entered",
+            conversation_id=conv.id,
+        )
+
+    async def message_stored(
+        self, tx: BaseDBAsyncClient, conv: Conversation, message: Message
+    ) -> None:
+        if message.source == "telegram" or message.role not in ("visitor", "admin"):
+            return  # what the operator wrote in Telegram is already there
+        await self.add(
+            tx,
+            key=f"msg:{conv.id}:{message.seq}",
+            lane=lane_of(conv.id),
+            kind="message",
+            conversation_id=conv.id,
+            ref_seq=message.seq,
+        )
+
+    def committed(self) -> None:
+        self.wake.set()
+
+
+class OutboxWorker:
+    """Delivers the outbox to the admin chat, one item at a time."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        settings: Settings,
+        outbox: Outbox,
+        alert: Alert,
+        topics: Callable[[], bool],
+    ) -> None:
+        assert settings.telegram is not None
+        self.bot = bot
+        self.settings = settings
+        self.tg: TelegramSettings = settings.telegram
+        self.outbox = outbox
+        self.clock = outbox.clock
+        self.alert = alert
+        self.topics = topics
+        self.paused_until = self.clock.now()
+        self.delivered = 0
+
+    async def run(self) -> None:
+        """Deliver forever; every error is handled per item, so the loop never dies."""
+        while True:
+            self.outbox.wake.clear()
+            try:
+                item, wait = await self._next_due()
+            except Exception:
+                log.exception("outbox scan failed")
+                item, wait = None, IDLE_WAIT
+            if item is None:
+                await self.clock.wait(self.outbox.wake, wait)
+                continue
+            await self.deliver(item)
+
+    async def _next_due(self) -> tuple[TgOutbox | None, float]:
+        """The oldest pending item of some lane whose turn has come, or how long to wait."""
+        now = self.clock.now()
+        if self.paused_until > now:
+            return None, (self.paused_until - now).total_seconds()
+        pending = await TgOutbox.filter(status="pending").order_by("id").limit(SCAN)
+        seen: set[str] = set()
+        soonest = IDLE_WAIT
+        for item in pending:
+            if item.lane in seen:
+                continue  # an older item of this lane is still waiting: keep the order
+            seen.add(item.lane)
+            if item.next_attempt_at <= now:
+                return item, 0.0
+            soonest = min(soonest, (item.next_attempt_at - now).total_seconds())
+        return None, soonest
+
+    def backoff(self, attempts: int) -> float:
+        base = min(self.tg.max_backoff, 2.0 ** min(attempts, 20))
+        return base * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+
+    async def deliver(self, item: TgOutbox) -> None:
+        """Send one item and record the outcome."""
+        item.attempts += 1
+        try:
+            sent_id = await self._send(item)
+        except TelegramRetryAfter as exc:
+            # Telegram said when: nothing is sent before then, by this worker at all.
+            self.paused_until = self.clock.now() + timedelta(seconds=exc.retry_after)
+            await self._retry_at(item, exc.retry_after, f"429 retry after {exc.retry_after}s")
+        except TelegramBadRequest as exc:
+            if "thread not found" in exc.message.lower() and item.conversation_id is not None:
+                # The operator deleted the topic: forget it, a new one is made on the retry.
+                await TgTopic.filter(conversation_id=item.conversation_id).delete()
+                await self._retry_at(item, 0, exc.message)
+            else:
+                await self._fail(item, exc.message)
+        except (
+            TelegramNetworkError,
+            TelegramServerError,
+            ClientDecodeError,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            await self._retry_at(item, self.backoff(item.attempts), _describe(exc))
+        except TelegramAPIError as exc:  # 401, 403, 404, migrate-to-chat: a person must act
+            await self._fail(item, exc.message)
+        except AiogramError as exc:
+            await self._retry_at(item, self.backoff(item.attempts), _describe(exc))
+        except _Skip:
+            item.status = "skipped"
+            await item.save(update_fields=["status", "attempts"])
+        else:
+            item.status = "sent"
+            item.sent_at = self.clock.now()
+            item.tg_message_id = sent_id
+            item.last_error = ""
+            await item.save(
+                update_fields=["status", "sent_at", "tg_message_id", "attempts", "last_error"]
+            )
+            self.delivered += 1
+            if item.conversation_id is not None:
+                await TgLink.get_or_create(
+                    tg_chat_id=self.tg.admin_chat_id,
+                    tg_message_id=sent_id,
+                    defaults={"conversation_id": item.conversation_id},
+                )
+
+    async def _retry_at(self, item: TgOutbox, seconds: float, error: str) -> None:
+        item.next_attempt_at = self.clock.now() + timedelta(seconds=seconds)
+        item.last_error = error[:500]
+        await item.save(update_fields=["next_attempt_at", "last_error", "attempts"])
+        log.warning("telegram send %s will be retried in %.1fs: %s", item.id, seconds, error)
+
+    async def _fail(self, item: TgOutbox, error: str) -> None:
+        item.status = "failed"
+        item.last_error = error[:500]
+        await item.save(update_fields=["status", "last_error", "attempts"])
+        log.error("telegram send %s failed for good: %s", item.id, error)
+        await self.alert(item, error)
+
+    async def _send(self, item: TgOutbox) -> int:
+        chat_id = self.tg.admin_chat_id
+        conv = None
+        if item.conversation_id is not None:
+            conv = await Conversation.get_or_none(id=item.conversation_id)
+            if conv is None:
+                raise _Skip()  # the conversation was deleted before this went out
+        thread_id = item.thread_id
+        if conv is not None and self.topics():
+            thread_id = await self._topic_for(conv)
+        with using_locale(self.settings.default_locale):
+            text, markup = await self._render(item, conv, in_topic=thread_id is not None)
+        sent = await self.bot.send_message(
+            chat_id=chat_id,
+            text=text,
+            message_thread_id=thread_id,
+            reply_markup=markup,
+            reply_to_message_id=item.reply_to,
+            allow_sending_without_reply=True,
+        )
+        return int(sent.message_id)
+
+    async def _render(
+        self, item: TgOutbox, conv: Conversation | None, in_topic: bool
+    ) -> tuple[str, InlineKeyboardMarkup | None]:
+        if item.kind == "entered" and conv is not None:
+            return texts.entered(conv), self._buttons(conv)
+        if item.kind == "message" and conv is not None:
+            message = await Message.get_or_none(conversation_id=conv.id, seq=item.ref_seq)
+            if message is None or message.deleted_at is not None:
+                raise _Skip()
+            return texts.forwarded(conv, message, in_topic), None
+        return item.text, None
+
+    def _buttons(self, conv: Conversation) -> InlineKeyboardMarkup:
+        row = []
+        # Telegram refuses buttons that link to localhost or plain http.
+        if self.settings.public_url.startswith("https://"):
+            row.append(
+                InlineKeyboardButton(
+                    text=_("Open in panel"), url=f"{self.settings.public_url}/admin/c/{conv.cid}"
+                )
+            )
+        row.append(
+            InlineKeyboardButton(text=_("Close conversation"), callback_data=f"close:{conv.cid}")
+        )
+        return InlineKeyboardMarkup(inline_keyboard=[row])
+
+    async def _topic_for(self, conv: Conversation) -> int:
+        """The conversation's forum topic, made on first use (and again if deleted by hand)."""
+        topic = await TgTopic.get_or_none(conversation_id=conv.id)
+        if topic is not None:
+            return int(topic.thread_id)
+        made = await self.bot.create_forum_topic(
+            chat_id=self.tg.admin_chat_id, name=texts.topic_name(conv)
+        )
+        try:
+            await TgTopic.create(
+                conversation_id=conv.id,
+                tg_chat_id=self.tg.admin_chat_id,
+                thread_id=made.message_thread_id,
+            )
+        except IntegrityError:
+            existing = await TgTopic.get(conversation_id=conv.id)
+            return int(existing.thread_id)
+        return int(made.message_thread_id)
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Pending items and the age in seconds of the oldest (for health and the test page)."""
+        count = await TgOutbox.filter(status="pending").count()
+        oldest = await TgOutbox.filter(status="pending").order_by("id").first()
+        age = (self.clock.now() - oldest.created_at).total_seconds() if oldest else None
+        return count, age
+
+
+class _Skip(Exception):
+    """Nothing to send any more (deleted message or conversation)."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

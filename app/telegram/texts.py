@@ -1,0 +1,88 @@
+"""What the bot writes, in the operator's language, with user text escaped for HTML parse mode."""
+
+from __future__ import annotations
+
+from html import escape
+
+from app.i18n import gettext as _
+from app.models import Conversation, Message
+
+
+def cid_tag(conv: Conversation) -> str:
+    return f"[CID: {escape(conv.cid)}]"
+
+
+def entered(conv: Conversation) -> str:
+    """The notice for a new conversation: "<name> chat'e girdi" with its CID."""
+    return (
+        "🟢 "
+        + _("%(name)s entered the chat", name=f"<b>{escape(conv.visitor_name)}</b>")
+        + (f"\n{cid_tag(conv)}")
+    )
+
+
+def forwarded(conv: Conversation, message: Message, in_topic: bool) -> str:
+    """A visitor message (or a panel reply) as the operator sees it in Telegram."""
+    tag = "" if in_topic else f" {cid_tag(conv)}"
+    if message.role == "visitor":
+        head = f"💬 <b>{escape(conv.visitor_name)}</b>{tag}"
+    else:
+        head = "↩️ " + _("Reply from the panel") + tag
+    return f"{head}\n{escape(message.text)}"
+
+
+def topic_name(conv: Conversation) -> str:
+    return f"{conv.visitor_name} · {conv.cid}"[:128]
+
+
+def login_code(code: str, minutes: int) -> str:
+    return "🔐 " + _(
+        "Sohbet sign-in code: %(code)s (valid %(minutes)s minutes)",
+        code=f"<code>{code}</code>",
+        minutes=minutes,
+    )
+
+
+def wrong_codes(count: int, client: str) -> str:
+    return "⚠️ " + _(
+        "%(count)s wrong sign-in codes in a row (from %(client)s).",
+        count=count,
+        client=escape(client),
+    )
+
+
+def which_conversation() -> str:
+    return _(
+        "Which conversation? Reply to one of its messages, write inside its topic, "
+        "or start your text with [CID: …]."
+    )
+
+
+def help_text() -> str:
+    return "\n".join(
+        [
+            "<b>Sohbet</b>",
+            _("Reply to a visitor's message (or write in the conversation's topic) to answer."),
+            _("Or start with the tag, e.g. [CID: Eda-7F3C] Hello!"),
+            "/list — " + _("open conversations with unread counts"),
+            "/help — " + _("this help"),
+        ]
+    )
+
+
+def conversation_list(convs: list[Conversation]) -> str:
+    if not convs:
+        return _("No open conversations.")
+    lines = ["<b>" + _("Open conversations") + "</b>"]
+    for conv in convs:
+        unread = f" — {_('%(n)s unread', n=conv.unread_admin)}" if conv.unread_admin else ""
+        lines.append(f"• <code>{escape(conv.cid)}</code> {escape(conv.visitor_name)}{unread}")
+    return "\n".join(lines)
+
+
+def closed(conv: Conversation) -> str:
+    return "✅ " + _("Conversation %(cid)s closed.", cid=f"<code>{escape(conv.cid)}</code>")
+
+
+def too_big() -> str:
+    return _("That file is too big for the bot to download (Telegram allows 20 MB).")

@@ -368,5 +368,17 @@ def wait_quiet(limit_pct: float, max_wait: float) -> dict[str, Any]:
             }
 
 
+def git_state() -> dict[str, Any]:
+    """The commit under test and whether the server's files differ from it (others edit them)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "app", "templates", "partials", "static")
+    head = git("rev-parse", "--short", "HEAD")
+    return {"head": head, "server_files_modified": dirty.splitlines()}
+
+
 def python_version() -> str:
     return sys.version.split()[0]

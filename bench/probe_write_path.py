@@ -1,0 +1,123 @@
+"""Where a message's server time goes, without sockets: the app's own code, in-process.
+
+    .venv/bin/python bench/probe_write_path.py [--messages 3000] [--concurrency 1,50]
+
+Builds the app against a fresh SQLite file (same pragmas as the server), opens one
+conversation, and times, per message:
+  - post_message (the one write path: dedup SELECT, transaction, then fan-out),
+  - the same with the fan-out switched off in this process (the database part alone),
+  - each render the fan-out and the ack do (message partial x3, conversation row x1).
+Sequential (concurrency 1) shows the cost of one message; concurrency 50 shows how the
+SQLite client's connection lock serialises writers. Nothing here changes app/: the fan-out is
+switched off by replacing a method on this process's ChatService instance only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+async def timed(label: str, n: int, concurrency: int, make: Any) -> dict[str, Any]:
+    """Run `make(i)` n times with at most `concurrency` in flight; wall and CPU per call."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await make(i)
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    row = {
+        "what": label,
+        "concurrency": concurrency,
+        "n": n,
+        "per_second": round(n / wall),
+        "wall_us_per_call": round(1e6 * wall / n),
+        "cpu_us_per_call": round(1e6 * cpu / n),
+    }
+    print(
+        f"{label:<46} c={concurrency:<3} {row['per_second']:>6}/s  "
+        f"wall {row['wall_us_per_call']:>5} us  cpu {row['cpu_us_per_call']:>5} us per call",
+        flush=True,
+    )
+    return row
+
+
+async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from tortoise import Tortoise
+
+    from app import create_app, db
+
+    workdir = Path(tempfile.mkdtemp(prefix="sohbet-probe-"))
+    url = f"sqlite://{workdir / 'probe.db'}"
+    os.environ["SOHBET_ENV_FILE"] = "/nonexistent"
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "x", "ADMIN_PASSWORD": "pw"})
+    chat = app.extensions["sohbet"].chat
+    await db.open_database(url)
+    rows: list[dict[str, Any]] = []
+    try:
+        conv, _ = await chat.start_conversation("Probe Visitor", "tr")
+        counter = iter(range(10**9))
+
+        async def post(_: int) -> None:
+            await chat.post_message(
+                conv.id,
+                role="visitor",
+                text=f"Merhaba, siparişim hâlâ gelmedi; yardımcı olur musunuz? #{next(counter)}",
+                client_id=f"probe-{next(counter):09d}",
+            )
+
+        n = args.messages
+        for c in args.concurrency:
+            rows.append(await timed("post_message (DB + fan-out)", n, c, post))
+
+        real_publish = chat.publish_message
+
+        async def no_publish(*_: Any) -> None:
+            return None
+
+        chat.publish_message = no_publish
+        for c in args.concurrency:
+            rows.append(await timed("post_message, fan-out off (DB only)", n, c, post))
+        chat.publish_message = real_publish
+
+        conv = await type(conv).get(id=conv.id)
+        message = (await chat.recent(conv.id, limit=1))[0][0]
+
+        async def render_msg(_: int) -> None:
+            await chat.render_message(conv, message, "admin")
+
+        async def render_row(_: int) -> None:
+            await chat.render_row(conv, online=True)
+
+        async def publish(_: int) -> None:
+            await chat.publish_message(conv, message)
+
+        rows.append(await timed("render message partial (x3 per message)", n, 1, render_msg))
+        rows.append(await timed("render conversation row (x1 per message)", n, 1, render_row))
+        rows.append(await timed("publish_message (2 renders + row, no sockets)", n, 1, publish))
+    finally:
+        await Tortoise.close_connections()
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--concurrency", default="1,50")
+    parsed = parser.parse_args()
+    parsed.concurrency = [int(c) for c in parsed.concurrency.split(",")]
+    result = asyncio.run(main(parsed))
+    print(json.dumps(result))

@@ -71,7 +71,9 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     from dotenv import dotenv_values
 
     env: dict[str, str] = {}
-    env_file = Path(os.environ.get("SOHBET_ENV_FILE", ".env"))
+    env_file = Path(
+        (overrides or {}).get("SOHBET_ENV_FILE") or os.environ.get("SOHBET_ENV_FILE", ".env")
+    )
     if env_file.is_file():
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ)

@@ -60,6 +60,8 @@ def create_app(
         __name__, static_folder=str(ROOT / "static"), template_folder=str(ROOT / "templates")
     )
     app.config["SOHBET"] = settings
+    # First: every other long-lived resource (the Telegram bridge...) needs the database up.
+    db.init_app(app)
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 86400
@@ -93,7 +95,6 @@ def create_app(
     app.extensions["sio"] = sio
     app.extensions["sohbet"] = web.Services(settings=settings, sio=sio, chat=chat, auth=auth)
 
-    db.init_app(app)
     web.init_app(app)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -165,8 +166,15 @@ def _telegram(
     webhook_url = env.get("TELEGRAM_WEBHOOK_URL", "").strip()
     secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
     if mode == "webhook":
-        if not webhook_url.startswith("https://"):
-            raise ConfigError("TELEGRAM_WEBHOOK_URL must be an https:// URL in webhook mode")
+        # Telegram needs https; a local Bot API server (TELEGRAM_API_BASE) may use plain http.
+        local = urlsplit(webhook_url).hostname in {"127.0.0.1", "localhost", "::1"}
+        if not (
+            webhook_url.startswith("https://") or (local and webhook_url.startswith("http://"))
+        ):
+            raise ConfigError(
+                "TELEGRAM_WEBHOOK_URL must be an https:// URL in webhook mode "
+                "(plain http only on a loopback address, for a local Bot API server)"
+            )
         if not _SECRET_TOKEN.match(secret):
             raise ConfigError(
                 "TELEGRAM_WEBHOOK_SECRET must be 16-256 characters of A-Z, a-z, 0-9, _ and -"

@@ -24,6 +24,12 @@ router = Router(name="operator")
 CID_TAG = re.compile(r"\[\s*CID\s*:\s*([^\]\s]{1,64})\s*\]", re.IGNORECASE)
 
 
+def topic_of(message: Message) -> int | None:
+    """The forum topic a message was written in; a plain reply in a supergroup carries a
+    thread id (the replied message's) without being in a topic, and that is not one."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 def client_id_for(message: Message) -> str:
     return f"tg-{message.chat.id}-{message.message_id}"
 
@@ -35,10 +41,9 @@ async def conversation_for(message: Message, text: str) -> tuple[Conversation | 
         conv = await Conversation.get_or_none(cid=tag.group(1))
         if conv is not None:
             return conv, (text[: tag.start()] + text[tag.end() :]).strip()
-    if message.message_thread_id and message.is_topic_message:
-        topic = await TgTopic.get_or_none(
-            tg_chat_id=message.chat.id, thread_id=message.message_thread_id
-        )
+    thread = topic_of(message)
+    if thread is not None:
+        topic = await TgTopic.get_or_none(tg_chat_id=message.chat.id, thread_id=thread)
         if topic is not None:
             return await Conversation.get_or_none(id=topic.conversation_id), text
     replied = message.reply_to_message
@@ -55,7 +60,7 @@ async def conversation_for(message: Message, text: str) -> tuple[Conversation | 
 async def on_help(message: Message, bridge: TelegramBridge) -> None:
     """/help: how to answer from Telegram."""
     if bridge.is_admin_chat(message.chat.id):
-        await bridge.say(texts.help_text(), thread_id=message.message_thread_id)
+        await bridge.say(texts.help_text(), thread_id=topic_of(message))
 
 
 @router.message(Command("list"))
@@ -63,7 +68,7 @@ async def on_list(message: Message, bridge: TelegramBridge) -> None:
     """/list: open conversations with their unread counts."""
     if bridge.is_admin_chat(message.chat.id):
         convs = await bridge.chat.open_conversations()
-        await bridge.say(texts.conversation_list(convs), thread_id=message.message_thread_id)
+        await bridge.say(texts.conversation_list(convs), thread_id=topic_of(message))
 
 
 @router.message(F.text)
@@ -78,7 +83,7 @@ async def on_text(message: Message, bridge: TelegramBridge) -> None:
         await bridge.say(
             texts.which_conversation(),
             reply_to=message.message_id,
-            thread_id=message.message_thread_id,
+            thread_id=topic_of(message),
         )
         return
     try:
@@ -90,7 +95,7 @@ async def on_text(message: Message, bridge: TelegramBridge) -> None:
             await bridge.say(
                 error_text(exc.code, exc.params),
                 reply_to=message.message_id,
-                thread_id=message.message_thread_id,
+                thread_id=topic_of(message),
             )
 
 

@@ -1,4 +1,7 @@
-import { Conversation, followViewport, fragment, wire } from "./chat.js";
+// chat.js is imported by the content-hashed URL the page names (static files are cached for a
+// year: a plain "./chat.js" could be last release's copy, running with this release's pages).
+const chatModule = document.querySelector('link[rel="modulepreload"][data-module="chat"]').href;
+const { Conversation, followViewport, fragment, wire } = await import(chatModule);
 
 const list = document.getElementById("conversation-list");
 const pane = document.getElementById("pane");
@@ -16,9 +19,12 @@ function markActive() {
 }
 
 function mount() {
-  current?.leave();
   const root = pane.querySelector("#conversation");
-  current = root ? new Conversation(socket, root) : null;
+  const next = root ? new Conversation(socket, root) : null;
+  // The same conversation re-rendered (after a delete) keeps its room: a `leave` sent now may be
+  // handled after the `join` below and silently cut the pane off from live messages.
+  if (current && current.chatId === next?.chatId) current.dispose(); else current?.leave();
+  current = next;
   if (current && socket.connected) current.join();
   markActive();
 }
@@ -60,6 +66,7 @@ socket.on("admin:conversation", ({ html }) => {
 socket.on("admin:removed", ({ chat_id }) => {
   list.querySelector(`[data-chat-id="${CSS.escape(chat_id)}"]`)?.remove();
   if (current?.chatId === chat_id) {
+    current.dispose();
     current = null;
     pane.replaceChildren();
     markActive();

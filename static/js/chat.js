@@ -48,6 +48,7 @@ export class Conversation {
     this.outboxKey = `sohbet:outbox:${this.role}:${this.chatId}`;
     this.outbox = storageGet(this.outboxKey);
     this.sending = false;
+    this.disposed = false;
     this.lastTypingSent = 0;
     this.typingTimer = null;
     this.retryTimer = null;
@@ -66,6 +67,8 @@ export class Conversation {
       event.preventDefault();
       this.submit();
     });
+    // Rendered disabled, so nothing is sent natively before this script has taken over.
+    this.form.querySelector("[type=submit]").disabled = false;
     this.input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -107,6 +110,8 @@ export class Conversation {
     this.showPending(item);
     this.input.value = "";
     this.autosize();
+    // The message hides the other side's typing line: the next keystroke reports it again.
+    this.lastTypingSent = 0;
     this.flush();
   }
 
@@ -126,7 +131,7 @@ export class Conversation {
 
   // Send the outbox in order, one at a time; an unacknowledged send is retried with the same id.
   flush() {
-    if (this.sending || !this.socket.connected || !this.outbox.length) return;
+    if (this.disposed || this.sending || !this.socket.connected || !this.outbox.length) return;
     const item = this.outbox[0];
     this.sending = true;
     const payload = {
@@ -135,6 +140,7 @@ export class Conversation {
     };
     this.socket.timeout(ACK_TIMEOUT_MS).emit("send", payload, (err, ack) => {
       this.sending = false;
+      if (this.disposed) return;
       if (err || !ack || ack.error === "server_error") {
         this.retrySoon();
         return;
@@ -171,7 +177,14 @@ export class Conversation {
 
   leave() {
     if (this.socket.connected) this.socket.emit("leave", { chat_id: this.chatId });
+    this.dispose();
+  }
+
+  // Stop this copy's timers and sends: the pane was replaced (the new copy reads the same outbox).
+  dispose() {
+    this.disposed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.typingTimer);
   }
 
   // Insert a server-rendered message once, in seq order; replace it if it was edited.

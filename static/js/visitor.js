@@ -1,4 +1,7 @@
-import { Conversation, followViewport, fragment, wire } from "./chat.js";
+// chat.js is imported by the content-hashed URL the page names (static files are cached for a
+// year: a plain "./chat.js" could be last release's copy, running with this release's pages).
+const chatModule = document.querySelector('link[rel="modulepreload"][data-module="chat"]').href;
+const { Conversation, followViewport, fragment, wire } = await import(chatModule);
 
 const root = document.getElementById("conversation");
 const banner = document.getElementById("connection-banner");

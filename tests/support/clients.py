@@ -91,6 +91,7 @@ class Peer:
             "chat:closed",
             "presence:operator",
             "admin:conversation",
+            "admin:alert",
             "admin:removed",
         ):
             self.sio.on(name, self._recorder(name), namespace="/chat")

@@ -38,9 +38,14 @@ class ManualClock:
     async def wait(self, event: asyncio.Event, seconds: float) -> None:
         deadline = self.now() + timedelta(seconds=seconds)
         while not event.is_set() and self.now() < deadline:
-            waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._tick.wait())}
+            waiters = {
+                asyncio.ensure_future(event.wait()),
+                asyncio.ensure_future(self._tick.wait()),
+            }
             remaining = (deadline - self.now()).total_seconds()
-            _, pending = await asyncio.wait(waiters, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(
+                waiters, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED
+            )
             for task in pending:
                 task.cancel()
 
@@ -48,7 +53,9 @@ class ManualClock:
 class InProcessServer:
     """create_app(config, clock=...) served by Hypercorn on 127.0.0.1 in this loop."""
 
-    def __init__(self, workdir: Path, config: dict[str, str], clock: ManualClock | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, str], clock: ManualClock | None = None
+    ) -> None:
         self.port = free_port()
         self.clock = clock
         self.config = {
@@ -71,7 +78,9 @@ class InProcessServer:
         hyper.bind = [f"127.0.0.1:{self.port}"]
         hyper.graceful_timeout = 1
         hyper.accesslog = None
-        self._task = asyncio.create_task(serve(asgi_app(self.app), hyper, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
+        self._task = asyncio.create_task(
+            serve(asgi_app(self.app), hyper, shutdown_trigger=self._stop.wait)
+        )  # type: ignore[arg-type]
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
                 with contextlib.suppress(aiohttp.ClientError):

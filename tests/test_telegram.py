@@ -1,0 +1,331 @@
+"""The Telegram console end to end: a real server (polling mode) and a fake Bot API server.
+
+The test plays the human operator through the fake: replies, CID tags, edits, commands,
+buttons; and plays Telegram's failures: 429, an HTML 502, dropped connections, a blocked bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.clients import (
+    Peer,
+    admin_peer,
+    client_id,
+    cookie_from,
+    start_visitor,
+    visitor_peer,
+)
+from tests.support.fake_telegram import FakeTelegram, SentMessage
+from tests.support.server import ADMIN_PASSWORD, Server
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as f:
+        yield f
+
+
+def telegram_env(fake: FakeTelegram, **extra: str) -> dict[str, str]:
+    return {
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "TELEGRAM_ADMIN_CHAT_ID": str(fake.admin_chat_id),
+        "TELEGRAM_API_BASE": fake.base_url,
+        "TELEGRAM_POLL_TIMEOUT": "1",
+        "TELEGRAM_TOPICS": "off",
+        "TELEGRAM_MAX_BACKOFF": "2",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+async def tg_server(
+    fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    workdir: Path = tmp_path_factory.mktemp("tg")
+    srv = Server(
+        database_url=f"sqlite://{workdir / 'tg.db'}", workdir=workdir, env_extra=telegram_env(fake)
+    )
+    await srv.start()
+    yield srv
+    srv.stop()
+
+
+async def login_via_telegram(server: Server, fake: FakeTelegram) -> str:
+    """Sign in reading the code from the admin chat, as the operator would."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.post(
+            server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+            challenge = cookie_from(r, "sohbet_login")
+            asked_at = time.time()
+        note = await fake.wait_for_sent(
+            lambda m: "giriş kodu" in (m.text or "") and m.message["date"] >= int(asked_at) - 1
+        )
+        code = re.search(r"<code>(\d{6})</code>", note.text or "").group(1)  # type: ignore[union-attr]
+        async with http.post(
+            server.url + "/admin/verify",
+            data={"code": code},
+            headers={"Cookie": f"sohbet_login={challenge}"},
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303
+            token = cookie_from(r, "sohbet_admin")
+    assert token
+    return token
+
+
+@pytest.fixture(scope="module")
+async def admin_token(tg_server: Server, fake: FakeTelegram) -> str:
+    return await login_via_telegram(tg_server, fake)
+
+
+async def visitor_with_chat(server: Server, name: str) -> tuple[Peer, str]:
+    token, cid = await start_visitor(server.url, name)
+    peer = await visitor_peer(server.url, token)
+    await peer.call("join", {"chat_id": cid})
+    return peer, cid
+
+
+def with_text(fragment: str) -> object:
+    return lambda m: fragment in (m.text or "")
+
+
+async def test_login_code_arrives_in_telegram_not_the_log(
+    tg_server: Server, admin_token: str
+) -> None:
+    assert admin_token
+    assert "LOGIN CODE" not in tg_server.log()
+
+
+async def test_visitor_to_telegram_to_visitor(
+    tg_server: Server, fake: FakeTelegram, admin_token: str
+) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Eda")
+    panel = await admin_peer(tg_server.url, admin_token)
+    try:
+        await panel.call("join", {"chat_id": cid})
+        notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        assert "chat'e girdi" in (notice.text or "") and "<b>Eda</b>" in (notice.text or "")
+        assert {"text": "Sohbeti kapat", "callback_data": f"close:{cid}"} in notice.buttons
+
+        await visitor.call(
+            "send", {"chat_id": cid, "text": "Siparişim nerede?", "client_id": client_id()}
+        )
+        forwarded = await fake.wait_for_sent(with_text("Siparişim nerede?"))
+        assert f"[CID: {cid}]" in (forwarded.text or "") and forwarded.chat_id == fake.admin_chat_id
+
+        await fake.admin_text("Kargoda, yarın elinizde.", reply_to=forwarded)
+        got = await visitor.wait_for(
+            "chat:message", lambda m: m["text"] == "Kargoda, yarın elinizde."
+        )
+        assert got["role"] == "admin"
+        assert (await panel.wait_for("chat:message", lambda m: m["role"] == "admin"))[
+            "text"
+        ] == got["text"]
+        await asyncio.sleep(0.5)
+        assert not [m for m in fake.sent() if "Kargoda" in (m.text or "")], (
+            "not echoed back to Telegram"
+        )
+
+        # A reply from the panel is mirrored to Telegram so the chat there stays complete.
+        await panel.call(
+            "send", {"chat_id": cid, "text": "Takip no: 123", "client_id": client_id()}
+        )
+        mirrored = await fake.wait_for_sent(with_text("Takip no: 123"))
+        assert "Panel" in (mirrored.text or "")
+    finally:
+        await visitor.close()
+        await panel.close()
+
+
+async def test_cid_tag_and_unknown_target(tg_server: Server, fake: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Tagli")
+    try:
+        await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        await fake.admin_text(f"[CID: {cid}] Etiketle yanıt")
+        got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
+        assert got["text"] == "Etiketle yanıt"
+        asked = await fake.admin_text("Bu kime gidecek?")
+        answer = await fake.wait_for_sent(
+            lambda m: m.reply_to_message_id == asked.message["message_id"]
+        )
+        assert "Hangi sohbet" in (answer.text or "")
+    finally:
+        await visitor.close()
+
+
+async def test_user_text_is_escaped_for_html(tg_server: Server, fake: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "<b>Kötü</b> & <i")
+    try:
+        notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        assert "&lt;b&gt;Kötü&lt;/b&gt; &amp; &lt;i" in (notice.text or "")
+        await visitor.call(
+            "send", {"chat_id": cid, "text": "<script>x</script> a<b", "client_id": client_id()}
+        )
+        forwarded = await fake.wait_for_sent(with_text("&lt;script&gt;"))
+        assert "a&lt;b" in (forwarded.text or "")
+        # The fake refuses HTML Telegram cannot parse: both calls were accepted.
+        assert all(
+            c.status == 200 for c in fake.calls("sendMessage") if cid in str(c.params.get("text"))
+        )
+    finally:
+        await visitor.close()
+
+
+async def test_edits_in_telegram_update_the_web_message(
+    tg_server: Server, fake: FakeTelegram
+) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Edit")
+    try:
+        notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        reply = await fake.admin_text("Yanlış yazdım", reply_to=notice)
+        first = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
+        await fake.admin_edit(reply, "Doğrusu bu")
+        edited = await visitor.wait_for("chat:message", lambda m: m["edited"])
+        assert edited["seq"] == first["seq"] and edited["text"] == "Doğrusu bu"
+        assert "düzenlendi" in edited["html"]
+    finally:
+        await visitor.close()
+
+
+async def test_operator_messages_keep_their_order(tg_server: Server, fake: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Sira")
+    try:
+        notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        for n in range(10):
+            await fake.admin_text(f"parça {n}", reply_to=notice)
+        await visitor.wait_for("chat:message", lambda m: m["text"] == "parça 9", timeout=15)
+        texts = [m["text"] for m in visitor.events["chat:message"] if m["role"] == "admin"]
+        assert texts == [f"parça {n}" for n in range(10)]
+    finally:
+        await visitor.close()
+
+
+async def test_list_help_and_close_button(
+    tg_server: Server, fake: FakeTelegram, admin_token: str
+) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Liste")
+    panel = await admin_peer(tg_server.url, admin_token)
+    try:
+        notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        await visitor.call("send", {"chat_id": cid, "text": "selam", "client_id": client_id()})
+        await fake.wait_for_sent(with_text("selam"))
+        await fake.admin_command("/list")
+        listing = await fake.wait_for_sent(
+            lambda m: "Açık sohbetler" in (m.text or "") and cid in (m.text or "")
+        )
+        assert "1 okunmamış" in (listing.text or "")
+        await fake.admin_command("/help")
+        await fake.wait_for_sent(with_text("/list"))
+
+        pressed = await fake.admin_button(notice, f"close:{cid}")
+        query_id = pressed.message["id"]
+        await fake.wait_for_call(
+            "answerCallbackQuery", lambda c: c.params.get("callback_query_id") == query_id
+        )
+        row = await panel.wait_for(
+            "admin:conversation", lambda r: r["chat_id"] == cid and r["sort"].startswith("2")
+        )
+        assert "Kapalı" in row["html"]
+        await fake.admin_command("/list")
+        later = await fake.wait_for_sent(
+            lambda m: "Açık" in (m.text or "") and m.message_id > listing.message_id
+        )
+        assert cid not in (later.text or ""), "a closed conversation is not listed"
+    finally:
+        await visitor.close()
+        await panel.close()
+
+
+async def test_wrong_codes_alert_the_operator(tg_server: Server, fake: FakeTelegram) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.post(
+            tg_server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
+        ) as r:
+            challenge = cookie_from(r, "sohbet_login")
+        for _ in range(3):
+            async with http.post(
+                tg_server.url + "/admin/verify",
+                data={"code": "000000"},
+                headers={"Cookie": f"sohbet_login={challenge}"},
+            ) as r:
+                assert r.status == 400
+    alert = await fake.wait_for_sent(with_text("yanlış giriş kodu"))
+    assert "3" in (alert.text or "")
+
+
+def delivered(fake: FakeTelegram, text: str) -> list[SentMessage]:
+    return [m for m in fake.sent() if text in (m.text or "")]
+
+
+@pytest.mark.parametrize("kind", ["429", "502_html", "500", "drop"])
+async def test_transient_failures_are_retried_and_delivered_once(
+    tg_server: Server, fake: FakeTelegram, kind: str
+) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, f"Hata{kind.replace('_', '')}")
+    try:
+        await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        before = len(fake.calls("sendMessage"))
+        fake.fail_next("sendMessage", kind, retry_after=2)
+        text = f"dayanıklı {kind}"
+        started = time.monotonic()
+        ack = await visitor.call("send", {"chat_id": cid, "text": text, "client_id": client_id()})
+        assert ack["ok"] and time.monotonic() - started < 1, "the visitor never waits for Telegram"
+        await fake.wait_for_sent(with_text(text), timeout=15)
+        calls = fake.calls("sendMessage")[before:]
+        assert [c.status == 200 for c in calls] == [False, True], "one failure, then one delivery"
+        assert len(delivered(fake, text)) == 1
+    finally:
+        await visitor.close()
+
+
+async def test_429_pauses_every_send_for_retry_after(tg_server: Server, fake: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Bekle")
+    try:
+        await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        fake.fail_next("sendMessage", "429", retry_after=3)
+        sent_at = time.monotonic()
+        await visitor.call("send", {"chat_id": cid, "text": "sabır 1", "client_id": client_id()})
+        await visitor.call("send", {"chat_id": cid, "text": "sabır 2", "client_id": client_id()})
+        await fake.wait_for_sent(with_text("sabır 2"), timeout=15)
+        assert time.monotonic() - sent_at >= 2.9
+        order = [m.text for m in fake.sent() if "sabır" in (m.text or "")]
+        assert [t.rsplit(" ", 1)[-1] for t in order if t] == ["1", "2"]
+    finally:
+        await visitor.close()
+
+
+async def test_permanent_refusal_alerts_the_panel(
+    tg_server: Server, fake: FakeTelegram, admin_token: str
+) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Engel")
+    panel = await admin_peer(tg_server.url, admin_token)
+    try:
+        await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        fake.fail_next("sendMessage", "403")
+        await visitor.call(
+            "send", {"chat_id": cid, "text": "ulaşmayacak", "client_id": client_id()}
+        )
+        alert = await panel.wait_for("admin:alert", timeout=10)
+        assert "Telegram" in alert["html"] and "Forbidden" in alert["html"]
+        # The lane goes on: the next message is delivered.
+        await visitor.call("send", {"chat_id": cid, "text": "bu ulaşır", "client_id": client_id()})
+        await fake.wait_for_sent(with_text("bu ulaşır"), timeout=10)
+        assert not delivered(fake, "ulaşmayacak")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            async with http.get(
+                tg_server.url + "/admin", headers={"Cookie": f"sohbet_admin={admin_token}"}
+            ) as r:
+                assert "telegram-alert" in await r.text(), "the panel shows it after a reload too"
+    finally:
+        await visitor.close()
+        await panel.close()

@@ -1,0 +1,204 @@
+"""Telegram in a forum supergroup (a topic per conversation) and in webhook mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.clients import client_id, start_visitor, visitor_peer
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.server import Server
+from tests.test_telegram import telegram_env, visitor_with_chat, with_text
+
+SECRET = "s3cret-token_for-tests"
+
+
+@pytest.fixture(scope="module")
+async def forum() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(forum=True) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+async def forum_server(
+    forum: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    workdir: Path = tmp_path_factory.mktemp("forum")
+    env = telegram_env(forum, TELEGRAM_TOPICS="on")
+    srv = Server(database_url=f"sqlite://{workdir / 'f.db'}", workdir=workdir, env_extra=env)
+    await srv.start()
+    yield srv
+    srv.stop()
+
+
+async def test_each_conversation_gets_its_topic(forum_server: Server, forum: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(forum_server, "Zeynep")
+    # Several messages at once with the notice: still exactly one topic for the conversation.
+    await asyncio.gather(
+        *[
+            visitor.call("send", {"chat_id": cid, "text": f"ilk {n}", "client_id": client_id()})
+            for n in range(5)
+        ]
+    )
+    try:
+        last = await forum.wait_for_sent(with_text("ilk 4"), timeout=10)
+        topics = [t for t in forum.topics.values() if cid in t["name"]]
+        assert len(topics) == 1 and topics[0]["name"] == f"Zeynep · {cid}"
+        thread = topics[0]["message_thread_id"]
+        in_topic = [m.text for m in forum.sent(thread_id=thread)]
+        assert any("chat'e girdi" in (t or "") for t in in_topic)
+        assert [t.rsplit(" ", 1)[-1] for t in in_topic if t and "ilk" in t] == [
+            "0",
+            "1",
+            "2",
+            "3",
+            "4",
+        ]
+        assert last.thread_id == thread and "[CID:" not in (last.text or ""), "the topic names it"
+
+        # Writing inside the topic answers that conversation (no reply, no tag needed).
+        await forum.admin_text("Konudan yanıt", thread_id=thread)
+        got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
+        assert got["text"] == "Konudan yanıt"
+
+        # The operator deletes the topic by hand: the next message makes a new one, none lost.
+        forum.delete_topic(thread)
+        await visitor.call(
+            "send", {"chat_id": cid, "text": "konu silindi mi?", "client_id": client_id()}
+        )
+        again = await forum.wait_for_sent(with_text("konu silindi mi?"), timeout=10)
+        assert again.thread_id != thread
+        renewed = [t for t in forum.topics.values() if cid in t["name"]]
+        assert len(renewed) == 1 and renewed[0]["message_thread_id"] == again.thread_id
+    finally:
+        await visitor.close()
+
+
+async def test_conversations_never_mix(forum_server: Server, forum: FakeTelegram) -> None:
+    a, cid_a = await visitor_with_chat(forum_server, "Ali")
+    b, cid_b = await visitor_with_chat(forum_server, "Banu")
+    try:
+        for n in range(3):
+            await a.call("send", {"chat_id": cid_a, "text": f"A{n}", "client_id": client_id()})
+            await b.call("send", {"chat_id": cid_b, "text": f"B{n}", "client_id": client_id()})
+        ta = (await forum.wait_for_sent(with_text("A2"), timeout=10)).thread_id
+        tb = (await forum.wait_for_sent(with_text("B2"), timeout=10)).thread_id
+        assert ta != tb
+        assert all(
+            "A" in (m.text or "") or "Ali" in (m.text or "") for m in forum.sent(thread_id=ta)
+        )
+        await forum.admin_text("B'ye yanıt", thread_id=tb)
+        await b.wait_for("chat:message", lambda m: m["role"] == "admin")
+        await asyncio.sleep(0.3)
+        assert not [m for m in a.events["chat:message"] if m["role"] == "admin"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+# Webhook mode -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def hooked() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+async def hook_server(
+    hooked: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    workdir: Path = tmp_path_factory.mktemp("hook")
+    srv = Server(database_url=f"sqlite://{workdir / 'h.db'}", workdir=workdir)
+    srv.env_extra = telegram_env(
+        hooked,
+        TELEGRAM_MODE="webhook",
+        TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{srv.port}/tg/webhook",
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
+    )
+    await srv.start()
+    await hooked.wait_for_call("setWebhook", timeout=10)
+    yield srv
+    srv.stop()
+
+
+async def test_webhook_is_registered_with_the_secret(
+    hook_server: Server, hooked: FakeTelegram
+) -> None:
+    call = await hooked.wait_for_call("setWebhook")
+    assert call.params["url"] == f"{hook_server.url}/tg/webhook"
+    assert call.params["secret_token"] == SECRET
+    assert not hooked.calls("getUpdates"), "no polling in webhook mode"
+
+
+async def test_webhook_round_trip(hook_server: Server, hooked: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(hook_server, "Kanca")
+    try:
+        notice = await hooked.wait_for_sent(with_text(f"[CID: {cid}]"))
+        injected = await hooked.admin_text("Webhook'tan merhaba", reply_to=notice)
+        assert injected.status == 200
+        got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
+        assert got["text"] == "Webhook'tan merhaba"
+    finally:
+        await visitor.close()
+
+
+async def test_forged_and_repeated_webhook_requests(
+    hook_server: Server, hooked: FakeTelegram
+) -> None:
+    token, cid = await start_visitor(hook_server.url, "Sahte")
+    visitor = await visitor_peer(hook_server.url, token)
+    await visitor.call("join", {"chat_id": cid})
+    notice = await hooked.wait_for_sent(with_text(f"[CID: {cid}]"))
+    update = {
+        "update_id": 990001,
+        "message": {
+            "message_id": 777001, "date": 1700000000, "text": "sahte yanıt",
+            "chat": {"id": hooked.admin_chat_id, "type": "private", "first_name": "Operatör"},
+            "from": hooked.admin_user,
+            "reply_to_message": {"message_id": notice.message_id, "date": 1700000000,
+                                 "chat": {"id": hooked.admin_chat_id, "type": "private", "first_name": "Operatör"},
+                                 "from": hooked.bot_user, "text": notice.text},
+        },
+    }  # fmt: skip
+    url = hook_server.url + "/tg/webhook"
+    body = json.dumps(update)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in (
+                {},
+                {"X-Telegram-Bot-Api-Secret-Token": "wrong-secret-value"},
+                {"X-Telegram-Bot-Api-Secret-Token": SECRET[:-1]},
+                {"X-Forwarded-For": "149.154.167.220"},  # a Telegram address: not proof of anything
+            ):
+                async with http.post(
+                    url, data=body, headers={"Content-Type": "application/json", **headers}
+                ) as r:
+                    assert r.status == 401, headers
+            await asyncio.sleep(0.5)
+            assert not [m for m in visitor.events["chat:message"] if m["role"] == "admin"], (
+                "forgeries change nothing"
+            )
+
+            ok = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+            async with http.post(url, data="not json", headers=ok) as r:
+                assert r.status == 400
+            for _ in range(3):  # Telegram redelivers when it misses a 200: still one message
+                async with http.post(url, data=body, headers=ok) as r:
+                    assert r.status == 200
+        await visitor.wait_for("chat:message", lambda m: m["text"] == "sahte yanıt")
+        await asyncio.sleep(0.5)
+        assert len([m for m in visitor.events["chat:message"] if m["text"] == "sahte yanıt"]) == 1
+        visitor2 = await visitor_peer(hook_server.url, token)
+        await visitor2.call("join", {"chat_id": cid})
+        history = await visitor2.wait_for("chat:history")
+        assert [m["text"] for m in history if m["role"] == "admin"] == ["sahte yanıt"]
+        await visitor2.close()
+    finally:
+        await visitor.close()

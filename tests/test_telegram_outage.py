@@ -1,0 +1,67 @@
+"""A Telegram outage of several minutes (simulated time) while visitors keep chatting.
+
+The app runs in this process on real Hypercorn with a manual clock, so the outbox worker's
+backoff plays out over simulated minutes in a second of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.support.clients import client_id, start_visitor, visitor_peer
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.inprocess import InProcessServer, ManualClock
+from tests.test_telegram import telegram_env
+
+PER_VISITOR = 15
+
+
+async def test_outage_of_minutes_then_everything_once_in_order(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with FakeTelegram() as fake:
+        env = telegram_env(fake, TELEGRAM_MAX_BACKOFF="300")
+        server = await InProcessServer(tmp_path, env, clock).start()
+        visitors = []
+        try:
+            fake.outage(True)
+            for name in ("Deniz", "Ece", "Fırat"):
+                token, cid = await start_visitor(server.url, name)
+                visitors.append((await visitor_peer(server.url, token), cid))
+
+            async def chat(peer, cid: str) -> None:  # type: ignore[no-untyped-def]
+                for n in range(PER_VISITOR):
+                    ack = await peer.call(
+                        "send", {"chat_id": cid, "text": f"{cid} #{n}", "client_id": client_id()}
+                    )
+                    assert ack["ok"], ack  # the chat goes on while Telegram is down
+                    clock.advance(12)  # ~3 simulated minutes over the conversation
+
+            await asyncio.gather(*[chat(peer, cid) for peer, cid in visitors])
+            for _ in range(20):  # and two more simulated minutes of outage
+                clock.advance(6)
+                await asyncio.sleep(0.02)
+            failed_calls = len([c for c in fake.calls("sendMessage") if c.status != 200])
+            assert failed_calls >= 3, "the worker kept trying during the outage"
+            assert not [m for m in fake.sent() if "#" in (m.text or "")]
+
+            fake.outage(False)
+            expected = PER_VISITOR * len(visitors)
+            for _ in range(600):
+                clock.advance(30)  # let any backoff run out
+                await asyncio.sleep(0.02)
+                if len([m for m in fake.sent() if "#" in (m.text or "")]) >= expected:
+                    break
+            await asyncio.sleep(0.5)
+            for _, cid in visitors:
+                texts = [m.text or "" for m in fake.sent() if f"[CID: {cid}]" in (m.text or "")]
+                lines = [t.splitlines()[-1] for t in texts if "#" in t]
+                assert lines == [f"{cid} #{n}" for n in range(PER_VISITOR)], "each once, in order"
+                assert sum("chat'e girdi" in t for t in texts) == 1
+            print(
+                f"\n{failed_calls} failed sends during the outage; {expected} messages delivered once, in order"
+            )
+        finally:
+            for peer, _ in visitors:
+                await peer.close()
+            await server.stop()

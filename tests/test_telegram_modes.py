@@ -29,7 +29,7 @@ async def forum_server(
     forum: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
     workdir: Path = tmp_path_factory.mktemp("forum")
-    env = telegram_env(forum, TELEGRAM_TOPICS="on")
+    env = telegram_env(forum, TELEGRAM_TOPICS="on", PUBLIC_URL="https://destek.example.com")
     srv = Server(database_url=f"sqlite://{workdir / 'f.db'}", workdir=workdir, env_extra=env)
     await srv.start()
     yield srv
@@ -60,6 +60,8 @@ async def test_each_conversation_gets_its_topic(forum_server: Server, forum: Fak
             "4",
         ]
         assert last.thread_id == thread and "[CID:" not in (last.text or ""), "the topic names it"
+        notice = next(m for m in forum.sent(thread_id=thread) if "chat'e girdi" in (m.text or ""))
+        assert {"text": "Panelde aç", "url": f"https://destek.example.com/admin/c/{cid}"} in notice.buttons
 
         # Writing inside the topic answers that conversation (no reply, no tag needed).
         await forum.admin_text("Konudan yanıt", thread_id=thread)

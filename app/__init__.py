@@ -16,7 +16,7 @@ from app import db, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
 from app.chat.namespace import ChatNamespace
-from app.chat.service import ChatService
+from app.chat.service import ChatService, sort_key
 from app.chat.views import bp as visitor_bp
 from app.config import load_settings
 from app.core.clock import Clock, RealClock
@@ -64,7 +64,8 @@ def create_app(
     db.init_app(app)
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 365 * 86400
+    # Static files revalidate, except content-hashed URLs (`?v=`), which are immutable.
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None
     app.jinja_loader = ChoiceLoader(
         [
             FileSystemLoader(str(ROOT / "templates")),
@@ -80,6 +81,7 @@ def create_app(
         asset=_asset_url_factory(ROOT / "static"),
         settings=settings,
         current_locale=current_locale,
+        sort_key=sort_key,
     )
     env.filters["hhmm"] = lambda moment: local_hhmm(moment, settings.zone)
     env.filters["stamp"] = lambda moment: local_stamp(moment, settings.zone)

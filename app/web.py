@@ -104,4 +104,9 @@ def init_app(app: Quart) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
+        elif request.path.startswith("/static/"):
+            versioned = "v" in request.args or "/vendor/" in request.path
+            response.headers["Cache-Control"] = (
+                "public, max-age=31536000, immutable" if versioned else "no-cache"
+            )
         return response

@@ -712,13 +712,6 @@ async def test_phone_layouts_fit_the_screen(
         await close_all(visitor, admin)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "app/admin/views.py renders the list without `sort`, so page rows have data-sort=''"
-        " and admin.js sorts every live-updated row after them"
-    ),
-)
 async def test_live_list_order_matches_a_fresh_load(
     browser: Browser, server: Server, admin_token: str
 ) -> None:

@@ -12,6 +12,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from app.admin.auth import SessionInfo
 from app.errors import InvalidInput, SohbetError
 from app.i18n import error_text
+from app.models import TgOutbox
 from app.web import check_csrf, client_address, is_htmx, services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -47,8 +48,11 @@ async def _panel(cid: str | None = None) -> str:
     conversations = await svc.chat.waiting_list()
     online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
     pane = await _pane_context(cid) if cid else None
+    failed = await TgOutbox.filter(status="failed").order_by("-id").limit(1)
     return await render_template(
         "admin/panel.html",
+        telegram_failed=await TgOutbox.filter(status="failed").count() if failed else 0,
+        telegram_error=failed[0].last_error if failed else "",
         conversations=conversations,
         online=online,
         pane=pane,

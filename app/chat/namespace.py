@@ -14,6 +14,7 @@ import socketio
 from app.admin.auth import AdminAuth
 from app.chat.service import (
     ADMINS_ROOM,
+    REPLAY_LIMIT,
     VISITORS_ROOM,
     ChatService,
     admin_room,
@@ -183,7 +184,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "chat_id": conv.cid,
             "last_seq": conv.last_seq,
             "replayed": len(payloads),
-            "more": len(payloads) >= 500,
+            "more": len(payloads) >= REPLAY_LIMIT,
+            # Every message up to this seq has now been sent (or is deleted).
+            "through": payloads[-1]["seq"] if len(payloads) >= REPLAY_LIMIT else conv.last_seq,
         }
 
     async def on_leave(self, sid: str, data: object = None) -> dict[str, Any]:

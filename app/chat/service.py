@@ -486,7 +486,6 @@ class ChatService:
             self.settings.default_locale,
             conv=conv,
             online=online,
-            sort=sort_key(conv),
             zone=self.settings.zone,
         )
 

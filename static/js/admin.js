@@ -63,6 +63,10 @@ socket.on("admin:conversation", ({ html }) => {
   }
 });
 
+socket.on("admin:alert", ({ html }) => {
+  document.getElementById("telegram-alert").replaceWith(fragment(html));
+});
+
 socket.on("admin:removed", ({ chat_id }) => {
   list.querySelector(`[data-chat-id="${CSS.escape(chat_id)}"]`)?.remove();
   if (current?.chatId === chat_id) {

@@ -44,7 +44,11 @@ export class Conversation {
     this.input = this.form.querySelector("textarea");
     this.error = root.querySelector("#composer-error");
     this.pendingTemplate = root.querySelector("#pending-template");
-    this.lastSeq = this.maxSeqInPage();
+    // Everything up to `synced` is known (shown, or deleted, or older than the page). Live pushes
+    // can arrive out of order, so the next join asks for what came after this, not after the max.
+    this.synced = Number(root.dataset.lastSeq || 0);
+    this.seen = new Set();
+    this.generation = 0;
     this.outboxKey = `sohbet:outbox:${this.role}:${this.chatId}`;
     this.outbox = storageGet(this.outboxKey);
     this.sending = false;
@@ -55,11 +59,6 @@ export class Conversation {
     this.outbox.forEach((item) => this.showPending(item));
     this.bindComposer();
     this.scrollToEnd(false);
-  }
-
-  maxSeqInPage() {
-    const last = this.list.lastElementChild;
-    return last ? Number(last.dataset.seq || 0) : 0;
   }
 
   bindComposer() {
@@ -133,14 +132,15 @@ export class Conversation {
   flush() {
     if (this.disposed || this.sending || !this.socket.connected || !this.outbox.length) return;
     const item = this.outbox[0];
+    const generation = this.generation;
     this.sending = true;
     const payload = {
       chat_id: this.chatId, role: this.role, type: "text", text: item.text,
       time: new Date().toISOString(), client_id: item.client_id,
     };
     this.socket.timeout(ACK_TIMEOUT_MS).emit("send", payload, (err, ack) => {
+      if (this.disposed || generation !== this.generation) return; // abandoned at a disconnect
       this.sending = false;
-      if (this.disposed) return;
       if (err || !ack || ack.error === "server_error") {
         this.retrySoon();
         return;
@@ -166,13 +166,28 @@ export class Conversation {
 
   join() {
     this.socket.timeout(ACK_TIMEOUT_MS).emit(
-      "join", { chat_id: this.chatId, last_seq: this.lastSeq }, (err, ack) => {
+      "join", { chat_id: this.chatId, last_seq: this.synced }, (err, ack) => {
         if (err) { setTimeout(() => this.socket.connected && this.join(), 1000); return; }
         if (!ack.ok) { this.showError(ack.message); return; }
+        // The replay (already inserted: it arrives before the ack) covered everything up to here.
+        this.advance(ack.through ?? ack.last_seq);
         if (ack.more) { this.join(); return; }
         this.flush();
       },
     );
+  }
+
+  // The connection dropped: a send in flight can no longer be acknowledged. Forget it (it stays
+  // first in the outbox) and send it again, with the same id, once reconnected.
+  disconnected() {
+    this.generation += 1;
+    this.sending = false;
+  }
+
+  advance(upTo) {
+    this.synced = Math.max(this.synced, upTo || 0);
+    while (this.seen.has(this.synced + 1)) this.seen.delete(++this.synced);
+    for (const seq of this.seen) if (seq <= this.synced) this.seen.delete(seq);
   }
 
   leave() {
@@ -207,7 +222,8 @@ export class Conversation {
       this.list.querySelectorAll(".msg--pending").forEach((p) => this.list.appendChild(p));
     }
     if (window.htmx) window.htmx.process(node);
-    this.lastSeq = Math.max(this.lastSeq, message.seq);
+    if (message.seq > this.synced) this.seen.add(message.seq);
+    this.advance(this.synced);
     if (message.role !== this.role) this.hideTyping();
     this.scrollToEnd(stick);
   }
@@ -248,7 +264,7 @@ export class Conversation {
 // Route the namespace's events to whichever conversation is on screen.
 export function wire(socket, current, onConnectionChange) {
   socket.on("connect", () => { onConnectionChange(true); current()?.join(); });
-  socket.on("disconnect", () => onConnectionChange(false));
+  socket.on("disconnect", () => { onConnectionChange(false); current()?.disconnected(); });
   socket.on("chat:history", (messages) => messages.forEach((m) => current()?.insert(m)));
   socket.on("chat:message", (m) => current()?.insert(m));
   socket.on("chat:deleted", ({ chat_id, seqs }) => {

@@ -56,6 +56,11 @@ class Settings:
     cookie_secure: bool = False
     public_url: str = ""
     telegram: TelegramSettings | None = None
+    # Self-tests: the server's own base URL (empty: learnt from requests), runs kept, limits.
+    selftest_url: str = ""
+    selftest_history: int = 30
+    selftest_outbox_max_age: int = 300
+    repair_stuck_attempts: int = 5
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -121,8 +126,25 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     if locale not in {"tr", "en"}:
         raise ConfigError(f"DEFAULT_LOCALE must be tr or en, got {locale!r}")
 
+    selftest_url = env.get("SELFTEST_URL", "").strip().rstrip("/")
+    if selftest_url and not selftest_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"SELFTEST_URL must be the server's own http(s):// base URL, got {selftest_url!r}"
+        )
+    selftest_history = integer("SELFTEST_HISTORY", 30)
+    if not 1 <= selftest_history <= 1000:
+        raise ConfigError(f"SELFTEST_HISTORY must be 1-1000, got {selftest_history}")
+    outbox_max_age = integer("SELFTEST_OUTBOX_MAX_AGE", 300)
+    stuck_attempts = integer("REPAIR_STUCK_ATTEMPTS", 5)
+    if outbox_max_age < 1 or stuck_attempts < 1:
+        raise ConfigError("SELFTEST_OUTBOX_MAX_AGE and REPAIR_STUCK_ATTEMPTS must be at least 1")
+
     return Settings(
         telegram=_telegram(env, integer),
+        selftest_url=selftest_url,
+        selftest_history=selftest_history,
+        selftest_outbox_max_age=outbox_max_age,
+        repair_stuck_attempts=stuck_attempts,
         public_url=env.get("PUBLIC_URL", "").strip().rstrip("/"),
         env=mode,
         # A random development key means admin sessions end when the server restarts.

@@ -133,6 +133,43 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "self-tests: schedules, claimed slots, run history, probe",
+        (
+            """CREATE TABLE "selftest_schedule" (
+                "id" {pk},
+                "time_hhmm" VARCHAR(5) NOT NULL,
+                "tz" VARCHAR(64) NOT NULL,
+                "enabled" {bool} NOT NULL DEFAULT TRUE,
+                "created_at" {ts} NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+            """CREATE TABLE "selftest_slot" (
+                "id" {pk},
+                "schedule_id" BIGINT NOT NULL,
+                "slot_at" {ts} NOT NULL,
+                "claimed_at" {ts} NOT NULL,
+                "process" VARCHAR(128) NOT NULL,
+                CONSTRAINT "uq_selftest_slot" UNIQUE ("schedule_id", "slot_at")
+            )""",
+            """CREATE TABLE "selftest_run" (
+                "id" {pk},
+                "trigger" VARCHAR(16) NOT NULL,
+                "schedule_id" BIGINT,
+                "slot_at" {ts},
+                "started_at" {ts} NOT NULL,
+                "duration_ms" INT NOT NULL,
+                "ok" {bool} NOT NULL,
+                "results" TEXT NOT NULL
+            )""",
+            """CREATE TABLE "selftest_probe" (
+                "id" {pk},
+                "token" VARCHAR(64) NOT NULL,
+                "created_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -1,4 +1,4 @@
-"""Database models: conversations, their messages, admin sessions and login codes."""
+"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests."""
 
 from __future__ import annotations
 
@@ -148,3 +148,59 @@ class TgUpdate(Model):
 
     class Meta:
         table = "tg_update"
+
+
+class SelfTestSchedule(Model):
+    """A daily self-test time (HH:MM in an IANA zone), run by the scheduler while enabled."""
+
+    id = fields.BigIntField(primary_key=True)
+    time_hhmm = fields.CharField(max_length=5)
+    tz = fields.CharField(max_length=64)
+    enabled = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "selftest_schedule"
+
+
+class SelfTestSlot(Model):
+    """A scheduled slot claimed by one server process, so each slot runs once in all of them."""
+
+    id = fields.BigIntField(primary_key=True)
+    schedule_id = fields.BigIntField()
+    slot_at = fields.DatetimeField()
+    claimed_at = fields.DatetimeField()
+    process = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "selftest_slot"
+        unique_together = (("schedule_id", "slot_at"),)
+
+
+class SelfTestRun(Model):
+    """One run of every self-test: who started it, how long it took, each check's result."""
+
+    id = fields.BigIntField(primary_key=True)
+    trigger = fields.CharField(max_length=16)
+    schedule_id = fields.BigIntField(null=True)
+    slot_at = fields.DatetimeField(null=True)
+    started_at = fields.DatetimeField()
+    duration_ms = fields.IntField()
+    ok = fields.BooleanField()
+    # [{"name", "status", "ms", "detail"}], as JSON text (one column type on both databases).
+    results = fields.TextField()
+
+    class Meta:
+        table = "selftest_run"
+
+
+class SelfTestProbe(Model):
+    """Scratch rows the Database check writes, reads and deletes in one transaction."""
+
+    id = fields.BigIntField(primary_key=True)
+    token = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "selftest_probe"

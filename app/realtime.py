@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Protocol
 
@@ -60,6 +61,10 @@ class Presence(Protocol):
 
     async def online_many(self, keys: list[str]) -> dict[str, bool]: ...
 
+    async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
+        """Drop this process's sockets that `live` says are gone (Repair); return how many,
+        and the keys that went offline because of it."""
+
     async def close(self) -> None: ...
 
 
@@ -89,6 +94,17 @@ class MemoryPresence:
 
     async def online_many(self, keys: list[str]) -> dict[str, bool]:
         return {key: bool(self._sids.get(key)) for key in keys}
+
+    async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
+        dropped, offline = 0, []
+        for key, sids in list(self._sids.items()):
+            gone = {sid for sid in sids if not live(sid)}
+            dropped += len(gone)
+            sids -= gone
+            if gone and not sids:
+                del self._sids[key]
+                offline.append(key)
+        return dropped, offline
 
     async def close(self) -> None:
         self._sids.clear()
@@ -135,6 +151,24 @@ class RedisPresence:
             pipe.scard(self._prefix + key)
         counts = await pipe.execute()
         return {key: bool(count) for key, count in zip(keys, counts, strict=True)}
+
+    async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
+        # Only this process can tell whether its own sockets are alive.
+        dropped, offline = 0, []
+        for key, sids in list(self._mine.items()):
+            gone = {sid for sid in sids if not live(sid)}
+            if not gone:
+                continue
+            sids -= gone
+            pipe = self._redis.pipeline()
+            for sid in gone:
+                pipe.srem(self._prefix + key, self._member(sid))
+            pipe.scard(self._prefix + key)
+            *removed, count = await pipe.execute()
+            dropped += sum(int(n) for n in removed)
+            if any(removed) and int(count) == 0:
+                offline.append(key)
+        return dropped, offline
 
     async def close(self) -> None:
         # Sockets of this process are gone with it; leave no ghost "online" behind.

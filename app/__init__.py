@@ -12,7 +12,7 @@ import socketio
 from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from quart import Quart
 
-from app import db, web
+from app import db, selftest, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
 from app.chat.namespace import ChatNamespace
@@ -109,6 +109,9 @@ def create_app(
         yield
         await chat.close()
         await presence.close()
+
+    # Last: its scheduler needs the database and the bridge, and stops before them.
+    selftest.init_app(app, chat, bridge, clock or RealClock())
 
     return app
 

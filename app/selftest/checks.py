@@ -1,0 +1,212 @@
+"""The checks of "Run all tests": each one exercises a real part of the running server.
+
+Calls (the echo peer) and Storage (media) plug in here when those features exist; until then
+they are not registered, so no report shows them as passing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import aiohttp
+import socketio
+from tortoise import Tortoise
+from tortoise.transactions import in_transaction
+
+from app.chat.namespace import VISITOR_COOKIE
+from app.chat.service import ChatService
+from app.config import Settings
+from app.i18n import N_
+from app.i18n import gettext as _
+from app.models import Conversation, SelfTestProbe, TgOutbox
+from app.selftest.registry import CheckFailed, Outcome, Registry, describe, off, passed
+from app.telegram.bridge import TelegramBridge
+from app.timefmt import local_stamp, utcnow
+
+SYNTHETIC_NAME = "Selftest"
+REQUEST_TIMEOUT = 5
+
+
+class SchedulerState(Protocol):
+    """What the Scheduler check reads from the scheduler."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def next_run(self) -> datetime | None: ...
+
+    async def missing_jobs(self) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a check may use; `base_url` is this server's own address, if known."""
+
+    settings: Settings
+    chat: ChatService
+    bridge: TelegramBridge | None
+    scheduler: SchedulerState
+    base_url: str | None
+
+
+registry: Registry[Context] = Registry()
+
+
+def _ms(since: float) -> int:
+    return round((time.perf_counter() - since) * 1000)
+
+
+def _own_url(ctx: Context) -> str:
+    if not ctx.base_url:
+        raise CheckFailed(_("The server's own address is not known yet: set SELFTEST_URL"))
+    return ctx.base_url
+
+
+@registry.check("web", N_("Web"), timeout=REQUEST_TIMEOUT + 1)
+async def web(ctx: Context) -> Outcome:
+    """GET the server's own /health over HTTP."""
+    url = _own_url(ctx) + "/health"
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
+        body = await resp.text()
+    if resp.status != 200 or '"ok"' not in body:
+        raise CheckFailed(_("%(url)s answered HTTP %(status)s", url=url, status=resp.status))
+    return passed(_("HTTP 200 from %(url)s", url=url))
+
+
+@registry.check("socket", N_("Socket"), timeout=15)
+async def socket_round_trip(ctx: Context) -> Outcome:
+    """A real Socket.IO client joins a synthetic conversation and gets its message back."""
+    base = _own_url(ctx)
+    conv, token = await ctx.chat.start_conversation(
+        SYNTHETIC_NAME, ctx.settings.default_locale, synthetic=True
+    )
+    client = socketio.AsyncClient(reconnection=False)
+    client_id = f"selftest-{secrets.token_hex(8)}"
+    echoed: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    async def on_message(data: Any = None) -> None:
+        if isinstance(data, dict) and data.get("client_id") == client_id and not echoed.done():
+            echoed.set_result(data)
+
+    client.on("chat:message", on_message, namespace="/chat")
+    try:
+        start = time.perf_counter()
+        try:
+            await client.connect(
+                base,
+                namespaces=["/chat"],
+                headers={"Cookie": f"{VISITOR_COOKIE}={token}"},
+                auth={"as": "visitor"},
+                transports=["websocket"],
+                wait_timeout=REQUEST_TIMEOUT,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            raise CheckFailed(
+                _("Could not connect to %(url)s: %(error)s", url=base, error=exc)
+            ) from exc
+        connected = _ms(start)
+        joined = await client.call(
+            "join", {"chat_id": conv.cid}, namespace="/chat", timeout=REQUEST_TIMEOUT
+        )
+        if not joined.get("ok"):
+            raise CheckFailed(_("join was refused: %(error)s", error=joined.get("error")))
+        start = time.perf_counter()
+        ack = await client.call(
+            "send",
+            {"chat_id": conv.cid, "type": "text", "text": "self-test", "client_id": client_id},
+            namespace="/chat",
+            timeout=REQUEST_TIMEOUT,
+        )
+        if not ack.get("ok"):
+            raise CheckFailed(_("send was refused: %(error)s", error=ack.get("error")))
+        acked = _ms(start)
+        try:
+            await asyncio.wait_for(echoed, REQUEST_TIMEOUT)
+        except TimeoutError:
+            raise CheckFailed(_("The message was stored but never pushed back")) from None
+        return passed(
+            _(
+                "Connected in %(connect)s ms; message acknowledged in %(ack)s ms "
+                "and pushed back in %(push)s ms",
+                connect=connected,
+                ack=acked,
+                push=_ms(start),
+            )
+        )
+    finally:
+        if client.connected:
+            await client.disconnect()
+        await Conversation.filter(id=conv.id).delete()
+
+
+@registry.check("database", N_("Database"), timeout=REQUEST_TIMEOUT)
+async def database(ctx: Context) -> Outcome:
+    """Write, read and delete a row in one transaction."""
+    token = secrets.token_hex(16)
+    async with in_transaction() as tx:
+        probe = await SelfTestProbe.create(using_db=tx, token=token, created_at=utcnow())
+        read = await SelfTestProbe.filter(id=probe.id).using_db(tx).first()
+        if read is None or read.token != token:
+            raise CheckFailed(_("A row just written could not be read back"))
+        await SelfTestProbe.filter(id=probe.id).using_db(tx).delete()
+    if await SelfTestProbe.filter(id=probe.id).exists():
+        raise CheckFailed(_("A deleted row is still there after the commit"))
+    dialect = Tortoise.get_connection("default").capabilities.dialect
+    return passed(_("%(db)s: write, read and delete in one transaction", db=dialect))
+
+
+@registry.check("telegram", N_("Telegram"), timeout=3 * REQUEST_TIMEOUT)
+async def telegram(ctx: Context) -> Outcome:
+    """getMe, the webhook or polling state, and the outbox backlog."""
+    bridge = ctx.bridge
+    if bridge is None:
+        return off(_("Not configured (TELEGRAM_BOT_TOKEN is empty)"))
+    try:
+        me = await bridge.bot.get_me(request_timeout=REQUEST_TIMEOUT)
+        hook = await bridge.bot.get_webhook_info(request_timeout=REQUEST_TIMEOUT)
+    except Exception as exc:
+        raise CheckFailed(_("The Bot API did not answer: %(error)s", error=describe(exc))) from exc
+    if bridge.tg.mode == "webhook":
+        if hook.url != bridge.tg.webhook_url:
+            raise CheckFailed(_("The webhook is not registered with Telegram"))
+        mode = _("webhook, %(n)s updates waiting", n=hook.pending_update_count)
+        if hook.last_error_message:
+            mode += "; " + _("last error: %(error)s", error=hook.last_error_message)
+    elif hook.url:
+        raise CheckFailed(_("A webhook is set, so polling gets no updates"))
+    else:
+        mode = _("polling")
+    count, age = await bridge.worker.backlog()
+    failed = await TgOutbox.filter(status="failed").count()
+    backlog = _(
+        "outbox: %(count)s waiting (oldest %(age)s s), %(failed)s failed",
+        count=count,
+        age=round(age or 0),
+        failed=failed,
+    )
+    line = f"@{me.username}, {mode}; {backlog}"
+    if age is not None and age > ctx.settings.selftest_outbox_max_age:
+        raise CheckFailed(_("Messages to Telegram are stuck: %(line)s", line=line))
+    return passed(line)
+
+
+@registry.check("scheduler", N_("Scheduler"), timeout=REQUEST_TIMEOUT)
+async def scheduler(ctx: Context) -> Outcome:
+    """The scheduler runs, has a job for every enabled test time, and knows the next run."""
+    if not ctx.scheduler.running:
+        raise CheckFailed(_("The scheduler is not running"))
+    missing = await ctx.scheduler.missing_jobs()
+    if missing:
+        ids = ", ".join(f"#{n}" for n in missing)
+        raise CheckFailed(_("Enabled test times without a job: %(ids)s", ids=ids))
+    upcoming = ctx.scheduler.next_run()
+    if upcoming is None:
+        return passed(_("Running; no test time is enabled"))
+    when = local_stamp(upcoming, ctx.settings.zone)
+    return passed(_("Running; next run %(when)s (%(tz)s)", when=when, tz=ctx.settings.tz))

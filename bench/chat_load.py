@@ -765,47 +765,43 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         "runs": {},
     }
     runs = report["runs"]
+    common: dict[str, Any] = {
+        "compression": compression,
+        "quiet": quiet,
+        "retries": args.retries,
+        "workers": args.workers,
+    }
     runs["a_real_1000_pairs"] = run_load(
-        "real",
-        1000,
-        [200],
-        20,
-        compression=compression,
-        label="(a) real, 1000 pairs, 200 msg/s",
-        quiet=quiet,
+        "real", 1000, [200], 20, label="(a) real, 1000 pairs, 200 msg/s", **common
     )
     runs["a_seed_1000_pairs"] = run_load(
         "seed",
         1000,
         [200],
-        20,
-        compression=compression,
+        10,
         connect_deadline=25,
         stop_on_fail=False,
         label="(a') seed, 1000 pairs, 200 msg/s",
-        quiet=quiet,
+        **common,
     )
-    runs["b_real_ramp"] = run_load(
-        "real",
-        200,
-        RAMP,
-        10,
-        compression=compression,
-        label="(b) real ramp, 200 pairs",
-        quiet=quiet,
-    )
-    runs["c_seed_ramp"] = run_load(
-        "seed",
-        200,
-        RAMP,
-        10,
-        compression=compression,
-        label="(c) seed ramp, 200 pairs",
-        quiet=quiet,
-    )
+    runs["b_real_ramp"] = run_load("real", 200, RAMP, 8, label="(b) real ramp, 200 pairs", **common)
+    runs["c_seed_ramp"] = run_load("seed", 200, RAMP, 8, label="(c) seed ramp, 200 pairs", **common)
+    idle_common = {"workers": args.workers, "quiet": quiet}
     runs["d_real_idle"] = run_idle(
-        "real", [2000, 10000], compression=compression, label="(d) real idle sockets", quiet=quiet
+        "real",
+        [2000, 10000],
+        compression=compression,
+        label="(d) real idle sockets, permessage-deflate offered (as browsers do)",
+        **idle_common,
     )
+    if compression:
+        runs["d_real_idle_no_deflate"] = run_idle(
+            "real",
+            [2000, 10000],
+            compression=False,
+            label="(d') real idle sockets, no permessage-deflate",
+            **idle_common,
+        )
     real_max = runs["b_real_ramp"]["max_sustained_rate"]
     seed_max = runs["c_seed_ramp"]["max_sustained_rate"]
     report["summary"] = {
@@ -819,6 +815,67 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
     }
     report["wall_s"] = round(time.monotonic() - started, 1)
     return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results tables of bench/README.md, from a suite report."""
+
+    def v(x: Any) -> str:
+        return "–" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
+
+    lines = [
+        "| run | target | pairs | rate msg/s | sent | acked | received | lost | dup "
+        "| p50 ms | p95 ms | p99 ms | server CPU % | CPU ms/msg | RSS peak MiB "
+        "| other procs CPU % | sustained |",
+        "|" + "---|" * 17,
+    ]
+    for key, run in report["runs"].items():
+        if run["scenario"] != "load":
+            continue
+        for st in run["steps"]:
+            lines.append(
+                "| "
+                + " | ".join(
+                    v(x)
+                    for x in (
+                        key,
+                        run["target"],
+                        f"{st['pairs']}/{run['pairs_requested']}",
+                        st["rate"],
+                        st["sent"],
+                        st["acked"],
+                        st["received"],
+                        st["lost"],
+                        st["dup"],
+                        st["p50_ms"],
+                        st["p95_ms"],
+                        st["p99_ms"],
+                        st["server_cpu_pct"],
+                        st["server_cpu_ms_per_msg"],
+                        st["server_rss_peak_mib"],
+                        st["other_cpu_pct"],
+                        "yes" if st["sustained"] else "no",
+                    )
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        "| run | sockets open | connect s | server RSS MiB | KiB/conn (vs baseline) "
+        "| KiB/conn marginal | idle CPU % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, run in report["runs"].items():
+        if run["scenario"] != "idle":
+            continue
+        for lvl in run["levels"]:
+            lines.append(
+                f"| {key} | {lvl['open']}/{lvl['requested']} | {v(lvl['connect_s'])} "
+                f"| {v(lvl['server_rss_mib'])} (baseline {v(run.get('rss_baseline_mib'))}) "
+                f"| {v(lvl['kib_per_conn'])} | {v(lvl['kib_per_conn_marginal'])} "
+                f"| {v(lvl['idle_cpu_pct'])} |"
+            )
+    return "\n".join(lines)
 
 
 def machine() -> dict[str, Any]:
@@ -858,6 +915,12 @@ def main() -> None:
     parser.add_argument(
         "--quiet-wait", type=float, default=20, help="longest such wait in seconds (0: no wait)"
     )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="repeat a load step this many times when other processes used the CPU during it",
+    )
     sub = parser.add_subparsers(dest="cmd")
     sub.add_parser("suite", help="(a)-(d) of bench/README.md (default)")
     load = sub.add_parser("load", help="pairs sending at one or more rates")
@@ -869,6 +932,8 @@ def main() -> None:
     load.add_argument("--no-stop", action="store_true", help="run every step even after a failure")
     load.add_argument("--connect-deadline", type=float, default=60)
     load.add_argument("--seed-arg", action="append", default=[], help="extra seed_server.py flag")
+    table = sub.add_parser("table", help="print the README tables of a saved suite JSON")
+    table.add_argument("file", nargs="?", default=str(RESULTS / "latest-suite.json"))
     idle = sub.add_parser("idle", help="idle sockets and server RSS per connection")
     idle.add_argument("--target", choices=["real", "seed"], default="real")
     idle.add_argument("--counts", default="2000,10000")
@@ -879,6 +944,9 @@ def main() -> None:
     raise_nofile()
     compression = not args.no_deflate
     cmd = args.cmd or "suite"
+    if cmd == "table":
+        print(markdown(json.loads(Path(args.file).read_text())))
+        return
     if cmd == "suite":
         result = suite(args)
     elif cmd == "load":
@@ -894,6 +962,7 @@ def main() -> None:
             connect_deadline=args.connect_deadline,
             seed_args=args.seed_arg,
             quiet=(args.quiet_below, args.quiet_wait),
+            retries=args.retries,
         )
     else:
         result = run_idle(
@@ -915,6 +984,8 @@ def main() -> None:
     save(f"latest-{cmd}", result)
     print("JSON summary (full results in " + str(path.relative_to(BENCH.parent)) + "):")
     print(json.dumps(result, indent=1, ensure_ascii=False))
+    if cmd == "suite":
+        print(markdown(result))
 
 
 if __name__ == "__main__":

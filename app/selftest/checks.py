@@ -7,6 +7,7 @@ they are not registered, so no report shows them as passing.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import socketio
+from aiogram.exceptions import ClientDecodeError
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
@@ -171,7 +173,9 @@ async def telegram(ctx: Context) -> Outcome:
         me = await bridge.bot.get_me(request_timeout=REQUEST_TIMEOUT)
         hook = await bridge.bot.get_webhook_info(request_timeout=REQUEST_TIMEOUT)
     except Exception as exc:
-        raise CheckFailed(_("The Bot API did not answer: %(error)s", error=describe(exc))) from exc
+        raise CheckFailed(
+            _("The Bot API did not answer: %(error)s", error=_bot_error(exc))
+        ) from exc
     if bridge.tg.mode == "webhook":
         if hook.url != bridge.tg.webhook_url:
             raise CheckFailed(_("The webhook is not registered with Telegram"))
@@ -194,6 +198,14 @@ async def telegram(ctx: Context) -> Outcome:
     if age is not None and age > ctx.settings.selftest_outbox_max_age:
         raise CheckFailed(_("Messages to Telegram are stuck: %(line)s", line=line))
     return passed(line)
+
+
+def _bot_error(exc: Exception) -> str:
+    if isinstance(exc, ClientDecodeError):
+        # A proxy's HTML error page: its words say more than the JSON decoder's complaint.
+        words = " ".join(re.sub(r"<[^>]*>", " ", str(exc.data)).split())[:80]
+        return _("the answer is not JSON: %(words)s", words=words)
+    return describe(exc)
 
 
 @registry.check("scheduler", N_("Scheduler"), timeout=REQUEST_TIMEOUT)

@@ -88,7 +88,6 @@ async def socket_round_trip(ctx: Context) -> Outcome:
     conv, token = await ctx.chat.start_conversation(
         SYNTHETIC_NAME, ctx.settings.default_locale, synthetic=True
     )
-    client = socketio.AsyncClient(reconnection=False)
     client_id = f"selftest-{secrets.token_hex(8)}"
     echoed: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
@@ -96,55 +95,70 @@ async def socket_round_trip(ctx: Context) -> Outcome:
         if isinstance(data, dict) and data.get("client_id") == client_id and not echoed.done():
             echoed.set_result(data)
 
-    client.on("chat:message", on_message, namespace="/chat")
     try:
-        start = time.perf_counter()
-        try:
-            await client.connect(
-                base,
-                namespaces=["/chat"],
-                headers={"Cookie": f"{VISITOR_COOKIE}={token}"},
-                auth={"as": "visitor"},
-                transports=["websocket"],
-                wait_timeout=REQUEST_TIMEOUT,
-            )
-        except socketio.exceptions.ConnectionError as exc:
-            raise CheckFailed(
-                _("Could not connect to %(url)s: %(error)s", url=base, error=exc)
-            ) from exc
-        connected = _ms(start)
-        joined = await client.call(
-            "join", {"chat_id": conv.cid}, namespace="/chat", timeout=REQUEST_TIMEOUT
-        )
-        if not joined.get("ok"):
-            raise CheckFailed(_("join was refused: %(error)s", error=joined.get("error")))
-        start = time.perf_counter()
-        ack = await client.call(
-            "send",
-            {"chat_id": conv.cid, "type": "text", "text": "self-test", "client_id": client_id},
-            namespace="/chat",
-            timeout=REQUEST_TIMEOUT,
-        )
-        if not ack.get("ok"):
-            raise CheckFailed(_("send was refused: %(error)s", error=ack.get("error")))
-        acked = _ms(start)
-        try:
-            await asyncio.wait_for(echoed, REQUEST_TIMEOUT)
-        except TimeoutError:
-            raise CheckFailed(_("The message was stored but never pushed back")) from None
-        return passed(
-            _(
-                "Connected in %(connect)s ms; message acknowledged in %(ack)s ms "
-                "and pushed back in %(push)s ms",
-                connect=connected,
-                ack=acked,
-                push=_ms(start),
-            )
-        )
+        # Our own HTTP session, closed here whatever happens (engine.io leaks its own on a
+        # failed connect).
+        async with aiohttp.ClientSession() as http:
+            client = socketio.AsyncClient(reconnection=False, http_session=http)
+            client.on("chat:message", on_message, namespace="/chat")
+            try:
+                return await _round_trip(client, base, conv.cid, token, client_id, echoed)
+            finally:
+                if client.connected:
+                    await client.disconnect()
     finally:
-        if client.connected:
-            await client.disconnect()
         await Conversation.filter(id=conv.id).delete()
+
+
+async def _round_trip(
+    client: socketio.AsyncClient,
+    base: str,
+    cid: str,
+    token: str,
+    client_id: str,
+    echoed: asyncio.Future[dict[str, Any]],
+) -> Outcome:
+    start = time.perf_counter()
+    try:
+        await client.connect(
+            base,
+            namespaces=["/chat"],
+            headers={"Cookie": f"{VISITOR_COOKIE}={token}"},
+            auth={"as": "visitor"},
+            transports=["websocket"],
+            wait_timeout=REQUEST_TIMEOUT,
+        )
+    except socketio.exceptions.ConnectionError as exc:
+        raise CheckFailed(
+            _("Could not connect to %(url)s: %(error)s", url=base, error=exc)
+        ) from exc
+    connected = _ms(start)
+    joined = await client.call("join", {"chat_id": cid}, namespace="/chat", timeout=REQUEST_TIMEOUT)
+    if not joined.get("ok"):
+        raise CheckFailed(_("join was refused: %(error)s", error=joined.get("error")))
+    start = time.perf_counter()
+    ack = await client.call(
+        "send",
+        {"chat_id": cid, "type": "text", "text": "self-test", "client_id": client_id},
+        namespace="/chat",
+        timeout=REQUEST_TIMEOUT,
+    )
+    if not ack.get("ok"):
+        raise CheckFailed(_("send was refused: %(error)s", error=ack.get("error")))
+    acked = _ms(start)
+    try:
+        await asyncio.wait_for(echoed, REQUEST_TIMEOUT)
+    except TimeoutError:
+        raise CheckFailed(_("The message was stored but never pushed back")) from None
+    return passed(
+        _(
+            "Connected in %(connect)s ms; message acknowledged in %(ack)s ms "
+            "and pushed back in %(push)s ms",
+            connect=connected,
+            ack=acked,
+            push=_ms(start),
+        )
+    )
 
 
 @registry.check("database", N_("Database"), timeout=REQUEST_TIMEOUT)

@@ -86,8 +86,10 @@ async def repair() -> dict[str, Any]:
 @bp.get("/api/test/schedule")
 @api_operator
 async def list_schedules() -> dict[str, Any]:
-    """Every test time with its next run."""
-    schedules = selftest().schedules
+    """Every test time with its next run (this process's jobs are synced to the table first)."""
+    svc = selftest()
+    await svc.scheduler.reload()
+    schedules = svc.schedules
     return {"schedules": [schedules.as_dict(row) for row in await schedules.all()]}
 
 

@@ -227,12 +227,17 @@ async def scheduler(ctx: Context) -> Outcome:
     """The scheduler runs, has a job for every enabled test time, and knows the next run."""
     if not ctx.scheduler.running:
         raise CheckFailed(_("The scheduler is not running"))
-    missing = await ctx.scheduler.missing_jobs()
+    note = ""
+    try:
+        missing = await ctx.scheduler.missing_jobs()
+    except Exception as exc:
+        # The jobs it has still run (and report the database's failure themselves).
+        missing, note = [], "; " + _("test times unreadable: %(error)s", error=describe(exc))
     if missing:
         ids = ", ".join(f"#{n}" for n in missing)
         raise CheckFailed(_("Enabled test times without a job: %(ids)s", ids=ids))
     upcoming = ctx.scheduler.next_run()
     if upcoming is None:
-        return passed(_("Running; no test time is enabled"))
+        return passed(_("Running; no test time is enabled") + note)
     when = local_stamp(upcoming, ctx.settings.zone)
-    return passed(_("Running; next run %(when)s (%(tz)s)", when=when, tz=ctx.settings.tz))
+    return passed(_("Running; next run %(when)s (%(tz)s)", when=when, tz=ctx.settings.tz) + note)

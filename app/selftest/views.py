@@ -49,6 +49,7 @@ def _form_fields(form: Any) -> dict[str, Any]:
 async def page() -> str:
     """The Test & Repair page with the latest report, the history and the test times."""
     svc = selftest()
+    await svc.scheduler.reload()  # show what this process will really run
     history = await svc.tests.history()
     return await _render(
         "test/page.html",

@@ -802,6 +802,14 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
             label="(d') real idle sockets, no permessage-deflate",
             **idle_common,
         )
+    # The seed under the same idle test, below eventlet's 1,024-connection cap.
+    runs["d_seed_idle"] = run_idle(
+        "seed",
+        [900],
+        compression=compression,
+        label="(d'') seed idle sockets, as offered by browsers",
+        **idle_common,
+    )
     real_max = runs["b_real_ramp"]["max_sustained_rate"]
     seed_max = runs["c_seed_ramp"]["max_sustained_rate"]
     report["summary"] = {

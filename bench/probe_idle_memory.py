@@ -1,0 +1,182 @@
+"""Where an idle socket's memory goes in the real server: a tracemalloc diff around N sockets.
+
+    .venv/bin/python bench/probe_idle_memory.py --sockets 2000            # deflate offered
+    .venv/bin/python bench/probe_idle_memory.py --sockets 2000 --no-deflate
+
+Serves the real app with Hypercorn in this process (tracemalloc on), opens a warm-up batch and
+then N idle visitor sockets from a child process (bench/sio_client.py), and prints the Python
+allocations that stayed, per library, per connection. tracemalloc sees Python and zlib buffers
+(both go through PyMem); RSS also counts allocator overhead, so the two totals differ a little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT))
+
+GROUPS = (
+    ("zlib (permessage-deflate state)", ("wsproto/extensions.py",)),
+    ("hypercorn", ("hypercorn/",)),
+    ("wsproto / h11", ("wsproto/", "h11/")),
+    ("engineio", ("engineio/",)),
+    ("socketio", ("socketio/",)),
+    ("asyncio (tasks, transports, futures)", ("asyncio/",)),
+    ("app/", ("/app/",)),
+    ("tortoise / aiosqlite", ("tortoise/", "aiosqlite/", "pypika")),
+)
+
+
+def group_of(trace: tracemalloc.StatisticDiff) -> str:
+    """The library of the line that allocated (zlib state is made in wsproto's extension)."""
+    filename = trace.traceback[0].filename
+    for name, needles in GROUPS:
+        if any(n in filename for n in needles):
+            return name
+    return "other: " + Path(filename).name
+
+
+def rss() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def client(url: str, cookie: str, count: int, deflate: bool) -> None:
+    from sio_client import SioClient, ws_url
+
+    gate = asyncio.Semaphore(50)
+    clients = []
+
+    async def one() -> None:
+        async with gate:
+            c = SioClient(ws_url(url), cookie=cookie, auth={"as": "visitor"}, compression=deflate)
+            await c.connect(20)
+            clients.append(c)
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    print(f"ready {len(clients)}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import aiohttp
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+    from servers import free_port, raise_nofile
+
+    raise_nofile()
+    work = Path(tempfile.mkdtemp(prefix="sohbet-mem-"))
+    os.environ.update(
+        DATABASE_URL=f"sqlite://{work / 'mem.db'}",
+        SECRET_KEY="x",
+        ADMIN_PASSWORD="pw",
+        SOHBET_ENV_FILE="/nonexistent",
+    )
+    from app import asgi_app, create_app
+
+    app = asgi_app(create_app())
+    port = free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    stop = asyncio.Event()
+    server = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        for _ in range(100):
+            try:
+                async with http.get(base + "/health") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        async with http.post(base + "/start", data={"name": "Mem"}, allow_redirects=False) as resp:
+            cookie = f"sohbet_visitor={resp.cookies['sohbet_visitor'].value}"
+
+    async def spawn(count: int) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--client",
+            base,
+            cookie,
+            str(count),
+            *([] if args.deflate else ["--no-deflate"]),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        print(f"client: {line.decode().strip()}", flush=True)
+        return proc
+
+    children = [await spawn(50)]
+    await asyncio.sleep(2)
+    gc.collect()
+    before, rss0 = tracemalloc.take_snapshot(), rss()
+    children.append(await spawn(args.sockets))
+    await asyncio.sleep(3)
+    gc.collect()
+    after, rss1 = tracemalloc.take_snapshot(), rss()
+    n = args.sockets
+    stats = after.compare_to(before, "lineno")
+    groups: Counter[str] = Counter()
+    for stat in stats:
+        groups[group_of(stat)] += stat.size_diff
+    traced = sum(groups.values())
+    print(
+        f"\n{n} idle sockets, permessage-deflate {'offered' if args.deflate else 'not offered'}: "
+        f"RSS +{(rss1 - rss0) / 1024 / n:.1f} KiB/conn (with tracemalloc's own overhead), "
+        f"traced Python allocations +{traced / 1024 / n:.1f} KiB/conn"
+    )
+    for name, size in groups.most_common():
+        if abs(size) / n >= 100:
+            print(f"  {size / 1024 / n:7.1f} KiB/conn  {name}")
+    print("\nlargest allocation sites:")
+    for stat in sorted(stats, key=lambda s: -s.size_diff)[:12]:
+        frame = stat.traceback[0]
+        print(
+            f"  {stat.size_diff / 1024 / n:7.2f} KiB/conn  "
+            f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno}"
+        )
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.close()
+        await asyncio.wait_for(child.wait(), 30)
+    stop.set()
+    await asyncio.wait_for(server, 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=2000)
+    parser.add_argument("--no-deflate", dest="deflate", action="store_false")
+    parser.add_argument("--client", nargs=3, metavar=("URL", "COOKIE", "COUNT"))
+    args = parser.parse_args()
+    if args.client:
+        from servers import raise_nofile
+
+        raise_nofile()
+        url, cookie, count = args.client
+        asyncio.run(client(url, cookie, int(count), args.deflate))
+        return
+    tracemalloc.start(1)
+    started = time.monotonic()
+    asyncio.run(serve(args))
+    print(f"\n({time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from tests.support.clients import admin_csrf, admin_peer
 from tests.support.server import Server, execute_sql
 
 CHECKS = ["web", "socket", "database", "telegram", "scheduler"]
+SERVER_ENV = {"SELFTEST_HISTORY": "5"}
 
 
 def jarless() -> aiohttp.ClientSession:
@@ -78,7 +79,10 @@ async def test_every_check_passes_against_the_real_server(
     # Turkish by default: labels, and the details (stored in the operator's language).
     assert report["summary"] == "✅ Web, ✅ Soket, ✅ Veritabanı, ⚪ Telegram, ✅ Zamanlayıcı"
     assert by_name["web"]["detail"] == f"{server.url}/health adresinden HTTP 200"
-    assert re.match(r"\d+ ms'de bağlandı; mesaj \d+ ms'de onaylandı", by_name["socket"]["detail"])
+    assert re.match(
+        r"İki soket \d+ ms'de bağlandı; mesaj \d+ ms'de onaylandı, \d+ ms'de diğer sokete iletildi",
+        by_name["socket"]["detail"],
+    )
     dialect = "sqlite" if server.database_url.startswith("sqlite") else "postgres"
     assert by_name["database"]["detail"].startswith(dialect)
     assert by_name["telegram"]["detail"] == "Ayarlanmamış (TELEGRAM_BOT_TOKEN boş)"
@@ -99,7 +103,7 @@ async def test_labels_follow_the_language(server: Server, headers: dict[str, str
     assert status == 200
     assert report["summary"] == "✅ Web, ✅ Socket, ✅ Database, ⚪ Telegram, ✅ Scheduler"
     # Details are stored once, in the operator's language (DEFAULT_LOCALE).
-    assert report["checks"][1]["detail"].endswith("ms'de geri iletildi")
+    assert report["checks"][1]["detail"].endswith("ms'de diğer sokete iletildi")
 
 
 async def test_history_keeps_the_runs(server: Server, headers: dict[str, str]) -> None:
@@ -111,6 +115,14 @@ async def test_history_keeps_the_runs(server: Server, headers: dict[str, str]) -
     assert ids[:2] == [second["id"], first["id"]], "newest first"
     assert history["runs"][0]["checks"] == second["checks"]
     assert history["runs"][0]["trigger"] == "api"
+
+
+async def test_history_keeps_the_last_n(server: Server, headers: dict[str, str]) -> None:
+    for _ in range(6):
+        await call(server, "POST", "/api/test/run", headers)
+    _, history = await call(server, "GET", "/api/test/runs", headers)
+    assert len(history["runs"]) == 5, "SELFTEST_HISTORY=5"
+    assert await query(server, "SELECT COUNT(*) FROM selftest_run") == [(5,)]
 
 
 async def test_only_the_operator_gets_in(server: Server, headers: dict[str, str]) -> None:

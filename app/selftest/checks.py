@@ -83,7 +83,8 @@ async def web(ctx: Context) -> Outcome:
 
 @registry.check("socket", N_("Socket"), timeout=15)
 async def socket_round_trip(ctx: Context) -> Outcome:
-    """A real Socket.IO client joins a synthetic conversation and gets its message back."""
+    """Two real Socket.IO clients (two tabs of a synthetic visitor) join its conversation; a
+    message one of them sends reaches the other through the server."""
     base = _own_url(ctx)
     conv, token = await ctx.chat.start_conversation(
         SYNTHETIC_NAME, ctx.settings.default_locale, synthetic=True
@@ -99,26 +100,52 @@ async def socket_round_trip(ctx: Context) -> Outcome:
         # Our own HTTP session, closed here whatever happens (engine.io leaks its own on a
         # failed connect).
         async with aiohttp.ClientSession() as http:
-            client = socketio.AsyncClient(reconnection=False, http_session=http)
-            client.on("chat:message", on_message, namespace="/chat")
+            sender = socketio.AsyncClient(reconnection=False, http_session=http)
+            listener = socketio.AsyncClient(reconnection=False, http_session=http)
+            listener.on("chat:message", on_message, namespace="/chat")
             try:
-                return await _round_trip(client, base, conv.cid, token, client_id, echoed)
+                start = time.perf_counter()
+                for client in (sender, listener):
+                    await _join(client, base, conv.cid, token)
+                connected = _ms(start)
+                start = time.perf_counter()
+                ack = await sender.call(
+                    "send",
+                    {
+                        "chat_id": conv.cid,
+                        "type": "text",
+                        "text": "self-test",
+                        "client_id": client_id,
+                    },
+                    namespace="/chat",
+                    timeout=REQUEST_TIMEOUT,
+                )
+                if not ack.get("ok"):
+                    raise CheckFailed(_("send was refused: %(error)s", error=ack.get("error")))
+                acked = _ms(start)
+                try:
+                    await asyncio.wait_for(echoed, REQUEST_TIMEOUT)
+                except TimeoutError:
+                    raise CheckFailed(_("The message was stored but never pushed out")) from None
+                return passed(
+                    _(
+                        "Two sockets connected in %(connect)s ms; message acknowledged in "
+                        "%(ack)s ms and pushed to the other socket in %(push)s ms",
+                        connect=connected,
+                        ack=acked,
+                        push=_ms(start),
+                    )
+                )
             finally:
-                if client.connected:
-                    await client.disconnect()
+                for client in (sender, listener):
+                    if client.connected:
+                        await client.disconnect()
     finally:
         await Conversation.filter(id=conv.id).delete()
 
 
-async def _round_trip(
-    client: socketio.AsyncClient,
-    base: str,
-    cid: str,
-    token: str,
-    client_id: str,
-    echoed: asyncio.Future[dict[str, Any]],
-) -> Outcome:
-    start = time.perf_counter()
+async def _join(client: socketio.AsyncClient, base: str, cid: str, token: str) -> None:
+    """Connect as the synthetic visitor and join its conversation."""
     try:
         await client.connect(
             base,
@@ -132,33 +159,9 @@ async def _round_trip(
         raise CheckFailed(
             _("Could not connect to %(url)s: %(error)s", url=base, error=exc)
         ) from exc
-    connected = _ms(start)
     joined = await client.call("join", {"chat_id": cid}, namespace="/chat", timeout=REQUEST_TIMEOUT)
     if not joined.get("ok"):
         raise CheckFailed(_("join was refused: %(error)s", error=joined.get("error")))
-    start = time.perf_counter()
-    ack = await client.call(
-        "send",
-        {"chat_id": cid, "type": "text", "text": "self-test", "client_id": client_id},
-        namespace="/chat",
-        timeout=REQUEST_TIMEOUT,
-    )
-    if not ack.get("ok"):
-        raise CheckFailed(_("send was refused: %(error)s", error=ack.get("error")))
-    acked = _ms(start)
-    try:
-        await asyncio.wait_for(echoed, REQUEST_TIMEOUT)
-    except TimeoutError:
-        raise CheckFailed(_("The message was stored but never pushed back")) from None
-    return passed(
-        _(
-            "Connected in %(connect)s ms; message acknowledged in %(ack)s ms "
-            "and pushed back in %(push)s ms",
-            connect=connected,
-            ack=acked,
-            push=_ms(start),
-        )
-    )
 
 
 @registry.check("database", N_("Database"), timeout=REQUEST_TIMEOUT)

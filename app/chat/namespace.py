@@ -219,6 +219,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             text=data.get("text"),
             client_id=data.get("client_id"),
             source="panel" if role == "admin" else "web",
+            origin_sid=sid,
         )
         payload = await self.chat.payload_for(
             posted.conversation, posted.message, role, posted.rendered

@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import socketio
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from app.chat.writer import ChatListener, Draft, MessageWriter, Posted, preview
 from app.config import Settings
 from app.core.security import new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
@@ -52,17 +49,6 @@ ADMINS_ROOM = "admins"
 VISITORS_ROOM = "visitors"
 
 
-@dataclass(frozen=True)
-class Posted:
-    """The stored message, its conversation after the write, and whether this call created it."""
-
-    message: Message
-    conversation: Conversation
-    created: bool
-    # Fragments already rendered for the fan-out, by viewer, reused for the sender's ack.
-    rendered: dict[str, str] = field(default_factory=dict)
-
-
 def sort_key(conv: Conversation) -> str:
     """Order of the admin list as a string: waiting ones first (oldest wait first), then recent,
     closed ones last."""
@@ -72,49 +58,6 @@ def sort_key(conv: Conversation) -> str:
         return "0" + conv.waiting_since.isoformat()
     moment = conv.last_message_at or conv.created_at
     return "1" + str(_SORT_CEILING - int(moment.timestamp() * 1000)).zfill(15)
-
-
-def preview(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= 120 else line[:119] + "…"
-
-
-class ChatListener(Protocol):
-    """Something that must happen with every stored message, in the same transaction.
-
-    The Telegram bridge writes its outbox rows here, so a committed message is never left
-    without its forward, and a rolled-back one never gets one.
-    """
-
-    async def conversation_started(self, tx: BaseDBAsyncClient, conv: Conversation) -> None: ...
-
-    async def message_stored(
-        self, tx: BaseDBAsyncClient, conv: Conversation, message: Message
-    ) -> None: ...
-
-    def committed(self) -> None:
-        """Called after the commit (wake a worker)."""
-
-
-class KeyedLocks:
-    """One asyncio lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class ChatService:
@@ -129,7 +72,7 @@ class ChatService:
         self.presence = presence
         self._ids: dict[str, int] = {}
         self.listeners: list[ChatListener] = []
-        self._locks = KeyedLocks()
+        self.writer = MessageWriter(self.listeners, self.publish_message)
         self._dirty_rows: dict[int, Conversation] = {}
         self._row_flush: asyncio.Task[None] | None = None
 
@@ -212,6 +155,7 @@ class ChatService:
         client_id: object,
         source: str = "web",
         kind: str = "text",
+        origin_sid: str | None = None,
     ) -> Posted:
         """Store a message once (a retry with the same client id gets the stored one); fan out."""
         if role not in ROLES:
@@ -219,76 +163,10 @@ class ChatService:
         body = clean_message(text, self.settings.max_message_chars)
         cid = check_client_id(client_id)
 
-        # One writer per conversation in this process: commits and their fan-out keep seq order.
-        async with self._locks.hold(conversation_id):
-            posted = await self._store(conversation_id, role, kind, body, cid, source)
-            if posted.created:
-                for listener in self.listeners:
-                    listener.committed()
-                await self.publish_message(posted)
-            return posted
-
-    async def _store(
-        self, conversation_id: int, role: str, kind: str, body: str, cid: str, source: str
-    ) -> Posted:
-        """The transaction: next seq, conversation summary, the message row."""
-        now = utcnow()
-        try:
-            async with in_transaction() as tx:
-                conv = (
-                    await Conversation.select_for_update()
-                    .using_db(tx)
-                    .get_or_none(id=conversation_id)
-                )
-                if conv is None:
-                    raise NotFound("bad_chat")
-                conv.last_seq += 1
-                conv.last_message_at = now
-                conv.last_preview = preview(body)
-                conv.last_role = role
-                if role == "visitor":
-                    conv.unread_admin += 1
-                    conv.waiting_since = conv.waiting_since or now
-                    conv.closed_at = None
-                elif role == "admin":
-                    conv.unread_admin = 0
-                    conv.waiting_since = None
-                await conv.save(
-                    using_db=tx,
-                    update_fields=[
-                        "last_seq",
-                        "last_message_at",
-                        "last_preview",
-                        "last_role",
-                        "unread_admin",
-                        "waiting_since",
-                        "closed_at",
-                    ],
-                )
-                message = await Message.create(
-                    using_db=tx,
-                    conversation_id=conv.id,
-                    seq=conv.last_seq,
-                    client_id=cid,
-                    role=role,
-                    kind=kind,
-                    text=body,
-                    source=source,
-                    created_at=now,
-                )
-                if not conv.synthetic:
-                    for listener in self.listeners:
-                        await listener.message_stored(tx, conv, message)
-        except IntegrityError:
-            # A retry of a committed send (its ack was lost) or a concurrent duplicate: the
-            # unique (conversation, client_id) constraint refused it, and the stored row is the
-            # answer. The whole transaction rolled back, so the seq was not consumed.
-            existing = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
-            if existing is None:
-                raise
-            return Posted(existing, await Conversation.get(id=conversation_id), False)
-
-        return Posted(message, conv, True)
+        # The writer commits in batches and fans out in seq order before it answers.
+        return await self.writer.submit(
+            Draft(conversation_id, role, kind, body, cid, source, origin_sid)
+        )
 
     async def history(
         self, conversation_id: int, *, after_seq: int = 0, limit: int = REPLAY_LIMIT
@@ -421,7 +299,6 @@ class ChatService:
     def message_payload(self, conv: Conversation, message: Message, html: str) -> dict[str, Any]:
         """The `chat:message` shape: the seed's fields plus seq, client id and the rendered html."""
         return {
-            "id": message.id,
             "chat_id": conv.cid,
             "seq": message.seq,
             "role": message.role,
@@ -453,7 +330,9 @@ class ChatService:
             html = await self.render_message(conv, message, viewer)
             posted.rendered[viewer] = html
             payload = self.message_payload(conv, message, html)
-            await self.sio.emit("chat:message", payload, room=room, namespace="/chat")
+            await self.sio.emit(
+                "chat:message", payload, room=room, skip_sid=posted.origin_sid, namespace="/chat"
+            )
         self.schedule_row(conv)
 
     def schedule_row(self, conv: Conversation) -> None:
@@ -467,6 +346,8 @@ class ChatService:
     async def _flush_rows(self) -> None:
         await asyncio.sleep(ROW_COALESCE_SECONDS)
         dirty, self._dirty_rows = self._dirty_rows, {}
+        if not await self.presence.online("admin"):
+            return  # no panel is open: a panel renders the list fresh when it loads
         for conv in dirty.values():
             try:
                 await self.publish_row(conv)
@@ -474,7 +355,8 @@ class ChatService:
                 log.exception("list row update failed for %s", conv.cid)
 
     async def close(self) -> None:
-        """Stop the pending row refresh (shutdown)."""
+        """Stop the writer and the pending row refresh (shutdown)."""
+        await self.writer.close()
         if self._row_flush is not None:
             self._row_flush.cancel()
 

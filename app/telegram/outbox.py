@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -108,19 +108,26 @@ class Outbox:
             conversation_id=conv.id,
         )
 
-    async def message_stored(
-        self, tx: BaseDBAsyncClient, conv: Conversation, message: Message
+    async def messages_stored(
+        self, tx: BaseDBAsyncClient, stored: Sequence[tuple[Conversation, Message]]
     ) -> None:
-        if message.source == "telegram" or message.role not in ("visitor", "admin"):
-            return  # what the operator wrote in Telegram is already there
-        await self.add(
-            tx,
-            key=f"msg:{conv.id}:{message.seq}",
-            lane=lane_of(conv.id),
-            kind="message",
-            conversation_id=conv.id,
-            ref_seq=message.seq,
-        )
+        now = self.clock.now()
+        rows = [
+            TgOutbox(
+                lane=lane_of(conv.id),
+                kind="message",
+                conversation_id=conv.id,
+                ref_seq=message.seq,
+                dedupe_key=f"msg:{conv.id}:{message.seq}",
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for conv, message in stored
+            # What the operator wrote in Telegram is already there.
+            if message.source != "telegram" and message.role in ("visitor", "admin")
+        ]
+        if rows:
+            await TgOutbox.bulk_create(rows, using_db=tx)
 
     def committed(self) -> None:
         self.wake.set()

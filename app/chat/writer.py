@@ -1,0 +1,262 @@
+"""Group commit for messages: every send waiting at a moment is stored in one transaction.
+
+A transaction costs the same few statements for one message or a hundred (read the
+conversations, read existing client ids, insert the rows, update the conversations), so under
+load the cost per message falls as batches grow, while a lone message is written at once.
+After the commit the batch is fanned out in seq order, then each caller gets its result (the
+acknowledgement is sent only now: after the commit).
+
+If a batch fails (a unique constraint hit by another process, a dropped connection) each of
+its messages is written again on its own, so one bad message never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app.errors import NotFound
+from app.migrations import dialect_of
+from app.models import Conversation, Message
+from app.timefmt import utcnow
+
+log = logging.getLogger("sohbet.chat.writer")
+
+BATCH_MAX = 256
+CONVERSATION_FIELDS = [
+    "last_seq",
+    "last_message_at",
+    "last_preview",
+    "last_role",
+    "unread_admin",
+    "waiting_since",
+    "closed_at",
+]
+# One statement for every conversation a batch touched (an ORM save is a round trip each).
+_UPDATE = {
+    "sqlite": 'UPDATE "conversation" SET "last_seq" = ?, "last_message_at" = ?, '
+    '"last_preview" = ?, "last_role" = ?, "unread_admin" = ?, "waiting_since" = ?, '
+    '"closed_at" = ? WHERE "id" = ?',
+    "postgres": 'UPDATE "conversation" SET "last_seq" = $1, "last_message_at" = $2, '
+    '"last_preview" = $3, "last_role" = $4, "unread_admin" = $5, "waiting_since" = $6, '
+    '"closed_at" = $7 WHERE "id" = $8',
+}
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A validated message waiting to be stored."""
+
+    conversation_id: int
+    role: str
+    kind: str
+    body: str
+    client_id: str
+    source: str
+    # The socket that sent it gets the message in its ack; the push skips it.
+    origin_sid: str | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The stored message, its conversation after the write, and whether this call created it."""
+
+    message: Message
+    conversation: Conversation
+    created: bool
+    # Fragments already rendered for the fan-out, by viewer, reused for the sender's ack.
+    rendered: dict[str, str] = field(default_factory=dict)
+    origin_sid: str | None = None
+
+
+class ChatListener(Protocol):
+    """Something that must happen with stored messages, in the same transaction.
+
+    The Telegram bridge writes its outbox rows here, so a committed message is never left
+    without its forward, and a rolled-back one never gets one.
+    """
+
+    async def conversation_started(self, tx: BaseDBAsyncClient, conv: Conversation) -> None: ...
+
+    async def messages_stored(
+        self, tx: BaseDBAsyncClient, stored: Sequence[tuple[Conversation, Message]]
+    ) -> None: ...
+
+    def committed(self) -> None:
+        """Called after the commit (wake a worker)."""
+
+
+def preview(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 120 else line[:119] + "…"
+
+
+def apply(conv: Conversation, draft: Draft, now: datetime) -> Message:
+    """Advance a conversation by one message and build that message's row (not saved)."""
+    conv.last_seq += 1
+    conv.last_message_at = now
+    conv.last_preview = preview(draft.body)
+    conv.last_role = draft.role
+    if draft.role == "visitor":
+        conv.unread_admin += 1
+        conv.waiting_since = conv.waiting_since or now
+        conv.closed_at = None
+    elif draft.role == "admin":
+        conv.unread_admin = 0
+        conv.waiting_since = None
+    return Message(
+        conversation_id=conv.id,
+        seq=conv.last_seq,
+        client_id=draft.client_id,
+        role=draft.role,
+        kind=draft.kind,
+        text=draft.body,
+        source=draft.source,
+        created_at=now,
+    )
+
+
+@dataclass
+class _Pending:
+    draft: Draft
+    done: asyncio.Future[Posted]
+
+
+class MessageWriter:
+    """One task per process that stores messages in batches and publishes them in order."""
+
+    def __init__(
+        self, listeners: list[ChatListener], publish: Callable[[Posted], Awaitable[None]]
+    ) -> None:
+        self.listeners = listeners
+        self.publish = publish
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.written = 0
+
+    async def submit(self, draft: Draft) -> Posted:
+        """Store a message (or find it stored under its client id) and wait for the commit."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-writer")
+        done: asyncio.Future[Posted] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(draft, done))
+        self._wake.set()
+        return await done
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """Shutdown: write what is queued (its senders are waiting for acks), then stop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while self._queue and self._task is not None and not self._task.done():
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        for pending in self._queue:
+            if not pending.done.done():
+                pending.done.set_exception(RuntimeError("server shutting down"))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            results: list[Posted | Exception] = list(await self._commit([p.draft for p in batch]))
+        except Exception as exc:
+            if len(batch) > 1 or not isinstance(exc, IntegrityError):
+                log.info("batch of %d failed (%s); writing one by one", len(batch), exc)
+            results = []
+            for pending in batch:
+                try:
+                    results.extend(await self._commit([pending.draft]))
+                except Exception as single:
+                    results.append(single)
+        self.batches += 1
+        if any(isinstance(r, Posted) and r.created for r in results):
+            for listener in self.listeners:
+                listener.committed()
+        for result in results:
+            if isinstance(result, Posted) and result.created:
+                try:
+                    await self.publish(result)
+                except Exception:
+                    log.exception("fan-out failed for %s", result.conversation.cid)
+        for pending, result in zip(batch, results, strict=True):
+            if pending.done.done():
+                continue
+            if isinstance(result, Exception):
+                pending.done.set_exception(result)
+            else:
+                pending.done.set_result(result)
+
+    async def _commit(self, drafts: list[Draft]) -> list[Posted | Exception]:
+        """One transaction for the whole batch."""
+        now = utcnow()
+        ids = sorted({d.conversation_id for d in drafts})
+        async with in_transaction() as tx:
+            # Locked in id order, so two processes never wait on each other in a cycle.
+            convs = {
+                c.id: c
+                for c in await Conversation.filter(id__in=ids)
+                .order_by("id")
+                .select_for_update()
+                .using_db(tx)
+            }
+            stored = {
+                (m.conversation_id, m.client_id): m
+                for m in await Message.filter(
+                    conversation_id__in=ids, client_id__in=list({d.client_id for d in drafts})
+                ).using_db(tx)
+            }
+            results: list[Posted | Exception] = []
+            new: list[tuple[Conversation, Message]] = []
+            touched: dict[int, Conversation] = {}
+            for draft in drafts:
+                conv = convs.get(draft.conversation_id)
+                if conv is None:
+                    results.append(NotFound("bad_chat"))
+                    continue
+                key = (draft.conversation_id, draft.client_id)
+                if key in stored:
+                    # A retry of a committed send (its ack was lost): the stored row is the answer.
+                    results.append(Posted(stored[key], conv, False))
+                    continue
+                message = apply(conv, draft, now)
+                stored[key] = message
+                touched[conv.id] = conv
+                new.append((conv, message))
+                results.append(Posted(message, conv, True, origin_sid=draft.origin_sid))
+            if new:
+                await Message.bulk_create([m for _, m in new], using_db=tx)
+                await tx.execute_many(
+                    _UPDATE[dialect_of(tx)],
+                    [
+                        [getattr(c, f) for f in CONVERSATION_FIELDS] + [c.id]
+                        for c in touched.values()
+                    ],
+                )
+                visible = [(c, m) for c, m in new if not c.synthetic]
+                if visible:
+                    for listener in self.listeners:
+                        await listener.messages_stored(tx, visible)
+        self.written += len(new)
+        return results

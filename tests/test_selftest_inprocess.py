@@ -44,11 +44,6 @@ async def app_server(
     server = await InProcessServer(workdir, telegram_env(fake), clock).start()
     yield server
     await server.stop()
-    # aiogram attaches a Router to one Dispatcher for good, and app.telegram.handlers has one
-    # module-level Router: free it for the next app built in this process (the outage test).
-    from app.telegram.handlers import router
-
-    router._parent_router = None
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from app.core.clock import Clock
 from app.i18n import using_locale
 from app.models import TgOutbox
 from app.telegram import texts
-from app.telegram.handlers import router
+from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
 from app.telegram.outbox import Outbox, OutboxWorker
 
@@ -44,7 +44,7 @@ class TelegramBridge:
             self.tg.token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML)
         )
         self.dispatcher = Dispatcher()
-        self.dispatcher.include_router(router)
+        self.dispatcher.include_router(build_router())
         self.dispatcher["bridge"] = self
         self.worker = OutboxWorker(
             self.bot, settings, self.outbox, self._alert, lambda: self.use_topics

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from app.telegram.bridge import TelegramBridge
 
 log = logging.getLogger("sohbet.telegram.handlers")
-router = Router(name="operator")
 
 CID_TAG = re.compile(r"\[\s*CID\s*:\s*([^\]\s]{1,64})\s*\]", re.IGNORECASE)
 
@@ -56,14 +55,12 @@ async def conversation_for(message: Message, text: str) -> tuple[Conversation | 
     return None, text
 
 
-@router.message(Command("help", "start"))
 async def on_help(message: Message, bridge: TelegramBridge) -> None:
     """/help: how to answer from Telegram."""
     if bridge.is_admin_chat(message.chat.id):
         await bridge.say(texts.help_text(), thread_id=topic_of(message))
 
 
-@router.message(Command("list"))
 async def on_list(message: Message, bridge: TelegramBridge) -> None:
     """/list: open conversations with their unread counts."""
     if bridge.is_admin_chat(message.chat.id):
@@ -71,7 +68,6 @@ async def on_list(message: Message, bridge: TelegramBridge) -> None:
         await bridge.say(texts.conversation_list(convs), thread_id=topic_of(message))
 
 
-@router.message(F.text)
 async def on_text(message: Message, bridge: TelegramBridge) -> None:
     """An operator's text: stored through the same write path as a panel reply."""
     if not bridge.is_admin_chat(message.chat.id) or message.from_user is None:
@@ -99,7 +95,6 @@ async def on_text(message: Message, bridge: TelegramBridge) -> None:
             )
 
 
-@router.edited_message(F.text)
 async def on_edit(message: Message, bridge: TelegramBridge) -> None:
     """An edit in Telegram updates the web message (marked edited)."""
     if not bridge.is_admin_chat(message.chat.id):
@@ -112,7 +107,6 @@ async def on_edit(message: Message, bridge: TelegramBridge) -> None:
             log.info("edit refused: %s", exc.code)
 
 
-@router.callback_query(F.data.startswith("close:"))
 async def on_close(query: CallbackQuery, bridge: TelegramBridge) -> None:
     """The "close conversation" button under a notice."""
     message = query.message
@@ -128,3 +122,14 @@ async def on_close(query: CallbackQuery, bridge: TelegramBridge) -> None:
     await bridge.chat.close_conversation(conv)
     with using_locale(bridge.settings.default_locale):
         await query.answer(texts.closed(conv).replace("<code>", "").replace("</code>", ""))
+
+
+def build_router() -> Router:
+    """The operator's handlers, on a router of their own (a router joins one dispatcher)."""
+    router = Router(name="operator")
+    router.message.register(on_help, Command("help", "start"))
+    router.message.register(on_list, Command("list"))
+    router.message.register(on_text, F.text)
+    router.edited_message.register(on_edit, F.text)
+    router.callback_query.register(on_close, F.data.startswith("close:"))
+    return router

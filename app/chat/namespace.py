@@ -14,6 +14,7 @@ import socketio
 from app.admin.auth import AdminAuth
 from app.chat.service import (
     ADMINS_ROOM,
+    LIST_WATCHERS,
     REPLAY_LIMIT,
     VISITORS_ROOM,
     ChatService,
@@ -113,6 +114,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 # A socket for one conversation (a pop-out, a load test) can skip the list feed.
                 if not (isinstance(auth, dict) and auth.get("watch_list") is False):
                     await self.enter_room(sid, ADMINS_ROOM)
+                    await self.chat.presence.add(LIST_WATCHERS, sid)
                 if await self.chat.presence.add("admin", sid):
                     await self.chat.publish_operator_status(True)
                 return
@@ -141,6 +143,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Forget the socket; tell the other side when the last tab of someone went away."""
         session = await self._session(sid)
         if session.get("role") == "admin":
+            await self.chat.presence.remove(LIST_WATCHERS, sid)
             if await self.chat.presence.remove("admin", sid):
                 await self.chat.publish_operator_status(False)
         elif session.get("role") == "visitor":

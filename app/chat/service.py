@@ -46,6 +46,8 @@ def admin_room(conversation_id: int) -> str:
 
 
 ADMINS_ROOM = "admins"
+# Presence key of the sockets that show the conversation list (panels, not single-chat sockets).
+LIST_WATCHERS = "list"
 VISITORS_ROOM = "visitors"
 
 
@@ -346,8 +348,8 @@ class ChatService:
     async def _flush_rows(self) -> None:
         await asyncio.sleep(ROW_COALESCE_SECONDS)
         dirty, self._dirty_rows = self._dirty_rows, {}
-        if not await self.presence.online("admin"):
-            return  # no panel is open: a panel renders the list fresh when it loads
+        if not await self.presence.online(LIST_WATCHERS):
+            return  # no list is on screen: a panel renders it fresh when it loads
         for conv in dirty.values():
             try:
                 await self.publish_row(conv)

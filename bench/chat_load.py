@@ -872,6 +872,16 @@ def markdown(report: dict[str, Any]) -> str:
     def v(x: Any) -> str:
         return "–" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
 
+    def commit(run: dict[str, Any]) -> str:
+        code = run.get("git") or {}
+        if not code:
+            return ""
+        dirty = any(
+            f.split()[-1].startswith(("app/", "templates/", "partials/"))
+            for f in code.get("server_files_modified", [])
+        )
+        return f" @{code.get('head', '?')}{'+local changes' if dirty else ''}"
+
     lines = [
         "| run | target | pairs | rate msg/s | sent | acked | received | lost | dup "
         "| p50 ms | p95 ms | p99 ms | server CPU % | CPU ms/msg | RSS peak MiB "
@@ -887,7 +897,7 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | ".join(
                     v(x)
                     for x in (
-                        key,
+                        key + commit(run),
                         run["target"],
                         f"{st['pairs']}/{run['pairs_requested']}",
                         st["rate"],
@@ -920,7 +930,7 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         for lvl in run["levels"]:
             lines.append(
-                f"| {key} | {lvl['open']}/{lvl['requested']} | {v(lvl['connect_s'])} "
+                f"| {key}{commit(run)} | {lvl['open']}/{lvl['requested']} | {v(lvl['connect_s'])} "
                 f"| {v(lvl['server_rss_mib'])} (baseline {v(run.get('rss_baseline_mib'))}) "
                 f"| {v(lvl['kib_per_conn'])} | {v(lvl['kib_per_conn_marginal'])} "
                 f"| {v(lvl['idle_cpu_pct'])} |"

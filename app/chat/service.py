@@ -1,8 +1,9 @@
 """The single write path for messages, and the conversation queries every adapter shares.
 
-A message from the visitor page, the admin panel or (later) Telegram goes through `post_message`,
-which validates it, stores it idempotently under the conversation's next sequence number, and
-then fans it out: the visitor's sockets, the admin's open panels and the conversation list.
+A message from the visitor page, the admin panel or Telegram goes through `post_message`, which
+validates it and hands it to the writer (app/chat/writer.py): stored idempotently under the
+conversation's next sequence number, with its Telegram outbox row in the same transaction, then
+fanned out to the visitor's sockets, the operator's open panes and the conversation list.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class Settings:
     login_codes_per_hour: int = 5
     cookie_secure: bool = False
     public_url: str = ""
+    ws_compression: bool = False
     telegram: TelegramSettings | None = None
     # Self-tests: the server's own base URL (empty: learnt from requests), runs kept, limits.
     selftest_url: str = ""
@@ -146,6 +147,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         selftest_outbox_max_age=outbox_max_age,
         repair_stuck_attempts=stuck_attempts,
         public_url=env.get("PUBLIC_URL", "").strip().rstrip("/"),
+        ws_compression=_bool(env.get("WS_COMPRESSION", "0")),
         env=mode,
         # A random development key means admin sessions end when the server restarts.
         secret_key=required("SECRET_KEY", secrets.token_hex(32)),

@@ -95,16 +95,22 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start_server(target: str, run_dir: Path, *, seed_args: list[str] | None = None) -> Server:
+def start_server(
+    target: str,
+    run_dir: Path,
+    *,
+    seed_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
     """Start the real server (Hypercorn) or the seed baseline on a free port; wait for /health."""
     run_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = run_dir / f"{target}-server.log"
     log_file = log_path.open("wb")
-    env = dict(os.environ)
+    child_env = dict(os.environ)
     if target == "real":
         db_path = run_dir / "bench.db"
-        env.update(
+        child_env.update(
             DATABASE_URL=f"sqlite://{db_path}",
             SECRET_KEY="x",
             ADMIN_PASSWORD=ADMIN_PASSWORD,
@@ -132,10 +138,11 @@ def start_server(target: str, run_dir: Path, *, seed_args: list[str] | None = No
         ]
     else:
         raise ValueError(target)
+    child_env.update(env or {})
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=env,
+        env=child_env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
         preexec_fn=_limits,

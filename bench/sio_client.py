@@ -62,6 +62,7 @@ class SioClient:
         "closed",
         "compression",
         "cookie",
+        "deflate",
         "on_event",
         "tag",
         "url",
@@ -86,6 +87,7 @@ class SioClient:
         self.tag = tag
         self.ws: ClientConnection | None = None
         self.closed = False
+        self.deflate = False  # whether the server accepted permessage-deflate
         self._acks: dict[int, AckHandler] = {}
         self._next_id = 0
         self._reader: asyncio.Task[None] | None = None
@@ -106,6 +108,10 @@ class SioClient:
             max_size=8 * 2**20,
             max_queue=4096,
         )
+        extensions = (
+            self.ws.response.headers.get("Sec-WebSocket-Extensions") if self.ws.response else None
+        )
+        self.deflate = bool(extensions and "permessage-deflate" in extensions)
         first = await asyncio.wait_for(self.ws.recv(), wait)
         if not isinstance(first, str) or not first.startswith("0"):
             raise SioError(f"no Engine.IO open packet: {first!r:.80}")

@@ -71,6 +71,7 @@ class Worker:
         self.ack_lat: list[float] = []
         self.received: set[str] = set()
         self.lat: list[float] = []
+        self.lat_t0: list[float] = []  # when each measured message was sent
         self.dup = 0
         self.unexpected = 0
         self.echo = 0
@@ -91,6 +92,7 @@ class Worker:
         else:
             self.received.add(cid)
             self.lat.append((now - t0) * 1000)
+            self.lat_t0.append(t0)
 
     def on_visitor_event(self, client: Any, raw: str) -> None:
         # The visitor's own message comes back to its room too; counting it needs no parsing.
@@ -258,6 +260,12 @@ class Worker:
             await asyncio.sleep(0.02)
         cpu = time.process_time() - cpu0
         lost = len(self.acked - self.received)
+        # The worst latency of the messages sent in each second: a stall shows as a few bad
+        # seconds, an overload as latency that grows second after second.
+        by_second = [0.0] * (int(cmd["duration"]) + 1)
+        for t0, ms in zip(self.lat_t0, self.lat, strict=True):
+            k = min(len(by_second) - 1, max(0, int(t0 - base)))
+            by_second[k] = max(by_second[k], ms)
         return {
             "sent": len(self.sent),
             "send_seconds": round(send_end - base, 3),
@@ -273,6 +281,7 @@ class Worker:
             "lost": lost,
             "lat": self.lat,
             "ack_lat": self.ack_lat,
+            "max_ms_by_second": [round(x, 1) for x in by_second],
             "lag_p99_ms": pct(lags, 99),
             "lag_max_ms": round(max(lags), 2) if lags else None,
             "cpu_seconds": round(cpu, 3),
@@ -566,6 +575,7 @@ def aggregate(
     for r in replies:
         ack_errors.update(r["ack_errors"])
     send_seconds = max(r["send_seconds"] for r in replies)
+    by_second = [max(col) for col in zip(*(r["max_ms_by_second"] for r in replies), strict=True)]
     gen_cpu = sum(r["cpu_seconds"] for r in replies)
     wall = max(r["wall_seconds"] for r in replies)
     result: dict[str, Any] = {
@@ -578,6 +588,7 @@ def aggregate(
         "p95_ms": pct(lat, 95),
         "p99_ms": pct(lat, 99),
         "max_ms": round(max(lat), 2) if lat else None,
+        "max_ms_by_second": by_second,
         "ack_p50_ms": pct(ack_lat, 50),
         "ack_p99_ms": pct(ack_lat, 99),
         "gen_lag_p99_ms": max((r["lag_p99_ms"] or 0) for r in replies),
@@ -621,7 +632,14 @@ def step_line(target: str, s: dict[str, Any]) -> str:
         f"({s['server_cpu_ms_per_msg']} ms/msg) "
         f"RSS peak {s['server_rss_peak_mib']} MiB | generator CPU {s['gen_cpu_pct']}% "
         f"lag p99 {s['gen_lag_p99_ms']} ms | other processes CPU {s['other_cpu_pct']}% "
-        f"| {'SUSTAINED' if s['sustained'] else 'not sustained'}"
+        + (
+            ""
+            if s["sustained"]
+            else "| worst latency per second of sending: "
+            + " ".join(f"{x:g}" for x in s.get("max_ms_by_second", []))
+            + " ms "
+        )
+        + f"| {'SUSTAINED' if s['sustained'] else 'not sustained'}"
     )
 
 

@@ -981,7 +981,12 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
+    import signal
+
     from servers import raise_nofile
+
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers we started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-deflate", action="store_true", help="no permessage-deflate offer")

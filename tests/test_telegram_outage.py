@@ -65,3 +65,38 @@ async def test_outage_of_minutes_then_everything_once_in_order(tmp_path: Path) -
             for peer, _ in visitors:
                 await peer.close()
             await server.stop()
+
+
+async def test_polling_starts_even_if_telegram_was_down_at_start(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with FakeTelegram() as fake:
+        fake.outage(True)
+        server = await InProcessServer(tmp_path, telegram_env(fake), clock).start()
+        try:
+            token, cid = await start_visitor(server.url, "Erken")
+            peer = await visitor_peer(server.url, token)
+            await peer.call("join", {"chat_id": cid})
+            for _ in range(20):  # a few simulated minutes of outage at start-up
+                clock.advance(15)
+                await asyncio.sleep(0.02)
+            fake.outage(False)
+            notice = None
+            for _ in range(200):
+                clock.advance(30)
+                await asyncio.sleep(0.02)
+                sent = [m for m in fake.sent() if f"[CID: {cid}]" in (m.text or "")]
+                if sent and fake.calls("getUpdates"):
+                    notice = sent[0]
+                    break
+            assert notice is not None, "the outbox and the poller came back by themselves"
+            await fake.admin_text("Geç de olsa merhaba", reply_to=notice)
+            for _ in range(200):
+                clock.advance(5)
+                await asyncio.sleep(0.02)
+                if any(m["role"] == "admin" for m in peer.events["chat:message"]):
+                    break
+            got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
+            assert got["text"] == "Geç de olsa merhaba"
+            await peer.close()
+        finally:
+            await server.stop()

@@ -55,28 +55,36 @@ class Inbox:
         return True
 
     async def poll_forever(self) -> None:
-        """Long-poll getUpdates; the offset moves past an update only once it is stored."""
-        await self.bot.delete_webhook(drop_pending_updates=False)
-        last = await TgUpdate.all().order_by("-update_id").first()
-        offset = int(last.update_id) + 1 if last else None
+        """Long-poll getUpdates; the offset moves past an update only once it is stored.
+
+        Every step is retried, the start included: Telegram (or the database) being down when
+        the server starts must not leave it without polling.
+        """
+        offset: int | None = None
+        started = False
         failures = 0
         while True:
             try:
+                if not started:
+                    await self.bot.delete_webhook(drop_pending_updates=False)
+                    last = await TgUpdate.all().order_by("-update_id").first()
+                    offset = int(last.update_id) + 1 if last else None
+                    started = True
                 updates = await self.bot.get_updates(
                     offset=offset, timeout=self.tg.poll_timeout, allowed_updates=ALLOWED_UPDATES
                 )
+                for update in updates:
+                    await self.store(
+                        update.model_dump(mode="json", exclude_none=True, by_alias=True)
+                    )
+                    offset = update.update_id + 1
                 failures = 0
             except TelegramRetryAfter as exc:
                 await self.clock.wait(asyncio.Event(), exc.retry_after)
-                continue
             except Exception as exc:  # network, 5xx, 409 while a webhook is set: keep polling
                 failures += 1
-                log.warning("getUpdates failed (%s): %s", failures, exc)
+                log.warning("polling failed (%s): %s", failures, exc)
                 await self.clock.wait(asyncio.Event(), min(30.0, 0.5 * 2**failures))
-                continue
-            for update in updates:
-                await self.store(update.model_dump(mode="json", exclude_none=True, by_alias=True))
-                offset = update.update_id + 1
 
     async def process_forever(self) -> None:
         """Handle stored updates in update_id order."""

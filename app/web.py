@@ -9,7 +9,7 @@ import socketio
 from quart import Quart, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from app.admin.auth import AdminAuth
+from app.admin.auth import AdminAuth, SessionInfo
 from app.chat.service import ChatService
 from app.config import Settings
 from app.core.security import same
@@ -38,6 +38,12 @@ class Services:
 def services() -> Services:
     svc: Services = current_app.extensions["sohbet"]
     return svc
+
+
+async def current_operator() -> SessionInfo | None:
+    """The signed-in operator's session from this request's cookie, if any."""
+    auth = services().auth
+    return await auth.session_for(request.cookies.get(auth.cookie_name))
 
 
 def is_htmx() -> bool:

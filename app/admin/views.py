@@ -13,7 +13,7 @@ from app.admin.auth import SessionInfo
 from app.errors import InvalidInput, SohbetError
 from app.i18n import error_text
 from app.models import TgOutbox
-from app.web import check_csrf, client_address, is_htmx, services
+from app.web import check_csrf, client_address, current_operator, is_htmx, services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,8 +26,7 @@ def operator_required(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaita
 
     @wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        svc = services()
-        session = await svc.auth.session_for(request.cookies.get(svc.auth.cookie_name))
+        session = await current_operator()
         if session is None:
             if is_htmx():
                 return "", 401, {"HX-Redirect": "/admin"}
@@ -76,8 +75,7 @@ async def _pane_context(cid: str) -> dict[str, Any]:
 @bp.get("")
 async def panel() -> str | WerkzeugResponse:
     """The panel for a signed-in operator, else the login page."""
-    svc = services()
-    session = await svc.auth.session_for(request.cookies.get(svc.auth.cookie_name))
+    session = await current_operator()
     if session is None:
         return await render_template("admin/login.html", step="password")
     g.admin = session

@@ -349,8 +349,6 @@ class ChatService:
     async def _flush_rows(self) -> None:
         await asyncio.sleep(ROW_COALESCE_SECONDS)
         dirty, self._dirty_rows = self._dirty_rows, {}
-        if not await self.presence.online(LIST_WATCHERS):
-            return  # no list is on screen: a panel renders it fresh when it loads
         for conv in dirty.values():
             try:
                 await self.publish_row(conv)
@@ -376,8 +374,8 @@ class ChatService:
 
     async def publish_row(self, conv: Conversation, online: bool | None = None) -> None:
         """Update this conversation's row in every admin's list."""
-        if conv.synthetic:
-            return
+        if conv.synthetic or not await self.presence.online(LIST_WATCHERS):
+            return  # no list is on screen: a panel renders it fresh when it loads
         html = await self.render_row(conv, online)
         await self.sio.emit(
             "admin:conversation",

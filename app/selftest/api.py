@@ -17,7 +17,7 @@ from app.selftest import selftest
 from app.selftest.registry import describe
 from app.selftest.repair import run_repair
 from app.selftest.schedules import ScheduleError
-from app.web import check_csrf, services
+from app.web import check_csrf, current_operator
 
 bp = Blueprint("selftest_api", __name__)
 
@@ -30,8 +30,7 @@ def api_operator(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[A
 
     @wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        svc = services()
-        session = await svc.auth.session_for(request.cookies.get(svc.auth.cookie_name))
+        session = await current_operator()
         if session is None:
             return _error("unauthorized", error_text("unauthorized", {}), 401)
         g.admin = session

@@ -6,8 +6,14 @@ import re
 
 import aiohttp
 
-from tests.support.clients import admin_csrf, admin_login, cookie_from, start_visitor
-from tests.support.server import ADMIN_PASSWORD, Server, execute_sql
+from tests.support.clients import (
+    admin_csrf,
+    admin_login,
+    ask_code,
+    redeem_code,
+    start_visitor,
+)
+from tests.support.server import Server, execute_sql
 
 # Each module gets its own server; this one needs a larger hourly code budget for its cases,
 # except the test that checks the budget itself (it uses the default of 5 through a fresh server).
@@ -16,27 +22,6 @@ SERVER_ENV = {"LOGIN_CODES_PER_HOUR": "40"}
 
 def jarless() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-
-
-async def ask_code(
-    http: aiohttp.ClientSession, server: Server, password: str = ADMIN_PASSWORD
-) -> tuple[int, str | None, str]:
-    async with http.post(
-        server.url + "/admin/login", data={"password": password}, allow_redirects=False
-    ) as r:
-        return r.status, cookie_from(r, "sohbet_login"), await r.text()
-
-
-async def redeem(
-    http: aiohttp.ClientSession, server: Server, challenge: str, code: str
-) -> tuple[int, str | None, str]:
-    async with http.post(
-        server.url + "/admin/verify",
-        data={"code": code},
-        headers={"Cookie": f"sohbet_login={challenge}"},
-        allow_redirects=False,
-    ) as r:
-        return r.status, cookie_from(r, "sohbet_admin"), await r.text()
 
 
 def other_code(code: str) -> str:
@@ -59,7 +44,7 @@ async def test_panel_needs_login(server: Server) -> None:
 async def test_wrong_password_sends_no_code(server: Server) -> None:
     before = server.log().count("LOGIN CODE")
     async with jarless() as http:
-        status, challenge, page = await ask_code(http, server, "wrong")
+        status, challenge, page = await ask_code(http, server.url, "wrong")
     assert status == 400 and challenge is None
     assert "Şifre yanlış" in page or "Wrong password" in page
     assert server.log().count("LOGIN CODE") == before
@@ -67,7 +52,7 @@ async def test_wrong_password_sends_no_code(server: Server) -> None:
 
 async def test_code_login_sets_a_strict_session_cookie(server: Server) -> None:
     async with jarless() as http:
-        _, challenge, _ = await ask_code(http, server)
+        _, challenge, _ = await ask_code(http, server.url)
         assert challenge
         async with http.post(
             server.url + "/admin/verify",
@@ -89,46 +74,47 @@ async def test_code_login_sets_a_strict_session_cookie(server: Server) -> None:
 
 async def test_code_is_single_use(server: Server) -> None:
     async with jarless() as http:
-        _, challenge, _ = await ask_code(http, server)
+        _, challenge, _ = await ask_code(http, server.url)
         code = server.last_login_code()
-        status, token, _ = await redeem(http, server, challenge or "", code)
+        status, token, _ = await redeem_code(http, server.url, challenge or "", code)
         assert status == 303 and token
-        status, token, _ = await redeem(http, server, challenge or "", code)
+        status, token, _ = await redeem_code(http, server.url, challenge or "", code)
         assert status == 400 and token is None
 
 
 async def test_code_only_works_for_the_browser_that_asked(server: Server) -> None:
     async with jarless() as http:
-        _, challenge, _ = await ask_code(http, server)
+        _, challenge, _ = await ask_code(http, server.url)
         code = server.last_login_code()
-        status, token, _ = await redeem(http, server, "someone-elses-challenge", code)
+        status, token, _ = await redeem_code(http, server.url, "someone-elses-challenge", code)
         assert status == 400 and token is None
-        status, token, _ = await redeem(http, server, challenge or "", code)
+        status, token, _ = await redeem_code(http, server.url, challenge or "", code)
         assert status == 303 and token
 
 
 async def test_five_wrong_tries_burn_the_code(server: Server) -> None:
     async with jarless() as http:
-        _, challenge, _ = await ask_code(http, server)
+        _, challenge, _ = await ask_code(http, server.url)
         code = server.last_login_code()
         statuses = [
-            (await redeem(http, server, challenge or "", other_code(code)))[0] for _ in range(5)
+            (await redeem_code(http, server.url, challenge or "", other_code(code)))[0]
+            for _ in range(5)
         ]
         assert statuses == [400, 400, 400, 400, 429]
-        status, token, page = await redeem(http, server, challenge or "", code)
+        status, token, page = await redeem_code(http, server.url, challenge or "", code)
         assert status == 429 and token is None, "the right code after 5 wrong tries is refused"
         assert "yeni bir kod" in page.lower() or "new one" in page.lower()
 
 
 async def test_expired_code_is_refused(server: Server) -> None:
     async with jarless() as http:
-        _, challenge, _ = await ask_code(http, server)
+        _, challenge, _ = await ask_code(http, server.url)
         code = server.last_login_code()
         await execute_sql(
             server,
             "UPDATE login_code SET expires_at = '2000-01-01 00:00:00+00:00' WHERE used_at IS NULL",
         )
-        status, token, _ = await redeem(http, server, challenge or "", code)
+        status, token, _ = await redeem_code(http, server.url, challenge or "", code)
         assert status == 400 and token is None
 
 
@@ -185,8 +171,8 @@ async def test_cross_site_post_is_refused(server: Server) -> None:
 async def test_password_guessing_is_rate_limited(server: Server) -> None:
     async with jarless() as http:
         # test_wrong_password_sends_no_code already spent one of the 10 wrong tries.
-        statuses = [(await ask_code(http, server, f"guess-{i}"))[0] for i in range(11)]
+        statuses = [(await ask_code(http, server.url, f"guess-{i}"))[0] for i in range(11)]
         assert statuses == [400] * 9 + [429, 429]
-        status, challenge, page = await ask_code(http, server)
+        status, challenge, page = await ask_code(http, server.url)
     assert status == 429 and challenge is None, "blocked even with the right password, for now"
     assert "dakika" in page or "minutes" in page

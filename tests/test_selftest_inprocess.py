@@ -19,8 +19,8 @@ from tests.support.clients import admin_csrf, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
 from tests.support.server import free_port
+from tests.support.telegram import login_via_telegram, telegram_env
 from tests.test_selftest import call
-from tests.test_telegram import login_via_telegram, telegram_env
 
 ALERT = "Zamanlanmış öz testler üst üste iki kez başarısız oldu"
 
@@ -48,7 +48,7 @@ async def app_server(
 
 @pytest.fixture(scope="module")
 async def headers(app_server: InProcessServer, fake: FakeTelegram) -> dict[str, str]:
-    token = await login_via_telegram(app_server, fake)  # type: ignore[arg-type]
+    token = await login_via_telegram(app_server, fake)
     return {
         "Cookie": f"sohbet_admin={token}",
         "X-CSRF-Token": await admin_csrf(app_server.url, token),

@@ -21,9 +21,9 @@ import pytest
 from tests.support.clients import admin_csrf
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, create_pg_database, drop_pg_database
+from tests.support.telegram import login_via_telegram, telegram_env
 from tests.test_selftest import call, query
 from tests.test_selftest_telegram import SUMMARY_OK
-from tests.test_telegram import login_via_telegram, telegram_env
 
 pytestmark = pytest.mark.postgres
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,8 @@ import pytest
 from tests.support.clients import admin_csrf
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, execute_sql
+from tests.support.telegram import login_via_telegram, sqlite_server, telegram_env
 from tests.test_selftest import call, query
-from tests.test_telegram import login_via_telegram, telegram_env
 
 SUMMARY_OK = "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Zamanlayıcı"
 
@@ -32,13 +31,8 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 async def tg_server(
     fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("selftest-tg")
-    srv = Server(
-        database_url=f"sqlite://{workdir / 'tg.db'}", workdir=workdir, env_extra=telegram_env(fake)
-    )
-    await srv.start()
-    yield srv
-    srv.stop()
+    async with sqlite_server(tmp_path_factory.mktemp("selftest-tg"), telegram_env(fake)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

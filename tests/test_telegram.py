@@ -7,24 +7,26 @@ buttons; and plays Telegram's failures: 429, an HTML 502, dropped connections, a
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.support.clients import (
-    Peer,
     admin_peer,
     client_id,
     cookie_from,
-    start_visitor,
-    visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import ADMIN_PASSWORD, Server
+from tests.support.telegram import (
+    login_via_telegram,
+    sqlite_server,
+    telegram_env,
+    visitor_with_chat,
+    with_text,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,70 +35,17 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield f
 
 
-def telegram_env(fake: FakeTelegram, **extra: str) -> dict[str, str]:
-    return {
-        "TELEGRAM_BOT_TOKEN": fake.token,
-        "TELEGRAM_ADMIN_CHAT_ID": str(fake.admin_chat_id),
-        "TELEGRAM_API_BASE": fake.base_url,
-        "TELEGRAM_POLL_TIMEOUT": "1",
-        "TELEGRAM_TOPICS": "off",
-        "TELEGRAM_MAX_BACKOFF": "2",
-        **extra,
-    }
-
-
 @pytest.fixture(scope="module")
 async def tg_server(
     fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("tg")
-    srv = Server(
-        database_url=f"sqlite://{workdir / 'tg.db'}", workdir=workdir, env_extra=telegram_env(fake)
-    )
-    await srv.start()
-    yield srv
-    srv.stop()
-
-
-async def login_via_telegram(server: Server, fake: FakeTelegram) -> str:
-    """Sign in reading the code from the admin chat, as the operator would."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.post(
-            server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
-        ) as r:
-            assert r.status == 303
-            challenge = cookie_from(r, "sohbet_login")
-            asked_at = time.time()
-        note = await fake.wait_for_sent(
-            lambda m: "giriş kodu" in (m.text or "") and m.message["date"] >= int(asked_at) - 1
-        )
-        code = re.search(r"<code>(\d{6})</code>", note.text or "").group(1)  # type: ignore[union-attr]
-        async with http.post(
-            server.url + "/admin/verify",
-            data={"code": code},
-            headers={"Cookie": f"sohbet_login={challenge}"},
-            allow_redirects=False,
-        ) as r:
-            assert r.status == 303
-            token = cookie_from(r, "sohbet_admin")
-    assert token
-    return token
+    async with sqlite_server(tmp_path_factory.mktemp("tg"), telegram_env(fake)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 async def admin_token(tg_server: Server, fake: FakeTelegram) -> str:
     return await login_via_telegram(tg_server, fake)
-
-
-async def visitor_with_chat(server: Server, name: str) -> tuple[Peer, str]:
-    token, cid = await start_visitor(server.url, name)
-    peer = await visitor_peer(server.url, token)
-    await peer.call("join", {"chat_id": cid})
-    return peer, cid
-
-
-def with_text(fragment: str) -> object:
-    return lambda m: fragment in (m.text or "")
 
 
 async def test_login_code_arrives_in_telegram_not_the_log(

@@ -13,7 +13,7 @@ import pytest
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
-from tests.test_telegram import telegram_env, visitor_with_chat, with_text
+from tests.support.telegram import sqlite_server, telegram_env, visitor_with_chat, with_text
 
 SECRET = "s3cret-token_for-tests"
 
@@ -28,12 +28,9 @@ async def forum() -> AsyncIterator[FakeTelegram]:
 async def forum_server(
     forum: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("forum")
     env = telegram_env(forum, TELEGRAM_TOPICS="on", PUBLIC_URL="https://destek.example.com")
-    srv = Server(database_url=f"sqlite://{workdir / 'f.db'}", workdir=workdir, env_extra=env)
-    await srv.start()
-    yield srv
-    srv.stop()
+    async with sqlite_server(tmp_path_factory.mktemp("forum"), env) as srv:
+        yield srv
 
 
 async def test_each_conversation_gets_its_topic(forum_server: Server, forum: FakeTelegram) -> None:
@@ -61,7 +58,10 @@ async def test_each_conversation_gets_its_topic(forum_server: Server, forum: Fak
         ]
         assert last.thread_id == thread and "[CID:" not in (last.text or ""), "the topic names it"
         notice = next(m for m in forum.sent(thread_id=thread) if "chat'e girdi" in (m.text or ""))
-        assert {"text": "Panelde aç", "url": f"https://destek.example.com/admin/c/{cid}"} in notice.buttons
+        assert {
+            "text": "Panelde aç",
+            "url": f"https://destek.example.com/admin/c/{cid}",
+        } in notice.buttons
 
         # Writing inside the topic answers that conversation (no reply, no tag needed).
         await forum.admin_text("Konudan yanıt", thread_id=thread)

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
-from tests.test_telegram import telegram_env
+from tests.support.telegram import telegram_env
 
 PER_VISITOR = 15
 

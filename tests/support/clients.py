@@ -40,24 +40,38 @@ async def start_visitor(base_url: str, name: str = "Eda") -> tuple[str, str]:
     return token, match.group(1)
 
 
+async def ask_code(
+    http: aiohttp.ClientSession, base_url: str, password: str = ADMIN_PASSWORD
+) -> tuple[int, str | None, str]:
+    """Step 1 of the login: the password. Returns (status, challenge cookie, page)."""
+    async with http.post(
+        base_url + "/admin/login", data={"password": password}, allow_redirects=False
+    ) as resp:
+        return resp.status, cookie_from(resp, "sohbet_login"), await resp.text()
+
+
+async def redeem_code(
+    http: aiohttp.ClientSession, base_url: str, challenge: str, code: str
+) -> tuple[int, str | None, str]:
+    """Step 2: the one-time code. Returns (status, admin session cookie, page)."""
+    async with http.post(
+        base_url + "/admin/verify",
+        data={"code": code},
+        headers={"Cookie": f"sohbet_login={challenge}"},
+        allow_redirects=False,
+    ) as resp:
+        return resp.status, cookie_from(resp, ADMIN_COOKIE), await resp.text()
+
+
 async def admin_login(server: Server) -> str:
     """Sign in as the operator with the password and the code from the server log."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.post(
-            server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
-        ) as resp:
-            assert resp.status == 303, await resp.text()
-            challenge = cookie_from(resp, "sohbet_login")
-        code = server.last_login_code()
-        async with http.post(
-            server.url + "/admin/verify",
-            data={"code": code},
-            headers={"Cookie": f"sohbet_login={challenge}"},
-            allow_redirects=False,
-        ) as resp:
-            assert resp.status == 303, await resp.text()
-            token = cookie_from(resp, ADMIN_COOKIE)
-    assert token
+        status, challenge, page = await ask_code(http, server.url)
+        assert status == 303 and challenge, page
+        status, token, page = await redeem_code(
+            http, server.url, challenge, server.last_login_code()
+        )
+        assert status == 303 and token, page
     return token
 
 

@@ -1,0 +1,75 @@
+"""Shared helpers for tests that run the server with the fake Telegram Bot API."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from tests.support.clients import Peer, ask_code, redeem_code, start_visitor, visitor_peer
+from tests.support.fake_telegram import FakeTelegram, SentMessage
+from tests.support.server import Server
+
+
+class HasUrl(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+def telegram_env(fake: FakeTelegram, **extra: str) -> dict[str, str]:
+    """Settings that point the server's bot at the fake (polling, short timeouts)."""
+    return {
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "TELEGRAM_ADMIN_CHAT_ID": str(fake.admin_chat_id),
+        "TELEGRAM_API_BASE": fake.base_url,
+        "TELEGRAM_POLL_TIMEOUT": "1",
+        "TELEGRAM_TOPICS": "off",
+        "TELEGRAM_MAX_BACKOFF": "2",
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def sqlite_server(workdir: Path, env: dict[str, str]) -> AsyncIterator[Server]:
+    """A server subprocess on a fresh SQLite file, stopped afterwards."""
+    server = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir, env_extra=env
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def login_via_telegram(server: HasUrl, fake: FakeTelegram) -> str:
+    """Sign in reading the code from the admin chat, as the operator would."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        asked_at = int(time.time()) - 1
+        status, challenge, page = await ask_code(http, server.url)
+        assert status == 303 and challenge, page
+        note = await fake.wait_for_sent(
+            lambda m: "giriş kodu" in (m.text or "") and m.message["date"] >= asked_at
+        )
+        code = re.search(r"<code>(\d{6})</code>", note.text or "")
+        assert code, note.text
+        status, token, page = await redeem_code(http, server.url, challenge, code.group(1))
+        assert status == 303 and token, page
+    return token
+
+
+async def visitor_with_chat(server: HasUrl, name: str) -> tuple[Peer, str]:
+    """A visitor who opened a conversation and joined it over Socket.IO."""
+    token, cid = await start_visitor(server.url, name)
+    peer = await visitor_peer(server.url, token)
+    await peer.call("join", {"chat_id": cid})
+    return peer, cid
+
+
+def with_text(fragment: str) -> Callable[[SentMessage], bool]:
+    return lambda m: fragment in (m.text or "")

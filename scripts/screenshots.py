@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import Page, async_playwright, expect  # noqa: E402
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.support.clients import (  # noqa: E402
     ADMIN_COOKIE,
     admin_login,
@@ -31,16 +32,6 @@ from tests.support.clients import (  # noqa: E402
 )
 from tests.support.server import Server  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {
     "viewport": {"width": 375, "height": 812},
     "device_scale_factor": 2,
@@ -97,7 +88,7 @@ async def main(out: Path) -> None:
             await other_conversations(server, admin_token)
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
                 )
                 visitor_ctx = await browser.new_context(**PHONE)
                 admin_ctx = await browser.new_context(**DESKTOP)

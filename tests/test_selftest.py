@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
-from typing import Any
 
-import aiohttp
-import asyncpg
 import pytest
 
-from tests.support.clients import admin_csrf, admin_peer
-from tests.support.server import Server, execute_sql
+from tests.support.clients import admin_csrf, admin_peer, call, jarless
+from tests.support.server import Server, execute_sql, query
 
 CHECKS = ["web", "socket", "database", "telegram", "scheduler"]
 SERVER_ENV = {"SELFTEST_HISTORY": "5"}
-
-
-def jarless() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-
-
-async def query(server: Server, sql: str) -> list[tuple[Any, ...]]:
-    """Read the server's database directly (to see what the API does not show)."""
-    if server.database_url.startswith("sqlite://"):
-        with sqlite3.connect(server.database_url[len("sqlite://") :]) as conn:
-            return list(conn.execute(sql).fetchall())
-    conn = await asyncpg.connect(server.database_url)
-    try:
-        return [tuple(row) for row in await conn.fetch(sql)]
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +26,6 @@ async def csrf(server: Server, admin_token: str) -> str:
 @pytest.fixture(scope="module")
 def headers(admin_token: str, csrf: str) -> dict[str, str]:
     return {"Cookie": f"sohbet_admin={admin_token}", "X-CSRF-Token": csrf}
-
-
-async def call(
-    server: Server, method: str, path: str, headers: dict[str, str], json: object = None
-) -> tuple[int, Any]:
-    async with jarless() as http:
-        async with http.request(
-            method, server.url + path, headers=headers, json=json, allow_redirects=False
-        ) as r:
-            body = await r.text()
-            if r.content_type == "application/json":
-                return r.status, await r.json()
-            return r.status, body
 
 
 async def test_every_check_passes_against_the_real_server(

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.clients import admin_csrf, start_visitor, visitor_peer
+from tests.support.clients import admin_csrf, call, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
 from tests.support.server import free_port
 from tests.support.telegram import login_via_telegram, telegram_env
-from tests.test_selftest import call
 
 ALERT = "Zamanlanmış öz testler üst üste iki kez başarısız oldu"
 

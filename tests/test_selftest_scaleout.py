@@ -18,11 +18,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from tests.support.clients import admin_csrf
+from tests.support.clients import admin_csrf, call
 from tests.support.fake_telegram import FakeTelegram, SentMessage
-from tests.support.server import Server, create_pg_database, drop_pg_database
+from tests.support.server import Server, create_pg_database, drop_pg_database, query
 from tests.support.telegram import login_via_telegram, telegram_env
-from tests.test_selftest import call, query
 from tests.test_selftest_telegram import SUMMARY_OK
 
 pytestmark = pytest.mark.postgres

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.clients import admin_csrf
+from tests.support.clients import admin_csrf, call
 from tests.support.fake_telegram import FakeTelegram, SentMessage
-from tests.support.server import Server, execute_sql
+from tests.support.server import Server, execute_sql, query
 from tests.support.telegram import login_via_telegram, sqlite_server, telegram_env
-from tests.test_selftest import call, query
 
 SUMMARY_OK = "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Zamanlayıcı"
 

@@ -163,3 +163,20 @@ async def admin_peer(base_url: str, token: str) -> Peer:
 
 def client_id() -> str:
     return secrets.token_hex(8)
+
+
+def jarless() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+
+
+async def call(
+    server: Server, method: str, path: str, headers: dict[str, str], json: object = None
+) -> tuple[int, Any]:
+    async with jarless() as http:
+        async with http.request(
+            method, server.url + path, headers=headers, json=json, allow_redirects=False
+        ) as r:
+            body = await r.text()
+            if r.content_type == "application/json":
+                return r.status, await r.json()
+            return r.status, body

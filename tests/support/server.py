@@ -8,11 +8,13 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -98,7 +100,7 @@ class Server:
 
     async def _wait_healthy(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # imports alone take seconds on a busy 2-core machine
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -131,11 +133,21 @@ class Server:
         return codes[-1]
 
 
+async def query(server: Server, sql: str) -> list[tuple[Any, ...]]:
+    """Read the server's database directly (to see what the API does not show)."""
+    if server.database_url.startswith("sqlite://"):
+        with sqlite3.connect(server.database_url[len("sqlite://") :]) as conn:
+            return list(conn.execute(sql).fetchall())
+    conn = await asyncpg.connect(server.database_url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
 async def execute_sql(server: Server, sql: str) -> None:
     """Arrange database state for a test (e.g. age a row), on SQLite or PostgreSQL."""
     if server.database_url.startswith("sqlite://"):
-        import sqlite3
-
         path = server.database_url[len("sqlite://") :]
         with sqlite3.connect(path) as conn:
             conn.execute(sql)

@@ -12,12 +12,13 @@ import socketio
 from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from quart import Quart
 
-from app import db, selftest, web
+from app import db, media, selftest, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
 from app.chat.namespace import ChatNamespace
 from app.chat.service import ChatService, sort_key
 from app.chat.views import bp as visitor_bp
+from app.chat.writer import duration_text
 from app.config import load_settings
 from app.core.clock import Clock, RealClock
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
@@ -87,10 +88,12 @@ def create_app(
     env.filters["hhmm"] = lambda moment: local_hhmm(moment, settings.zone)
     env.filters["stamp"] = lambda moment: local_stamp(moment, settings.zone)
     env.filters["iso"] = lambda moment: moment.isoformat().replace("+00:00", "Z")
+    env.filters["duration"] = duration_text
 
     sio = create_sio(settings)
     presence = create_presence(settings)
     chat = ChatService(settings, sio, Renderer(env), presence)
+    media.init_app(app, chat)
     bridge = telegram.init_app(app, chat, clock or RealClock())
     auth = AdminAuth(settings, bridge or LogDelivery())
     app.extensions["telegram"] = bridge

@@ -36,6 +36,31 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    """Photos and voice messages: limits and where the files are kept (local, s3, cloudinary)."""
+
+    storage: str = "local"
+    dir: str = "data/media"
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_side: int = 2048
+    max_seconds: int = 600
+    visitor_quota: int = 100 * 1024 * 1024
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_prefix: str = "media/"
+    cloudinary_cloud: str = ""
+    cloudinary_key: str = ""
+    cloudinary_secret: str = ""
+    cloudinary_api_base: str = "https://api.cloudinary.com"
+    cloudinary_delivery_base: str = "https://res.cloudinary.com"
+    cloudinary_folder: str = "sohbet"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting the app reads; `.env.example` documents each one."""
 
@@ -57,6 +82,7 @@ class Settings:
     public_url: str = ""
     ws_compression: bool = False
     telegram: TelegramSettings | None = None
+    media: MediaSettings = field(default_factory=MediaSettings)
     # Self-tests: the server's own base URL (empty: learnt from requests), runs kept, limits.
     selftest_url: str = ""
     selftest_history: int = 30
@@ -142,6 +168,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
 
     return Settings(
         telegram=_telegram(env, integer),
+        media=_media(env, integer),
         selftest_url=selftest_url,
         selftest_history=selftest_history,
         selftest_outbox_max_age=outbox_max_age,
@@ -216,4 +243,66 @@ def _telegram(
         topics=topics,
         poll_timeout=integer("TELEGRAM_POLL_TIMEOUT", 25),
         max_backoff=float(integer("TELEGRAM_MAX_BACKOFF", 300)),
+    )
+
+
+def _media(env: Mapping[str, str], integer: Callable[[str, int], int]) -> MediaSettings:
+    storage = env.get("MEDIA_STORAGE", "").strip().lower() or "local"
+    if storage not in {"local", "s3", "cloudinary"}:
+        raise ConfigError(f"MEDIA_STORAGE must be local, s3 or cloudinary, got {storage!r}")
+    limits = {
+        "MEDIA_MAX_BYTES": integer("MEDIA_MAX_BYTES", 10 * 1024 * 1024),
+        "MEDIA_MAX_PIXELS": integer("MEDIA_MAX_PIXELS", 40_000_000),
+        "MEDIA_MAX_SIDE": integer("MEDIA_MAX_SIDE", 2048),
+        "MEDIA_MAX_SECONDS": integer("MEDIA_MAX_SECONDS", 600),
+        "MEDIA_VISITOR_QUOTA": integer("MEDIA_VISITOR_QUOTA", 100 * 1024 * 1024),
+    }
+    for name, value in limits.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    s3: dict[str, str] = {}
+    if storage == "s3":
+        s3 = {
+            "s3_bucket": env.get("S3_BUCKET", "").strip(),
+            "s3_endpoint_url": env.get("S3_ENDPOINT_URL", "").strip(),
+            "s3_region": env.get("S3_REGION", "").strip() or "us-east-1",
+            "s3_access_key_id": env.get("S3_ACCESS_KEY_ID", "").strip(),
+            "s3_secret_access_key": env.get("S3_SECRET_ACCESS_KEY", "").strip(),
+            "s3_prefix": env.get("S3_PREFIX", "media/").strip(),
+        }
+        for name in ("S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"):
+            if not env.get(name, "").strip():
+                raise ConfigError(f"{name} must be set when MEDIA_STORAGE=s3")
+    cloud: dict[str, str] = {}
+    if storage == "cloudinary":
+        url = urlsplit(env.get("CLOUDINARY_URL", "").strip())
+        if url.scheme != "cloudinary" or not (url.hostname and url.username and url.password):
+            raise ConfigError(
+                "CLOUDINARY_URL must look like cloudinary://API_KEY:API_SECRET@CLOUD_NAME "
+                "when MEDIA_STORAGE=cloudinary"
+            )
+        cloud = {
+            "cloudinary_cloud": url.hostname,
+            "cloudinary_key": url.username,
+            "cloudinary_secret": url.password,
+            "cloudinary_api_base": (
+                env.get("CLOUDINARY_API_BASE", "").strip().rstrip("/")
+                or "https://api.cloudinary.com"
+            ),
+            "cloudinary_delivery_base": (
+                env.get("CLOUDINARY_DELIVERY_BASE", "").strip().rstrip("/")
+                or "https://res.cloudinary.com"
+            ),
+            "cloudinary_folder": env.get("CLOUDINARY_FOLDER", "").strip().strip("/") or "sohbet",
+        }
+    return MediaSettings(
+        storage=storage,
+        dir=env.get("MEDIA_DIR", "").strip() or "data/media",
+        max_bytes=limits["MEDIA_MAX_BYTES"],
+        max_pixels=limits["MEDIA_MAX_PIXELS"],
+        max_side=limits["MEDIA_MAX_SIDE"],
+        max_seconds=limits["MEDIA_MAX_SECONDS"],
+        visitor_quota=limits["MEDIA_VISITOR_QUOTA"],
+        **s3,
+        **cloud,
     )

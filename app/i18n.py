@@ -45,6 +45,18 @@ ERRORS: dict[str, str] = {
     "too_many_attempts": N_("Too many attempts. Try again in %(minutes)s minutes."),
     "csrf": N_("The form has expired. Reload the page and try again."),
     "rate_limited": N_("You are sending too fast. Wait a moment."),
+    "media_bad_kind": N_("This kind of file cannot be sent."),
+    "media_missing": N_("Choose a file first."),
+    "media_empty": N_("The file is empty."),
+    "media_too_large": N_("The file is too large (at most %(limit)s)."),
+    "media_too_many_pixels": N_("The image is too large (at most %(limit)s megapixels)."),
+    "media_not_image": N_("This file is not a photo we can show (JPEG, PNG, WebP or GIF)."),
+    "media_broken_image": N_("The photo is damaged or incomplete."),
+    "media_not_audio": N_("This file is not a recording we can play."),
+    "media_broken_audio": N_("The recording is damaged or incomplete."),
+    "media_too_long": N_("The recording is too long (at most %(limit)s seconds)."),
+    "media_quota": N_("You have sent too many files (at most %(limit)s in all)."),
+    "media_storage": N_("The file could not be stored just now. Please try again."),
 }
 
 

@@ -170,6 +170,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "media attachments on messages",
+        (
+            'ALTER TABLE "message" ADD COLUMN "media_key" VARCHAR(128)',
+            'ALTER TABLE "message" ADD COLUMN "media_type" VARCHAR(64) NOT NULL DEFAULT \'\'',
+            'ALTER TABLE "message" ADD COLUMN "media_size" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "message" ADD COLUMN "media_width" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "message" ADD COLUMN "media_height" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "message" ADD COLUMN "media_duration_ms" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "message" ADD COLUMN "media_name" VARCHAR(200) NOT NULL DEFAULT \'\'',
+            'CREATE UNIQUE INDEX "uq_message_media_key" ON "message" ("media_key")',
+        ),
+    ),
 )
 
 

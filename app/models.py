@@ -49,6 +49,16 @@ class Message(Model):
     created_at = fields.DatetimeField()
     edited_at = fields.DatetimeField(null=True)
     deleted_at = fields.DatetimeField(null=True)
+    # A photo or audio message's attachment: its object in media storage (a server-made name),
+    # the content type our own check found, and what the bubble shows. NULL for text.
+    media_key = fields.CharField(max_length=128, null=True, unique=True)
+    media_type = fields.CharField(max_length=64, default="")
+    media_size = fields.IntField(default=0)
+    media_width = fields.IntField(default=0)
+    media_height = fields.IntField(default=0)
+    media_duration_ms = fields.IntField(default=0)
+    # The sender's file name: display text only, never a path.
+    media_name = fields.CharField(max_length=200, default="")
 
     conversation_id: int
 

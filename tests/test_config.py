@@ -50,10 +50,19 @@ def test_production_names_the_missing_setting(missing: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("TZ", "Mars/Olympus"), ("MAX_MESSAGE_CHARS", "lots"), ("DEFAULT_LOCALE", "de")],
+    [
+        ("TZ", "Mars/Olympus"),
+        ("MAX_MESSAGE_CHARS", "lots"),
+        ("DEFAULT_LOCALE", "de"),
+        ("MEDIA_STORAGE", "ftp"),
+        ("MEDIA_MAX_BYTES", "lots"),
+        ("MEDIA_MAX_PIXELS", "0"),
+        ("CLOUDINARY_URL", "https://api.cloudinary.com/demo"),
+    ],
 )
 def test_malformed_values_are_named(name: str, value: str) -> None:
-    result = start({name: value})
+    extra = {"MEDIA_STORAGE": "cloudinary"} if name == "CLOUDINARY_URL" else {}
+    result = start({name: value, **extra})
     assert result.returncode != 0
     assert name in result.stderr
 
@@ -63,3 +72,8 @@ def test_env_file_is_read(tmp_path: pytest.TempPathFactory) -> None:
     env_file.write_text("TZ=Mars/Olympus\n")
     result = start({"SOHBET_ENV_FILE": str(env_file)})
     assert result.returncode != 0 and "TZ" in result.stderr
+
+
+def test_s3_storage_names_what_it_needs() -> None:
+    result = start({"MEDIA_STORAGE": "s3", "S3_ACCESS_KEY_ID": "k", "S3_SECRET_ACCESS_KEY": "s"})
+    assert result.returncode != 0 and "S3_BUCKET" in result.stderr

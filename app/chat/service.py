@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,14 @@ import socketio
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from app.chat.writer import ChatListener, Draft, MessageWriter, Posted, preview
+from app.chat.writer import (
+    Attachment,
+    ChatListener,
+    Draft,
+    MessageWriter,
+    Posted,
+    message_preview,
+)
 from app.config import Settings
 from app.core.security import new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
@@ -78,6 +86,8 @@ class ChatService:
         self.writer = MessageWriter(self.listeners, self.publish_message)
         self._dirty_rows: dict[int, Conversation] = {}
         self._row_flush: asyncio.Task[None] | None = None
+        # Set by app/media: removes the stored objects of deleted messages.
+        self.forget_media: Callable[[list[str]], Awaitable[None]] | None = None
 
     # Conversations ---------------------------------------------------------------------------
 
@@ -159,16 +169,24 @@ class ChatService:
         source: str = "web",
         kind: str = "text",
         origin_sid: str | None = None,
+        media: Attachment | None = None,
     ) -> Posted:
-        """Store a message once (a retry with the same client id gets the stored one); fan out."""
+        """Store a message once (a retry with the same client id gets the stored one); fan out.
+
+        A photo or audio message carries its already-stored attachment; its text (a caption)
+        may then be empty.
+        """
         if role not in ROLES:
             raise InvalidInput("bad_payload")
-        body = clean_message(text, self.settings.max_message_chars)
+        if media is not None and (text is None or text == ""):
+            body = ""
+        else:
+            body = clean_message(text, self.settings.max_message_chars)
         cid = check_client_id(client_id)
 
         # The writer commits in batches and fans out in seq order before it answers.
         return await self.writer.submit(
-            Draft(conversation_id, role, kind, body, cid, source, origin_sid)
+            Draft(conversation_id, role, kind, body, cid, source, origin_sid, media)
         )
 
     async def history(
@@ -245,13 +263,14 @@ class ChatService:
             rows = (
                 await Message.filter(conversation_id=conv.id, seq__in=seqs, deleted_at__isnull=True)
                 .using_db(tx)
-                .only("seq")
+                .only("seq", "media_key")
             )
             found = [row.seq for row in rows]
+            media = [row.media_key for row in rows if row.media_key]
             await (
                 Message.filter(conversation_id=conv.id, seq__in=found)
                 .using_db(tx)
-                .update(deleted_at=now, text="")
+                .update(deleted_at=now, text="", media_key=None)
             )
             last = (
                 await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
@@ -259,10 +278,11 @@ class ChatService:
                 .order_by("-seq")
                 .first()
             )
-            conv.last_preview = preview(last.text) if last else ""
+            conv.last_preview = message_preview(last) if last else ""
             conv.last_role = last.role if last else ""
             await conv.save(using_db=tx, update_fields=["last_preview", "last_role"])
         deleted = sorted(found)
+        await self._forget_media(media)
         if deleted:
             payload = {"chat_id": conv.cid, "seqs": deleted}
             await self.sio.emit(
@@ -276,7 +296,11 @@ class ChatService:
 
     async def delete_conversation(self, conv: Conversation) -> None:
         """Delete a conversation and its history; the visitor's page starts over."""
+        media = await Message.filter(conversation_id=conv.id, media_key__isnull=False).values_list(
+            "media_key", flat=True
+        )
         await conv.delete()
+        await self._forget_media([str(key) for key in media])
         self._ids.pop(conv.cid, None)
         self._dirty_rows.pop(conv.id, None)
         log.info("conversation %s deleted", conv.cid)
@@ -286,6 +310,14 @@ class ChatService:
         await self.sio.emit(
             "admin:removed", {"chat_id": conv.cid}, room=ADMINS_ROOM, namespace="/chat"
         )
+
+    async def _forget_media(self, keys: list[str]) -> None:
+        """Remove deleted messages' files now (what fails here, Repair's orphan step removes)."""
+        if keys and self.forget_media is not None:
+            try:
+                await self.forget_media(keys)
+            except Exception:
+                log.exception("could not remove %d media objects", len(keys))
 
     # Fan-out ---------------------------------------------------------------------------------
 
@@ -311,6 +343,8 @@ class ChatService:
             "client_id": message.client_id,
             "edited": message.edited_at is not None,
             "html": html,
+            # The seed's `fileRef`: where a photo's or an audio message's file is served.
+            "fileRef": f"/media/{message.media_key}" if message.media_key else None,
         }
 
     async def payload_for(

@@ -53,6 +53,19 @@ _UPDATE = {
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A media object already stored under `key`, to be referenced by its message's row."""
+
+    key: str
+    content_type: str
+    size: int
+    width: int = 0
+    height: int = 0
+    duration_ms: int = 0
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Draft:
     """A validated message waiting to be stored."""
 
@@ -64,6 +77,7 @@ class Draft:
     source: str
     # The socket that sent it gets the message in its ack; the push skips it.
     origin_sid: str | None = None
+    media: Attachment | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,28 @@ class ChatListener(Protocol):
         """Called after the commit (wake a worker)."""
 
 
+def duration_text(ms: int) -> str:
+    """m:ss, as a voice message's length is shown."""
+    seconds = round(ms / 1000)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def media_label(kind: str, duration_ms: int, name: str) -> str:
+    """What the conversation list shows for a media message: an icon, and a length or a name."""
+    if kind == "photo":
+        return "📷"
+    if kind == "voice":
+        return f"🎤 {duration_text(duration_ms)}"
+    if kind == "audio":
+        return f"🎵 {name or duration_text(duration_ms)}"
+    return ""
+
+
+def message_preview(message: Message) -> str:
+    label = media_label(message.kind, message.media_duration_ms, message.media_name)
+    return preview(" ".join(filter(None, [label, message.text])))
+
+
 def preview(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= 120 else line[:119] + "…"
@@ -104,7 +140,9 @@ def apply(conv: Conversation, draft: Draft, now: datetime) -> Message:
     """Advance a conversation by one message and build that message's row (not saved)."""
     conv.last_seq += 1
     conv.last_message_at = now
-    conv.last_preview = preview(draft.body)
+    media = draft.media
+    label = media_label(draft.kind, media.duration_ms, media.name) if media else ""
+    conv.last_preview = preview(" ".join(filter(None, [label, draft.body])))
     conv.last_role = draft.role
     if draft.role == "visitor":
         conv.unread_admin += 1
@@ -122,7 +160,20 @@ def apply(conv: Conversation, draft: Draft, now: datetime) -> Message:
         text=draft.body,
         source=draft.source,
         created_at=now,
+        **(_media_fields(media) if media else {}),
     )
+
+
+def _media_fields(media: Attachment) -> dict[str, object]:
+    return {
+        "media_key": media.key,
+        "media_type": media.content_type,
+        "media_size": media.size,
+        "media_width": media.width,
+        "media_height": media.height,
+        "media_duration_ms": media.duration_ms,
+        "media_name": media.name,
+    }
 
 
 @dataclass

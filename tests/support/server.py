@@ -78,6 +78,8 @@ class Server:
             ADMIN_PASSWORD=ADMIN_PASSWORD,
             TZ="Europe/Istanbul",
             PYTHONUNBUFFERED="1",
+            # Uploads land in the test's own folder, never in the repository's data/.
+            MEDIA_DIR=str(self.workdir / "media"),
         )
         env.pop("REDIS_URL", None)
         env.update(self.env_extra)

@@ -1,0 +1,223 @@
+"""Accept a file by its content, never the browser's claim: decode it, then write our own copy.
+
+Images are decoded with Pillow and re-encoded (JPEG, or PNG when they have transparency): this
+drops EXIF and every other metadata block, and turns a polyglot (a GIF header followed by a
+script) into plain pixels. Audio is probed with PyAV, every packet is decoded, and the stream is
+copied into a fresh container of our choosing (Opus into Ogg, AAC into MP4, MP3 as MP3), or
+transcoded to Opus when it is another codec. The content type we serve comes from here.
+
+Everything here is CPU-bound and synchronous: callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import av.error
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import InvalidInput
+
+log = logging.getLogger("sohbet.media.probe")
+
+KINDS = ("photo", "voice", "audio")
+# The formats a phone or a desktop browser produces; anything else Pillow can read is refused,
+# so an exotic decoder's bugs are not reachable from the internet.
+IMAGE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP"})
+AUDIO_CODECS = frozenset(
+    {"opus", "aac", "mp3", "mp3float", "vorbis", "flac", "pcm_s16le", "pcm_f32le"}
+)
+# Containers PyAV may open for us (by content); a text file never reaches a demuxer it sniffs.
+AUDIO_CONTAINERS = frozenset({"ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "mp3", "wav"})
+JPEG_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class Processed:
+    """Our own copy of an accepted file, and what the bubble shows about it."""
+
+    kind: str
+    data: bytes
+    content_type: str
+    ext: str
+    width: int = 0
+    height: int = 0
+    duration_ms: int = 0
+
+
+def process(
+    kind: str, data: bytes, *, max_pixels: int, max_side: int, max_seconds: int
+) -> Processed:
+    """Check and re-encode one upload; InvalidInput says what is wrong with it."""
+    if kind not in KINDS:
+        raise InvalidInput("media_bad_kind")
+    if not data:
+        raise InvalidInput("media_empty")
+    if kind == "photo":
+        return image(data, max_pixels=max_pixels, max_side=max_side)
+    return audio(kind, data, max_seconds=max_seconds)
+
+
+def image(data: bytes, *, max_pixels: int, max_side: int) -> Processed:
+    """Decode an image (refusing decompression bombs), fix its orientation, shrink it, re-encode."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            source = Image.open(io.BytesIO(data), formats=sorted(IMAGE_FORMATS))
+            width, height = source.size
+            # Checked before any pixel is decoded: the header alone says how big it would be.
+            if width * height > max_pixels or width < 1 or height < 1:
+                raise InvalidInput("media_too_many_pixels", limit=_megapixels(max_pixels))
+            source.seek(0)  # the first frame of an animation
+            source.load()
+    except InvalidInput:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInput("media_too_many_pixels", limit=_megapixels(max_pixels)) from None
+    except UnidentifiedImageError:
+        raise InvalidInput("media_not_image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports a cut-off file as OSError("image file is truncated ...").
+        log.info("image refused: %s", exc)
+        raise InvalidInput("media_broken_image") from None
+    try:
+        picture = ImageOps.exif_transpose(source)
+    except (OSError, ValueError, SyntaxError):
+        picture = source  # a malformed EXIF block: keep the pixels as they are
+    alpha = picture.mode in ("RGBA", "LA", "PA") or (
+        picture.mode == "P" and "transparency" in picture.info
+    )
+    picture = picture.convert("RGBA" if alpha else "RGB")
+    if max(picture.size) > max_side:
+        picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if alpha:
+        picture.save(out, format="PNG", optimize=True)
+        content_type, ext = "image/png", "png"
+    else:
+        picture.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+        content_type, ext = "image/jpeg", "jpg"
+    return Processed(
+        "photo", out.getvalue(), content_type, ext, width=picture.width, height=picture.height
+    )
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:g}"
+
+
+def audio(kind: str, data: bytes, *, max_seconds: int) -> Processed:
+    """Probe audio with PyAV and write a clean copy: remux Opus/AAC/MP3, transcode the rest."""
+    try:
+        source = av.open(io.BytesIO(data), mode="r")
+    except (av.error.FFmpegError, ValueError, OSError):
+        raise InvalidInput("media_not_audio") from None
+    try:
+        if source.format.name not in AUDIO_CONTAINERS:
+            raise InvalidInput("media_not_audio")
+        streams = source.streams.audio
+        if not streams or source.streams.video:
+            raise InvalidInput("media_not_audio")
+        stream = streams[0]
+        codec = stream.codec_context.name
+        if codec not in AUDIO_CODECS:
+            raise InvalidInput("media_not_audio")
+        if codec == "opus":
+            return _copy(source, stream, kind, "ogg", "audio/ogg", "ogg", max_seconds)
+        if codec == "aac":
+            return _copy(source, stream, kind, "mp4", "audio/mp4", "m4a", max_seconds)
+        if codec in ("mp3", "mp3float"):
+            return _copy(source, stream, kind, "mp3", "audio/mpeg", "mp3", max_seconds)
+        return _to_opus(source, stream, kind, max_seconds)
+    except InvalidInput:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
+        log.info("audio refused: %s", exc)
+        raise InvalidInput("media_broken_audio") from None
+    finally:
+        source.close()
+
+
+def _check_length(seconds: float, max_seconds: int) -> None:
+    if seconds > max_seconds:
+        raise InvalidInput("media_too_long", limit=max_seconds)
+
+
+def _copy(
+    source: av.container.InputContainer,
+    stream: av.audio.stream.AudioStream,
+    kind: str,
+    container: str,
+    content_type: str,
+    ext: str,
+    max_seconds: int,
+) -> Processed:
+    """Copy the packets into a new container after decoding each one (a broken one is refused)."""
+    out = io.BytesIO()
+    decoded = 0
+    end = Fraction(0)
+    with av.open(out, mode="w", format=container) as target:
+        copy = target.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is None:
+                continue  # the demuxer's flush packet
+            decoded += len(packet.decode())
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, (packet.pts + (packet.duration or 0)) * packet.time_base)
+            _check_length(float(end), max_seconds)
+            packet.stream = copy
+            target.mux(packet)
+    if not decoded:
+        raise InvalidInput("media_broken_audio")
+    return Processed(kind, out.getvalue(), content_type, ext, duration_ms=round(float(end) * 1000))
+
+
+def _to_opus(
+    source: av.container.InputContainer,
+    stream: av.audio.stream.AudioStream,
+    kind: str,
+    max_seconds: int,
+) -> Processed:
+    out = io.BytesIO()
+    samples = 0
+    with av.open(out, mode="w", format="ogg") as target:
+        encoder = target.add_stream("libopus", rate=48000)
+        encoder.bit_rate = 64000
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        encoder.layout = "mono"
+        for frame in source.decode(stream):
+            for chunk in resampler.resample(frame):
+                samples += chunk.samples
+                _check_length(samples / 48000, max_seconds)
+                for packet in encoder.encode(chunk):
+                    target.mux(packet)
+        for chunk in resampler.resample(None):
+            samples += chunk.samples
+            for packet in encoder.encode(chunk):
+                target.mux(packet)
+        for packet in encoder.encode(None):
+            target.mux(packet)
+    if not samples:
+        raise InvalidInput("media_broken_audio")
+    return Processed(
+        kind, out.getvalue(), "audio/ogg", "ogg", duration_ms=round(samples * 1000 / 48000)
+    )
+
+
+def voice_note(data: bytes) -> bytes:
+    """An OGG/Opus copy of stored audio, as Telegram wants voice notes (remux or transcode)."""
+    processed = audio("voice", data, max_seconds=24 * 3600)
+    if processed.content_type == "audio/ogg" and _is_opus(processed.data):
+        return processed.data
+    with av.open(io.BytesIO(processed.data), mode="r") as source:
+        return _to_opus(source, source.streams.audio[0], "voice", 24 * 3600).data
+
+
+def _is_opus(data: bytes) -> bool:
+    with av.open(io.BytesIO(data), mode="r") as source:
+        return bool(source.streams.audio) and source.streams.audio[0].codec_context.name == "opus"

@@ -1,0 +1,332 @@
+"""Photos and voice messages through the real server: accepted by content, stored once, served
+only to the conversation's participants; every bad file refused with a clear error and nothing
+stored."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import aiohttp
+import av
+from PIL import Image
+
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    VISITOR_COOKIE,
+    admin_csrf,
+    admin_peer,
+    client_id,
+    start_visitor,
+    visitor_peer,
+)
+from tests.support.media_files import (
+    bomb_png,
+    fetch,
+    gif_polyglot,
+    header_only_gif,
+    jpeg,
+    png,
+    tone,
+    upload,
+)
+from tests.support.server import Server
+
+LIMIT = 300_000
+SERVER_ENV = {"MEDIA_MAX_BYTES": str(LIMIT), "MEDIA_VISITOR_QUOTA": str(2 * LIMIT)}
+
+
+def stored_files(server: Server) -> list[Path]:
+    root = server.workdir / "media"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def last_seq(server: Server, token: str, cid: str) -> int:
+    peer = await visitor_peer(server.url, token)
+    try:
+        ack = await peer.call("join", {"chat_id": cid})
+        return int(ack["last_seq"])
+    finally:
+        await peer.close()
+
+
+async def test_photo_stored_once_shown_and_served_to_participants_only(
+    server: Server, admin_token: str
+) -> None:
+    token, cid = await start_visitor(server.url, "Foto")
+    admin = await admin_peer(server.url, admin_token)
+    await admin.call("join", {"chat_id": cid})
+    cid_ = client_id()
+    before = set(stored_files(server))
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=cid_,
+        data=jpeg(3000, 1500, exif=True),
+        visitor_token=token,
+        filename="IMG_0001.jpg",
+    )
+    assert status == 200, body
+    message = body["message"]
+    assert body["ok"] and not body["duplicate"] and message["type"] == "photo"
+    src = message["fileRef"]
+    assert re.fullmatch(r"/media/[0-9a-f]{32}\.jpg", src)
+    assert f'src="{src}"' in message["html"] and "<img" in message["html"]
+
+    # The operator's open pane gets it live, rendered the same way.
+    pushed = await admin.wait_for("chat:message", lambda m: m["client_id"] == cid_)
+    assert f'src="{src}"' in pushed["html"]
+    await admin.close()
+
+    # A retry with the same client id (its answer was lost) stores nothing new.
+    status, again = await upload(
+        server.url, chat_id=cid, client_id=cid_, data=jpeg(3000, 1500), visitor_token=token
+    )
+    assert status == 200 and again["duplicate"] and again["message"]["seq"] == message["seq"]
+    new_files = set(stored_files(server)) - before
+    assert len(new_files) == 1
+
+    # The visitor and the operator may see it: our content type, nosniff, our own re-encoding.
+    status, data, headers = await fetch(server.url, src, f"{VISITOR_COOKIE}={token}")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in headers["Content-Security-Policy"]
+    picture = Image.open(io.BytesIO(data))
+    assert picture.format == "JPEG" and max(picture.size) == 2048  # downscaled on the server
+    assert b"SecretCam" not in data and not picture.getexif()  # metadata stripped
+    status, _, _ = await fetch(server.url, src, f"{ADMIN_COOKIE}={admin_token}")
+    assert status == 200
+    # Byte ranges (Safari's audio needs them).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(
+            server.url + src, headers={"Cookie": f"{VISITOR_COOKIE}={token}", "Range": "bytes=0-9"}
+        ) as resp:
+            assert resp.status == 206 and len(await resp.read()) == 10
+
+    # Anyone else: 404, the same as a file that does not exist.
+    other_token, _ = await start_visitor(server.url, "Başka")
+    for cookie in (None, f"{VISITOR_COOKIE}={other_token}", f"{ADMIN_COOKIE}=forged"):
+        status, data, _ = await fetch(server.url, src, cookie)
+        assert status == 404 and b"\xff\xd8" not in data
+    for path in (
+        "/media/..%2F..%2Fetc%2Fpasswd",
+        "/media/../app/config.py",
+        "/media/" + "0" * 32 + ".jpg",
+    ):
+        status, _, _ = await fetch(server.url, path, f"{VISITOR_COOKIE}={token}")
+        assert status == 404
+
+    # The visitor's page shows it after a reload, from history.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(server.url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}) as r:
+            assert f'src="{src}"' in await r.text()
+
+
+async def test_voice_and_audio_are_probed_and_remuxed(server: Server) -> None:
+    token, cid = await start_visitor(server.url, "Ses")
+    cookie = f"{VISITOR_COOKIE}={token}"
+    cases = [
+        ("voice", tone("webm", "libopus", 2.0), "voice.webm", "audio/webm", "audio/ogg"),  # Chrome
+        ("voice", tone("mp4", "aac", 2.0), "voice.mp4", "audio/mp4", "audio/mp4"),  # Safari
+        ("audio", tone("mp3", "libmp3lame", 2.0), "şarkı <img src=x onerror=alert(1)>.mp3", "audio/mpeg", "audio/mpeg"),
+    ]
+    for kind, data, name, claimed, served in cases:
+        status, body = await upload(
+            server.url,
+            chat_id=cid,
+            client_id=client_id(),
+            data=data,
+            kind=kind,
+            filename=name,
+            content_type=claimed,
+            visitor_token=token,
+        )
+        assert status == 200, body
+        message = body["message"]
+        assert message["type"] == kind
+        html = message["html"]
+        assert "<audio" in html and "0:02" in html  # played in the bubble, with its length
+        status, stored, headers = await fetch(server.url, message["fileRef"], cookie)
+        assert status == 200 and headers["Content-Type"] == served
+        with av.open(io.BytesIO(stored)) as container:
+            assert container.streams.audio and not container.streams.video
+        if kind == "audio":
+            # The file name is display text, escaped.
+            assert "şarkı &lt;img src=x onerror=alert(1)&gt;.mp3" in html and "<img" not in html, re.findall(r"msg__audio-label.*", html)
+
+
+async def test_bad_files_are_refused_clearly_and_nothing_is_stored(
+    server: Server, admin_token: str
+) -> None:
+    token, cid = await start_visitor(server.url, "Kötü")
+    before_files = stored_files(server)
+    big = jpeg(200, 200)
+    at_limit = big + b"\0" * (LIMIT - len(big))  # bytes after a JPEG's end are ignored
+    cases = [
+        # (kind, data, filename, content type, expected error code)
+        (
+            "photo",
+            b"just some text, not a picture\n" * 20,
+            "photo.jpg",
+            "image/jpeg",
+            "media_not_image",
+        ),
+        ("photo", header_only_gif(), "cat.gif", "image/gif", "media_not_image"),
+        ("photo", jpeg(800, 600)[:3000], "cut.jpg", "image/jpeg", "media_broken_image"),
+        ("photo", at_limit + b"\0", "big.jpg", "image/jpeg", "media_too_large"),
+        ("photo", bomb_png(), "bomb.png", "image/png", "media_too_many_pixels"),
+        ("photo", b"", "empty.jpg", "image/jpeg", "media_empty"),
+        ("voice", jpeg(), "voice.webm", "audio/webm", "media_not_audio"),
+        ("voice", b"OggS" + b"\0" * 400, "voice.ogg", "audio/ogg", "media_not_audio"),
+        ("video", jpeg(), "x.jpg", "image/jpeg", "media_bad_kind"),
+    ]
+    for kind, data, filename, content_type, code in cases:
+        status, body = await upload(
+            server.url,
+            chat_id=cid,
+            client_id=client_id(),
+            data=data,
+            kind=kind,
+            filename=filename,
+            content_type=content_type,
+            visitor_token=token,
+        )
+        assert status in (400, 413) and body["error"] == code, (filename, status, body)
+        assert body["message"] and "media_" not in body["message"]  # a sentence, in Turkish
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=client_id(),
+        data=big + b"\0" * 10,
+        filename="big.jpg",
+        visitor_token=token,
+    )
+    assert status == 200
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=client_id(),
+        data=at_limit,
+        filename="limit.jpg",
+        visitor_token=token,
+    )
+    assert status == 200, body  # exactly at the limit is fine; one byte more is not
+    assert await last_seq(server, token, cid) == 2  # only the two good ones
+    assert len(stored_files(server)) == len(before_files) + 2
+
+    # A body far over the limit is refused before it is read, with the same clear error
+    # (a client that asks first with `Expect: 100-continue` never sends it).
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=client_id(),
+        data=b"\xff" * (3 * LIMIT),
+        visitor_token=token,
+        expect100=True,
+    )
+    assert status in (400, 413) and body["error"] == "media_too_large"
+
+    # The polyglot: accepted as the picture it also is, served as our own clean JPEG.
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=client_id(),
+        data=gif_polyglot(),
+        filename="x.gif",
+        content_type="image/gif",
+        visitor_token=token,
+    )
+    assert status == 200, body
+    status, data, headers = await fetch(
+        server.url, body["message"]["fileRef"], f"{VISITOR_COOKIE}={token}"
+    )
+    assert headers["Content-Type"] in ("image/jpeg", "image/png") and b"<script" not in data
+
+    # Path-traversal names are display text only: the object name is the server's.
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=client_id(),
+        data=tone("mp3", "libmp3lame", 1.0),
+        kind="audio",
+        filename="../../../etc/passwd\\..\\x.mp3",
+        content_type="audio/mpeg",
+        visitor_token=token,
+    )
+    assert status == 200, body
+    assert re.fullmatch(r"/media/[0-9a-f]{32}\.mp3", body["message"]["fileRef"])
+    assert "x.mp3" in body["message"]["html"] and "etc/passwd" not in body["message"]["html"]
+    assert all(p.is_relative_to(server.workdir / "media") for p in stored_files(server))
+
+    # Someone else's conversation: refused as if it did not exist, nothing stored.
+    _, other_cid = await start_visitor(server.url, "Diğer")
+    status, body = await upload(
+        server.url, chat_id=other_cid, client_id=client_id(), data=jpeg(), visitor_token=token
+    )
+    assert status == 404 and body["error"] == "bad_chat"
+    status, body = await upload(server.url, chat_id=cid, client_id=client_id(), data=jpeg())
+    assert status == 404  # no cookie at all
+
+    # The operator needs the CSRF token.
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=jpeg(), admin_token=admin_token
+    )
+    assert status == 403 and body["error"] == "csrf"
+    csrf = await admin_csrf(server.url, admin_token)
+    status, body = await upload(
+        server.url,
+        chat_id=cid,
+        client_id=client_id(),
+        data=png(alpha=True),
+        filename="a.png",
+        content_type="image/png",
+        admin_token=admin_token,
+        csrf=csrf,
+    )
+    assert status == 200 and body["message"]["role"] == "admin"
+    assert body["message"]["fileRef"].endswith(".png")  # transparency kept
+
+
+async def test_visitor_quota(server: Server) -> None:
+    token, cid = await start_visitor(server.url, "Kota")
+    noisy = Image.effect_noise((450, 450), 120).convert("RGB")
+    out = io.BytesIO()
+    noisy.save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    assert len(data) < LIMIT
+    statuses = []
+    for _ in range(8):
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=client_id(), data=data, visitor_token=token
+        )
+        statuses.append(body.get("error") or status)
+        if status != 200:
+            break
+    assert statuses[-1] == "media_quota" and statuses[0] == 200, statuses
+
+
+async def test_deleting_a_media_message_removes_its_file(server: Server, admin_token: str) -> None:
+    token, cid = await start_visitor(server.url, "Sil")
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
+    )
+    assert status == 200
+    src, seq = body["message"]["fileRef"], body["message"]["seq"]
+    key = src.rsplit("/", 1)[1]
+    assert any(p.name == key for p in stored_files(server))
+    csrf = await admin_csrf(server.url, admin_token)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.post(
+            f"{server.url}/admin/c/{cid}/messages/delete",
+            data={"seq": str(seq)},
+            headers={
+                "Cookie": f"{ADMIN_COOKIE}={admin_token}",
+                "X-CSRF-Token": csrf,
+                "HX-Request": "true",
+            },
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+    status, _, _ = await fetch(server.url, src, f"{VISITOR_COOKIE}={token}")
+    assert status == 404
+    assert not any(p.name == key for p in stored_files(server))

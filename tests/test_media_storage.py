@@ -1,0 +1,177 @@
+"""The object-store backends through the real server: S3 against a real S3-compatible server
+(moto's server mode, on 127.0.0.1) and Cloudinary against a local fake of its HTTP APIs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    VISITOR_COOKIE,
+    admin_csrf,
+    admin_login,
+    client_id,
+    start_visitor,
+    visitor_peer,
+)
+from tests.support.fake_cloudinary import FakeCloudinary
+from tests.support.media_files import fetch, jpeg, tone, upload
+from tests.support.server import free_port
+from tests.support.telegram import sqlite_server
+
+BUCKET = "sohbet-media"
+
+
+@dataclass
+class Backend:
+    name: str
+    env: dict[str, str]
+    objects: Callable[[], dict[str, bytes]]  # our key -> stored bytes
+    break_it: Callable[[], None]
+    mend_it: Callable[[], None]
+
+
+@pytest.fixture(params=["s3", "cloudinary"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "s3":
+        port = free_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="test-key", aws_secret_access_key="test-secret",
+        )  # fmt: skip
+        s3.create_bucket(Bucket=BUCKET)
+
+        def s3_objects() -> dict[str, bytes]:
+            listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+            return {
+                o["Key"].removeprefix("chat/"): s3.get_object(Bucket=BUCKET, Key=o["Key"])[
+                    "Body"
+                ].read()
+                for o in listed
+            }
+
+        running = [True]
+
+        def stop() -> None:
+            moto.stop()
+            running[0] = False
+
+        def restart() -> None:
+            nonlocal moto
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            moto.start()  # moto keeps its state in the process: the bucket is still there
+            running[0] = True
+
+        env = {
+            "MEDIA_STORAGE": "s3", "S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": endpoint,
+            "S3_ACCESS_KEY_ID": "test-key", "S3_SECRET_ACCESS_KEY": "test-secret", "S3_PREFIX": "chat/",
+        }  # fmt: skip
+        yield Backend("s3", env, s3_objects, stop, restart)
+        if running[0]:
+            moto.stop()
+    else:
+        fake = await FakeCloudinary().start()
+
+        def cloud_objects() -> dict[str, bytes]:
+            return {k.removeprefix("sohbet/"): v for k, v in fake.objects().items()}
+
+        def down() -> None:
+            fake.down = True
+
+        def up() -> None:
+            fake.down = False
+
+        env = {
+            "MEDIA_STORAGE": "cloudinary", "CLOUDINARY_URL": fake.url,
+            "CLOUDINARY_API_BASE": fake.base_url, "CLOUDINARY_DELIVERY_BASE": fake.base_url,
+        }  # fmt: skip
+        yield Backend("cloudinary", env, cloud_objects, down, up)
+        await fake.stop()
+
+
+def local_files(workdir: Path) -> list[Path]:
+    root = workdir / "media"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def test_media_round_trip_through_the_object_store(backend: Backend, workdir: Path) -> None:
+    async with sqlite_server(workdir, backend.env) as server:
+        token, cid = await start_visitor(server.url, "Bulut")
+        cookie = f"{VISITOR_COOKIE}={token}"
+        photo_id = client_id()
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=photo_id, data=jpeg(), visitor_token=token
+        )
+        assert status == 200, body
+        photo = body["message"]["fileRef"]
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=client_id(), data=tone("webm", "libopus", 1.0),
+            kind="voice", filename="voice.webm", content_type="audio/webm", visitor_token=token,
+        )  # fmt: skip
+        assert status == 200, body
+        voice = body["message"]["fileRef"]
+        stored = backend.objects()
+        assert set(stored) == {photo.rsplit("/", 1)[1], voice.rsplit("/", 1)[1]}
+        for src, content_type in ((photo, "image/jpeg"), (voice, "audio/ogg")):
+            status, data, headers = await fetch(server.url, src, cookie)
+            assert status == 200 and headers["Content-Type"] == content_type
+            assert data == stored[src.rsplit("/", 1)[1]]
+        assert not local_files(workdir), "nothing is written to local disk"
+
+        # A retry stores nothing new.
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=photo_id, data=jpeg(), visitor_token=token
+        )
+        assert status == 200 and body["duplicate"] and len(backend.objects()) == 2
+
+        # Deleting the conversation removes its objects from the store.
+        admin = await admin_login(server)
+        csrf = await admin_csrf(server.url, admin)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            async with http.post(
+                f"{server.url}/admin/c/{cid}/delete",
+                headers={
+                    "Cookie": f"{ADMIN_COOKIE}={admin}",
+                    "X-CSRF-Token": csrf,
+                    "HX-Request": "true",
+                },
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+        assert backend.objects() == {}
+        status, _, _ = await fetch(server.url, photo, f"{ADMIN_COOKIE}={admin}")
+        assert status == 404
+
+
+async def test_a_store_that_is_down_refuses_clearly_and_keeps_nothing(
+    backend: Backend, workdir: Path
+) -> None:
+    async with sqlite_server(workdir, backend.env) as server:
+        token, cid = await start_visitor(server.url, "Arıza")
+        backend.break_it()
+        try:
+            status, body = await upload(
+                server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
+            )
+        finally:
+            backend.mend_it()
+        assert status == 503 and body["error"] == "media_storage"
+        assert "tekrar deneyin" in body["message"]
+        peer = await visitor_peer(server.url, token)
+        ack = await peer.call("join", {"chat_id": cid})
+        await peer.close()
+        assert ack["last_seq"] == 0  # no message row for a file that was not stored
+        # Once the store is back, the same upload goes through.
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
+        )
+        assert status == 200, body

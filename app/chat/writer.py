@@ -111,7 +111,7 @@ class ChatListener(Protocol):
 
 def duration_text(ms: int) -> str:
     """m:ss, as a voice message's length is shown."""
-    seconds = round(ms / 1000)
+    seconds = max(1, ms // 1000) if ms > 0 else 0  # as audio players show it: whole seconds
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 

@@ -58,6 +58,7 @@ export class Conversation {
     this.retryTimer = null;
     this.outbox.forEach((item) => this.showPending(item));
     this.bindComposer();
+    this.bindMedia();
     this.scrollToEnd(false);
   }
 
@@ -92,6 +93,17 @@ export class Conversation {
         this.autosize();
       });
     });
+  }
+
+  // Photos and voice messages: static/js/media.js is fetched when the tools are first touched.
+  bindMedia() {
+    const tools = this.root.querySelector("[data-media-module]");
+    if (!tools) return;
+    let loading = null;
+    const media = () => (loading ??= import(tools.dataset.mediaModule).then((m) => m.attach(this, tools)));
+    tools.addEventListener("pointerdown", media, { once: true });
+    tools.addEventListener("change", async (event) => (await media()).picked(event.target));
+    tools.querySelector("[data-record]").addEventListener("click", async () => (await media()).record());
   }
 
   autosize() {

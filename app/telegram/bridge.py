@@ -19,6 +19,7 @@ from app.chat.service import ADMINS_ROOM, ChatService
 from app.config import Settings, TelegramSettings
 from app.core.clock import Clock
 from app.i18n import using_locale
+from app.media.service import MediaService
 from app.models import TgOutbox
 from app.telegram import texts
 from app.telegram.handlers import build_router
@@ -31,8 +32,15 @@ log = logging.getLogger("sohbet.telegram")
 class TelegramBridge:
     """Everything Telegram: what goes out (outbox), what comes in (inbox), and login codes."""
 
-    def __init__(self, settings: Settings, chat: ChatService, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        chat: ChatService,
+        clock: Clock,
+        media: MediaService | None = None,
+    ) -> None:
         assert settings.telegram is not None
+        self.media = media
         self.settings = settings
         self.tg: TelegramSettings = settings.telegram
         self.chat = chat
@@ -47,7 +55,7 @@ class TelegramBridge:
         self.dispatcher.include_router(build_router())
         self.dispatcher["bridge"] = self
         self.worker = OutboxWorker(
-            self.bot, settings, self.outbox, self._alert, lambda: self.use_topics
+            self.bot, settings, self.outbox, self._alert, lambda: self.use_topics, media
         )
         self.inbox = Inbox(self.bot, self.dispatcher, self.tg, clock)
         self._failed_codes = 0
@@ -150,7 +158,7 @@ def init_app(app: Quart, chat: ChatService, clock: Clock) -> TelegramBridge | No
     settings: Settings = app.config["SOHBET"]
     if settings.telegram is None:
         return None
-    bridge = TelegramBridge(settings, chat, clock)
+    bridge = TelegramBridge(settings, chat, clock, app.extensions.get("media"))
 
     @app.while_serving
     async def telegram() -> AsyncGenerator[None, None]:

@@ -25,7 +25,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -34,6 +34,8 @@ from app.config import Settings, TelegramSettings
 from app.core.clock import Clock
 from app.i18n import gettext as _
 from app.i18n import using_locale
+from app.media import probe
+from app.media.service import MediaService, StorageUnavailable
 from app.models import Conversation, Message, TgLink, TgOutbox, TgTopic
 from app.telegram import texts
 
@@ -143,8 +145,10 @@ class OutboxWorker:
         outbox: Outbox,
         alert: Alert,
         topics: Callable[[], bool],
+        media: MediaService | None = None,
     ) -> None:
         assert settings.telegram is not None
+        self.media = media
         self.bot = bot
         self.settings = settings
         self.tg: TelegramSettings = settings.telegram
@@ -212,6 +216,7 @@ class OutboxWorker:
             ClientDecodeError,
             OSError,
             TimeoutError,
+            StorageUnavailable,  # the photo or recording could not be read from storage yet
         ) as exc:
             await self._retry_at(item, self.backoff(item.attempts), _describe(exc))
         except TelegramAPIError as exc:  # 401, 403, 404, migrate-to-chat: a person must act
@@ -260,6 +265,10 @@ class OutboxWorker:
         thread_id = item.thread_id
         if conv is not None and self.topics():
             thread_id = await self._topic_for(conv)
+        if item.kind == "message" and conv is not None and self.media is not None:
+            message = await Message.get_or_none(conversation_id=conv.id, seq=item.ref_seq)
+            if message is not None and message.media_key and message.deleted_at is None:
+                return await self._send_media(item, conv, message, thread_id)
         with using_locale(self.settings.default_locale):
             text, markup = await self._render(item, conv, in_topic=thread_id is not None)
         sent = await self.bot.send_message(
@@ -270,6 +279,46 @@ class OutboxWorker:
             reply_to_message_id=item.reply_to,
             allow_sending_without_reply=True,
         )
+        return int(sent.message_id)
+
+    async def _send_media(
+        self, item: TgOutbox, conv: Conversation, message: Message, thread_id: int | None
+    ) -> int:
+        """A photo as a photo, a voice message as a real voice note (OGG/Opus), audio as audio."""
+        assert self.media is not None and message.media_key is not None
+        try:
+            data = await self.media.read(message.media_key)
+        except KeyError:
+            raise _Skip() from None  # deleted while this waited
+        with using_locale(self.settings.default_locale):
+            caption = texts.media_caption(conv, message, in_topic=thread_id is not None)
+        common: dict[str, Any] = dict(
+            chat_id=self.tg.admin_chat_id,
+            caption=caption,
+            message_thread_id=thread_id,
+            reply_to_message_id=item.reply_to,
+            allow_sending_without_reply=True,
+        )
+        seconds = round(message.media_duration_ms / 1000)
+        if message.kind == "voice":
+            ogg = await asyncio.to_thread(probe.voice_note, data)
+            sent = await self.bot.send_voice(
+                voice=BufferedInputFile(ogg, "voice.ogg"), duration=seconds, **common
+            )
+        elif message.kind == "audio":
+            name = message.media_name or message.media_key
+            sent = await self.bot.send_audio(
+                audio=BufferedInputFile(data, name), duration=seconds, **common
+            )
+        else:
+            photo = BufferedInputFile(data, message.media_key)
+            try:
+                sent = await self.bot.send_photo(photo=photo, **common)
+            except TelegramBadRequest as exc:
+                if "PHOTO_INVALID_DIMENSIONS" not in exc.message:
+                    raise
+                # A very long or thin picture is not a Telegram photo: send the file itself.
+                sent = await self.bot.send_document(document=photo, **common)
         return int(sent.message_id)
 
     async def _render(

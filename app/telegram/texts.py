@@ -31,6 +31,22 @@ def forwarded(conv: Conversation, message: Message, in_topic: bool) -> str:
     return f"{head}\n{escape(message.text)}"
 
 
+def media_caption(conv: Conversation, message: Message, in_topic: bool) -> str:
+    """The caption of a forwarded photo or recording (Telegram allows 1024 characters)."""
+    text = message.text if len(message.text) <= CAPTION_TEXT else message.text[:CAPTION_TEXT] + "…"
+    tag = "" if in_topic else f" {cid_tag(conv)}"
+    if message.role == "visitor":
+        head = f"{_MEDIA_ICONS.get(message.kind, '📎')} <b>{escape(conv.visitor_name)}</b>{tag}"
+    else:
+        head = "↩️ " + _("Reply from the panel") + tag
+    return f"{head}\n{escape(text)}".rstrip()
+
+
+# Room for the header in Telegram's 1024-character caption.
+CAPTION_TEXT = 800
+_MEDIA_ICONS = {"photo": "📷", "voice": "🎤", "audio": "🎵"}
+
+
 def topic_name(conv: Conversation) -> str:
     return f"{conv.visitor_name} · {conv.cid}"[:128]
 
@@ -86,3 +102,11 @@ def closed(conv: Conversation) -> str:
 
 def too_big() -> str:
     return _("That file is too big for the bot to download (Telegram allows 20 MB).")
+
+
+def unsupported_file() -> str:
+    return _("Only photos, voice messages and audio files can be passed on to the chat.")
+
+
+def too_big_for_chat(limit: str) -> str:
+    return _("That file is too big to pass on to the chat (at most %(limit)s).", limit=limit)

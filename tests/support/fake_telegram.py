@@ -17,7 +17,8 @@ What it fakes, as Telegram does it:
   deleteMessage, sendChatAction, answerCallbackQuery, setMessageReaction (only the emoji
   Telegram allows), createForumTopic / deleteForumTopic (a topic's id is the id of its
   "topic created" service message; deleting it deletes its messages), getFile (20 MB limit)
-  and the download route;
+  and the download route; a sendVoice whose file is not OGG/MP3/M4A arrives as a document, as
+  Telegram shows it;
 - checks that bite in production: HTML parse_mode with an unsupported tag or a bare ``<``,
   4096 / 1024 length limits, callback_data over 64 bytes, button URLs whose host has no dot
   (``http://localhost:8000``), replies to unknown messages, unknown or deleted topics,
@@ -452,6 +453,15 @@ class FakeTelegram:
         voice = self._media_json(self.add_file("voice", ogg), {"duration": duration})
         return await self._admin_message({"voice": voice}, reply_to, thread_id)
 
+    async def admin_audio(
+        self, data: bytes, duration: int, filename: str, mime_type: str = "audio/mpeg",
+        caption: str | None = None, reply_to: MessageRef | None = None,
+        thread_id: int | None = None, size: int | None = None,
+    ) -> Injected:  # fmt: skip
+        stored = self.add_file("audio", data, filename=filename, mime_type=mime_type, size=size)
+        audio = self._media_json(stored, {"duration": duration})
+        return await self._admin_message({"audio": audio, "caption": caption}, reply_to, thread_id)
+
     async def admin_document(
         self, data: bytes, filename: str, caption: str | None = None,
         reply_to: MessageRef | None = None, thread_id: int | None = None, size: int | None = None,
@@ -695,6 +705,10 @@ class FakeTelegram:
             fields["text"] = text
         else:
             stored = self._media_in(kind, p, files)
+            if kind == "voice" and not _voice_format(stored.data):
+                # Telegram plays OGG/Opus, MP3 and M4A as voice notes; anything else arrives as
+                # a plain file (the client shows a document, not a voice message).
+                kind = stored.kind = "document"
             media = self._photo_sizes(stored) if kind == "photo" else self._media_json(stored, p)
             caption = self._format(
                 p.get("caption"), p.get("parse_mode"), 1024, "message caption is too long"
@@ -904,6 +918,11 @@ class FakeTelegram:
         msg.update({k: v for k, v in fields.items() if v is not None})
         self._messages.setdefault(chat["id"], {})[msg["message_id"]] = msg
         return msg
+
+
+def _voice_format(data: bytes) -> bool:
+    """OGG, MP3 or M4A by their first bytes (what Telegram accepts as a voice note)."""
+    return data.startswith((b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3")) or data[4:8] == b"ftyp"
 
 
 def _without_reply(message: JSON | None) -> JSON | None:

@@ -12,6 +12,7 @@ import socketio
 from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from quart import Quart
 
+from app import calls as call_feature
 from app import db, media, selftest, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
@@ -101,6 +102,8 @@ def create_app(
     app.extensions["sio"] = sio
     app.extensions["sohbet"] = web.Services(settings=settings, sio=sio, chat=chat, auth=auth)
 
+    calls = call_feature.init_app(app, chat, auth, bridge)
+
     web.init_app(app)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)
@@ -115,7 +118,7 @@ def create_app(
         await presence.close()
 
     # Last: its scheduler needs the database and the bridge, and stops before them.
-    selftest.init_app(app, chat, bridge, clock or RealClock())
+    selftest.init_app(app, chat, bridge, clock or RealClock(), calls=calls)
 
     return app
 

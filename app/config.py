@@ -61,6 +61,26 @@ class MediaSettings:
 
 
 @dataclass(frozen=True)
+class CallSettings:
+    """Calls: ICE servers handed to browsers, TURN credentials, relay and echo peer limits."""
+
+    # Each entry: {"urls": [...], "username"?, "credential"?} as RTCPeerConnection takes it.
+    ice_servers: tuple[tuple[str, ...], ...] = (("stun:stun.l.google.com:19302",),)
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl: int = 3600
+    # ICE servers of the server's own peer connections (echo, relay); none by default.
+    relay_ice_servers: tuple[tuple[str, ...], ...] = ()
+    force_relay: bool = False
+    relay_max: int = 20
+    ring_seconds: int = 30
+    p2p_timeout: float = 4.0
+    echo_enabled: bool = True
+    echo_seconds: int = 60
+    echo_per_hour: int = 10
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting the app reads; `.env.example` documents each one."""
 
@@ -83,9 +103,12 @@ class Settings:
     ws_compression: bool = False
     telegram: TelegramSettings | None = None
     media: MediaSettings = field(default_factory=MediaSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
     # Self-tests: the server's own base URL (empty: learnt from requests), runs kept, limits.
     selftest_url: str = ""
     selftest_history: int = 30
+    # Checks reported as "off" instead of run (e.g. "calls" where WebRTC must not run).
+    selftest_skip: tuple[str, ...] = ()
     selftest_outbox_max_age: int = 300
     repair_stuck_attempts: int = 5
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -169,8 +192,12 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         telegram=_telegram(env, integer),
         media=_media(env, integer),
+        calls=_calls(env, integer),
         selftest_url=selftest_url,
         selftest_history=selftest_history,
+        selftest_skip=tuple(
+            n.strip() for n in env.get("SELFTEST_SKIP", "").split(",") if n.strip()
+        ),
         selftest_outbox_max_age=outbox_max_age,
         repair_stuck_attempts=stuck_attempts,
         public_url=env.get("PUBLIC_URL", "").strip().rstrip("/"),
@@ -193,6 +220,54 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         cookie_secure=_bool(env.get("COOKIE_SECURE", "1" if production else "0")),
         extra={k: v for k, v in env.items() if k.startswith("SOHBET_")},
     )
+
+
+def _ice_list(env: Mapping[str, str], name: str, default: str) -> tuple[tuple[str, ...], ...]:
+    """`stun:a:3478 stun:b:3478, turn:c` : servers split by commas, URLs of one by spaces."""
+    raw = env.get(name)
+    raw = default if raw is None else raw.strip()
+    if raw.lower() in {"", "none"}:
+        return ()
+    servers = []
+    for group in raw.split(","):
+        urls = tuple(group.split())
+        for url in urls:
+            if not re.match(r"^(stun|stuns|turn|turns):[^\s]+$", url):
+                raise ConfigError(f"{name}: {url!r} is not a stun:, stuns:, turn: or turns: URL")
+        if urls:
+            servers.append(urls)
+    return tuple(servers)
+
+
+def _calls(env: Mapping[str, str], integer: Callable[[str, int], int]) -> CallSettings:
+    turn_urls = tuple(u for u in env.get("TURN_URLS", "").replace(",", " ").split() if u)
+    for url in turn_urls:
+        if not re.match(r"^turns?:[^\s]+$", url):
+            raise ConfigError(f"TURN_URLS: {url!r} is not a turn: or turns: URL")
+    secret = env.get("TURN_SECRET", "").strip()
+    if secret and not turn_urls:
+        raise ConfigError("TURN_SECRET is set but TURN_URLS is empty: name the TURN server(s)")
+    calls = CallSettings(
+        ice_servers=_ice_list(env, "ICE_SERVERS", "stun:stun.l.google.com:19302"),
+        turn_urls=turn_urls,
+        turn_secret=secret,
+        turn_ttl=integer("TURN_TTL", 3600),
+        relay_ice_servers=_ice_list(env, "RELAY_ICE_SERVERS", ""),
+        force_relay=_bool(env.get("CALL_FORCE_RELAY", "0")),
+        relay_max=integer("CALL_RELAY_MAX", 20),
+        ring_seconds=integer("CALL_RING_SECONDS", 30),
+        p2p_timeout=integer("CALL_P2P_TIMEOUT_MS", 4000) / 1000,
+        echo_enabled=_bool(env.get("ECHO_PEER", "1")),
+        echo_seconds=integer("ECHO_SECONDS", 60),
+        echo_per_hour=integer("ECHO_PER_HOUR", 10),
+    )
+    if calls.turn_ttl < 60 or calls.ring_seconds < 5 or calls.relay_max < 0:
+        raise ConfigError(
+            "TURN_TTL must be at least 60, CALL_RING_SECONDS at least 5, CALL_RELAY_MAX >= 0"
+        )
+    if not 0.5 <= calls.p2p_timeout <= 60 or calls.echo_seconds < 5:
+        raise ConfigError("CALL_P2P_TIMEOUT_MS must be 500-60000 and ECHO_SECONDS at least 5")
+    return calls
 
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")

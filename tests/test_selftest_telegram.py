@@ -17,7 +17,7 @@ from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, execute_sql, query
 from tests.support.telegram import login_via_telegram, sqlite_server, telegram_env
 
-SUMMARY_OK = "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Zamanlayıcı"
+SUMMARY_OK = "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Zamanlayıcı, ⚪ Aramalar"
 
 
 @pytest.fixture(scope="module")

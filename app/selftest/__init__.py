@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from quart import Quart, current_app, request
 
+from app.calls.service import CallService
 from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.selftest.repair import RepairContext
@@ -32,7 +33,12 @@ def selftest() -> SelfTestServices:
 
 
 def init_app(
-    app: Quart, chat: ChatService, bridge: TelegramBridge | None, clock: Clock
+    app: Quart,
+    chat: ChatService,
+    bridge: TelegramBridge | None,
+    clock: Clock,
+    *,
+    calls: CallService | None = None,
 ) -> SelfTestServices:
     """Build the services, register the page and the API, and run the scheduler while serving.
 
@@ -42,13 +48,14 @@ def init_app(
 
     settings = chat.settings
     tests = SelfTests(chat, bridge, clock)
+    tests.calls = calls
     scheduler = SelfTestScheduler(tests)
     tests.scheduler = scheduler
     svc = SelfTestServices(
         tests=tests,
         scheduler=scheduler,
         schedules=Schedules(scheduler, clock, settings.tz),
-        repair=RepairContext(chat, bridge, clock, settings.repair_stuck_attempts),
+        repair=RepairContext(chat, bridge, clock, settings.repair_stuck_attempts, calls=calls),
     )
     app.extensions["selftest"] = svc
     app.register_blueprint(views.bp)

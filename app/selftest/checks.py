@@ -1,7 +1,7 @@
 """The checks of "Run all tests": each one exercises a real part of the running server.
 
-Calls (the echo peer) and Storage (media) plug in here when those features exist; until then
-they are not registered, so no report shows them as passing.
+Storage (media) plugs in here when that feature exists; until then it is not registered, so no
+report shows it as passing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from aiogram.exceptions import ClientDecodeError
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
+from app.calls.probe import ProbeRefused, echo_probe
+from app.calls.service import CallService
 from app.chat.namespace import VISITOR_COOKIE
 from app.chat.service import ChatService
 from app.config import Settings
@@ -54,6 +56,7 @@ class Context:
     bridge: TelegramBridge | None
     scheduler: SchedulerState
     base_url: str | None
+    calls: CallService | None = None
 
 
 registry: Registry[Context] = Registry()
@@ -244,3 +247,33 @@ async def scheduler(ctx: Context) -> Outcome:
         return passed(_("Running; no test time is enabled") + note)
     when = local_stamp(upcoming, ctx.settings.zone)
     return passed(_("Running; next run %(when)s (%(tz)s)", when=when, tz=ctx.settings.tz) + note)
+
+
+@registry.check("calls", N_("Calls"), timeout=3 * REQUEST_TIMEOUT)
+async def calls(ctx: Context) -> Outcome:
+    """An aiortc client (a synthetic visitor) calls the echo peer over `/call` and hears its own
+    tone come back."""
+    if ctx.calls is None:
+        return off(_("Calls are not set up"))
+    base = _own_url(ctx)
+    conv, token = await ctx.chat.start_conversation(
+        SYNTHETIC_NAME, ctx.settings.default_locale, synthetic=True
+    )
+    try:
+        result = await echo_probe(
+            base, f"{VISITOR_COOKIE}={token}", conv.cid, wait=2 * REQUEST_TIMEOUT
+        )
+    except ProbeRefused as exc:
+        raise CheckFailed(_("The echo call failed: %(error)s", error=exc)) from exc
+    except TimeoutError:
+        raise CheckFailed(_("The echo peer's audio never came back")) from None
+    finally:
+        await Conversation.filter(id=conv.id).delete()
+    return passed(
+        _(
+            "Heard our own tone back from the echo peer; call set up in %(ms)s ms "
+            "(server answered in %(answer)s ms)",
+            ms=result.setup_ms,
+            answer=result.answer_ms,
+        )
+    )

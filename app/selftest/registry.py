@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -121,6 +121,12 @@ class Registry(Generic[C]):
         ms = round((time.perf_counter() - start) * 1000)
         return Result(step.name, outcome.status, ms, outcome.detail, outcome.count)
 
-    async def run(self, context: C) -> list[Result]:
-        """Run every step in order (one at a time, so each one's time is its own)."""
-        return [await self.run_one(step, context) for step in self]
+    async def run(self, context: C, skip: Collection[str] = ()) -> list[Result]:
+        """Run every step in order (one at a time, so each one's time is its own); steps named
+        in `skip` are reported as off."""
+        return [
+            Result(step.name, OFF, 0, _("Skipped (SELFTEST_SKIP)"))
+            if step.name in skip
+            else await self.run_one(step, context)
+            for step in self
+        ]

@@ -1,6 +1,6 @@
 """Repair: clean-up steps that are safe at any time and twice in a row, each reporting a count.
 
-Orphan media files (media, issue 4) and abandoned calls plug in here when those features exist.
+Orphan media files (media, issue 4) plug in here when that feature exists.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 from tortoise import Tortoise
 from tortoise.expressions import Q
 
+from app.calls.service import NAMESPACE as CALLS
+from app.calls.service import CallService
 from app.chat.service import ChatService, visitor_room
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
@@ -36,6 +38,7 @@ class RepairContext:
     bridge: TelegramBridge | None
     clock: Clock
     stuck_attempts: int
+    calls: CallService | None = None
 
 
 repairs: Registry[RepairContext] = Registry()
@@ -58,6 +61,30 @@ async def presence(ctx: RepairContext) -> Outcome:
             if conv is not None and visitor_room(conv.id) == key:
                 await ctx.chat.publish_row(conv, online=False)
     return passed(_("%(n)s gone sockets dropped", n=dropped), dropped)
+
+
+@repairs.check("calls", N_("Abandoned calls and peer connections"))
+async def calls(ctx: RepairContext) -> Outcome:
+    """End calls whose page is gone or whose media never came; close peer connections no call
+    owns."""
+    if ctx.calls is None:
+        return passed(_("Calls are not set up"), 0)
+    manager = ctx.chat.sio.manager
+
+    def live(sid: str) -> bool:
+        return manager.eio_sid_from_sid(sid, CALLS) is not None
+
+    fixed = await ctx.calls.repair(live)
+    hub = ctx.calls.hub
+    return passed(
+        _(
+            "%(n)s cleaned up; %(pcs)s peer connections open, %(relayed)s relayed calls",
+            n=fixed,
+            pcs=hub.peer_connections,
+            relayed=hub.relayed_calls,
+        ),
+        fixed,
+    )
 
 
 @repairs.check("login_codes", N_("Expired login codes"))

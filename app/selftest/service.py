@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.calls.service import CallService
 from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import gettext as _
@@ -89,6 +90,7 @@ class SelfTests:
         self.bridge = bridge
         self.clock = clock
         self.scheduler: SchedulerState | None = None
+        self.calls: CallService | None = None
         self.learnt_url: str | None = None
 
     def learn(self, scope: Mapping[str, Any]) -> None:
@@ -124,12 +126,13 @@ class SelfTests:
             bridge=self.bridge,
             scheduler=self.scheduler,
             base_url=self.own_url(scope),
+            calls=self.calls,
         )
         started_at = self.clock.now()
         start = time.perf_counter()
         # Details are stored, and sent to Telegram, in the operator's language.
         with using_locale(self.settings.default_locale):
-            results = await checks.run(context)
+            results = await checks.run(context, self.settings.selftest_skip)
         report = Report(
             trigger=trigger,
             started_at=started_at,

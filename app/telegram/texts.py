@@ -47,6 +47,18 @@ CAPTION_TEXT = 800
 _MEDIA_ICONS = {"photo": "📷", "voice": "🎤", "audio": "🎵"}
 
 
+def incoming_call(conv: Conversation) -> str:
+    """The ring in Telegram: the visitor is calling; answer in the panel."""
+    return (
+        "📞 "
+        + _(
+            "%(name)s is calling you. Answer in the panel.",
+            name=f"<b>{escape(conv.visitor_name)}</b>",
+        )
+        + f"\n{cid_tag(conv)}"
+    )
+
+
 def topic_name(conv: Conversation) -> str:
     return f"{conv.visitor_name} · {conv.cid}"[:128]
 

@@ -86,29 +86,40 @@ async def admin_csrf(base_url: str, admin_token: str) -> str:
     return match.group(1)
 
 
-class Peer:
-    """A Socket.IO client on `/chat` that records every event it receives."""
+CHAT_EVENTS = (
+    "chat:message",
+    "chat:history",
+    "chat:deleted",
+    "chat:typing",
+    "chat:error",
+    "chat:closed",
+    "presence:operator",
+    "admin:conversation",
+    "admin:alert",
+    "admin:removed",
+)
 
-    def __init__(self, base_url: str, cookie: str, role: str) -> None:
+
+class Peer:
+    """A Socket.IO client on one namespace (`/chat` by default) that records every event."""
+
+    def __init__(
+        self,
+        base_url: str,
+        cookie: str,
+        role: str,
+        namespace: str = "/chat",
+        events: tuple[str, ...] = CHAT_EVENTS,
+    ) -> None:
         self.base_url = base_url
         self.cookie = cookie
         self.role = role
+        self.namespace = namespace
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: dict[str, list[Any]] = defaultdict(list)
         self._changed = asyncio.Event()
-        for name in (
-            "chat:message",
-            "chat:history",
-            "chat:deleted",
-            "chat:typing",
-            "chat:error",
-            "chat:closed",
-            "presence:operator",
-            "admin:conversation",
-            "admin:alert",
-            "admin:removed",
-        ):
-            self.sio.on(name, self._recorder(name), namespace="/chat")
+        for name in events:
+            self.sio.on(name, self._recorder(name), namespace=namespace)
 
     def _recorder(self, name: str) -> Any:
         async def record(data: Any = None) -> None:
@@ -120,7 +131,7 @@ class Peer:
     async def connect(self) -> Peer:
         await self.sio.connect(
             self.base_url,
-            namespaces=["/chat"],
+            namespaces=[self.namespace],
             headers={"Cookie": self.cookie},
             auth={"as": self.role},
             transports=["websocket"],
@@ -129,7 +140,7 @@ class Peer:
         return self
 
     async def call(self, event: str, data: Any, timeout: float = 10) -> Any:
-        return await self.sio.call(event, data, namespace="/chat", timeout=timeout)
+        return await self.sio.call(event, data, namespace=self.namespace, timeout=timeout)
 
     async def wait_for(self, name: str, predicate: Any = None, timeout: float = 10) -> Any:
         """Wait until an event matching predicate has arrived; return it."""

@@ -63,6 +63,8 @@ class InProcessServer:
             "DATABASE_URL": f"sqlite://{workdir / 'inproc.db'}",
             "SECRET_KEY": "test-secret-key",
             "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            # WebRTC runs only inside a private network namespace (tests/test_calls.py).
+            "SELFTEST_SKIP": "calls",
             **config,
         }
         self._stop = asyncio.Event()

@@ -80,6 +80,8 @@ class Server:
             PYTHONUNBUFFERED="1",
             # Uploads land in the test's own folder, never in the repository's data/.
             MEDIA_DIR=str(self.workdir / "media"),
+            # WebRTC runs only inside a private network namespace (tests/test_calls.py).
+            SELFTEST_SKIP="calls",
         )
         env.pop("REDIS_URL", None)
         env.update(self.env_extra)

@@ -1,0 +1,431 @@
+"""Call state: ringing, answered, ended; the system messages calls leave; the relay and echo.
+
+One call per conversation at a time, and one call per operator page: a call from a visitor
+rings every operator page that is not in a call already (several people may share the panel).
+Calls live in this process's memory: with several server processes the two parties of a call
+must reach the same one (see README, "Calls").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from app.calls.ice import ice_servers_for
+from app.chat.service import ChatService
+from app.config import Settings
+from app.i18n import N_, using_locale
+from app.i18n import gettext as _
+from app.models import Conversation
+from media_relay import IceServer, LegClosed, MediaHub, RelayBusy
+
+log = logging.getLogger("sohbet.calls")
+
+NAMESPACE = "/call"
+ADMINS = "admins"
+RINGING, ACTIVE, ENDED = "ringing", "active", "ended"
+P2P, RELAY, ECHO = "p2p", "relay", "echo"
+ROLES = ("visitor", "admin")
+# A relayed or echo call whose media has not connected this long after it was answered is
+# abandoned (the page died before its offer): Repair ends it.
+MEDIA_GRACE = 15.0
+
+CALL_OUTCOMES = {
+    "missed": N_("Missed call"),
+    "declined": N_("Declined call"),
+    "busy": N_("Missed call (busy)"),
+}
+
+
+def visitor_room(conversation_id: int) -> str:
+    return f"v:{conversation_id}"
+
+
+def other_role(role: str) -> str:
+    return "admin" if role == "visitor" else "visitor"
+
+
+def duration_text(seconds: int) -> str:
+    minutes, secs = divmod(max(0, seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def call_text(outcome: str, seconds: int) -> str:
+    """A call's system message in the current language: "Missed call", "Call, 3:12"."""
+    if outcome == "ended":
+        return "📞 " + _("Call, %(duration)s", duration=duration_text(seconds))
+    return "📞 " + _(CALL_OUTCOMES.get(outcome, CALL_OUTCOMES["missed"]))
+
+
+def call_label(message: Any) -> str:
+    """The text of a call message for the viewer's language (its client id holds the facts)."""
+    parts = str(getattr(message, "client_id", "")).split(":")
+    if len(parts) == 4 and parts[0] == "call" and parts[3].isdigit():
+        return call_text(parts[2], int(parts[3]))
+    return str(getattr(message, "text", ""))
+
+
+@dataclass
+class Call:
+    """One call between a conversation's visitor and the operator (or one side and the echo)."""
+
+    id: str
+    conversation_id: int
+    cid: str
+    caller: str
+    video: bool = False
+    mode: str = P2P
+    state: str = RINGING
+    created_at: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None
+    sids: dict[str, str] = field(default_factory=dict)
+    timer: asyncio.Task[None] | None = None
+    synthetic: bool = False
+
+    @property
+    def echo(self) -> bool:
+        return self.mode == ECHO
+
+    def role_of(self, sid: str) -> str | None:
+        for role, owner in self.sids.items():
+            if owner == sid:
+                return role
+        return None
+
+    def side_of(self, role: str) -> str:
+        """The relay leg a participant uses: the caller is "a"."""
+        return "a" if role == self.caller else "b"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "call_id": self.id,
+            "chat_id": self.cid,
+            "state": self.state,
+            "mode": self.mode,
+            "from": self.caller,
+            "video": self.video,
+        }
+
+
+class CallError(Exception):
+    """A call action refused; `code` keys the translated message (app.calls.namespace)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class CallService:
+    """Owns every call of this process and the media hub (echo peer and relay)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        chat: ChatService,
+        sio: socketio.AsyncServer,
+        notify_ring: Callable[[Conversation, Call], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.conf = settings.calls
+        self.chat = chat
+        self.sio = sio
+        self.notify_ring = notify_ring
+        self.calls: dict[str, Call] = {}
+        self.by_conversation: dict[int, str] = {}
+        self.hub = MediaHub(
+            ice_servers=[IceServer(tuple(urls)) for urls in self.conf.relay_ice_servers],
+            max_relayed=self.conf.relay_max,
+            max_echo=max(4, self.conf.relay_max),
+            connect_timeout=MEDIA_GRACE,
+            on_closed=self._leg_closed,
+        )
+        self.ended = 0
+
+    # Queries ----------------------------------------------------------------------------------
+
+    def get(self, call_id: object) -> Call:
+        if not isinstance(call_id, str) or call_id not in self.calls:
+            raise CallError("call_gone")
+        return self.calls[call_id]
+
+    def for_conversation(self, conversation_id: int) -> Call | None:
+        call_id = self.by_conversation.get(conversation_id)
+        return self.calls.get(call_id) if call_id else None
+
+    def busy_sids(self) -> set[str]:
+        """Sockets in a call already (they are not rung, and cannot answer another)."""
+        return {sid for c in self.calls.values() if c.state != ENDED for sid in c.sids.values()}
+
+    def ice_for(self, call: Call, role: str) -> list[dict[str, Any]]:
+        return ice_servers_for(self.conf, f"{call.cid}-{role}")
+
+    # Ringing ----------------------------------------------------------------------------------
+
+    async def ring(self, conv: Conversation, role: str, sid: str, *, video: bool) -> Call:
+        """Start a call from one side of a conversation; the other side's sockets ring."""
+        if self.for_conversation(conv.id) is not None:
+            raise CallError("call_busy")
+        callee = other_role(role)
+        busy = self.busy_sids()
+        if sid in busy:
+            raise CallError("already_in_call")
+        callee_sids = self._sockets(conv.id, callee)
+        free = [s for s in callee_sids if s not in busy]
+        if role == "visitor" and callee_sids and not free:
+            await self._record(conv.id, secrets.token_hex(6), "busy", 0)
+            raise CallError("operator_busy")
+        if not free and (role == "admin" or self.notify_ring is None):
+            if role == "visitor":
+                await self._record(conv.id, secrets.token_hex(6), "missed", 0)
+            raise CallError("callee_offline")
+        call = Call(
+            id=secrets.token_hex(6),
+            conversation_id=conv.id,
+            cid=conv.cid,
+            caller=role,
+            video=video,
+            synthetic=conv.synthetic,
+        )
+        call.sids[role] = sid
+        self._add(call)
+        call.timer = asyncio.get_running_loop().create_task(self._ring_timeout(call))
+        incoming = {**call.summary(), "name": conv.visitor_name if role == "visitor" else None}
+        if callee == "admin":
+            incoming["name"] = conv.visitor_name
+            await self.sio.emit(
+                "call:incoming",
+                incoming,
+                room=ADMINS,
+                skip_sid=[s for s in callee_sids if s in busy] or None,
+                namespace=NAMESPACE,
+            )
+        else:
+            incoming["name"] = self.settings.operator_name
+            await self.sio.emit(
+                "call:incoming", incoming, room=visitor_room(conv.id), namespace=NAMESPACE
+            )
+        if role == "visitor" and self.notify_ring is not None:
+            try:
+                await self.notify_ring(conv, call)
+            except Exception:
+                log.exception("could not queue the Telegram call notice")
+        log.info("call %s: %s rings in %s", call.id, role, conv.cid)
+        return call
+
+    async def start_echo(self, conv: Conversation, role: str, sid: str, *, video: bool) -> Call:
+        """A call whose other party is the server's echo peer (answered at once)."""
+        if not self.conf.echo_enabled:
+            raise CallError("echo_off")
+        if self.for_conversation(conv.id) is not None:
+            raise CallError("call_busy")
+        if self.hub.echo_sessions >= self.hub.max_echo:
+            raise CallError("relay_busy")
+        call = Call(
+            id=secrets.token_hex(6),
+            conversation_id=conv.id,
+            cid=conv.cid,
+            caller=role,
+            video=video,
+            mode=ECHO,
+            state=ACTIVE,
+            answered_at=time.monotonic(),
+            synthetic=conv.synthetic,
+        )
+        call.sids[role] = sid
+        self._add(call)
+        call.timer = asyncio.get_running_loop().create_task(
+            self._end_after(call, self.conf.echo_seconds, "time_limit")
+        )
+        return call
+
+    async def accept(self, call: Call, role: str, sid: str) -> None:
+        """The callee answers; with forced relay both sides go straight to the server."""
+        if call.state != RINGING or role == call.caller:
+            raise CallError("call_gone")
+        if sid in self.busy_sids():
+            raise CallError("already_in_call")
+        call.sids[role] = sid
+        call.state = ACTIVE
+        call.answered_at = time.monotonic()
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        if self.conf.force_relay:
+            try:
+                self.hub.reserve_relay(call.id)
+            except RelayBusy:
+                await self.end(call, "relay_busy")
+                raise CallError("relay_busy") from None
+            call.mode = RELAY
+        for who, owner in call.sids.items():
+            await self.sio.emit(
+                "call:accepted", self.accepted_payload(call, who), to=owner, namespace=NAMESPACE
+            )
+        # The callee's other tabs (or the other panels) stop ringing.
+        await self._emit_side(
+            call, role, "call:ended", {**call.summary(), "reason": "elsewhere"}, skip=sid
+        )
+
+    def accepted_payload(self, call: Call, role: str) -> dict[str, Any]:
+        return {
+            **call.summary(),
+            "role": role,
+            "initiator": role == call.caller,
+            "ice_servers": self.ice_for(call, role),
+            "p2p_timeout_ms": round(self.conf.p2p_timeout * 1000),
+        }
+
+    async def decline(self, call: Call, role: str) -> None:
+        if call.state != RINGING or role == call.caller:
+            raise CallError("call_gone")
+        caller_sid = call.sids.get(call.caller)
+        if caller_sid:
+            await self.sio.emit("call:declined", call.summary(), to=caller_sid, namespace=NAMESPACE)
+        await self.end(call, "declined")
+
+    async def fallback_to_relay(self, call: Call) -> None:
+        """P2P did not connect: both sides move to the server relay (once)."""
+        if call.state != ACTIVE:
+            raise CallError("call_gone")
+        if call.mode in (RELAY, ECHO):
+            return
+        try:
+            self.hub.reserve_relay(call.id)
+        except RelayBusy:
+            await self.end(call, "relay_busy")
+            raise CallError("relay_busy") from None
+        call.mode = RELAY
+        log.info("call %s falls back to the relay", call.id)
+        for who, owner in call.sids.items():
+            await self.sio.emit(
+                "call:relay",
+                {**call.summary(), "ice_servers": self.ice_for(call, who)},
+                to=owner,
+                namespace=NAMESPACE,
+            )
+
+    # Ending -----------------------------------------------------------------------------------
+
+    async def end(self, call: Call, reason: str, by: str | None = None) -> None:
+        """End a call once: tell both sides, free its media, leave its system message."""
+        if call.state == ENDED:
+            return
+        was_answered = call.answered_at is not None
+        call.state = ENDED
+        self.calls.pop(call.id, None)
+        if self.by_conversation.get(call.conversation_id) == call.id:
+            del self.by_conversation[call.conversation_id]
+        if call.timer is not None and call.timer is not asyncio.current_task():
+            call.timer.cancel()
+        await self.hub.close_call(call.id)
+        self.ended += 1
+        seconds = round(time.monotonic() - call.answered_at) if call.answered_at else 0
+        payload = {**call.summary(), "reason": reason, "by": by, "duration": seconds}
+        await self._emit_side(call, "visitor", "call:ended", payload)
+        await self._emit_side(call, "admin", "call:ended", payload)
+        log.info("call %s ended: %s after %s s", call.id, reason, seconds)
+        if call.echo:
+            return
+        if was_answered:
+            await self._record(call.conversation_id, call.id, "ended", seconds)
+        elif reason == "declined":
+            await self._record(call.conversation_id, call.id, "declined", 0)
+        else:
+            await self._record(call.conversation_id, call.id, "missed", 0)
+
+    async def disconnected(self, sid: str) -> None:
+        """A page closed or its network dropped: its calls end (ringing ones as missed)."""
+        for call in list(self.calls.values()):
+            role = call.role_of(sid)
+            if role is not None:
+                await self.end(call, "disconnected", by=role)
+
+    async def close(self) -> None:
+        """Shutdown: end every call (telling both sides) and close every peer connection."""
+        for call in list(self.calls.values()):
+            with contextlib.suppress(Exception):
+                await self.end(call, "server_restart")
+        await self.hub.close()
+
+    # Repair -----------------------------------------------------------------------------------
+
+    async def repair(self, live: Callable[[str], bool]) -> int:
+        """End calls a missed event left behind and close peer connections nobody owns."""
+        fixed = 0
+        now = time.monotonic()
+        for call in list(self.calls.values()):
+            gone = [role for role, sid in call.sids.items() if not live(sid)]
+            overdue = call.state == RINGING and now - call.created_at > self.conf.ring_seconds + 5
+            no_media = (
+                call.state == ACTIVE
+                and call.mode in (RELAY, ECHO)
+                and not self.hub.connected(call.id)
+                and call.answered_at is not None
+                and now - call.answered_at > MEDIA_GRACE
+            )
+            if gone or overdue or no_media:
+                await self.end(call, "abandoned")
+                fixed += 1
+        fixed += await self.hub.prune(lambda call_id: call_id in self.calls)
+        return fixed
+
+    # Helpers ----------------------------------------------------------------------------------
+
+    def _add(self, call: Call) -> None:
+        self.calls[call.id] = call
+        self.by_conversation[call.conversation_id] = call.id
+
+    def _sockets(self, conversation_id: int, role: str) -> list[str]:
+        """This process's `/call` sockets of one side of a conversation."""
+        room = ADMINS if role == "admin" else visitor_room(conversation_id)
+        return [sid for sid, _ in self.sio.manager.get_participants(NAMESPACE, room)]
+
+    async def _emit_side(
+        self, call: Call, role: str, event: str, payload: dict[str, Any], skip: str | None = None
+    ) -> None:
+        if call.synthetic and role == "admin":
+            # Self-test calls never reach the operator's panel.
+            return
+        room = ADMINS if role == "admin" else visitor_room(call.conversation_id)
+        await self.sio.emit(event, payload, room=room, skip_sid=skip, namespace=NAMESPACE)
+
+    async def _ring_timeout(self, call: Call) -> None:
+        await asyncio.sleep(self.conf.ring_seconds)
+        if call.state == RINGING:
+            await self.end(call, "timeout")
+
+    async def _end_after(self, call: Call, seconds: float, reason: str) -> None:
+        await asyncio.sleep(seconds)
+        await self.end(call, reason)
+
+    async def _leg_closed(self, event: LegClosed) -> None:
+        call = self.calls.get(event.call_id)
+        if call is None or call.state != ACTIVE:
+            return
+        # A relay leg that failed or never connected: the call cannot go on.
+        await self.end(call, "media_failed")
+
+    async def _record(self, conversation_id: int, call_id: str, outcome: str, seconds: int) -> None:
+        """The call's system message, through the chat's single write path."""
+        with using_locale(self.settings.default_locale):
+            text = call_text(outcome, seconds)
+        try:
+            await self.chat.post_message(
+                conversation_id,
+                role="system",
+                kind="call",
+                text=text,
+                client_id=f"call:{call_id}:{outcome}:{seconds}",
+                source="call",
+            )
+        except Exception:
+            log.exception("could not record call %s", call_id)

@@ -1,0 +1,95 @@
+"""A test party in a call: a `/call` Socket.IO client plus a real aiortc peer connection.
+
+Each party sends a tone of its own frequency and listens for the other party's (or, with the
+echo peer, its own) tone in what it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from media_relay import ToneDetector, ToneTrack
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer
+
+CALL_EVENTS = (
+    "call:incoming",
+    "call:accepted",
+    "call:declined",
+    "call:ended",
+    "call:error",
+    "call:relay",
+    "call:media",
+    "rtc:offer",
+    "rtc:answer",
+    "rtc:candidate",
+)
+
+
+async def call_peer(base_url: str, role: str, token: str) -> Peer:
+    cookie = f"{VISITOR_COOKIE}={token}" if role == "visitor" else f"{ADMIN_COOKIE}={token}"
+    return await Peer(base_url, cookie, role, namespace="/call", events=CALL_EVENTS).connect()
+
+
+class Media:
+    """One aiortc connection of a party, sending `send_hz` and listening for `hear_hz`."""
+
+    def __init__(self, peer: Peer, call_id: str, send_hz: float, hear_hz: float) -> None:
+        self.peer = peer
+        self.call_id = call_id
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.tone = ToneTrack(send_hz)
+        self.pc.addTrack(self.tone)
+        self.hear_hz = hear_hz
+        self.remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and not self.remote.done():
+            self.remote.set_result(track)
+
+    async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
+        """Send our offer; apply the answer that arrives (the `answers_seen`+1-th one)."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        assert self.pc.localDescription is not None
+        ack = await self.peer.call(
+            "rtc:offer",
+            {"call_id": self.call_id, "type": "offer", "sdp": self.pc.localDescription.sdp},
+        )
+        assert ack["ok"], ack
+        await self.peer.wait_for(
+            "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
+        )
+        answer = self.peer.events["rtc:answer"][answers_seen]
+        assert answer["call_id"] == self.call_id
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        return answer
+
+    async def answer(self) -> None:
+        """Answer the other party's P2P offer (forwarded by the server)."""
+        offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        assert self.pc.localDescription is not None
+        ack = await self.peer.call(
+            "rtc:answer",
+            {"call_id": self.call_id, "type": "answer", "sdp": self.pc.localDescription.sdp},
+        )
+        assert ack["ok"], ack
+
+    async def hear(self, timeout: float = 10) -> float:
+        """Wait until the expected tone is heard; return when (time.monotonic())."""
+        track = await asyncio.wait_for(self.remote, timeout)
+        return await asyncio.wait_for(ToneDetector(self.hear_hz).listen(track), timeout)
+
+    async def close(self) -> None:
+        self.tone.stop()
+        await self.pc.close()
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,491 @@
+"""Calls over the `/call` contract with real aiortc peers, in a private network namespace.
+
+The server (SQLite; PostgreSQL sits outside the namespace), the fake Bot API and every peer run
+inside a namespace whose loopback also carries 127.0.0.2, the address WebRTC uses here. Each
+party sends a tone of its own and listens for the other's: hearing it proves media flowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from tests.support import netns
+from tests.support.calls import Media, call_peer, now
+from tests.support.clients import Peer, admin_login, start_visitor, visitor_peer
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.server import Server
+from tests.support.telegram import login_via_telegram, telegram_env, with_text
+
+pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
+
+TURN_SECRET = "turn-shared-secret"
+VISITOR_HZ, ADMIN_HZ = 880.0, 660.0
+
+
+@pytest.fixture(scope="module")
+def private_net() -> Iterator[str]:
+    with netns.private_network() as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def silent_stun(private_net: str) -> Iterator[str]:
+    """A STUN server that never answers (what an unreachable one looks like to ICE)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((private_net, 0))
+        yield f"stun:{private_net}:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+async def fake(private_net: str) -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as f:
+        yield f
+
+
+def call_env(stun: str, **extra: str) -> dict[str, str]:
+    return {
+        "ICE_SERVERS": stun,
+        "TURN_URLS": "turn:turn.sohbet.test:3478?transport=udp",
+        "TURN_SECRET": TURN_SECRET,
+        "CALL_RING_SECONDS": "5",
+        "CALL_RELAY_MAX": "1",
+        "SELFTEST_SKIP": "",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+async def server(
+    private_net: str, silent_stun: str, fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    workdir = tmp_path_factory.mktemp("calls")
+    srv = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}",
+        workdir=workdir,
+        env_extra={**telegram_env(fake), **call_env(silent_stun)},
+    )
+    await srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+async def admin_token(server: Server, fake: FakeTelegram) -> str:
+    return await login_via_telegram(server, fake)
+
+
+async def visitor(server: Server, name: str) -> tuple[Peer, str, str]:
+    """A visitor page's `/call` socket: (socket, cookie token, conversation id)."""
+    token, cid = await start_visitor(server.url, name)
+    peer = await call_peer(server.url, "visitor", token)
+    joined = await peer.call("join", {"chat_id": cid})
+    assert joined["ok"] and joined["call"] is None, joined
+    return peer, token, cid
+
+
+async def answered_call(
+    server: Server, admin_token: str, name: str
+) -> tuple[Peer, Peer, str, str, str]:
+    """The visitor rings, the operator answers: (visitor, admin, call id, cid, visitor token)."""
+    caller, token, cid = await visitor(server, name)
+    admin = await call_peer(server.url, "admin", admin_token)
+    ring = await caller.call("call:ring", {"chat_id": cid})
+    assert ring["ok"], ring
+    incoming = await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
+    assert incoming["chat_id"] == cid and incoming["name"] == name and incoming["from"] == "visitor"
+    accepted = await admin.call("call:accept", {"call_id": ring["call_id"]})
+    assert accepted["ok"], accepted
+    await caller.wait_for("call:accepted", lambda m: m["call_id"] == ring["call_id"])
+    return caller, admin, ring["call_id"], cid, token
+
+
+async def close_all(*items: Any) -> None:
+    for item in items:
+        await item.close()
+
+
+async def system_messages(server: Server, token: str, cid: str) -> list[dict[str, Any]]:
+    """The conversation's system messages as the visitor's page receives them (history)."""
+    chat = await visitor_peer(server.url, token)
+    try:
+        await chat.call("join", {"chat_id": cid})
+        history = await chat.wait_for("chat:history")
+    finally:
+        await chat.close()
+    return [m for m in history if m["role"] == "system"]
+
+
+async def wait_system(server: Server, token: str, cid: str, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while True:
+        found = await system_messages(server, token, cid)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+
+
+# The echo peer -------------------------------------------------------------------------------
+
+
+async def test_echo_peer_sends_our_tone_back(server: Server, private_net: str) -> None:
+    caller, _, cid = await visitor(server, "Eko")
+    start = now()
+    ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+    assert ring["ok"] and ring["mode"] == "echo", ring
+    accepted = await caller.wait_for("call:accepted")
+    assert accepted["mode"] == "echo" and accepted["initiator"] is True
+    media = Media(caller, ring["call_id"], VISITOR_HZ, VISITOR_HZ)
+    try:
+        answer = await media.offer()
+        assert answer["from"] == "server"
+        assert f"{private_net} " in answer["sdp"], "the echo peer offers the namespace's address"
+        heard = await media.hear()
+        print(f"\necho: ring to own tone heard back {round((heard - start) * 1000)} ms")
+        assert (await caller.call("call:end", {"call_id": ring["call_id"]}))["ok"]
+        ended = await caller.wait_for("call:ended")
+        assert ended["reason"] == "hangup" and ended["by"] == "visitor"
+    finally:
+        await close_all(media, caller)
+
+
+async def test_echo_calls_leave_no_message(server: Server) -> None:
+    caller, token, cid = await visitor(server, "Sessiz")
+    ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+    assert ring["ok"]
+    await caller.call("call:end", {"call_id": ring["call_id"]})
+    await caller.wait_for("call:ended")
+    await caller.close()
+    assert await system_messages(server, token, cid) == []
+
+
+# Calls between the visitor and the operator --------------------------------------------------
+
+
+async def test_p2p_call_both_hear_and_leave_the_duration(
+    server: Server, admin_token: str, fake: FakeTelegram
+) -> None:
+    caller, admin, call_id, cid, token = await answered_call(server, admin_token, "Ayşe")
+    # The operator's Telegram rang (through the outbox) with the conversation's tag.
+    ring = await fake.wait_for_sent(with_text("arıyor"))
+    assert f"[CID: {cid}]" in (ring.text or "")
+    accepted = caller.events["call:accepted"][0]
+    assert accepted["mode"] == "p2p" and accepted["initiator"] is True
+    visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    admin_media = Media(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+    try:
+        start = now()
+        answering = admin_media.answer()
+        await asyncio.gather(visitor_media.offer(), answering)
+        heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+        print(f"\np2p: offer to both tones heard {round((max(heard) - start) * 1000)} ms")
+        assert caller.events["rtc:answer"][0]["from"] == "admin", "P2P: the operator answered"
+        await asyncio.sleep(1.2)
+        assert (await admin.call("call:end", {"call_id": call_id}))["ok"]
+        for side in (caller, admin):
+            ended = await side.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+            assert ended["reason"] == "hangup" and ended["by"] == "admin"
+            assert ended["duration"] >= 1
+    finally:
+        await close_all(visitor_media, admin_media, caller, admin)
+    messages = await wait_system(server, token, cid, 1)
+    assert len(messages) == 1, messages
+    assert messages[0]["type"] == "call"
+    assert messages[0]["text"].startswith("📞 Arama, 0:0"), messages[0]
+    assert "Arama, 0:0" in messages[0]["html"]
+
+
+async def test_relay_fallback_carries_audio_both_ways(server: Server, admin_token: str) -> None:
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Röle")
+    try:
+        # P2P did not connect (the pages decide): either side asks for the relay.
+        moved = await caller.call("call:relay", {"call_id": call_id})
+        assert moved == {"ok": True, "mode": "relay"}
+        for side in (caller, admin):
+            relay = await side.wait_for("call:relay", lambda m: m["call_id"] == call_id)
+            assert relay["mode"] == "relay" and relay["ice_servers"]
+        visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+        admin_media = Media(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+        try:
+            start = now()
+            answers = await asyncio.gather(visitor_media.offer(), admin_media.offer())
+            assert all(a["from"] == "server" for a in answers)
+            heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+            print(f"\nrelay: offers to both tones heard {round((max(heard) - start) * 1000)} ms")
+        finally:
+            await close_all(visitor_media, admin_media)
+        await caller.call("call:end", {"call_id": call_id})
+        await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+    finally:
+        await close_all(caller, admin)
+
+
+async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
+    """CALL_RELAY_MAX=1: one relayed call fills the relay; the next one is told it is busy."""
+    first, admin_a, first_id, _, _ = await answered_call(server, admin_token, "Bir")
+    assert (await first.call("call:relay", {"call_id": first_id}))["ok"]
+    # A second operator page (the panel may be shared) answers a second visitor.
+    second, admin_b, second_id, _, _ = await answered_call(server, admin_token, "İki")
+    assert admin_a.events["call:incoming"][-1]["call_id"] == first_id, "a busy page is not rung"
+    try:
+        refused = await second.call("call:relay", {"call_id": second_id})
+        assert refused["ok"] is False and refused["error"] == "relay_busy"
+        assert "dolu" in refused["message"]
+        for side in (second, admin_b):
+            ended = await side.wait_for("call:ended", lambda m: m["call_id"] == second_id)
+            assert ended["reason"] == "relay_busy"
+        await first.call("call:end", {"call_id": first_id})
+        await admin_a.wait_for("call:ended", lambda m: m["call_id"] == first_id)
+        # After the first call ended its slot is free again.
+        again, admin_c, again_id, _, _ = await answered_call(server, admin_token, "Dört")
+        assert (await again.call("call:relay", {"call_id": again_id}))["ok"]
+        await again.call("call:end", {"call_id": again_id})
+        await close_all(again, admin_c)
+    finally:
+        await close_all(first, second, admin_a, admin_b)
+
+
+async def test_busy_operator_means_busy(server: Server, admin_token: str) -> None:
+    caller, admin, call_id, _, _ = await answered_call(server, admin_token, "Meşgul")
+    other, token, cid = await visitor(server, "Bekleyen")
+    try:
+        refused = await other.call("call:ring", {"chat_id": cid})
+        assert refused["ok"] is False and refused["error"] == "operator_busy"
+        assert "başka bir görüşmede" in refused["message"]
+        assert admin.events["call:incoming"][-1]["call_id"] == call_id
+        # The operator's page in a call cannot start another one either.
+        assert (await admin.call("call:ring", {"chat_id": cid}))["error"] == "already_in_call"
+    finally:
+        await caller.call("call:end", {"call_id": call_id})
+        await close_all(caller, admin, other)
+    texts = [m["text"] for m in await wait_system(server, token, cid, 1)]
+    assert texts == ["📞 Cevapsız arama (meşgul)"], texts
+
+
+async def test_decline_timeout_and_cancel_leave_messages(server: Server, admin_token: str) -> None:
+    admin = await call_peer(server.url, "admin", admin_token)
+    caller, token, cid = await visitor(server, "Reddet")
+    try:
+        ring = await caller.call("call:ring", {"chat_id": cid})
+        await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
+        assert (await admin.call("call:decline", {"call_id": ring["call_id"]}))["ok"]
+        declined = await caller.wait_for("call:declined")
+        assert declined["call_id"] == ring["call_id"]
+        ended = await caller.wait_for("call:ended", lambda m: m["call_id"] == ring["call_id"])
+        assert ended["reason"] == "declined"
+
+        # Nobody answers: CALL_RING_SECONDS=5, then both sides stop ringing.
+        ring = await caller.call("call:ring", {"chat_id": cid})
+        assert ring["ring_seconds"] == 5
+        started = now()
+        for side in (caller, admin):
+            ended = await side.wait_for(
+                "call:ended", lambda m: m["call_id"] == ring["call_id"], timeout=10
+            )
+            assert ended["reason"] == "timeout"
+        assert 4.5 <= now() - started <= 9
+
+        # The caller gives up while it rings.
+        ring = await caller.call("call:ring", {"chat_id": cid})
+        assert (await caller.call("call:end", {"call_id": ring["call_id"]}))["ok"]
+        ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == ring["call_id"])
+        assert ended["reason"] == "hangup"
+    finally:
+        await close_all(caller, admin)
+    texts = [m["text"] for m in await wait_system(server, token, cid, 3)]
+    assert texts == ["📞 Reddedilen arama", "📞 Cevapsız arama", "📞 Cevapsız arama"], texts
+
+
+async def test_operator_calls_the_visitor(server: Server, admin_token: str) -> None:
+    admin = await call_peer(server.url, "admin", admin_token)
+    callee, _, cid = await visitor(server, "Aranan")
+    second_tab = await call_peer(server.url, "visitor", callee.cookie.split("=", 1)[1])
+    try:
+        ring = await admin.call("call:ring", {"chat_id": cid})
+        assert ring["ok"] and ring["from"] == "admin"
+        for tab in (callee, second_tab):
+            incoming = await tab.wait_for("call:incoming")
+            assert incoming["from"] == "admin" and incoming["name"] == "Destek"
+        assert (await callee.call("call:accept", {"call_id": ring["call_id"]}))["ok"]
+        # The other tab stops ringing; only the answering tab is in the call.
+        other = await second_tab.wait_for("call:ended")
+        assert other["reason"] == "elsewhere"
+        late = await second_tab.call("call:accept", {"call_id": ring["call_id"]})
+        assert late["ok"] is False and late["error"] == "call_gone"
+        accepted = await admin.wait_for("call:accepted")
+        assert accepted["initiator"] is True and accepted["role"] == "admin"
+        # A page that closes ends the call for the other side.
+        await callee.close()
+        ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == ring["call_id"])
+        assert ended["reason"] == "disconnected" and ended["by"] == "visitor"
+    finally:
+        await close_all(admin, second_tab)
+
+
+async def test_calling_an_absent_visitor_fails_clearly(server: Server, admin_token: str) -> None:
+    _token, cid = await start_visitor(server.url, "Yok")
+    admin = await call_peer(server.url, "admin", admin_token)
+    try:
+        refused = await admin.call("call:ring", {"chat_id": cid})
+        assert refused["ok"] is False and refused["error"] == "callee_offline"
+        assert "sayfada değil" in refused["message"]
+    finally:
+        await admin.close()
+
+
+# Who may signal, and what ----------------------------------------------------------------------
+
+
+async def test_only_participants_signal_and_bad_input_is_refused(
+    server: Server, admin_token: str
+) -> None:
+    caller, admin, call_id, cid, _ = await answered_call(server, admin_token, "Güvenli")
+    stranger, _, _other_cid = await visitor(server, "Yabancı")
+    try:
+        # Someone else's conversation looks like one that does not exist.
+        assert (await stranger.call("join", {"chat_id": cid}))["error"] == "bad_chat"
+        assert (await stranger.call("call:ring", {"chat_id": cid}))["error"] == "bad_chat"
+        for event in ("rtc:offer", "rtc:answer", "rtc:candidate", "call:end", "call:relay"):
+            refused = await stranger.call(event, {"call_id": call_id, "sdp": "v=0\r\n"})
+            assert refused["ok"] is False and refused["error"] == "call_gone", (event, refused)
+        assert (await stranger.call("call:accept", {"call_id": call_id}))["error"] == "call_gone"
+        assert stranger.events["rtc:offer"] == [] and admin.events["rtc:offer"] == []
+        # Malformed signalling gets an error, never a crash.
+        for bad in (
+            "not a dict",
+            {"call_id": call_id, "sdp": 42},
+            {"call_id": call_id, "sdp": "garbage"},
+            {"call_id": call_id, "sdp": "v=0\r\n" + "a" * 20_000},
+        ):
+            refused = await caller.call("rtc:offer", bad)
+            assert refused["ok"] is False and refused["error"] in {"bad_payload", "bad_signal"}
+        for bad_candidate in ({"candidate": 5}, {"candidate": "x" * 2000}, [1, 2]):
+            refused = await caller.call(
+                "rtc:candidate", {"call_id": call_id, "candidate": bad_candidate}
+            )
+            assert refused["error"] == "bad_signal", refused
+        assert (await caller.call("call:accept", {"call_id": call_id}))["error"] == "call_gone"
+        # The call survived all that.
+        assert (await caller.call("rtc:candidate", {"call_id": call_id, "candidate": None}))["ok"]
+    finally:
+        await caller.call("call:end", {"call_id": call_id})
+        await close_all(caller, admin, stranger)
+
+
+async def test_signalling_floods_are_cut(server: Server) -> None:
+    caller, _, cid = await visitor(server, "Sel")
+    try:
+        replies = [await caller.call("join", {"chat_id": cid}) for _ in range(210)]
+        refused = [r for r in replies if not r["ok"]]
+        assert refused and refused[0]["error"] == "rate_limited"
+    finally:
+        await caller.close()
+
+
+async def test_unknown_sockets_are_refused(server: Server) -> None:
+    client = socketio.AsyncClient(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, namespaces=["/call"], transports=["websocket"])
+
+
+# ICE servers --------------------------------------------------------------------------------
+
+
+async def test_ice_servers_and_short_lived_turn_credentials(
+    server: Server, admin_token: str, silent_stun: str
+) -> None:
+    caller, admin, call_id, cid, _ = await answered_call(server, admin_token, "Turn")
+    try:
+        for side, role in ((caller, "visitor"), (admin, "admin")):
+            servers = side.events["call:accepted"][-1]["ice_servers"]
+            assert servers[0] == {"urls": [silent_stun]}
+            turn = servers[1]
+            assert turn["urls"] == ["turn:turn.sohbet.test:3478?transport=udp"]
+            expiry, user = turn["username"].split(":", 1)
+            assert user == f"{cid}-{role}"
+            assert 3500 < int(expiry) - time.time() <= 3600
+            expected = hmac.new(TURN_SECRET.encode(), turn["username"].encode(), hashlib.sha1)
+            assert turn["credential"] == base64.b64encode(expected.digest()).decode()
+        # Only participants get them: joining tells nothing about ICE.
+        joined = await admin.call("join", {"chat_id": cid})
+        assert "ice_servers" not in joined
+    finally:
+        await caller.call("call:end", {"call_id": call_id})
+        await close_all(caller, admin)
+
+
+# Test & Repair ----------------------------------------------------------------------------------
+
+
+async def api(server: Server, admin_token: str, path: str) -> Any:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(
+            server.url + "/admin", headers={"Cookie": f"sohbet_admin={admin_token}"}
+        ) as r:
+            csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', await r.text())
+        assert csrf
+        async with http.post(
+            server.url + path,
+            headers={"Cookie": f"sohbet_admin={admin_token}", "X-CSRF-Token": csrf.group(1)},
+        ) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+
+async def test_selftest_calls_the_echo_peer(server: Server, admin_token: str) -> None:
+    report = await api(server, admin_token, "/api/test/run")
+    calls = next(c for c in report["checks"] if c["name"] == "calls")
+    assert calls["status"] == "pass", calls
+    assert "yankı" in calls["detail"] and " ms" in calls["detail"], calls
+    print("\nself-test Calls:", calls["detail"])
+
+
+async def test_selftest_fails_clearly_without_the_echo_peer(
+    private_net: str, silent_stun: str, tmp_path: Path
+) -> None:
+    server = Server(
+        database_url=f"sqlite://{tmp_path / 'sohbet.db'}",
+        workdir=tmp_path,
+        env_extra=call_env(silent_stun, ECHO_PEER="0"),
+    )
+    await server.start()
+    try:
+        token = await admin_login(server)
+        report = await api(server, token, "/api/test/run")
+    finally:
+        server.stop()
+    calls = next(c for c in report["checks"] if c["name"] == "calls")
+    assert calls["status"] == "fail", calls
+    assert "kapalı" in calls["detail"], calls
+    assert report["ok"] is False
+
+
+async def test_repair_ends_abandoned_calls_once(server: Server, admin_token: str) -> None:
+    """An echo call whose page never sent its offer holds a slot until Repair ends it."""
+    caller, _, cid = await visitor(server, "Terk")
+    try:
+        ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+        assert ring["ok"]
+        first = await api(server, admin_token, "/api/repair/run")
+        assert first["counts"]["calls"] == 0, "a fresh call is not abandoned"
+        await asyncio.sleep(16)  # MEDIA_GRACE (15 s) without media
+        second = await api(server, admin_token, "/api/repair/run")
+        assert second["counts"]["calls"] == 1, second
+        ended = await caller.wait_for("call:ended")
+        assert ended["reason"] == "abandoned"
+        third = await api(server, admin_token, "/api/repair/run")
+        assert third["counts"]["calls"] == 0, "idempotent"
+        assert third["ok"] is True
+    finally:
+        await caller.close()

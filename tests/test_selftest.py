@@ -266,7 +266,7 @@ async def test_repair_cleans_up_and_is_safe_twice(server: Server, headers: dict[
     assert first["counts"]["synthetic"] == 1
     assert first["counts"]["integrity"] == 0 and first["ok"] is True
     assert [s["name"] for s in first["steps"]] == [
-        "presence", "login_codes", "sessions", "outbox", "synthetic", "integrity"
+        "presence", "calls", "login_codes", "sessions", "outbox", "synthetic", "integrity"
     ]  # fmt: skip
     status, second = await call(server, "POST", "/api/repair/run", headers)
     assert status == 200 and second["ok"] is True
@@ -303,7 +303,7 @@ async def test_the_page_with_htmx(server: Server, headers: dict[str, str], csrf:
         assert fragment.startswith('<div class="report" id="test-report"')
         assert re.findall(r'data-check="(\w+)" data-status="(\w+)"', fragment) == [
             ("web", "pass"), ("socket", "pass"), ("database", "pass"), ("telegram", "off"),
-            ("scheduler", "pass"),
+            ("scheduler", "pass"), ("calls", "off"),
         ]  # fmt: skip
         assert 'id="test-history" hx-swap-oob="true"' in fragment
         assert "✅ Web, ✅ Soket, ✅ Veritabanı" in fragment

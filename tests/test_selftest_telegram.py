@@ -89,7 +89,12 @@ async def test_telegram_check_fails_while_the_bot_api_is_down(
     assert telegram["detail"] == (
         "Bot API yanıt vermedi: yanıt JSON değil: 502 Bad Gateway 502 Bad Gateway nginx/1.18.0"
     ), telegram
-    assert all(c["status"] == "pass" for c in report["checks"] if c["name"] != "telegram")
+    # Calls are skipped here (SELFTEST_SKIP=calls: WebRTC runs only in tests/test_calls.py).
+    assert all(
+        c["status"] == ("off" if c["name"] == "calls" else "pass")
+        for c in report["checks"]
+        if c["name"] != "telegram"
+    )
     print(f"\nTelegram check with the Bot API down: {telegram['ms']} ms: {telegram['detail']}")
     # The report waited in the outbox and goes out once Telegram is back.
     sent = await fake.wait_for_sent(report_after(before), timeout=15)

@@ -11,20 +11,25 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import socketio
 
 from tests.support import netns
 from tests.support.calls import Media, call_peer, now
-from tests.support.clients import Peer, admin_login, start_visitor, visitor_peer
+from tests.support.clients import (
+    Peer,
+    admin_csrf,
+    admin_login,
+    call,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
@@ -429,18 +434,13 @@ async def test_ice_servers_and_short_lived_turn_credentials(
 
 
 async def api(server: Server, admin_token: str, path: str) -> Any:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.get(
-            server.url + "/admin", headers={"Cookie": f"sohbet_admin={admin_token}"}
-        ) as r:
-            csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', await r.text())
-        assert csrf
-        async with http.post(
-            server.url + path,
-            headers={"Cookie": f"sohbet_admin={admin_token}", "X-CSRF-Token": csrf.group(1)},
-        ) as r:
-            assert r.status == 200, await r.text()
-            return await r.json()
+    """POST to the admin API as the operator (cookie and CSRF header)."""
+    csrf = await admin_csrf(server.url, admin_token)
+    status, body = await call(
+        server, "POST", path, {"Cookie": f"sohbet_admin={admin_token}", "X-CSRF-Token": csrf}
+    )
+    assert status == 200, body
+    return body
 
 
 async def test_selftest_calls_the_echo_peer(server: Server, admin_token: str) -> None:

@@ -13,11 +13,11 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from quart import Quart
 
 from app import calls as call_feature
-from app import db, media, selftest, web
+from app import compression, db, media, selftest, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
 from app.chat.namespace import ChatNamespace
-from app.chat.service import ChatService, sort_key
+from app.chat.service import ChatService, receipt_state, sort_key
 from app.chat.views import bp as visitor_bp
 from app.chat.writer import duration_text
 from app.config import load_settings
@@ -85,6 +85,7 @@ def create_app(
         settings=settings,
         current_locale=current_locale,
         sort_key=sort_key,
+        receipt_state=receipt_state,
     )
     env.filters["hhmm"] = lambda moment: local_hhmm(moment, settings.zone)
     env.filters["stamp"] = lambda moment: local_stamp(moment, settings.zone)
@@ -105,6 +106,7 @@ def create_app(
     calls = call_feature.init_app(app, chat, auth, bridge)
 
     web.init_app(app)
+    compression.init_app(app)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(telegram_bp)

@@ -184,6 +184,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             'CREATE UNIQUE INDEX "uq_message_media_key" ON "message" ("media_key")',
         ),
     ),
+    Migration(
+        5,
+        "receipts and device handoff",
+        (
+            'ALTER TABLE "conversation" ADD COLUMN "visitor_delivered_seq" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "conversation" ADD COLUMN "visitor_seen_seq" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "conversation" ADD COLUMN "admin_delivered_seq" INT NOT NULL DEFAULT 0',
+            'ALTER TABLE "conversation" ADD COLUMN "admin_seen_seq" INT NOT NULL DEFAULT 0',
+            """CREATE TABLE "handoff" (
+                "token_hash" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "conversation_id" BIGINT NOT NULL,
+                "created_at" {ts} NOT NULL,
+                "expires_at" {ts} NOT NULL,
+                "used_at" {ts}
+            )""",
+        ),
+    ),
 )
 
 

@@ -26,6 +26,11 @@ class Conversation(Model):
     synthetic = fields.BooleanField(default=False)
     # Closed by the operator; a new visitor message opens it again.
     closed_at = fields.DatetimeField(null=True)
+    # Receipts: how far each side has received / seen the other side's messages (by seq).
+    visitor_delivered_seq = fields.IntField(default=0)
+    visitor_seen_seq = fields.IntField(default=0)
+    admin_delivered_seq = fields.IntField(default=0)
+    admin_seen_seq = fields.IntField(default=0)
 
     messages: fields.ReverseRelation[Message]
 
@@ -158,6 +163,19 @@ class TgUpdate(Model):
 
     class Meta:
         table = "tg_update"
+
+
+class Handoff(Model):
+    """A one-time, expiring link that moves a visitor's conversation to another device."""
+
+    token_hash = fields.CharField(max_length=64, primary_key=True)
+    conversation_id = fields.BigIntField()
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "handoff"
 
 
 class SelfTestSchedule(Model):

@@ -17,7 +17,7 @@ import asyncio, json, sys
 from tortoise import Tortoise
 from app.db import open_database
 from app.models import AdminSession, Conversation, LoginCode, Message, TgLink, TgOutbox, TgTopic, TgUpdate
-from app.models import SelfTestProbe, SelfTestRun, SelfTestSchedule, SelfTestSlot
+from app.models import Handoff, SelfTestProbe, SelfTestRun, SelfTestSchedule, SelfTestSlot
 from app.timefmt import utcnow
 
 async def columns(conn, dialect, table):
@@ -35,7 +35,7 @@ async def main(url):
     dialect = conn.capabilities.dialect
     out = {}
     for model in (Conversation, Message, AdminSession, LoginCode, TgOutbox, TgLink, TgTopic, TgUpdate,
-                  SelfTestSchedule, SelfTestSlot, SelfTestRun, SelfTestProbe):
+                  SelfTestSchedule, SelfTestSlot, SelfTestRun, SelfTestProbe, Handoff):
         table = model._meta.db_table
         out[table] = {"db": await columns(conn, dialect, table),
                       "model": sorted((model._meta.fields_db_projection[n], not model._meta.fields_map[n].null)
@@ -87,8 +87,18 @@ async def test_schema_matches_models(dialect: str, tmp_path: object) -> None:
         if name:
             await drop_pg_database(name)
     for table in (
-        "conversation", "message", "admin_session", "login_code", "tg_outbox", "tg_link", "tg_topic", "tg_update",
-        "selftest_schedule", "selftest_slot", "selftest_run", "selftest_probe",
+        "conversation",
+        "message",
+        "admin_session",
+        "login_code",
+        "tg_outbox",
+        "tg_link",
+        "tg_topic",
+        "tg_update",
+        "selftest_schedule",
+        "selftest_slot",
+        "selftest_run",
+        "selftest_probe",
     ):
         info = result[table]
         assert isinstance(info, dict)

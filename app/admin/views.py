@@ -6,19 +6,23 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from quart import Blueprint, g, redirect, render_template, request
+from quart import Blueprint, Response, g, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.auth import SessionInfo
+from app.admin.transcript import Line, render_pdf, render_text
 from app.errors import InvalidInput, SohbetError
 from app.i18n import error_text
-from app.models import TgOutbox
+from app.i18n import gettext as _
+from app.models import Conversation, Message, TgOutbox
+from app.timefmt import local_stamp, utcnow
 from app.web import check_csrf, client_address, current_operator, is_htmx, services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 R = TypeVar("R")
 LOGIN_COOKIE_SECONDS = 5 * 60
+TRANSCRIPT_LIMIT = 20_000
 
 
 def operator_required(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[Any]]:
@@ -224,3 +228,98 @@ async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
     await svc.chat.delete_conversation(conv)
     page = await render_template("partials/admin/empty_pane.html")
     return page, 200, {"HX-Push-Url": "/admin"}
+
+
+@bp.get("/search")
+@operator_required
+async def search() -> str:
+    """The conversation list filtered by visitor name, CID or message text."""
+    svc = services()
+    query = (request.args.get("q") or "").strip()[:100]
+    conversations = await svc.chat.search(query)
+    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    return await render_template(
+        "partials/admin/conversation_list.html",
+        conversations=conversations,
+        online=online,
+        query=query,
+    )
+
+
+@bp.post("/c/<cid>/close")
+@operator_required
+async def close(cid: str) -> str:
+    """Close a conversation: off the waiting list until the visitor writes again."""
+    svc = services()
+    _csrf(dict(await request.form))
+    conv = await svc.chat.by_cid(cid)
+    await svc.chat.close_conversation(conv)
+    context = await _pane_context(cid)
+    return await render_template("partials/admin/conversation.html", **context)
+
+
+@bp.post("/c/<cid>/reopen")
+@operator_required
+async def reopen(cid: str) -> str:
+    """Reopen a closed conversation."""
+    svc = services()
+    _csrf(dict(await request.form))
+    conv = await svc.chat.by_cid(cid)
+    await svc.chat.reopen_conversation(conv)
+    context = await _pane_context(cid)
+    return await render_template("partials/admin/conversation.html", **context)
+
+
+async def _transcript(cid: str) -> tuple[Conversation, str, str]:
+    svc = services()
+    settings = svc.settings
+    conv = await svc.chat.by_cid(cid)
+    messages = (
+        await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
+        .order_by("seq")
+        .limit(TRANSCRIPT_LIMIT)
+    )
+    authors = {"visitor": conv.visitor_name, "admin": settings.operator_name, "system": "—"}
+    title = _("Conversation with %(name)s (%(cid)s)", name=conv.visitor_name, cid=conv.cid)
+    header = [
+        _("Started: %(when)s", when=local_stamp(conv.created_at, settings.zone)),
+        _("Exported: %(when)s", when=local_stamp(utcnow(), settings.zone)),
+        _("Times are in %(zone)s.", zone=str(settings.zone)),
+    ]
+    lines = [Line(m.created_at, authors.get(m.role, m.role), m.text) for m in messages]
+    return conv, title, render_text(title, header, lines, settings.zone)
+
+
+def _download_name(conv: Conversation, ext: str) -> str:
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in conv.cid)
+    return f"sohbet-{safe}.{ext}"
+
+
+@bp.get("/c/<cid>/transcript.txt")
+@operator_required
+async def transcript_text(cid: str) -> Response:
+    """The whole conversation as a UTF-8 text file."""
+    conv, _title, text = await _transcript(cid)
+    return Response(
+        text,
+        mimetype="text/plain",
+        headers={
+            "Content-Disposition": f'attachment; filename="{_download_name(conv, "txt")}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.get("/c/<cid>/transcript.pdf")
+@operator_required
+async def transcript_pdf(cid: str) -> Response:
+    """The whole conversation as a PDF."""
+    conv, title, text = await _transcript(cid)
+    return Response(
+        render_pdf(title, text),
+        mimetype="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{_download_name(conv, "pdf")}"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -19,6 +19,7 @@ from app.chat.service import (
     VISITORS_ROOM,
     ChatService,
     admin_room,
+    other_role,
     visitor_room,
 )
 from app.errors import Forbidden, InvalidInput, NotFound, SohbetError
@@ -182,6 +183,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self.emit("chat:deleted", {"chat_id": conv.cid, "seqs": deleted}, to=sid)
         if role == "admin":
             await self.chat.mark_read(conv)
+        # Ticks on what this side wrote may have moved while it was away.
+        await self.emit("chat:receipt", self.chat.receipt_payload(conv, other_role(role)), to=sid)
         return {
             "ok": True,
             "chat_id": conv.cid,
@@ -253,4 +256,19 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise Forbidden("forbidden")
         conv = await self._conversation_for(session, data.get("chat_id"))
         await self.chat.mark_read(conv)
+        return {"ok": True}
+
+    async def on_receipt(self, sid: str, data: object = None) -> dict[str, Any]:
+        """`receipt {chat_id, delivered?, seen?}`: this side got / saw the other's messages."""
+        return await self._guard(sid, self._receipt, data)
+
+    async def _receipt(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        conv = await self._conversation_for(session, data.get("chat_id"))
+        delivered, seen = _seq(data.get("delivered")), _seq(data.get("seen"))
+        role = session["role"]
+        await self.chat.record_receipt(conv, role, delivered=delivered, seen=seen)
+        if role == "admin" and seen:
+            await self.chat.mark_read(conv)
         return {"ok": True}

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import socketio
 from tortoise.exceptions import IntegrityError
@@ -60,6 +60,26 @@ LIST_WATCHERS = "list"
 VISITORS_ROOM = "visitors"
 
 
+class SeenListener(Protocol):
+    """Something to do when the visitor has seen operator messages (Telegram's 👀 reaction)."""
+
+    async def seen_by_visitor(self, conv: Conversation, messages: list[Message]) -> None: ...
+
+
+def other_role(role: str) -> str:
+    return "admin" if role == "visitor" else "visitor"
+
+
+def receipt_state(conv: Conversation, message: Message) -> str:
+    """Where the author's message is: "sent", "delivered" (reached the other side) or "seen"."""
+    reader = other_role(message.role)
+    if getattr(conv, f"{reader}_seen_seq", 0) >= message.seq:
+        return "seen"
+    if getattr(conv, f"{reader}_delivered_seq", 0) >= message.seq:
+        return "delivered"
+    return "sent"
+
+
 def sort_key(conv: Conversation) -> str:
     """Order of the admin list as a string: waiting ones first (oldest wait first), then recent,
     closed ones last."""
@@ -83,6 +103,7 @@ class ChatService:
         self.presence = presence
         self._ids: dict[str, int] = {}
         self.listeners: list[ChatListener] = []
+        self.seen_listeners: list[SeenListener] = []
         self.writer = MessageWriter(self.listeners, self.publish_message)
         self._dirty_rows: dict[int, Conversation] = {}
         self._row_flush: asyncio.Task[None] | None = None
@@ -185,9 +206,14 @@ class ChatService:
         cid = check_client_id(client_id)
 
         # The writer commits in batches and fans out in seq order before it answers.
-        return await self.writer.submit(
+        posted = await self.writer.submit(
             Draft(conversation_id, role, kind, body, cid, source, origin_sid, media)
         )
+        if posted.created and source == "telegram":
+            # Answering in Telegram means the operator has read everything before the answer.
+            before = posted.message.seq - 1
+            await self.record_receipt(posted.conversation, "admin", delivered=before, seen=before)
+        return posted
 
     async def history(
         self, conversation_id: int, *, after_seq: int = 0, limit: int = REPLAY_LIMIT
@@ -226,6 +252,61 @@ class ChatService:
             await Conversation.filter(id=conv.id).update(unread_admin=0)
             await self.publish_row(conv)
 
+    def receipt_payload(self, conv: Conversation, reader: str) -> dict[str, Any]:
+        """The `chat:receipt` shape: how far `reader` has received and seen the other side."""
+        return {
+            "chat_id": conv.cid,
+            "reader": reader,
+            "delivered": getattr(conv, f"{reader}_delivered_seq"),
+            "seen": getattr(conv, f"{reader}_seen_seq"),
+        }
+
+    async def record_receipt(
+        self, conv: Conversation, reader: str, *, delivered: int = 0, seen: int = 0
+    ) -> None:
+        """`reader` has received (delivered) or seen the other side's messages up to a seq.
+
+        Watermarks only move forward; both sides are told, so the author's ticks change live.
+        """
+        if reader not in ("visitor", "admin"):
+            raise InvalidInput("bad_payload")
+        seen = min(seen, conv.last_seq)
+        delivered = min(max(delivered, seen), conv.last_seq)
+        d_field, s_field = f"{reader}_delivered_seq", f"{reader}_seen_seq"
+        moved = 0
+        if delivered:
+            moved += await Conversation.filter(id=conv.id, **{f"{d_field}__lt": delivered}).update(
+                **{d_field: delivered}
+            )
+        old_seen: int = getattr(conv, s_field)
+        seen_moved = 0
+        if seen:
+            seen_moved = await Conversation.filter(id=conv.id, **{f"{s_field}__lt": seen}).update(
+                **{s_field: seen}
+            )
+        if not (moved or seen_moved):
+            return
+        fresh = await Conversation.get_or_none(id=conv.id)
+        if fresh is None:
+            return
+        for name in (d_field, s_field):
+            setattr(conv, name, getattr(fresh, name))
+        payload = self.receipt_payload(fresh, reader)
+        for room in (visitor_room(conv.id), admin_room(conv.id)):
+            await self.sio.emit("chat:receipt", payload, room=room, namespace="/chat")
+        if reader == "visitor" and seen_moved and self.seen_listeners:
+            replies = await Message.filter(
+                conversation_id=conv.id,
+                role="admin",
+                source="telegram",
+                deleted_at__isnull=True,
+                seq__gt=old_seen,
+                seq__lte=fresh.visitor_seen_seq,
+            ).order_by("seq")
+            if replies:
+                for listener in self.seen_listeners:
+                    await listener.seen_by_visitor(fresh, list(replies))
+
     async def edit_message(self, conversation_id: int, client_id: str, text: object) -> bool:
         """Change a message's text (an edit made in Telegram); both pages replace it live."""
         body = clean_message(text, self.settings.max_message_chars)
@@ -248,6 +329,31 @@ class ChatService:
         conv.unread_admin = 0
         await conv.save(update_fields=["closed_at", "waiting_since", "unread_admin"])
         self.schedule_row(conv)
+
+    async def reopen_conversation(self, conv: Conversation) -> None:
+        """Put a closed conversation back on the list (the operator changed their mind)."""
+        conv.closed_at = None
+        await conv.save(update_fields=["closed_at"])
+        self.schedule_row(conv)
+
+    async def search(self, query: str, limit: int = 100) -> list[Conversation]:
+        """Conversations whose visitor name, CID or any message contains the words, newest first."""
+        words = query.split()[:5]
+        if not words:
+            return await self.waiting_list()
+        ids: set[int] | None = None
+        for word in words:
+            by_text = await Message.filter(
+                text__icontains=word, deleted_at__isnull=True
+            ).values_list("conversation_id", flat=True)
+            by_name = await Conversation.filter(visitor_name__icontains=word).values_list(
+                "id", flat=True
+            )
+            by_cid = await Conversation.filter(cid__icontains=word).values_list("id", flat=True)
+            found = {int(i) for i in (*by_text, *by_name, *by_cid)}  # type: ignore[call-overload]
+            ids = found if ids is None else ids & found
+        convs = await Conversation.filter(id__in=sorted(ids or ()), synthetic=False).limit(limit)
+        return sorted(convs, key=sort_key)
 
     async def open_conversations(self) -> list[Conversation]:
         """Conversations not closed, oldest wait first (Telegram's /list)."""

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, g, redirect, render_template, request
+import json
+
+from quart import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+)
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from app.chat.handoff import HandoffExpired, create_handoff, qr_svg_data_uri, redeem_handoff
 from app.chat.namespace import VISITOR_COOKIE
 from app.errors import InvalidInput, NotFound
 from app.i18n import error_text
+from app.i18n import gettext as _
 from app.web import LANG_COOKIE, services
 
 bp = Blueprint("visitor", __name__)
@@ -50,17 +63,47 @@ async def start() -> WerkzeugResponse | tuple[str, int]:
             ),
             400,
         )
-    response = redirect("/", 303)
+    return _with_visitor_cookie(redirect("/", 303), token)
+
+
+def _with_visitor_cookie(response: WerkzeugResponse, token: str) -> WerkzeugResponse:
     response.set_cookie(
         VISITOR_COOKIE,
         token,
         max_age=VISITOR_COOKIE_DAYS * 86400,
         httponly=True,
         samesite="Lax",
-        secure=svc.settings.cookie_secure,
+        secure=services().settings.cookie_secure,
         path="/",
     )
     return response
+
+
+@bp.post("/handoff")
+async def handoff() -> str:
+    """A one-time link and QR code that moves this conversation to another device."""
+    svc = services()
+    conv = await svc.chat.by_token(request.cookies.get(VISITOR_COOKIE))
+    if conv is None:
+        raise NotFound("bad_chat")
+    token, minutes = await create_handoff(conv)
+    base = svc.settings.public_url or request.host_url.rstrip("/")
+    link = f"{base}/continue/{token}"
+    return await render_template(
+        "partials/chat/handoff.html", link=link, qr=qr_svg_data_uri(link), minutes=minutes
+    )
+
+
+@bp.get("/continue/<token>")
+async def continue_here(token: str) -> WerkzeugResponse | tuple[str, int]:
+    """Open a handoff link: this device takes the conversation over (once, before expiry)."""
+    svc = services()
+    try:
+        _, cookie = await redeem_handoff(svc.chat, token)
+    except HandoffExpired as exc:
+        page = await render_template("visitor/start.html", error=error_text(exc.code, exc.params))
+        return page, exc.status
+    return _with_visitor_cookie(redirect("/", 303), cookie)
 
 
 @bp.get("/chat/older")
@@ -91,6 +134,46 @@ async def set_language(code: str) -> Response | WerkzeugResponse:
     response = redirect(target, 303)
     if code in ("tr", "en"):
         response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="Lax", path="/")
+    return response
+
+
+@bp.get("/manifest.webmanifest")
+async def manifest() -> Response:
+    """The web app manifest: the visitor page installs on a phone's home screen."""
+    svc = services()
+    icons = [
+        {
+            "src": f"/static/img/icon-{kind}{size}.png",
+            "sizes": f"{size}x{size}",
+            "type": "image/png",
+            "purpose": purpose,
+        }
+        for size in (192, 512)
+        for kind, purpose in (("", "any"), ("maskable-", "maskable"))
+    ]
+    body = {
+        "name": _("Chat with %(name)s", name=svc.settings.operator_name),
+        "short_name": svc.settings.operator_name[:12],
+        "description": _("Live support"),
+        "lang": g.locale,
+        "start_url": "/",
+        "scope": "/",
+        "display": "standalone",
+        "background_color": "#eef1f8",
+        "theme_color": "#4338ca",
+        "icons": icons,
+    }
+    response = Response(json.dumps(body, ensure_ascii=False), mimetype="application/manifest+json")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/sw.js")
+async def service_worker() -> Response:
+    """The service worker, from the site root so its scope is the whole visitor page."""
+    response = await send_from_directory(str(current_app.static_folder), "sw.js")
+    response.mimetype = "text/javascript"
+    response.headers["Cache-Control"] = "no-cache"
     return response
 
 

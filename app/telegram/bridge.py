@@ -60,6 +60,7 @@ class TelegramBridge:
         self.inbox = Inbox(self.bot, self.dispatcher, self.tg, clock)
         self._failed_codes = 0
         chat.listeners.append(self.outbox)
+        chat.seen_listeners.append(self.outbox)
 
     def is_admin_chat(self, chat_id: int) -> bool:
         return chat_id == self.tg.admin_chat_id

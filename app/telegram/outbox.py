@@ -25,7 +25,12 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    ReactionTypeEmoji,
+)
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -42,6 +47,7 @@ from app.telegram import texts
 log = logging.getLogger("sohbet.telegram.outbox")
 
 SYSTEM_LANE = "system"
+SEEN_REACTION = "👀"
 SCAN = 200
 IDLE_WAIT = 5.0
 Alert = Callable[[TgOutbox, str], Awaitable[None]]
@@ -133,6 +139,35 @@ class Outbox:
 
     def committed(self) -> None:
         self.wake.set()
+
+    # SeenListener: the visitor has seen replies written in Telegram: 👀 on them there ----------
+
+    async def seen_by_visitor(self, conv: Conversation, messages: list[Message]) -> None:
+        for message in messages:
+            target = telegram_message_of(message.client_id)
+            if target is None:
+                continue
+            await self.add(
+                None,
+                key=f"seen:{conv.id}:{message.seq}",
+                lane=lane_of(conv.id),
+                kind="reaction",
+                conversation_id=conv.id,
+                ref_seq=message.seq,
+                text=str(target[0]),
+                reply_to=target[1],
+            )
+
+
+def telegram_message_of(client_id: str) -> tuple[int, int] | None:
+    """The (chat, message) ids of an operator message written in Telegram (client id tg-C-M)."""
+    if not client_id.startswith("tg-"):
+        return None
+    chat, _, message = client_id[3:].rpartition("-")
+    try:
+        return int(chat), int(message)
+    except ValueError:
+        return None
 
 
 class OutboxWorker:
@@ -262,6 +297,8 @@ class OutboxWorker:
             conv = await Conversation.get_or_none(id=item.conversation_id)
             if conv is None:
                 raise _Skip()  # the conversation was deleted before this went out
+        if item.kind == "reaction" and item.reply_to is not None:
+            return await self._react(int(item.text), int(item.reply_to))
         thread_id = item.thread_id
         if conv is not None and self.topics():
             thread_id = await self._topic_for(conv)
@@ -320,6 +357,19 @@ class OutboxWorker:
                 # A very long or thin picture is not a Telegram photo: send the file itself.
                 sent = await self.bot.send_document(document=photo, **common)
         return int(sent.message_id)
+
+    async def _react(self, chat_id: int, message_id: int) -> int:
+        try:
+            await self.bot.set_message_reaction(
+                chat_id=chat_id,
+                message_id=message_id,
+                reaction=[ReactionTypeEmoji(emoji=SEEN_REACTION)],
+            )
+        except TelegramBadRequest as exc:
+            # The operator deleted the message, or the chat has reactions off: nothing to alert.
+            log.info("seen reaction on %s/%s refused: %s", chat_id, message_id, exc.message)
+            raise _Skip() from exc
+        return message_id
 
     async def _render(
         self, item: TgOutbox, conv: Conversation | None, in_topic: bool

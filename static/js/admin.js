@@ -2,6 +2,8 @@
 // year: a plain "./chat.js" could be last release's copy, running with this release's pages).
 const chatModule = document.querySelector('link[rel="modulepreload"][data-module="chat"]').href;
 const { Conversation, followViewport, fragment, wire } = await import(chatModule);
+const attentionModule = document.querySelector('link[rel="modulepreload"][data-module="attention"]').href;
+const { attendAdmin } = await import(attentionModule);
 
 const list = document.getElementById("conversation-list");
 const pane = document.getElementById("pane");
@@ -27,6 +29,7 @@ function mount() {
   current = next;
   if (current && socket.connected) current.join();
   markActive();
+  attention?.mounted();
 }
 
 function sortRows() {
@@ -35,7 +38,11 @@ function sortRows() {
   rows.forEach((row) => list.insertBefore(row, list.querySelector(".conv-list__empty")));
 }
 
-wire(socket, () => current, (online) => { banner.hidden = online; });
+wire(socket, () => current, (online) => {
+  banner.hidden = online;
+  document.body.dataset.socket = online ? "up" : "down";
+});
+const attention = attendAdmin(socket, () => current, list, document.getElementById("notify-button"));
 
 socket.on("connect_error", (err) => {
   banner.hidden = false;

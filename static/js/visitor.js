@@ -2,6 +2,8 @@
 // year: a plain "./chat.js" could be last release's copy, running with this release's pages).
 const chatModule = document.querySelector('link[rel="modulepreload"][data-module="chat"]').href;
 const { Conversation, followViewport, fragment, wire } = await import(chatModule);
+const attentionModule = document.querySelector('link[rel="modulepreload"][data-module="attention"]').href;
+const { attendVisitor } = await import(attentionModule);
 
 const root = document.getElementById("conversation");
 const banner = document.getElementById("connection-banner");
@@ -9,7 +11,11 @@ followViewport();
 
 const socket = window.io("/chat", { auth: { as: "visitor" } });
 const conversation = new Conversation(socket, root);
-wire(socket, () => conversation, (online) => { banner.hidden = online; });
+wire(socket, () => conversation, (online) => {
+  banner.hidden = online;
+  document.body.dataset.socket = online ? "up" : "down";
+});
+attendVisitor(socket, () => conversation).mounted();
 
 socket.on("connect_error", (err) => {
   banner.hidden = false;
@@ -19,3 +25,25 @@ socket.on("presence:operator", ({ html }) => {
   document.getElementById("operator-status").replaceWith(fragment(html));
 });
 socket.on("chat:closed", () => window.location.reload());
+
+document.getElementById("handoff-button")?.addEventListener("click", async (event) => {
+  const { openHandoff } = await import(event.currentTarget.dataset.module);
+  await openHandoff(document.getElementById("composer-error"));
+});
+
+// htmx only drives "load earlier messages" here: fetched on the first click, not on every load.
+document.addEventListener("click", (event) => {
+  const control = event.target.closest?.("[hx-get], [hx-post]");
+  if (!control || window.htmx) return;
+  event.preventDefault();
+  const script = document.createElement("script");
+  script.src = root.dataset.htmx;
+  script.onload = () => { window.htmx.process(document.body); control.click(); };
+  document.head.append(script);
+}, true);
+
+// The home-screen app and its offline shell (static/sw.js), registered once the page is up.
+if ("serviceWorker" in navigator) {
+  const register = () => navigator.serviceWorker.register("/sw.js").catch(() => {});
+  if (document.readyState === "complete") register(); else window.addEventListener("load", register);
+}

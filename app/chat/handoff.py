@@ -1,0 +1,78 @@
+"""Continue on another device: a one-time, expiring link (and its QR code) that moves a
+visitor's conversation to the device that opens it.
+
+The link carries a random token; only its hash is stored. Opening it gives the new device a
+fresh visitor cookie and retires the old one, whose open pages are sent back to the start.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import segno
+
+from app.chat.service import ChatService, visitor_room
+from app.core.security import new_token, token_hash
+from app.errors import SohbetError
+from app.models import Conversation, Handoff
+from app.timefmt import utcnow
+
+log = logging.getLogger("sohbet.chat.handoff")
+
+HANDOFF_MINUTES = 10
+
+
+class HandoffExpired(SohbetError):
+    """The link was used already, has expired, or never existed."""
+
+    status = 410
+
+
+async def create_handoff(conv: Conversation) -> tuple[str, int]:
+    """A new one-time token for this conversation and its lifetime in minutes."""
+    token = new_token()
+    now = utcnow()
+    # One live link per conversation: a new one retires the ones shown before.
+    await Handoff.filter(conversation_id=conv.id, used_at__isnull=True).update(used_at=now)
+    await Handoff.create(
+        token_hash=token_hash(token),
+        conversation_id=conv.id,
+        created_at=now,
+        expires_at=now + timedelta(minutes=HANDOFF_MINUTES),
+    )
+    return token, HANDOFF_MINUTES
+
+
+def qr_svg_data_uri(url: str) -> str:
+    """The link as a QR code (SVG data URI; dark modules on white, readable in dark mode too)."""
+    return str(segno.make(url, error="m").svg_data_uri(scale=5, border=2, dark="#111827"))
+
+
+async def redeem_handoff(chat: ChatService, token: str) -> tuple[Conversation, str]:
+    """Use a token once: the conversation moves to a new visitor cookie (returned)."""
+    if not token or len(token) > 128:
+        raise HandoffExpired("handoff_expired")
+    now = utcnow()
+    row = await Handoff.get_or_none(token_hash=token_hash(token))
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise HandoffExpired("handoff_expired")
+    # Claimed with a conditional update, so two devices opening the link at once can't both win.
+    claimed = await Handoff.filter(token_hash=row.token_hash, used_at__isnull=True).update(
+        used_at=now
+    )
+    conv = await Conversation.get_or_none(id=row.conversation_id)
+    if not claimed or conv is None:
+        raise HandoffExpired("handoff_expired")
+    cookie = new_token()
+    conv.token_hash = token_hash(cookie)
+    await conv.save(update_fields=["token_hash"])
+    log.info("conversation %s moved to another device", conv.cid)
+    # The old device's pages reload and find no conversation; their sockets are cut.
+    room = visitor_room(conv.id)
+    await chat.sio.emit(
+        "chat:closed", {"chat_id": conv.cid, "moved": True}, room=room, namespace="/chat"
+    )
+    for sid, _eio in list(chat.sio.manager.get_participants("/chat", room)):
+        await chat.sio.disconnect(sid, namespace="/chat")
+    return conv, cookie

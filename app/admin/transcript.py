@@ -75,7 +75,9 @@ def render_pdf(title: str, text: str) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding << /Type /Encoding "
         b"/BaseEncoding /WinAnsiEncoding /Differences [" + DIFFERENCES.encode() + b"] >> >>"
     )
-    info = add(b"<< /Title " + _pdf_string(title) + b" /Producer (Sohbet) >>")
+    # Document info strings are not in the font's encoding: UTF-16 with a byte order mark.
+    title_hex = ("\ufeff" + title).encode("utf-16-be").hex().upper()
+    info = add(f"<< /Title <{title_hex}> /Producer (Sohbet) >>".encode())
     kids = []
     for number, page_rows in enumerate(pages, start=1):
         ops = [b"BT", f"/F1 {FONT_SIZE} Tf {LEADING} TL".encode()]

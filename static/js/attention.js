@@ -52,6 +52,8 @@ export function attend(socket, current, { role, onIncoming = () => {} }) {
     if (conv && conv !== watched) {
       watched = conv;
       pinned = true;
+      // Open at the latest message, without animating past the whole history.
+      conv.scroller.scrollTo({ top: conv.scroller.scrollHeight, behavior: "instant" });
       conv.scroller.addEventListener("scroll", () => {
         pinned = conv.nearEnd();
         if (pinned) { hidePill(); markSeen(); }

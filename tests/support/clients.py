@@ -93,6 +93,7 @@ CHAT_EVENTS = (
     "chat:typing",
     "chat:error",
     "chat:closed",
+    "chat:receipt",
     "presence:operator",
     "admin:conversation",
     "admin:alert",

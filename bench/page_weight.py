@@ -99,7 +99,7 @@ async def measure(browser: Browser, base_url: str, visitor_token: str) -> Weight
         cdp.on("Network.responseReceived", on_response)
         cdp.on("Network.loadingFinished", on_finished)
         await page.goto(base_url + "/", wait_until="load")
-        await page.wait_for_function("() => document.body.dataset.socket === 'up'", timeout=15000)
+        await page.locator("body[data-socket=up]").wait_for(state="attached", timeout=15000)
         await page.wait_for_load_state("networkidle")
         return weight
     finally:

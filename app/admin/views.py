@@ -233,13 +233,13 @@ async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
 @bp.get("/search")
 @operator_required
 async def search() -> str:
-    """The conversation list filtered by visitor name, CID or message text."""
+    """The list's rows filtered by visitor name, CID or message text (swapped into the list)."""
     svc = services()
     query = (request.args.get("q") or "").strip()[:100]
     conversations = await svc.chat.search(query)
     online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
     return await render_template(
-        "partials/admin/conversation_list.html",
+        "partials/admin/conversation_rows.html",
         conversations=conversations,
         online=online,
         query=query,

@@ -150,7 +150,8 @@ export function attendAdmin(socket, current, list, notifyButton) {
   const rowUnread = (row) => Number(row.dataset.unread || 0);
   list.querySelectorAll(".conv").forEach((row) => unread.set(row.dataset.chatId, rowUnread(row)));
 
-  const total = () => [...list.querySelectorAll(".conv")].reduce((sum, row) => sum + rowUnread(row), 0);
+  // From every row seen, not only the ones a search leaves on screen.
+  const total = () => [...unread.values()].reduce((sum, n) => sum + n, 0);
   setTitleCount(total());
 
   if (notifyButton && window.Notification && Notification.permission === "default") {
@@ -174,7 +175,9 @@ export function attendAdmin(socket, current, list, notifyButton) {
     };
   }
 
-  socket.on("admin:conversation", ({ chat_id }) => {
+  // After admin.js has put the new row in (its listener may run after this one).
+  socket.on("admin:conversation", ({ chat_id }) => setTimeout(() => rowChanged(chat_id), 0));
+  function rowChanged(chat_id) {
     const row = list.querySelector(`.conv[data-chat-id="${CSS.escape(chat_id)}"]`);
     if (!row) return;
     const before = unread.get(chat_id);
@@ -187,7 +190,7 @@ export function attendAdmin(socket, current, list, notifyButton) {
     }
     const isNew = before === undefined;
     if ((isNew || now > before) && away()) notify(row);
-  });
+  }
   socket.on("admin:removed", ({ chat_id }) => { unread.delete(chat_id); setTitleCount(total()); });
 
   return attend(socket, current, { role: "admin" });

@@ -129,7 +129,13 @@ async def test_voice_and_audio_are_probed_and_remuxed(server: Server) -> None:
     cases = [
         ("voice", tone("webm", "libopus", 2.0), "voice.webm", "audio/webm", "audio/ogg"),  # Chrome
         ("voice", tone("mp4", "aac", 2.0), "voice.mp4", "audio/mp4", "audio/mp4"),  # Safari
-        ("audio", tone("mp3", "libmp3lame", 2.0), "şarkı <img src=x onerror=alert(1)>.mp3", "audio/mpeg", "audio/mpeg"),
+        (
+            "audio",
+            tone("mp3", "libmp3lame", 2.0),
+            "şarkı <img src=x onerror=alert(1)>.mp3",
+            "audio/mpeg",
+            "audio/mpeg",
+        ),
     ]
     for kind, data, name, claimed, served in cases:
         status, body = await upload(
@@ -153,7 +159,9 @@ async def test_voice_and_audio_are_probed_and_remuxed(server: Server) -> None:
             assert container.streams.audio and not container.streams.video
         if kind == "audio":
             # The file name is display text, escaped.
-            assert "şarkı &lt;img src=x onerror=alert(1)&gt;.mp3" in html and "<img" not in html, re.findall(r"msg__audio-label.*", html)
+            assert "şarkı &lt;img src=x onerror=alert(1)&gt;.mp3" in html and "<img" not in html, (
+                re.findall(r"msg__audio-label.*", html)
+            )
 
 
 async def test_bad_files_are_refused_clearly_and_nothing_is_stored(

@@ -7,6 +7,7 @@ import hashlib
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import socketio
 from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
@@ -47,6 +48,19 @@ def _asset_url_factory(static_root: Path) -> object:
     return asset
 
 
+def _inline_svg_factory(static_root: Path) -> object:
+    cache: dict[str, str] = {}
+
+    def inline_svg(path: str) -> str:
+        """A small SVG as a data: URL (the favicon: one request fewer on the first load)."""
+        if path not in cache:
+            svg = (static_root / path).read_text().strip()
+            cache[path] = "data:image/svg+xml," + quote(svg, safe=" :/='<>,.()-")
+        return cache[path]
+
+    return inline_svg
+
+
 def create_app(
     test_config: Mapping[str, str] | None = None, *, clock: Clock | None = None
 ) -> Quart:
@@ -82,6 +96,7 @@ def create_app(
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(
         asset=_asset_url_factory(ROOT / "static"),
+        inline_svg=_inline_svg_factory(ROOT / "static"),
         settings=settings,
         current_locale=current_locale,
         sort_key=sort_key,

@@ -27,6 +27,23 @@ async def tg_server(
         yield srv
 
 
+async def test_forwarded_to_telegram_is_delivered(tg_server: Server, fake: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Teslim")
+    try:
+        ack = await visitor.call(
+            "send", {"chat_id": cid, "text": "Orada mısınız?", "client_id": client_id()}
+        )
+        seq = ack["message"]["seq"]
+        assert 'data-receipt="sent"' in ack["message"]["html"]
+        await fake.wait_for_sent(with_text("Orada mısınız?"))
+        got = await visitor.wait_for(
+            "chat:receipt", lambda r: r["reader"] == "admin" and r["delivered"] >= seq
+        )
+        assert got["seen"] < seq  # reached the operator's Telegram, not read yet
+    finally:
+        await visitor.close()
+
+
 async def test_seen_reply_gets_eyes_in_telegram(tg_server: Server, fake: FakeTelegram) -> None:
     visitor, cid = await visitor_with_chat(tg_server, "Göz")
     try:

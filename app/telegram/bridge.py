@@ -20,7 +20,7 @@ from app.config import Settings, TelegramSettings
 from app.core.clock import Clock
 from app.i18n import using_locale
 from app.media.service import MediaService
-from app.models import TgOutbox
+from app.models import Conversation, Message, TgOutbox
 from app.telegram import texts
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
@@ -57,10 +57,20 @@ class TelegramBridge:
         self.worker = OutboxWorker(
             self.bot, settings, self.outbox, self._alert, lambda: self.use_topics, media
         )
+        self.worker.on_sent.append(self._forwarded)
         self.inbox = Inbox(self.bot, self.dispatcher, self.tg, clock)
         self._failed_codes = 0
         chat.listeners.append(self.outbox)
         chat.seen_listeners.append(self.outbox)
+
+    async def _forwarded(self, item: TgOutbox) -> None:
+        """A visitor message reached the operator's Telegram: the visitor sees it delivered."""
+        if item.kind != "message" or item.conversation_id is None or item.ref_seq is None:
+            return
+        message = await Message.get_or_none(conversation_id=item.conversation_id, seq=item.ref_seq)
+        conv = await Conversation.get_or_none(id=item.conversation_id)
+        if message is not None and conv is not None and message.role == "visitor":
+            await self.chat.record_receipt(conv, "admin", delivered=item.ref_seq)
 
     def is_admin_chat(self, chat_id: int) -> bool:
         return chat_id == self.tg.admin_chat_id

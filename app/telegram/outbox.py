@@ -193,6 +193,8 @@ class OutboxWorker:
         self.topics = topics
         self.paused_until = self.clock.now()
         self.delivered = 0
+        # Called after an item went out (e.g. the visitor's ✓✓: their message reached Telegram).
+        self.on_sent: list[Callable[[TgOutbox], Awaitable[None]]] = []
 
     async def run(self) -> None:
         """Deliver forever; every error is handled per item, so the loop never dies."""
@@ -276,6 +278,11 @@ class OutboxWorker:
                     tg_message_id=sent_id,
                     defaults={"conversation_id": item.conversation_id},
                 )
+            for hook in self.on_sent:
+                try:
+                    await hook(item)
+                except Exception:
+                    log.exception("after-send hook failed for outbox item %s", item.id)
 
     async def _retry_at(self, item: TgOutbox, seconds: float, error: str) -> None:
         item.next_attempt_at = self.clock.now() + timedelta(seconds=seconds)

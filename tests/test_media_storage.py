@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.support.clients import (
     VISITOR_COOKIE,
     admin_csrf,
     admin_login,
+    call,
     client_id,
     start_visitor,
     visitor_peer,
@@ -25,8 +27,6 @@ from tests.support.fake_cloudinary import FakeCloudinary
 from tests.support.media_files import fetch, jpeg, tone, upload
 from tests.support.server import free_port
 from tests.support.telegram import sqlite_server
-
-BUCKET = "sohbet-media"
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Backend:
 @pytest.fixture(params=["s3", "cloudinary"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "s3":
+        # moto keeps its buckets in this process across tests: a bucket of its own for each.
+        bucket = f"sohbet-{secrets.token_hex(4)}"
         port = free_port()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         moto.start()
@@ -49,12 +51,12 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             "s3", endpoint_url=endpoint, region_name="us-east-1",
             aws_access_key_id="test-key", aws_secret_access_key="test-secret",
         )  # fmt: skip
-        s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=bucket)
 
         def s3_objects() -> dict[str, bytes]:
-            listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+            listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
             return {
-                o["Key"].removeprefix("chat/"): s3.get_object(Bucket=BUCKET, Key=o["Key"])[
+                o["Key"].removeprefix("chat/"): s3.get_object(Bucket=bucket, Key=o["Key"])[
                     "Body"
                 ].read()
                 for o in listed
@@ -73,7 +75,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             running[0] = True
 
         env = {
-            "MEDIA_STORAGE": "s3", "S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": endpoint,
+            "MEDIA_STORAGE": "s3", "S3_BUCKET": bucket, "S3_ENDPOINT_URL": endpoint,
             "S3_ACCESS_KEY_ID": "test-key", "S3_SECRET_ACCESS_KEY": "test-secret", "S3_PREFIX": "chat/",
         }  # fmt: skip
         yield Backend("s3", env, s3_objects, stop, restart)
@@ -175,3 +177,31 @@ async def test_a_store_that_is_down_refuses_clearly_and_keeps_nothing(
             server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
         )
         assert status == 200, body
+
+
+async def test_storage_check_through_the_object_store(backend: Backend, workdir: Path) -> None:
+    async with sqlite_server(workdir, backend.env) as server:
+        admin = await admin_login(server)
+        headers = {
+            "Cookie": f"{ADMIN_COOKIE}={admin}",
+            "X-CSRF-Token": await admin_csrf(server.url, admin),
+        }
+
+        async def storage() -> dict[str, str]:
+            status, report = await call(server, "POST", "/api/test/run", headers)
+            assert status == 200, report
+            found: dict[str, str] = next(c for c in report["checks"] if c["name"] == "storage")
+            return found
+
+        passed = await storage()
+        assert passed["status"] == "pass", passed
+        assert passed["detail"].startswith(f"{backend.name}: yazma, okuma ve silme"), passed
+        assert backend.objects() == {}, "the probe object was deleted"
+        backend.break_it()
+        try:
+            failed = await storage()
+        finally:
+            backend.mend_it()
+        assert failed["status"] == "fail" and failed["detail"].startswith(f"{backend.name}: ")
+        assert ("Could not connect" in failed["detail"]) or ("HTTP 502" in failed["detail"]), failed
+        print(f"\n{backend.name} storage check: {passed['detail']} / down: {failed['detail']}")

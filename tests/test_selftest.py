@@ -15,7 +15,7 @@ from tests.support.clients import admin_csrf, admin_peer, call, jarless
 from tests.support.server import Server, execute_sql, query
 
 # Calls run in tests/test_calls.py (a private network namespace); here they are skipped.
-CHECKS = ["web", "socket", "database", "telegram", "scheduler", "calls"]
+CHECKS = ["web", "socket", "database", "telegram", "storage", "scheduler", "calls"]
 SERVER_ENV = {"SELFTEST_HISTORY": "5"}
 
 
@@ -39,14 +39,14 @@ async def test_every_check_passes_against_the_real_server(
         await panel.close()
     assert status == 200, report
     by_name = {c["name"]: c for c in report["checks"]}
-    assert list(by_name) == CHECKS, "storage is not built yet: not in the report"
-    for name in ("web", "socket", "database", "scheduler"):
+    assert list(by_name) == CHECKS
+    for name in ("web", "socket", "database", "storage", "scheduler"):
         assert by_name[name]["status"] == "pass", by_name[name]
     assert by_name["telegram"]["status"] == "off", "no Telegram settings: off, not passed"
     assert report["ok"] is True
     # Turkish by default: labels, and the details (stored in the operator's language).
     assert report["summary"] == (
-        "✅ Web, ✅ Soket, ✅ Veritabanı, ⚪ Telegram, ✅ Zamanlayıcı, ⚪ Aramalar"
+        "✅ Web, ✅ Soket, ✅ Veritabanı, ⚪ Telegram, ✅ Depolama, ✅ Zamanlayıcı, ⚪ Aramalar"
     )
     assert by_name["calls"]["detail"] == "Atlandı (SELFTEST_SKIP)"
     assert by_name["web"]["detail"] == f"{server.url}/health adresinden HTTP 200"
@@ -72,7 +72,9 @@ async def test_labels_follow_the_language(server: Server, headers: dict[str, str
         server, "POST", "/api/test/run", {**headers, "Accept-Language": "en"}
     )
     assert status == 200
-    assert report["summary"] == "✅ Web, ✅ Socket, ✅ Database, ⚪ Telegram, ✅ Scheduler, ⚪ Calls"
+    assert report["summary"] == (
+        "✅ Web, ✅ Socket, ✅ Database, ⚪ Telegram, ✅ Storage, ✅ Scheduler, ⚪ Calls"
+    )
     # Details are stored once, in the operator's language (DEFAULT_LOCALE).
     assert report["checks"][1]["detail"].endswith("ms'de diğer sokete iletildi")
 
@@ -266,7 +268,8 @@ async def test_repair_cleans_up_and_is_safe_twice(server: Server, headers: dict[
     assert first["counts"]["synthetic"] == 1
     assert first["counts"]["integrity"] == 0 and first["ok"] is True
     assert [s["name"] for s in first["steps"]] == [
-        "presence", "calls", "login_codes", "sessions", "outbox", "synthetic", "integrity"
+        "presence", "calls", "login_codes", "sessions", "outbox", "synthetic", "orphan_media",
+        "integrity",
     ]  # fmt: skip
     status, second = await call(server, "POST", "/api/repair/run", headers)
     assert status == 200 and second["ok"] is True
@@ -303,7 +306,7 @@ async def test_the_page_with_htmx(server: Server, headers: dict[str, str], csrf:
         assert fragment.startswith('<div class="report" id="test-report"')
         assert re.findall(r'data-check="(\w+)" data-status="(\w+)"', fragment) == [
             ("web", "pass"), ("socket", "pass"), ("database", "pass"), ("telegram", "off"),
-            ("scheduler", "pass"), ("calls", "off"),
+            ("storage", "pass"), ("scheduler", "pass"), ("calls", "off"),
         ]  # fmt: skip
         assert 'id="test-history" hx-swap-oob="true"' in fragment
         assert "✅ Web, ✅ Soket, ✅ Veritabanı" in fragment

@@ -126,7 +126,7 @@ async def test_two_processes_run_each_slot_once(scene: Scene) -> None:
 async def test_a_lost_database_is_reported_all_the_same(scene: Scene) -> None:
     report = await wait_for_slot(scene, scene.alone)
     text = report.text or ""
-    assert "✅ Web, ❌ Soket, ❌ Veritabanı, ❌ Telegram, ✅ Zamanlayıcı" in text, text
+    assert "✅ Web, ❌ Soket, ❌ Veritabanı, ❌ Telegram, ✅ Depolama, ✅ Zamanlayıcı" in text, text
     database = next(line for line in text.splitlines() if "<b>Veritabanı</b>" in line)
     assert scene.lone_db in database and "does not exist" in database, database
     print("\n" + text)

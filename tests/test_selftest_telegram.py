@@ -17,7 +17,9 @@ from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, execute_sql, query
 from tests.support.telegram import login_via_telegram, sqlite_server, telegram_env
 
-SUMMARY_OK = "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Zamanlayıcı, ⚪ Aramalar"
+SUMMARY_OK = (
+    "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Depolama, ✅ Zamanlayıcı, ⚪ Aramalar"
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ async def test_telegram_check_fails_while_the_bot_api_is_down(
     print(f"\nTelegram check with the Bot API down: {telegram['ms']} ms: {telegram['detail']}")
     # The report waited in the outbox and goes out once Telegram is back.
     sent = await fake.wait_for_sent(report_after(before), timeout=15)
-    assert "✅ Veritabanı, ❌ Telegram, ✅ Zamanlayıcı" in (sent.text or "")
+    assert "✅ Veritabanı, ❌ Telegram, ✅ Depolama, ✅ Zamanlayıcı" in (sent.text or "")
     assert "❌ <b>Telegram</b>: Bot API yanıt vermedi: yanıt JSON değil" in (sent.text or "")
 
 

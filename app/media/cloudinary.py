@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 
@@ -72,9 +73,9 @@ class CloudinaryStore:
         form.add_field("file", data, filename=key, content_type=content_type)
         try:
             async with self._session().post(f"{self.api}/{RESOURCE}/upload", data=form) as resp:
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise StorageError(f"Cloudinary: {type(exc).__name__}: {exc}"[:300]) from exc
+                body = await _json(resp)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StorageError(_network(exc)) from exc
         if resp.status != 200 or body.get("public_id") != self._public_id(key):
             raise StorageError(_error(resp.status, body))
 
@@ -92,7 +93,7 @@ class CloudinaryStore:
                     raise StorageError(f"Cloudinary delivery answered HTTP {resp.status}")
                 return await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise StorageError(f"Cloudinary: {type(exc).__name__}: {exc}"[:300]) from exc
+            raise StorageError(_network(exc)) from exc
 
     async def delete(self, key: str) -> None:
         try:
@@ -102,9 +103,9 @@ class CloudinaryStore:
         params = self._signed({"public_id": public_id, "type": TYPE, "invalidate": "true"})
         try:
             async with self._session().post(f"{self.api}/{RESOURCE}/destroy", data=params) as resp:
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise StorageError(f"Cloudinary: {type(exc).__name__}: {exc}"[:300]) from exc
+                body = await _json(resp)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StorageError(_network(exc)) from exc
         if resp.status != 200 or body.get("result") not in ("ok", "not found"):
             raise StorageError(_error(resp.status, body))
 
@@ -119,9 +120,9 @@ class CloudinaryStore:
                 async with self._session().get(
                     f"{self.api}/resources/{RESOURCE}/{TYPE}", params=query, auth=auth
                 ) as resp:
-                    body = await resp.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise StorageError(f"Cloudinary: {type(exc).__name__}: {exc}"[:300]) from exc
+                    body = await _json(resp)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise StorageError(_network(exc)) from exc
             if resp.status != 200:
                 raise StorageError(_error(resp.status, body))
             for item in body.get("resources", []):
@@ -139,6 +140,19 @@ class CloudinaryStore:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+
+
+async def _json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The JSON answer; a proxy's HTML error page becomes a StorageError naming the status."""
+    try:
+        body = await resp.json(content_type=None)
+    except ValueError:
+        raise StorageError(f"Cloudinary answered HTTP {resp.status} (not JSON)") from None
+    return body if isinstance(body, dict) else {}
+
+
+def _network(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _error(status: int, body: object) -> str:

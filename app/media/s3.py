@@ -124,5 +124,5 @@ class S3Store:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        return f"S3 {error.get('Code', '?')}: {error.get('Message', '')}"[:300]
-    return f"S3: {type(exc).__name__}: {exc}"[:300]
+        return f"{error.get('Code', '?')}: {error.get('Message', '')}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -49,13 +49,17 @@ def init_app(
     settings = chat.settings
     tests = SelfTests(chat, bridge, clock)
     tests.calls = calls
+    media = app.extensions.get("media")
+    tests.media = media
     scheduler = SelfTestScheduler(tests)
     tests.scheduler = scheduler
     svc = SelfTestServices(
         tests=tests,
         scheduler=scheduler,
         schedules=Schedules(scheduler, clock, settings.tz),
-        repair=RepairContext(chat, bridge, clock, settings.repair_stuck_attempts, calls=calls),
+        repair=RepairContext(
+            chat, bridge, clock, settings.repair_stuck_attempts, calls=calls, media=media
+        ),
     )
     app.extensions["selftest"] = svc
     app.register_blueprint(views.bp)

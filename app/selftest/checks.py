@@ -1,8 +1,4 @@
-"""The checks of "Run all tests": each one exercises a real part of the running server.
-
-Storage (media) plugs in here when that feature exists; until then it is not registered, so no
-report shows it as passing.
-"""
+"""The checks of "Run all tests": each one exercises a real part of the running server."""
 
 from __future__ import annotations
 
@@ -27,6 +23,8 @@ from app.chat.service import ChatService
 from app.config import Settings
 from app.i18n import N_
 from app.i18n import gettext as _
+from app.media.service import MediaService, size_text
+from app.media.storage import StorageError, new_key
 from app.models import Conversation, SelfTestProbe, TgOutbox
 from app.selftest.registry import CheckFailed, Outcome, Registry, describe, off, passed
 from app.telegram.bridge import TelegramBridge
@@ -57,6 +55,7 @@ class Context:
     scheduler: SchedulerState
     base_url: str | None
     calls: CallService | None = None
+    media: MediaService | None = None
 
 
 registry: Registry[Context] = Registry()
@@ -226,6 +225,48 @@ def _bot_error(exc: Exception) -> str:
         words = " ".join(re.sub(r"<[^>]*>", " ", str(exc.data)).split())[:80]
         return _("the answer is not JSON: %(words)s", words=words)
     return describe(exc)
+
+
+# Below this much free space the media disk is reported as failing (uploads would soon fail).
+LOW_DISK_BYTES = 100 * 1024 * 1024
+
+
+@registry.check("storage", N_("Storage"), timeout=3 * REQUEST_TIMEOUT)
+async def storage(ctx: Context) -> Outcome:
+    """Write, read back and delete a media object through the configured backend; free space."""
+    media = ctx.media
+    if media is None:
+        raise CheckFailed(_("Media storage is not set up"))
+    store = media.store
+    where = store.name if store.name != "local" else f"local ({media.settings.dir})"
+    key = new_key("bin")
+    probe = secrets.token_bytes(4096)
+    start = time.perf_counter()
+    try:
+        await store.put(key, probe, "application/octet-stream")
+        try:
+            if await store.get(key) != probe:
+                raise CheckFailed(_("%(where)s: the object read back differs", where=where))
+        finally:
+            await store.delete(key)
+        try:
+            await store.get(key)
+        except KeyError:
+            pass
+        else:
+            raise CheckFailed(_("%(where)s: a deleted object is still there", where=where))
+        free = await store.free_bytes()
+    except StorageError as exc:
+        raise CheckFailed(_("%(where)s: %(error)s", where=where, error=str(exc))) from exc
+    except OSError as exc:
+        raise CheckFailed(_("%(where)s: %(error)s", where=where, error=describe(exc))) from exc
+    line = _("%(where)s: write, read and delete in %(ms)s ms", where=where, ms=_ms(start))
+    if free is None:
+        return passed(line)
+    space = _("%(free)s free", free=size_text(free))
+    if free < LOW_DISK_BYTES:
+        raise CheckFailed(_("%(line)s; only %(space)s", line=line, space=space))
+    return passed(f"{line}; {space}")
 
 
 @registry.check("scheduler", N_("Scheduler"), timeout=REQUEST_TIMEOUT)

@@ -1,7 +1,4 @@
-"""Repair: clean-up steps that are safe at any time and twice in a row, each reporting a count.
-
-Orphan media files (media, issue 4) plug in here when that feature exists.
-"""
+"""Repair: clean-up steps that are safe at any time and twice in a row, each reporting a count."""
 
 from __future__ import annotations
 
@@ -20,6 +17,8 @@ from app.chat.service import ChatService, visitor_room
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
+from app.media.service import ORPHAN_GRACE, MediaService
+from app.media.storage import StorageError
 from app.models import AdminSession, Conversation, LoginCode, TgOutbox
 from app.selftest.registry import FAIL, CheckFailed, Outcome, Registry, Result, passed
 from app.telegram.bridge import TelegramBridge
@@ -39,6 +38,7 @@ class RepairContext:
     clock: Clock
     stuck_attempts: int
     calls: CallService | None = None
+    media: MediaService | None = None
 
 
 repairs: Registry[RepairContext] = Registry()
@@ -121,6 +121,22 @@ async def synthetic(ctx: RepairContext) -> Outcome:
     cutoff = ctx.clock.now() - SYNTHETIC_GRACE
     deleted = await Conversation.filter(synthetic=True, created_at__lt=cutoff).delete()
     return passed(_("%(n)s deleted", n=deleted), deleted)
+
+
+@repairs.check("orphan_media", N_("Orphan media files"), timeout=120)
+async def orphan_media(ctx: RepairContext) -> Outcome:
+    """Delete stored files no message refers to (an upload that died before its commit, a
+    deletion whose file removal failed); files younger than a few minutes may be an upload
+    still committing and are kept."""
+    if ctx.media is None:
+        return passed(_("Media storage is not set up"), 0)
+    try:
+        found = await ctx.media.remove_orphans(ctx.clock.now() - ORPHAN_GRACE)
+    except StorageError as exc:
+        raise CheckFailed(str(exc)) from exc
+    return passed(
+        _("%(n)s of %(seen)s files removed", n=found.removed, seen=found.seen), found.removed
+    )
 
 
 @repairs.check("integrity", N_("Database integrity"), timeout=60)

@@ -16,6 +16,7 @@ from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import gettext as _
 from app.i18n import using_locale
+from app.media.service import MediaService
 from app.models import SelfTestRun
 from app.selftest.checks import Context, SchedulerState
 from app.selftest.checks import registry as checks
@@ -92,6 +93,7 @@ class SelfTests:
         self.scheduler: SchedulerState | None = None
         self.calls: CallService | None = None
         self.learnt_url: str | None = None
+        self.media: MediaService | None = None
 
     def learn(self, scope: Mapping[str, Any]) -> None:
         """Remember this process's own address from a request it serves (for scheduled runs)."""
@@ -127,6 +129,7 @@ class SelfTests:
             scheduler=self.scheduler,
             base_url=self.own_url(scope),
             calls=self.calls,
+            media=self.media,
         )
         started_at = self.clock.now()
         start = time.perf_counter()

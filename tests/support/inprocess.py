@@ -65,6 +65,7 @@ class InProcessServer:
             "ADMIN_PASSWORD": ADMIN_PASSWORD,
             # WebRTC runs only inside a private network namespace (tests/test_calls.py).
             "SELFTEST_SKIP": "calls",
+            "MEDIA_DIR": str(workdir / "media"),
             **config,
         }
         self._stop = asyncio.Event()

@@ -124,7 +124,7 @@ async def test_media_round_trip_through_the_object_store(backend: Backend, workd
         voice = body["message"]["fileRef"]
         stored = backend.objects()
         assert set(stored) == {photo.rsplit("/", 1)[1], voice.rsplit("/", 1)[1]}
-        for src, content_type in ((photo, "image/jpeg"), (voice, "audio/ogg")):
+        for src, content_type in ((photo, "image/jpeg"), (voice, "audio/webm")):
             status, data, headers = await fetch(server.url, src, cookie)
             assert status == 200 and headers["Content-Type"] == content_type
             assert data == stored[src.rsplit("/", 1)[1]]

@@ -107,7 +107,7 @@ async def test_operator_media_from_telegram_reaches_the_visitor(
         got = await peer.wait_for("chat:message", lambda m: m["type"] == "voice")
         assert "0:03" in got["html"]
         status, data, headers = await fetch(tg_server.url, got["fileRef"], cookie)
-        assert status == 200 and headers["Content-Type"] == "audio/ogg"
+        assert status == 200 and headers["Content-Type"] == "audio/webm"
 
         await fake.admin_audio(tone("mp3", "libmp3lame", 1.0), 1, "müzik.mp3", reply_to=notice)
         got = await peer.wait_for("chat:message", lambda m: m["type"] == "audio")

@@ -128,12 +128,13 @@ def audio(kind: str, data: bytes, *, max_seconds: int) -> Processed:
         if codec not in AUDIO_CODECS:
             raise InvalidInput("media_not_audio")
         if codec == "opus":
-            return _copy(source, stream, kind, "ogg", "audio/ogg", "ogg", max_seconds)
+            # WebM, not Ogg: Safari (15 and later) plays Opus only in WebM.
+            return _copy(source, stream, kind, "webm", "audio/webm", "webm", max_seconds)
         if codec == "aac":
             return _copy(source, stream, kind, "mp4", "audio/mp4", "m4a", max_seconds)
         if codec in ("mp3", "mp3float"):
             return _copy(source, stream, kind, "mp3", "audio/mpeg", "mp3", max_seconds)
-        return _to_opus(source, stream, kind, max_seconds)
+        return _to_webm(_to_opus(source, stream, kind, max_seconds))
     except InvalidInput:
         raise
     except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
@@ -209,15 +210,21 @@ def _to_opus(
     )
 
 
+def _to_webm(processed: Processed) -> Processed:
+    """Transcoded Opus moved from Ogg into WebM (what every browser plays)."""
+    with av.open(io.BytesIO(processed.data), mode="r") as source:
+        stream = source.streams.audio[0]
+        webm = _copy(source, stream, processed.kind, "webm", "audio/webm", "webm", 24 * 3600)
+    return Processed(
+        processed.kind, webm.data, webm.content_type, webm.ext, duration_ms=processed.duration_ms
+    )
+
+
 def voice_note(data: bytes) -> bytes:
     """An OGG/Opus copy of stored audio, as Telegram wants voice notes (remux or transcode)."""
-    processed = audio("voice", data, max_seconds=24 * 3600)
-    if processed.content_type == "audio/ogg" and _is_opus(processed.data):
-        return processed.data
-    with av.open(io.BytesIO(processed.data), mode="r") as source:
-        return _to_opus(source, source.streams.audio[0], "voice", 24 * 3600).data
-
-
-def _is_opus(data: bytes) -> bool:
+    day = 24 * 3600
     with av.open(io.BytesIO(data), mode="r") as source:
-        return bool(source.streams.audio) and source.streams.audio[0].codec_context.name == "opus"
+        stream = source.streams.audio[0]
+        if stream.codec_context.name == "opus":
+            return _copy(source, stream, "voice", "ogg", "audio/ogg", "ogg", day).data
+        return _to_opus(source, stream, "voice", day).data

@@ -19,10 +19,11 @@ from typing import Protocol
 
 from app.config import MediaSettings
 
-KEY = re.compile(r"^[0-9a-f]{32}\.(jpg|png|ogg|m4a|mp3|bin)$")
+KEY = re.compile(r"^[0-9a-f]{32}\.(jpg|png|webm|ogg|m4a|mp3|bin)$")
 CONTENT_TYPES = {
     "jpg": "image/jpeg",
     "png": "image/png",
+    "webm": "audio/webm",
     "ogg": "audio/ogg",
     "m4a": "audio/mp4",
     "mp3": "audio/mpeg",

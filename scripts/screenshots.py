@@ -5,7 +5,9 @@
 Starts the server exactly as the tests do (Hypercorn subprocess, fresh SQLite database in a
 temporary directory), plays a short conversation between a phone visitor and the operator,
 and writes visitor-start.png (375x812), visitor-chat.png (375x812) and admin-panel.png
-(1280x800). Emoji need a colour emoji font (Debian: fonts-noto-color-emoji).
+(1280x800), then the same conversation at the other size (visitor-chat-desktop.png,
+admin-panel-phone.png) and in dark mode (visitor-chat-dark.png, admin-panel-dark.png).
+Emoji need a colour emoji font (Debian: fonts-noto-color-emoji).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from playwright.async_api import Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import (  # noqa: E402
+    Browser,
+    BrowserContext,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.support.clients import (  # noqa: E402
@@ -78,6 +86,29 @@ async def other_conversations(server: Server, admin_token: str) -> None:
         await admin.close()
 
 
+async def other_sizes(
+    browser: Browser, url: str, visitor_ctx: BrowserContext, admin_token: str, cid: str, out: Path
+) -> None:
+    """The same conversation at the other size, and in dark mode."""
+    cookies = await visitor_ctx.cookies()
+    shots = (
+        ("visitor-chat-desktop.png", DESKTOP, cookies, "/"),
+        ("visitor-chat-dark.png", {**PHONE, "color_scheme": "dark"}, cookies, "/"),
+        ("admin-panel-phone.png", PHONE, None, f"/admin/c/{cid}"),
+        ("admin-panel-dark.png", {**DESKTOP, "color_scheme": "dark"}, None, f"/admin/c/{cid}"),
+    )
+    for name, options, jar, path in shots:
+        context = await browser.new_context(**options)
+        await context.add_cookies(jar or [{"name": ADMIN_COOKIE, "value": admin_token, "url": url}])
+        page = await context.new_page()
+        await page.goto(url + path)
+        await expect(page.locator("body[data-socket=up]")).to_be_attached()
+        await expect(page.locator("#messages li.msg[data-seq]").last).to_be_visible()
+        await asyncio.sleep(0.6)  # the entry animation and smooth scrolling settle
+        await page.screenshot(path=str(out / name))
+        await context.close()
+
+
 async def main(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -87,9 +118,7 @@ async def main(out: Path) -> None:
             admin_token = await admin_login(server)
             await other_conversations(server, admin_token)
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
-                )
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 visitor_ctx = await browser.new_context(**PHONE)
                 admin_ctx = await browser.new_context(**DESKTOP)
                 await admin_ctx.add_cookies(
@@ -122,6 +151,7 @@ async def main(out: Path) -> None:
                 await asyncio.sleep(0.6)  # smooth scrolling settles
                 await visitor.screenshot(path=str(out / "visitor-chat.png"))
                 await admin.screenshot(path=str(out / "admin-panel.png"))
+                await other_sizes(browser, server.url, visitor_ctx, admin_token, cid, out)
                 await browser.close()
         finally:
             server.stop()

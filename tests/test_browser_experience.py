@@ -379,8 +379,11 @@ async def test_continue_on_another_device(browser: Browser, server: Server) -> N
         await laptop.goto(link)
         await expect(laptop.locator(f"#conversation[data-chat-id='{cid}']")).to_be_visible()
         await expect(laptop.locator("#messages .msg__text")).to_have_text(["Telefondan yazdım"])
-        # The phone is sent back to the start; the link does not work twice.
+        # The phone is sent back to the start, and told why; the link does not work twice.
         await expect(phone.locator("#start-form")).to_be_visible()
+        await expect(phone.locator(".notice")).to_have_text(
+            "Bu konuşma diğer cihazınızda devam ediyor."
+        )
         again = await laptop.context.new_page()
         await again.goto(link)
         await expect(again.locator(".alert")).to_contain_text("zaten kullanılmış")

@@ -22,6 +22,7 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
+from tests.support.media_files import jpeg, upload
 from tests.support.server import ROOT, Server, execute_sql
 
 
@@ -294,6 +295,11 @@ async def test_transcripts_text_and_pdf(server: Server, admin_token: str) -> Non
     visitor = await visitor_peer(server.url, token)
     admin = await admin_peer(server.url, admin_token)
     lines = ["Iğdır'a kargo ne zaman gelir?", "Çok teşekkürler (İyi günler) \\ 👋"]
+    status, _ = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token,
+        text="Kutunun fotoğrafı",
+    )  # fmt: skip
+    assert status == 200
     try:
         await visitor.call("send", {"chat_id": cid, "text": lines[0], "client_id": client_id()})
         await admin.call(
@@ -319,6 +325,7 @@ async def test_transcripts_text_and_pdf(server: Server, admin_token: str) -> Non
     order = [text.index(lines[0]), text.index("Yarın öğleden sonra."), text.index(lines[1])]
     assert order == sorted(order)
     assert re.search(r"\[\d{4}-\d\d-\d\d \d\d:\d\d\] Şükrü: Iğdır'a", text)
+    assert "Şükrü: [Fotoğraf] Kutunun fotoğrafı" in text
 
     reader = PdfReader(io.BytesIO(pdf))
     extracted = "\n".join(page.extract_text() for page in reader.pages)

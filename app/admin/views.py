@@ -286,8 +286,17 @@ async def _transcript(cid: str) -> tuple[Conversation, str, str]:
         _("Exported: %(when)s", when=local_stamp(utcnow(), settings.zone)),
         _("Times are in %(zone)s.", zone=str(settings.zone)),
     ]
-    lines = [Line(m.created_at, authors.get(m.role, m.role), m.text) for m in messages]
+    lines = [Line(m.created_at, authors.get(m.role, m.role), _transcript_body(m)) for m in messages]
     return conv, title, render_text(title, header, lines, settings.zone)
+
+
+def _transcript_body(message: Message) -> str:
+    """A message's text, with what it carried named in brackets (a photo, a voice message...)."""
+    if not message.media_key:
+        return message.text
+    labels = {"photo": _("Photo"), "voice": _("Voice message")}
+    label = labels.get(message.kind) or message.media_name or _("Audio")
+    return f"[{label}] {message.text}".rstrip()
 
 
 def _download_name(conv: Conversation, ext: str) -> str:

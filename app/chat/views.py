@@ -34,7 +34,9 @@ async def index() -> str:
     svc = services()
     conv = await svc.chat.by_token(request.cookies.get(VISITOR_COOKIE))
     if conv is None:
-        return await render_template("visitor/start.html")
+        moved = request.args.get("moved") == "1"
+        notice = _("This conversation continues on your other device.") if moved else None
+        return await render_template("visitor/start.html", notice=notice)
     await svc.chat.set_locale(conv, g.locale)
     messages, more = await svc.chat.recent(conv.id)
     operator_online = await svc.chat.presence.online("admin")

@@ -54,6 +54,7 @@ export function attend(socket, current, { role, onIncoming = () => {} }) {
       pinned = true;
       // Open at the latest message, without animating past the whole history.
       conv.scroller.scrollTo({ top: conv.scroller.scrollHeight, behavior: "instant" });
+      requestAnimationFrame(() => conv.list.classList.add("messages--live"));
       conv.scroller.addEventListener("scroll", () => {
         pinned = conv.nearEnd();
         if (pinned) { hidePill(); markSeen(); }

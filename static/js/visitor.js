@@ -24,7 +24,9 @@ socket.on("connect_error", (err) => {
 socket.on("presence:operator", ({ html }) => {
   document.getElementById("operator-status").replaceWith(fragment(html));
 });
-socket.on("chat:closed", () => window.location.reload());
+socket.on("chat:closed", ({ moved } = {}) => {
+  if (moved) window.location.assign("/?moved=1"); else window.location.reload();
+});
 
 document.getElementById("handoff-button")?.addEventListener("click", async (event) => {
   const { openHandoff } = await import(event.currentTarget.dataset.module);

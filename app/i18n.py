@@ -57,6 +57,8 @@ ERRORS: dict[str, str] = {
     "media_too_long": N_("The recording is too long (at most %(limit)s seconds)."),
     "media_quota": N_("You have sent too many files (at most %(limit)s in all)."),
     "media_storage": N_("The file could not be stored just now. Please try again."),
+    "media_bad_ref": N_("That file reference is not valid here; upload the file again."),
+    "media_expired": N_("The uploaded file is no longer there; upload it again."),
     "handoff_expired": N_(
         "This link has expired or was already used. Ask for a new one on the other device."
     ),

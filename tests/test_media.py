@@ -4,7 +4,9 @@ stored."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import re
 from pathlib import Path
 
@@ -40,6 +42,41 @@ SERVER_ENV = {"MEDIA_MAX_BYTES": str(LIMIT), "MEDIA_VISITOR_QUOTA": str(2 * LIMI
 def stored_files(server: Server) -> list[Path]:
     root = server.workdir / "media"
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def oversized_upload(
+    server: Server, token: str, cid: str, size: int
+) -> tuple[int, dict[str, object]]:
+    """Announce a huge multipart body, send its first 64 KiB only, and read the answer."""
+    boundary = "sohbetboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="chat_id"\r\n\r\n{cid}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            (
+                "POST /media/upload HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.port}\r\n"
+                f"Cookie: {VISITOR_COOKIE}={token}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(head) + size}\r\n\r\n"
+            ).encode()
+            + head
+            + b"\xff" * 65536
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        data = await reader.readexactly(int(headers["content-length"]))
+    finally:
+        writer.close()
+    return int(status_line.split()[1]), json.loads(data)
 
 
 async def last_seq(server: Server, token: str, cid: str) -> int:
@@ -224,17 +261,10 @@ async def test_bad_files_are_refused_clearly_and_nothing_is_stored(
     assert await last_seq(server, token, cid) == 2  # only the two good ones
     assert len(stored_files(server)) == len(before_files) + 2
 
-    # A body far over the limit is refused before it is read, with the same clear error
-    # (a client that asks first with `Expect: 100-continue` never sends it).
-    status, body = await upload(
-        server.url,
-        chat_id=cid,
-        client_id=client_id(),
-        data=b"\xff" * (3 * LIMIT),
-        visitor_token=token,
-        expect100=True,
-    )
-    assert status in (400, 413) and body["error"] == "media_too_large"
+    # A body far over the limit is refused from its Content-Length, before it is read: the
+    # answer comes while most of the body has not even been sent.
+    status, body = await oversized_upload(server, token, cid, 30 * LIMIT)
+    assert status == 400 and body["error"] == "media_too_large", body
 
     # The polyglot: accepted as the picture it also is, served as our own clean JPEG.
     status, body = await upload(
@@ -339,3 +369,106 @@ async def test_deleting_a_media_message_removes_its_file(server: Server, admin_t
     status, _, _ = await fetch(server.url, src, f"{VISITOR_COOKIE}={token}")
     assert status == 404
     assert not any(p.name == key for p in stored_files(server))
+
+
+async def test_the_seeds_two_step_send_with_a_file_ref(server: Server, admin_token: str) -> None:
+    """`send {type: "photo", fileRef}` after an upload with hold=1 (the contract's shape)."""
+    token, cid = await start_visitor(server.url, "İkiAdım")
+    status, held = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token, hold=True
+    )
+    assert status == 200 and held["ok"] and held["fileRef"].startswith("upload:"), held
+    assert await last_seq(server, token, cid) == 0, "held, not sent yet"
+    status, voice = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=tone("webm", "libopus", 1.0),
+        kind="voice", filename="v.webm", content_type="audio/webm", visitor_token=token, hold=True,
+    )  # fmt: skip
+    assert status == 200, voice
+
+    admin = await admin_peer(server.url, admin_token)
+    await admin.call("join", {"chat_id": cid})
+    visitor = await visitor_peer(server.url, token)
+    await visitor.call("join", {"chat_id": cid})
+    try:
+        send_id = client_id()
+        payload = {"chat_id": cid, "role": "visitor", "type": "photo", "fileRef": held["fileRef"],
+                   "text": "Fatura", "time": "2026-01-01T00:00:00Z", "client_id": send_id}  # fmt: skip
+        ack = await visitor.call("send", payload)
+        assert ack["ok"] and not ack["duplicate"], ack
+        message = ack["message"]
+        assert message["type"] == "photo" and message["text"] == "Fatura"
+        assert re.fullmatch(r"/media/[0-9a-f]{32}\.jpg", message["fileRef"])
+        pushed = await admin.wait_for("chat:message", lambda m: m["client_id"] == send_id)
+        assert pushed["fileRef"] == message["fileRef"]
+        status, _, headers = await fetch(
+            server.url, message["fileRef"], f"{VISITOR_COOKIE}={token}"
+        )
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+
+        again = await visitor.call("send", payload)  # a retry after a lost ack
+        assert again["ok"] and again["duplicate"] and again["message"]["seq"] == message["seq"]
+        reused = await visitor.call("send", {**payload, "client_id": client_id()})
+        assert reused["error"] == "media_bad_ref", "one file, one message"
+
+        ack = await visitor.call(
+            "send",
+            {
+                "chat_id": cid,
+                "type": "voice",
+                "fileRef": voice["fileRef"],
+                "client_id": client_id(),
+            },
+        )
+        assert ack["ok"] and ack["message"]["type"] == "voice" and "0:01" in ack["message"]["html"]
+
+        # Refused: the wrong kind, a forged signature, another conversation's reference.
+        _, other = await upload(
+            server.url,
+            chat_id=cid,
+            client_id=client_id(),
+            data=jpeg(),
+            visitor_token=token,
+            hold=True,
+        )
+        wrong_kind = await visitor.call(
+            "send",
+            {
+                "chat_id": cid,
+                "type": "voice",
+                "fileRef": other["fileRef"],
+                "client_id": client_id(),
+            },
+        )
+        forged = other["fileRef"][:-4] + "0000"
+        bad_sig = await visitor.call(
+            "send", {"chat_id": cid, "type": "photo", "fileRef": forged, "client_id": client_id()}
+        )
+        other_token, other_cid = await start_visitor(server.url, "Başkası")
+        stranger = await visitor_peer(server.url, other_token)
+        await stranger.call("join", {"chat_id": other_cid})
+        stolen = await stranger.call(
+            "send",
+            {
+                "chat_id": other_cid,
+                "type": "photo",
+                "fileRef": other["fileRef"],
+                "client_id": client_id(),
+            },
+        )
+        await stranger.close()
+        for refused in (wrong_kind, bad_sig, stolen):
+            assert refused["ok"] is False and refused["error"] == "media_bad_ref", refused
+            assert "yeniden yükleyin" in refused["message"]
+        ok = await visitor.call(
+            "send",
+            {
+                "chat_id": cid,
+                "type": "photo",
+                "fileRef": other["fileRef"],
+                "client_id": client_id(),
+            },
+        )
+        assert ok["ok"], "still usable by its owner"
+    finally:
+        await admin.close()
+        await visitor.close()

@@ -30,6 +30,7 @@ from app.realtime import cookies_of
 log = logging.getLogger("sohbet.chat.socket")
 
 VISITOR_COOKIE = "sohbet_visitor"
+MEDIA_KINDS = ("photo", "voice", "audio")
 Handler = Callable[..., Awaitable[dict[str, Any]]]
 
 
@@ -208,7 +209,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return {"ok": True}
 
     async def on_send(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`send {chat_id, role, type, text, time, client_id}`: acknowledged once committed."""
+        """`send {chat_id, role, type, text|fileRef, time, client_id}`: acknowledged once
+        committed."""
         return await self._guard(sid, self._send, data)
 
     async def _send(
@@ -216,17 +218,32 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     ) -> dict[str, Any]:
         conversation_id = await self._conversation_id_for(session, data.get("chat_id"))
         kind = data.get("type", "text")
-        if kind != "text":
-            raise InvalidInput("bad_payload")
         role = session["role"]
-        posted = await self.chat.post_message(
-            conversation_id,
-            role=role,
-            text=data.get("text"),
-            client_id=data.get("client_id"),
-            source="panel" if role == "admin" else "web",
-            origin_sid=sid,
-        )
+        source = "panel" if role == "admin" else "web"
+        if kind in MEDIA_KINDS and self.chat.attach_media is not None:
+            # The seed's two-step shape: the file was uploaded first (POST /media/upload with
+            # hold=1), and its signed `fileRef` is sent here.
+            posted = await self.chat.attach_media(
+                conversation_id,
+                role=role,
+                kind=kind,
+                file_ref=data.get("fileRef"),
+                client_id=data.get("client_id"),
+                caption=data.get("text") or "",
+                source=source,
+                origin_sid=sid,
+            )
+        elif kind != "text":
+            raise InvalidInput("bad_payload")
+        else:
+            posted = await self.chat.post_message(
+                conversation_id,
+                role=role,
+                text=data.get("text"),
+                client_id=data.get("client_id"),
+                source=source,
+                origin_sid=sid,
+            )
         payload = await self.chat.payload_for(
             posted.conversation, posted.message, role, posted.rendered
         )

@@ -107,8 +107,10 @@ class ChatService:
         self.writer = MessageWriter(self.listeners, self.publish_message)
         self._dirty_rows: dict[int, Conversation] = {}
         self._row_flush: asyncio.Task[None] | None = None
-        # Set by app/media: removes the stored objects of deleted messages.
+        # Set by app/media: removes the stored objects of deleted messages; posts a held upload
+        # (`send {type: "photo", fileRef}`) as a message.
         self.forget_media: Callable[[list[str]], Awaitable[None]] | None = None
+        self.attach_media: Callable[..., Awaitable[Posted]] | None = None
 
     # Conversations ---------------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ from quart import Quart, Request
 
 from app.chat.service import ChatService
 from app.config import Settings
-from app.media.service import MediaService
+from app.media.service import ORPHAN_GRACE, MediaService
 from app.media.storage import LocalStore, build_store
 from app.media.views import ENVELOPE, UPLOAD_PATH
+from app.timefmt import utcnow
 
 log = logging.getLogger("sohbet.media")
 
@@ -32,12 +33,28 @@ def _request_class(upload_limit: int) -> type[Request]:
     return MediaRequest
 
 
+SWEEP_SECONDS = 3600
+
+
+async def _sweep_orphans(service: MediaService) -> None:
+    """Hourly, remove files no message uses (held uploads never sent, crashed uploads); the
+    Repair button does the same on demand."""
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            found = await service.remove_orphans(utcnow() - ORPHAN_GRACE)
+            if found.removed:
+                log.info("removed %d orphan media files of %d", found.removed, found.seen)
+        except Exception:
+            log.exception("orphan media sweep failed")
+
+
 def init_app(app: Quart, chat: ChatService) -> MediaService:
     """Build the media service on the configured backend and register its routes."""
     from app.media.views import bp
 
     settings: Settings = app.config["SOHBET"]
-    service = MediaService(settings.media, build_store(settings.media), chat)
+    service = MediaService(settings.media, build_store(settings.media), chat, settings.secret_key)
     app.extensions["media"] = service
     app.request_class = _request_class(settings.media.max_bytes + ENVELOPE)
     app.register_blueprint(bp)
@@ -51,7 +68,10 @@ def init_app(app: Quart, chat: ChatService) -> MediaService:
             except OSError as exc:
                 # Serving goes on (text chat works); uploads and the Storage check say why.
                 log.error("media directory %s is not usable: %s", store.root, exc)
+        sweeper = asyncio.create_task(_sweep_orphans(service), name="media-orphans")
         yield
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
         await store.close()
 
     return service

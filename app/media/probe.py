@@ -228,3 +228,27 @@ def voice_note(data: bytes) -> bytes:
         if stream.codec_context.name == "opus":
             return _copy(source, stream, "voice", "ogg", "audio/ogg", "ogg", day).data
         return _to_opus(source, stream, "voice", day).data
+
+
+def describe(kind: str, data: bytes) -> Processed:
+    """What the bubble shows about a file this server already checked and wrote (no re-encode)."""
+    if kind == "photo":
+        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as picture:
+            fmt, (width, height) = picture.format, picture.size
+        if fmt == "PNG":
+            return Processed(kind, data, "image/png", "png", width=width, height=height)
+        return Processed(kind, data, "image/jpeg", "jpg", width=width, height=height)
+    with av.open(io.BytesIO(data), mode="r") as source:
+        stream = source.streams.audio[0]
+        end = Fraction(0)
+        for packet in source.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, (packet.pts + (packet.duration or 0)) * packet.time_base)
+        name = source.format.name
+    content_type, ext = {
+        "matroska,webm": ("audio/webm", "webm"),
+        "mov,mp4,m4a,3gp,3g2,mj2": ("audio/mp4", "m4a"),
+        "mp3": ("audio/mpeg", "mp3"),
+        "ogg": ("audio/ogg", "ogg"),
+    }[name]
+    return Processed(kind, data, content_type, ext, duration_ms=round(float(end) * 1000))

@@ -9,7 +9,11 @@ removes it. A retried upload (same client id) returns the stored message and sto
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +26,7 @@ from app.config import MediaSettings
 from app.core.text import check_client_id
 from app.errors import InvalidInput, SohbetError
 from app.media import probe
-from app.media.storage import MediaStore, StorageError, new_key
+from app.media.storage import MediaStore, StorageError, new_key, valid_key
 from app.models import Conversation, Message
 
 log = logging.getLogger("sohbet.media")
@@ -57,12 +61,20 @@ def display_name(raw: object) -> str:
 class MediaService:
     """Uploads in, media out, and the clean-up of objects no message uses."""
 
-    def __init__(self, settings: MediaSettings, store: MediaStore, chat: ChatService) -> None:
+    def __init__(
+        self, settings: MediaSettings, store: MediaStore, chat: ChatService, secret: str
+    ) -> None:
         self.settings = settings
         self.store = store
         self.chat = chat
+        self._secret = hashlib.sha256(b"sohbet-media-ref:" + secret.encode()).digest()
         self._decoders = asyncio.Semaphore(DECODERS)
+        # Held uploads not sent yet, per conversation (this process): key -> (bytes, when).
+        # They count against the visitor's quota until sent or until they are old enough for
+        # the orphan clean-up to remove them.
+        self._held: dict[int, dict[str, tuple[int, float]]] = {}
         chat.forget_media = self.remove
+        chat.attach_media = self.attach
 
     async def post(
         self,
@@ -86,6 +98,92 @@ class MediaService:
             # A retry of an upload that was committed (its answer was lost): nothing new.
             conv = await Conversation.get(id=conversation_id)
             return Posted(stored, conv, False)
+        processed, key = await self._store(conversation_id, role, kind, data)
+        attachment = _attachment(key, processed, filename if kind == "audio" else "")
+        return await self._post(
+            conversation_id, role, kind, cid, attachment, caption, source, origin_sid
+        )
+
+    async def hold(
+        self, conversation_id: int, *, role: str, kind: str, data: bytes, filename: object = ""
+    ) -> str:
+        """Check and store an upload without a message yet; the returned `fileRef` is sent
+        later with a socket `send {type, fileRef}` (the seed's two-step shape)."""
+        if kind not in probe.KINDS:
+            raise InvalidInput("media_bad_kind")
+        _, key = await self._store(conversation_id, role, kind, data)
+        self._held.setdefault(conversation_id, {})[key] = (len(data), time.monotonic())
+        return self._file_ref(key, conversation_id, role, kind, display_name(filename))
+
+    async def attach(
+        self,
+        conversation_id: int,
+        *,
+        role: str,
+        kind: str,
+        file_ref: object,
+        client_id: object,
+        caption: object = "",
+        source: str = "web",
+        origin_sid: str | None = None,
+    ) -> Posted:
+        """Post a held upload as a message: only into the conversation, by the side, and as
+        the kind it was uploaded for (the reference is signed); once per client id."""
+        cid = check_client_id(client_id)
+        stored = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
+        if stored is not None:
+            conv = await Conversation.get(id=conversation_id)
+            return Posted(stored, conv, False)
+        key, name = self._check_ref(file_ref, conversation_id, role, kind)
+        if await Message.exists(media_key=key):
+            raise InvalidInput("media_bad_ref")  # already sent in another message
+        try:
+            data = await self.read(key)
+        except KeyError:
+            raise InvalidInput("media_expired") from None
+        processed = await asyncio.to_thread(probe.describe, kind, data)
+        posted = await self._post(
+            conversation_id,
+            role,
+            kind,
+            cid,
+            _attachment(key, processed, name if kind == "audio" else ""),
+            caption,
+            source,
+            origin_sid,
+            discard_on_failure=False,  # the sender may try again with the same reference
+        )
+        self._held.get(conversation_id, {}).pop(key, None)
+        return posted
+
+    def _file_ref(self, key: str, conversation_id: int, role: str, kind: str, name: str) -> str:
+        encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+        body = f"{key}:{encoded}"
+        return f"upload:{body}:{self._sign(body, conversation_id, role, kind)}"
+
+    def _sign(self, body: str, conversation_id: int, role: str, kind: str) -> str:
+        text = f"{body}|{conversation_id}|{role}|{kind}".encode()
+        return hmac.new(self._secret, text, hashlib.sha256).hexdigest()[:32]
+
+    def _check_ref(
+        self, file_ref: object, conversation_id: int, role: str, kind: str
+    ) -> tuple[str, str]:
+        parts = file_ref.split(":") if isinstance(file_ref, str) else []
+        if len(parts) != 4 or parts[0] != "upload" or not valid_key(parts[1]):
+            raise InvalidInput("media_bad_ref")
+        body = f"{parts[1]}:{parts[2]}"
+        if not hmac.compare_digest(parts[3], self._sign(body, conversation_id, role, kind)):
+            raise InvalidInput("media_bad_ref")
+        try:
+            name = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4)).decode()
+        except ValueError:
+            name = ""
+        return parts[1], name
+
+    async def _store(
+        self, conversation_id: int, role: str, kind: str, data: bytes
+    ) -> tuple[probe.Processed, str]:
+        """Check a file's size, the visitor's quota and its content; write our copy."""
         if len(data) > self.settings.max_bytes:
             raise InvalidInput("media_too_large", limit=size_text(self.settings.max_bytes))
         if role == "visitor":
@@ -105,31 +203,38 @@ class MediaService:
         except StorageError as exc:
             log.error("media storage refused %s: %s", key, exc)
             raise StorageUnavailable("media_storage") from exc
-        attachment = Attachment(
-            key=key,
-            content_type=processed.content_type,
-            size=len(processed.data),
-            width=processed.width,
-            height=processed.height,
-            duration_ms=processed.duration_ms,
-            name=display_name(filename) if kind == "audio" else "",
-        )
+        return processed, key
+
+    async def _post(
+        self,
+        conversation_id: int,
+        role: str,
+        kind: str,
+        client_id: str,
+        attachment: Attachment,
+        caption: object,
+        source: str,
+        origin_sid: str | None,
+        *,
+        discard_on_failure: bool = True,
+    ) -> Posted:
         try:
             posted = await self.chat.post_message(
                 conversation_id,
                 role=role,
                 text=caption if isinstance(caption, str) else "",
-                client_id=cid,
+                client_id=client_id,
                 source=source,
                 kind=kind,
                 origin_sid=origin_sid,
                 media=attachment,
             )
         except BaseException:
-            await self._discard(key)
+            if discard_on_failure:
+                await self._discard(attachment.key)
             raise
-        if not posted.created:
-            await self._discard(key)  # a concurrent retry won: its copy is the one kept
+        if not posted.created and discard_on_failure:
+            await self._discard(attachment.key)  # a concurrent retry won: its copy is kept
         return posted
 
     async def _check_quota(self, conversation_id: int, incoming: int) -> None:
@@ -141,6 +246,12 @@ class MediaService:
             .values_list("total", flat=True)
         )
         used = int(rows[0] or 0) if rows else 0  # type: ignore[arg-type]
+        since = time.monotonic() - ORPHAN_GRACE.total_seconds()
+        held = self._held.get(conversation_id, {})
+        for key, (_, when) in list(held.items()):
+            if when < since:
+                del held[key]
+        used += sum(size for size, _ in held.values())
         if used + incoming > self.settings.visitor_quota:
             raise InvalidInput("media_quota", limit=size_text(self.settings.visitor_quota))
 
@@ -200,3 +311,15 @@ def size_text(size: int) -> str:
     if size >= 1024 * 1024:
         return f"{size / (1024 * 1024):.3g} MB"
     return f"{max(1, round(size / 1024))} KB"
+
+
+def _attachment(key: str, processed: probe.Processed, filename: object) -> Attachment:
+    return Attachment(
+        key=key,
+        content_type=processed.content_type,
+        size=len(processed.data),
+        width=processed.width,
+        height=processed.height,
+        duration_ms=processed.duration_ms,
+        name=display_name(filename),
+    )

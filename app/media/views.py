@@ -37,7 +37,9 @@ def _refusal(exc: SohbetError) -> tuple[dict[str, Any], int]:
 @bp.post(UPLOAD_PATH)
 async def upload() -> tuple[dict[str, Any], int]:
     """Take one photo or audio file as a message of the visitor's (or, with `as=admin`, the
-    operator's) conversation; answer like a socket `send`: `{ok, duplicate, message}`."""
+    operator's) conversation; answer like a socket `send`: `{ok, duplicate, message}`. With
+    `hold=1` the checked file is only stored, and `{ok, fileRef}` is what a socket `send` then
+    posts."""
     svc = media()
     limit = svc.settings.max_bytes
     try:
@@ -53,6 +55,15 @@ async def upload() -> tuple[dict[str, Any], int]:
             raise InvalidInput("media_missing")
         role, conversation_id = await _uploader(form)
         data = upload.read()
+        if form.get("hold") == "1":
+            ref = await svc.hold(
+                conversation_id,
+                role=role,
+                kind=str(form.get("type", "")),
+                data=data,
+                filename=upload.filename or "",
+            )
+            return {"ok": True, "fileRef": ref}, 200
         posted = await svc.post(
             conversation_id,
             role=role,

@@ -93,7 +93,7 @@ async def upload(
     admin_token: str | None = None,
     csrf: str | None = None,
     text: str = "",
-    expect100: bool = False,
+    hold: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """POST /media/upload as the browser does (multipart); returns (status, JSON)."""
     form = aiohttp.FormData(quote_fields=False)  # raw UTF-8 names, as browsers send them
@@ -102,6 +102,8 @@ async def upload(
     form.add_field("type", kind)
     if text:
         form.add_field("text", text)
+    if hold:
+        form.add_field("hold", "1")
     headers: dict[str, str] = {}
     if admin_token is not None:
         form.add_field("as", "admin")
@@ -112,9 +114,7 @@ async def upload(
         headers["Cookie"] = f"{VISITOR_COOKIE}={visitor_token}"
     form.add_field("file", data, filename=filename, content_type=content_type)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.post(
-            base_url + "/media/upload", data=form, headers=headers, expect100=expect100
-        ) as resp:
+        async with http.post(base_url + "/media/upload", data=form, headers=headers) as resp:
             return resp.status, await resp.json()
 
 

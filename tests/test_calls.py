@@ -11,6 +11,8 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,8 +21,10 @@ from typing import Any
 
 import pytest
 import socketio
+from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
 
 from tests.support import netns
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.calls import Media, call_peer, now
 from tests.support.clients import (
     Peer,
@@ -33,6 +37,7 @@ from tests.support.clients import (
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
+from tests.test_browser import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 
 pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
 
@@ -117,7 +122,7 @@ async def answered_call(
     return caller, admin, ring["call_id"], cid, token
 
 
-async def close_all(*items: Any) -> None:
+async def close_peers(*items: Any) -> None:
     for item in items:
         await item.close()
 
@@ -162,7 +167,7 @@ async def test_echo_peer_sends_our_tone_back(server: Server, private_net: str) -
         ended = await caller.wait_for("call:ended")
         assert ended["reason"] == "hangup" and ended["by"] == "visitor"
     finally:
-        await close_all(media, caller)
+        await close_peers(media, caller)
 
 
 async def test_echo_calls_leave_no_message(server: Server) -> None:
@@ -203,7 +208,7 @@ async def test_p2p_call_both_hear_and_leave_the_duration(
             assert ended["reason"] == "hangup" and ended["by"] == "admin"
             assert ended["duration"] >= 1
     finally:
-        await close_all(visitor_media, admin_media, caller, admin)
+        await close_peers(visitor_media, admin_media, caller, admin)
     messages = await wait_system(server, token, cid, 1)
     assert len(messages) == 1, messages
     assert messages[0]["type"] == "call"
@@ -229,11 +234,11 @@ async def test_relay_fallback_carries_audio_both_ways(server: Server, admin_toke
             heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
             print(f"\nrelay: offers to both tones heard {round((max(heard) - start) * 1000)} ms")
         finally:
-            await close_all(visitor_media, admin_media)
+            await close_peers(visitor_media, admin_media)
         await caller.call("call:end", {"call_id": call_id})
         await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
     finally:
-        await close_all(caller, admin)
+        await close_peers(caller, admin)
 
 
 async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
@@ -256,9 +261,9 @@ async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
         again, admin_c, again_id, _, _ = await answered_call(server, admin_token, "Dört")
         assert (await again.call("call:relay", {"call_id": again_id}))["ok"]
         await again.call("call:end", {"call_id": again_id})
-        await close_all(again, admin_c)
+        await close_peers(again, admin_c)
     finally:
-        await close_all(first, second, admin_a, admin_b)
+        await close_peers(first, second, admin_a, admin_b)
 
 
 async def test_busy_operator_means_busy(server: Server, admin_token: str) -> None:
@@ -273,7 +278,7 @@ async def test_busy_operator_means_busy(server: Server, admin_token: str) -> Non
         assert (await admin.call("call:ring", {"chat_id": cid}))["error"] == "already_in_call"
     finally:
         await caller.call("call:end", {"call_id": call_id})
-        await close_all(caller, admin, other)
+        await close_peers(caller, admin, other)
     texts = [m["text"] for m in await wait_system(server, token, cid, 1)]
     assert texts == ["📞 Cevapsız arama (meşgul)"], texts
 
@@ -307,7 +312,7 @@ async def test_decline_timeout_and_cancel_leave_messages(server: Server, admin_t
         ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == ring["call_id"])
         assert ended["reason"] == "hangup"
     finally:
-        await close_all(caller, admin)
+        await close_peers(caller, admin)
     texts = [m["text"] for m in await wait_system(server, token, cid, 3)]
     assert texts == ["📞 Reddedilen arama", "📞 Cevapsız arama", "📞 Cevapsız arama"], texts
 
@@ -335,7 +340,7 @@ async def test_operator_calls_the_visitor(server: Server, admin_token: str) -> N
         ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == ring["call_id"])
         assert ended["reason"] == "disconnected" and ended["by"] == "visitor"
     finally:
-        await close_all(admin, second_tab)
+        await close_peers(admin, second_tab)
 
 
 async def test_calling_an_absent_visitor_fails_clearly(server: Server, admin_token: str) -> None:
@@ -385,7 +390,7 @@ async def test_only_participants_signal_and_bad_input_is_refused(
         assert (await caller.call("rtc:candidate", {"call_id": call_id, "candidate": None}))["ok"]
     finally:
         await caller.call("call:end", {"call_id": call_id})
-        await close_all(caller, admin, stranger)
+        await close_peers(caller, admin, stranger)
 
 
 async def test_signalling_floods_are_cut(server: Server) -> None:
@@ -427,7 +432,7 @@ async def test_ice_servers_and_short_lived_turn_credentials(
         assert "ice_servers" not in joined
     finally:
         await caller.call("call:end", {"call_id": call_id})
-        await close_all(caller, admin)
+        await close_peers(caller, admin)
 
 
 # Test & Repair ----------------------------------------------------------------------------------
@@ -489,3 +494,199 @@ async def test_repair_ends_abandoned_calls_once(server: Server, admin_token: str
         assert third["ok"] is True
     finally:
         await caller.close()
+
+
+# In the browser: Chromium pages call the echo peer and each other ---------------------------------
+
+# Chromium offers loopback addresses to WebRTC only when told; the namespace's media address is
+# 127.0.0.2. Audio may start without a gesture so the test can measure it with WebAudio.
+CALL_CHROMIUM_ARGS = [
+    *CHROMIUM_ARGS,
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+# Resolves when the remote stream carries sound (RMS over a WebAudio analyser); Chromium feeds
+# WebRTC audio into WebAudio only because the stream is also attached to the <audio> element.
+HEAR = """
+async (timeoutMs) => {
+  const el = document.getElementById("call-remote-audio");
+  const deadline = performance.now() + timeoutMs;
+  while (!(el.srcObject && el.srcObject.getAudioTracks().length)) {
+    if (performance.now() > deadline) return {rms: 0, at: null};
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  ctx.createMediaStreamSource(el.srcObject).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  while (performance.now() < deadline) {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    const rms = Math.sqrt(sum / buf.length);
+    if (rms > 0.005) { ctx.close(); return {rms, at: performance.now()}; }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  ctx.close();
+  return {rms: 0, at: null};
+}
+"""
+CLICKED = "window.__callClickedAt = 0; document.addEventListener('click', () => { window.__callClickedAt = performance.now(); }, true);"
+
+
+@pytest.fixture(scope="module")
+async def chromium(private_net: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CALL_CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def call_page(browser: Browser, options: dict[str, Any]) -> tuple[Page, Watch]:
+    context, page, watch = await open_page(browser, options)
+    await context.grant_permissions(["microphone", "camera"])
+    await context.add_init_script(CLICKED)
+    return page, watch
+
+
+async def hears(page: Page, timeout_ms: int = 8000) -> dict[str, Any]:
+    heard: dict[str, Any] = await page.evaluate(HEAR, timeout_ms)
+    assert heard["rms"] > 0, "no sound arrived on the remote stream"
+    return heard
+
+
+async def setup_ms(page: Page, heard: dict[str, Any]) -> int:
+    clicked = await page.evaluate("window.__callClickedAt")
+    return round(heard["at"] - clicked)
+
+
+@pytest.mark.browser
+async def test_browser_visitor_tests_the_microphone_with_the_echo_peer(
+    chromium: Browser, server: Server
+) -> None:
+    page, watch = await call_page(chromium, PHONE)
+    try:
+        await start_chat(page, server.url, "Mikrofon")
+        test_button = page.locator("#call-test")
+        await expect(test_button).to_be_visible()
+        await test_button.click()
+        call = page.locator("#call")
+        await expect(call).to_have_attribute("data-mode", "echo")
+        heard = await hears(page)
+        await expect(call).to_have_attribute("data-state", "echo")
+        print(f"\nbrowser -> echo: click to own sound back {await setup_ms(page, heard)} ms")
+        await expect(page.locator("#call-quality-figures")).to_contain_text("ms", timeout=6000)
+        await page.locator("#call-hangup").click()
+        await expect(call).to_have_attribute("data-state", "ended")
+        await expect(call).to_be_hidden(timeout=5000)
+        watch.assert_clean()
+    finally:
+        await close_all(page)
+
+
+@pytest.mark.browser
+async def test_browser_visitor_and_operator_call_p2p(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, admin_watch = await call_page(chromium, DESKTOP)
+    try:
+        cid = await start_chat(visitor_page, server.url, "Telefon")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + "/admin")
+        await expect(admin_page.locator(f"li.conv[data-chat-id='{cid}']")).to_be_visible()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "outgoing")
+        # The panel rings: the incoming-call screen names the visitor.
+        admin_call = admin_page.locator("#call")
+        await expect(admin_call).to_have_attribute("data-state", "incoming")
+        await expect(admin_page.locator("#call-name")).to_have_text("Telefon")
+        await admin_page.locator("#call-accept").click()
+        for page in (visitor_page, admin_page):
+            await expect(page.locator("#call")).to_have_attribute("data-state", "active")
+            await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
+        _, admin_heard = await asyncio.gather(hears(visitor_page), hears(admin_page))
+        print(
+            f"\nbrowser <-> browser P2P: accept to sound {await setup_ms(admin_page, admin_heard)} ms"
+        )
+        # The camera goes on during the call; the other side shows the video.
+        await admin_page.locator("#call-camera").click()
+        await expect(admin_page.locator("#call-local-video")).to_be_visible()
+        await expect(visitor_page.locator("#call-remote-video")).to_be_visible()
+        await visitor_page.locator("#call-mute").click()
+        await expect(visitor_page.locator("#call-mute")).to_have_attribute("aria-pressed", "true")
+        await expect(visitor_page.locator("#call-timer")).not_to_have_text("0:00", timeout=3000)
+        await visitor_page.locator("#call-hangup").click()
+        await expect(admin_call).to_have_attribute("data-state", "ended")
+        # Both conversations show the call with its duration.
+        for page in (visitor_page, admin_page):
+            if page is admin_page:
+                await admin_page.goto(server.url + f"/admin/c/{cid}")
+            await expect(page.locator("#messages li.msg--system").last).to_contain_text(
+                "Arama, 0:0"
+            )
+        visitor_watch.assert_clean()
+        admin_watch.assert_clean()
+    finally:
+        await close_all(visitor_page, admin_page)
+
+
+@pytest.mark.browser
+async def test_browser_call_falls_back_to_the_relay(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """P2P made to fail (the pages never see each other's ICE candidates): both sides move to
+    the server's relay by themselves and hear each other through it."""
+    visitor_page, _ = await call_page(chromium, PHONE)
+    admin_page, _ = await call_page(chromium, DESKTOP)
+    for page in (visitor_page, admin_page):
+        await page.route_web_socket(re.compile(r".*/socket\.io/.*"), drop_peer_candidates)
+    try:
+        cid = await start_chat(visitor_page, server.url, "Röle")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+        await admin_page.locator("[data-call-chat]").click()
+        await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "incoming")
+        await visitor_page.locator("#call-accept").click()
+        for page in (visitor_page, admin_page):
+            await expect(page.locator("#call")).to_have_attribute(
+                "data-mode", "relay", timeout=15000
+            )
+            await expect(page.locator("#call")).to_have_attribute("data-state", "active")
+        await asyncio.gather(hears(visitor_page), hears(admin_page))
+        await expect(admin_page.locator(".call__via")).to_be_visible()
+        await admin_page.locator("#call-hangup").click()
+        await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "ended")
+    finally:
+        await close_all(visitor_page, admin_page)
+
+
+async def drop_peer_candidates(ws: WebSocketRoute) -> None:
+    """Pass Socket.IO through, except what would let the two pages find each other directly."""
+    server = ws.connect_to_server()
+
+    def to_page(message: str | bytes) -> None:
+        if isinstance(message, str) and message.startswith("42/call,"):
+            event, *rest = json.loads(message[len("42/call,") :])
+            body = rest[0] if rest else None
+            if isinstance(body, dict) and body.get("from") in ("visitor", "admin"):
+                if event == "rtc:candidate":
+                    return
+                if event in ("rtc:offer", "rtc:answer"):
+                    body["sdp"] = "".join(
+                        line for line in body["sdp"].splitlines(True) if "a=candidate" not in line
+                    )
+                    message = "42/call," + json.dumps([event, body])
+        ws.send(message)
+
+    server.on_message(to_page)
+    ws.on_message(lambda message: server.send(message))

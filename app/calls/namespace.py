@@ -196,10 +196,16 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _ring(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        conv = await self._conversation(session, data.get("chat_id"))
         role = session["role"]
         video = data.get("video") is True
-        if data.get("echo") is True:
+        echo = data.get("echo") is True
+        if echo and role == "admin" and data.get("chat_id") is None:
+            # The operator's microphone test, outside any conversation.
+            call = await self.calls.start_echo(None, role, sid, video=video)
+            await self.emit("call:accepted", self.calls.accepted_payload(call, role), to=sid)
+            return {"ok": True, **call.summary(), "ice_servers": self.calls.ice_for(call, role)}
+        conv = await self._conversation(session, data.get("chat_id"))
+        if echo:
             if role == "visitor" and not conv.synthetic and self.echo_budget.hit(conv.cid):
                 raise CallError("too_many_calls")
             call = await self.calls.start_echo(conv, role, sid, video=video)

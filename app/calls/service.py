@@ -221,27 +221,34 @@ class CallService:
         log.info("call %s: %s rings in %s", call.id, role, conv.cid)
         return call
 
-    async def start_echo(self, conv: Conversation, role: str, sid: str, *, video: bool) -> Call:
-        """A call whose other party is the server's echo peer (answered at once)."""
+    async def start_echo(
+        self, conv: Conversation | None, role: str, sid: str, *, video: bool
+    ) -> Call:
+        """A call whose other party is the server's echo peer (answered at once); the operator
+        may test without a conversation."""
         if not self.conf.echo_enabled:
             raise CallError("echo_off")
-        if self.for_conversation(conv.id) is not None:
+        if sid in self.busy_sids():
+            raise CallError("already_in_call")
+        if conv is not None and self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
         if self.hub.echo_sessions >= self.hub.max_echo:
             raise CallError("relay_busy")
         call = Call(
             id=secrets.token_hex(6),
-            conversation_id=conv.id,
-            cid=conv.cid,
+            conversation_id=conv.id if conv else 0,
+            cid=conv.cid if conv else "",
             caller=role,
             video=video,
             mode=ECHO,
             state=ACTIVE,
             answered_at=time.monotonic(),
-            synthetic=conv.synthetic,
+            synthetic=conv.synthetic if conv else False,
         )
         call.sids[role] = sid
-        self._add(call)
+        self.calls[call.id] = call
+        if conv is not None:
+            self.by_conversation[conv.id] = call.id
         call.timer = asyncio.get_running_loop().create_task(
             self._end_after(call, self.conf.echo_seconds, "time_limit")
         )

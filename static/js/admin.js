@@ -89,3 +89,23 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
 });
 
 mount();
+
+// Calls: call.js (and its CSS) load on first use: a call button, the microphone test, or a
+// visitor's call (it rings here with a ringtone). Until then only this `/call` socket waits.
+const callRoot = document.getElementById("call");
+const callSocket = window.io("/call", { auth: { as: "admin" } });
+let callUI = null;
+const calls = async () => (callUI ??= (await import(callRoot.dataset.module)).attach(callSocket, callRoot));
+callSocket.on("call:incoming", async (m) => (await calls()).incoming(m));
+callSocket.on("connect", () => {
+  document.querySelectorAll("[data-call-chat]").forEach((b) => { b.disabled = false; });
+  document.getElementById("call-test").hidden = false;
+});
+document.body.addEventListener("htmx:afterSwap", () => {
+  document.querySelectorAll("[data-call-chat]").forEach((b) => { b.disabled = !callSocket.connected; });
+});
+document.body.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-call-chat]");
+  if (button) (await calls()).dial(button.dataset.callChat, { name: button.dataset.callName });
+});
+document.getElementById("call-test").addEventListener("click", async () => (await calls()).dial(null, { echo: true }));

@@ -49,3 +49,22 @@ if ("serviceWorker" in navigator) {
   const register = () => navigator.serviceWorker.register("/sw.js").catch(() => {});
   if (document.readyState === "complete") register(); else window.addEventListener("load", register);
 }
+
+// Calls: call.js (and its CSS) load on first use: the phone button, the microphone test, or a
+// call from the operator. Until then only this `/call` socket (sharing the connection) waits.
+const callRoot = document.getElementById("call");
+const callSocket = window.io("/call", { auth: { as: "visitor" } });
+let callUI = null;
+const calls = async () => (callUI ??= (await import(callRoot.dataset.module)).attach(callSocket, callRoot));
+callSocket.on("call:incoming", async (m) => (await calls()).incoming(m));
+callSocket.on("connect", () => {
+  callSocket.emit("join", { chat_id: root.dataset.chatId }, async (reply) => {
+    const ringing = reply?.call;
+    if (ringing?.state === "ringing" && ringing.from === "admin") (await calls()).incoming(ringing);
+    document.getElementById("call-test").hidden = !reply?.echo;
+  });
+});
+const phone = document.getElementById("call-button");
+phone.disabled = false;
+phone.addEventListener("click", async () => (await calls()).dial(root.dataset.chatId));
+document.getElementById("call-test").addEventListener("click", async () => (await calls()).dial(root.dataset.chatId, { echo: true }));

@@ -12,9 +12,12 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 import socket
+import struct
 import time
+import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -537,10 +540,31 @@ async (timeoutMs) => {
 CLICKED = "window.__callClickedAt = 0; document.addEventListener('click', () => { window.__callClickedAt = performance.now(); }, true);"
 
 
+def tone_wav(path: Path, hz: float = 440.0, seconds: int = 5) -> Path:
+    """A continuous tone for Chromium's fake microphone (its default beeps once a second,
+    which would blur the measured setup times by up to a second)."""
+    rate = 48_000
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(
+            b"".join(
+                struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate)))
+                for i in range(rate * seconds)
+            )
+        )
+    return path
+
+
 @pytest.fixture(scope="module")
-async def chromium(private_net: str) -> AsyncIterator[Browser]:
+async def chromium(
+    private_net: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Browser]:
+    tone = tone_wav(tmp_path_factory.mktemp("tone") / "tone.wav")
+    args = [*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"]
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CALL_CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
         yield browser
         await browser.close()
 

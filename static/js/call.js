@@ -197,18 +197,24 @@ export class CallUI {
   }
 
   async dial(chatId, { echo = false, name = "" } = {}) {
-    if (this.callId) return;
+    if (this.callId || this.dialling) return;
     this.who(name);
     this.notify("");
     this.unlockAudio();
     this.dialledAt = performance.now();
-    await this.show(echo ? "connecting" : "outgoing");
-    if (!(await this.openMic())) { this.setState("ended"); return; }
+    // The screen, the microphone and the ring go together: none waits for another.
     this.dialling = true;
-    const reply = await emitAck(this.socket, "call:ring", { chat_id: chatId, echo });
+    const [, micOk, reply] = await Promise.all([
+      this.show(echo ? "connecting" : "outgoing"),
+      this.openMic(),
+      emitAck(this.socket, "call:ring", { chat_id: chatId, echo }),
+    ]);
     this.dialling = false;
-    if (!reply.ok) {
-      this.notify(reply.message || this.text("ended:default"));
+    const early = this.early;
+    this.early = null;
+    if (!reply.ok || !micOk) {
+      if (reply.ok) emitAck(this.socket, "call:end", { call_id: reply.call_id });
+      else this.notify(reply.message || this.text("ended:default"));
       this.stopMedia();
       this.setState("ended");
       return;
@@ -216,8 +222,6 @@ export class CallUI {
     this.callId = reply.call_id;
     this.iceServers = reply.ice_servers || [];
     this.setMode(reply.mode);
-    const early = this.early;
-    this.early = null;
     if (early?.call_id === this.callId) this.accepted(early);
   }
 

@@ -1,0 +1,402 @@
+"""Call benchmarks: setup times in Chromium, and the server's CPU per relayed call.
+
+Everything runs inside a private network namespace (as root: `unshare -n`, loopback up plus
+127.0.0.2, the address WebRTC uses here), with the real server on SQLite:
+
+  setup   Chromium pages (the real call.js): click to the first remote sound, browser <-> echo
+          peer ("Test my microphone") and browser <-> browser P2P (accept click to sound on both
+          sides). The fake microphone plays a continuous tone, and a WebAudio analyser on the
+          remote <audio> stream sees its first sound.
+  relay   K calls at once through the server's relay, each between two aiortc clients (in
+          their own processes) sending tone bursts both ways: the server's CPU per relayed call
+          (psutil, whole process), and the one-way audio latency (burst sent -> burst heard,
+          one system clock) at each K.
+
+  .venv/bin/python bench/call_bench.py setup --runs 5
+  .venv/bin/python bench/call_bench.py relay --calls 1,2,4,6 --seconds 10
+  .venv/bin/python bench/call_bench.py suite          # both; results in bench/results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+
+HEAR = """
+async (timeoutMs) => {
+  const el = document.getElementById("call-remote-audio");
+  const deadline = performance.now() + timeoutMs;
+  while (!(el.srcObject && el.srcObject.getAudioTracks().length)) {
+    if (performance.now() > deadline) return null;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 256;
+  ctx.createMediaStreamSource(el.srcObject).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  while (performance.now() < deadline) {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    if (Math.sqrt(sum / buf.length) > 0.005) { ctx.close(); return performance.now(); }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  ctx.close();
+  return null;
+}
+"""
+CLICKED = (
+    "window.__clickedAt = 0; document.addEventListener('click', "
+    "() => { window.__clickedAt = performance.now(); }, true);"
+)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "n": len(values),
+        "median": round(statistics.median(ordered), 1),
+        "min": round(ordered[0], 1),
+        "max": round(ordered[-1], 1),
+    }
+
+
+# Setup times in Chromium ---------------------------------------------------------------------
+
+
+async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
+    from playwright.async_api import async_playwright, expect
+
+    from tests.support.browser import CHROMIUM
+    from tests.support.server import Server
+    from tests.test_browser import DESKTOP, PHONE, start_chat
+    from tests.test_calls import CALL_CHROMIUM_ARGS, tone_wav
+
+    server = Server(
+        database_url=f"sqlite://{workdir / 'setup.db'}",
+        workdir=workdir,
+        env_extra={"ICE_SERVERS": "none", "ECHO_PER_HOUR": "1000", "SELFTEST_SKIP": "calls"},
+    )
+    await server.start()
+    admin_token = await _admin_token(server)
+    tone = tone_wav(workdir / "tone.wav")
+    echo: list[float] = []
+    p2p: list[float] = []
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"],
+            )
+            for run in range(runs):
+                context = await browser.new_context(**PHONE)
+                await context.grant_permissions(["microphone", "camera"])
+                await context.add_init_script(CLICKED)
+                page = await context.new_page()
+                await start_chat(page, server.url, f"Echo{run}")
+                await expect(page.locator("#call-test")).to_be_visible()
+                await page.locator("#call-test").click()
+                heard = await page.evaluate(HEAR, 8000)
+                clicked = await page.evaluate("window.__clickedAt")
+                assert heard is not None, "no echo heard"
+                echo.append(heard - clicked)
+                print(f"  browser -> echo, run {run + 1}: {heard - clicked:.0f} ms", flush=True)
+                await page.locator("#call-hangup").click()
+                await context.close()
+
+                visitor_ctx = await browser.new_context(**PHONE)
+                admin_ctx = await browser.new_context(**DESKTOP)
+                for ctx in (visitor_ctx, admin_ctx):
+                    await ctx.grant_permissions(["microphone", "camera"])
+                    await ctx.add_init_script(CLICKED)
+                await admin_ctx.add_cookies(
+                    [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+                )
+                visitor = await visitor_ctx.new_page()
+                admin = await admin_ctx.new_page()
+                await start_chat(visitor, server.url, f"P2P{run}")
+                await admin.goto(server.url + "/admin")
+                await expect(visitor.locator("#call-button")).to_be_enabled()
+                await visitor.locator("#call-button").click()
+                await expect(admin.locator("#call")).to_have_attribute("data-state", "incoming")
+                await admin.locator("#call-accept").click()
+                heard_v, heard_a = await asyncio.gather(
+                    visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
+                )
+                accepted = await admin.evaluate("window.__clickedAt")
+                # Two pages, two clocks: the visitor's time is moved onto the admin's clock
+                # through each page's performance.timeOrigin.
+                v_origin = await visitor.evaluate("performance.timeOrigin")
+                a_origin = await admin.evaluate("performance.timeOrigin")
+                assert heard_v is not None and heard_a is not None, "P2P: no sound"
+                both = max(heard_a, heard_v + v_origin - a_origin)
+                p2p.append(both - accepted)
+                mode = await admin.locator("#call").get_attribute("data-mode")
+                print(
+                    f"  browser <-> browser ({mode}), run {run + 1}: {both - accepted:.0f} ms",
+                    flush=True,
+                )
+                await visitor.locator("#call-hangup").click()
+                await visitor_ctx.close()
+                await admin_ctx.close()
+            await browser.close()
+    finally:
+        server.stop()
+    return {"echo_ms": summary(echo), "p2p_ms": summary(p2p), "runs": runs}
+
+
+async def _admin_token(server: Any) -> str:
+    from tests.support.clients import admin_login
+
+    return await admin_login(server)
+
+
+# Relay CPU and latency -----------------------------------------------------------------------
+
+
+async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[str, Any]:
+    import psutil
+
+    from tests.support.clients import start_visitor
+    from tests.support.server import Server
+
+    server = Server(
+        database_url=f"sqlite://{workdir / 'relay.db'}",
+        workdir=workdir,
+        env_extra={
+            "CALL_FORCE_RELAY": "1",
+            "CALL_RELAY_MAX": str(max(counts)),
+            "ICE_SERVERS": "none",
+            "SELFTEST_SKIP": "calls",
+        },
+    )
+    await server.start()
+    admin_token = await _admin_token(server)
+    assert server.proc is not None
+    # Hypercorn runs the app in a worker process: count the whole tree.
+    root = psutil.Process(server.proc.pid)
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    ctx = mp.get_context("spawn")
+    steps = []
+    try:
+        idle0 = cpu_seconds()
+        await asyncio.sleep(3)
+        idle_cpu = (cpu_seconds() - idle0) / 3
+        for count in counts:
+            visitors = [await start_visitor(server.url, f"R{count}x{i}") for i in range(count)]
+            out = ctx.Queue()
+            talk = seconds + 8
+            procs = [
+                ctx.Process(
+                    target=_whole_call,
+                    args=(server.url, token, cid, admin_token, talk, out),
+                    daemon=True,
+                )
+                for token, cid in visitors
+            ]
+            for p in procs:
+                p.start()
+            await asyncio.sleep(6)  # processes start, ring, answer and connect
+            before = cpu_seconds()
+            started = time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu = (cpu_seconds() - before) / (time.monotonic() - started)
+            results = []
+            for _ in procs:
+                try:
+                    results.append(await asyncio.to_thread(out.get, True, talk + 30))
+                except Exception:
+                    break
+            for p in procs:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+            latencies = [x for pair in results for x in pair["latencies"]]
+            rates = [f / talk for pair in results for f in pair["frames"]]
+            errors = [pair["error"] for pair in results if pair.get("error")]
+            step = {
+                "calls": count,
+                "errors": errors[:3],
+                "calls_connected": sum(1 for pair in results if pair["frames"]),
+                "server_cpu_core_fraction": round(cpu, 3),
+                "cpu_per_call": round((cpu - idle_cpu) / count, 4),
+                "frames_per_side_per_s_min": round(min(rates), 1) if rates else 0,
+                "latency_ms": summary([x * 1000 for x in latencies]) if latencies else None,
+            }
+            steps.append(step)
+            print(f"  relay {json.dumps(step)}", flush=True)
+    finally:
+        server.stop()
+    per_call = [s["cpu_per_call"] for s in steps if s["cpu_per_call"] > 0]
+    best = statistics.median(per_call) if per_call else None
+    return {
+        "idle_cpu": round(idle_cpu, 4),
+        "steps": steps,
+        "calls_per_core_estimate": round(1 / best, 1) if best else None,
+    }
+
+
+def _whole_call(
+    base_url: str, token: str, cid: str, admin_token: str, seconds: float, out: Any
+) -> None:
+    """One relayed call, both parties in this process (their CPU is not the server's)."""
+    try:
+        result = asyncio.run(_whole_call_async(base_url, token, cid, admin_token, seconds))
+    except Exception as exc:
+        result = {"frames": [], "latencies": [], "error": repr(exc)}
+    out.put(result)
+
+
+async def _whole_call_async(
+    base_url: str, token: str, cid: str, admin_token: str, seconds: float
+) -> dict[str, Any]:
+    """Ring, answer and talk: tone bursts both ways through the relay."""
+    from tests.support.calls import call_peer
+
+    visitor = await call_peer(base_url, "visitor", token)
+    admin = await call_peer(base_url, "admin", admin_token)
+    try:
+        ring = await visitor.call("call:ring", {"chat_id": cid})
+        assert ring.get("ok"), ring
+        await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"], 15)
+        accepted = await admin.call("call:accept", {"call_id": ring["call_id"]})
+        assert accepted.get("ok") and accepted["mode"] == "relay", accepted
+        a, b = await asyncio.gather(
+            _side(visitor, ring["call_id"], 880.0, 660.0, seconds),
+            _side(admin, ring["call_id"], 660.0, 880.0, seconds),
+        )
+        await visitor.call("call:end", {"call_id": ring["call_id"]})
+    finally:
+        await visitor.close()
+        await admin.close()
+    latencies = _match(a["sent"], b["heard"]) + _match(b["sent"], a["heard"])
+    return {"frames": [a["frames"], b["frames"]], "latencies": latencies}
+
+
+async def _side(
+    peer: Any, call_id: str, send_hz: float, hear_hz: float, seconds: float
+) -> dict[str, Any]:
+    """One party: 200 ms tone bursts every second out; the other party's bursts heard in."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from av import AudioFrame
+
+    from media_relay.tone import ToneTrack, tone_ratio
+
+    class Bursts(ToneTrack):
+        def __init__(self) -> None:
+            super().__init__(send_hz)
+            self.onsets: list[float] = []
+
+        async def recv(self) -> AudioFrame:
+            frame = await super().recv()
+            position = (self._sent // 960) % 50
+            if position == 1:
+                self.onsets.append(time.monotonic())
+            if position > 10:
+                frame.planes[0].update(bytes(frame.planes[0].buffer_size))
+            return frame
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    bursts = Bursts()
+    pc.addTrack(bursts)
+    remote: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    pc.on("track", lambda t: remote.done() or remote.set_result(t))
+    await pc.setLocalDescription(await pc.createOffer())
+    await peer.call(
+        "rtc:offer", {"call_id": call_id, "type": "offer", "sdp": pc.localDescription.sdp}
+    )
+    answer = await peer.wait_for("rtc:answer", timeout=15)
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    track = await asyncio.wait_for(remote, 15)
+    heard: list[float] = []
+    frames = 0
+    loud = False
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frame = await asyncio.wait_for(track.recv(), 5)
+        frames += 1
+        is_loud = tone_ratio(frame, hear_hz) > 0.5
+        if is_loud and not loud:
+            heard.append(time.monotonic())
+        loud = is_loud
+    bursts.stop()
+    await pc.close()
+    return {"sent": bursts.onsets, "heard": heard, "frames": frames}
+
+
+def _match(sent: list[float], heard: list[float]) -> list[float]:
+    """Pair each heard burst with the latest burst sent before it (bursts are 1 s apart)."""
+    out = []
+    for h in heard:
+        before = [s for s in sent if s <= h]
+        if before and h - before[-1] < 0.9:
+            out.append(h - before[-1])
+    return out
+
+
+# Entry ---------------------------------------------------------------------------------------
+
+
+def save(kind: str, result: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(result, indent=2)
+    (RESULTS / f"{stamp}-calls-{kind}.json").write_text(text)
+    (RESULTS / f"latest-calls-{kind}.json").write_text(text)
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("command", choices=["setup", "relay", "suite"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calls", default="1,2,4,6")
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+
+    from tests.support import netns
+
+    why = netns.unavailable()
+    if why:
+        sys.exit(why)
+    with netns.private_network(), tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        result: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "cores": mp.cpu_count()}
+        if args.command in ("setup", "suite"):
+            result["setup"] = asyncio.run(bench_setup(args.runs, workdir))
+        if args.command in ("relay", "suite"):
+            counts = [int(c) for c in args.calls.split(",")]
+            result["relay"] = asyncio.run(bench_relay(counts, args.seconds, workdir))
+        save(args.command, result)
+
+
+if __name__ == "__main__":
+    main()

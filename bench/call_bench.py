@@ -253,6 +253,8 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
             print(f"  relay {json.dumps(step)}", flush=True)
     finally:
         server.stop()
+        if any(step["errors"] for step in steps):
+            print("\n".join(line for line in server.log().splitlines() if "call" in line)[-3000:])
     per_call = [s["cpu_per_call"] for s in steps if s["cpu_per_call"] > 0]
     best = statistics.median(per_call) if per_call else None
     return {
@@ -287,11 +289,16 @@ async def _whole_call_async(
         await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"], 15)
         accepted = await admin.call("call:accept", {"call_id": ring["call_id"]})
         assert accepted.get("ok") and accepted["mode"] == "relay", accepted
+        # Both sides stop listening at the same moment, then hang up, then close.
+        until = time.monotonic() + seconds
         a, b = await asyncio.gather(
-            _side(visitor, ring["call_id"], 880.0, 660.0, seconds),
-            _side(admin, ring["call_id"], 660.0, 880.0, seconds),
+            _side(visitor, ring["call_id"], 880.0, 660.0, until),
+            _side(admin, ring["call_id"], 660.0, 880.0, until),
         )
         await visitor.call("call:end", {"call_id": ring["call_id"]})
+        for side in (a, b):
+            side["tone"].stop()
+            await side.pop("pc").close()
     finally:
         await visitor.close()
         await admin.close()
@@ -300,7 +307,7 @@ async def _whole_call_async(
 
 
 async def _side(
-    peer: Any, call_id: str, send_hz: float, hear_hz: float, seconds: float
+    peer: Any, call_id: str, send_hz: float, hear_hz: float, until: float
 ) -> dict[str, Any]:
     """One party: 200 ms tone bursts every second out; the other party's bursts heard in."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -337,17 +344,14 @@ async def _side(
     heard: list[float] = []
     frames = 0
     loud = False
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < until:
         frame = await asyncio.wait_for(track.recv(), 5)
         frames += 1
         is_loud = tone_ratio(frame, hear_hz) > 0.5
         if is_loud and not loud:
             heard.append(time.monotonic())
         loud = is_loud
-    bursts.stop()
-    await pc.close()
-    return {"sent": bursts.onsets, "heard": heard, "frames": frames}
+    return {"sent": bursts.onsets, "heard": heard, "frames": frames, "pc": pc, "tone": bursts}
 
 
 def _match(sent: list[float], heard: list[float]) -> list[float]:

@@ -26,7 +26,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
-from av import AudioFrame
+from av import AudioFrame, Packet
 
 log = logging.getLogger("media_relay")
 
@@ -62,8 +62,90 @@ class LegClosed:
     reason: str
 
 
+OPUS_RATE = 48_000
+OPUS_BASE = fractions.Fraction(1, OPUS_RATE)
+PACKET_QUEUE = 50  # one second of 20 ms packets; older ones are dropped when a reader lags
+
+
+class PacketTrack(MediaStreamTrack):
+    """A received Opus track as encoded packets (no decoding), for one reader."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: asyncio.Queue[Packet[Any] | None] = asyncio.Queue(PACKET_QUEUE)
+
+    def push(self, data: bytes | None, timestamp: int = 0) -> None:
+        if data is None:
+            item = None
+        else:
+            item = Packet(data)
+            item.pts = timestamp
+            item.time_base = OPUS_BASE
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(item)
+
+    async def recv(self) -> Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        item = await self._queue.get()
+        if item is None:
+            self.stop()
+            raise MediaStreamError
+        return item
+
+
+class _OpusTap:
+    """Stands in for a receiver's decoder queue: Opus frames go to a PacketTrack undecoded.
+
+    aiortc decodes every received frame (and a relay would encode it again): forwarding the
+    Opus packets instead costs a fraction of that. Anything else (another codec, the end
+    marker) still reaches the decoder thread, which keeps its own reference to the real queue.
+    """
+
+    def __init__(self, decoder_queue: Any, track: PacketTrack) -> None:
+        self.decoder_queue = decoder_queue
+        self.track = track
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """The decoder thread, when it starts after the tap is in place, reads the real queue."""
+        return self.decoder_queue.get(*args, **kwargs)
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self.track.push(None)
+            self.decoder_queue.put(None)
+            return
+        codec, frame = item
+        if getattr(codec, "name", "").lower() == "opus":
+            self.track.push(frame.data, frame.timestamp)
+        else:
+            self.decoder_queue.put(item)
+
+
+def tap_opus(pc: RTCPeerConnection, track: MediaStreamTrack) -> PacketTrack | None:
+    """The encoded packets of a received audio track, or None where aiortc does not allow it."""
+    for receiver in pc.getReceivers():
+        if receiver.track is not track:
+            continue
+        name = "_RTCRtpReceiver__decoder_queue"
+        original = getattr(receiver, name, None)
+        if original is None or not hasattr(original, "put"):
+            return None
+        packets = PacketTrack()
+        setattr(receiver, name, _OpusTap(original, packets))
+        return packets
+    return None
+
+
 class ForwardTrack(MediaStreamTrack):
-    """An outgoing track that plays another leg's incoming track once it exists."""
+    """An outgoing track that plays another leg's incoming track once it exists.
+
+    Its timestamps run on without a jump when it switches from silence to the other party (or
+    back): a receiver drops audio whose RTP timestamps go backwards.
+    """
 
     def __init__(self, kind: str) -> None:
         super().__init__()
@@ -72,6 +154,8 @@ class ForwardTrack(MediaStreamTrack):
         self._attached = asyncio.Event()
         self._start: float | None = None
         self._silence_pts = 0
+        self._out_pts = 0
+        self._last_source_pts: int | None = None
 
     def attach(self, source: MediaStreamTrack) -> None:
         self._source = source
@@ -84,17 +168,37 @@ class ForwardTrack(MediaStreamTrack):
             source = self._source
             if source is not None:
                 try:
-                    return await source.recv()
+                    item = await source.recv()
                 except MediaStreamError:
                     # The other party left (or renegotiates): fall back to silence.
                     if self._source is source:
                         self._source = None
                         self._attached.clear()
+                        self._last_source_pts = None
                     continue
+                if self.kind == "audio":
+                    self._retime(item)
+                return item
             if self.kind != "audio":
                 await self._attached.wait()
                 continue
-            return await self._silence()
+            frame = await self._silence()
+            self._retime(frame, own=True)
+            return frame
+
+    def _retime(self, item: Any, own: bool = False) -> None:
+        """Give audio one continuous 48 kHz timeline, keeping the source's own gaps."""
+        step = SILENCE_SAMPLES
+        if not own and item.pts is not None:
+            pts = int(item.pts * item.time_base * OPUS_RATE)
+            if self._last_source_pts is not None and 0 < pts - self._last_source_pts < OPUS_RATE:
+                step = pts - self._last_source_pts
+            self._last_source_pts = pts
+        else:
+            self._last_source_pts = None
+        self._out_pts += step
+        item.pts = self._out_pts
+        item.time_base = OPUS_BASE
 
     async def _silence(self) -> AudioFrame:
         now = time.monotonic()
@@ -121,6 +225,7 @@ class _Leg:
     pc: RTCPeerConnection
     described: bool = False
     pending: list[dict[str, Any] | None] = field(default_factory=list)
+    # Received tracks by kind: audio as undecoded Opus packets where possible.
     incoming: dict[str, MediaStreamTrack] = field(default_factory=dict)
     outgoing: dict[str, ForwardTrack] = field(default_factory=dict)
     watchdog: asyncio.Task[None] | None = None
@@ -149,6 +254,7 @@ class MediaHub:
         self._relayed: set[str] = set()
         self._relay = MediaRelay()
         self.answered = 0
+        self.passthrough = 0
 
     # Capacity ---------------------------------------------------------------------------------
 
@@ -281,9 +387,19 @@ class MediaHub:
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind not in ("audio", "video"):
                 return
-            leg.incoming[track.kind] = track
+            packets = tap_opus(pc, track) if track.kind == "audio" else None
+            if packets is not None:
+                self.passthrough += 1
+            source: MediaStreamTrack = packets or track
+            leg.incoming[track.kind] = source
             if leg.mode == ECHO:
-                pc.addTrack(self._relay.subscribe(track))
+                if packets is not None:
+                    echo = ForwardTrack("audio")
+                    echo.attach(packets)
+                    leg.outgoing["audio"] = echo
+                    pc.addTrack(echo)
+                else:
+                    pc.addTrack(self._relay.subscribe(track))
                 return
             outgoing = ForwardTrack(track.kind)
             leg.outgoing[track.kind] = outgoing
@@ -292,9 +408,9 @@ class MediaHub:
             if other is not None:
                 # Each side hears the other: wire both directions that now exist.
                 if track.kind in other.outgoing:
-                    other.outgoing[track.kind].attach(self._relay.subscribe(track))
+                    other.outgoing[track.kind].attach(self._reader(source))
                 if track.kind in other.incoming:
-                    outgoing.attach(self._relay.subscribe(other.incoming[track.kind]))
+                    outgoing.attach(self._reader(other.incoming[track.kind]))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -312,6 +428,10 @@ class MediaHub:
                 "leg %s/%s did not connect in %.0f s", leg.call_id, leg.side, self.connect_timeout
             )
             await self._close_leg(leg, "ice timeout")
+
+    def _reader(self, source: MediaStreamTrack) -> MediaStreamTrack:
+        """Packet tracks have one reader (the other leg); decoded ones go through MediaRelay."""
+        return source if isinstance(source, PacketTrack) else self._relay.subscribe(source)
 
     # Teardown ---------------------------------------------------------------------------------
 

@@ -204,9 +204,10 @@ export class CallUI {
     this.dialledAt = performance.now();
     // The screen, the microphone and the ring go together: none waits for another.
     this.dialling = true;
+    this.micReady = this.openMic();
     const [, micOk, reply] = await Promise.all([
       this.show(echo ? "connecting" : "outgoing"),
-      this.openMic(),
+      this.micReady,
       emitAck(this.socket, "call:ring", { chat_id: chatId, echo }),
     ]);
     this.dialling = false;
@@ -239,9 +240,14 @@ export class CallUI {
     this.unlockAudio();
     this.dialledAt = performance.now();
     this.setState("connecting");
-    if (!(await this.openMic())) { await this.decline(); return; }
-    const reply = await emitAck(this.socket, "call:accept", { call_id: this.callId });
-    if (!reply.ok) { this.notify(reply.message); this.finish(); }
+    // The answer goes out while the microphone opens: the offer waits for it (micReady).
+    this.micReady = this.openMic();
+    const [reply, micOk] = await Promise.all([
+      emitAck(this.socket, "call:accept", { call_id: this.callId }),
+      this.micReady,
+    ]);
+    if (!reply.ok) { this.notify(reply.message); this.finish(); return; }
+    if (!micOk) await this.hangUp();
   }
 
   async decline() {
@@ -315,7 +321,6 @@ export class CallUI {
       this.pc.close();
     }
     this.pc = null;
-    this.pendingCandidates = [];
     // The next connection's tracks get a stream of their own (a dead P2P track must not stay).
     this.remoteStream = null;
   }
@@ -343,6 +348,7 @@ export class CallUI {
   }
 
   async startPeer({ toServer }) {
+    if (!(await this.micReady)) return;
     const pc = this.newPeer({ toServer });
     await pc.setLocalDescription(await pc.createOffer());
     const reply = await emitAck(this.socket, "rtc:offer", { call_id: this.callId, type: "offer", sdp: pc.localDescription.sdp });
@@ -350,7 +356,7 @@ export class CallUI {
   }
 
   async gotOffer(m) {
-    if (this.mode !== "p2p") return;
+    if (this.mode !== "p2p" || !(await this.micReady)) return;
     const pc = this.newPeer({ toServer: false });
     await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
     await this.flushCandidates();
@@ -365,8 +371,9 @@ export class CallUI {
   }
 
   async gotCandidate(candidate) {
-    if (!this.pc || this.toServer) return;
-    if (!this.pc.remoteDescription) { this.pendingCandidates.push(candidate); return; }
+    if (this.mode !== "p2p") return;
+    // Until our P2P connection has the other side's description, candidates wait.
+    if (!this.pc || this.toServer || !this.pc.remoteDescription) { this.pendingCandidates.push(candidate); return; }
     try { await this.pc.addIceCandidate(candidate || null); } catch { /* a stale candidate */ }
   }
 
@@ -421,6 +428,7 @@ export class CallUI {
 
   toRelay(m) {
     if (this.mode === "relay") return;
+    this.pendingCandidates = [];
     this.iceServers = m.ice_servers || this.iceServers;
     this.setMode("relay");
     this.startPeer({ toServer: true });

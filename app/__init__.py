@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import os
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -26,12 +27,25 @@ from app.core.clock import Clock, RealClock
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
-from app.serving import websocket_compression
+from app.serving import ExitOnFailedStart, websocket_compression
 from app.telegram import bridge as telegram
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def site_root() -> Path:
+    """Where templates/, partials/ and static/ are: beside the package in a source checkout
+    (or an editable install), else SOHBET_ROOT, else the working directory (the Docker
+    image installs the package and keeps those folders in its WORKDIR)."""
+    for candidate in (PACKAGE.parent, Path(os.environ.get("SOHBET_ROOT", ".")).resolve()):
+        if (candidate / "templates").is_dir():
+            return candidate
+    raise RuntimeError(
+        f"templates/ not found beside {PACKAGE} nor in SOHBET_ROOT or the working directory"
+    )
+
 log = logging.getLogger("sohbet")
 
 
@@ -69,12 +83,13 @@ def create_app(
     `clock` lets a test run background workers on simulated time.
     """
     settings = load_settings(test_config)
+    root = site_root()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
     app = Quart(
-        __name__, static_folder=str(ROOT / "static"), template_folder=str(ROOT / "templates")
+        __name__, static_folder=str(root / "static"), template_folder=str(root / "templates")
     )
     app.config["SOHBET"] = settings
     # First: every other long-lived resource (the Telegram bridge...) needs the database up.
@@ -85,18 +100,18 @@ def create_app(
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None
     app.jinja_loader = ChoiceLoader(
         [
-            FileSystemLoader(str(ROOT / "templates")),
-            PrefixLoader({"partials": FileSystemLoader(str(ROOT / "partials"))}),
+            FileSystemLoader(str(root / "templates")),
+            PrefixLoader({"partials": FileSystemLoader(str(root / "partials"))}),
         ]
     )
 
-    load_catalogs(ROOT / "app" / "translations")
+    load_catalogs(PACKAGE / "translations")
     env = app.jinja_env
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(
-        asset=_asset_url_factory(ROOT / "static"),
-        inline_svg=_inline_svg_factory(ROOT / "static"),
+        asset=_asset_url_factory(root / "static"),
+        inline_svg=_inline_svg_factory(root / "static"),
         settings=settings,
         current_locale=current_locale,
         sort_key=sort_key,
@@ -143,4 +158,4 @@ def create_app(
 def asgi_app(app: Quart) -> socketio.ASGIApp:
     """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
     websocket_compression(app.config["SOHBET"].ws_compression)
-    return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=app)
+    return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=ExitOnFailedStart(app))

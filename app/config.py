@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -101,6 +102,15 @@ class Settings:
     cookie_secure: bool = False
     public_url: str = ""
     ws_compression: bool = False
+    # CSP frame-ancestors: who may put the pages in a frame ('none': nobody).
+    frame_ancestors: str = "'none'"
+    # Peers whose X-Forwarded-For is believed (a reverse proxy); everyone else's is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    # Budgets per client: new conversations per address per hour, visitor messages per minute.
+    conversations_per_hour: int = 10
+    messages_per_minute: int = 30
+    # With several processes, one holds the Telegram lease (outbox, inbox, polling) at a time.
+    leader_lease_seconds: int = 15
     telegram: TelegramSettings | None = None
     media: MediaSettings = field(default_factory=MediaSettings)
     calls: CallSettings = field(default_factory=CallSettings)
@@ -189,10 +199,41 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     if outbox_max_age < 1 or stuck_attempts < 1:
         raise ConfigError("SELFTEST_OUTBOX_MAX_AGE and REPAIR_STUCK_ATTEMPTS must be at least 1")
 
+    proxies = tuple(p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ip_network(proxy, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"TRUSTED_PROXIES must list IP addresses or networks, got {proxy!r}"
+            ) from exc
+    frame_ancestors = env.get("FRAME_ANCESTORS", "").strip() or "'none'"
+    if not _FRAME_ANCESTORS.match(frame_ancestors):
+        raise ConfigError(
+            "FRAME_ANCESTORS must be 'none', 'self' or origins separated by spaces, "
+            f"got {frame_ancestors!r}"
+        )
+    budgets = {
+        name: integer(name, default)
+        for name, default in (
+            ("CONVERSATIONS_PER_HOUR", 10),
+            ("MESSAGES_PER_MINUTE", 30),
+            ("LEADER_LEASE_SECONDS", 15),
+        )
+    }
+    for name, value in budgets.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+
     return Settings(
         telegram=_telegram(env, integer),
         media=_media(env, integer),
         calls=_calls(env, integer),
+        frame_ancestors=frame_ancestors,
+        trusted_proxies=proxies,
+        conversations_per_hour=budgets["CONVERSATIONS_PER_HOUR"],
+        messages_per_minute=budgets["MESSAGES_PER_MINUTE"],
+        leader_lease_seconds=budgets["LEADER_LEASE_SECONDS"],
         selftest_url=selftest_url,
         selftest_history=selftest_history,
         selftest_skip=tuple(
@@ -270,6 +311,10 @@ def _calls(env: Mapping[str, str], integer: Callable[[str, int], int]) -> CallSe
     return calls
 
 
+# Keywords or origins only: a CSP directive must not be able to smuggle in another one.
+_FRAME_ANCESTORS = re.compile(
+    r"^('none'|'self'|https?://[A-Za-z0-9.*:-]+)( ('self'|https?://[A-Za-z0-9.*:-]+))*$"
+)
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 
 

@@ -62,6 +62,14 @@ ERRORS: dict[str, str] = {
     "handoff_expired": N_(
         "This link has expired or was already used. Ask for a new one on the other device."
     ),
+    "too_many_messages": N_(
+        "You are sending too fast. Your message goes out in %(seconds)s seconds."
+    ),
+    "too_many_conversations": N_(
+        "Too many new conversations from this connection. Try again in %(minutes)s minutes."
+    ),
+    "blocked": N_("You can no longer send messages in this chat."),
+    "blocked_address": N_("New conversations cannot be started from this connection."),
 }
 
 

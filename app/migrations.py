@@ -201,6 +201,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        6,
+        "security: client address hash, visitor blocks, leadership leases",
+        (
+            """ALTER TABLE "conversation"
+                ADD COLUMN "client_hash" VARCHAR(64) NOT NULL DEFAULT ''""",
+            'ALTER TABLE "conversation" ADD COLUMN "blocked_at" {ts}',
+            """CREATE INDEX "idx_conversation_client"
+                ON "conversation" ("client_hash", "created_at")""",
+            """CREATE TABLE "visitor_block" (
+                "client_hash" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "conversation_id" BIGINT,
+                "created_at" {ts} NOT NULL
+            )""",
+            """CREATE TABLE "lease" (
+                "name" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "holder" VARCHAR(128) NOT NULL,
+                "expires_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -31,6 +31,10 @@ class Conversation(Model):
     visitor_seen_seq = fields.IntField(default=0)
     admin_delivered_seq = fields.IntField(default=0)
     admin_seen_seq = fields.IntField(default=0)
+    # Keyed hash of the address that started it: the per-address budget and blocks use it.
+    client_hash = fields.CharField(max_length=64, default="")
+    # Blocked by the operator: the visitor can read but no longer write.
+    blocked_at = fields.DatetimeField(null=True)
 
     messages: fields.ReverseRelation[Message]
 
@@ -98,6 +102,28 @@ class LoginCode(Model):
 
     class Meta:
         table = "login_code"
+
+
+class VisitorBlock(Model):
+    """An address the operator blocked: no new conversation starts from it."""
+
+    client_hash = fields.CharField(max_length=64, primary_key=True)
+    conversation_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "visitor_block"
+
+
+class Lease(Model):
+    """A named leadership lease (app/core/lease.py): one holder process at a time."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    holder = fields.CharField(max_length=128)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "lease"
 
 
 class TgOutbox(Model):

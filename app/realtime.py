@@ -19,23 +19,53 @@ log = logging.getLogger("sohbet.realtime")
 MAX_PACKET_BYTES = 64 * 1024
 
 
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """A Socket.IO server that drops a connection sending a packet it cannot decode.
+
+    python-socketio parses packets with `json.loads` outside any handler: a payload nested a
+    few thousand deep raises RecursionError, broken JSON a ValueError, and each one was logged
+    with a full traceback while the sender stayed connected to try again.
+    """
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, RecursionError) as exc:
+            log.warning("undecodable Socket.IO packet (%s): connection dropped", type(exc).__name__)
+            await self.eio.disconnect(eio_sid)
+
+
 def create_sio(settings: Settings) -> socketio.AsyncServer:
     """Build the Socket.IO server; with REDIS_URL, rooms are shared by every process via Redis."""
     manager = None
     if settings.redis_url:
         manager = socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
-    # None means same-origin only; an empty list would switch the origin check off.
-    origins: list[str] | None = list(settings.allowed_origins) or None
-    return socketio.AsyncServer(
+
+    def handshake_origin(origin: str | None, environ: dict[str, Any]) -> bool:
+        # A refused origin gets no socket, whatever cookies it carries. engine.io also asks
+        # without an Origin (for its CORS headers): then there is nothing to allow.
+        if origin is None:
+            return False
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin_allowed(origin, own, settings)
+
+    return GuardedServer(
         async_mode="asgi",
         client_manager=manager,
-        cors_allowed_origins=origins,
+        # A callable, never "*" or []: both of those switch engine.io's origin check off.
+        cors_allowed_origins=handshake_origin,
         max_http_buffer_size=MAX_PACKET_BYTES,
         ping_interval=20,
         ping_timeout=20,
         logger=False,
         engineio_logger=False,
     )
+
+
+def origin_allowed(origin: str, own: str, settings: Settings) -> bool:
+    """Same origin as the request, or on ALLOWED_ORIGINS."""
+    origin = origin.rstrip("/")
+    return origin == own or origin in settings.allowed_origins
 
 
 def cookies_of(environ: dict[str, Any]) -> dict[str, str]:

@@ -12,16 +12,18 @@ from werkzeug.exceptions import HTTPException
 from app.admin.auth import AdminAuth, SessionInfo
 from app.chat.service import ChatService
 from app.config import Settings
+from app.core.clientaddr import client_ip
 from app.core.security import same
 from app.errors import Forbidden, SohbetError
 from app.i18n import error_text, negotiate, set_locale
+from app.realtime import origin_allowed
 
 LANG_COOKIE = "sohbet_lang"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
 )
 
 
@@ -51,7 +53,11 @@ def is_htmx() -> bool:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The client's address (X-Forwarded-For counts only from a TRUSTED_PROXIES peer)."""
+    settings: Settings = current_app.config["SOHBET"]
+    return client_ip(
+        request.remote_addr, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
+    )
 
 
 def check_csrf(expected: str, form: dict[str, Any] | None = None) -> None:
@@ -75,18 +81,30 @@ def init_app(app: Quart) -> None:
         set_locale(locale)
         g.locale = locale
 
+    settings: Settings = app.config["SOHBET"]
+    csp = CSP.format(frame_ancestors=settings.frame_ancestors)
+
     @app.before_request
-    async def same_origin_writes() -> None:
+    async def same_origin_writes() -> Response | None:
         # A browser always sends Origin on cross-site POSTs: refuse those not on the allow-list.
-        if request.method in {"GET", "HEAD", "OPTIONS"}:
-            return
         origin = request.headers.get("Origin")
-        if origin is None:
-            return
-        settings: Settings = app.config["SOHBET"]
-        own = f"{request.scheme}://{request.host}"
-        if origin != own and origin.rstrip("/") not in settings.allowed_origins:
+        if request.method == "OPTIONS" and origin is not None:
+            return _preflight(origin)
+        if request.method in {"GET", "HEAD", "OPTIONS"} or origin is None:
+            return None
+        if not origin_allowed(origin, f"{request.scheme}://{request.host}", settings):
             raise Forbidden("forbidden")
+        return None
+
+    def _preflight(origin: str) -> Response:
+        response = Response("", 204)
+        if origin_allowed(origin, f"{request.scheme}://{request.host}", settings):
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Content-Type, X-CSRF-Token, HX-Request, HX-Target, HX-Current-URL, HX-Trigger"
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response
 
     @app.errorhandler(SohbetError)
     async def domain_error(exc: SohbetError) -> tuple[str, int]:
@@ -105,7 +123,13 @@ def init_app(app: Quart) -> None:
 
     @app.after_request
     async def security_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        # CORS: only origins on ALLOWED_ORIGINS may read answers (with their cookies).
+        origin = request.headers.get("Origin")
+        response.vary.add("Origin")
+        if origin is not None and origin.rstrip("/") in settings.allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":

@@ -115,6 +115,9 @@ def start_server(
             SECRET_KEY="x",
             ADMIN_PASSWORD=ADMIN_PASSWORD,
             SOHBET_ENV_FILE="/nonexistent",
+            # Load clients all come from 127.0.0.1 and send far faster than a person.
+            CONVERSATIONS_PER_HOUR="1000000",
+            MESSAGES_PER_MINUTE="1000000",
         )
         cmd = [
             str(ROOT / ".venv" / "bin" / "python"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tortoise.expressions import F
@@ -50,6 +50,7 @@ class LogDelivery:
 class SessionInfo:
     token_hash: str
     csrf_token: str
+    expires_at: datetime
 
 
 class AdminAuth:
@@ -133,7 +134,7 @@ class AdminAuth:
         row = await AdminSession.get_or_none(token_hash=token_hash(token))
         if row is None or row.expires_at <= utcnow():
             return None
-        return SessionInfo(row.token_hash, row.csrf_token)
+        return SessionInfo(row.token_hash, row.csrf_token, row.expires_at)
 
     async def end_session(self, token: str | None) -> None:
         """Log out: the session row is deleted, so the cookie is worthless even if kept."""

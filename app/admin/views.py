@@ -332,3 +332,26 @@ async def transcript_pdf(cid: str) -> Response:
             "Cache-Control": "no-store",
         },
     )
+
+
+@bp.post("/c/<cid>/block")
+@operator_required
+async def block(cid: str) -> str:
+    """Block the visitor: no more messages from them, no new conversation from their address."""
+    return await _set_blocked(cid, True)
+
+
+@bp.post("/c/<cid>/unblock")
+@operator_required
+async def unblock(cid: str) -> str:
+    """Lift a block."""
+    return await _set_blocked(cid, False)
+
+
+async def _set_blocked(cid: str, blocked: bool) -> str:
+    svc = services()
+    _csrf(dict(await request.form))
+    conv = await svc.chat.by_cid(cid)
+    await svc.chat.set_blocked(conv, blocked)
+    context = await _pane_context(cid)
+    return await render_template("partials/admin/conversation.html", **context)

@@ -27,7 +27,7 @@ from app.calls.service import (
     CallService,
     visitor_room,
 )
-from app.chat.namespace import VISITOR_COOKIE
+from app.chat.namespace import visitor_cookie
 from app.core.ratelimit import SlidingWindow
 from app.errors import NotFound, SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale
@@ -151,7 +151,7 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 await self.enter_room(sid, ADMINS)
                 return
         if wanted != "admin":
-            conv = await self.chat.by_token(cookies.get(VISITOR_COOKIE))
+            conv = await self.chat.by_token(cookies.get(visitor_cookie(self.chat.settings)))
             if conv is not None:
                 await self.save_session(
                     sid,

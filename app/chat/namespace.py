@@ -22,15 +22,24 @@ from app.chat.service import (
     other_role,
     visitor_room,
 )
-from app.errors import Forbidden, InvalidInput, NotFound, SohbetError
+from app.config import Settings
+from app.errors import Forbidden, InvalidInput, NotFound, SohbetError, TooMany
 from app.i18n import error_text, using_locale
 from app.models import Conversation
 from app.realtime import cookies_of
+from app.timefmt import utcnow
 
 log = logging.getLogger("sohbet.chat.socket")
 
 VISITOR_COOKIE = "sohbet_visitor"
 MEDIA_KINDS = ("photo", "voice", "audio")
+
+
+def visitor_cookie(settings: Settings) -> str:
+    """The visitor cookie's name: `__Host-` pins it to this host and path / over HTTPS."""
+    return f"__Host-{VISITOR_COOKIE}" if settings.cookie_secure else VISITOR_COOKIE
+
+
 Handler = Callable[..., Awaitable[dict[str, Any]]]
 
 
@@ -65,14 +74,20 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = await self._session(sid)
         locale = session.get("locale", self.chat.settings.default_locale)
         try:
+            if session.get("role") == "admin" and session["expires_at"] <= utcnow():
+                # The operator's session ran out while this socket was open: sign in again.
+                await self.disconnect(sid)
+                raise Forbidden("unauthorized")
             return await handler(sid, session, _payload(data))
         except SohbetError as exc:
             with using_locale(locale):
-                reply = {
+                reply: dict[str, Any] = {
                     "ok": False,
                     "error": exc.code,
                     "message": error_text(exc.code, exc.params),
                 }
+            if isinstance(exc, TooMany) and "seconds" in exc.params:
+                reply["retry_after"] = exc.params["seconds"]
             await self.emit("chat:error", reply, to=sid)
             return reply
         except Exception:
@@ -111,7 +126,12 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             session = await self.auth.session_for(cookies.get(self.auth.cookie_name))
             if session is not None:
                 await self.save_session(
-                    sid, {"role": "admin", "locale": self.chat.settings.default_locale}
+                    sid,
+                    {
+                        "role": "admin",
+                        "locale": self.chat.settings.default_locale,
+                        "expires_at": session.expires_at,
+                    },
                 )
                 # A socket for one conversation (a pop-out, a load test) can skip the list feed.
                 if not (isinstance(auth, dict) and auth.get("watch_list") is False):
@@ -121,7 +141,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     await self.chat.publish_operator_status(True)
                 return
         if wanted != "admin":
-            conv = await self.chat.by_token(cookies.get(VISITOR_COOKIE))
+            conv = await self.chat.by_token(cookies.get(visitor_cookie(self.chat.settings)))
             if conv is not None:
                 await self.save_session(
                     sid,

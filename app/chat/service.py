@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import socketio
@@ -28,10 +30,11 @@ from app.chat.writer import (
     message_preview,
 )
 from app.config import Settings
-from app.core.security import new_token, token_hash
+from app.core.ratelimit import SlidingWindow
+from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
-from app.errors import InvalidInput, NotFound
-from app.models import Conversation, Message
+from app.errors import Forbidden, InvalidInput, NotFound, TooMany
+from app.models import Conversation, Message, VisitorBlock
 from app.realtime import Presence
 from app.render import Renderer
 from app.timefmt import utcnow
@@ -42,6 +45,11 @@ ROLES = ("visitor", "admin", "system")
 HISTORY_PAGE = 200
 # List rows are re-rendered at most this often per conversation, however fast messages come.
 ROW_COALESCE_SECONDS = 0.1
+# A block made in another process reaches this one's write path within this many seconds.
+BLOCK_RECHECK_SECONDS = 2.0
+# Addresses change hands (mobile networks, DHCP): an address block ends after a week. The
+# conversation's own block lasts until the operator lifts it.
+ADDRESS_BLOCK = timedelta(days=7)
 REPLAY_LIMIT = 500
 _SORT_CEILING = 10**14
 
@@ -106,6 +114,9 @@ class ChatService:
         self.seen_listeners: list[SeenListener] = []
         self.writer = MessageWriter(self.listeners, self.publish_message)
         self._dirty_rows: dict[int, Conversation] = {}
+        # Whether a conversation is blocked, and when that was read (other processes block too).
+        self._blocked: dict[int, tuple[bool, float]] = {}
+        self._message_budget = SlidingWindow(settings.messages_per_minute, 60)
         self._row_flush: asyncio.Task[None] | None = None
         # Set by app/media: removes the stored objects of deleted messages; posts a held upload
         # (`send {type: "photo", fileRef}`) as a message.
@@ -115,10 +126,14 @@ class ChatService:
     # Conversations ---------------------------------------------------------------------------
 
     async def start_conversation(
-        self, raw_name: object, locale: str, *, synthetic: bool = False
+        self, raw_name: object, locale: str, *, synthetic: bool = False, client: str = ""
     ) -> tuple[Conversation, str]:
         """Open a new conversation for a visitor; return it and the visitor's cookie token."""
         name = clean_name(raw_name, self.settings.max_name_chars)
+        client_hash = ""
+        if client and not synthetic:
+            client_hash = keyed_hash(self.settings.secret_key, client)
+            await self._check_new_conversation(client_hash)
         token = new_token()
         for _ in range(8):
             cid = f"{cid_prefix(name)}-{secrets.token_hex(2).upper()}"
@@ -132,6 +147,7 @@ class ChatService:
                         created_at=utcnow(),
                         locale=locale,
                         synthetic=synthetic,
+                        client_hash=client_hash,
                     )
                     if not synthetic:
                         for listener in self.listeners:
@@ -145,6 +161,52 @@ class ChatService:
                 await self.publish_row(conv)
             return conv, token
         raise RuntimeError("could not allocate a conversation id")
+
+    async def _check_new_conversation(self, client_hash: str) -> None:
+        """Refuse a blocked address, and one over its hourly budget of new conversations."""
+        blocked_since = utcnow() - ADDRESS_BLOCK
+        if await VisitorBlock.exists(client_hash=client_hash, created_at__gte=blocked_since):
+            raise Forbidden("blocked_address")
+        since = utcnow() - timedelta(hours=1)
+        recent = Conversation.filter(client_hash=client_hash, created_at__gte=since)
+        if await recent.count() >= self.settings.conversations_per_hour:
+            oldest = await recent.order_by("created_at").first()
+            free_at = (oldest.created_at if oldest else utcnow()) + timedelta(hours=1)
+            minutes = max(1, math.ceil((free_at - utcnow()).total_seconds() / 60))
+            raise TooMany("too_many_conversations", minutes=minutes)
+
+    async def set_blocked(self, conv: Conversation, blocked: bool) -> None:
+        """Block a visitor (their conversation and the address it came from), or lift it."""
+        async with in_transaction() as tx:
+            conv.blocked_at = utcnow() if blocked else None
+            await conv.save(using_db=tx, update_fields=["blocked_at"])
+            if conv.client_hash and blocked:
+                await VisitorBlock.filter(client_hash=conv.client_hash).using_db(tx).delete()
+                await VisitorBlock.create(
+                    client_hash=conv.client_hash,
+                    conversation_id=conv.id,
+                    created_at=utcnow(),
+                    using_db=tx,
+                )
+            elif conv.client_hash:
+                await VisitorBlock.filter(client_hash=conv.client_hash).using_db(tx).delete()
+        self._blocked[conv.id] = (blocked, time.monotonic())
+        log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
+        await self.publish_row(conv)
+
+    async def _check_visitor_may_write(self, conversation_id: int) -> None:
+        """A blocked visitor cannot write; nobody writes faster than the per-minute budget."""
+        cached = self._blocked.get(conversation_id)
+        if cached is None or time.monotonic() - cached[1] > BLOCK_RECHECK_SECONDS:
+            if len(self._blocked) > 10_000:
+                self._blocked.clear()
+            blocked = await Conversation.exists(id=conversation_id, blocked_at__isnull=False)
+            cached = self._blocked[conversation_id] = (blocked, time.monotonic())
+        if cached[0]:
+            raise Forbidden("blocked")
+        wait = self._message_budget.hit(str(conversation_id))
+        if wait:
+            raise TooMany("too_many_messages", seconds=math.ceil(wait))
 
     async def by_token(self, token: str | None) -> Conversation | None:
         """The conversation a visitor cookie belongs to, if any."""
@@ -206,6 +268,8 @@ class ChatService:
         else:
             body = clean_message(text, self.settings.max_message_chars)
         cid = check_client_id(client_id)
+        if role == "visitor":
+            await self._check_visitor_may_write(conversation_id)
 
         # The writer commits in batches and fans out in seq order before it answers.
         posted = await self.writer.submit(

@@ -17,11 +17,11 @@ from quart import (
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.chat.handoff import HandoffExpired, create_handoff, qr_svg_data_uri, redeem_handoff
-from app.chat.namespace import VISITOR_COOKIE
-from app.errors import InvalidInput, NotFound
+from app.chat.namespace import visitor_cookie
+from app.errors import NotFound, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
-from app.web import LANG_COOKIE, services
+from app.web import LANG_COOKIE, client_address, services
 
 bp = Blueprint("visitor", __name__)
 
@@ -32,7 +32,7 @@ VISITOR_COOKIE_DAYS = 365
 async def index() -> str:
     """Show the chat for a returning visitor, or ask a new one for a name."""
     svc = services()
-    conv = await svc.chat.by_token(request.cookies.get(VISITOR_COOKIE))
+    conv = await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
     if conv is None:
         moved = request.args.get("moved") == "1"
         notice = _("This conversation continues on your other device.") if moved else None
@@ -55,22 +55,24 @@ async def start() -> WerkzeugResponse | tuple[str, int]:
     svc = services()
     form = await request.form
     try:
-        _, token = await svc.chat.start_conversation(form.get("name"), g.locale)
-    except InvalidInput as exc:
+        _, token = await svc.chat.start_conversation(
+            form.get("name"), g.locale, client=client_address()
+        )
+    except SohbetError as exc:
         return (
             await render_template(
                 "visitor/start.html",
                 error=error_text(exc.code, exc.params),
                 name=form.get("name", ""),
             ),
-            400,
+            exc.status,
         )
     return _with_visitor_cookie(redirect("/", 303), token)
 
 
 def _with_visitor_cookie(response: WerkzeugResponse, token: str) -> WerkzeugResponse:
     response.set_cookie(
-        VISITOR_COOKIE,
+        visitor_cookie(services().settings),
         token,
         max_age=VISITOR_COOKIE_DAYS * 86400,
         httponly=True,
@@ -85,7 +87,7 @@ def _with_visitor_cookie(response: WerkzeugResponse, token: str) -> WerkzeugResp
 async def handoff() -> str:
     """A one-time link and QR code that moves this conversation to another device."""
     svc = services()
-    conv = await svc.chat.by_token(request.cookies.get(VISITOR_COOKIE))
+    conv = await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
     if conv is None:
         raise NotFound("bad_chat")
     token, minutes = await create_handoff(conv)
@@ -112,7 +114,7 @@ async def continue_here(token: str) -> WerkzeugResponse | tuple[str, int]:
 async def older() -> str:
     """A page of older messages for the visitor's history (HTMX 'load earlier')."""
     svc = services()
-    conv = await svc.chat.by_token(request.cookies.get(VISITOR_COOKIE))
+    conv = await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
     if conv is None:
         raise NotFound("bad_chat")
     before = request.args.get("before", type=int)

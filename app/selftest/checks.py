@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from app.calls.probe import ProbeRefused, echo_probe
 from app.calls.service import CallService
-from app.chat.namespace import VISITOR_COOKIE
+from app.chat.namespace import visitor_cookie
 from app.chat.service import ChatService
 from app.config import Settings
 from app.i18n import N_
@@ -108,7 +108,7 @@ async def socket_round_trip(ctx: Context) -> Outcome:
             try:
                 start = time.perf_counter()
                 for client in (sender, listener):
-                    await _join(client, base, conv.cid, token)
+                    await _join(client, base, conv.cid, f"{visitor_cookie(ctx.settings)}={token}")
                 connected = _ms(start)
                 start = time.perf_counter()
                 ack = await sender.call(
@@ -146,13 +146,13 @@ async def socket_round_trip(ctx: Context) -> Outcome:
         await Conversation.filter(id=conv.id).delete()
 
 
-async def _join(client: socketio.AsyncClient, base: str, cid: str, token: str) -> None:
+async def _join(client: socketio.AsyncClient, base: str, cid: str, cookie: str) -> None:
     """Connect as the synthetic visitor and join its conversation."""
     try:
         await client.connect(
             base,
             namespaces=["/chat"],
-            headers={"Cookie": f"{VISITOR_COOKIE}={token}"},
+            headers={"Cookie": cookie},
             auth={"as": "visitor"},
             transports=["websocket"],
             wait_timeout=REQUEST_TIMEOUT,
@@ -302,7 +302,7 @@ async def calls(ctx: Context) -> Outcome:
     )
     try:
         result = await echo_probe(
-            base, f"{VISITOR_COOKIE}={token}", conv.cid, wait=2 * REQUEST_TIMEOUT
+            base, f"{visitor_cookie(ctx.settings)}={token}", conv.cid, wait=2 * REQUEST_TIMEOUT
         )
     except ProbeRefused as exc:
         raise CheckFailed(_("The echo call failed: %(error)s", error=exc)) from exc

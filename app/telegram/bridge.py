@@ -18,6 +18,7 @@ from quart import Quart
 from app.chat.service import ADMINS_ROOM, ChatService
 from app.config import Settings, TelegramSettings
 from app.core.clock import Clock
+from app.core.lease import LeaderLease
 from app.i18n import using_locale
 from app.media.service import MediaService
 from app.models import Conversation, Message, TgOutbox
@@ -60,6 +61,7 @@ class TelegramBridge:
         self.worker.on_sent.append(self._forwarded)
         self.inbox = Inbox(self.bot, self.dispatcher, self.tg, clock)
         self._failed_codes = 0
+        self.lease = LeaderLease("telegram", settings.leader_lease_seconds, self._lead)
         chat.listeners.append(self.outbox)
         chat.seen_listeners.append(self.outbox)
 
@@ -130,26 +132,30 @@ class TelegramBridge:
             drop_pending_updates=False,
         )
 
-    async def serve(self) -> AsyncGenerator[None, None]:
-        """Run the worker, the inbox processor and (in polling mode) the poller while serving."""
+    async def _lead(self) -> None:
+        """The work only one process may do: deliver the outbox, handle and fetch updates."""
         await self._detect_topics()
-        tasks = [
-            asyncio.create_task(self.worker.run(), name="telegram-outbox"),
-            asyncio.create_task(self.inbox.process_forever(), name="telegram-inbox"),
-        ]
+        jobs = [self.worker.run(), self.inbox.process_forever()]
         if self.tg.mode == "polling":
-            tasks.append(asyncio.create_task(self.inbox.poll_forever(), name="telegram-poll"))
+            jobs.append(self.inbox.poll_forever())
         else:
-            tasks.append(asyncio.create_task(self._start_webhook_retrying(), name="telegram-hook"))
-        log.info("telegram bridge running (%s, topics %s)", self.tg.mode, self.use_topics)
+            jobs.append(self._start_webhook_retrying())
+        log.info("telegram bridge leading (%s, topics %s)", self.tg.mode, self.use_topics)
+        await asyncio.gather(*jobs)
+
+    async def serve(self) -> AsyncGenerator[None, None]:
+        """Campaign for the Telegram lease while serving; its holder runs `_lead`.
+
+        Every process accepts webhook posts and writes outbox rows; one at a time delivers and
+        handles them (two pollers would fight over getUpdates, two workers send twice).
+        """
+        task = asyncio.create_task(self.lease.run(), name="telegram-lease")
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
             await self.bot.session.close()
 
     async def _start_webhook_retrying(self) -> None:

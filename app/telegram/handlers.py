@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command
+from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
 from app.errors import SohbetError
@@ -72,6 +72,29 @@ async def on_list(message: Message, bridge: TelegramBridge) -> None:
     if bridge.is_admin_chat(message.chat.id):
         convs = await bridge.chat.open_conversations()
         await bridge.say(texts.conversation_list(convs), thread_id=topic_of(message))
+
+
+async def on_ban(message: Message, command: CommandObject, bridge: TelegramBridge) -> None:
+    """/ban and /unban: as a reply, in the conversation's topic, or with its CID."""
+    if not bridge.is_admin_chat(message.chat.id):
+        return
+    named = (command.args or "").strip()
+    conv = await Conversation.get_or_none(cid=named[:64]) if named else None
+    if conv is None:
+        conv, _ = await conversation_for(message, named)
+    if conv is None:
+        await bridge.say(
+            texts.which_conversation(), reply_to=message.message_id, thread_id=topic_of(message)
+        )
+        return
+    now_blocked = command.command == "ban"
+    await bridge.chat.set_blocked(conv, now_blocked)
+    with using_locale(bridge.settings.default_locale):
+        await bridge.say(
+            texts.blocked(conv, now_blocked),
+            reply_to=message.message_id,
+            thread_id=topic_of(message),
+        )
 
 
 async def on_text(message: Message, bridge: TelegramBridge) -> None:
@@ -234,6 +257,7 @@ def build_router() -> Router:
     router = Router(name="operator")
     router.message.register(on_help, Command("help", "start"))
     router.message.register(on_list, Command("list"))
+    router.message.register(on_ban, Command("ban", "unban"))
     router.message.register(on_text, F.text)
     router.message.register(on_media, F.photo | F.voice | F.audio | F.document)
     router.edited_message.register(on_edit, F.text)

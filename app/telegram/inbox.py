@@ -102,7 +102,8 @@ class Inbox:
             for row in pending:
                 await self._handle(row)
             if not pending:
-                await self.clock.wait(self.wake, 5.0)
+                # Webhook posts stored by another process wake nobody here: look again soon.
+                await self.clock.wait(self.wake, 1.0)
 
     async def _handle(self, row: TgUpdate) -> None:
         payload = json.loads(row.payload)

@@ -49,7 +49,8 @@ log = logging.getLogger("sohbet.telegram.outbox")
 SYSTEM_LANE = "system"
 SEEN_REACTION = "👀"
 SCAN = 200
-IDLE_WAIT = 5.0
+# Rows written by other processes wake nobody here: a scan this often picks them up.
+IDLE_WAIT = 1.0
 Alert = Callable[[TgOutbox, str], Awaitable[None]]
 
 

@@ -93,6 +93,8 @@ def help_text() -> str:
             _("Reply to a visitor's message (or write in the conversation's topic) to answer."),
             _("Or start with the tag, e.g. [CID: Eda-7F3C] Hello!"),
             "/list — " + _("open conversations with unread counts"),
+            "/ban, /unban — "
+            + _("block a visitor or lift the block (as a reply, in the topic, or /ban CID)"),
             "/help — " + _("this help"),
         ]
     )
@@ -110,6 +112,15 @@ def conversation_list(convs: list[Conversation]) -> str:
 
 def closed(conv: Conversation) -> str:
     return "✅ " + _("Conversation %(cid)s closed.", cid=f"<code>{escape(conv.cid)}</code>")
+
+
+def blocked(conv: Conversation, now_blocked: bool) -> str:
+    cid = f"<code>{escape(conv.cid)}</code>"
+    if now_blocked:
+        return "⛔ " + _("%(name)s (%(cid)s) is blocked.", name=escape(conv.visitor_name), cid=cid)
+    return "✅ " + _(
+        "%(name)s (%(cid)s) is no longer blocked.", name=escape(conv.visitor_name), cid=cid
+    )
 
 
 def too_big() -> str:

@@ -157,6 +157,13 @@ export class Conversation {
         this.retrySoon();
         return;
       }
+      if (ack.retry_after) {
+        // Over the per-minute budget: say so, keep the message queued and send it when allowed.
+        this.showError(ack.message);
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => { this.hideError(); this.flush(); }, ack.retry_after * 1000);
+        return;
+      }
       this.outbox.shift();
       storageSet(this.outboxKey, this.outbox);
       if (ack.ok) {

@@ -66,6 +66,8 @@ class InProcessServer:
             # WebRTC runs only inside a private network namespace (tests/test_calls.py).
             "SELFTEST_SKIP": "calls",
             "MEDIA_DIR": str(workdir / "media"),
+            "CONVERSATIONS_PER_HOUR": "100000",
+            "MESSAGES_PER_MINUTE": "100000",
             **config,
         }
         self._stop = asyncio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -82,6 +83,10 @@ class Server:
             MEDIA_DIR=str(self.workdir / "media"),
             # WebRTC runs only inside a private network namespace (tests/test_calls.py).
             SELFTEST_SKIP="calls",
+            # Every test client comes from 127.0.0.1 and many send fast: the budgets are
+            # tested on their own (tests/security), with small values set there.
+            CONVERSATIONS_PER_HOUR="100000",
+            MESSAGES_PER_MINUTE="100000",
         )
         env.pop("REDIS_URL", None)
         env.update(self.env_extra)
@@ -100,6 +105,9 @@ class Server:
             env=self.environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Hypercorn runs the app in a child process it supervises: a session of its own
+            # lets stop() reach both (a SIGKILL of the parent alone leaves the worker serving).
+            start_new_session=True,
         )
 
     async def _wait_healthy(self) -> None:
@@ -119,13 +127,26 @@ class Server:
         raise RuntimeError(f"server did not start:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+        """SIGTERM: Hypercorn's graceful shutdown; SIGKILL: the whole server dies at once, as
+        in a crash. Either way no worker process outlives the call."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            if sig == signal.SIGKILL:
+                self._kill_group()
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._kill_group()
                 self.proc.wait(5)
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

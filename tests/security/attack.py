@@ -1,0 +1,100 @@
+"""What the attack cases share: clients that come from a chosen address, raw handshakes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+import socketio
+
+from tests.support.clients import VISITOR_COOKIE, cookie_from, jarless
+from tests.support.server import Server
+
+# Servers in this suite trust 127.0.0.1 as their proxy, so each case can come from its own
+# address (X-Forwarded-For) and the per-address budgets of one case never touch another's.
+SUITE_ENV = {"TRUSTED_PROXIES": "127.0.0.1"}
+_addresses = itertools.count(1)
+T = TypeVar("T")
+
+
+def new_address() -> str:
+    """A fresh client address from the documentation range 198.18.0.0/15."""
+    n = next(_addresses)
+    return f"198.18.{n // 250}.{n % 250 + 1}"
+
+
+async def start_from(
+    server: Server, name: str, address: str | None = None
+) -> tuple[int, str | None, str]:
+    """POST the name form from an address; (status, visitor token or None, page)."""
+    async with jarless() as http:
+        async with http.post(
+            server.url + "/start",
+            data={"name": name},
+            headers={"X-Forwarded-For": address or new_address()},
+            allow_redirects=False,
+        ) as resp:
+            return resp.status, cookie_from(resp, VISITOR_COOKIE), await resp.text()
+
+
+async def visitor(server: Server, name: str = "Eda") -> tuple[str, str]:
+    """A new visitor from a fresh address: (token, CID)."""
+    status, token, page = await start_from(server, name)
+    assert status == 303 and token, page
+    async with jarless() as http:
+        async with http.get(server.url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}) as r:
+            match = re.search(r'data-chat-id="([^"]+)"', await r.text())
+    assert match
+    return token, match.group(1)
+
+
+async def handshake(
+    url: str,
+    cookie: str,
+    *,
+    origin: str | None = None,
+    transport: str = "websocket",
+    auth: dict[str, Any] | None = None,
+) -> bool:
+    """Try a Socket.IO connection to /chat; True if the server accepted it (then closed)."""
+    headers = {"Cookie": cookie}
+    if origin is not None:
+        headers["Origin"] = origin
+    # Our own HTTP session: engine.io leaks the one it makes when a connect fails.
+    async with aiohttp.ClientSession() as http:
+        client = socketio.AsyncClient(reconnection=False, http_session=http)
+        try:
+            await client.connect(
+                url,
+                namespaces=["/chat"],
+                headers=headers,
+                auth=auth,
+                transports=[transport],
+                wait_timeout=10,
+            )
+        except socketio.exceptions.ConnectionError:
+            return False
+        await client.disconnect()
+        return True
+
+
+class LoopThread:
+    """An event loop in a thread, so synchronous hypothesis tests can drive async clients."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()

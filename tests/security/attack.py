@@ -60,8 +60,9 @@ async def handshake(
     origin: str | None = None,
     transport: str = "websocket",
     auth: dict[str, Any] | None = None,
+    namespace: str = "/chat",
 ) -> bool:
-    """Try a Socket.IO connection to /chat; True if the server accepted it (then closed)."""
+    """Try a Socket.IO connection to a namespace; True if the server accepted it (then closed)."""
     headers = {"Cookie": cookie}
     if origin is not None:
         headers["Origin"] = origin
@@ -71,7 +72,7 @@ async def handshake(
         try:
             await client.connect(
                 url,
-                namespaces=["/chat"],
+                namespaces=[namespace],
                 headers=headers,
                 auth=auth,
                 transports=[transport],

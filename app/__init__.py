@@ -15,7 +15,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from quart import Quart
 
 from app import calls as call_feature
-from app import compression, db, media, selftest, web
+from app import compression, db, media, observability, selftest, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
 from app.chat.namespace import ChatNamespace
@@ -45,6 +45,7 @@ def site_root() -> Path:
     raise RuntimeError(
         f"templates/ not found beside {PACKAGE} nor in SOHBET_ROOT or the working directory"
     )
+
 
 log = logging.getLogger("sohbet")
 
@@ -136,6 +137,7 @@ def create_app(
     calls = call_feature.init_app(app, chat, auth, bridge)
 
     web.init_app(app)
+    observability.init_app(app, chat)
     compression.init_app(app)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)

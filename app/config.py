@@ -111,6 +111,8 @@ class Settings:
     messages_per_minute: int = 30
     # With several processes, one holds the Telegram lease (outbox, inbox, polling) at a time.
     leader_lease_seconds: int = 15
+    # A scraper sends it as a bearer token to read /metrics without an operator session.
+    metrics_token: str = ""
     telegram: TelegramSettings | None = None
     media: MediaSettings = field(default_factory=MediaSettings)
     calls: CallSettings = field(default_factory=CallSettings)
@@ -234,6 +236,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         conversations_per_hour=budgets["CONVERSATIONS_PER_HOUR"],
         messages_per_minute=budgets["MESSAGES_PER_MINUTE"],
         leader_lease_seconds=budgets["LEADER_LEASE_SECONDS"],
+        metrics_token=env.get("METRICS_TOKEN", "").strip(),
         selftest_url=selftest_url,
         selftest_history=selftest_history,
         selftest_skip=tuple(

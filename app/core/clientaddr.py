@@ -39,3 +39,8 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[str, .
             except ValueError:
                 return peer  # garbage in the header: the proxy is the best we know
     return hops[0] if hops else peer
+
+
+def from_trusted_proxy(peer: str | None, trusted: tuple[str, ...]) -> bool:
+    """Whether the TCP peer is one of our proxies (whose headers are believed)."""
+    return bool(peer) and _is_trusted(str(peer), _networks(trusted))

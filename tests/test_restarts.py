@@ -1,0 +1,159 @@
+"""Restarts and a database outage while a visitor and the operator exchange messages.
+
+The clients behave like the pages (tests/test_delivery_cuts.py): a send is retried with the
+same client id until acknowledged, a reconnecting reader joins with its last seq and shows
+each seq once. Through SIGKILL and SIGTERM restarts, and through a PostgreSQL outage of a few
+seconds: every message is stored once, shown once on both sides, and nothing is acknowledged
+that was not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import admin_login, client_id, start_visitor
+from tests.support.proxy import CuttingProxy
+from tests.support.server import Server, create_pg_database, drop_pg_database, query
+from tests.test_delivery_cuts import Reader, Sender
+
+pytestmark = pytest.mark.postgres
+PER_SIDE = 60
+
+
+class VisitorReader(Reader):
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url, namespaces=["/chat"], auth={"as": "visitor"}, transports=["websocket"],
+            wait_timeout=10,
+        )  # fmt: skip
+
+
+class OperatorSender(Sender):
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url, namespaces=["/chat"], auth={"as": "admin"}, transports=["websocket"],
+            wait_timeout=10,
+        )  # fmt: skip
+
+
+async def exchange(
+    url: str, server: Server, disturb: Callable[[Callable[[], int]], Awaitable[None]]
+) -> None:
+    """Both sides send PER_SIDE messages while `disturb` runs; then check every invariant."""
+    admin_token = await admin_login(server)
+    token, chat_id = await start_visitor(server.url, "Kesinti")
+    admin_cookie, visitor_cookie = f"sohbet_admin={admin_token}", f"sohbet_visitor={token}"
+    readers = [Reader(url, admin_cookie, chat_id), VisitorReader(url, visitor_cookie, chat_id)]
+    senders = [Sender(url, visitor_cookie, chat_id), OperatorSender(url, admin_cookie, chat_id)]
+    for client in (*readers, *senders):
+        await client.connect()
+    ids = {sender: [client_id() for _ in range(PER_SIDE)] for sender in senders}
+
+    async def side(sender: Sender, who: str) -> None:
+        for n, cid in enumerate(ids[sender]):
+            await sender.send_until_acked(cid, f"{who} {n}")
+            await asyncio.sleep(0.02)
+
+    acked = lambda: sum(len(s.acked) for s in senders)  # noqa: E731
+    trouble = asyncio.create_task(disturb(acked))
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(side(senders[0], "visitor"), side(senders[1], "operator")), 300
+        )
+        await trouble
+        total = 2 * PER_SIDE
+        deadline = time.monotonic() + 60
+        while any(len(r.shown) < total for r in readers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        print(
+            f"\n{total} messages: shown {[len(r.shown) for r in readers]}, deliveries "
+            f"{[r.deliveries for r in readers]}, retries {[s.retries for s in senders]}, "
+            f"duplicate acks {[s.duplicates for s in senders]}"
+        )
+        for reader in readers:
+            assert sorted(reader.shown) == list(range(1, total + 1)), "nothing lost or twice"
+        rows = await query(
+            server,
+            "SELECT m.client_id, m.text FROM message m JOIN conversation c "
+            f"ON c.id = m.conversation_id WHERE c.cid = '{chat_id}'",
+        )
+        assert len(rows) == total, "one row per message"
+        assert {r[0] for r in rows} == {cid for s in senders for cid in ids[s]}
+        acked_seqs = sorted(seq for s in senders for seq in s.acked.values())
+        assert acked_seqs == list(range(1, total + 1)), "each acknowledged once, by its seq"
+    finally:
+        trouble.cancel()
+        for client in (*readers, *senders):
+            await client.sio.disconnect()
+            await client.sio.eio.http.close()
+
+
+@pytest.fixture
+async def database() -> object:
+    url, name = await create_pg_database()
+    yield url
+    await drop_pg_database(name)
+
+
+async def test_restarts_with_sigkill_and_sigterm_lose_nothing(
+    tmp_path: Path, database: str
+) -> None:
+    server = Server(database_url=database, workdir=tmp_path)
+    await server.start()
+    restarts: list[tuple[str, float]] = []
+
+    async def restart_repeatedly(acked: Callable[[], int]) -> None:
+        for n, sig in enumerate((signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGTERM)):
+            while acked() < (n + 1) * 2 * PER_SIDE // 5:
+                await asyncio.sleep(0.02)
+            started = time.monotonic()
+            await asyncio.to_thread(server.stop, sig)
+            stopped = time.monotonic() - started
+            await server.start()
+            restarts.append((signal.Signals(sig).name, stopped))
+
+    try:
+        await exchange(server.url, server, restart_repeatedly)
+    finally:
+        server.stop()
+    print("restarts (signal, seconds to stop):", restarts)
+    assert [name for name, _ in restarts] == ["SIGKILL", "SIGTERM", "SIGKILL", "SIGTERM"]
+    # SIGTERM with open sockets: Hypercorn's graceful timeout, not a hang.
+    assert all(seconds < 12 for name, seconds in restarts if name == "SIGTERM"), restarts
+
+
+async def test_a_database_outage_acknowledges_nothing_uncommitted(
+    tmp_path: Path, database: str
+) -> None:
+    """PostgreSQL is reached through a proxy that refuses and cuts every connection for 3 s,
+    twice, mid-exchange; sends during it get `server_error` and are retried with their id."""
+    host_port = database.split("@", 1)[1].split("/", 1)[0]
+    proxy = await CuttingProxy(int(host_port.rsplit(":", 1)[1])).start()
+    server = Server(
+        database_url=database.replace(host_port, f"127.0.0.1:{proxy.port}"), workdir=tmp_path
+    )
+    await server.start()
+    outages: list[int] = []
+
+    async def cut_the_database(acked: Callable[[], int]) -> None:
+        for n in (1, 3):
+            while acked() < n * 2 * PER_SIDE // 5:
+                await asyncio.sleep(0.02)
+            proxy.refusing = True
+            outages.append(proxy.cut())
+            await asyncio.sleep(3)
+            proxy.refusing = False
+
+    try:
+        await exchange(server.url, server, cut_the_database)
+    finally:
+        server.stop()
+        await proxy.stop()
+    print("database connections cut per outage:", outages)
+    assert len(outages) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 
 from quart import Quart, Response, request
+from quart.wrappers.response import DataBody, FileBody
 
 MIN_BYTES = 512
 COMPRESSIBLE = {
@@ -43,6 +44,8 @@ def init_app(app: Quart) -> None:
             or request.method == "HEAD"
             or "Content-Encoding" in response.headers
             or response.mimetype not in COMPRESSIBLE
+            # A streamed body (a generator) is left streaming.
+            or not isinstance(response.response, DataBody | FileBody)
         ):
             return response
         response.vary.add("Accept-Encoding")

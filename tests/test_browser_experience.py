@@ -377,6 +377,8 @@ async def test_continue_on_another_device(browser: Browser, server: Server) -> N
         assert "/continue/" in link
 
         await laptop.goto(link)
+        await assert_accessible(laptop, "continue here")
+        await laptop.get_by_role("button", name="Burada devam et").click()
         await expect(laptop.locator(f"#conversation[data-chat-id='{cid}']")).to_be_visible()
         await expect(laptop.locator("#messages .msg__text")).to_have_text(["Telefondan yazdım"])
         # The phone is sent back to the start, and told why; the link does not work twice.

@@ -382,7 +382,13 @@ async def test_handoff_moves_the_conversation_once(server: Server) -> None:
         assert 'src="data:image/svg+xml' in sheet
         path = "/continue/" + link.group(2)
 
-        async with http.get(server.url + path, allow_redirects=False) as r:
+        # Opening the link (or a chat app's link preview fetching it) only asks.
+        for _ in range(2):
+            async with http.get(server.url + path, allow_redirects=False) as r:
+                assert r.status == 200
+                assert cookie_from(r, VISITOR_COOKIE) is None
+                assert f'method="post" action="{path}"' in await r.text()
+        async with http.post(server.url + path, allow_redirects=False) as r:
             assert r.status == 303
             new_token = cookie_from(r, VISITOR_COOKIE)
         assert new_token and new_token != token
@@ -392,9 +398,11 @@ async def test_handoff_moves_the_conversation_once(server: Server) -> None:
         await old_socket.wait_for("chat:closed", lambda e: e["chat_id"] == cid)
         assert 'id="start-form"' in await visitor_page(server, token)
         # Once only.
-        async with http.get(server.url + path, allow_redirects=False) as r:
-            assert r.status == 410
-            assert "süresi dolmuş ya da zaten kullanılmış" in await r.text()
+        for method in (http.get, http.post):
+            async with method(server.url + path, allow_redirects=False) as r:
+                assert r.status == 410
+                assert "süresi dolmuş ya da zaten kullanılmış" in await r.text()
+                assert cookie_from(r, VISITOR_COOKIE) is None
 
         # An expired link does not work either.
         async with http.post(
@@ -405,8 +413,11 @@ async def test_handoff_moves_the_conversation_once(server: Server) -> None:
         await execute_sql(
             server, "UPDATE handoff SET expires_at = created_at WHERE used_at IS NULL"
         )
-        async with http.get(server.url + "/continue/" + fresh.group(1), allow_redirects=False) as r:
-            assert r.status == 410
+        for method in (http.get, http.post):
+            async with method(
+                server.url + "/continue/" + fresh.group(1), allow_redirects=False
+            ) as r:
+                assert r.status == 410
         async with http.get(server.url + "/continue/not-a-token", allow_redirects=False) as r:
             assert r.status == 410
     assert "data-chat-id" in await visitor_page(server, new_token)

@@ -49,6 +49,15 @@ def qr_svg_data_uri(url: str) -> str:
     return str(segno.make(url, error="m").svg_data_uri(scale=5, border=2, dark="#111827"))
 
 
+async def check_handoff(token: str) -> None:
+    """Raise HandoffExpired unless the token could still be redeemed (without using it)."""
+    if not token or len(token) > 128:
+        raise HandoffExpired("handoff_expired")
+    row = await Handoff.get_or_none(token_hash=token_hash(token))
+    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+        raise HandoffExpired("handoff_expired")
+
+
 async def redeem_handoff(chat: ChatService, token: str) -> tuple[Conversation, str]:
     """Use a token once: the conversation moves to a new visitor cookie (returned)."""
     if not token or len(token) > 128:

@@ -16,7 +16,13 @@ from quart import (
 )
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from app.chat.handoff import HandoffExpired, create_handoff, qr_svg_data_uri, redeem_handoff
+from app.chat.handoff import (
+    HandoffExpired,
+    check_handoff,
+    create_handoff,
+    qr_svg_data_uri,
+    redeem_handoff,
+)
 from app.chat.namespace import visitor_cookie
 from app.errors import NotFound, SohbetError
 from app.i18n import error_text
@@ -99,8 +105,20 @@ async def handoff() -> str:
 
 
 @bp.get("/continue/<token>")
+async def continue_page(token: str) -> str | tuple[str, int]:
+    """Ask before taking the conversation over: link previews and scanners only GET, and must
+    not use up (or capture) the one-time link."""
+    try:
+        await check_handoff(token)
+    except HandoffExpired as exc:
+        page = await render_template("visitor/start.html", error=error_text(exc.code, exc.params))
+        return page, exc.status
+    return await render_template("visitor/continue.html", token=token)
+
+
+@bp.post("/continue/<token>")
 async def continue_here(token: str) -> WerkzeugResponse | tuple[str, int]:
-    """Open a handoff link: this device takes the conversation over (once, before expiry)."""
+    """Redeem a handoff link: this device takes the conversation over (once, before expiry)."""
     svc = services()
     try:
         _, cookie = await redeem_handoff(svc.chat, token)

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -210,27 +211,36 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
         idle_cpu = (cpu_seconds() - idle0) / 3
         for count in counts:
             visitors = [await start_visitor(server.url, f"R{count}x{i}") for i in range(count)]
-            out = ctx.Queue()
-            talk = seconds + 8
+            out, ready, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
             procs = [
                 ctx.Process(
                     target=_whole_call,
-                    args=(server.url, token, cid, admin_token, talk, out),
+                    args=(server.url, token, cid, admin_token, ready, stop, out),
                     daemon=True,
                 )
                 for token, cid in visitors
             ]
             for p in procs:
                 p.start()
-            await asyncio.sleep(6)  # processes start, ring, answer and connect
+            # Measure only while every call carries audio both ways.
+            flowing = 0
+            deadline = time.monotonic() + 90
+            while flowing < count and time.monotonic() < deadline:
+                try:
+                    await asyncio.to_thread(ready.get, True, 1)
+                    flowing += 1
+                except Exception:
+                    continue
             before = cpu_seconds()
             started = time.monotonic()
             await asyncio.sleep(seconds)
             cpu = (cpu_seconds() - before) / (time.monotonic() - started)
+            window = time.monotonic() - started
+            stop.set()
             results = []
             for _ in procs:
                 try:
-                    results.append(await asyncio.to_thread(out.get, True, talk + 30))
+                    results.append(await asyncio.to_thread(out.get, True, 60))
                 except Exception:
                     break
             for p in procs:
@@ -238,12 +248,12 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
                 if p.is_alive():
                     p.kill()
             latencies = [x for pair in results for x in pair["latencies"]]
-            rates = [f / talk for pair in results for f in pair["frames"]]
+            rates = [f / window for pair in results for f in pair["frames"]]
             errors = [pair["error"] for pair in results if pair.get("error")]
             step = {
                 "calls": count,
                 "errors": errors[:3],
-                "calls_connected": sum(1 for pair in results if pair["frames"]),
+                "calls_flowing": flowing,
                 "server_cpu_core_fraction": round(cpu, 3),
                 "cpu_per_call": round((cpu - idle_cpu) / count, 4),
                 "frames_per_side_per_s_min": round(min(rates), 1) if rates else 0,
@@ -265,18 +275,18 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
 
 
 def _whole_call(
-    base_url: str, token: str, cid: str, admin_token: str, seconds: float, out: Any
+    base_url: str, token: str, cid: str, admin_token: str, ready: Any, stop: Any, out: Any
 ) -> None:
     """One relayed call, both parties in this process (their CPU is not the server's)."""
     try:
-        result = asyncio.run(_whole_call_async(base_url, token, cid, admin_token, seconds))
+        result = asyncio.run(_whole_call_async(base_url, token, cid, admin_token, ready, stop))
     except Exception as exc:
         result = {"frames": [], "latencies": [], "error": repr(exc)}
     out.put(result)
 
 
 async def _whole_call_async(
-    base_url: str, token: str, cid: str, admin_token: str, seconds: float
+    base_url: str, token: str, cid: str, admin_token: str, ready: Any, stop: Any
 ) -> dict[str, Any]:
     """Ring, answer and talk: tone bursts both ways through the relay."""
     from tests.support.calls import call_peer
@@ -289,11 +299,11 @@ async def _whole_call_async(
         await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"], 15)
         accepted = await admin.call("call:accept", {"call_id": ring["call_id"]})
         assert accepted.get("ok") and accepted["mode"] == "relay", accepted
-        # Both sides stop listening at the same moment, then hang up, then close.
-        until = time.monotonic() + seconds
+        # Both sides count frames from when both hear audio until `stop`; then hang up, close.
+        both = asyncio.Barrier(2)
         a, b = await asyncio.gather(
-            _side(visitor, ring["call_id"], 880.0, 660.0, until),
-            _side(admin, ring["call_id"], 660.0, 880.0, until),
+            _side(visitor, ring["call_id"], 880.0, 660.0, both, ready, stop),
+            _side(admin, ring["call_id"], 660.0, 880.0, both, None, stop),
         )
         await visitor.call("call:end", {"call_id": ring["call_id"]})
         for side in (a, b):
@@ -307,7 +317,13 @@ async def _whole_call_async(
 
 
 async def _side(
-    peer: Any, call_id: str, send_hz: float, hear_hz: float, until: float
+    peer: Any,
+    call_id: str,
+    send_hz: float,
+    hear_hz: float,
+    both: asyncio.Barrier,
+    ready: Any,
+    stop: Any,
 ) -> dict[str, Any]:
     """One party: 200 ms tone bursts every second out; the other party's bursts heard in."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -344,7 +360,12 @@ async def _side(
     heard: list[float] = []
     frames = 0
     loud = False
-    while time.monotonic() < until:
+    await asyncio.wait_for(track.recv(), 30)
+    await both.wait()
+    if ready is not None:
+        ready.put(call_id)
+    cap = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < cap:
         frame = await asyncio.wait_for(track.recv(), 5)
         frames += 1
         is_loud = tone_ratio(frame, hear_hz) > 0.5
@@ -393,7 +414,12 @@ def main() -> None:
         sys.exit(why)
     with netns.private_network(), tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        result: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "cores": mp.cpu_count()}
+        result: dict[str, Any] = {
+            "when": datetime.now(UTC).isoformat(),
+            "cores": mp.cpu_count(),
+            # Other work on the machine shows in the figures: note how busy it was.
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
         if args.command in ("setup", "suite"):
             result["setup"] = asyncio.run(bench_setup(args.runs, workdir))
         if args.command in ("relay", "suite"):

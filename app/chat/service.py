@@ -313,6 +313,10 @@ class ChatService:
 
     async def mark_read(self, conv: Conversation) -> None:
         """The operator has seen everything in this conversation."""
+        pending = self._dirty_rows.get(conv.id)
+        if pending is not None:
+            # A row refresh queued before this read must not bring the old count back.
+            pending.unread_admin = 0
         if conv.unread_admin:
             conv.unread_admin = 0
             await Conversation.filter(id=conv.id).update(unread_admin=0)

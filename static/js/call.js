@@ -233,10 +233,18 @@ export class CallUI {
     this.notify("");
     await this.show("incoming");
     this.ringtone.start();
+    // A panel in a background tab: the system notification rings too (when allowed).
+    if (document.hidden && window.Notification?.permission === "granted") {
+      const status = this.root.querySelector('[data-when="incoming"]').textContent;
+      const note = new Notification(m.name || "", { body: status, tag: `call-${m.call_id}` });
+      note.onclick = () => { window.focus(); note.close(); };
+      this.notification = note;
+    }
   }
 
   async accept() {
     this.ringtone.stop();
+    this.notification?.close();
     this.unlockAudio();
     this.dialledAt = performance.now();
     this.setState("connecting");
@@ -296,6 +304,8 @@ export class CallUI {
   }
 
   finish() {
+    this.notification?.close();
+    this.notification = null;
     this.closePeer();
     this.stopMedia();
     this.reset();

@@ -26,6 +26,11 @@ def unavailable() -> str | None:
         return "call tests need root for a private network namespace (unshare -n)"
     if shutil.which("ip") is None:
         return "call tests need iproute2's `ip` (scripts/test-services.sh installs it)"
+    probe = subprocess.run(
+        ["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        return f"no private network namespace here: {probe.stderr.decode(errors='replace')[:200]}"
     return None
 
 

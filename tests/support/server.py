@@ -124,7 +124,10 @@ class Server:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        # Still starting after the deadline (a stalled start-up): end it before reporting, so
+        # no server outlives its test.
+        self.stop(signal.SIGKILL)
+        raise RuntimeError(f"server did not start within 60 s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: Hypercorn's graceful shutdown; SIGKILL: the whole server dies at once, as

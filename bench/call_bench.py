@@ -38,36 +38,6 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
 
-HEAR = """
-async (timeoutMs) => {
-  const el = document.getElementById("call-remote-audio");
-  const deadline = performance.now() + timeoutMs;
-  while (!(el.srcObject && el.srcObject.getAudioTracks().length)) {
-    if (performance.now() > deadline) return null;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const ctx = new AudioContext();
-  await ctx.resume();
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 256;
-  ctx.createMediaStreamSource(el.srcObject).connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
-  while (performance.now() < deadline) {
-    analyser.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const x of buf) sum += x * x;
-    if (Math.sqrt(sum / buf.length) > 0.005) { ctx.close(); return performance.now(); }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  ctx.close();
-  return null;
-}
-"""
-CLICKED = (
-    "window.__clickedAt = 0; document.addEventListener('click', "
-    "() => { window.__clickedAt = performance.now(); }, true);"
-)
-
 
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
@@ -88,7 +58,7 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
     from tests.support.browser import CHROMIUM
     from tests.support.server import Server
     from tests.test_browser import DESKTOP, PHONE, start_chat
-    from tests.test_calls import CALL_CHROMIUM_ARGS, tone_wav
+    from tests.test_calls import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 
     # The pages get a STUN server that never answers (what an unreachable one looks like):
     # trickled candidates must keep it from holding calls up.
@@ -122,8 +92,8 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
                 await start_chat(page, server.url, f"Echo{run}")
                 await expect(page.locator("#call-test")).to_be_visible()
                 await page.locator("#call-test").click()
-                heard = await page.evaluate(HEAR, 8000)
-                clicked = await page.evaluate("window.__clickedAt")
+                heard = (await page.evaluate(HEAR, 8000))["at"]
+                clicked = await page.evaluate("window.__callClickedAt")
                 assert heard is not None, "no echo heard"
                 echo.append(heard - clicked)
                 print(f"  browser -> echo, run {run + 1}: {heard - clicked:.0f} ms", flush=True)
@@ -146,10 +116,13 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
                 await visitor.locator("#call-button").click()
                 await expect(admin.locator("#call")).to_have_attribute("data-state", "incoming")
                 await admin.locator("#call-accept").click()
-                heard_v, heard_a = await asyncio.gather(
-                    visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
+                heard_v, heard_a = (
+                    found["at"]
+                    for found in await asyncio.gather(
+                        visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
+                    )
                 )
-                accepted = await admin.evaluate("window.__clickedAt")
+                accepted = await admin.evaluate("window.__callClickedAt")
                 # Two pages, two clocks: the visitor's time is moved onto the admin's clock
                 # through each page's performance.timeOrigin.
                 v_origin = await visitor.evaluate("performance.timeOrigin")

@@ -517,12 +517,12 @@ async (timeoutMs) => {
   const deadline = performance.now() + timeoutMs;
   while (!(el.srcObject && el.srcObject.getAudioTracks().length)) {
     if (performance.now() > deadline) return {rms: 0, at: null};
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 2));
   }
   const ctx = new AudioContext();
   await ctx.resume();
   const analyser = ctx.createAnalyser();
-  analyser.fftSize = 1024;
+  analyser.fftSize = 256;
   ctx.createMediaStreamSource(el.srcObject).connect(analyser);
   const buf = new Float32Array(analyser.fftSize);
   while (performance.now() < deadline) {
@@ -531,7 +531,7 @@ async (timeoutMs) => {
     for (const x of buf) sum += x * x;
     const rms = Math.sqrt(sum / buf.length);
     if (rms > 0.005) { ctx.close(); return {rms, at: performance.now()}; }
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 2));
   }
   ctx.close();
   return {rms: 0, at: null};

@@ -173,6 +173,21 @@ async def test_echo_peer_sends_our_tone_back(server: Server, private_net: str) -
         await close_peers(media, caller)
 
 
+async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
+    """The echo peer costs CPU: ECHO_PER_HOUR (10) test calls per visitor, then a clear no."""
+    caller, _, cid = await visitor(server, "Sınır")
+    try:
+        for _ in range(10):
+            ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+            assert ring["ok"], ring
+            assert (await caller.call("call:end", {"call_id": ring["call_id"]}))["ok"]
+        refused = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+        assert refused["ok"] is False and refused["error"] == "too_many_calls"
+        assert "Çok fazla arama" in refused["message"]
+    finally:
+        await caller.close()
+
+
 async def test_echo_calls_leave_no_message(server: Server) -> None:
     caller, token, cid = await visitor(server, "Sessiz")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
@@ -330,6 +345,11 @@ async def test_operator_calls_the_visitor(server: Server, admin_token: str) -> N
         for tab in (callee, second_tab):
             incoming = await tab.wait_for("call:incoming")
             assert incoming["from"] == "admin" and incoming["name"] == "Destek"
+        # A page reloaded while it rings learns of the call when it joins.
+        reloaded = await call_peer(server.url, "visitor", callee.cookie.split("=", 1)[1])
+        joined = await reloaded.call("join", {"chat_id": cid})
+        assert joined["call"]["call_id"] == ring["call_id"] and joined["call"]["state"] == "ringing"
+        await reloaded.close()
         assert (await callee.call("call:accept", {"call_id": ring["call_id"]}))["ok"]
         # The other tab stops ringing; only the answering tab is in the call.
         other = await second_tab.wait_for("call:ended")

@@ -38,7 +38,7 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.server import Server
+from tests.support.server import Server, create_pg_database, drop_pg_database
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
 from tests.test_browser import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 
@@ -50,7 +50,8 @@ VISITOR_HZ, ADMIN_HZ = 880.0, 660.0
 
 @pytest.fixture(scope="module")
 def private_net() -> Iterator[str]:
-    with netns.private_network() as address:
+    # PostgreSQL stays reachable inside (a forwarding thread) for the PostgreSQL call test.
+    with netns.private_network(forward=(5432,)) as address:
         yield address
 
 
@@ -375,6 +376,35 @@ async def test_calling_an_absent_visitor_fails_clearly(server: Server, admin_tok
         assert "sayfada değil" in refused["message"]
     finally:
         await admin.close()
+
+
+@pytest.mark.postgres
+async def test_a_call_on_postgresql_leaves_its_message(
+    private_net: str, silent_stun: str, tmp_path: Path
+) -> None:
+    """The same call, with the server on PostgreSQL (reached from inside the namespace)."""
+    url, name = await create_pg_database()
+    server = Server(
+        database_url=url, workdir=tmp_path, env_extra=call_env(silent_stun, SELFTEST_SKIP="calls")
+    )
+    await server.start()
+    try:
+        token = await admin_login(server)
+        caller, admin, call_id, cid, visitor_token = await answered_call(server, token, "Pg")
+        visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+        admin_media = Media(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+        try:
+            await asyncio.gather(visitor_media.offer(), admin_media.answer())
+            await asyncio.gather(visitor_media.hear(), admin_media.hear())
+            await caller.call("call:end", {"call_id": call_id})
+            await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+        finally:
+            await close_peers(visitor_media, admin_media, caller, admin)
+        messages = await wait_system(server, visitor_token, cid, 1)
+        assert len(messages) == 1 and messages[0]["text"].startswith("📞 Arama, 0:0"), messages
+    finally:
+        server.stop()
+        await drop_pg_database(name)
 
 
 # Who may signal, and what ----------------------------------------------------------------------

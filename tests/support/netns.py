@@ -9,10 +9,13 @@ switches the thread back.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -38,9 +41,45 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
+def _forward(libc: ctypes.CDLL, home: int, listener: socket.socket, port: int) -> None:
+    """Accept in the private namespace, connect in the home one, copy bytes both ways."""
+    if libc.setns(home, CLONE_NEWNET) != 0:  # this thread only
+        return
+    while True:
+        try:
+            inside, _ = listener.accept()
+        except OSError:
+            return  # the listener was closed: the namespace is going away
+        try:
+            outside = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            inside.close()
+            continue
+        outside.settimeout(None)
+        for src, dst in ((inside, outside), (outside, inside)):
+            threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
 @contextmanager
-def private_network() -> Iterator[str]:
-    """Run the body in a fresh network namespace; yields the media address (127.0.0.2)."""
+def private_network(forward: tuple[int, ...] = ()) -> Iterator[str]:
+    """Run the body in a fresh network namespace; yields the media address (127.0.0.2).
+
+    `forward` lists TCP ports of the home namespace's 127.0.0.1 (PostgreSQL's 5432) that stay
+    reachable at the same address inside, through a forwarding thread.
+    """
     libc = _libc()
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
@@ -50,7 +89,20 @@ def private_network() -> Iterator[str]:
         try:
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
             subprocess.run(["ip", "addr", "add", f"{MEDIA_ADDRESS}/8", "dev", "lo"], check=True)
-            yield MEDIA_ADDRESS
+            listeners = []
+            for port in forward:
+                listener = socket.create_server(("127.0.0.1", port))
+                listeners.append(listener)
+                threading.Thread(
+                    target=_forward, args=(libc, home, listener, port), daemon=True
+                ).start()
+            try:
+                yield MEDIA_ADDRESS
+            finally:
+                for listener in listeners:
+                    with contextlib.suppress(OSError):
+                        listener.shutdown(socket.SHUT_RDWR)
+                    listener.close()
         finally:
             if libc.setns(home, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()

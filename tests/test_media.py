@@ -472,3 +472,22 @@ async def test_the_seeds_two_step_send_with_a_file_ref(server: Server, admin_tok
     finally:
         await admin.close()
         await visitor.close()
+
+
+async def test_one_visitor_cannot_flood_the_decoders(server: Server) -> None:
+    token, cid = await start_visitor(server.url, "Sel")
+    small = png(8, 8)
+    answers = []
+    for _ in range(31):
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=client_id(), data=small, filename="a.png",
+            content_type="image/png", visitor_token=token,
+        )  # fmt: skip
+        answers.append((status, body.get("error")))
+    assert answers[:30] == [(200, None)] * 30
+    assert answers[30] == (429, "rate_limited")
+    other_token, other_cid = await start_visitor(server.url, "Komşu")
+    status, _ = await upload(
+        server.url, chat_id=other_cid, client_id=client_id(), data=small, visitor_token=other_token
+    )
+    assert status == 200, "a budget per visitor, not for everyone"

@@ -135,6 +135,10 @@ async def test_operator_media_from_telegram_reaches_the_visitor(
         await fake.admin_photo(b"this is no jpeg", reply_to=notice)
         await fake.wait_for_sent(with_text("fotoğraf değil"))
         assert len(peer.events["chat:message"]) == before
+        # A video (or any file that is not a picture or a recording): the operator is told.
+        await fake.admin_document(b"\0" * 100, "clip.mp4", reply_to=notice)
+        await fake.wait_for_sent(with_text("yalnızca fotoğraf"))
+        assert len(peer.events["chat:message"]) == before
     finally:
         await peer.close()
 

@@ -259,7 +259,10 @@ def build_router() -> Router:
     router.message.register(on_list, Command("list"))
     router.message.register(on_ban, Command("ban", "unban"))
     router.message.register(on_text, F.text)
-    router.message.register(on_media, F.photo | F.voice | F.audio | F.document)
+    router.message.register(
+        on_media,
+        F.photo | F.voice | F.audio | F.document | F.video | F.video_note | F.animation | F.sticker,
+    )
     router.edited_message.register(on_edit, F.text)
     router.callback_query.register(on_close, F.data.startswith("close:"))
     return router

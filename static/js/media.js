@@ -65,6 +65,12 @@ class MediaComposer {
     this.recording = null;
     this.recorderBar.querySelector('[data-recorder="cancel"]').addEventListener("click", () => this.stopRecording(false));
     this.recorderBar.querySelector('[data-recorder="send"]').addEventListener("click", () => this.stopRecording(true));
+    // The attach menu closes on a click elsewhere and on Escape, like any menu.
+    const menu = tools.querySelector("details");
+    document.addEventListener("click", (event) => { if (menu.open && !menu.contains(event.target)) menu.open = false; });
+    tools.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && menu.open) { menu.open = false; menu.querySelector("summary").focus(); }
+    });
   }
 
   // A file was chosen in one of the pickers.

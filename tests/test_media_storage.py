@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +24,7 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.fake_cloudinary import FakeCloudinary
+from tests.support.fake_cloudinary import FakeCloudinary, Resource
 from tests.support.media_files import fetch, jpeg, tone, upload
 from tests.support.server import free_port
 from tests.support.telegram import sqlite_server
@@ -36,6 +37,7 @@ class Backend:
     objects: Callable[[], dict[str, bytes]]  # our key -> stored bytes
     break_it: Callable[[], None]
     mend_it: Callable[[], None]
+    put: Callable[[str, bytes], None]  # an object written behind the app's back
 
 
 @pytest.fixture(params=["s3", "cloudinary"])
@@ -78,7 +80,11 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             "MEDIA_STORAGE": "s3", "S3_BUCKET": bucket, "S3_ENDPOINT_URL": endpoint,
             "S3_ACCESS_KEY_ID": "test-key", "S3_SECRET_ACCESS_KEY": "test-secret", "S3_PREFIX": "chat/",
         }  # fmt: skip
-        yield Backend("s3", env, s3_objects, stop, restart)
+
+        def s3_put(key: str, data: bytes) -> None:
+            s3.put_object(Bucket=bucket, Key=f"chat/{key}", Body=data)
+
+        yield Backend("s3", env, s3_objects, stop, restart, s3_put)
         if running[0]:
             moto.stop()
     else:
@@ -97,7 +103,14 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             "MEDIA_STORAGE": "cloudinary", "CLOUDINARY_URL": fake.url,
             "CLOUDINARY_API_BASE": fake.base_url, "CLOUDINARY_DELIVERY_BASE": fake.base_url,
         }  # fmt: skip
-        yield Backend("cloudinary", env, cloud_objects, down, up)
+
+        def cloud_put(key: str, data: bytes) -> None:
+            public_id = f"sohbet/{key}"
+            fake.resources[("raw", "authenticated", public_id)] = Resource(
+                public_id, "raw", "authenticated", data, datetime.now(UTC)
+            )
+
+        yield Backend("cloudinary", env, cloud_objects, down, up, cloud_put)
         await fake.stop()
 
 
@@ -205,3 +218,17 @@ async def test_storage_check_through_the_object_store(backend: Backend, workdir:
         assert failed["status"] == "fail" and failed["detail"].startswith(f"{backend.name}: ")
         assert ("Could not connect" in failed["detail"]) or ("HTTP 502" in failed["detail"]), failed
         print(f"\n{backend.name} storage check: {passed['detail']} / down: {failed['detail']}")
+
+        # Repair lists the store's objects: a file a message uses and a fresh stray one are both
+        # seen, and both kept (a stray younger than 10 minutes may be an upload still committing).
+        token, cid = await start_visitor(server.url, "Onarım")
+        status, body = await upload(
+            server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
+        )
+        assert status == 200, body
+        backend.put("ab" * 16 + ".jpg", b"left behind")
+        status, repaired = await call(server, "POST", "/api/repair/run", headers)
+        assert status == 200, repaired
+        step = next(s for s in repaired["steps"] if s["name"] == "orphan_media")
+        assert step["status"] == "pass" and step["detail"] == "2 dosyadan 0 tanesi silindi", step
+        assert len(backend.objects()) == 2

@@ -27,7 +27,7 @@ from app.core.clock import Clock, RealClock
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
-from app.serving import ExitOnFailedStart, websocket_compression
+from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
 from app.telegram import bridge as telegram
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
@@ -147,6 +147,10 @@ def create_app(
     async def realtime() -> AsyncGenerator[None, None]:
         # Many small objects per message: the default thresholds cause long gen-2 pauses (p99).
         gc.set_threshold(50_000, 50, 1_000)
+        # What start-up built (modules, templates, the app) lives as long as the process:
+        # keep it out of every later collection's walk.
+        gc.collect()
+        gc.freeze()
         yield
         await chat.close()
         await presence.close()
@@ -160,4 +164,5 @@ def create_app(
 def asgi_app(app: Quart) -> socketio.ASGIApp:
     """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
     websocket_compression(app.config["SOHBET"].ws_compression)
+    lean_app_queues()
     return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=ExitOnFailedStart(app))

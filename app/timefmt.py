@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 
@@ -11,11 +12,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Renders of one message (one per viewer) and of a group-committed batch share a timestamp.
+@lru_cache(maxsize=1024)
 def local_hhmm(moment: datetime, zone: ZoneInfo) -> str:
     """HH:MM of a stored time in the display zone."""
     return moment.astimezone(zone).strftime("%H:%M")
 
 
+@lru_cache(maxsize=1024)
 def local_stamp(moment: datetime, zone: ZoneInfo) -> str:
     """Date and time of a stored time in the display zone, for tooltips and lists."""
     return moment.astimezone(zone).strftime("%d.%m.%Y %H:%M")

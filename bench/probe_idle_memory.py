@@ -48,6 +48,20 @@ def group_of(trace: tracemalloc.StatisticDiff) -> str:
     return "other: " + Path(filename).name
 
 
+def census() -> Counter[str]:
+    """Live gc-tracked objects by type: {type name: [count, bytes]} (sys.getsizeof, shallow)."""
+    out: dict[str, list[int]] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        if kind.__name__ == "coroutine" or kind.__name__ == "function":
+            name += f" {getattr(obj, '__qualname__', '')}"
+        row = out.setdefault(name, [0, 0])
+        row[0] += 1
+        row[1] += sys.getsizeof(obj)
+    return Counter({k: tuple(v) for k, v in out.items()})  # type: ignore[misc]
+
+
 def rss() -> int:
     with open(f"/proc/{os.getpid()}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -125,11 +139,12 @@ async def serve(args: argparse.Namespace) -> None:
     children = [await spawn(50)]
     await asyncio.sleep(2)
     gc.collect()
-    before, rss0 = tracemalloc.take_snapshot(), rss()
+    before, rss0, census0 = tracemalloc.take_snapshot(), rss(), census()
     children.append(await spawn(args.sockets))
     await asyncio.sleep(3)
-    gc.collect()
-    after, rss1 = tracemalloc.take_snapshot(), rss()
+    # What the server's own collector had not freed yet (cycles: tracebacks, classes...).
+    unreachable = gc.collect()
+    after, rss1, census1 = tracemalloc.take_snapshot(), rss(), census()
     n = args.sockets
     stats = after.compare_to(before, "lineno")
     groups: Counter[str] = Counter()
@@ -139,13 +154,21 @@ async def serve(args: argparse.Namespace) -> None:
     print(
         f"\n{n} idle sockets, permessage-deflate {'offered' if args.deflate else 'not offered'}: "
         f"RSS +{(rss1 - rss0) / 1024 / n:.1f} KiB/conn (with tracemalloc's own overhead), "
-        f"traced Python allocations +{traced / 1024 / n:.1f} KiB/conn"
+        f"traced Python allocations +{traced / 1024 / n:.1f} KiB/conn; "
+        f"cyclic garbage found by a full collection: {unreachable / n:.1f} objects/conn"
     )
     for name, size in groups.most_common():
         if abs(size) / n >= 100:
             print(f"  {size / 1024 / n:7.1f} KiB/conn  {name}")
+    print("\nobjects kept per connection, by type (gc-tracked objects; size without referents):")
+    for kind, (count, size) in sorted(
+        ((k, (census1[k][0] - census0.get(k, (0, 0))[0], census1[k][1] - census0.get(k, (0, 0))[1])) for k in census1),
+        key=lambda kv: -kv[1][1],
+    )[: args.top]:
+        if count / n >= 0.5:
+            print(f"  {count / n:6.1f} x {kind:<50} {size / 1024 / n:6.2f} KiB/conn")
     print("\nlargest allocation sites:")
-    for stat in sorted(stats, key=lambda s: -s.size_diff)[:12]:
+    for stat in sorted(stats, key=lambda s: -s.size_diff)[: args.top]:
         frame = stat.traceback[0]
         print(
             f"  {stat.size_diff / 1024 / n:7.2f} KiB/conn  "
@@ -163,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--no-deflate", dest="deflate", action="store_false")
+    parser.add_argument("--top", type=int, default=12, help="rows of the type and site tables")
     parser.add_argument("--client", nargs=3, metavar=("URL", "COOKIE", "COUNT"))
     args = parser.parse_args()
     if args.client:

@@ -126,6 +126,8 @@ def start_server(
             "app.asgi:app",
             "--bind",
             f"127.0.0.1:{port}",
+            # Extra Hypercorn flags for experiments (e.g. BENCH_SERVER_ARGS="-k asyncio").
+            *os.environ.get("BENCH_SERVER_ARGS", "").split(),
         ]
     elif target == "seed":
         if not SEED_PYTHON.exists():
@@ -151,7 +153,7 @@ def start_server(
         preexec_fn=_limits,
     )
     server = Server(target, proc, f"http://127.0.0.1:{port}", log_path, run_dir, log_file)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # importing the app took 14-20 s on a busy machine
     import urllib.request
 
     while time.monotonic() < deadline:
@@ -166,7 +168,7 @@ def start_server(
             time.sleep(0.2)
     server.stop()
     raise RuntimeError(
-        f"{target} server did not answer /health in 30 s:\n{server.log_text()[-3000:]}"
+        f"{target} server did not answer /health in 90 s:\n{server.log_text()[-3000:]}"
     )
 
 

@@ -6,8 +6,11 @@ load the cost per message falls as batches grow, while a lone message is written
 After the commit the batch is fanned out in seq order, then each caller gets its result (the
 acknowledgement is sent only now: after the commit).
 
-If a batch fails (a unique constraint hit by another process, a dropped connection) each of
-its messages is written again on its own, so one bad message never fails its neighbours.
+Batches do not look up client ids first: a retried send of a committed message (its ack was
+lost) hits the unique constraint on (conversation, client id). If a batch fails (that, a
+unique constraint hit by another process, a dropped connection) each of its messages is written
+again on its own, with the lookup, so one bad message never fails its neighbours and a retry
+gets the stored message back.
 """
 
 from __future__ import annotations
@@ -231,14 +234,20 @@ class MessageWriter:
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:
-            results: list[Posted | Exception] = list(await self._commit([p.draft for p in batch]))
+            # Optimistic: no lookup of stored client ids. A retry of a committed send is rare
+            # (its ack was lost) and hits the unique constraint, which rolls the batch back.
+            results: list[Posted | Exception] = list(
+                await self._commit([p.draft for p in batch], lookup=False)
+            )
         except Exception as exc:
-            if len(batch) > 1 or not isinstance(exc, IntegrityError):
+            if isinstance(exc, IntegrityError):
+                log.debug("batch of %d hit a unique key; writing one by one", len(batch))
+            else:
                 log.info("batch of %d failed (%s); writing one by one", len(batch), exc)
             results = []
             for pending in batch:
                 try:
-                    results.extend(await self._commit([pending.draft]))
+                    results.extend(await self._commit([pending.draft], lookup=True))
                 except Exception as single:
                     results.append(single)
         self.batches += 1
@@ -263,8 +272,14 @@ class MessageWriter:
             else:
                 pending.done.set_result(result)
 
-    async def _commit(self, drafts: list[Draft]) -> list[Posted | Exception]:
-        """One transaction for the whole batch."""
+    async def _commit(self, drafts: list[Draft], *, lookup: bool) -> list[Posted | Exception]:
+        """One transaction for the whole batch.
+
+        With `lookup`, messages already stored under their client ids are found first and
+        returned as they are; without it a retried client id fails the whole transaction on the
+        unique constraint (the caller then writes the batch again, one message at a time, with
+        the lookup), which saves a query per batch on the common path.
+        """
         now = utcnow()
         ids = sorted({d.conversation_id for d in drafts})
         async with in_transaction() as tx:
@@ -276,12 +291,14 @@ class MessageWriter:
                 .select_for_update()
                 .using_db(tx)
             }
-            stored = {
-                (m.conversation_id, m.client_id): m
-                for m in await Message.filter(
-                    conversation_id__in=ids, client_id__in=list({d.client_id for d in drafts})
-                ).using_db(tx)
-            }
+            stored: dict[tuple[int, str], Message] = {}
+            if lookup:
+                stored = {
+                    (m.conversation_id, m.client_id): m
+                    for m in await Message.filter(
+                        conversation_id__in=ids, client_id__in=list({d.client_id for d in drafts})
+                    ).using_db(tx)
+                }
             results: list[Posted | Exception] = []
             new: list[tuple[Conversation, Message]] = []
             touched: dict[int, Conversation] = {}

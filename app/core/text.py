@@ -8,23 +8,35 @@ import unicodedata
 from app.errors import InvalidInput
 
 # Bidi embedding/override/isolate controls and zero-width marks that can disguise text.
-_INVISIBLE = dict.fromkeys(
-    [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200B, 0x200E, 0x200F, 0x2028, 0x2029, 0xFEFF]
+_INVISIBLE = [
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    *(0x200B, 0x200E, 0x200F, 0x2028, 0x2029, 0xFEFF),
+]
+# Control characters (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F) are
+# dropped, tabs and carriage returns become spaces; newlines are kept in messages only.
+# A regex finds whether a text has any (most have none); only then one str.translate. The
+# per-character loop this replaces cost ~3 % of a message's CPU under load.
+_CONTROLS: dict[int, str | None] = {
+    cp: None for cp in [*range(0x00, 0x20), *range(0x7F, 0xA0), *_INVISIBLE]
+}
+_CONTROLS.update({ord("\t"): " ", ord("\r"): " "})
+_KEEP_LINES = str.maketrans({**_CONTROLS, ord("\n"): "\n"})
+_JOIN_LINES = str.maketrans({**_CONTROLS, ord("\n"): " "})
+_ANY_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+_ANY_CONTROL_BUT_NEWLINE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 _SPACES = re.compile(r"[ \t]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def _drop_controls(text: str, keep_newlines: bool) -> str:
-    out = []
-    for ch in text.translate(_INVISIBLE):
-        if ch == "\n" and keep_newlines:
-            out.append(ch)
-        elif ch in "\t\r\n":
-            out.append(" ")
-        elif unicodedata.category(ch) != "Cc":
-            out.append(ch)
-    return "".join(out)
+    if not (_ANY_CONTROL_BUT_NEWLINE if keep_newlines else _ANY_CONTROL).search(text):
+        return text
+    return text.translate(_KEEP_LINES if keep_newlines else _JOIN_LINES)
 
 
 def clean_message(raw: object, max_chars: int) -> str:

@@ -96,7 +96,11 @@ class Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = self._spawn(log)
-        await self._wait_healthy()
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            self.stop()  # a server that never became healthy must not outlive the test
+            raise
 
     def _spawn(self, log: object) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -112,7 +116,10 @@ class Server:
 
     async def _wait_healthy(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + 60  # imports alone take seconds on a busy 2-core machine
+        # Waits for /health (or for the process to exit). The ceiling only matters when the
+        # server hangs: on a machine busy with other test suites, importing the app alone has
+        # taken 14-20 s (aiogram's pydantic models), so 30 s was not enough.
+        deadline = time.monotonic() + 90
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

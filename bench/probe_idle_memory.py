@@ -161,10 +161,11 @@ async def serve(args: argparse.Namespace) -> None:
         if abs(size) / n >= 100:
             print(f"  {size / 1024 / n:7.1f} KiB/conn  {name}")
     print("\nobjects kept per connection, by type (gc-tracked objects; size without referents):")
-    for kind, (count, size) in sorted(
-        ((k, (census1[k][0] - census0.get(k, (0, 0))[0], census1[k][1] - census0.get(k, (0, 0))[1])) for k in census1),
-        key=lambda kv: -kv[1][1],
-    )[: args.top]:
+    kept = {}
+    for k, (count1, size1) in census1.items():
+        count0, size0 = census0.get(k, (0, 0))
+        kept[k] = (count1 - count0, size1 - size0)
+    for kind, (count, size) in sorted(kept.items(), key=lambda kv: -kv[1][1])[: args.top]:
         if count / n >= 0.5:
             print(f"  {count / n:6.1f} x {kind:<50} {size / 1024 / n:6.2f} KiB/conn")
     print("\nlargest allocation sites:")

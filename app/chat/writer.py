@@ -27,7 +27,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
 from app.migrations import dialect_of
 from app.models import Conversation, Message
 from app.timefmt import utcnow
@@ -306,6 +306,10 @@ class MessageWriter:
                 conv = convs.get(draft.conversation_id)
                 if conv is None:
                     results.append(NotFound("bad_chat"))
+                    continue
+                if draft.role == "visitor" and conv.blocked_at is not None:
+                    # Read in this transaction: exact across processes, no query of its own.
+                    results.append(Forbidden("blocked"))
                     continue
                 key = (draft.conversation_id, draft.client_id)
                 if key in stored:

@@ -25,6 +25,8 @@ import yaml
 
 from tests.support.server import ROOT, free_port
 
+# Building the wheel and starting a server take minutes on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(600)
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
@@ -132,7 +134,7 @@ async def test_started_like_the_image_it_serves_and_stops_on_sigterm(
     try:
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            for _ in range(600):
+            for _ in range(1200):
                 assert proc.returncode is None, log.read_text()
                 try:
                     async with http.get(url + "/health") as r:
@@ -141,6 +143,8 @@ async def test_started_like_the_image_it_serves_and_stops_on_sigterm(
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"no /health answer in 120 s:\n{log.read_text()}")
             async with http.get(url + "/") as r:
                 page = await r.text()
                 assert r.status == 200 and 'id="start-form"' in page
@@ -148,14 +152,19 @@ async def test_started_like_the_image_it_serves_and_stops_on_sigterm(
             assert css
             async with http.get(url + css.group(1)) as r:
                 assert r.status == 200
-        check = await asyncio.to_thread(
-            subprocess.run,
-            healthcheck(port),
-            capture_output=True,
-            timeout=30,
-            env={**os.environ, "PORT": str(port)},
-        )
-        assert check.returncode == 0, check.stderr
+        # Docker runs the check up to --retries=3 times before calling the container unhealthy.
+        for _ in range(3):
+            check = await asyncio.to_thread(
+                subprocess.run,
+                healthcheck(port),
+                capture_output=True,
+                timeout=30,
+                env={**os.environ, "PORT": str(port)},
+            )
+            if check.returncode == 0:
+                break
+            await asyncio.sleep(1)
+        assert check.returncode == 0, (check.stderr, log.read_text())
         assert (workdir / "data" / "sohbet.db").is_file(), "the data volume holds the database"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0, log.read_text()

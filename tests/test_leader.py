@@ -21,7 +21,7 @@ from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database, query
 from tests.support.telegram import telegram_env, visitor_with_chat, with_text
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(600)]
 LEASE = 3
 LEADS = "telegram bridge leading"
 

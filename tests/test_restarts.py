@@ -22,7 +22,8 @@ from tests.support.proxy import CuttingProxy
 from tests.support.server import Server, create_pg_database, drop_pg_database, query
 from tests.test_delivery_cuts import Reader, Sender
 
-pytestmark = pytest.mark.postgres
+# Four server starts (or two outages) and 120 messages: minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 PER_SIDE = 60
 
 

@@ -248,7 +248,7 @@ def test_fuzz_every_call_event(event: str, server: Server, ringing: Any) -> None
         return await peers[-1].call(event, data, timeout=15)
 
     @settings(
-        max_examples=30,
+        max_examples=20,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         database=None,

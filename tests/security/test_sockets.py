@@ -241,7 +241,7 @@ JSON = st.recursive(
     ),
     max_leaves=12,
 )
-FIELDS = ("chat_id", "text", "client_id", "last_seq", "type", "role", "name", "time")
+FIELDS = ("chat_id", "text", "client_id", "last_seq", "type", "role", "name", "time", "fileRef")
 
 
 def payloads(own_cid: str, other_cid: str) -> st.SearchStrategy[Any]:
@@ -319,7 +319,7 @@ def test_fuzz_every_event(
     victim's conversation never gets a message."""
 
     @settings(
-        max_examples=40,
+        max_examples=25,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         database=None,

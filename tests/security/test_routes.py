@@ -19,8 +19,9 @@ from tests.support.clients import ADMIN_COOKIE, admin_csrf, admin_login
 from tests.support.server import Server, query
 
 SERVER_ENV = SUITE_ENV
-# Reachable before signing in, each with its own protection (origin check, password, secret).
-PUBLIC_WRITES = {"/start", "/admin/login", "/admin/verify", "/tg/webhook"}
+# Reachable before signing in, each with its own protection (origin check, password, secret,
+# the one-time device link's token).
+PUBLIC_WRITES = {"/start", "/admin/login", "/admin/verify", "/tg/webhook", "/continue/<token>"}
 # A visitor's own writes: the visitor cookie (SameSite=Lax) and the origin check protect them.
 VISITOR_WRITES = {"/handoff"}
 WRITE_METHODS = {"POST", "PUT", "DELETE", "PATCH"}

@@ -96,7 +96,11 @@ class Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = self._spawn(log)
-        await self._wait_healthy()
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            self.stop()  # a server that did not come up must not outlive the test
+            raise
 
     def _spawn(self, log: object) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

@@ -49,9 +49,9 @@ VISITOR_HZ, ADMIN_HZ = 880.0, 660.0
 
 
 @pytest.fixture(scope="module")
-def private_net() -> Iterator[str]:
+async def private_net() -> AsyncIterator[str]:
     # PostgreSQL stays reachable inside (a forwarding thread) for the PostgreSQL call test.
-    with netns.private_network(forward=(5432,)) as address:
+    with netns.private_network(forward=(5432,)) as address, netns.own_default_executor():
         yield address
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import threading
@@ -80,7 +81,17 @@ async def handshake(
             )
         except socketio.exceptions.ConnectionError:
             return False
-        await client.disconnect()
+        if transport == "polling":
+            # A polite polling disconnect waits for the pending long-poll GET, which the server
+            # holds until its next ping (25 s); end it here instead.
+            read_loop = client.eio.read_loop_task
+            await client.eio.disconnect(abort=True)
+            if read_loop is not None:
+                read_loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read_loop
+        else:
+            await client.disconnect()
         return True
 
 

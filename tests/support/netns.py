@@ -9,6 +9,7 @@ switches the thread back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 CLONE_NEWNET = 0x40000000
@@ -109,3 +111,22 @@ def private_network(forward: tuple[int, ...] = ()) -> Iterator[str]:
                 raise OSError(err, f"setns back: {os.strerror(err)}")
     finally:
         os.close(home)
+
+
+@contextmanager
+def own_default_executor() -> Iterator[None]:
+    """Give the running loop a thread pool of its own while the body runs, and a new one after.
+
+    A thread starts in the namespace of the thread that made it: worker threads the loop's
+    default executor starts while the main thread is in a private namespace would stay there,
+    and a later test's `asyncio.to_thread(...)` (a health probe, a subprocess) would run in a
+    namespace that no longer has anything in it ("connection refused").
+    """
+    loop = asyncio.get_running_loop()
+    inside = ThreadPoolExecutor(thread_name_prefix="netns")
+    loop.set_default_executor(inside)
+    try:
+        yield
+    finally:
+        inside.shutdown(wait=False, cancel_futures=True)
+        loop.set_default_executor(ThreadPoolExecutor())

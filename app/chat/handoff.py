@@ -49,26 +49,22 @@ def qr_svg_data_uri(url: str) -> str:
     return str(segno.make(url, error="m").svg_data_uri(scale=5, border=2, dark="#111827"))
 
 
-async def check_handoff(token: str) -> None:
-    """Raise HandoffExpired unless the token could still be redeemed (without using it)."""
+async def check_handoff(token: str) -> Handoff:
+    """The token's row if it could still be redeemed (without using it); HandoffExpired if not."""
     if not token or len(token) > 128:
         raise HandoffExpired("handoff_expired")
     row = await Handoff.get_or_none(token_hash=token_hash(token))
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
         raise HandoffExpired("handoff_expired")
+    return row
 
 
 async def redeem_handoff(chat: ChatService, token: str) -> tuple[Conversation, str]:
     """Use a token once: the conversation moves to a new visitor cookie (returned)."""
-    if not token or len(token) > 128:
-        raise HandoffExpired("handoff_expired")
-    now = utcnow()
-    row = await Handoff.get_or_none(token_hash=token_hash(token))
-    if row is None or row.used_at is not None or row.expires_at <= now:
-        raise HandoffExpired("handoff_expired")
+    row = await check_handoff(token)
     # Claimed with a conditional update, so two devices opening the link at once can't both win.
     claimed = await Handoff.filter(token_hash=row.token_hash, used_at__isnull=True).update(
-        used_at=now
+        used_at=utcnow()
     )
     conv = await Conversation.get_or_none(id=row.conversation_id)
     if not claimed or conv is None:

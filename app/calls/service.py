@@ -20,7 +20,7 @@ from typing import Any
 import socketio
 
 from app.calls.ice import ice_servers_for
-from app.chat.service import ChatService
+from app.chat.service import ChatService, other_role, visitor_room
 from app.config import Settings
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
@@ -43,14 +43,6 @@ CALL_OUTCOMES = {
     "declined": N_("Declined call"),
     "busy": N_("Missed call (busy)"),
 }
-
-
-def visitor_room(conversation_id: int) -> str:
-    return f"v:{conversation_id}"
-
-
-def other_role(role: str) -> str:
-    return "admin" if role == "visitor" else "visitor"
 
 
 def duration_text(seconds: int) -> str:
@@ -267,12 +259,7 @@ class CallService:
             call.timer.cancel()
             call.timer = None
         if self.conf.force_relay:
-            try:
-                self.hub.reserve_relay(call.id)
-            except RelayBusy:
-                await self.end(call, "relay_busy")
-                raise CallError("relay_busy") from None
-            call.mode = RELAY
+            await self._move_to_relay(call)
         for who, owner in call.sids.items():
             await self.sio.emit(
                 "call:accepted", self.accepted_payload(call, who), to=owner, namespace=NAMESPACE
@@ -305,12 +292,7 @@ class CallService:
             raise CallError("call_gone")
         if call.mode in (RELAY, ECHO):
             return
-        try:
-            self.hub.reserve_relay(call.id)
-        except RelayBusy:
-            await self.end(call, "relay_busy")
-            raise CallError("relay_busy") from None
-        call.mode = RELAY
+        await self._move_to_relay(call)
         log.info("call %s falls back to the relay", call.id)
         for who, owner in call.sids.items():
             await self.sio.emit(
@@ -386,6 +368,15 @@ class CallService:
         return fixed
 
     # Helpers ----------------------------------------------------------------------------------
+
+    async def _move_to_relay(self, call: Call) -> None:
+        """Take a slot of the relay for the call; a full relay ends the call (`relay_busy`)."""
+        try:
+            self.hub.reserve_relay(call.id)
+        except RelayBusy:
+            await self.end(call, "relay_busy")
+            raise CallError("relay_busy") from None
+        call.mode = RELAY
 
     def _add(self, call: Call) -> None:
         self.calls[call.id] = call

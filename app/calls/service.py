@@ -45,6 +45,11 @@ CALL_OUTCOMES = {
 }
 
 
+def _room(role: str, conversation_id: int) -> str:
+    """The `/call` room of one side of a conversation: every operator page, or its visitor."""
+    return ADMINS if role == "admin" else visitor_room(conversation_id)
+
+
 def duration_text(seconds: int) -> str:
     minutes, secs = divmod(max(0, seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -190,21 +195,14 @@ class CallService:
         call.sids[role] = sid
         self._add(call)
         call.timer = asyncio.get_running_loop().create_task(self._ring_timeout(call))
-        incoming = {**call.summary(), "name": conv.visitor_name if role == "visitor" else None}
-        if callee == "admin":
-            incoming["name"] = conv.visitor_name
-            await self.sio.emit(
-                "call:incoming",
-                incoming,
-                room=ADMINS,
-                skip_sid=[s for s in callee_sids if s in busy] or None,
-                namespace=NAMESPACE,
-            )
-        else:
-            incoming["name"] = self.settings.operator_name
-            await self.sio.emit(
-                "call:incoming", incoming, room=visitor_room(conv.id), namespace=NAMESPACE
-            )
+        name = conv.visitor_name if callee == "admin" else self.settings.operator_name
+        await self.sio.emit(
+            "call:incoming",
+            {**call.summary(), "name": name},
+            room=_room(callee, conv.id),
+            skip_sid=[s for s in callee_sids if s in busy] or None,
+            namespace=NAMESPACE,
+        )
         if role == "visitor" and self.notify_ring is not None:
             try:
                 await self.notify_ring(conv, call)
@@ -384,8 +382,8 @@ class CallService:
 
     def _sockets(self, conversation_id: int, role: str) -> list[str]:
         """This process's `/call` sockets of one side of a conversation."""
-        room = ADMINS if role == "admin" else visitor_room(conversation_id)
-        return [sid for sid, _ in self.sio.manager.get_participants(NAMESPACE, room)]
+        participants = self.sio.manager.get_participants(NAMESPACE, _room(role, conversation_id))
+        return [sid for sid, _ in participants]
 
     async def _emit_side(
         self, call: Call, role: str, event: str, payload: dict[str, Any], skip: str | None = None
@@ -393,7 +391,7 @@ class CallService:
         if call.synthetic and role == "admin":
             # Self-test calls never reach the operator's panel.
             return
-        room = ADMINS if role == "admin" else visitor_room(call.conversation_id)
+        room = _room(role, call.conversation_id)
         await self.sio.emit(event, payload, room=room, skip_sid=skip, namespace=NAMESPACE)
 
     async def _ring_timeout(self, call: Call) -> None:

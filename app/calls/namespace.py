@@ -10,10 +10,7 @@ the cookie checked at connect; only a conversation's two participants can signal
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import socketio
+from typing import Any, ClassVar
 
 from app.admin.auth import AdminAuth
 from app.calls.service import (
@@ -25,14 +22,12 @@ from app.calls.service import (
     Call,
     CallError,
     CallService,
-    visitor_room,
 )
-from app.chat.namespace import visitor_cookie
+from app.chat.namespace import ConversationNamespace, Handler, payload_of
+from app.chat.service import other_role, visitor_room
 from app.core.ratelimit import SlidingWindow
-from app.errors import NotFound, SohbetError
+from app.errors import SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale
-from app.models import Conversation
-from app.realtime import cookies_of
 from media_relay import RelayBusy, SignalError
 
 log = logging.getLogger("sohbet.calls.socket")
@@ -51,52 +46,33 @@ ERRORS.update(
     }
 )
 
-_EVENTS = {
-    "call_ring",
-    "call_accept",
-    "call_decline",
-    "call_end",
-    "call_relay",
-    "call_media",
-    "rtc_offer",
-    "rtc_answer",
-    "rtc_candidate",
-}
 MAX_SDP = 16_000
 MAX_CANDIDATE = 1024
-Handler = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def _payload(data: object) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise CallError("bad_payload")
-    return data
-
-
-class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+class CallNamespace(ConversationNamespace):
     """The two parties' signalling channel; media goes P2P or through the server."""
 
+    events: ClassVar[dict[str, str]] = {
+        "join": "_join",
+        "call:ring": "_ring",
+        "call:accept": "_accept",
+        "call:decline": "_decline",
+        "call:end": "_end",
+        "call:relay": "_relay",
+        "call:media": "_media",
+        "rtc:offer": "_offer",
+        "rtc:answer": "_answer",
+        "rtc:candidate": "_candidate",
+    }
+
     def __init__(self, calls: CallService, auth: AdminAuth) -> None:
-        super().__init__(NAMESPACE)
+        super().__init__(NAMESPACE, calls.chat, auth)
         self.calls = calls
-        self.chat = calls.chat
-        self.auth = auth
         # Signalling is small and rare: a flood is a bug or an attack.
         self.signal_budget = SlidingWindow(200, 10)
         self.ring_budget = SlidingWindow(6, 60)
         self.echo_budget = SlidingWindow(max(1, calls.conf.echo_per_hour), 3600)
-
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        """Route `call:ring` to `on_call_ring` (the contract's names have colons)."""
-        if event and ":" in event:
-            event = event.replace(":", "_")
-            if event not in _EVENTS:
-                return None
-        return await super().trigger_event(event, *args)
-
-    async def _session(self, sid: str) -> dict[str, Any]:
-        session: dict[str, Any] = await self.get_session(sid)
-        return session
 
     async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
         """Run a handler; refusals become `{ok: false, error, message}` (ack and `call:error`)."""
@@ -105,7 +81,7 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             if self.signal_budget.hit(sid):
                 raise CallError("rate_limited")
-            return await handler(sid, session, _payload(data))
+            return await handler(sid, session, payload_of(data))
         except (CallError, SohbetError) as exc:
             code = exc.code
         except SignalError:
@@ -120,21 +96,11 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.emit("call:error", reply, to=sid)
         return reply
 
-    async def _conversation(self, session: dict[str, Any], chat_id: object) -> Conversation:
-        if session.get("role") == "admin":
-            return await self.chat.by_cid(chat_id)
-        if chat_id != session.get("cid"):
-            raise NotFound("bad_chat")
-        conv = await Conversation.get_or_none(id=session["conversation_id"])
-        if conv is None:
-            raise NotFound("bad_chat")
-        return conv
-
     def _participant(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> Call:
         """The call named in the payload, if this socket is one of its two parties."""
         call = self.calls.get(data.get("call_id"))
-        role = session.get("role")
-        if call.role_of(sid) is None or role != call.role_of(sid):
+        role = call.role_of(sid)
+        if role is None or role != session.get("role"):
             raise CallError("call_gone")
         return call
 
@@ -142,30 +108,9 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         """Identify the socket from its cookies (as `/chat` does); refuse it otherwise."""
-        cookies = cookies_of(environ)
-        wanted = auth.get("as") if isinstance(auth, dict) else None
-        locale = self.chat.settings.default_locale
-        if wanted != "visitor":
-            if await self.auth.session_for(cookies.get(self.auth.cookie_name)) is not None:
-                await self.save_session(sid, {"role": "admin", "locale": locale})
-                await self.enter_room(sid, ADMINS)
-                return
-        if wanted != "admin":
-            conv = await self.chat.by_token(cookies.get(visitor_cookie(self.chat.settings)))
-            if conv is not None:
-                await self.save_session(
-                    sid,
-                    {
-                        "role": "visitor",
-                        "conversation_id": conv.id,
-                        "cid": conv.cid,
-                        "locale": conv.locale,
-                        "synthetic": conv.synthetic,
-                    },
-                )
-                await self.enter_room(sid, visitor_room(conv.id))
-                return
-        raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+        session, conv = await self._identify(environ, auth)
+        await self.save_session(sid, session)
+        await self.enter_room(sid, ADMINS if conv is None else visitor_room(conv.id))
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         """A closed page or a dropped network ends that side's calls."""
@@ -173,14 +118,11 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # Calls ------------------------------------------------------------------------------------
 
-    async def on_join(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`join {chat_id}`: the conversation's current call, if any (a reloaded page rings)."""
-        return await self._guard(sid, self._join, data)
-
     async def _join(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        conv = await self._conversation(session, data.get("chat_id"))
+        """`join {chat_id}`: the conversation's current call, if any (a reloaded page rings)."""
+        conv = await self._conversation_for(session, data.get("chat_id"))
         call = self.calls.for_conversation(conv.id)
         return {
             "ok": True,
@@ -189,13 +131,10 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "echo": self.calls.conf.echo_enabled,
         }
 
-    async def on_call_ring(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`call:ring {chat_id, video?, echo?}`: ring the other side (or call the echo peer)."""
-        return await self._guard(sid, self._ring, data)
-
     async def _ring(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`call:ring {chat_id, video?, echo?}`: ring the other side (or call the echo peer)."""
         role = session["role"]
         video = data.get("video") is True
         echo = data.get("echo") is True
@@ -204,7 +143,7 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             call = await self.calls.start_echo(None, role, sid, video=video)
             await self.emit("call:accepted", self.calls.accepted_payload(call, role), to=sid)
             return {"ok": True, **call.summary(), "ice_servers": self.calls.ice_for(call, role)}
-        conv = await self._conversation(session, data.get("chat_id"))
+        conv = await self._conversation_for(session, data.get("chat_id"))
         if echo:
             if role == "visitor" and not conv.synthetic and self.echo_budget.hit(conv.cid):
                 raise CallError("too_many_calls")
@@ -221,25 +160,19 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "ring_seconds": self.calls.conf.ring_seconds,
         }
 
-    async def on_call_accept(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`call:accept {call_id}`: answer; both sides get `call:accepted`."""
-        return await self._guard(sid, self._accept, data)
-
     async def _accept(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`call:accept {call_id}`: answer; both sides get `call:accepted`."""
         call = self.calls.get(data.get("call_id"))
         await self._check_side(session, call)
         await self.calls.accept(call, session["role"], sid)
         return {"ok": True, **self.calls.accepted_payload(call, session["role"])}
 
-    async def on_call_decline(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`call:decline {call_id}`: the caller gets `call:declined`."""
-        return await self._guard(sid, self._decline, data)
-
     async def _decline(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`call:decline {call_id}`: the caller gets `call:declined`."""
         call = self.calls.get(data.get("call_id"))
         await self._check_side(session, call)
         await self.calls.decline(call, session["role"])
@@ -255,35 +188,26 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if session.get("role") not in ("visitor", "admin"):
             raise CallError("call_gone")
 
-    async def on_call_end(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`call:end {call_id}`: hang up (or cancel a ringing call); both get `call:ended`."""
-        return await self._guard(sid, self._end, data)
-
     async def _end(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """`call:end {call_id}`: hang up (or cancel a ringing call); both get `call:ended`."""
         call = self._participant(sid, session, data)
         await self.calls.end(call, "hangup", by=session["role"])
         return {"ok": True}
 
-    async def on_call_relay(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`call:relay {call_id}`: P2P did not connect; both sides reconnect through the server."""
-        return await self._guard(sid, self._relay, data)
-
     async def _relay(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`call:relay {call_id}`: P2P did not connect; both sides reconnect through the server."""
         call = self._participant(sid, session, data)
         await self.calls.fallback_to_relay(call)
         return {"ok": True, "mode": call.mode}
 
-    async def on_call_media(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`call:media {call_id, camera}`: tell the other side the camera went on or off."""
-        return await self._guard(sid, self._media, data)
-
     async def _media(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`call:media {call_id, camera}`: tell the other side the camera went on or off."""
         call = self._participant(sid, session, data)
-        other = call.sids.get("admin" if session["role"] == "visitor" else "visitor")
+        other = call.sids.get(other_role(session["role"]))
         if other:
             await self.emit(
                 "call:media",
@@ -294,13 +218,10 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # WebRTC signalling --------------------------------------------------------------------------
 
-    async def on_rtc_offer(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`rtc:offer {call_id, sdp}`: to the other party (P2P) or answered by the server."""
-        return await self._guard(sid, self._offer, data)
-
     async def _offer(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`rtc:offer {call_id, sdp}`: to the other party (P2P) or answered by the server."""
         call = self._participant(sid, session, data)
         sdp = _sdp(data.get("sdp"))
         role = session["role"]
@@ -313,13 +234,10 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self._forward(call, role, "rtc:offer", {"type": "offer", "sdp": sdp})
         return {"ok": True}
 
-    async def on_rtc_answer(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`rtc:answer {call_id, sdp}`: the callee's answer, to the caller (P2P)."""
-        return await self._guard(sid, self._answer, data)
-
     async def _answer(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`rtc:answer {call_id, sdp}`: the callee's answer, to the caller (P2P)."""
         call = self._participant(sid, session, data)
         if call.mode != P2P:
             raise CallError("bad_signal")
@@ -327,13 +245,10 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self._forward(call, session["role"], "rtc:answer", {"type": "answer", "sdp": sdp})
         return {"ok": True}
 
-    async def on_rtc_candidate(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`rtc:candidate {call_id, candidate}`: a trickled ICE candidate (null ends them)."""
-        return await self._guard(sid, self._candidate, data)
-
     async def _candidate(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`rtc:candidate {call_id, candidate}`: a trickled ICE candidate (null ends them)."""
         call = self._participant(sid, session, data)
         candidate = _candidate(data.get("candidate"))
         role = session["role"]
@@ -345,7 +260,7 @@ class CallNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return {"ok": True}
 
     async def _forward(self, call: Call, role: str, event: str, body: dict[str, Any]) -> None:
-        other = call.sids.get("admin" if role == "visitor" else "visitor")
+        other = call.sids.get(other_role(role))
         if other is None:
             raise CallError("call_gone")
         await self.emit(event, {"call_id": call.id, "from": role, **body}, to=other)

@@ -1,13 +1,15 @@
 """Socket.IO namespace `/chat`: join with replay, send with acknowledgement, typing, read.
 
 Who is speaking comes from the cookie checked at connect, never from the payload's `role`.
+`ConversationNamespace` is that shared part (`/call` uses it too): who a socket is, which
+conversation it may use, and events routed by their contract names.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import socketio
 
@@ -43,7 +45,7 @@ def visitor_cookie(settings: Settings) -> str:
 Handler = Callable[..., Awaitable[dict[str, Any]]]
 
 
-def _payload(data: object) -> dict[str, Any]:
+def payload_of(data: object) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput("bad_payload")
     return data
@@ -57,17 +59,90 @@ def _seq(value: object) -> int:
     return value
 
 
-class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    """The visitor's and the operator's realtime channel for messages."""
+class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """A namespace whose sockets are an operator or one conversation's visitor, by cookie.
 
-    def __init__(self, chat: ChatService, auth: AdminAuth) -> None:
-        super().__init__("/chat")
+    `events` maps the contract's event names (`call:ring`, `join`) to handler methods, each
+    run through the namespace's `_guard` as `handler(sid, session, payload)`.
+    """
+
+    events: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, namespace: str, chat: ChatService, auth: AdminAuth) -> None:
+        super().__init__(namespace)
         self.chat = chat
         self.auth = auth
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        name = self.events.get(event)
+        if name is None:
+            # connect and disconnect; an unknown event finds no `on_` method and is dropped.
+            return await super().trigger_event(event, *args)
+        data = args[1] if len(args) > 1 else None
+        return await self._guard(args[0], getattr(self, name), data)
+
+    async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
+        raise NotImplementedError
 
     async def _session(self, sid: str) -> dict[str, Any]:
         session: dict[str, Any] = await self.get_session(sid)
         return session
+
+    async def _identify(
+        self, environ: dict[str, Any], auth: object
+    ) -> tuple[dict[str, Any], Conversation | None]:
+        """The socket's session from its cookies (an operator's, else a visitor's, or `auth.as`
+        picks one) and the visitor's conversation; refused when neither cookie is valid."""
+        cookies = cookies_of(environ)
+        wanted = auth.get("as") if isinstance(auth, dict) else None
+        if wanted != "visitor":
+            session = await self.auth.session_for(cookies.get(self.auth.cookie_name))
+            if session is not None:
+                locale = self.chat.settings.default_locale
+                return {"role": "admin", "locale": locale, "expires_at": session.expires_at}, None
+        if wanted != "admin":
+            conv = await self.chat.by_token(cookies.get(visitor_cookie(self.chat.settings)))
+            if conv is not None:
+                visitor = {
+                    "role": "visitor",
+                    "conversation_id": conv.id,
+                    "cid": conv.cid,
+                    "locale": conv.locale,
+                    "synthetic": conv.synthetic,
+                }
+                return visitor, conv
+        log.info(
+            "socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none"
+        )
+        raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+
+    async def _conversation_for(self, session: dict[str, Any], chat_id: object) -> Conversation:
+        """The conversation a socket may use: a visitor only their own, the admin any."""
+        if session.get("role") == "admin":
+            return await self.chat.by_cid(chat_id)
+        if chat_id != session.get("cid"):
+            # Someone else's conversation looks exactly like one that does not exist.
+            raise NotFound("bad_chat")
+        conv = await Conversation.get_or_none(id=session["conversation_id"])
+        if conv is None:
+            raise NotFound("bad_chat")
+        return conv
+
+
+class ChatNamespace(ConversationNamespace):
+    """The visitor's and the operator's realtime channel for messages."""
+
+    events: ClassVar[dict[str, str]] = {
+        "join": "_join",
+        "leave": "_leave",
+        "send": "_send",
+        "typing": "_typing",
+        "read": "_read",
+        "receipt": "_receipt",
+    }
+
+    def __init__(self, chat: ChatService, auth: AdminAuth) -> None:
+        super().__init__("/chat", chat, auth)
 
     async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
         """Run a handler; turn domain errors into `{ok: false, error, message}` for the ack."""
@@ -78,7 +153,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 # The operator's session ran out while this socket was open: sign in again.
                 await self.disconnect(sid)
                 raise Forbidden("unauthorized")
-            return await handler(sid, session, _payload(data))
+            return await handler(sid, session, payload_of(data))
         except SohbetError as exc:
             with using_locale(locale):
                 reply: dict[str, Any] = {
@@ -95,18 +170,6 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.exception("chat handler failed")
             return {"ok": False, "error": "server_error", "message": "server error, retrying"}
 
-    async def _conversation_for(self, session: dict[str, Any], chat_id: object) -> Conversation:
-        """The conversation a socket may use: a visitor only their own, the admin any."""
-        if session.get("role") == "admin":
-            return await self.chat.by_cid(chat_id)
-        if chat_id != session.get("cid"):
-            # Someone else's conversation looks exactly like one that does not exist.
-            raise NotFound("bad_chat")
-        conv = await Conversation.get_or_none(id=session["conversation_id"])
-        if conv is None:
-            raise NotFound("bad_chat")
-        return conv
-
     async def _conversation_id_for(self, session: dict[str, Any], chat_id: object) -> int:
         """Like `_conversation_for` without loading the row (the write path loads it anyway)."""
         if session.get("role") == "admin":
@@ -120,46 +183,19 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         """Identify the socket from its cookies; refuse it when neither cookie is valid."""
-        cookies = cookies_of(environ)
-        wanted = auth.get("as") if isinstance(auth, dict) else None
-        if wanted != "visitor":
-            session = await self.auth.session_for(cookies.get(self.auth.cookie_name))
-            if session is not None:
-                await self.save_session(
-                    sid,
-                    {
-                        "role": "admin",
-                        "locale": self.chat.settings.default_locale,
-                        "expires_at": session.expires_at,
-                    },
-                )
-                # A socket for one conversation (a pop-out, a load test) can skip the list feed.
-                if not (isinstance(auth, dict) and auth.get("watch_list") is False):
-                    await self.enter_room(sid, ADMINS_ROOM)
-                    await self.chat.presence.add(LIST_WATCHERS, sid)
-                if await self.chat.presence.add("admin", sid):
-                    await self.chat.publish_operator_status(True)
-                return
-        if wanted != "admin":
-            conv = await self.chat.by_token(cookies.get(visitor_cookie(self.chat.settings)))
-            if conv is not None:
-                await self.save_session(
-                    sid,
-                    {
-                        "role": "visitor",
-                        "conversation_id": conv.id,
-                        "cid": conv.cid,
-                        "locale": conv.locale,
-                    },
-                )
-                await self.enter_room(sid, f"{VISITORS_ROOM}:{conv.locale}")
-                if await self.chat.presence.add(visitor_room(conv.id), sid):
-                    await self.chat.publish_row(conv, online=True)
-                return
-        log.info(
-            "socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none"
-        )
-        raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+        session, conv = await self._identify(environ, auth)
+        await self.save_session(sid, session)
+        if conv is None:
+            # A socket for one conversation (a pop-out, a load test) can skip the list feed.
+            if not (isinstance(auth, dict) and auth.get("watch_list") is False):
+                await self.enter_room(sid, ADMINS_ROOM)
+                await self.chat.presence.add(LIST_WATCHERS, sid)
+            if await self.chat.presence.add("admin", sid):
+                await self.chat.publish_operator_status(True)
+            return
+        await self.enter_room(sid, f"{VISITORS_ROOM}:{conv.locale}")
+        if await self.chat.presence.add(visitor_room(conv.id), sid):
+            await self.chat.publish_row(conv, online=True)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         """Forget the socket; tell the other side when the last tab of someone went away."""
@@ -177,13 +213,10 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # Events -----------------------------------------------------------------------------------
 
-    async def on_join(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`join {chat_id, name?, last_seq?}`: enter the room and replay what was missed."""
-        return await self._guard(sid, self._join, data)
-
     async def _join(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`join {chat_id, name?, last_seq?}`: enter the room and replay what was missed."""
         conv = await self._conversation_for(session, data.get("chat_id"))
         last_seq = _seq(data.get("last_seq"))
         role = session["role"]
@@ -216,26 +249,20 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "through": payloads[-1]["seq"] if len(payloads) >= REPLAY_LIMIT else conv.last_seq,
         }
 
-    async def on_leave(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`leave {chat_id}`: the admin closed a conversation pane."""
-        return await self._guard(sid, self._leave, data)
-
     async def _leave(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`leave {chat_id}`: the admin closed a conversation pane."""
         conv = await self._conversation_for(session, data.get("chat_id"))
         room = admin_room(conv.id) if session["role"] == "admin" else visitor_room(conv.id)
         await self.leave_room(sid, room)
         return {"ok": True}
 
-    async def on_send(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`send {chat_id, role, type, text|fileRef, time, client_id}`: acknowledged once
-        committed."""
-        return await self._guard(sid, self._send, data)
-
     async def _send(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`send {chat_id, role, type, text|fileRef, time, client_id}`: acknowledged once
+        committed."""
         conversation_id = await self._conversation_id_for(session, data.get("chat_id"))
         kind = data.get("type", "text")
         role = session["role"]
@@ -269,39 +296,30 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         return {"ok": True, "duplicate": not posted.created, "message": payload}
 
-    async def on_typing(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`typing {chat_id}`: show the other side a typing indicator."""
-        return await self._guard(sid, self._typing, data)
-
     async def _typing(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`typing {chat_id}`: show the other side a typing indicator."""
         conv = await self._conversation_for(session, data.get("chat_id"))
         role = session["role"]
         target = visitor_room(conv.id) if role == "admin" else admin_room(conv.id)
         await self.emit("chat:typing", {"chat_id": conv.cid, "role": role}, room=target)
         return {"ok": True}
 
-    async def on_read(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`read {chat_id}`: the operator has seen the conversation up to now."""
-        return await self._guard(sid, self._read, data)
-
     async def _read(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`read {chat_id}`: the operator has seen the conversation up to now."""
         if session.get("role") != "admin":
             raise Forbidden("forbidden")
         conv = await self._conversation_for(session, data.get("chat_id"))
         await self.chat.mark_read(conv)
         return {"ok": True}
 
-    async def on_receipt(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`receipt {chat_id, delivered?, seen?}`: this side got / saw the other's messages."""
-        return await self._guard(sid, self._receipt, data)
-
     async def _receipt(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
+        """`receipt {chat_id, delivered?, seen?}`: this side got / saw the other's messages."""
         conv = await self._conversation_for(session, data.get("chat_id"))
         delivered, seen = _seq(data.get("delivered")), _seq(data.get("seen"))
         role = session["role"]

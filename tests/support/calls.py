@@ -36,13 +36,21 @@ async def call_peer(base_url: str, role: str, token: str) -> Peer:
 
 
 class Media:
-    """One aiortc connection of a party, sending `send_hz` and listening for `hear_hz`."""
+    """One aiortc connection of a party, sending `send_hz` (or `tone`) and listening for
+    `hear_hz`."""
 
-    def __init__(self, peer: Peer, call_id: str, send_hz: float, hear_hz: float) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        call_id: str,
+        send_hz: float,
+        hear_hz: float,
+        tone: ToneTrack | None = None,
+    ) -> None:
         self.peer = peer
         self.call_id = call_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.tone = ToneTrack(send_hz)
+        self.tone = tone or ToneTrack(send_hz)
         self.pc.addTrack(self.tone)
         self.hear_hz = hear_hz
         self.remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
@@ -55,12 +63,7 @@ class Media:
     async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
         """Send our offer; apply the answer that arrives (the `answers_seen`+1-th one)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        assert self.pc.localDescription is not None
-        ack = await self.peer.call(
-            "rtc:offer",
-            {"call_id": self.call_id, "type": "offer", "sdp": self.pc.localDescription.sdp},
-        )
-        assert ack["ok"], ack
+        await self._send_description()
         await self.peer.wait_for(
             "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
         )
@@ -74,11 +77,14 @@ class Media:
         offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        assert self.pc.localDescription is not None
-        ack = await self.peer.call(
-            "rtc:answer",
-            {"call_id": self.call_id, "type": "answer", "sdp": self.pc.localDescription.sdp},
-        )
+        await self._send_description()
+
+    async def _send_description(self) -> None:
+        """Send our local offer or answer as `rtc:offer` / `rtc:answer`; the server takes it."""
+        local = self.pc.localDescription
+        assert local is not None
+        body = {"call_id": self.call_id, "type": local.type, "sdp": local.sdp}
+        ack = await self.peer.call(f"rtc:{local.type}", body)
         assert ack["ok"], ack
 
     async def hear(self, timeout: float = 10) -> float:

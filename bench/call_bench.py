@@ -56,6 +56,7 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
     from playwright.async_api import async_playwright, expect
 
     from tests.support.browser import CHROMIUM
+    from tests.support.clients import admin_login
     from tests.support.server import Server
     from tests.test_browser import DESKTOP, PHONE, start_chat
     from tests.test_calls import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
@@ -74,7 +75,7 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
         },
     )
     await server.start()
-    admin_token = await _admin_token(server)
+    admin_token = await admin_login(server)
     tone = tone_wav(workdir / "tone.wav")
     echo: list[float] = []
     p2p: list[float] = []
@@ -150,19 +151,13 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-async def _admin_token(server: Any) -> str:
-    from tests.support.clients import admin_login
-
-    return await admin_login(server)
-
-
 # Relay CPU and latency -----------------------------------------------------------------------
 
 
 async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[str, Any]:
     import psutil
 
-    from tests.support.clients import start_visitor
+    from tests.support.clients import admin_login, start_visitor
     from tests.support.server import Server
 
     server = Server(
@@ -176,7 +171,7 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
         },
     )
     await server.start()
-    admin_token = await _admin_token(server)
+    admin_token = await admin_login(server)
     assert server.proc is not None
     # Hypercorn runs the app in a worker process: count the whole tree.
     root = psutil.Process(server.proc.pid)
@@ -295,8 +290,7 @@ async def _whole_call_async(
         )
         await visitor.call("call:end", {"call_id": ring["call_id"]})
         for side in (a, b):
-            side["tone"].stop()
-            await side.pop("pc").close()
+            await side.pop("media").close()
     finally:
         await visitor.close()
         await admin.close()
@@ -314,10 +308,10 @@ async def _side(
     stop: Any,
 ) -> dict[str, Any]:
     """One party: 200 ms tone bursts every second out; the other party's bursts heard in."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from av import AudioFrame
 
     from media_relay.tone import ToneTrack, tone_ratio
+    from tests.support.calls import Media
 
     class Bursts(ToneTrack):
         def __init__(self) -> None:
@@ -333,18 +327,10 @@ async def _side(
                 frame.planes[0].update(bytes(frame.planes[0].buffer_size))
             return frame
 
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     bursts = Bursts()
-    pc.addTrack(bursts)
-    remote: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    pc.on("track", lambda t: remote.done() or remote.set_result(t))
-    await pc.setLocalDescription(await pc.createOffer())
-    await peer.call(
-        "rtc:offer", {"call_id": call_id, "type": "offer", "sdp": pc.localDescription.sdp}
-    )
-    answer = await peer.wait_for("rtc:answer", timeout=15)
-    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-    track = await asyncio.wait_for(remote, 15)
+    media = Media(peer, call_id, send_hz, hear_hz, tone=bursts)
+    await media.offer()
+    track = await asyncio.wait_for(media.remote, 15)
     heard: list[float] = []
     frames = 0
     loud = False
@@ -360,7 +346,7 @@ async def _side(
         if is_loud and not loud:
             heard.append(time.monotonic())
         loud = is_loud
-    return {"sent": bursts.onsets, "heard": heard, "frames": frames, "pc": pc, "tone": bursts}
+    return {"sent": bursts.onsets, "heard": heard, "frames": frames, "media": media}
 
 
 def _match(sent: list[float], heard: list[float]) -> list[float]:

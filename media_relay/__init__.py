@@ -4,7 +4,14 @@ It takes an SDP offer and gives an answer, owns its peer connections (closed on 
 ICE timeout and on shutdown), and imports nothing from `app/`.
 """
 
-from media_relay.hub import IceServer, LegClosed, MediaHub, RelayBusy, SignalError
+from media_relay.hub import (
+    IceServer,
+    LegClosed,
+    MediaHub,
+    RelayBusy,
+    SignalError,
+    checked_candidate,
+)
 from media_relay.tone import ToneDetector, ToneTrack
 
 __all__ = [
@@ -15,4 +22,5 @@ __all__ = [
     "SignalError",
     "ToneDetector",
     "ToneTrack",
+    "checked_candidate",
 ]

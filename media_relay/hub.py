@@ -31,6 +31,7 @@ from av import AudioFrame, Packet
 log = logging.getLogger("media_relay")
 
 MAX_SDP_BYTES = 16_000
+MAX_CANDIDATE = 1024
 MAX_PENDING_CANDIDATES = 64
 SILENCE_RATE = 48_000
 SILENCE_SAMPLES = 960
@@ -44,6 +45,28 @@ class SignalError(ValueError):
 
 class RelayBusy(Exception):
     """The cap on concurrent relayed calls (or echo sessions) is reached."""
+
+
+def checked_candidate(value: object) -> dict[str, Any] | None:
+    """A trickled ICE candidate as a browser sends it, checked and reduced to its three fields;
+    None (or {}, or an empty line) is the end of the candidates. SignalError when malformed."""
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise SignalError("bad candidate")
+    line = value.get("candidate")
+    if line == "":
+        return None
+    mid = value.get("sdpMid")
+    index = value.get("sdpMLineIndex")
+    if (
+        not isinstance(line, str)
+        or len(line) > MAX_CANDIDATE
+        or not (mid is None or (isinstance(mid, str) and len(mid) <= 32))
+        or not (index is None or (isinstance(index, int) and 0 <= index < 16))
+    ):
+        raise SignalError("bad candidate")
+    return {"candidate": line, "sdpMid": mid, "sdpMLineIndex": index}
 
 
 @dataclass(frozen=True)
@@ -332,13 +355,11 @@ class MediaHub:
         return str(local.sdp)
 
     async def add_candidate(self, call_id: str, side: str, candidate: object) -> None:
-        """A trickled ICE candidate from the client (`None` or {} ends the candidates)."""
-        if candidate is not None and not isinstance(candidate, dict):
-            raise SignalError("bad candidate")
+        """A trickled ICE candidate from the client (see `checked_candidate`)."""
+        item = checked_candidate(candidate)
         leg = self._legs.get((call_id, side))
         if leg is None:
             raise SignalError("no such leg")
-        item = candidate if candidate else None
         if not leg.described:
             if len(leg.pending) >= MAX_PENDING_CANDIDATES:
                 raise SignalError("too many candidates")
@@ -347,20 +368,11 @@ class MediaHub:
         await self._add_candidate(leg, item)
 
     async def _add_candidate(self, leg: _Leg, item: dict[str, Any] | None) -> None:
-        if item is None or not item.get("candidate"):
+        if item is None:
             with contextlib.suppress(Exception):
                 await leg.pc.addIceCandidate(None)
             return
-        line = item.get("candidate")
-        mid = item.get("sdpMid")
-        index = item.get("sdpMLineIndex")
-        if (
-            not isinstance(line, str)
-            or len(line) > 1024
-            or not isinstance(mid, str | None)
-            or not (index is None or (isinstance(index, int) and 0 <= index < 16))
-        ):
-            raise SignalError("bad candidate")
+        line, mid, index = item["candidate"], item["sdpMid"], item["sdpMLineIndex"]
         try:
             parsed = candidate_from_sdp(
                 line.split(":", 1)[1] if line.startswith("candidate:") else line

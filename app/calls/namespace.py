@@ -28,7 +28,8 @@ from app.chat.service import other_role, visitor_room
 from app.core.ratelimit import SlidingWindow
 from app.errors import SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale
-from media_relay import RelayBusy, SignalError
+from media_relay import RelayBusy, SignalError, checked_candidate
+from media_relay.hub import MAX_SDP_BYTES
 
 log = logging.getLogger("sohbet.calls.socket")
 
@@ -45,9 +46,6 @@ ERRORS.update(
         "too_many_calls": N_("Too many calls. Wait a minute and try again."),
     }
 )
-
-MAX_SDP = 16_000
-MAX_CANDIDATE = 1024
 
 
 class CallNamespace(ConversationNamespace):
@@ -250,7 +248,7 @@ class CallNamespace(ConversationNamespace):
     ) -> dict[str, Any]:
         """`rtc:candidate {call_id, candidate}`: a trickled ICE candidate (null ends them)."""
         call = self._participant(sid, session, data)
-        candidate = _candidate(data.get("candidate"))
+        candidate = checked_candidate(data.get("candidate"))
         role = session["role"]
         target = data.get("to")
         if call.mode in (ECHO, RELAY) and target != "peer":
@@ -267,26 +265,6 @@ class CallNamespace(ConversationNamespace):
 
 
 def _sdp(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("v=0") or len(value) > MAX_SDP:
+    if not isinstance(value, str) or not value.startswith("v=0") or len(value) > MAX_SDP_BYTES:
         raise SignalError("bad sdp")
     return value
-
-
-def _candidate(value: object) -> dict[str, Any] | None:
-    if value is None or value == {}:
-        return None
-    if not isinstance(value, dict):
-        raise SignalError("bad candidate")
-    line = value.get("candidate")
-    if line == "":
-        return None
-    mid = value.get("sdpMid")
-    index = value.get("sdpMLineIndex")
-    if (
-        not isinstance(line, str)
-        or len(line) > MAX_CANDIDATE
-        or not (mid is None or (isinstance(mid, str) and len(mid) <= 32))
-        or not (index is None or (isinstance(index, int) and 0 <= index < 16))
-    ):
-        raise SignalError("bad candidate")
-    return {"candidate": line, "sdpMid": mid, "sdpMLineIndex": index}

@@ -158,6 +158,15 @@ class RedisPresence:
     def _member(self, sid: str) -> str:
         return f"{self._process}:{sid}"
 
+    def _forget(self, key: str, sids: set[str]) -> None:
+        """Drop sockets of this process from a key; a key left empty goes (no set per past
+        conversation stays behind in a long-running process)."""
+        mine = self._mine.get(key)
+        if mine is not None:
+            mine -= sids
+            if not mine:
+                del self._mine[key]
+
     async def add(self, key: str, sid: str) -> bool:
         self._mine.setdefault(key, set()).add(sid)
         pipe = self._redis.pipeline()
@@ -167,7 +176,7 @@ class RedisPresence:
         return int(count) == 1
 
     async def remove(self, key: str, sid: str) -> bool:
-        self._mine.get(key, set()).discard(sid)
+        self._forget(key, {sid})
         pipe = self._redis.pipeline()
         pipe.srem(self._prefix + key, self._member(sid))
         pipe.scard(self._prefix + key)
@@ -193,7 +202,7 @@ class RedisPresence:
             gone = {sid for sid in sids if not live(sid)}
             if not gone:
                 continue
-            sids -= gone
+            self._forget(key, gone)
             pipe = self._redis.pipeline()
             for sid in gone:
                 pipe.srem(self._prefix + key, self._member(sid))

@@ -19,6 +19,7 @@ import struct
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 import socketio
 from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
 
+from app.core.security import token_hash
 from tests.support import netns
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.calls import Media, call_peer, now
@@ -38,7 +40,7 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.server import Server, create_pg_database, drop_pg_database
+from tests.support.server import Server, create_pg_database, drop_pg_database, execute_sql
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
 from tests.test_browser import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 
@@ -454,6 +456,33 @@ async def test_signalling_floods_are_cut(server: Server) -> None:
         assert refused and refused[0]["error"] == "rate_limited"
     finally:
         await caller.close()
+
+
+async def test_an_operator_whose_session_ran_out_cannot_signal(
+    server: Server, fake: FakeTelegram
+) -> None:
+    """The session ends while the `/call` socket is open: its next event is refused and the
+    socket closed (as on `/chat`), and nobody is rung."""
+    token = await login_via_telegram(server, fake)
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    await execute_sql(
+        server,
+        f"UPDATE admin_session SET expires_at = '{soon:%Y-%m-%d %H:%M:%S}+00:00' "
+        f"WHERE token_hash = '{token_hash(token)}'",
+    )
+    admin = await call_peer(server.url, "admin", token)
+    callee, _, cid = await visitor(server, "Süre")
+    try:
+        assert (await admin.call("join", {"chat_id": cid}))["ok"], "valid until it runs out"
+        await asyncio.sleep((soon - datetime.now(UTC)).total_seconds() + 0.5)
+        await admin.sio.emit("call:ring", {"chat_id": cid}, namespace="/call")
+        deadline = time.monotonic() + 10
+        while "/call" in admin.sio.namespaces and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert "/call" not in admin.sio.namespaces, "the expired operator's socket was closed"
+        assert callee.events["call:incoming"] == []
+    finally:
+        await close_peers(admin, callee)
 
 
 async def test_unknown_sockets_are_refused(server: Server) -> None:

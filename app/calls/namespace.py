@@ -77,6 +77,7 @@ class CallNamespace(ConversationNamespace):
         session = await self._session(sid)
         locale = session.get("locale", self.chat.settings.default_locale)
         try:
+            await self._refuse_expired(sid, session)
             if self.signal_budget.hit(sid):
                 raise CallError("rate_limited")
             return await handler(sid, session, payload_of(data))

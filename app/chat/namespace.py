@@ -116,6 +116,12 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         raise socketio.exceptions.ConnectionRefusedError("unauthorized")
 
+    async def _refuse_expired(self, sid: str, session: dict[str, Any]) -> None:
+        """The operator's session ran out while this socket was open: close it (sign in again)."""
+        if session.get("role") == "admin" and session["expires_at"] <= utcnow():
+            await self.disconnect(sid)
+            raise Forbidden("unauthorized")
+
     async def _conversation_for(self, session: dict[str, Any], chat_id: object) -> Conversation:
         """The conversation a socket may use: a visitor only their own, the admin any."""
         if session.get("role") == "admin":
@@ -149,10 +155,7 @@ class ChatNamespace(ConversationNamespace):
         session = await self._session(sid)
         locale = session.get("locale", self.chat.settings.default_locale)
         try:
-            if session.get("role") == "admin" and session["expires_at"] <= utcnow():
-                # The operator's session ran out while this socket was open: sign in again.
-                await self.disconnect(sid)
-                raise Forbidden("unauthorized")
+            await self._refuse_expired(sid, session)
             return await handler(sid, session, payload_of(data))
         except SohbetError as exc:
             with using_locale(locale):

@@ -150,6 +150,7 @@ async def wait_system(server: Server, token: str, cid: str, count: int) -> list[
         found = await system_messages(server, token, cid)
         if len(found) >= count or time.monotonic() > deadline:
             return found
+        await asyncio.sleep(0.1)  # each poll opens a socket: don't hammer the server
 
 
 # The echo peer -------------------------------------------------------------------------------

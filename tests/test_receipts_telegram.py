@@ -3,28 +3,10 @@ Telegram, the bot puts 👀 on that Telegram message (setMessageReaction, throug
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from tests.support.clients import client_id
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
-from tests.support.telegram import sqlite_server, telegram_env, visitor_with_chat, with_text
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-async def tg_server(
-    fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    async with sqlite_server(tmp_path_factory.mktemp("seen"), telegram_env(fake)) as srv:
-        yield srv
+from tests.support.telegram import visitor_with_chat, with_text
 
 
 async def test_forwarded_to_telegram_is_delivered(tg_server: Server, fake: FakeTelegram) -> None:

@@ -25,12 +25,6 @@ ALERT = "Zamanlanmış öz testler üst üste iki kez başarısız oldu"
 
 
 @pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
 async def clock() -> ManualClock:
     return ManualClock()
 

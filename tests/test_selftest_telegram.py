@@ -7,7 +7,6 @@ sends failed and stuck outbox items again, once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from tests.support.clients import admin_csrf, call
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, execute_sql, query
-from tests.support.telegram import login_via_telegram, sqlite_server, telegram_env
 
 SUMMARY_OK = (
     "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Depolama, ✅ Zamanlayıcı, ⚪ Aramalar"
@@ -23,25 +21,10 @@ SUMMARY_OK = (
 
 
 @pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-async def tg_server(
-    fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    async with sqlite_server(tmp_path_factory.mktemp("selftest-tg"), telegram_env(fake)) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-async def headers(tg_server: Server, fake: FakeTelegram) -> dict[str, str]:
-    token = await login_via_telegram(tg_server, fake)
+async def headers(tg_server: Server, tg_admin_token: str) -> dict[str, str]:
     return {
-        "Cookie": f"sohbet_admin={token}",
-        "X-CSRF-Token": await admin_csrf(tg_server.url, token),
+        "Cookie": f"sohbet_admin={tg_admin_token}",
+        "X-CSRF-Token": await admin_csrf(tg_server.url, tg_admin_token),
     }
 
 

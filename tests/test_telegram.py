@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -21,45 +20,23 @@ from tests.support.clients import (
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import ADMIN_PASSWORD, Server
 from tests.support.telegram import (
-    login_via_telegram,
-    sqlite_server,
-    telegram_env,
     visitor_with_chat,
     with_text,
 )
 
 
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-async def tg_server(
-    fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    async with sqlite_server(tmp_path_factory.mktemp("tg"), telegram_env(fake)) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-async def admin_token(tg_server: Server, fake: FakeTelegram) -> str:
-    return await login_via_telegram(tg_server, fake)
-
-
 async def test_login_code_arrives_in_telegram_not_the_log(
-    tg_server: Server, admin_token: str
+    tg_server: Server, tg_admin_token: str
 ) -> None:
-    assert admin_token
+    assert tg_admin_token
     assert "LOGIN CODE" not in tg_server.log()
 
 
 async def test_visitor_to_telegram_to_visitor(
-    tg_server: Server, fake: FakeTelegram, admin_token: str
+    tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
     visitor, cid = await visitor_with_chat(tg_server, "Eda")
-    panel = await admin_peer(tg_server.url, admin_token)
+    panel = await admin_peer(tg_server.url, tg_admin_token)
     try:
         await panel.call("join", {"chat_id": cid})
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
@@ -160,10 +137,10 @@ async def test_operator_messages_keep_their_order(tg_server: Server, fake: FakeT
 
 
 async def test_list_help_and_close_button(
-    tg_server: Server, fake: FakeTelegram, admin_token: str
+    tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
     visitor, cid = await visitor_with_chat(tg_server, "Liste")
-    panel = await admin_peer(tg_server.url, admin_token)
+    panel = await admin_peer(tg_server.url, tg_admin_token)
     try:
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         await visitor.call("send", {"chat_id": cid, "text": "selam", "client_id": client_id()})
@@ -254,10 +231,10 @@ async def test_429_pauses_every_send_for_retry_after(tg_server: Server, fake: Fa
 
 
 async def test_permanent_refusal_alerts_the_panel(
-    tg_server: Server, fake: FakeTelegram, admin_token: str
+    tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
     visitor, cid = await visitor_with_chat(tg_server, "Engel")
-    panel = await admin_peer(tg_server.url, admin_token)
+    panel = await admin_peer(tg_server.url, tg_admin_token)
     try:
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         fake.fail_next("sendMessage", "403")
@@ -272,7 +249,7 @@ async def test_permanent_refusal_alerts_the_panel(
         assert not delivered(fake, "ulaşmayacak")
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
             async with http.get(
-                tg_server.url + "/admin", headers={"Cookie": f"sohbet_admin={admin_token}"}
+                tg_server.url + "/admin", headers={"Cookie": f"sohbet_admin={tg_admin_token}"}
             ) as r:
                 assert "telegram-alert" in await r.text(), "the panel shows it after a reload too"
     finally:

@@ -6,32 +6,17 @@ file too big to pass on is announced in both places."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 
 import av
-import pytest
 from PIL import Image
 
 from tests.support.clients import VISITOR_COOKIE, admin_csrf, client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.media_files import fetch, jpeg, tone, upload
 from tests.support.server import Server
-from tests.support.telegram import login_via_telegram, sqlite_server, telegram_env, with_text
+from tests.support.telegram import login_via_telegram, with_text
 
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-async def tg_server(
-    fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    env = telegram_env(fake, MEDIA_MAX_BYTES=str(5 * 1024 * 1024))
-    async with sqlite_server(tmp_path_factory.mktemp("tgmedia"), env) as srv:
-        yield srv
+TELEGRAM_ENV = {"MEDIA_MAX_BYTES": str(5 * 1024 * 1024)}
 
 
 def codec_of(data: bytes) -> tuple[str, str]:

@@ -13,28 +13,17 @@ import pytest
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
-from tests.support.telegram import sqlite_server, telegram_env, visitor_with_chat, with_text
+from tests.support.telegram import telegram_env, visitor_with_chat, with_text
 
 SECRET = "s3cret-token_for-tests"
 
-
-@pytest.fixture(scope="module")
-async def forum() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(forum=True) as f:
-        yield f
+# The shared fake and server (tests/support/telegram.py) as a forum: a topic per conversation.
+TELEGRAM_FORUM = True
+TELEGRAM_ENV = {"TELEGRAM_TOPICS": "on", "PUBLIC_URL": "https://destek.example.com"}
 
 
-@pytest.fixture(scope="module")
-async def forum_server(
-    forum: FakeTelegram, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Server]:
-    env = telegram_env(forum, TELEGRAM_TOPICS="on", PUBLIC_URL="https://destek.example.com")
-    async with sqlite_server(tmp_path_factory.mktemp("forum"), env) as srv:
-        yield srv
-
-
-async def test_each_conversation_gets_its_topic(forum_server: Server, forum: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(forum_server, "Zeynep")
+async def test_each_conversation_gets_its_topic(tg_server: Server, fake: FakeTelegram) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Zeynep")
     # Several messages at once with the notice: still exactly one topic for the conversation.
     await asyncio.gather(
         *[
@@ -43,11 +32,11 @@ async def test_each_conversation_gets_its_topic(forum_server: Server, forum: Fak
         ]
     )
     try:
-        last = await forum.wait_for_sent(with_text("ilk 4"), timeout=10)
-        topics = [t for t in forum.topics.values() if cid in t["name"]]
+        last = await fake.wait_for_sent(with_text("ilk 4"), timeout=10)
+        topics = [t for t in fake.topics.values() if cid in t["name"]]
         assert len(topics) == 1 and topics[0]["name"] == f"Zeynep · {cid}"
         thread = topics[0]["message_thread_id"]
-        in_topic = [m.text for m in forum.sent(thread_id=thread)]
+        in_topic = [m.text for m in fake.sent(thread_id=thread)]
         assert any("chat'e girdi" in (t or "") for t in in_topic)
         assert [t.rsplit(" ", 1)[-1] for t in in_topic if t and "ilk" in t] == [
             "0",
@@ -57,44 +46,44 @@ async def test_each_conversation_gets_its_topic(forum_server: Server, forum: Fak
             "4",
         ]
         assert last.thread_id == thread and "[CID:" not in (last.text or ""), "the topic names it"
-        notice = next(m for m in forum.sent(thread_id=thread) if "chat'e girdi" in (m.text or ""))
+        notice = next(m for m in fake.sent(thread_id=thread) if "chat'e girdi" in (m.text or ""))
         assert {
             "text": "Panelde aç",
             "url": f"https://destek.example.com/admin/c/{cid}",
         } in notice.buttons
 
         # Writing inside the topic answers that conversation (no reply, no tag needed).
-        await forum.admin_text("Konudan yanıt", thread_id=thread)
+        await fake.admin_text("Konudan yanıt", thread_id=thread)
         got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
         assert got["text"] == "Konudan yanıt"
 
         # The operator deletes the topic by hand: the next message makes a new one, none lost.
-        forum.delete_topic(thread)
+        fake.delete_topic(thread)
         await visitor.call(
             "send", {"chat_id": cid, "text": "konu silindi mi?", "client_id": client_id()}
         )
-        again = await forum.wait_for_sent(with_text("konu silindi mi?"), timeout=10)
+        again = await fake.wait_for_sent(with_text("konu silindi mi?"), timeout=10)
         assert again.thread_id != thread
-        renewed = [t for t in forum.topics.values() if cid in t["name"]]
+        renewed = [t for t in fake.topics.values() if cid in t["name"]]
         assert len(renewed) == 1 and renewed[0]["message_thread_id"] == again.thread_id
     finally:
         await visitor.close()
 
 
-async def test_conversations_never_mix(forum_server: Server, forum: FakeTelegram) -> None:
-    a, cid_a = await visitor_with_chat(forum_server, "Ali")
-    b, cid_b = await visitor_with_chat(forum_server, "Banu")
+async def test_conversations_never_mix(tg_server: Server, fake: FakeTelegram) -> None:
+    a, cid_a = await visitor_with_chat(tg_server, "Ali")
+    b, cid_b = await visitor_with_chat(tg_server, "Banu")
     try:
         for n in range(3):
             await a.call("send", {"chat_id": cid_a, "text": f"A{n}", "client_id": client_id()})
             await b.call("send", {"chat_id": cid_b, "text": f"B{n}", "client_id": client_id()})
-        ta = (await forum.wait_for_sent(with_text("A2"), timeout=10)).thread_id
-        tb = (await forum.wait_for_sent(with_text("B2"), timeout=10)).thread_id
+        ta = (await fake.wait_for_sent(with_text("A2"), timeout=10)).thread_id
+        tb = (await fake.wait_for_sent(with_text("B2"), timeout=10)).thread_id
         assert ta != tb
         assert all(
-            "A" in (m.text or "") or "Ali" in (m.text or "") for m in forum.sent(thread_id=ta)
+            "A" in (m.text or "") or "Ali" in (m.text or "") for m in fake.sent(thread_id=ta)
         )
-        await forum.admin_text("B'ye yanıt", thread_id=tb)
+        await fake.admin_text("B'ye yanıt", thread_id=tb)
         await b.wait_for("chat:message", lambda m: m["role"] == "admin")
         await asyncio.sleep(0.3)
         assert not [m for m in a.events["chat:message"] if m["role"] == "admin"]

@@ -1,4 +1,8 @@
-"""Shared helpers for tests that run the server with the fake Telegram Bot API."""
+"""Shared helpers for tests that run the server with the fake Telegram Bot API.
+
+The fixtures `fake`, `tg_server` and `tg_admin_token` are registered for every test module by
+tests/conftest.py; a module shapes them with `TELEGRAM_FORUM = True` (the fake is a forum
+supergroup) and `TELEGRAM_ENV = {...}` (settings on top of `telegram_env`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
+import pytest
 
 from tests.support.clients import Peer, ask_code, redeem_code, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram, SentMessage
@@ -45,6 +50,29 @@ async def sqlite_server(workdir: Path, env: dict[str, str]) -> AsyncIterator[Ser
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeTelegram]:
+    """The module's fake Bot API, shared by its tests."""
+    async with FakeTelegram(forum=getattr(request.module, "TELEGRAM_FORUM", False)) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+async def tg_server(
+    fake: FakeTelegram, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """The module's server on SQLite, its bot polling the fake."""
+    env = telegram_env(fake, **getattr(request.module, "TELEGRAM_ENV", {}))
+    async with sqlite_server(tmp_path_factory.mktemp("tg"), env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+async def tg_admin_token(tg_server: Server, fake: FakeTelegram) -> str:
+    """The operator's session on `tg_server`, signed in with the code sent to Telegram."""
+    return await login_via_telegram(tg_server, fake)
 
 
 async def login_via_telegram(server: HasUrl, fake: FakeTelegram) -> str:

@@ -10,12 +10,14 @@ from quart import Quart, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.admin.auth import AdminAuth, SessionInfo
+from app.chat.namespace import visitor_cookie
 from app.chat.service import ChatService
 from app.config import Settings
 from app.core.clientaddr import client_ip
 from app.core.security import same
 from app.errors import Forbidden, SohbetError
 from app.i18n import error_text, negotiate, set_locale
+from app.models import Conversation
 from app.realtime import origin_allowed
 
 LANG_COOKIE = "sohbet_lang"
@@ -46,6 +48,12 @@ async def current_operator() -> SessionInfo | None:
     """The signed-in operator's session from this request's cookie, if any."""
     auth = services().auth
     return await auth.session_for(request.cookies.get(auth.cookie_name))
+
+
+async def current_visitor() -> Conversation | None:
+    """The conversation this request's visitor cookie belongs to, if any."""
+    svc = services()
+    return await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
 
 
 def is_htmx() -> bool:

@@ -27,7 +27,7 @@ from app.chat.namespace import visitor_cookie
 from app.errors import NotFound, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
-from app.web import LANG_COOKIE, client_address, services
+from app.web import LANG_COOKIE, client_address, current_visitor, services
 
 bp = Blueprint("visitor", __name__)
 
@@ -38,7 +38,7 @@ VISITOR_COOKIE_DAYS = 365
 async def index() -> str:
     """Show the chat for a returning visitor, or ask a new one for a name."""
     svc = services()
-    conv = await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
+    conv = await current_visitor()
     if conv is None:
         moved = request.args.get("moved") == "1"
         notice = _("This conversation continues on your other device.") if moved else None
@@ -93,7 +93,7 @@ def _with_visitor_cookie(response: WerkzeugResponse, token: str) -> WerkzeugResp
 async def handoff() -> str:
     """A one-time link and QR code that moves this conversation to another device."""
     svc = services()
-    conv = await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
+    conv = await current_visitor()
     if conv is None:
         raise NotFound("bad_chat")
     token, minutes = await create_handoff(conv)
@@ -111,8 +111,7 @@ async def continue_page(token: str) -> str | tuple[str, int]:
     try:
         await check_handoff(token)
     except HandoffExpired as exc:
-        page = await render_template("visitor/start.html", error=error_text(exc.code, exc.params))
-        return page, exc.status
+        return await _handoff_refused(exc)
     return await render_template("visitor/continue.html", token=token)
 
 
@@ -123,16 +122,21 @@ async def continue_here(token: str) -> WerkzeugResponse | tuple[str, int]:
     try:
         _, cookie = await redeem_handoff(svc.chat, token)
     except HandoffExpired as exc:
-        page = await render_template("visitor/start.html", error=error_text(exc.code, exc.params))
-        return page, exc.status
+        return await _handoff_refused(exc)
     return _with_visitor_cookie(redirect("/", 303), cookie)
+
+
+async def _handoff_refused(exc: HandoffExpired) -> tuple[str, int]:
+    """The start page with why the link no longer works (used, expired or unknown)."""
+    page = await render_template("visitor/start.html", error=error_text(exc.code, exc.params))
+    return page, exc.status
 
 
 @bp.get("/chat/older")
 async def older() -> str:
     """A page of older messages for the visitor's history (HTMX 'load earlier')."""
     svc = services()
-    conv = await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
+    conv = await current_visitor()
     if conv is None:
         raise NotFound("bad_chat")
     before = request.args.get("before", type=int)

@@ -8,13 +8,12 @@ from quart import Blueprint, Response, current_app, request
 from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.chat.namespace import visitor_cookie
 from app.errors import InvalidInput, NotFound, SohbetError
 from app.i18n import error_text
 from app.media.service import MediaService, size_text
 from app.media.storage import valid_key
 from app.models import Conversation, Message
-from app.web import check_csrf, current_operator, services
+from app.web import check_csrf, current_operator, current_visitor, services
 
 bp = Blueprint("media", __name__)
 
@@ -90,7 +89,7 @@ async def _uploader(form: Any) -> tuple[str, int]:
             raise NotFound("bad_chat")
         check_csrf(session.csrf_token, form)
         return "admin", await chat.id_for_cid(form.get("chat_id"))
-    conv = await chat.by_token(request.cookies.get(visitor_cookie(services().settings)))
+    conv = await current_visitor()
     if conv is None or form.get("chat_id") != conv.cid:
         raise NotFound("bad_chat")
     return "visitor", conv.id
@@ -122,5 +121,5 @@ async def serve(key: str) -> Response:
 async def _may_see(message: Message) -> bool:
     if await current_operator() is not None:
         return await Conversation.exists(id=message.conversation_id)
-    own = await services().chat.by_token(request.cookies.get(visitor_cookie(services().settings)))
+    own = await current_visitor()
     return own is not None and own.id == message.conversation_id

@@ -299,9 +299,17 @@ def _transcript_body(message: Message) -> str:
     return f"[{label}] {message.text}".rstrip()
 
 
-def _download_name(conv: Conversation, ext: str) -> str:
+def _download(conv: Conversation, body: str | bytes, ext: str, mimetype: str) -> Response:
+    """A transcript as a file to save, named after the conversation, never cached."""
     safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in conv.cid)
-    return f"sohbet-{safe}.{ext}"
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="sohbet-{safe}.{ext}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @bp.get("/c/<cid>/transcript.txt")
@@ -309,14 +317,7 @@ def _download_name(conv: Conversation, ext: str) -> str:
 async def transcript_text(cid: str) -> Response:
     """The whole conversation as a UTF-8 text file."""
     conv, _title, text = await _transcript(cid)
-    return Response(
-        text,
-        mimetype="text/plain",
-        headers={
-            "Content-Disposition": f'attachment; filename="{_download_name(conv, "txt")}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return _download(conv, text, "txt", "text/plain")
 
 
 @bp.get("/c/<cid>/transcript.pdf")
@@ -324,14 +325,7 @@ async def transcript_text(cid: str) -> Response:
 async def transcript_pdf(cid: str) -> Response:
     """The whole conversation as a PDF."""
     conv, title, text = await _transcript(cid)
-    return Response(
-        render_pdf(title, text),
-        mimetype="application/pdf",
-        headers={
-            "Content-Disposition": f'attachment; filename="{_download_name(conv, "pdf")}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return _download(conv, render_pdf(title, text), "pdf", "application/pdf")
 
 
 @bp.post("/c/<cid>/block")

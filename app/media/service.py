@@ -96,11 +96,8 @@ class MediaService:
         cid = check_client_id(client_id)
         if kind not in probe.KINDS:
             raise InvalidInput("media_bad_kind")
-        stored = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
-        if stored is not None:
-            # A retry of an upload that was committed (its answer was lost): nothing new.
-            conv = await Conversation.get(id=conversation_id)
-            return Posted(stored, conv, False)
+        if (posted := await self._posted_before(conversation_id, cid)) is not None:
+            return posted
         processed, key = await self._store(conversation_id, role, kind, data)
         attachment = _attachment(key, processed, filename if kind == "audio" else "")
         return await self._post(
@@ -133,10 +130,8 @@ class MediaService:
         """Post a held upload as a message: only into the conversation, by the side, and as
         the kind it was uploaded for (the reference is signed); once per client id."""
         cid = check_client_id(client_id)
-        stored = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
-        if stored is not None:
-            conv = await Conversation.get(id=conversation_id)
-            return Posted(stored, conv, False)
+        if (posted := await self._posted_before(conversation_id, cid)) is not None:
+            return posted
         key, name = self._check_ref(file_ref, conversation_id, role, kind)
         if await Message.exists(media_key=key):
             raise InvalidInput("media_bad_ref")  # already sent in another message
@@ -158,6 +153,14 @@ class MediaService:
         )
         self._held.get(conversation_id, {}).pop(key, None)
         return posted
+
+    async def _posted_before(self, conversation_id: int, cid: str) -> Posted | None:
+        """A retry of an upload that was committed (its answer was lost): the stored message,
+        so nothing is decoded or stored again."""
+        stored = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
+        if stored is None:
+            return None
+        return Posted(stored, await Conversation.get(id=conversation_id), False)
 
     def _file_ref(self, key: str, conversation_id: int, role: str, kind: str, name: str) -> str:
         encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")

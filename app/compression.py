@@ -51,17 +51,18 @@ def init_app(app: Quart) -> None:
         response.vary.add("Accept-Encoding")
         if not _accepts_gzip():
             return response
-        data = await response.get_data(as_text=False)
-        if len(data) < MIN_BYTES:
-            return response
         etag = response.headers.get("ETag", "")
-        if request.path.startswith("/static/") and etag:
-            key = (request.path, etag)
-            packed = cache.get(key)
-            if packed is None:
-                packed = cache[key] = gzip.compress(data, compresslevel=9, mtime=0)
-        else:
-            packed = gzip.compress(data, compresslevel=5, mtime=0)
+        static = (request.path, etag) if etag and request.path.startswith("/static/") else None
+        # A static file compressed before is not read from disk again.
+        packed = cache.get(static) if static else None
+        if packed is None:
+            data = await response.get_data(as_text=False)
+            if len(data) < MIN_BYTES:
+                return response
+            if static:
+                packed = cache[static] = gzip.compress(data, compresslevel=9, mtime=0)
+            else:
+                packed = gzip.compress(data, compresslevel=5, mtime=0)
         response.set_data(packed)
         response.headers["Content-Encoding"] = "gzip"
         if etag and not etag.startswith("W/"):

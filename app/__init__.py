@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import logging
@@ -51,27 +52,21 @@ log = logging.getLogger("sohbet")
 
 
 def _asset_url_factory(static_root: Path) -> object:
-    cache: dict[str, str] = {}
-
+    @functools.cache
     def asset(path: str) -> str:
         """A static file's URL with a content hash, so it can be cached for a year."""
-        if path not in cache:
-            digest = hashlib.sha256((static_root / path).read_bytes()).hexdigest()[:10]
-            cache[path] = f"/static/{path}?v={digest}"
-        return cache[path]
+        digest = hashlib.sha256((static_root / path).read_bytes()).hexdigest()[:10]
+        return f"/static/{path}?v={digest}"
 
     return asset
 
 
 def _inline_svg_factory(static_root: Path) -> object:
-    cache: dict[str, str] = {}
-
+    @functools.cache
     def inline_svg(path: str) -> str:
         """A small SVG as a data: URL (the favicon: one request fewer on the first load)."""
-        if path not in cache:
-            svg = (static_root / path).read_text().strip()
-            cache[path] = "data:image/svg+xml," + quote(svg, safe=" :/='<>,.()-")
-        return cache[path]
+        svg = (static_root / path).read_text().strip()
+        return "data:image/svg+xml," + quote(svg, safe=" :/='<>,.()-")
 
     return inline_svg
 

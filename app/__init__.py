@@ -16,7 +16,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from quart import Quart
 
 from app import calls as call_feature
-from app import compression, db, media, observability, selftest, web
+from app import compression, db, media, observability, selftest, telegram, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
 from app.chat.namespace import ChatNamespace
@@ -29,7 +29,6 @@ from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
 from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
-from app.telegram import bridge as telegram
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
 

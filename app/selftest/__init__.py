@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import Quart, current_app, request
 
@@ -14,7 +15,9 @@ from app.selftest.repair import RepairContext
 from app.selftest.scheduler import SelfTestScheduler
 from app.selftest.schedules import Schedules
 from app.selftest.service import SelfTests
-from app.telegram.bridge import TelegramBridge
+
+if TYPE_CHECKING:
+    from app.telegram.bridge import TelegramBridge
 
 
 @dataclass(frozen=True)

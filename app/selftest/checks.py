@@ -8,11 +8,10 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import socketio
-from aiogram.exceptions import ClientDecodeError
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
@@ -27,8 +26,10 @@ from app.media.service import MediaService, size_text
 from app.media.storage import StorageError, new_key
 from app.models import Conversation, SelfTestProbe, TgOutbox
 from app.selftest.registry import CheckFailed, Outcome, Registry, describe, off, passed
-from app.telegram.bridge import TelegramBridge
 from app.timefmt import local_stamp, utcnow
+
+if TYPE_CHECKING:
+    from app.telegram.bridge import TelegramBridge
 
 SYNTHETIC_NAME = "Selftest"
 REQUEST_TIMEOUT = 5
@@ -220,6 +221,8 @@ async def telegram(ctx: Context) -> Outcome:
 
 
 def _bot_error(exc: Exception) -> str:
+    from aiogram.exceptions import ClientDecodeError  # only with a bot (see app.telegram)
+
     if isinstance(exc, ClientDecodeError):
         # A proxy's HTML error page: its words say more than the JSON decoder's complaint.
         words = " ".join(re.sub(r"<[^>]*>", " ", str(exc.data)).split())[:80]

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import Tortoise
 from tortoise.expressions import Q
@@ -21,7 +21,9 @@ from app.media.service import ORPHAN_GRACE, MediaService
 from app.media.storage import StorageError
 from app.models import AdminSession, Conversation, LoginCode, TgOutbox
 from app.selftest.registry import FAIL, CheckFailed, Outcome, Registry, Result, passed
-from app.telegram.bridge import TelegramBridge
+
+if TYPE_CHECKING:
+    from app.telegram.bridge import TelegramBridge
 
 log = logging.getLogger("sohbet.selftest.repair")
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.calls.service import CallService
 from app.chat.service import ChatService
@@ -21,8 +21,10 @@ from app.models import SelfTestRun
 from app.selftest.checks import Context, SchedulerState
 from app.selftest.checks import registry as checks
 from app.selftest.registry import FAIL, ICONS, Result
-from app.telegram.bridge import TelegramBridge
 from app.timefmt import local_hhmm
+
+if TYPE_CHECKING:
+    from app.telegram.bridge import TelegramBridge
 
 log = logging.getLogger("sohbet.selftest")
 

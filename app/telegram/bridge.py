@@ -7,13 +7,13 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from quart import Quart
 
 from app.chat.service import ADMINS_ROOM, ChatService
 from app.config import Settings, TelegramSettings
@@ -25,7 +25,10 @@ from app.models import Conversation, Message, TgOutbox
 from app.telegram import texts
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
-from app.telegram.outbox import Outbox, OutboxWorker
+from app.telegram.outbox import Outbox, OutboxWorker, lane_of
+
+if TYPE_CHECKING:
+    from app.calls.service import Call
 
 log = logging.getLogger("sohbet.telegram")
 
@@ -87,6 +90,14 @@ class TelegramBridge:
             text=text,
             reply_to=reply_to,
             thread_id=thread_id,
+        )
+
+    async def incoming_call(self, conv: Conversation, call: Call) -> None:
+        """A visitor is calling: "X is calling" to the operator's Telegram, through the outbox."""
+        with using_locale(self.settings.default_locale):
+            text = texts.incoming_call(conv)
+        await self.outbox.add(
+            None, key=f"call:{call.id}", lane=lane_of(conv.id), text=text, conversation_id=conv.id
         )
 
     # CodeDelivery -------------------------------------------------------------------------------
@@ -168,18 +179,3 @@ class TelegramBridge:
                 log.warning("setWebhook failed, retrying in %.0fs: %s", delay, exc)
                 await self.clock.wait(asyncio.Event(), delay)
                 delay = min(delay * 2, 300)
-
-
-def init_app(app: Quart, chat: ChatService, clock: Clock) -> TelegramBridge | None:
-    """Build the bridge when TELEGRAM_BOT_TOKEN is set, and run it while the app serves."""
-    settings: Settings = app.config["SOHBET"]
-    if settings.telegram is None:
-        return None
-    bridge = TelegramBridge(settings, chat, clock, app.extensions.get("media"))
-
-    @app.while_serving
-    async def telegram() -> AsyncGenerator[None, None]:
-        async for _ in bridge.serve():
-            yield
-
-    return bridge

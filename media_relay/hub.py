@@ -24,6 +24,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame, Packet
@@ -148,17 +149,42 @@ class _OpusTap:
             self.decoder_queue.put(item)
 
 
+class ArrivalOrderBuffer:
+    """Stands in for a receiver's audio jitter buffer: each packet goes on as it arrives.
+
+    aiortc's audio buffer holds four frames before it lets the first one out (80 ms on every
+    packet, and on the first sound of every call), and stalls on a lost packet until sixteen
+    have piled up. A relay or echo hop needs neither: the browser that finally plays the audio
+    has a jitter buffer of its own that smooths and conceals. One RTP packet is one audio
+    frame; a late or repeated packet is dropped (timestamps must not go back).
+    """
+
+    capacity = 16
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        number = packet.sequence_number
+        if self._last is not None and not 0 < (number - self._last) % 65536 < 32768:
+            return False, None
+        self._last = number
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+
 def tap_opus(pc: RTCPeerConnection, track: MediaStreamTrack) -> PacketTrack | None:
     """The encoded packets of a received audio track, or None where aiortc does not allow it."""
     for receiver in pc.getReceivers():
         if receiver.track is not track:
             continue
         name = "_RTCRtpReceiver__decoder_queue"
+        buffer = "_RTCRtpReceiver__jitter_buffer"
         original = getattr(receiver, name, None)
-        if original is None or not hasattr(original, "put"):
+        if original is None or not hasattr(original, "put") or not hasattr(receiver, buffer):
             return None
         packets = PacketTrack()
         setattr(receiver, name, _OpusTap(original, packets))
+        setattr(receiver, buffer, ArrivalOrderBuffer())
         return packets
     return None
 

@@ -177,6 +177,28 @@ async def test_echo_peer_sends_our_tone_back(server: Server, private_net: str) -
         await close_peers(media, caller)
 
 
+def test_relayed_audio_goes_on_as_it_arrives() -> None:
+    """The echo and relay hops hand each audio packet on at once (aiortc's own buffer held
+    four frames, 80 ms, before the first sound); late and repeated packets are dropped, and
+    a lost one does not stall the ones after it. Sequence numbers wrap at 65536."""
+    from aiortc.rtp import RtpPacket
+
+    from media_relay.hub import ArrivalOrderBuffer
+
+    def packet(number: int) -> RtpPacket:
+        p = RtpPacket(payload_type=111, sequence_number=number % 65536, timestamp=960 * number)
+        p._data = bytes([number % 256])  # type: ignore[attr-defined]
+        return p
+
+    buffer = ArrivalOrderBuffer()
+    out = []
+    for number in (65534, 65535, 65536, 65535, 65538, 65537, 65539, 65539):
+        _, frame = buffer.add(packet(number))
+        out.append(None if frame is None else frame.timestamp // 960)
+    # 65537 is lost (arrives after 65538): dropped, as are the repeats.
+    assert out == [65534, 65535, 65536, None, 65538, None, 65539, None]
+
+
 async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
     """The echo peer costs CPU: ECHO_PER_HOUR (10) test calls per visitor, then a clear no."""
     caller, _, cid = await visitor(server, "Sınır")
@@ -605,16 +627,17 @@ async (timeoutMs) => {
   analyser.fftSize = 256;
   ctx.createMediaStreamSource(el.srcObject).connect(analyser);
   const buf = new Float32Array(analyser.fftSize);
+  const listening = performance.now();
   while (performance.now() < deadline) {
     analyser.getFloatTimeDomainData(buf);
     let sum = 0;
     for (const x of buf) sum += x * x;
     const rms = Math.sqrt(sum / buf.length);
-    if (rms > 0.005) { ctx.close(); return {rms, at: performance.now()}; }
+    if (rms > 0.005) { ctx.close(); return {rms, at: performance.now(), listening}; }
     await new Promise((r) => setTimeout(r, 2));
   }
   ctx.close();
-  return {rms: 0, at: null};
+  return {rms: 0, at: null, listening};
 }
 """
 CLICKED = "window.__callClickedAt = 0; document.addEventListener('click', () => { window.__callClickedAt = performance.now(); }, true);"

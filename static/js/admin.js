@@ -96,6 +96,14 @@ const callRoot = document.getElementById("call");
 const callSocket = window.io("/call", { auth: { as: "admin" } });
 let callUI = null;
 const calls = async () => (callUI ??= (await import(callRoot.dataset.module)).attach(callSocket, callRoot));
+// Intent (a pointer over a call button, a finger on it, focus) starts loading call.js, so by
+// the click it is usually in: the first call does not wait for it.
+const warmCalls = (event) => {
+  if (!event.target.closest?.("[data-call-chat], #call-test")) return;
+  for (const type of ["pointerover", "pointerdown", "focusin"]) document.removeEventListener(type, warmCalls, true);
+  calls().catch(() => {});
+};
+for (const type of ["pointerover", "pointerdown", "focusin"]) document.addEventListener(type, warmCalls, { capture: true, passive: true });
 callSocket.on("call:incoming", async (m) => (await calls()).incoming(m));
 callSocket.on("connect", () => {
   document.querySelectorAll("[data-call-chat]").forEach((b) => { b.disabled = false; });

@@ -92,6 +92,8 @@ export class CallUI {
     this.callId = null;
     this.mode = "";
     this.pc = null;
+    this.prepared = null;
+    this.outbox = null;
     this.pendingCandidates = [];
     this.remoteStream = null;
     this.connectedAt = null;
@@ -130,7 +132,10 @@ export class CallUI {
 
   // Screen ---------------------------------------------------------------------------------
 
+  // The state is set at once (the call goes on meanwhile); the screen appears once its CSS is
+  // in, unless the call has been closed by then.
   async show(state) {
+    this.setState(state);
     if (!this.cssLoaded) {
       this.cssLoaded = new Promise((resolve) => {
         const link = document.createElement("link");
@@ -142,7 +147,7 @@ export class CallUI {
       });
     }
     await this.cssLoaded;
-    this.setState(state);
+    if (this.root.dataset.state === "idle") return;
     this.root.hidden = false;
     document.body.classList.add("in-call");
   }
@@ -202,11 +207,12 @@ export class CallUI {
     this.notify("");
     this.unlockAudio();
     this.dialledAt = performance.now();
-    // The screen, the microphone and the ring go together: none waits for another.
+    // The screen, the microphone and the ring go together: none waits for another (the
+    // call does not wait for the screen's CSS either).
     this.dialling = true;
     this.micReady = this.openMic();
-    const [, micOk, reply] = await Promise.all([
-      this.show(echo ? "connecting" : "outgoing"),
+    this.show(echo ? "connecting" : "outgoing");
+    const [micOk, reply] = await Promise.all([
       this.micReady,
       emitAck(this.socket, "call:ring", { chat_id: chatId, echo }),
     ]);
@@ -223,6 +229,7 @@ export class CallUI {
     this.callId = reply.call_id;
     this.iceServers = reply.ice_servers || [];
     this.setMode(reply.mode);
+    if (reply.mode === "p2p") this.prepareOffer();
     if (early?.call_id === this.callId) this.accepted(early);
   }
 
@@ -337,8 +344,10 @@ export class CallUI {
 
   // WebRTC ---------------------------------------------------------------------------------
 
-  newPeer({ toServer }) {
+  newPeer({ toServer, hold = false }) {
     this.closePeer();
+    // A held peer keeps its candidates until its offer goes out (see prepareOffer).
+    this.outbox = hold ? [] : null;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     this.toServer = toServer;
@@ -350,18 +359,42 @@ export class CallUI {
     pc.onicecandidate = ({ candidate }) => {
       // Trickled: an unreachable STUN server never holds the call up.
       const body = candidate ? candidate.toJSON() : null;
-      this.socket.emit("rtc:candidate", { call_id: this.callId, candidate: body, to: toServer ? "server" : "peer" });
+      const message = { call_id: this.callId, candidate: body, to: toServer ? "server" : "peer" };
+      if (this.outbox) this.outbox.push(message);
+      else this.socket.emit("rtc:candidate", message);
     };
     pc.ontrack = (event) => this.gotTrack(event);
     pc.onconnectionstatechange = () => this.stateChanged(pc);
     return pc;
   }
 
+  // The caller of a P2P call makes its offer while it rings (the other side takes seconds to
+  // answer): on call:accepted the offer goes out at once, its candidates right after it.
+  prepareOffer() {
+    const callId = this.callId;
+    this.prepared = (async () => {
+      if (!(await this.micReady) || this.callId !== callId || this.pc) return null;
+      const pc = this.newPeer({ toServer: false, hold: true });
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+      } catch { return null; } // closed meanwhile (declined, hung up)
+      return this.pc === pc ? pc : null;
+    })();
+  }
+
   async startPeer({ toServer }) {
     if (!(await this.micReady)) return;
-    const pc = this.newPeer({ toServer });
-    await pc.setLocalDescription(await pc.createOffer());
-    const reply = await emitAck(this.socket, "rtc:offer", { call_id: this.callId, type: "offer", sdp: pc.localDescription.sdp });
+    const prepared = toServer ? null : await this.prepared;
+    this.prepared = null;
+    let pc = prepared;
+    if (!pc || pc !== this.pc || pc.signalingState !== "have-local-offer") {
+      pc = this.newPeer({ toServer });
+      await pc.setLocalDescription(await pc.createOffer());
+    }
+    const sent = emitAck(this.socket, "rtc:offer", { call_id: this.callId, type: "offer", sdp: pc.localDescription.sdp });
+    for (const message of this.outbox || []) this.socket.emit("rtc:candidate", message);
+    this.outbox = null;
+    const reply = await sent;
     if (!reply.ok && this.pc === pc) { this.notify(reply.message); }
   }
 
@@ -369,9 +402,10 @@ export class CallUI {
     if (this.mode !== "p2p" || !(await this.micReady)) return;
     const pc = this.newPeer({ toServer: false });
     await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
-    await this.flushCandidates();
+    // The answer first: the caller's candidates that came early can wait a few milliseconds.
     await pc.setLocalDescription(await pc.createAnswer());
     this.socket.emit("rtc:answer", { call_id: this.callId, type: "answer", sdp: pc.localDescription.sdp });
+    await this.flushCandidates();
   }
 
   async gotAnswer(m) {

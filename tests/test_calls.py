@@ -727,6 +727,8 @@ async def test_browser_visitor_and_operator_call_p2p(
         )
         await admin_page.goto(server.url + "/admin")
         await expect(admin_page.locator(f"li.conv[data-chat-id='{cid}']")).to_be_visible()
+        # The panel rings only once its /call socket is in (it then shows the mic test).
+        await expect(admin_page.locator("#call-test")).to_be_visible()
         await expect(visitor_page.locator("#call-button")).to_be_enabled()
         await visitor_page.locator("#call-button").click()
         await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "outgoing")
@@ -746,6 +748,11 @@ async def test_browser_visitor_and_operator_call_p2p(
         await admin_page.locator("#call-camera").click()
         await expect(admin_page.locator("#call-local-video")).to_be_visible()
         await expect(visitor_page.locator("#call-remote-video")).to_be_visible()
+        # Its frames arrive (the callee's camera goes out on the video transceiver the offer
+        # negotiated, not on one of its own that was never negotiated).
+        await visitor_page.wait_for_function(
+            "() => document.getElementById('call-remote-video').videoWidth > 0", timeout=8000
+        )
         await visitor_page.locator("#call-mute").click()
         await expect(visitor_page.locator("#call-mute")).to_have_attribute("aria-pressed", "true")
         await expect(visitor_page.locator("#call-timer")).not_to_have_text("0:00", timeout=3000)

@@ -255,7 +255,7 @@ export class CallUI {
     this.unlockAudio();
     this.dialledAt = performance.now();
     this.setState("connecting");
-    // The answer goes out while the microphone opens: the offer waits for it (micReady).
+    // The accept goes out while the microphone opens.
     this.micReady = this.openMic();
     const [reply, micOk] = await Promise.all([
       emitAck(this.socket, "call:accept", { call_id: this.callId }),
@@ -344,18 +344,21 @@ export class CallUI {
 
   // WebRTC ---------------------------------------------------------------------------------
 
-  newPeer({ toServer, hold = false }) {
+  // `answering`: the transceivers come from the other side's offer (see gotOffer).
+  newPeer({ toServer, hold = false, answering = false }) {
     this.closePeer();
     // A held peer keeps its candidates until its offer goes out (see prepareOffer).
     this.outbox = hold ? [] : null;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     this.toServer = toServer;
-    for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
-    // Camera off at start; a video transceiver is negotiated now so the camera can be switched
-    // on later with replaceTrack, without renegotiating.
-    this.videoSender = pc.addTransceiver("video", { direction: "sendrecv" }).sender;
-    if (this.cameraTrack) this.videoSender.replaceTrack(this.cameraTrack);
+    if (!answering) {
+      for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
+      // Camera off at start; a video transceiver is negotiated now so the camera can be
+      // switched on later with replaceTrack, without renegotiating.
+      this.videoSender = pc.addTransceiver("video", { direction: "sendrecv" }).sender;
+      if (this.cameraTrack) this.videoSender.replaceTrack(this.cameraTrack);
+    }
     pc.onicecandidate = ({ candidate }) => {
       // Trickled: an unreachable STUN server never holds the call up.
       const body = candidate ? candidate.toJSON() : null;
@@ -398,10 +401,24 @@ export class CallUI {
     if (!reply.ok && this.pc === pc) { this.notify(reply.message); }
   }
 
+  // The callee answers without waiting for its microphone (it opens meanwhile: its track joins
+  // the sending transceiver when it is in). The offer's own transceivers are used, so the
+  // video one negotiated now carries the camera later.
   async gotOffer(m) {
-    if (this.mode !== "p2p" || !(await this.micReady)) return;
-    const pc = this.newPeer({ toServer: false });
+    if (this.mode !== "p2p") return;
+    const pc = this.newPeer({ toServer: false, answering: true });
     await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
+    if (this.pc !== pc) return;
+    for (const transceiver of pc.getTransceivers()) {
+      transceiver.direction = "sendrecv";
+      const { sender } = transceiver;
+      if (transceiver.receiver.track.kind === "video") {
+        this.videoSender = sender;
+        if (this.cameraTrack) sender.replaceTrack(this.cameraTrack);
+      } else {
+        this.micReady.then((ok) => { if (ok && this.pc === pc) sender.replaceTrack(this.stream.getAudioTracks()[0]); });
+      }
+    }
     // The answer first: the caller's candidates that came early can wait a few milliseconds.
     await pc.setLocalDescription(await pc.createAnswer());
     this.socket.emit("rtc:answer", { call_id: this.callId, type: "answer", sdp: pc.localDescription.sdp });

@@ -24,20 +24,14 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from playwright.async_api import Browser, async_playwright  # noqa: E402
+from playwright.async_api import Browser  # noqa: E402
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.browser import chromium, phone  # noqa: E402
 from tests.support.clients import VISITOR_COOKIE, start_visitor  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 BUDGET = 40 * 1024
-PHONE: dict[str, Any] = {
-    "viewport": {"width": 375, "height": 812},
-    "device_scale_factor": 2,
-    "is_mobile": True,
-    "has_touch": True,
-    "locale": "tr-TR",
-}
+PHONE = phone()
 
 
 @dataclass
@@ -113,10 +107,8 @@ async def main(budget: int) -> int:
         await server.start()
         try:
             token, _ = await start_visitor(server.url, "Ayşe")
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            async with chromium() as browser:
                 weight = await measure(browser, server.url, token)
-                await browser.close()
         finally:
             server.stop()
     print(weight.table())

@@ -25,11 +25,10 @@ from playwright.async_api import (  # noqa: E402
     Browser,
     BrowserContext,
     Page,
-    async_playwright,
     expect,
 )
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.browser import chromium, phone  # noqa: E402
 from tests.support.clients import (  # noqa: E402
     ADMIN_COOKIE,
     admin_login,
@@ -40,14 +39,7 @@ from tests.support.clients import (  # noqa: E402
 )
 from tests.support.server import Server  # noqa: E402
 
-PHONE = {
-    "viewport": {"width": 375, "height": 812},
-    "device_scale_factor": 2,
-    "is_mobile": True,
-    "has_touch": True,
-    "locale": "tr-TR",
-    "color_scheme": "light",
-}
+PHONE = phone(color_scheme="light")
 DESKTOP = {"viewport": {"width": 1280, "height": 800}, "locale": "tr-TR", "color_scheme": "light"}
 
 
@@ -117,8 +109,7 @@ async def main(out: Path) -> None:
         try:
             admin_token = await admin_login(server)
             await other_conversations(server, admin_token)
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            async with chromium() as browser:
                 visitor_ctx = await browser.new_context(**PHONE)
                 admin_ctx = await browser.new_context(**DESKTOP)
                 await admin_ctx.add_cookies(
@@ -152,7 +143,6 @@ async def main(out: Path) -> None:
                 await visitor.screenshot(path=str(out / "visitor-chat.png"))
                 await admin.screenshot(path=str(out / "admin-panel.png"))
                 await other_sizes(browser, server.url, visitor_ctx, admin_token, cid, out)
-                await browser.close()
         finally:
             server.stop()
 

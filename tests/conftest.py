@@ -10,8 +10,9 @@ import pytest
 from tests.support.clients import admin_login
 from tests.support.server import Server, create_pg_database, drop_pg_database
 
-# The fake Telegram fixtures (fake, tg_server, tg_admin_token) live with their helpers.
-pytest_plugins = ["tests.support.telegram"]
+# Fixtures that live with their helpers: Chromium (browser) and the fake Telegram (fake,
+# tg_server, tg_admin_token).
+pytest_plugins = ["tests.support.browser", "tests.support.telegram"]
 
 
 @pytest.fixture(

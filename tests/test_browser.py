@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,11 +22,10 @@ from playwright.async_api import (
     Dialog,
     Page,
     Route,
-    async_playwright,
     expect,
 )
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import phone
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -40,13 +39,7 @@ from tests.support.server import ADMIN_PASSWORD, Server
 
 pytestmark = pytest.mark.browser
 
-PHONE: dict[str, Any] = {
-    "viewport": {"width": 390, "height": 844},
-    "device_scale_factor": 3,
-    "is_mobile": True,
-    "has_touch": True,
-    "locale": "tr-TR",
-}
+PHONE = phone(390, 844, scale=3)
 DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": "tr-TR"}
 WAIT_MS = 10_000
 MESSAGES = "#messages li.msg[data-seq] .msg__text"
@@ -60,14 +53,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.__sohbetCsp(`${e.violatedDirective} ${e.blockedURI} ${e.sample || ""}`);
 });
 """
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @dataclass

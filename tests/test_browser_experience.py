@@ -19,7 +19,6 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from bench.page_weight import BUDGET, measure
-from tests import test_browser as shared
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -41,7 +40,6 @@ from tests.test_browser import (
 )
 
 pytestmark = pytest.mark.browser
-browser = shared.browser  # the module-scoped Chromium fixture of the browser suite
 
 AXE = (Path(__file__).parent / "support" / "vendor" / "axe-core-4.14.1.min.js").read_text()
 # Rules axe reports as serious or critical fail the test; moderate/minor are printed only.

@@ -25,11 +25,12 @@ from typing import Any
 
 import pytest
 import socketio
-from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.security import token_hash
 from tests.support import netns
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import chromium as launch_chromium
 from tests.support.calls import Media, call_peer, now
 from tests.support.clients import (
     Peer,
@@ -666,10 +667,8 @@ async def chromium(
 ) -> AsyncIterator[Browser]:
     tone = tone_wav(tmp_path_factory.mktemp("tone") / "tone.wav")
     args = [*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"]
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    async with launch_chromium(args) as browser:
         yield browser
-        await browser.close()
 
 
 async def call_page(browser: Browser, options: dict[str, Any]) -> tuple[Page, Watch]:

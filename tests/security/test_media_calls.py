@@ -20,10 +20,9 @@ from tests.support.calls import call_peer
 from tests.support.clients import ADMIN_COOKIE, Peer, admin_csrf, client_id
 from tests.support.media_files import fetch, jpeg, tone, upload
 from tests.support.server import Server, query
-from tests.test_browser import (  # noqa: F401 (browser is a fixture)
+from tests.test_browser import (
     Watch,
     admin_panel,
-    browser,
     close_all,
     expect,
     open_conversation,
@@ -53,7 +52,7 @@ async def message_rows(server: Server, cid: str) -> int:
 
 @pytest.mark.browser
 async def test_xss_in_file_names_and_captions_is_inert(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     server: Server,
     admin_token: str,
 ) -> None:

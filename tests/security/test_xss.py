@@ -18,12 +18,11 @@ from tests.support.clients import VISITOR_COOKIE, admin_peer, client_id, visitor
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server, query
 from tests.support.telegram import sqlite_server, telegram_env, visitor_with_chat, with_text
-from tests.test_browser import (  # noqa: F401 (browser is a fixture)
+from tests.test_browser import (
     MESSAGES,
     PHONE,
     Watch,
     admin_panel,
-    browser,
     close_all,
     expect,
     open_conversation,
@@ -72,7 +71,7 @@ class Requests:
 
 
 async def visitor_page(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     server: Server,
     token: str,
 ) -> tuple[Page, Watch]:
@@ -85,7 +84,7 @@ async def visitor_page(
 
 @pytest.mark.browser
 async def test_stored_xss_is_inert_on_both_pages(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     server: Server,
     admin_token: str,
 ) -> None:

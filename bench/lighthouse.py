@@ -36,7 +36,7 @@ from tests.support.clients import (  # noqa: E402
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import Server  # noqa: E402
+from tests.support.server import Server, scratch_server  # noqa: E402
 
 CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
 METRICS = (
@@ -91,18 +91,12 @@ def lighthouse(binary: str, url: str, token: str) -> dict[str, Any]:
 
 
 async def main(runs: int, binary: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        server = Server(database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir)
-        await server.start()
-        try:
-            token = await conversation(server)
-            reports = [
-                await asyncio.to_thread(lighthouse, binary, server.url + "/", token)
-                for _ in range(runs)
-            ]
-        finally:
-            server.stop()
+    async with scratch_server() as server:
+        token = await conversation(server)
+        reports = [
+            await asyncio.to_thread(lighthouse, binary, server.url + "/", token)
+            for _ in range(runs)
+        ]
     chrome = re.search(r"Chrome/([\d.]+)", reports[0]["environment"]["hostUserAgent"])
     print(f"Lighthouse {reports[0]['lighthouseVersion']}, Chromium {chrome and chrome.group(1)}")
     header = " ".join(f"{c:>15}" for c in CATEGORIES)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from playwright.async_api import Browser  # noqa: E402
 
 from tests.support.browser import chromium, phone  # noqa: E402
 from tests.support.clients import VISITOR_COOKIE, start_visitor  # noqa: E402
-from tests.support.server import Server  # noqa: E402
+from tests.support.server import scratch_server  # noqa: E402
 
 BUDGET = 40 * 1024
 PHONE = phone()
@@ -101,16 +100,10 @@ async def measure(browser: Browser, base_url: str, visitor_token: str) -> Weight
 
 
 async def main(budget: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        server = Server(database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir)
-        await server.start()
-        try:
-            token, _ = await start_visitor(server.url, "Ayşe")
-            async with chromium() as browser:
-                weight = await measure(browser, server.url, token)
-        finally:
-            server.stop()
+    async with scratch_server() as server:
+        token, _ = await start_visitor(server.url, "Ayşe")
+        async with chromium() as browser:
+            weight = await measure(browser, server.url, token)
     print(weight.table())
     verdict = "within" if weight.total <= budget else "OVER"
     print(f"budget {budget} bytes: {verdict}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,7 @@ from tests.support.clients import (  # noqa: E402
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import Server  # noqa: E402
+from tests.support.server import Server, scratch_server  # noqa: E402
 
 PHONE = phone(color_scheme="light")
 DESKTOP = {"viewport": {"width": 1280, "height": 800}, "locale": "tr-TR", "color_scheme": "light"}
@@ -102,49 +101,43 @@ async def other_sizes(
 
 
 async def main(out: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        server = Server(database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir)
-        await server.start()
-        try:
-            admin_token = await admin_login(server)
-            await other_conversations(server, admin_token)
-            async with chromium() as browser:
-                visitor_ctx = await browser.new_context(**PHONE)
-                admin_ctx = await browser.new_context(**DESKTOP)
-                await admin_ctx.add_cookies(
-                    [{"name": ADMIN_COOKIE, "value": admin_token, "url": server.url}]
-                )
-                visitor = await visitor_ctx.new_page()
-                admin = await admin_ctx.new_page()
-                await admin.goto(server.url + "/admin")
+    async with scratch_server() as server:
+        admin_token = await admin_login(server)
+        await other_conversations(server, admin_token)
+        async with chromium() as browser:
+            visitor_ctx = await browser.new_context(**PHONE)
+            admin_ctx = await browser.new_context(**DESKTOP)
+            await admin_ctx.add_cookies(
+                [{"name": ADMIN_COOKIE, "value": admin_token, "url": server.url}]
+            )
+            visitor = await visitor_ctx.new_page()
+            admin = await admin_ctx.new_page()
+            await admin.goto(server.url + "/admin")
 
-                await visitor.goto(server.url + "/")
-                await visitor.locator("#visitor-name").fill("Ayşe")
-                await visitor.screenshot(path=str(out / "visitor-start.png"))
-                await visitor.locator("#start-form button[type=submit]").click()
-                await expect(visitor.locator("#conversation")).to_be_visible()
-                cid = await visitor.locator("#conversation").get_attribute("data-chat-id")
+            await visitor.goto(server.url + "/")
+            await visitor.locator("#visitor-name").fill("Ayşe")
+            await visitor.screenshot(path=str(out / "visitor-start.png"))
+            await visitor.locator("#start-form button[type=submit]").click()
+            await expect(visitor.locator("#conversation")).to_be_visible()
+            cid = await visitor.locator("#conversation").get_attribute("data-chat-id")
 
-                await send(visitor, "Merhaba, dün verdiğim sipariş ne zaman kargoya verilir?")
-                await send(visitor, "Sipariş numarası 48213 👋")
-                await admin.locator(f"li.conv[data-chat-id='{cid}'] a.conv__link").click()
-                await expect(
-                    admin.locator(f"#pane #conversation[data-chat-id='{cid}']")
-                ).to_be_visible()
-                await send(admin, "Merhaba Ayşe Hanım, siparişiniz bugün kargoya verilecek.")
-                await send(admin, "Takip numarası akşam SMS ile gelir 🙏")
-                await send(visitor, "Çok teşekkürler!")
-                await visitor.locator("#composer textarea").press_sequentially(
-                    "Bir sorum daha", delay=20
-                )
-                await expect(admin.locator("#typing")).to_be_visible()
-                await asyncio.sleep(0.6)  # smooth scrolling settles
-                await visitor.screenshot(path=str(out / "visitor-chat.png"))
-                await admin.screenshot(path=str(out / "admin-panel.png"))
-                await other_sizes(browser, server.url, visitor_ctx, admin_token, cid, out)
-        finally:
-            server.stop()
+            await send(visitor, "Merhaba, dün verdiğim sipariş ne zaman kargoya verilir?")
+            await send(visitor, "Sipariş numarası 48213 👋")
+            await admin.locator(f"li.conv[data-chat-id='{cid}'] a.conv__link").click()
+            await expect(
+                admin.locator(f"#pane #conversation[data-chat-id='{cid}']")
+            ).to_be_visible()
+            await send(admin, "Merhaba Ayşe Hanım, siparişiniz bugün kargoya verilecek.")
+            await send(admin, "Takip numarası akşam SMS ile gelir 🙏")
+            await send(visitor, "Çok teşekkürler!")
+            await visitor.locator("#composer textarea").press_sequentially(
+                "Bir sorum daha", delay=20
+            )
+            await expect(admin.locator("#typing")).to_be_visible()
+            await asyncio.sleep(0.6)  # smooth scrolling settles
+            await visitor.screenshot(path=str(out / "visitor-chat.png"))
+            await admin.screenshot(path=str(out / "admin-panel.png"))
+            await other_sizes(browser, server.url, visitor_ctx, admin_token, cid, out)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ from bench.page_weight import BUDGET, measure
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
-    admin_login,
     client_id,
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import Server
+from tests.support.server import Server, sqlite_server
 from tests.test_browser import (
     DESKTOP,
     PHONE,
@@ -48,16 +47,9 @@ BLOCKING = {"serious", "critical"}
 
 @pytest.fixture(scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    workdir = tmp_path_factory.mktemp("ux")
-    srv = Server(database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir)
-    await srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-async def admin_token(server: Server) -> str:
-    return await admin_login(server)
+    """One server on SQLite (the browser suite in tests/test_browser.py runs both databases)."""
+    async with sqlite_server(tmp_path_factory.mktemp("ux")) as srv:
+        yield srv
 
 
 async def until(page: Page, expression: str, timeout: float = 10.0) -> None:

@@ -26,8 +26,7 @@ from tests.support.clients import (
 )
 from tests.support.fake_cloudinary import FakeCloudinary, Resource
 from tests.support.media_files import fetch, jpeg, tone, upload
-from tests.support.server import free_port
-from tests.support.telegram import sqlite_server
+from tests.support.server import free_port, sqlite_server
 
 
 @dataclass

@@ -9,8 +9,7 @@ import pytest
 
 from tests.security.attack import SUITE_ENV, handshake, jarless, visitor
 from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE
-from tests.support.server import Server
-from tests.support.telegram import sqlite_server
+from tests.support.server import Server, sqlite_server
 
 ALLOWED = "https://shop.example"
 EVIL = "https://evil.example"

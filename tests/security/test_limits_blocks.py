@@ -15,9 +15,8 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.server import Server, query
+from tests.support.server import Server, query, sqlite_server
 from tests.support.telegram import (
-    sqlite_server,
     telegram_env,
     visitor_with_chat,
     with_text,

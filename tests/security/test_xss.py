@@ -16,8 +16,8 @@ from playwright.async_api import Browser, Page, Request
 from tests.security.attack import SUITE_ENV, start_from, visitor
 from tests.support.clients import VISITOR_COOKIE, admin_peer, client_id, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.server import Server, query
-from tests.support.telegram import sqlite_server, telegram_env, visitor_with_chat, with_text
+from tests.support.server import Server, query, sqlite_server
+from tests.support.telegram import telegram_env, visitor_with_chat, with_text
 from tests.test_browser import (
     MESSAGES,
     PHONE,

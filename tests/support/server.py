@@ -12,7 +12,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +170,27 @@ class Server:
         if not codes:
             raise AssertionError("no login code in the server log")
         return codes[-1]
+
+
+@asynccontextmanager
+async def sqlite_server(workdir: Path, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """A server subprocess on a fresh SQLite file, stopped afterwards."""
+    server = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir, env_extra=env or {}
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@asynccontextmanager
+async def scratch_server(env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """`sqlite_server` in a temporary folder, removed afterwards (for bench/ and scripts/)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with sqlite_server(Path(tmp), env) as server:
+            yield server
 
 
 async def query(server: Server, sql: str) -> list[tuple[Any, ...]]:

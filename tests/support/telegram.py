@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Protocol
 
 import aiohttp
@@ -18,7 +16,7 @@ import pytest
 
 from tests.support.clients import Peer, ask_code, redeem_code, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram, SentMessage
-from tests.support.server import Server
+from tests.support.server import Server, sqlite_server
 
 
 class HasUrl(Protocol):
@@ -37,19 +35,6 @@ def telegram_env(fake: FakeTelegram, **extra: str) -> dict[str, str]:
         "TELEGRAM_MAX_BACKOFF": "2",
         **extra,
     }
-
-
-@asynccontextmanager
-async def sqlite_server(workdir: Path, env: dict[str, str]) -> AsyncIterator[Server]:
-    """A server subprocess on a fresh SQLite file, stopped afterwards."""
-    server = Server(
-        database_url=f"sqlite://{workdir / 'sohbet.db'}", workdir=workdir, env_extra=env
-    )
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -38,12 +38,20 @@ def reliable_client(cookie: str) -> socketio.AsyncClient:
     )
 
 
+async def connect_chat(sio: socketio.AsyncClient, url: str, role: str) -> None:
+    """Open /chat as a page of `role` does (over WebSocket)."""
+    await sio.connect(
+        url, namespaces=["/chat"], auth={"as": role}, transports=["websocket"], wait_timeout=10
+    )
+
+
 class Reader:
     """The operator's page: show each seq once; after every (re)connect, join with the highest
     seq up to which it has everything (live pushes can arrive out of order, so not the max),
     and after the join's replay, everything up to the server's `last_seq` is known."""
 
-    def __init__(self, url: str, cookie: str, chat_id: str) -> None:
+    def __init__(self, url: str, cookie: str, chat_id: str, role: str = "admin") -> None:
+        self.role = role
         self.shown: list[int] = []
         self.texts: dict[int, str] = {}
         self.deliveries = 0
@@ -92,13 +100,7 @@ class Reader:
             self._show(message)
 
     async def connect(self) -> None:
-        await self.sio.connect(
-            self.url,
-            namespaces=["/chat"],
-            auth={"as": "admin"},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
+        await connect_chat(self.sio, self.url, self.role)
 
 
 class Sender:
@@ -108,7 +110,8 @@ class Sender:
     arrive) and sent again with the same client id after the reconnect.
     """
 
-    def __init__(self, url: str, cookie: str, chat_id: str) -> None:
+    def __init__(self, url: str, cookie: str, chat_id: str, role: str = "visitor") -> None:
+        self.role = role
         self.sio = reliable_client(cookie)
         self.url, self.chat_id = url, chat_id
         self.acked: dict[str, int] = {}
@@ -128,13 +131,7 @@ class Sender:
         self.dropped = asyncio.Event()
 
     async def connect(self) -> None:
-        await self.sio.connect(
-            self.url,
-            namespaces=["/chat"],
-            auth={"as": "visitor"},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
+        await connect_chat(self.sio, self.url, self.role)
 
     async def _attempt(self, payload: dict[str, str]) -> dict[str, object] | None:
         await self.online.wait()

@@ -27,22 +27,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 PER_SIDE = 60
 
 
-class VisitorReader(Reader):
-    async def connect(self) -> None:
-        await self.sio.connect(
-            self.url, namespaces=["/chat"], auth={"as": "visitor"}, transports=["websocket"],
-            wait_timeout=10,
-        )  # fmt: skip
-
-
-class OperatorSender(Sender):
-    async def connect(self) -> None:
-        await self.sio.connect(
-            self.url, namespaces=["/chat"], auth={"as": "admin"}, transports=["websocket"],
-            wait_timeout=10,
-        )  # fmt: skip
-
-
 async def exchange(
     url: str, server: Server, disturb: Callable[[Callable[[], int]], Awaitable[None]]
 ) -> None:
@@ -50,8 +34,8 @@ async def exchange(
     admin_token = await admin_login(server)
     token, chat_id = await start_visitor(server.url, "Kesinti")
     admin_cookie, visitor_cookie = f"sohbet_admin={admin_token}", f"sohbet_visitor={token}"
-    readers = [Reader(url, admin_cookie, chat_id), VisitorReader(url, visitor_cookie, chat_id)]
-    senders = [Sender(url, visitor_cookie, chat_id), OperatorSender(url, admin_cookie, chat_id)]
+    readers = [Reader(url, admin_cookie, chat_id), Reader(url, visitor_cookie, chat_id, "visitor")]
+    senders = [Sender(url, visitor_cookie, chat_id), Sender(url, admin_cookie, chat_id, "admin")]
     for client in (*readers, *senders):
         await client.connect()
     ids = {sender: [client_id() for _ in range(PER_SIDE)] for sender in senders}

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import socketio
+from hypothesis import HealthCheck, settings
 
 from tests.support.clients import VISITOR_COOKIE, cookie_from, jarless
 from tests.support.server import Server
@@ -21,6 +22,18 @@ from tests.support.server import Server
 SUITE_ENV = {"TRUSTED_PROXIES": "127.0.0.1"}
 _addresses = itertools.count(1)
 T = TypeVar("T")
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Hypothesis settings of the suite's fuzzers: every example is a real round trip to a
+    server (no deadline, slow is expected), the server fixture outlives the examples, and no
+    example database is kept between runs."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        database=None,
+    )
 
 
 def new_address() -> str:

@@ -9,11 +9,11 @@ import io
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from playwright.async_api import Browser
 
-from tests.security.attack import SUITE_ENV, LoopThread, handshake, visitor
+from tests.security.attack import SUITE_ENV, LoopThread, fuzz_settings, handshake, visitor
 from tests.security.test_sockets import JSON
 from tests.security.test_xss import Requests, visitor_page
 from tests.support.calls import call_peer
@@ -246,12 +246,7 @@ def test_fuzz_every_call_event(event: str, server: Server, ringing: Any) -> None
             peers.append(await call_peer(server.url, "visitor", ringing["attacker_token"]))
         return await peers[-1].call(event, data, timeout=15)
 
-    @settings(
-        max_examples=20,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        database=None,
-    )
+    @fuzz_settings(20)
     @given(data=call_payloads(ringing["call_id"], ringing["cid"]))
     def attack(data: Any) -> None:
         ack = thread.run(emit(data))

@@ -12,10 +12,17 @@ from typing import Any
 import aiohttp
 import pytest
 import websockets
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.security.attack import SUITE_ENV, LoopThread, handshake, jarless, visitor
+from tests.security.attack import (
+    SUITE_ENV,
+    LoopThread,
+    fuzz_settings,
+    handshake,
+    jarless,
+    visitor,
+)
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -318,12 +325,7 @@ def test_fuzz_every_event(
     well-formed ack (ok, or an error code with a message), stored text is clean, and the
     victim's conversation never gets a message."""
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        database=None,
-    )
+    @fuzz_settings(25)
     @given(data=payloads(fuzz_targets["cid"], fuzz_targets["victim"]))
     def attack(data: Any) -> None:
         check_ack(event, fuzz.emit(event, data))
@@ -358,12 +360,7 @@ def test_fuzz_the_connect_payload(server: Server, fuzz_targets: dict[str, str]) 
         finally:
             await peer.close()
 
-    @settings(
-        max_examples=30,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        database=None,
-    )
+    @fuzz_settings(30)
     @given(auth=st.one_of(JSON, st.fixed_dictionaries({"as": JSON}), st.just({"as": "admin"})))
     def attack(auth: Any) -> None:
         thread.run(attempt(auth))

@@ -12,6 +12,7 @@ from tests.support.clients import (
     admin_csrf,
     admin_peer,
     client_id,
+    panel_action,
     start_visitor,
     visitor_peer,
 )
@@ -373,13 +374,14 @@ async def test_admin_deletes_messages_and_conversation(server: Server, admin_tok
             url = f"{server.url}/admin/c/{cid}/messages/delete"
             async with http.post(url, data={"seq": ["2", "3"]}, headers=cookie) as r:
                 assert r.status == 403, "no CSRF token, no deletion"
-            async with http.post(
-                url,
-                data={"seq": ["2", "3"]},
-                headers={**cookie, "X-CSRF-Token": csrf, "HX-Request": "true"},
-            ) as r:
-                assert r.status == 200
-                pane = await r.text()
+            status, pane = await panel_action(
+                server.url,
+                admin_token,
+                csrf,
+                f"/admin/c/{cid}/messages/delete",
+                {"seq": ["2", "3"]},
+            )
+            assert status == 200
             assert "m1" not in pane and "m0" in pane and "m3" in pane
             deleted = await visitor.wait_for("chat:deleted")
             assert deleted == {"chat_id": cid, "seqs": [2, 3]}
@@ -388,11 +390,8 @@ async def test_admin_deletes_messages_and_conversation(server: Server, admin_tok
             assert [m["text"] for m in await fresh.wait_for("chat:history")] == ["m0", "m3"]
             await fresh.close()
 
-            async with http.post(
-                f"{server.url}/admin/c/{cid}/delete",
-                headers={**cookie, "X-CSRF-Token": csrf, "HX-Request": "true"},
-            ) as r:
-                assert r.status == 200
+            status, _ = await panel_action(server.url, admin_token, csrf, f"/admin/c/{cid}/delete")
+            assert status == 200
             assert (await visitor.wait_for("chat:closed"))["chat_id"] == cid
             async with http.get(
                 server.url + "/", headers={"Cookie": f"sohbet_visitor={token}"}

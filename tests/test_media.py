@@ -20,6 +20,7 @@ from tests.support.clients import (
     admin_csrf,
     admin_peer,
     client_id,
+    panel_action,
     start_visitor,
     visitor_peer,
 )
@@ -355,17 +356,10 @@ async def test_deleting_a_media_message_removes_its_file(server: Server, admin_t
     key = src.rsplit("/", 1)[1]
     assert any(p.name == key for p in stored_files(server))
     csrf = await admin_csrf(server.url, admin_token)
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.post(
-            f"{server.url}/admin/c/{cid}/messages/delete",
-            data={"seq": str(seq)},
-            headers={
-                "Cookie": f"{ADMIN_COOKIE}={admin_token}",
-                "X-CSRF-Token": csrf,
-                "HX-Request": "true",
-            },
-        ) as resp:
-            assert resp.status == 200, await resp.text()
+    status, page = await panel_action(
+        server.url, admin_token, csrf, f"/admin/c/{cid}/messages/delete", {"seq": str(seq)}
+    )
+    assert status == 200, page
     status, _, _ = await fetch(server.url, src, f"{VISITOR_COOKIE}={token}")
     assert status == 404
     assert not any(p.name == key for p in stored_files(server))

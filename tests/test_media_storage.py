@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
@@ -21,6 +20,7 @@ from tests.support.clients import (
     admin_login,
     call,
     client_id,
+    panel_action,
     start_visitor,
     visitor_peer,
 )
@@ -151,16 +151,8 @@ async def test_media_round_trip_through_the_object_store(backend: Backend, workd
         # Deleting the conversation removes its objects from the store.
         admin = await admin_login(server)
         csrf = await admin_csrf(server.url, admin)
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            async with http.post(
-                f"{server.url}/admin/c/{cid}/delete",
-                headers={
-                    "Cookie": f"{ADMIN_COOKIE}={admin}",
-                    "X-CSRF-Token": csrf,
-                    "HX-Request": "true",
-                },
-            ) as resp:
-                assert resp.status == 200, await resp.text()
+        status, page = await panel_action(server.url, admin, csrf, f"/admin/c/{cid}/delete")
+        assert status == 200, page
         assert backend.objects() == {}
         status, _, _ = await fetch(server.url, photo, f"{ADMIN_COOKIE}={admin}")
         assert status == 404

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from tests.security.attack import SUITE_ENV, jarless, new_address, start_from, visitor
 from tests.support.clients import (
-    ADMIN_COOKIE,
     VISITOR_COOKIE,
     admin_csrf,
     admin_peer,
     client_id,
+    panel_action,
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
@@ -108,7 +108,6 @@ async def test_operator_blocks_and_unblocks_a_visitor_from_the_panel(
     status, token, _ = await start_from(server, "Troll", address)
     assert status == 303 and token
     peer = await visitor_peer(server.url, token)
-    cookie = f"{ADMIN_COOKIE}={admin_token}"
     csrf = await admin_csrf(server.url, admin_token)
     try:
         async with jarless() as http:
@@ -118,12 +117,10 @@ async def test_operator_blocks_and_unblocks_a_visitor_from_the_panel(
                 page = await r.text()
             cid = page.split('data-chat-id="', 1)[1].split('"', 1)[0]
             assert (await peer.call("join", {"chat_id": cid}))["ok"]
-            async with http.post(
-                server.url + f"/admin/c/{cid}/block",
-                headers={"Cookie": cookie, "X-CSRF-Token": csrf, "HX-Request": "true"},
-            ) as r:
-                assert r.status == 200
-                pane = await r.text()
+            status, pane = await panel_action(
+                server.url, admin_token, csrf, f"/admin/c/{cid}/block"
+            )
+            assert status == 200
             assert "Engeli kaldır" in pane and 'id="blocked-badge"' in pane
             ack = await peer.call("send", {"chat_id": cid, "text": "hi", "client_id": client_id()})
             assert ack["ok"] is False and ack["error"] == "blocked" and ack["message"] == BLOCKED
@@ -135,11 +132,10 @@ async def test_operator_blocks_and_unblocks_a_visitor_from_the_panel(
             assert status == 403 and BLOCKED_ADDRESS in page
             assert (await start_from(server, "Someone else", new_address()))[0] == 303
 
-            async with http.post(
-                server.url + f"/admin/c/{cid}/unblock",
-                headers={"Cookie": cookie, "X-CSRF-Token": csrf, "HX-Request": "true"},
-            ) as r:
-                assert r.status == 200 and "Engelle" in await r.text()
+            status, pane = await panel_action(
+                server.url, admin_token, csrf, f"/admin/c/{cid}/unblock"
+            )
+            assert status == 200 and "Engelle" in pane
         ack = await peer.call("send", {"chat_id": cid, "text": "sorry", "client_id": client_id()})
         assert ack["ok"], ack
         assert (await start_from(server, "Troll back", address))[0] == 303

@@ -86,6 +86,20 @@ async def admin_csrf(base_url: str, admin_token: str) -> str:
     return match.group(1)
 
 
+async def panel_action(
+    base_url: str, admin_token: str, csrf: str, path: str, data: Any = None
+) -> tuple[int, str]:
+    """POST what a panel button sends with HTMX (cookie, CSRF token); (status, body)."""
+    headers = {
+        "Cookie": f"{ADMIN_COOKIE}={admin_token}",
+        "X-CSRF-Token": csrf,
+        "HX-Request": "true",
+    }
+    async with jarless() as http:
+        async with http.post(base_url + path, data=data, headers=headers) as r:
+            return r.status, await r.text()
+
+
 CHAT_EVENTS = (
     "chat:message",
     "chat:history",

@@ -9,6 +9,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import av
@@ -43,6 +44,16 @@ SERVER_ENV = {"MEDIA_MAX_BYTES": str(LIMIT), "MEDIA_VISITOR_QUOTA": str(2 * LIMI
 def stored_files(server: Server) -> list[Path]:
     root = server.workdir / "media"
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def visitor_upload(
+    server: Server, token: str, cid: str, kind: str, data: bytes, filename: str, content_type: str
+) -> tuple[int, dict[str, Any]]:
+    """One file from the visitor's page, under a fresh client id."""
+    return await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=data, kind=kind,
+        filename=filename, content_type=content_type, visitor_token=token,
+    )  # fmt: skip
 
 
 async def oversized_upload(
@@ -177,16 +188,7 @@ async def test_voice_and_audio_are_probed_and_remuxed(server: Server) -> None:
         ),
     ]
     for kind, data, name, claimed, served in cases:
-        status, body = await upload(
-            server.url,
-            chat_id=cid,
-            client_id=client_id(),
-            data=data,
-            kind=kind,
-            filename=name,
-            content_type=claimed,
-            visitor_token=token,
-        )
+        status, body = await visitor_upload(server, token, cid, kind, data, name, claimed)
         assert status == 200, body
         message = body["message"]
         assert message["type"] == kind
@@ -229,16 +231,7 @@ async def test_bad_files_are_refused_clearly_and_nothing_is_stored(
         ("video", jpeg(), "x.jpg", "image/jpeg", "media_bad_kind"),
     ]
     for kind, data, filename, content_type, code in cases:
-        status, body = await upload(
-            server.url,
-            chat_id=cid,
-            client_id=client_id(),
-            data=data,
-            kind=kind,
-            filename=filename,
-            content_type=content_type,
-            visitor_token=token,
-        )
+        status, body = await visitor_upload(server, token, cid, kind, data, filename, content_type)
         assert status in (400, 413) and body["error"] == code, (filename, status, body)
         assert body["message"] and "media_" not in body["message"]  # a sentence, in Turkish
     status, body = await upload(
@@ -284,16 +277,10 @@ async def test_bad_files_are_refused_clearly_and_nothing_is_stored(
     assert headers["Content-Type"] in ("image/jpeg", "image/png") and b"<script" not in data
 
     # Path-traversal names are display text only: the object name is the server's.
-    status, body = await upload(
-        server.url,
-        chat_id=cid,
-        client_id=client_id(),
-        data=tone("mp3", "libmp3lame", 1.0),
-        kind="audio",
-        filename="../../../etc/passwd\\..\\x.mp3",
-        content_type="audio/mpeg",
-        visitor_token=token,
-    )
+    status, body = await visitor_upload(
+        server, token, cid, "audio", tone("mp3", "libmp3lame", 1.0),
+        "../../../etc/passwd\\..\\x.mp3", "audio/mpeg",
+    )  # fmt: skip
     assert status == 200, body
     assert re.fullmatch(r"/media/[0-9a-f]{32}\.mp3", body["message"]["fileRef"])
     assert "x.mp3" in body["message"]["html"] and "etc/passwd" not in body["message"]["html"]

@@ -9,6 +9,7 @@ Both scenes share the one minute they wait for.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,9 +66,10 @@ async def scene(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scene
         servers = (one, two, lone)
         try:
             await asyncio.gather(*(s.start() for s in servers))
-            one_headers = await headers_for(one, shared)
+            one_headers, lone_headers = await asyncio.gather(
+                headers_for(one, shared), headers_for(lone, alone)
+            )
             two_headers = one_headers  # the session is in the shared database
-            lone_headers = await headers_for(lone, alone)
 
             slot = next_slot()
             hhmm = slot.astimezone(ZoneInfo(ZONE)).strftime("%H:%M")
@@ -83,8 +85,7 @@ async def scene(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scene
 
             yield Scene(one, two, lone, shared, alone, slot, hhmm, made["id"], lone_db)
         finally:
-            for s in servers:
-                s.stop()
+            await asyncio.gather(*(asyncio.to_thread(s.stop) for s in servers))
             await drop_pg_database(shared_db)
             await drop_pg_database(lone_db)
 
@@ -100,9 +101,18 @@ async def wait_for_slot(scene: Scene, fake: FakeTelegram) -> SentMessage:
     return await fake.wait_for_sent(scheduled_report(scene.slot), timeout=max(wait, 1))  # type: ignore[arg-type]
 
 
+async def lost_claim(servers: tuple[Server, ...], within: float) -> None:
+    """Wait up to `within` seconds for a process to log that it lost the slot's claim."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if any("another process runs it" in s.log() for s in servers):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def test_two_processes_run_each_slot_once(scene: Scene) -> None:
     report = await wait_for_slot(scene, scene.shared)
-    await asyncio.sleep(3)  # the other process had its chance too
+    await lost_claim((scene.one, scene.two), within=3)  # the other process had its chance too
     texts = [m.text for m in scene.shared.sent() if scheduled_report(scene.slot)(m)]  # type: ignore[operator]
     assert len(texts) == 1, texts
     assert (report.text or "").splitlines()[1] == SUMMARY_OK, report.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,11 +22,10 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
     env = {"REDIS_URL": REDIS_URL, "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}"}
     first = Server(database_url=url, workdir=workdir, env_extra=env)
     second = Server(database_url=url, workdir=workdir, env_extra=env)
-    await first.start()
-    await second.start()
+    # Started together, as a deployment's processes are (each migrates or waits for the other).
+    await asyncio.gather(first.start(), second.start())
     yield first, second
-    first.stop()
-    second.stop()
+    await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
     await drop_pg_database(name)
 
 

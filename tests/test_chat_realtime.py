@@ -11,6 +11,7 @@ import socketio
 from tests.support.clients import (
     admin_csrf,
     admin_peer,
+    chat_sockets,
     client_id,
     panel_action,
     start_visitor,
@@ -20,10 +21,7 @@ from tests.support.server import Server
 
 
 async def test_contract_names_and_shapes(server: Server, admin_token: str) -> None:
-    token, cid = await start_visitor(server.url, "Eda")
-    visitor = await visitor_peer(server.url, token)
-    admin = await admin_peer(server.url, admin_token)
-    try:
+    async with chat_sockets(server.url, admin_token, "Eda") as (_, cid, visitor, admin):
         joined = await visitor.call("join", {"chat_id": cid, "name": "Eda"})
         assert joined["ok"] and joined["chat_id"] == cid
         assert await visitor.wait_for("chat:history") == []
@@ -70,9 +68,6 @@ async def test_contract_names_and_shapes(server: Server, admin_token: str) -> No
         assert reply["ok"] and reply["message"]["role"] == "admin" and reply["message"]["seq"] == 2
         seen = await visitor.wait_for("chat:message", lambda m: m["seq"] == 2)
         assert seen["role"] == "admin" and "msg--theirs" in seen["html"]
-    finally:
-        await visitor.close()
-        await admin.close()
 
 
 async def test_role_comes_from_the_cookie_not_the_payload(server: Server, admin_token: str) -> None:
@@ -201,10 +196,7 @@ async def test_reconnect_replays_exactly_what_was_missed(server: Server, admin_t
 
 
 async def test_messages_arrive_in_order(server: Server, admin_token: str) -> None:
-    token, cid = await start_visitor(server.url, "Order")
-    visitor = await visitor_peer(server.url, token)
-    admin = await admin_peer(server.url, admin_token)
-    try:
+    async with chat_sockets(server.url, admin_token, "Order") as (_, cid, visitor, admin):
         await admin.call("join", {"chat_id": cid})
         acks = await asyncio.gather(
             *[
@@ -216,9 +208,6 @@ async def test_messages_arrive_in_order(server: Server, admin_token: str) -> Non
         await admin.wait_for("chat:message", lambda m: m["seq"] == 100)
         received = [m["seq"] for m in admin.events["chat:message"]]
         assert received == list(range(1, 101))
-    finally:
-        await visitor.close()
-        await admin.close()
 
 
 BAD_SENDS = [
@@ -279,10 +268,7 @@ async def test_malformed_payloads_for_every_event(server: Server, payload: objec
 
 async def test_html_in_names_and_messages_is_text(server: Server, admin_token: str) -> None:
     name = "<img src=x onerror=alert(1)>"
-    token, cid = await start_visitor(server.url, name)
-    visitor = await visitor_peer(server.url, token)
-    admin = await admin_peer(server.url, admin_token)
-    try:
+    async with chat_sockets(server.url, admin_token, name) as (token, cid, visitor, admin):
         await admin.call("join", {"chat_id": cid})
         text = '<script>alert(1)</script><b hx-get="/admin">x</b>'
         ack = await visitor.call("send", {"chat_id": cid, "text": text, "client_id": client_id()})
@@ -303,16 +289,10 @@ async def test_html_in_names_and_messages_is_text(server: Server, admin_token: s
         for html in (page, panel):
             assert "<img src=x" not in html
         assert "&lt;script&gt;" in page and "<script>alert" not in page
-    finally:
-        await visitor.close()
-        await admin.close()
 
 
 async def test_typing_reaches_the_other_side_only(server: Server, admin_token: str) -> None:
-    token, cid = await start_visitor(server.url, "Typer")
-    visitor = await visitor_peer(server.url, token)
-    admin = await admin_peer(server.url, admin_token)
-    try:
+    async with chat_sockets(server.url, admin_token, "Typer") as (_, cid, visitor, admin):
         await visitor.call("join", {"chat_id": cid})
         await admin.call("join", {"chat_id": cid})
         assert (await admin.call("typing", {"chat_id": cid}))["ok"]
@@ -322,9 +302,6 @@ async def test_typing_reaches_the_other_side_only(server: Server, admin_token: s
         assert (await admin.wait_for("chat:typing"))["role"] == "visitor"
         await asyncio.sleep(0.2)
         assert len(visitor.events["chat:typing"]) == 1
-    finally:
-        await visitor.close()
-        await admin.close()
 
 
 async def test_presence_of_operator_and_visitor(server: Server, admin_token: str) -> None:

@@ -17,6 +17,7 @@ from tests.support.clients import (
     VISITOR_COOKIE,
     admin_csrf,
     admin_peer,
+    chat_sockets,
     client_id,
     cookie_from,
     start_visitor,
@@ -131,10 +132,7 @@ def receipt_of(html: str) -> str | None:
 
 
 async def test_receipts_both_ways(server: Server, admin_token: str) -> None:
-    token, cid = await start_visitor(server.url, "Makbuz")
-    visitor = await visitor_peer(server.url, token)
-    admin = await admin_peer(server.url, admin_token)
-    try:
+    async with chat_sockets(server.url, admin_token, "Makbuz") as (token, cid, visitor, admin):
         await visitor.call("join", {"chat_id": cid})
         await admin.call("join", {"chat_id": cid})
         ack = await visitor.call(
@@ -193,16 +191,10 @@ async def test_receipts_both_ways(server: Server, admin_token: str) -> None:
         assert refused["ok"] is False and refused["error"] == "bad_chat"
         bad = await visitor.call("receipt", {"chat_id": cid, "seen": "all"})
         assert bad["ok"] is False and bad["error"] == "bad_payload"
-    finally:
-        await visitor.close()
-        await admin.close()
 
 
 async def test_admin_seen_clears_unread(server: Server, admin_token: str) -> None:
-    token, cid = await start_visitor(server.url, "Okunmamış")
-    visitor = await visitor_peer(server.url, token)
-    admin = await admin_peer(server.url, admin_token)
-    try:
+    async with chat_sockets(server.url, admin_token, "Okunmamış") as (_, cid, visitor, admin):
         ack = await visitor.call(
             "send", {"chat_id": cid, "text": "Selam", "client_id": client_id()}
         )
@@ -215,9 +207,6 @@ async def test_admin_seen_clears_unread(server: Server, admin_token: str) -> Non
         await admin.wait_for(
             "admin:conversation", lambda r: r["chat_id"] == cid and 'data-unread="0"' in r["html"]
         )
-    finally:
-        await visitor.close()
-        await admin.close()
 
 
 # Operator tools ------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import asyncio
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -185,6 +187,22 @@ async def visitor_peer(base_url: str, token: str) -> Peer:
 
 async def admin_peer(base_url: str, token: str) -> Peer:
     return await Peer(base_url, f"{ADMIN_COOKIE}={token}", "admin").connect()
+
+
+@asynccontextmanager
+async def chat_sockets(
+    base_url: str, admin_token: str, name: str
+) -> AsyncIterator[tuple[str, str, Peer, Peer]]:
+    """A new visitor's conversation, with the visitor's and the operator's sockets connected
+    (closed afterwards): (visitor token, CID, visitor, operator)."""
+    token, cid = await start_visitor(base_url, name)
+    visitor = await visitor_peer(base_url, token)
+    admin = await admin_peer(base_url, admin_token)
+    try:
+        yield token, cid, visitor, admin
+    finally:
+        await visitor.close()
+        await admin.close()
 
 
 def client_id() -> str:

@@ -15,7 +15,7 @@ import socketio
 from hypothesis import HealthCheck, settings
 
 from tests.support.clients import VISITOR_COOKIE, cookie_from, jarless
-from tests.support.server import Server
+from tests.support.server import Server, query
 
 # Servers in this suite trust 127.0.0.1 as their proxy, so each case can come from its own
 # address (X-Forwarded-For) and the per-address budgets of one case never touch another's.
@@ -34,6 +34,16 @@ def fuzz_settings(examples: int) -> settings:
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         database=None,
     )
+
+
+async def message_count(server: Server, cid: str) -> int:
+    """Messages stored in a conversation, read from the database (not from what the API shows)."""
+    rows = await query(
+        server,
+        "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
+        f"WHERE c.cid = '{cid}'",
+    )
+    return int(rows[0][0])  # type: ignore[call-overload]
 
 
 def new_address() -> str:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.security.attack import SUITE_ENV, jarless, new_address, start_from, visitor
+from tests.security.attack import (
+    SUITE_ENV,
+    jarless,
+    message_count,
+    new_address,
+    start_from,
+    visitor,
+)
 from tests.support.clients import (
     VISITOR_COOKIE,
     admin_csrf,
@@ -82,12 +89,7 @@ async def test_message_flood_is_slowed_with_a_message_and_nothing_is_lost(
         assert refused["error"] == "too_many_messages", refused
         assert 0 < refused["retry_after"] <= 60
         assert "Çok hızlı gönderiyorsunuz" in refused["message"], refused
-        rows = await query(
-            server,
-            "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
-            f"WHERE c.cid = '{cid}'",
-        )
-        assert rows == [(5,)]
+        assert await message_count(server, cid) == 5
         for n in range(8):
             ack = await admin.call(
                 "send", {"chat_id": cid, "text": f"a{n}", "client_id": client_id()}

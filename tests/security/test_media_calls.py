@@ -13,13 +13,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from playwright.async_api import Browser
 
-from tests.security.attack import SUITE_ENV, LoopThread, fuzz_settings, handshake, visitor
+from tests.security.attack import (
+    SUITE_ENV,
+    LoopThread,
+    fuzz_settings,
+    handshake,
+    message_count,
+    visitor,
+)
 from tests.security.test_sockets import JSON
 from tests.security.test_xss import Requests, visitor_page
 from tests.support.calls import call_peer
 from tests.support.clients import ADMIN_COOKIE, Peer, admin_csrf, client_id
 from tests.support.media_files import fetch, jpeg, tone, upload
-from tests.support.server import Server, query
+from tests.support.server import Server
 from tests.test_browser import (
     Watch,
     admin_panel,
@@ -39,15 +46,6 @@ EVIL_NAME = "<img src=x onerror=alert(1)>.webm"  # a path part would be cut off
 EVIL_CAPTION = (
     '<script>fetch("/xss-canary/c1")</script><b hx-get="/xss-canary/c2" hx-trigger="load">x</b>'
 )
-
-
-async def message_rows(server: Server, cid: str) -> int:
-    rows = await query(
-        server,
-        "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
-        f"WHERE c.cid = '{cid}'",
-    )
-    return int(rows[0][0])  # type: ignore[call-overload]
 
 
 @pytest.mark.browser
@@ -126,7 +124,7 @@ async def test_uploads_into_someone_elses_conversation_are_404(
         server.url, chat_id=cid_a, client_id=client_id(), data=photo, admin_token=admin_token
     )
     assert status == 403 and body["error"] == "csrf", body
-    assert await message_rows(server, cid_a) == 0
+    assert await message_count(server, cid_a) == 0
     status, body = await upload(
         server.url, chat_id=cid_a, client_id=client_id(), data=photo, visitor_token=token_a
     )
@@ -181,7 +179,7 @@ async def test_hostile_files_posing_as_photos_are_refused(
     )  # fmt: skip
     assert status in (400, 413) and body["ok"] is False, (label, status, body)
     assert body["error"].startswith("media_") and body["message"], body
-    assert await message_rows(server, cid) == 0
+    assert await message_count(server, cid) == 0
 
 
 # /call ---------------------------------------------------------------------------------------

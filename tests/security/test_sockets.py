@@ -21,6 +21,7 @@ from tests.security.attack import (
     fuzz_settings,
     handshake,
     jarless,
+    message_count,
     visitor,
 )
 from tests.support.clients import (
@@ -38,15 +39,6 @@ EVENTS = ("join", "send", "typing", "leave", "read")
 BIDI_AND_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))} | {
     chr(c) for c in range(32) if c != 10
 }
-
-
-async def message_count(server: Server, cid: str) -> int:
-    rows = await query(
-        server,
-        "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
-        f"WHERE c.cid = '{cid}'",
-    )
-    return int(rows[0][0])  # type: ignore[call-overload]
 
 
 async def test_other_peoples_conversation_looks_like_no_conversation(server: Server) -> None:

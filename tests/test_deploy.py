@@ -49,6 +49,17 @@ def healthcheck(port: int) -> list[str]:
     return [sys.executable if w == "python" else w for w in words]
 
 
+async def run_healthcheck(port: int) -> subprocess.CompletedProcess[bytes]:
+    """The Dockerfile's HEALTHCHECK command, run once as Docker would (PORT set)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        healthcheck(port),
+        capture_output=True,
+        timeout=30,
+        env={**os.environ, "PORT": str(port)},
+    )
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(site-packages dir with the installed wheel, WORKDIR with the site files)."""
@@ -154,13 +165,7 @@ async def test_started_like_the_image_it_serves_and_stops_on_sigterm(
                 assert r.status == 200
         # Docker runs the check up to --retries=3 times before calling the container unhealthy.
         for _ in range(3):
-            check = await asyncio.to_thread(
-                subprocess.run,
-                healthcheck(port),
-                capture_output=True,
-                timeout=30,
-                env={**os.environ, "PORT": str(port)},
-            )
+            check = await run_healthcheck(port)
             if check.returncode == 0:
                 break
             await asyncio.sleep(1)
@@ -172,13 +177,7 @@ async def test_started_like_the_image_it_serves_and_stops_on_sigterm(
         if proc.returncode is None:
             os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
-    healthy = await asyncio.to_thread(
-        subprocess.run,
-        healthcheck(port),
-        capture_output=True,
-        timeout=30,
-        env={**os.environ, "PORT": str(port)},
-    )
+    healthy = await run_healthcheck(port)
     assert healthy.returncode != 0, "the HEALTHCHECK fails when nothing answers"
 
 

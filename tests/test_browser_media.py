@@ -21,7 +21,6 @@ from tests.test_browser import (  # the browser-test helpers, shared
     DESKTOP,
     PHONE,
     admin_sign_in,
-    browser,  # noqa: F401 (the module's Chromium fixture)
     close_all,
     open_conversation,
     open_page,
@@ -43,7 +42,7 @@ async def loaded_image_width(page: Page, selector: str) -> int:
     return int(await img.evaluate("(img) => img.naturalWidth"))
 
 
-async def test_photos_and_voice_both_ways(browser: Browser, server: Server, tmp_path: Path) -> None:  # noqa: F811
+async def test_photos_and_voice_both_ways(browser: Browser, server: Server, tmp_path: Path) -> None:
     _, visitor, visitor_watch = await open_page(browser, PHONE)
     _, admin, admin_watch = await open_page(browser, DESKTOP)
     uploads: list[int] = []

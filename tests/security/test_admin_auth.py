@@ -11,6 +11,7 @@ from tests.support.clients import (
     admin_login,
     ask_code,
     redeem_code,
+    set_cookie_header,
     start_visitor,
 )
 from tests.support.server import Server, execute_sql
@@ -61,9 +62,7 @@ async def test_code_login_sets_a_strict_session_cookie(server: Server) -> None:
             allow_redirects=False,
         ) as r:
             assert r.status == 303
-            header = next(
-                h for h in r.headers.getall("Set-Cookie") if h.startswith("sohbet_admin=")
-            )
+            header = set_cookie_header(r, "sohbet_admin")
         assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
         token = re.match(r"sohbet_admin=([^;]+)", header).group(1)  # type: ignore[union-attr]
         async with http.get(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.attack import SUITE_ENV, handshake, jarless, visitor
-from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, set_cookie_header
 from tests.support.server import Server, sqlite_server
 
 ALLOWED = "https://shop.example"
@@ -148,18 +148,13 @@ async def test_cookies_over_https_are_host_prefixed_and_secure(tmp_path: Path) -
         async with http.post(
             server.url + "/start", data={"name": "Secure"}, allow_redirects=False
         ) as r:
-            raw = [v for k, v in r.raw_headers if k.decode().lower() == "set-cookie"]
-        visitor_cookie = next(c.decode() for c in raw if c.startswith(b"__Host-sohbet_visitor="))
+            visitor_cookie = set_cookie_header(r, "__Host-sohbet_visitor")
         async with http.post(
             server.url + "/admin/login",
             data={"password": "correct horse battery"},
             allow_redirects=False,
         ) as r:
-            challenge_raw = next(
-                v.decode()
-                for k, v in r.raw_headers
-                if k.decode().lower() == "set-cookie" and v.startswith(b"__Host-sohbet_login=")
-            )
+            challenge_raw = set_cookie_header(r, "__Host-sohbet_login")
         challenge = challenge_raw.split(";", 1)[0].split("=", 1)[1]
         async with http.post(
             server.url + "/admin/verify",
@@ -168,11 +163,7 @@ async def test_cookies_over_https_are_host_prefixed_and_secure(tmp_path: Path) -
             allow_redirects=False,
         ) as r:
             assert r.status == 303
-            admin_cookie = next(
-                v.decode()
-                for k, v in r.raw_headers
-                if k.decode().lower() == "set-cookie" and v.startswith(b"__Host-sohbet_admin=")
-            )
+            admin_cookie = set_cookie_header(r, "__Host-sohbet_admin")
         for cookie in (visitor_cookie, challenge_raw, admin_cookie):
             attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
             assert {"secure", "httponly", "samesite", "path"} <= attrs, cookie

@@ -24,6 +24,11 @@ def cookie_from(resp: aiohttp.ClientResponse, name: str) -> str | None:
     return morsel.value if morsel is not None else None
 
 
+def set_cookie_header(resp: aiohttp.ClientResponse, name: str) -> str:
+    """The whole Set-Cookie header that sets `name`, attributes and all."""
+    return next(h for h in resp.headers.getall("Set-Cookie") if h.startswith(f"{name}="))
+
+
 async def start_visitor(base_url: str, name: str = "Eda") -> tuple[str, str]:
     """Open a conversation through the real form; return (visitor token, CID)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:

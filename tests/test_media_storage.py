@@ -26,7 +26,7 @@ from tests.support.clients import (
 )
 from tests.support.fake_cloudinary import FakeCloudinary, Resource
 from tests.support.media_files import fetch, jpeg, tone, upload
-from tests.support.server import free_port, sqlite_server
+from tests.support.server import Server, free_port, sqlite_server
 
 
 @dataclass
@@ -37,12 +37,14 @@ class Backend:
     break_it: Callable[[], None]
     mend_it: Callable[[], None]
     put: Callable[[str, bytes], None]  # an object written behind the app's back
+    empty: Callable[[], None]  # remove every object
 
 
-@pytest.fixture(params=["s3", "cloudinary"])
+@pytest.fixture(scope="module", params=["s3", "cloudinary"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """One store of each kind for the module; each test starts with it empty (`server`)."""
     if request.param == "s3":
-        # moto keeps its buckets in this process across tests: a bucket of its own for each.
+        # moto keeps its buckets in this process across modules: a bucket of its own.
         bucket = f"sohbet-{secrets.token_hex(4)}"
         port = free_port()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -83,7 +85,11 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         def s3_put(key: str, data: bytes) -> None:
             s3.put_object(Bucket=bucket, Key=f"chat/{key}", Body=data)
 
-        yield Backend("s3", env, s3_objects, stop, restart, s3_put)
+        def s3_empty() -> None:
+            for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=o["Key"])
+
+        yield Backend("s3", env, s3_objects, stop, restart, s3_put, s3_empty)
         if running[0]:
             moto.stop()
     else:
@@ -109,8 +115,23 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
                 public_id, "raw", "authenticated", data, datetime.now(UTC)
             )
 
-        yield Backend("cloudinary", env, cloud_objects, down, up, cloud_put)
+        yield Backend("cloudinary", env, cloud_objects, down, up, cloud_put, fake.resources.clear)
         await fake.stop()
+
+
+@pytest.fixture(scope="module")
+async def store_server(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    async with sqlite_server(tmp_path_factory.mktemp("store"), backend.env) as srv:
+        yield srv
+
+
+@pytest.fixture
+def server(store_server: Server, backend: Backend) -> Server:
+    """The module's server on a store emptied for this test (tests count what they stored)."""
+    backend.empty()
+    return store_server
 
 
 def local_files(workdir: Path) -> list[Path]:
@@ -118,108 +139,105 @@ def local_files(workdir: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
-async def test_media_round_trip_through_the_object_store(backend: Backend, workdir: Path) -> None:
-    async with sqlite_server(workdir, backend.env) as server:
-        token, cid = await start_visitor(server.url, "Bulut")
-        cookie = f"{VISITOR_COOKIE}={token}"
-        photo_id = client_id()
-        status, body = await upload(
-            server.url, chat_id=cid, client_id=photo_id, data=jpeg(), visitor_token=token
-        )
-        assert status == 200, body
-        photo = body["message"]["fileRef"]
-        status, body = await upload(
-            server.url, chat_id=cid, client_id=client_id(), data=tone("webm", "libopus", 1.0),
-            kind="voice", filename="voice.webm", content_type="audio/webm", visitor_token=token,
-        )  # fmt: skip
-        assert status == 200, body
-        voice = body["message"]["fileRef"]
-        stored = backend.objects()
-        assert set(stored) == {photo.rsplit("/", 1)[1], voice.rsplit("/", 1)[1]}
-        for src, content_type in ((photo, "image/jpeg"), (voice, "audio/webm")):
-            status, data, headers = await fetch(server.url, src, cookie)
-            assert status == 200 and headers["Content-Type"] == content_type
-            assert data == stored[src.rsplit("/", 1)[1]]
-        assert not local_files(workdir), "nothing is written to local disk"
+async def test_media_round_trip_through_the_object_store(backend: Backend, server: Server) -> None:
+    token, cid = await start_visitor(server.url, "Bulut")
+    cookie = f"{VISITOR_COOKIE}={token}"
+    photo_id = client_id()
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=photo_id, data=jpeg(), visitor_token=token
+    )
+    assert status == 200, body
+    photo = body["message"]["fileRef"]
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=tone("webm", "libopus", 1.0),
+        kind="voice", filename="voice.webm", content_type="audio/webm", visitor_token=token,
+    )  # fmt: skip
+    assert status == 200, body
+    voice = body["message"]["fileRef"]
+    stored = backend.objects()
+    assert set(stored) == {photo.rsplit("/", 1)[1], voice.rsplit("/", 1)[1]}
+    for src, content_type in ((photo, "image/jpeg"), (voice, "audio/webm")):
+        status, data, headers = await fetch(server.url, src, cookie)
+        assert status == 200 and headers["Content-Type"] == content_type
+        assert data == stored[src.rsplit("/", 1)[1]]
+    assert not local_files(server.workdir), "nothing is written to local disk"
 
-        # A retry stores nothing new.
-        status, body = await upload(
-            server.url, chat_id=cid, client_id=photo_id, data=jpeg(), visitor_token=token
-        )
-        assert status == 200 and body["duplicate"] and len(backend.objects()) == 2
+    # A retry stores nothing new.
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=photo_id, data=jpeg(), visitor_token=token
+    )
+    assert status == 200 and body["duplicate"] and len(backend.objects()) == 2
 
-        # Deleting the conversation removes its objects from the store.
-        admin = await admin_login(server)
-        csrf = await admin_csrf(server.url, admin)
-        status, page = await panel_action(server.url, admin, csrf, f"/admin/c/{cid}/delete")
-        assert status == 200, page
-        assert backend.objects() == {}
-        status, _, _ = await fetch(server.url, photo, f"{ADMIN_COOKIE}={admin}")
-        assert status == 404
+    # Deleting the conversation removes its objects from the store.
+    admin = await admin_login(server)
+    csrf = await admin_csrf(server.url, admin)
+    status, page = await panel_action(server.url, admin, csrf, f"/admin/c/{cid}/delete")
+    assert status == 200, page
+    assert backend.objects() == {}
+    status, _, _ = await fetch(server.url, photo, f"{ADMIN_COOKIE}={admin}")
+    assert status == 404
 
 
 async def test_a_store_that_is_down_refuses_clearly_and_keeps_nothing(
-    backend: Backend, workdir: Path
+    backend: Backend, server: Server
 ) -> None:
-    async with sqlite_server(workdir, backend.env) as server:
-        token, cid = await start_visitor(server.url, "Arıza")
-        backend.break_it()
-        try:
-            status, body = await upload(
-                server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
-            )
-        finally:
-            backend.mend_it()
-        assert status == 503 and body["error"] == "media_storage"
-        assert "tekrar deneyin" in body["message"]
-        peer = await visitor_peer(server.url, token)
-        ack = await peer.call("join", {"chat_id": cid})
-        await peer.close()
-        assert ack["last_seq"] == 0  # no message row for a file that was not stored
-        # Once the store is back, the same upload goes through.
+    token, cid = await start_visitor(server.url, "Arıza")
+    backend.break_it()
+    try:
         status, body = await upload(
             server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
         )
-        assert status == 200, body
+    finally:
+        backend.mend_it()
+    assert status == 503 and body["error"] == "media_storage"
+    assert "tekrar deneyin" in body["message"]
+    peer = await visitor_peer(server.url, token)
+    ack = await peer.call("join", {"chat_id": cid})
+    await peer.close()
+    assert ack["last_seq"] == 0  # no message row for a file that was not stored
+    # Once the store is back, the same upload goes through.
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
+    )
+    assert status == 200, body
 
 
-async def test_storage_check_through_the_object_store(backend: Backend, workdir: Path) -> None:
-    async with sqlite_server(workdir, backend.env) as server:
-        admin = await admin_login(server)
-        headers = {
-            "Cookie": f"{ADMIN_COOKIE}={admin}",
-            "X-CSRF-Token": await admin_csrf(server.url, admin),
-        }
+async def test_storage_check_through_the_object_store(backend: Backend, server: Server) -> None:
+    admin = await admin_login(server)
+    headers = {
+        "Cookie": f"{ADMIN_COOKIE}={admin}",
+        "X-CSRF-Token": await admin_csrf(server.url, admin),
+    }
 
-        async def storage() -> dict[str, str]:
-            status, report = await call(server, "POST", "/api/test/run", headers)
-            assert status == 200, report
-            found: dict[str, str] = next(c for c in report["checks"] if c["name"] == "storage")
-            return found
+    async def storage() -> dict[str, str]:
+        status, report = await call(server, "POST", "/api/test/run", headers)
+        assert status == 200, report
+        found: dict[str, str] = next(c for c in report["checks"] if c["name"] == "storage")
+        return found
 
-        passed = await storage()
-        assert passed["status"] == "pass", passed
-        assert passed["detail"].startswith(f"{backend.name}: yazma, okuma ve silme"), passed
-        assert backend.objects() == {}, "the probe object was deleted"
-        backend.break_it()
-        try:
-            failed = await storage()
-        finally:
-            backend.mend_it()
-        assert failed["status"] == "fail" and failed["detail"].startswith(f"{backend.name}: ")
-        assert ("Could not connect" in failed["detail"]) or ("HTTP 502" in failed["detail"]), failed
-        print(f"\n{backend.name} storage check: {passed['detail']} / down: {failed['detail']}")
+    passed = await storage()
+    assert passed["status"] == "pass", passed
+    assert passed["detail"].startswith(f"{backend.name}: yazma, okuma ve silme"), passed
+    assert backend.objects() == {}, "the probe object was deleted"
+    backend.break_it()
+    try:
+        failed = await storage()
+    finally:
+        backend.mend_it()
+    assert failed["status"] == "fail" and failed["detail"].startswith(f"{backend.name}: ")
+    assert ("Could not connect" in failed["detail"]) or ("HTTP 502" in failed["detail"]), failed
+    print(f"\n{backend.name} storage check: {passed['detail']} / down: {failed['detail']}")
 
-        # Repair lists the store's objects: a file a message uses and a fresh stray one are both
-        # seen, and both kept (a stray younger than 10 minutes may be an upload still committing).
-        token, cid = await start_visitor(server.url, "Onarım")
-        status, body = await upload(
-            server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
-        )
-        assert status == 200, body
-        backend.put("ab" * 16 + ".jpg", b"left behind")
-        status, repaired = await call(server, "POST", "/api/repair/run", headers)
-        assert status == 200, repaired
-        step = next(s for s in repaired["steps"] if s["name"] == "orphan_media")
-        assert step["status"] == "pass" and step["detail"] == "2 dosyadan 0 tanesi silindi", step
-        assert len(backend.objects()) == 2
+    # Repair lists the store's objects: a file a message uses and a fresh stray one are both
+    # seen, and both kept (a stray younger than 10 minutes may be an upload still committing).
+    token, cid = await start_visitor(server.url, "Onarım")
+    status, body = await upload(
+        server.url, chat_id=cid, client_id=client_id(), data=jpeg(), visitor_token=token
+    )
+    assert status == 200, body
+    backend.put("ab" * 16 + ".jpg", b"left behind")
+    status, repaired = await call(server, "POST", "/api/repair/run", headers)
+    assert status == 200, repaired
+    step = next(s for s in repaired["steps"] if s["name"] == "orphan_media")
+    assert step["status"] == "pass" and step["detail"] == "2 dosyadan 0 tanesi silindi", step
+    assert len(backend.objects()) == 2

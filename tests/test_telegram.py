@@ -14,11 +14,12 @@ import pytest
 
 from tests.support.clients import (
     admin_peer,
+    ask_code,
     client_id,
-    cookie_from,
+    redeem_code,
 )
 from tests.support.fake_telegram import FakeTelegram, SentMessage
-from tests.support.server import ADMIN_PASSWORD, Server
+from tests.support.server import Server
 from tests.support.telegram import (
     visitor_with_chat,
     with_text,
@@ -174,17 +175,10 @@ async def test_list_help_and_close_button(
 
 async def test_wrong_codes_alert_the_operator(tg_server: Server, fake: FakeTelegram) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.post(
-            tg_server.url + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
-        ) as r:
-            challenge = cookie_from(r, "sohbet_login")
+        _, challenge, _ = await ask_code(http, tg_server.url)
         for _ in range(3):
-            async with http.post(
-                tg_server.url + "/admin/verify",
-                data={"code": "000000"},
-                headers={"Cookie": f"sohbet_login={challenge}"},
-            ) as r:
-                assert r.status == 400
+            status, _, _ = await redeem_code(http, tg_server.url, challenge or "", "000000")
+            assert status == 400
     alert = await fake.wait_for_sent(with_text("yanlış giriş kodu"))
     assert "3" in (alert.text or "")
 

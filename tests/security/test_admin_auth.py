@@ -11,6 +11,7 @@ from tests.support.clients import (
     admin_login,
     ask_code,
     redeem_code,
+    send_code,
     set_cookie_header,
     start_visitor,
 )
@@ -55,12 +56,8 @@ async def test_code_login_sets_a_strict_session_cookie(server: Server) -> None:
     async with jarless() as http:
         _, challenge, _ = await ask_code(http, server.url)
         assert challenge
-        async with http.post(
-            server.url + "/admin/verify",
-            data={"code": server.last_login_code()},
-            headers={"Cookie": f"sohbet_login={challenge}"},
-            allow_redirects=False,
-        ) as r:
+        code = server.last_login_code()
+        async with send_code(http, server.url, code, f"sohbet_login={challenge}") as r:
             assert r.status == 303
             header = set_cookie_header(r, "sohbet_admin")
         assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.attack import SUITE_ENV, handshake, jarless, visitor
-from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, set_cookie_header
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, send_code, set_cookie_header
 from tests.support.server import Server, sqlite_server
 
 ALLOWED = "https://shop.example"
@@ -156,12 +156,8 @@ async def test_cookies_over_https_are_host_prefixed_and_secure(tmp_path: Path) -
         ) as r:
             challenge_raw = set_cookie_header(r, "__Host-sohbet_login")
         challenge = challenge_raw.split(";", 1)[0].split("=", 1)[1]
-        async with http.post(
-            server.url + "/admin/verify",
-            data={"code": server.last_login_code()},
-            headers={"Cookie": f"__Host-sohbet_login={challenge}"},
-            allow_redirects=False,
-        ) as r:
+        code = server.last_login_code()
+        async with send_code(http, server.url, code, f"__Host-sohbet_login={challenge}") as r:
             assert r.status == 303
             admin_cookie = set_cookie_header(r, "__Host-sohbet_admin")
         for cookie in (visitor_cookie, challenge_raw, admin_cookie):

@@ -57,16 +57,22 @@ async def ask_code(
         return resp.status, cookie_from(resp, "sohbet_login"), await resp.text()
 
 
+def send_code(http: aiohttp.ClientSession, base_url: str, code: str, login_cookie: str) -> Any:
+    """Step 2's request (use with `async with`): the code, with the challenge cookie as
+    `name=value` (a test over HTTPS sends the `__Host-` name)."""
+    return http.post(
+        base_url + "/admin/verify",
+        data={"code": code},
+        headers={"Cookie": login_cookie},
+        allow_redirects=False,
+    )
+
+
 async def redeem_code(
     http: aiohttp.ClientSession, base_url: str, challenge: str, code: str
 ) -> tuple[int, str | None, str]:
     """Step 2: the one-time code. Returns (status, admin session cookie, page)."""
-    async with http.post(
-        base_url + "/admin/verify",
-        data={"code": code},
-        headers={"Cookie": f"sohbet_login={challenge}"},
-        allow_redirects=False,
-    ) as resp:
+    async with send_code(http, base_url, code, f"sohbet_login={challenge}") as resp:
         return resp.status, cookie_from(resp, ADMIN_COOKIE), await resp.text()
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 from tests.support.clients import client_id
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
-from tests.support.telegram import visitor_with_chat, with_text
+from tests.support.telegram import joined_visitor, with_text
 
 
 async def test_forwarded_to_telegram_is_delivered(tg_server: Server, fake: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Teslim")
-    try:
+    async with joined_visitor(tg_server, "Teslim") as (visitor, cid):
         ack = await visitor.call(
             "send", {"chat_id": cid, "text": "Orada mısınız?", "client_id": client_id()}
         )
@@ -22,13 +21,10 @@ async def test_forwarded_to_telegram_is_delivered(tg_server: Server, fake: FakeT
             "chat:receipt", lambda r: r["reader"] == "admin" and r["delivered"] >= seq
         )
         assert got["seen"] < seq  # reached the operator's Telegram, not read yet
-    finally:
-        await visitor.close()
 
 
 async def test_seen_reply_gets_eyes_in_telegram(tg_server: Server, fake: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Göz")
-    try:
+    async with joined_visitor(tg_server, "Göz") as (visitor, cid):
         ack = await visitor.call(
             "send", {"chat_id": cid, "text": "Kargom nerede?", "client_id": client_id()}
         )
@@ -60,15 +56,12 @@ async def test_seen_reply_gets_eyes_in_telegram(tg_server: Server, fake: FakeTel
         assert len(calls) == 2
         # The visitor's own question is not reacted to.
         assert (chat_id, forwarded.message_id) not in fake.reactions
-    finally:
-        await visitor.close()
 
 
 async def test_reaction_on_a_deleted_message_is_not_an_alert(
     tg_server: Server, fake: FakeTelegram
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Silinen")
-    try:
+    async with joined_visitor(tg_server, "Silinen") as (visitor, cid):
         await visitor.call("send", {"chat_id": cid, "text": "Soru", "client_id": client_id()})
         forwarded = await fake.wait_for_sent(with_text("Soru"))
         fake.fail_next(
@@ -84,5 +77,3 @@ async def test_reaction_on_a_deleted_message_is_not_an_alert(
         await visitor.call("send", {"chat_id": cid, "text": "Tamam", "client_id": client_id()})
         await fake.wait_for_sent(with_text("Tamam"))
         assert "failed for good" not in tg_server.log()
-    finally:
-        await visitor.close()

@@ -21,6 +21,7 @@ from tests.support.clients import (
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server
 from tests.support.telegram import (
+    joined_visitor,
     visitor_with_chat,
     with_text,
 )
@@ -75,8 +76,7 @@ async def test_visitor_to_telegram_to_visitor(
 
 
 async def test_cid_tag_and_unknown_target(tg_server: Server, fake: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Tagli")
-    try:
+    async with joined_visitor(tg_server, "Tagli") as (visitor, cid):
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         await fake.admin_text(f"[CID: {cid}] Etiketle yanıt")
         got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
@@ -86,13 +86,10 @@ async def test_cid_tag_and_unknown_target(tg_server: Server, fake: FakeTelegram)
             lambda m: m.reply_to_message_id == asked.message["message_id"]
         )
         assert "Hangi sohbet" in (answer.text or "")
-    finally:
-        await visitor.close()
 
 
 async def test_user_text_is_escaped_for_html(tg_server: Server, fake: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "<b>Kötü</b> & <i")
-    try:
+    async with joined_visitor(tg_server, "<b>Kötü</b> & <i") as (visitor, cid):
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         assert "&lt;b&gt;Kötü&lt;/b&gt; &amp; &lt;i" in (notice.text or "")
         await visitor.call(
@@ -104,15 +101,12 @@ async def test_user_text_is_escaped_for_html(tg_server: Server, fake: FakeTelegr
         assert all(
             c.status == 200 for c in fake.calls("sendMessage") if cid in str(c.params.get("text"))
         )
-    finally:
-        await visitor.close()
 
 
 async def test_edits_in_telegram_update_the_web_message(
     tg_server: Server, fake: FakeTelegram
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Edit")
-    try:
+    async with joined_visitor(tg_server, "Edit") as (visitor, cid):
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         reply = await fake.admin_text("Yanlış yazdım", reply_to=notice)
         first = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
@@ -120,21 +114,16 @@ async def test_edits_in_telegram_update_the_web_message(
         edited = await visitor.wait_for("chat:message", lambda m: m["edited"])
         assert edited["seq"] == first["seq"] and edited["text"] == "Doğrusu bu"
         assert "düzenlendi" in edited["html"]
-    finally:
-        await visitor.close()
 
 
 async def test_operator_messages_keep_their_order(tg_server: Server, fake: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Sira")
-    try:
+    async with joined_visitor(tg_server, "Sira") as (visitor, cid):
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         for n in range(10):
             await fake.admin_text(f"parça {n}", reply_to=notice)
         await visitor.wait_for("chat:message", lambda m: m["text"] == "parça 9", timeout=15)
         texts = [m["text"] for m in visitor.events["chat:message"] if m["role"] == "admin"]
         assert texts == [f"parça {n}" for n in range(10)]
-    finally:
-        await visitor.close()
 
 
 async def test_list_help_and_close_button(
@@ -191,8 +180,7 @@ def delivered(fake: FakeTelegram, text: str) -> list[SentMessage]:
 async def test_transient_failures_are_retried_and_delivered_once(
     tg_server: Server, fake: FakeTelegram, kind: str
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, f"Hata{kind.replace('_', '')}")
-    try:
+    async with joined_visitor(tg_server, f"Hata{kind.replace('_', '')}") as (visitor, cid):
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         before = len(fake.calls("sendMessage"))
         fake.fail_next("sendMessage", kind, retry_after=2)
@@ -204,13 +192,10 @@ async def test_transient_failures_are_retried_and_delivered_once(
         calls = fake.calls("sendMessage")[before:]
         assert [c.status == 200 for c in calls] == [False, True], "one failure, then one delivery"
         assert len(delivered(fake, text)) == 1
-    finally:
-        await visitor.close()
 
 
 async def test_429_pauses_every_send_for_retry_after(tg_server: Server, fake: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Bekle")
-    try:
+    async with joined_visitor(tg_server, "Bekle") as (visitor, cid):
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         fake.fail_next("sendMessage", "429", retry_after=3)
         sent_at = time.monotonic()
@@ -220,8 +205,6 @@ async def test_429_pauses_every_send_for_retry_after(tg_server: Server, fake: Fa
         assert time.monotonic() - sent_at >= 2.9
         order = [m.text for m in fake.sent() if "sabır" in (m.text or "")]
         assert [t.rsplit(" ", 1)[-1] for t in order if t] == ["1", "2"]
-    finally:
-        await visitor.close()
 
 
 async def test_permanent_refusal_alerts_the_panel(

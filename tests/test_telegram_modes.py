@@ -13,7 +13,7 @@ import pytest
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
-from tests.support.telegram import telegram_env, visitor_with_chat, with_text
+from tests.support.telegram import joined_visitor, telegram_env, visitor_with_chat, with_text
 
 SECRET = "s3cret-token_for-tests"
 
@@ -129,15 +129,12 @@ async def test_webhook_is_registered_with_the_secret(
 
 
 async def test_webhook_round_trip(hook_server: Server, hooked: FakeTelegram) -> None:
-    visitor, cid = await visitor_with_chat(hook_server, "Kanca")
-    try:
+    async with joined_visitor(hook_server, "Kanca") as (visitor, cid):
         notice = await hooked.wait_for_sent(with_text(f"[CID: {cid}]"))
         injected = await hooked.admin_text("Webhook'tan merhaba", reply_to=notice)
         assert injected.status == 200
         got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
         assert got["text"] == "Webhook'tan merhaba"
-    finally:
-        await visitor.close()
 
 
 async def test_forged_and_repeated_webhook_requests(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import aiohttp
@@ -82,6 +83,16 @@ async def visitor_with_chat(server: HasUrl, name: str) -> tuple[Peer, str]:
     peer = await visitor_peer(server.url, token)
     await peer.call("join", {"chat_id": cid})
     return peer, cid
+
+
+@asynccontextmanager
+async def joined_visitor(server: HasUrl, name: str) -> AsyncIterator[tuple[Peer, str]]:
+    """`visitor_with_chat`, its socket closed afterwards."""
+    peer, cid = await visitor_with_chat(server, name)
+    try:
+        yield peer, cid
+    finally:
+        await peer.close()
 
 
 def with_text(fragment: str) -> Callable[[SentMessage], bool]:

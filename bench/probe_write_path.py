@@ -113,7 +113,15 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="sohbet-probe-"))
     url = f"sqlite://{workdir / 'probe.db'}"
     os.environ["SOHBET_ENV_FILE"] = "/nonexistent"
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "x", "ADMIN_PASSWORD": "pw"})
+    # The visitor's per-minute budget would stop the probe after 30 messages.
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "x",
+            "ADMIN_PASSWORD": "pw",
+            "MESSAGES_PER_MINUTE": "100000000",
+        }
+    )
     chat = app.extensions["sohbet"].chat
     await db.open_database(url)
     rows: list[dict[str, Any]] = []

@@ -35,6 +35,12 @@ from app.timefmt import utcnow
 log = logging.getLogger("sohbet.chat.writer")
 
 BATCH_MAX = 256
+# While messages keep coming (the last batch ended less than BUSY_SECONDS ago), a batch waits
+# LINGER_SECONDS for more before it starts: a transaction costs about the same few statements
+# and thread hops for one message or ten, and at a few hundred messages a second batches of
+# one or two made that cost most of the write path's CPU. A lone message never waits.
+LINGER_SECONDS = 0.002
+BUSY_SECONDS = 0.02
 CONVERSATION_FIELDS = [
     "last_seq",
     "last_message_at",
@@ -237,6 +243,7 @@ class MessageWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        self._last_batch_end = -BUSY_SECONDS
         self.written = 0
 
     async def submit(self, draft: Draft) -> Posted:
@@ -265,12 +272,17 @@ class MessageWriter:
                 pending.done.set_exception(RuntimeError("server shutting down"))
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                busy = loop.time() - self._last_batch_end < BUSY_SECONDS
+                if busy and len(self._queue) < BATCH_MAX:
+                    await asyncio.sleep(LINGER_SECONDS)
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 await self._write(batch)
+                self._last_batch_end = loop.time()
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:

@@ -13,6 +13,7 @@ Everything runs inside a private network namespace (as root: `unshare -n`, loopb
           one system clock) at each K.
 
   .venv/bin/python bench/call_bench.py setup --runs 5
+  .venv/bin/python bench/call_bench.py setup --runs 5 --profile   # + each step's time
   .venv/bin/python bench/call_bench.py relay --calls 1,2,4,6 --seconds 10
   .venv/bin/python bench/call_bench.py suite          # both; results in bench/results/
 """
@@ -51,8 +52,81 @@ def summary(values: list[float]) -> dict[str, float]:
 
 # Setup times in Chromium ---------------------------------------------------------------------
 
+# `--profile`: bench/call_profile.js notes each step in the pages (performance.now); these are
+# the steps reported, each the first mark matching (page, mark name, text in the mark).
+PROFILE_JS = Path(__file__).with_name("call_profile.js")
+ECHO_STEPS = [
+    ("call.js loaded", "page", "fetch:end", "call.js"),
+    ("microphone open", "page", "gum:done", ""),
+    ("call:accepted in", "page", "ws<", "call:accepted"),
+    ("offer made", "page", ":offerMade", ""),
+    ("offer sent", "page", "ws>", "rtc:offer"),
+    ("answer in", "page", "ws<", "rtc:answer"),
+    ("answer applied", "page", ":setRemoteDone", ""),
+    ("ICE connected", "page", ":ice", "connected"),
+    ("DTLS connected", "page", ":conn", "connected"),
+    ("first audio packet played", "page", ":rtp in", ""),
+    ("first sound played (RTP level)", "page", ":sound out", ""),
+    ("analyser listening", "page", "LISTENING", ""),
+    ("sound heard", "page", "HEARD", ""),
+]
+P2P_STEPS = [
+    ("callee microphone open", "adm", "gum:done", ""),
+    ("caller: call:accepted in", "vis", "ws<", "call:accepted"),
+    ("caller: offer sent", "vis", "ws>", "rtc:offer"),
+    ("callee: offer in", "adm", "ws<", "rtc:offer"),
+    ("callee: offer applied", "adm", ":setRemoteDone", ""),
+    ("callee: answer made", "adm", ":answerMade", ""),
+    ("callee: answer sent", "adm", "ws>", "rtc:answer"),
+    ("caller: answer in", "vis", "ws<", "rtc:answer"),
+    ("callee: ICE connected", "adm", ":ice", "connected"),
+    ("caller: ICE connected", "vis", ":ice", "connected"),
+    ("callee: DTLS connected", "adm", ":conn", "connected"),
+    ("caller: DTLS connected", "vis", ":conn", "connected"),
+    ("callee: first audio packet played", "adm", ":rtp in", ""),
+    ("callee: first sound played (RTP level)", "adm", ":sound out", ""),
+    ("caller: first audio packet played", "vis", ":rtp in", ""),
+    ("caller: first sound played (RTP level)", "vis", ":sound out", ""),
+    ("callee: sound heard", "adm", "HEARD", ""),
+    ("caller: sound heard", "vis", "HEARD", ""),
+]
 
-async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
+
+def profile_steps(
+    steps: list[tuple[str, str, str, str]],
+    pages: dict[str, tuple[list[Any], float]],
+    start: float,
+) -> dict[str, float | None]:
+    """Each step's time in ms after `start` (ms since the epoch), from the pages' marks."""
+    found: dict[str, float | None] = {}
+    for label, page, name, text in steps:
+        marks, origin = pages[page]
+        matching = (m for m in marks if m[1].endswith(name) and text in m[2])
+        at = next((m[0] for m in matching if m[0] + origin >= start), None)
+        found[label] = None if at is None else round(at + origin - start, 1)
+    return found
+
+
+def print_steps(steps: dict[str, float | None]) -> None:
+    for label, at in steps.items():
+        print(f"      {'-' if at is None else f'{at:6.1f}':>6} ms  {label}", flush=True)
+
+
+def step_medians(runs: list[dict[str, float | None]]) -> dict[str, float | None]:
+    medians: dict[str, float | None] = {}
+    for label in runs[0] if runs else []:
+        values = [at for r in runs if (at := r[label]) is not None]
+        medians[label] = round(statistics.median(values), 1) if values else None
+    return medians
+
+
+async def marks_of(page: Any, heard: dict[str, Any]) -> tuple[list[Any], float]:
+    marks = await page.evaluate("window.__callMarks")
+    marks += [[heard["listening"], "LISTENING", ""], [heard["at"], "HEARD", ""]]
+    return marks, await page.evaluate("performance.timeOrigin")
+
+
+async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) -> dict[str, Any]:
     from playwright.async_api import async_playwright, expect
 
     from tests.support.browser import CHROMIUM
@@ -62,14 +136,14 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
     from tests.test_calls import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 
     # The pages get a STUN server that never answers (what an unreachable one looks like):
-    # trickled candidates must keep it from holding calls up.
+    # trickled candidates must keep it from holding calls up. `--no-stun`: none at all.
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.2", 0))
     server = Server(
         database_url=f"sqlite://{workdir / 'setup.db'}",
         workdir=workdir,
         env_extra={
-            "ICE_SERVERS": f"stun:127.0.0.2:{silent.getsockname()[1]}",
+            "ICE_SERVERS": f"stun:127.0.0.2:{silent.getsockname()[1]}" if stun else "none",
             "ECHO_PER_HOUR": "1000",
             "SELFTEST_SKIP": "calls",
         },
@@ -79,6 +153,8 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
     tone = tone_wav(workdir / "tone.wav")
     echo: list[float] = []
     p2p: list[float] = []
+    echo_steps: list[dict[str, float | None]] = []
+    p2p_steps: list[dict[str, float | None]] = []
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
@@ -89,15 +165,23 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
                 context = await browser.new_context(**PHONE)
                 await context.grant_permissions(["microphone", "camera"])
                 await context.add_init_script(CLICKED)
+                if profile:
+                    await context.add_init_script(path=str(PROFILE_JS))
                 page = await context.new_page()
                 await start_chat(page, server.url, f"Echo{run}")
                 await expect(page.locator("#call-test")).to_be_visible()
                 await page.locator("#call-test").click()
-                heard = (await page.evaluate(HEAR, 8000))["at"]
+                found = await page.evaluate(HEAR, 8000)
+                heard = found["at"]
                 clicked = await page.evaluate("window.__callClickedAt")
                 assert heard is not None, "no echo heard"
                 echo.append(heard - clicked)
                 print(f"  browser -> echo, run {run + 1}: {heard - clicked:.0f} ms", flush=True)
+                if profile:
+                    marks, origin = await marks_of(page, found)
+                    steps = profile_steps(ECHO_STEPS, {"page": (marks, origin)}, origin + clicked)
+                    echo_steps.append(steps)
+                    print_steps(steps)
                 await page.locator("#call-hangup").click()
                 await context.close()
 
@@ -106,6 +190,8 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
                 for ctx in (visitor_ctx, admin_ctx):
                     await ctx.grant_permissions(["microphone", "camera"])
                     await ctx.add_init_script(CLICKED)
+                    if profile:
+                        await ctx.add_init_script(path=str(PROFILE_JS))
                 await admin_ctx.add_cookies(
                     [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
                 )
@@ -113,16 +199,16 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
                 admin = await admin_ctx.new_page()
                 await start_chat(visitor, server.url, f"P2P{run}")
                 await admin.goto(server.url + "/admin")
+                # The panel rings only once its /call socket is in (it then shows the mic test).
+                await expect(admin.locator("#call-test")).to_be_visible()
                 await expect(visitor.locator("#call-button")).to_be_enabled()
                 await visitor.locator("#call-button").click()
                 await expect(admin.locator("#call")).to_have_attribute("data-state", "incoming")
                 await admin.locator("#call-accept").click()
-                heard_v, heard_a = (
-                    found["at"]
-                    for found in await asyncio.gather(
-                        visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
-                    )
+                found_v, found_a = await asyncio.gather(
+                    visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
                 )
+                heard_v, heard_a = found_v["at"], found_a["at"]
                 accepted = await admin.evaluate("window.__callClickedAt")
                 # Two pages, two clocks: the visitor's time is moved onto the admin's clock
                 # through each page's performance.timeOrigin.
@@ -136,19 +222,29 @@ async def bench_setup(runs: int, workdir: Path) -> dict[str, Any]:
                     f"  browser <-> browser ({mode}), run {run + 1}: {both - accepted:.0f} ms",
                     flush=True,
                 )
-                await visitor.locator("#call-hangup").click()
+                if profile:
+                    pages = {"vis": await marks_of(visitor, found_v)}
+                    pages["adm"] = await marks_of(admin, found_a)
+                    steps = profile_steps(P2P_STEPS, pages, a_origin + accepted)
+                    p2p_steps.append(steps)
+                    print_steps(steps)
                 await visitor_ctx.close()
                 await admin_ctx.close()
             await browser.close()
     finally:
         server.stop()
         silent.close()
-    return {
+    result = {
         "echo_ms": summary(echo),
         "p2p_ms": summary(p2p),
         "runs": runs,
-        "stun": "a STUN server that never answers",
+        "stun": "a STUN server that never answers" if stun else "none",
     }
+    if profile:
+        # Median time of each step after the click (echo) or the accept click (P2P).
+        result["echo_steps_ms"] = step_medians(echo_steps)
+        result["p2p_steps_ms"] = step_medians(p2p_steps)
+    return result
 
 
 # Relay CPU and latency -----------------------------------------------------------------------
@@ -377,6 +473,8 @@ def main() -> None:
     )
     parser.add_argument("command", choices=["setup", "relay", "suite"])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="setup: time of each step")
+    parser.add_argument("--no-stun", action="store_true", help="setup: pages get no STUN server")
     parser.add_argument("--calls", default="1,2,4,6")
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
@@ -395,7 +493,9 @@ def main() -> None:
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         }
         if args.command in ("setup", "suite"):
-            result["setup"] = asyncio.run(bench_setup(args.runs, workdir))
+            result["setup"] = asyncio.run(
+                bench_setup(args.runs, workdir, profile=args.profile, stun=not args.no_stun)
+            )
         if args.command in ("relay", "suite"):
             counts = [int(c) for c in args.calls.split(",")]
             result["relay"] = asyncio.run(bench_relay(counts, args.seconds, workdir))

@@ -27,4 +27,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # One process per container (scale with more containers, REDIS_URL and PostgreSQL). Workers 0
 # runs the app in Hypercorn's own process: SIGTERM reaches it directly and a failed start exits
 # non-zero (Hypercorn's supervisor reports 0).
-CMD ["sh", "-c", "exec hypercorn app.asgi:app --bind 0.0.0.0:${PORT} --workers 0 --graceful-timeout 5"]
+CMD ["sh", "-c", "exec hypercorn app.asgi:app --worker-class uvloop --bind 0.0.0.0:${PORT} --workers 0 --graceful-timeout 5"]

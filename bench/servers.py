@@ -124,9 +124,13 @@ def start_server(
             "-m",
             "hypercorn",
             "app.asgi:app",
+            # The product's command (Makefile's `run`, the Dockerfile's CMD).
+            "--worker-class",
+            "uvloop",
             "--bind",
             f"127.0.0.1:{port}",
-            # Extra Hypercorn flags for experiments (e.g. BENCH_SERVER_ARGS="-k asyncio").
+            # Extra Hypercorn flags for experiments (BENCH_SERVER_ARGS="-k asyncio": the last
+            # --worker-class wins).
             *os.environ.get("BENCH_SERVER_ARGS", "").split(),
         ]
     elif target == "seed":

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN_PASSWORD = "correct horse battery"
+# Hypercorn flags of the product's own command (Makefile's `run`, the Dockerfile's CMD).
+SERVE_ARGS = ("--worker-class", "uvloop")
 
 
 def free_port() -> int:
@@ -107,7 +109,15 @@ class Server:
 
     def _spawn(self, log: object) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "hypercorn", "app.asgi:app", "--bind", f"127.0.0.1:{self.port}"],
+            [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "app.asgi:app",
+                *SERVE_ARGS,
+                "--bind",
+                f"127.0.0.1:{self.port}",
+            ],
             cwd=ROOT,
             env=self.environment(),
             stdout=log,

@@ -35,10 +35,11 @@ from app.timefmt import utcnow
 log = logging.getLogger("sohbet.chat.writer")
 
 BATCH_MAX = 256
-# While messages keep coming (the last batch ended less than BUSY_SECONDS ago), a batch waits
-# LINGER_SECONDS for more before it starts: a transaction costs about the same few statements
-# and thread hops for one message or ten, and at a few hundred messages a second batches of
-# one or two made that cost most of the write path's CPU. A lone message never waits.
+# While several senders are writing at once (the last batch, less than BUSY_SECONDS ago, held
+# more than one message), a batch waits LINGER_SECONDS for more before it starts: a transaction
+# costs about the same few statements and thread hops for one message or ten, and at several
+# hundred messages a second batches of one or two made that cost most of the write path's CPU.
+# A lone message, or one sender waiting for each ack, never waits (its batches hold one).
 LINGER_SECONDS = 0.002
 BUSY_SECONDS = 0.02
 CONVERSATION_FIELDS = [
@@ -244,6 +245,7 @@ class MessageWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self._last_batch_end = -BUSY_SECONDS
+        self._last_batch_size = 0
         self.written = 0
 
     async def submit(self, draft: Draft) -> Posted:
@@ -277,12 +279,13 @@ class MessageWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                busy = loop.time() - self._last_batch_end < BUSY_SECONDS
-                if busy and len(self._queue) < BATCH_MAX:
+                recent = loop.time() - self._last_batch_end < BUSY_SECONDS
+                if recent and self._last_batch_size > 1 and len(self._queue) < BATCH_MAX:
                     await asyncio.sleep(LINGER_SECONDS)
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 await self._write(batch)
                 self._last_batch_end = loop.time()
+                self._last_batch_size = len(batch)
 
     async def _write(self, batch: list[_Pending]) -> None:
         try:

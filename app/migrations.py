@@ -241,15 +241,17 @@ def render(statement: str, dialect: str) -> str:
 async def migrate(conn: BaseDBAsyncClient) -> list[int]:
     """Apply every migration the database has not seen yet; return the versions applied."""
     dialect = dialect_of(conn)
-    await conn.execute_script(
-        'CREATE TABLE IF NOT EXISTS "schema_migration" ('
-        '"version" INT NOT NULL PRIMARY KEY, "name" VARCHAR(200) NOT NULL)'
-    )
     applied: list[int] = []
     async with in_transaction(conn.connection_name) as tx:
         if dialect == "postgres":
             # Several processes may start at once: one migrates, the others wait, then see it done.
+            # Taken before the version table is created too: two concurrent CREATE TABLE IF NOT
+            # EXISTS can both go ahead on PostgreSQL, and the second fails on pg_type's key.
             await tx.execute_query("SELECT pg_advisory_xact_lock(7431001)")
+        await tx.execute_script(
+            'CREATE TABLE IF NOT EXISTS "schema_migration" ('
+            '"version" INT NOT NULL PRIMARY KEY, "name" VARCHAR(200) NOT NULL)'
+        )
         rows = await tx.execute_query_dict('SELECT "version" FROM "schema_migration"')
         done = {int(r["version"]) for r in rows}
         for migration in MIGRATIONS:

@@ -38,6 +38,15 @@ def reliable_client(cookie: str) -> socketio.AsyncClient:
     )
 
 
+async def close_for_good(sio: socketio.AsyncClient) -> None:
+    """Disconnect without reconnecting, and close the HTTP session the client was given. A
+    drop the client notices while closing would otherwise start a reconnect that opens a new
+    session of its own, left unclosed (a ResourceWarning, an error under pytest's settings)."""
+    sio.reconnection = False
+    await sio.shutdown()
+    await sio.eio.http.close()
+
+
 async def connect_chat(sio: socketio.AsyncClient, url: str, role: str) -> None:
     """Open /chat as a page of `role` does (over WebSocket)."""
     await sio.connect(
@@ -248,6 +257,5 @@ async def test_thousand_messages_through_connection_cuts(server: Server) -> None
         assert {m["text"] for m in got} == {f"message {n}" for n in range(TOTAL)}
     finally:
         for client in (reader.sio, sender.sio):
-            await client.disconnect()
-            await client.eio.http.close()
+            await close_for_good(client)
         await proxy.stop()

@@ -20,7 +20,7 @@ import pytest
 from tests.support.clients import admin_login, client_id, start_visitor
 from tests.support.proxy import CuttingProxy
 from tests.support.server import Server, create_pg_database, drop_pg_database, query
-from tests.test_delivery_cuts import Reader, Sender
+from tests.test_delivery_cuts import Reader, Sender, close_for_good
 
 # Four server starts (or two outages) and 120 messages: minutes on a busy 2-core machine.
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -75,8 +75,7 @@ async def exchange(
     finally:
         trouble.cancel()
         for client in (*readers, *senders):
-            await client.sio.disconnect()
-            await client.sio.eio.http.close()
+            await close_for_good(client.sio)
 
 
 @pytest.fixture

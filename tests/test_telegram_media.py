@@ -113,6 +113,10 @@ async def test_operator_media_from_telegram_reaches_the_visitor(
         assert "kadar büyük" in system["text"] and "20 MB" not in system["text"]
         await fake.admin_photo(jpeg(100, 100) + b"\0" * (6 * 1024 * 1024), reply_to=notice)
         await fake.wait_for_sent(with_text("5 MB"))
+        # The visitor's notice comes on its own time: wait for it before counting messages.
+        await peer.wait_for(
+            "chat:message", lambda m: m["role"] == "system" and m["seq"] > system["seq"]
+        )
         assert len(fake.calls("download")) == downloads
 
         # Not a picture behind a photo: the operator is told why, nothing reaches the visitor.

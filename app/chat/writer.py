@@ -70,25 +70,28 @@ MESSAGE_COLUMNS = [
     "media_duration_ms",
     "media_name",
 ]
-_INSERT = {
-    "sqlite": 'INSERT INTO "message" ("conversation_id", "seq", "client_id", "role", "kind", '
-    '"text", "source", "created_at", "media_key", "media_type", "media_size", "media_width", '
-    '"media_height", "media_duration_ms", "media_name") '
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "postgres": 'INSERT INTO "message" ("conversation_id", "seq", "client_id", "role", "kind", '
-    '"text", "source", "created_at", "media_key", "media_type", "media_size", "media_width", '
-    '"media_height", "media_duration_ms", "media_name") '
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-}
-# One statement for every conversation a batch touched (an ORM save is a round trip each).
-_UPDATE = {
-    "sqlite": 'UPDATE "conversation" SET "last_seq" = ?, "last_message_at" = ?, '
-    '"last_preview" = ?, "last_role" = ?, "unread_admin" = ?, "waiting_since" = ?, '
-    '"closed_at" = ? WHERE "id" = ?',
-    "postgres": 'UPDATE "conversation" SET "last_seq" = $1, "last_message_at" = $2, '
-    '"last_preview" = $3, "last_role" = $4, "unread_admin" = $5, "waiting_since" = $6, '
-    '"closed_at" = $7 WHERE "id" = $8',
-}
+
+
+def _placeholders(dialect: str, count: int) -> list[str]:
+    """The driver's parameter markers: `?` for SQLite, `$1, $2, ...` for PostgreSQL."""
+    return ["?"] * count if dialect == "sqlite" else [f"${i}" for i in range(1, count + 1)]
+
+
+def _insert_sql(dialect: str) -> str:
+    columns = ", ".join(f'"{c}"' for c in MESSAGE_COLUMNS)
+    values = ", ".join(_placeholders(dialect, len(MESSAGE_COLUMNS)))
+    return f'INSERT INTO "message" ({columns}) VALUES ({values})'  # noqa: S608 (constants)
+
+
+def _update_sql(dialect: str) -> str:
+    """One statement for every conversation a batch touched (an ORM save is a round trip each)."""
+    marks = _placeholders(dialect, len(CONVERSATION_FIELDS) + 1)
+    sets = ", ".join(f'"{f}" = {m}' for f, m in zip(CONVERSATION_FIELDS, marks, strict=False))
+    return f'UPDATE "conversation" SET {sets} WHERE "id" = {marks[-1]}'  # noqa: S608 (constants)
+
+
+_INSERT = {dialect: _insert_sql(dialect) for dialect in ("sqlite", "postgres")}
+_UPDATE = {dialect: _update_sql(dialect) for dialect in ("sqlite", "postgres")}
 
 
 def _locking_select(tx: BaseDBAsyncClient, ids: list[int]) -> str:

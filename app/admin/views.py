@@ -250,24 +250,14 @@ async def search() -> str:
 @operator_required
 async def close(cid: str) -> str:
     """Close a conversation: off the waiting list until the visitor writes again."""
-    svc = services()
-    _csrf(dict(await request.form))
-    conv = await svc.chat.by_cid(cid)
-    await svc.chat.close_conversation(conv)
-    context = await _pane_context(cid)
-    return await render_template("partials/admin/conversation.html", **context)
+    return await _change_conversation(cid, services().chat.close_conversation)
 
 
 @bp.post("/c/<cid>/reopen")
 @operator_required
 async def reopen(cid: str) -> str:
     """Reopen a closed conversation."""
-    svc = services()
-    _csrf(dict(await request.form))
-    conv = await svc.chat.by_cid(cid)
-    await svc.chat.reopen_conversation(conv)
-    context = await _pane_context(cid)
-    return await render_template("partials/admin/conversation.html", **context)
+    return await _change_conversation(cid, services().chat.reopen_conversation)
 
 
 async def _transcript(cid: str) -> tuple[Conversation, str, str]:
@@ -332,20 +322,21 @@ async def transcript_pdf(cid: str) -> Response:
 @operator_required
 async def block(cid: str) -> str:
     """Block the visitor: no more messages from them, no new conversation from their address."""
-    return await _set_blocked(cid, True)
+    return await _change_conversation(cid, lambda conv: services().chat.set_blocked(conv, True))
 
 
 @bp.post("/c/<cid>/unblock")
 @operator_required
 async def unblock(cid: str) -> str:
     """Lift a block."""
-    return await _set_blocked(cid, False)
+    return await _change_conversation(cid, lambda conv: services().chat.set_blocked(conv, False))
 
 
-async def _set_blocked(cid: str, blocked: bool) -> str:
-    svc = services()
+async def _change_conversation(
+    cid: str, change: Callable[[Conversation], Awaitable[object]]
+) -> str:
+    """A panel button's change to one conversation (CSRF-checked), answered with its pane."""
     _csrf(dict(await request.form))
-    conv = await svc.chat.by_cid(cid)
-    await svc.chat.set_blocked(conv, blocked)
+    await change(await services().chat.by_cid(cid))
     context = await _pane_context(cid)
     return await render_template("partials/admin/conversation.html", **context)

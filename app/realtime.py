@@ -95,6 +95,9 @@ class Presence(Protocol):
 
     async def online_many(self, keys: list[str]) -> dict[str, bool]: ...
 
+    async def members(self, key: str) -> list[str]:
+        """The socket ids under a key, in every process."""
+
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         """Drop this process's sockets that `live` says are gone (Repair); return how many,
         and the keys that went offline because of it."""
@@ -128,6 +131,9 @@ class MemoryPresence:
 
     async def online_many(self, keys: list[str]) -> dict[str, bool]:
         return {key: bool(self._sids.get(key)) for key in keys}
+
+    async def members(self, key: str) -> list[str]:
+        return list(self._sids.get(key, ()))
 
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         dropped, offline = 0, []
@@ -194,6 +200,10 @@ class RedisPresence:
             pipe.scard(self._prefix + key)
         counts = await pipe.execute()
         return {key: bool(count) for key, count in zip(keys, counts, strict=True)}
+
+    async def members(self, key: str) -> list[str]:
+        members = await self._redis.smembers(self._prefix + key)
+        return [str(member).rpartition(":")[2] for member in members]
 
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         # Only this process can tell whether its own sockets are alive.

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.clients import admin_login, admin_peer, client_id, start_visitor, visitor_peer
+from tests.support.clients import (
+    VISITOR_COOKIE,
+    admin_login,
+    admin_peer,
+    client_id,
+    cookie_from,
+    jarless,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -70,3 +80,28 @@ async def test_visitor_on_one_process_admin_on_the_other(pair: tuple[Server, Ser
         assert "status--offline" in offline["html"]
     finally:
         await visitor.close()
+
+
+async def test_a_handoff_cuts_the_old_device_on_every_process(pair: tuple[Server, Server]) -> None:
+    """The old device's socket is on process one; the link is redeemed on process two. The old
+    socket is cut there too (through Redis), so it neither hears nor writes any more."""
+    one, two = pair
+    token, cid = await start_visitor(one.url, "Taşınan")
+    old = await visitor_peer(one.url, token)
+    try:
+        assert (await old.call("join", {"chat_id": cid}))["ok"]
+        async with jarless() as http:
+            cookie = {"Cookie": f"{VISITOR_COOKIE}={token}"}
+            async with http.post(two.url + "/handoff", headers=cookie) as r:
+                link = re.search(r"/continue/([^\"]+)\"", await r.text())
+            assert link
+            async with http.post(two.url + link.group(0)[:-1], allow_redirects=False) as r:
+                assert r.status == 303
+                assert cookie_from(r, VISITOR_COOKIE)
+        await old.wait_for("chat:closed", lambda e: e["chat_id"] == cid and e["moved"])
+        deadline = asyncio.get_running_loop().time() + 10
+        while "/chat" in old.sio.namespaces:
+            assert asyncio.get_running_loop().time() < deadline, "the old device is still connected"
+            await asyncio.sleep(0.05)
+    finally:
+        await old.close()

@@ -73,11 +73,14 @@ async def redeem_handoff(chat: ChatService, token: str) -> tuple[Conversation, s
     conv.token_hash = token_hash(cookie)
     await conv.save(update_fields=["token_hash"])
     log.info("conversation %s moved to another device", conv.cid)
-    # The old device's pages reload and find no conversation; their sockets are cut.
+    # The old device's pages reload and find no conversation; their sockets are cut, in every
+    # process (with Redis, presence knows them all and a disconnect reaches their process).
     room = visitor_room(conv.id)
     await chat.sio.emit(
         "chat:closed", {"chat_id": conv.cid, "moved": True}, room=room, namespace="/chat"
     )
-    for sid, _eio in list(chat.sio.manager.get_participants("/chat", room)):
+    for sid in await chat.presence.members(room):
         await chat.sio.disconnect(sid, namespace="/chat")
+    # Its call socket (not counted in presence) hears no more rings for this conversation.
+    await chat.sio.close_room(room, namespace="/call")
     return conv, cookie

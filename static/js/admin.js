@@ -1,7 +1,7 @@
 // chat.js is imported by the content-hashed URL the page names (static files are cached for a
 // year: a plain "./chat.js" could be last release's copy, running with this release's pages).
 const chatModule = document.querySelector('link[rel="modulepreload"][data-module="chat"]').href;
-const { Conversation, followViewport, fragment, wire } = await import(chatModule);
+const { Conversation, followViewport, fragment, lazyCalls, wire } = await import(chatModule);
 const attentionModule = document.querySelector('link[rel="modulepreload"][data-module="attention"]').href;
 const { attendAdmin } = await import(attentionModule);
 
@@ -90,21 +90,8 @@ document.body.addEventListener("htmx:afterSwap", (event) => {
 
 mount();
 
-// Calls: call.js (and its CSS) load on first use: a call button, the microphone test, or a
-// visitor's call (it rings here with a ringtone). Until then only this `/call` socket waits.
-const callRoot = document.getElementById("call");
-const callSocket = window.io("/call", { auth: { as: "admin" } });
-let callUI = null;
-const calls = async () => (callUI ??= (await import(callRoot.dataset.module)).attach(callSocket, callRoot));
-// Intent (a pointer over a call button, a finger on it, focus) starts loading call.js, so by
-// the click it is usually in: the first call does not wait for it.
-const warmCalls = (event) => {
-  if (!event.target.closest?.("[data-call-chat], #call-test")) return;
-  for (const type of ["pointerover", "pointerdown", "focusin"]) document.removeEventListener(type, warmCalls, true);
-  calls().catch(() => {});
-};
-for (const type of ["pointerover", "pointerdown", "focusin"]) document.addEventListener(type, warmCalls, { capture: true, passive: true });
-callSocket.on("call:incoming", async (m) => (await calls()).incoming(m));
+// Calls load on first use: a call button, the microphone test, or a visitor's call (it rings here with a ringtone).
+const { socket: callSocket, calls } = lazyCalls("admin", "[data-call-chat], #call-test");
 callSocket.on("connect", () => {
   document.querySelectorAll("[data-call-chat]").forEach((b) => { b.disabled = false; });
   document.getElementById("call-test").hidden = false;

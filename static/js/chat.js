@@ -302,3 +302,24 @@ export function followViewport() {
   vv.addEventListener("resize", apply);
   apply();
 }
+
+// Calls: call.js (and its CSS) load on first use: a call button, the microphone test, or an
+// incoming call. Until then only the `/call` socket (sharing the connection) waits. Intent (a
+// pointer over one of `buttons`, a finger on it, focus) starts the load, so by the click it is
+// usually in: the first call does not wait for it.
+const INTENT = ["pointerover", "pointerdown", "focusin"];
+
+export function lazyCalls(role, buttons) {
+  const root = document.getElementById("call");
+  const socket = window.io("/call", { auth: { as: role } });
+  let ui = null;
+  const calls = async () => (ui ??= (await import(root.dataset.module)).attach(socket, root));
+  const warm = (event) => {
+    if (!event.target.closest?.(buttons)) return;
+    for (const type of INTENT) document.removeEventListener(type, warm, true);
+    calls().catch(() => {});
+  };
+  for (const type of INTENT) document.addEventListener(type, warm, { capture: true, passive: true });
+  socket.on("call:incoming", async (m) => (await calls()).incoming(m));
+  return { socket, calls };
+}

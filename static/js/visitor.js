@@ -1,7 +1,7 @@
 // chat.js is imported by the content-hashed URL the page names (static files are cached for a
 // year: a plain "./chat.js" could be last release's copy, running with this release's pages).
 const chatModule = document.querySelector('link[rel="modulepreload"][data-module="chat"]').href;
-const { Conversation, followViewport, fragment, wire } = await import(chatModule);
+const { Conversation, followViewport, fragment, lazyCalls, wire } = await import(chatModule);
 const attentionModule = document.querySelector('link[rel="modulepreload"][data-module="attention"]').href;
 const { attendVisitor } = await import(attentionModule);
 
@@ -50,21 +50,8 @@ if ("serviceWorker" in navigator) {
   if (document.readyState === "complete") register(); else window.addEventListener("load", register);
 }
 
-// Calls: call.js (and its CSS) load on first use: the phone button, the microphone test, or a
-// call from the operator. Until then only this `/call` socket (sharing the connection) waits.
-const callRoot = document.getElementById("call");
-const callSocket = window.io("/call", { auth: { as: "visitor" } });
-let callUI = null;
-const calls = async () => (callUI ??= (await import(callRoot.dataset.module)).attach(callSocket, callRoot));
-// Intent (a pointer over a call button, a finger on it, focus) starts loading call.js, so by
-// the click it is usually in: the first call does not wait for it.
-const warmCalls = (event) => {
-  if (!event.target.closest?.("#call-button, #call-test")) return;
-  for (const type of ["pointerover", "pointerdown", "focusin"]) document.removeEventListener(type, warmCalls, true);
-  calls().catch(() => {});
-};
-for (const type of ["pointerover", "pointerdown", "focusin"]) document.addEventListener(type, warmCalls, { capture: true, passive: true });
-callSocket.on("call:incoming", async (m) => (await calls()).incoming(m));
+// Calls load on first use: the phone button, the microphone test, or a call from the operator.
+const { socket: callSocket, calls } = lazyCalls("visitor", "#call-button, #call-test");
 callSocket.on("connect", () => {
   callSocket.emit("join", { chat_id: root.dataset.chatId }, async (reply) => {
     const ringing = reply?.call;

@@ -65,11 +65,6 @@ class LeaderLease:
         """Give the lease up at once (shutdown), so another process need not wait it out."""
         await Lease.filter(name=self.name, holder=self.holder).delete()
 
-    async def holder_now(self) -> str | None:
-        """Which process holds the lease now (for the self-test page)."""
-        row = await Lease.get_or_none(name=self.name)
-        return row.holder if row is not None and row.expires_at > utcnow() else None
-
     async def run(self) -> None:
         """Campaign forever: lead while the lease is ours, stand by while it is not."""
         renew = self.ttl.total_seconds() / 3

@@ -55,12 +55,6 @@ class LeanQueue:
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
 
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def empty(self) -> bool:
-        return not self._items
-
     def full(self) -> bool:
         return 0 < self._maxsize <= len(self._items)
 

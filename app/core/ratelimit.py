@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from collections import deque
 
+# Keys are forgotten once their window has passed, checked when the table has doubled since the
+# last sweep (amortised: a sweep on every event would cost O(keys) per event).
+SWEEP_AT = 10_000
+
 
 class SlidingWindow:
     """At most `limit` events per `seconds` for each key."""
@@ -13,6 +17,11 @@ class SlidingWindow:
         self.limit = limit
         self.seconds = seconds
         self._events: dict[str, deque[float]] = {}
+        self._sweep_at = SWEEP_AT
+
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        return len(self._events)
 
     def wait(self, key: str) -> float:
         """0 if another event is allowed now, else the seconds until it is."""
@@ -26,9 +35,12 @@ class SlidingWindow:
 
     def add(self, key: str) -> None:
         """Record an event."""
-        self._events.setdefault(key, deque()).append(time.monotonic())
-        if len(self._events) > 10_000:
-            self._events = {k: v for k, v in self._events.items() if v}
+        now = time.monotonic()
+        self._events.setdefault(key, deque()).append(now)
+        if len(self._events) > self._sweep_at:
+            cutoff = now - self.seconds
+            self._events = {k: v for k, v in self._events.items() if v[-1] > cutoff}
+            self._sweep_at = max(SWEEP_AT, 2 * len(self._events))
 
     def hit(self, key: str) -> float:
         """Record an event if allowed; return 0 if it was, else the seconds to wait."""

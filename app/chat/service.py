@@ -175,16 +175,16 @@ class ChatService:
         async with in_transaction() as tx:
             conv.blocked_at = utcnow() if blocked else None
             await conv.save(using_db=tx, update_fields=["blocked_at"])
-            if conv.client_hash and blocked:
+            if conv.client_hash:
+                # One block per address, from now (a new block restarts its week).
                 await VisitorBlock.filter(client_hash=conv.client_hash).using_db(tx).delete()
-                await VisitorBlock.create(
-                    client_hash=conv.client_hash,
-                    conversation_id=conv.id,
-                    created_at=utcnow(),
-                    using_db=tx,
-                )
-            elif conv.client_hash:
-                await VisitorBlock.filter(client_hash=conv.client_hash).using_db(tx).delete()
+                if blocked:
+                    await VisitorBlock.create(
+                        client_hash=conv.client_hash,
+                        conversation_id=conv.id,
+                        created_at=utcnow(),
+                        using_db=tx,
+                    )
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
         await self.publish_row(conv)
 

@@ -108,7 +108,6 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     "conversation_id": conv.id,
                     "cid": conv.cid,
                     "locale": conv.locale,
-                    "synthetic": conv.synthetic,
                 }
                 return visitor, conv
         log.info(

@@ -159,8 +159,6 @@ class ArrivalOrderBuffer:
     frame; a late or repeated packet is dropped (timestamps must not go back).
     """
 
-    capacity = 16
-
     def __init__(self) -> None:
         self._last: int | None = None
 

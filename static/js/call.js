@@ -345,10 +345,9 @@ export class CallUI {
   // WebRTC ---------------------------------------------------------------------------------
 
   // `answering`: the transceivers come from the other side's offer (see gotOffer).
-  newPeer({ toServer, hold = false, answering = false }) {
+  newPeer({ toServer, answering = false }) {
     this.closePeer();
-    // A held peer keeps its candidates until its offer goes out (see prepareOffer).
-    this.outbox = hold ? [] : null;
+    this.outbox = null;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     this.toServer = toServer;
@@ -377,11 +376,12 @@ export class CallUI {
     const callId = this.callId;
     this.prepared = (async () => {
       if (!(await this.micReady) || this.callId !== callId || this.pc) return null;
-      const pc = this.newPeer({ toServer: false, hold: true });
+      const pc = this.newPeer({ toServer: false });
+      this.outbox = []; // its candidates wait until startPeer sends the offer
       try {
         await pc.setLocalDescription(await pc.createOffer());
       } catch { return null; } // closed meanwhile (declined, hung up)
-      return this.pc === pc ? pc : null;
+      return pc; // startPeer checks it is still this.pc
     })();
   }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -198,6 +199,53 @@ def test_relayed_audio_goes_on_as_it_arrives() -> None:
         out.append(None if frame is None else frame.timestamp // 960)
     # 65537 is lost (arrives after 65538): dropped, as are the repeats.
     assert out == [65534, 65535, 65536, None, 65538, None, 65539, None]
+
+
+async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> None:
+    """The echo leg's receiver really goes packet by packet (the buffer above is wired in):
+    one Opus packet sent comes straight back, byte for byte, before the next one is sent.
+    aiortc's own buffer held each until three more had come, so a ping never came back."""
+    from media_relay.hub import PacketTrack, tap_opus
+
+    caller, _, cid = await visitor(server, "Paket")
+    ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+    assert ring["ok"], ring
+    await caller.wait_for("call:accepted")
+    sent = PacketTrack()  # pre-encoded packets: the payloads go out as they are
+    media = Media(caller, ring["call_id"], VISITOR_HZ, VISITOR_HZ, tone=sent)
+    tapped: asyncio.Future[PacketTrack | None] = asyncio.get_running_loop().create_future()
+
+    @media.pc.on("track")
+    def tap(track: Any) -> None:
+        # Our own receiver goes packet by packet too, and hands us the payloads undecoded.
+        if track.kind == "audio" and not tapped.done():
+            tapped.set_result(tap_opus(media.pc, track))
+
+    timestamps = iter(range(0, 960 * 10_000, 960))
+
+    async def ping(payload: bytes, wait: float) -> bytes:
+        sent.push(payload, next(timestamps))
+        return bytes(await asyncio.wait_for(back.recv(), wait))
+
+    try:
+        await media.offer()
+        back = await asyncio.wait_for(tapped, 10)
+        assert back is not None, "aiortc no longer lets its receivers be tapped"
+        # The first packets can be lost while the connection comes up: resend until one is back.
+        for _ in range(50):
+            with contextlib.suppress(TimeoutError):
+                assert await ping(b"warm-up", 0.2) == b"warm-up"
+                break
+        else:
+            pytest.fail("no packet came back from the echo peer")
+        for number in range(5):
+            payload = f"ping {number}".encode()
+            got = await ping(payload, 5)
+            while got == b"warm-up":  # one that was slower than 0.2 s
+                got = bytes(await asyncio.wait_for(back.recv(), 5))
+            assert got == payload
+    finally:
+        await close_peers(media, caller)
 
 
 async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:

@@ -36,8 +36,8 @@ async def call_peer(base_url: str, role: str, token: str) -> Peer:
 
 
 class Media:
-    """One aiortc connection of a party, sending `send_hz` (or `tone`) and listening for
-    `hear_hz`."""
+    """One aiortc connection of a party, sending `send_hz` (or the audio track `tone`) and
+    listening for `hear_hz`."""
 
     def __init__(
         self,
@@ -45,12 +45,12 @@ class Media:
         call_id: str,
         send_hz: float,
         hear_hz: float,
-        tone: ToneTrack | None = None,
+        tone: MediaStreamTrack | None = None,
     ) -> None:
         self.peer = peer
         self.call_id = call_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.tone = tone or ToneTrack(send_hz)
+        self.tone: MediaStreamTrack = tone or ToneTrack(send_hz)
         self.pc.addTrack(self.tone)
         self.hear_hz = hear_hz
         self.remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()

@@ -312,8 +312,8 @@ const INTENT = ["pointerover", "pointerdown", "focusin"];
 export function lazyCalls(role, buttons) {
   const root = document.getElementById("call");
   const socket = window.io("/call", { auth: { as: role } });
-  let ui = null;
-  const calls = async () => (ui ??= (await import(root.dataset.module)).attach(socket, root));
+  // The module is fetched once, and its attach() keeps the page's one CallUI.
+  const calls = async () => (await import(root.dataset.module)).attach(socket, root);
   const warm = (event) => {
     if (!event.target.closest?.(buttons)) return;
     for (const type of INTENT) document.removeEventListener(type, warm, true);

@@ -46,7 +46,8 @@ from tests.support.server import Server, create_pg_database, drop_pg_database, e
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
 from tests.test_browser import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 
-pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
+NO_NETNS = netns.unavailable()  # one probe (it makes a namespace), not one per use
+pytestmark = pytest.mark.skipif(NO_NETNS is not None, reason=str(NO_NETNS))
 
 TURN_SECRET = "turn-shared-secret"
 VISITOR_HZ, ADMIN_HZ = 880.0, 660.0

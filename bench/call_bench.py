@@ -127,9 +127,9 @@ async def marks_of(page: Any, heard: dict[str, Any]) -> tuple[list[Any], float]:
 
 
 async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) -> dict[str, Any]:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import Browser, BrowserContext, expect
 
-    from tests.support.browser import CHROMIUM
+    from tests.support.browser import chromium
     from tests.support.clients import admin_login
     from tests.support.server import Server
     from tests.test_browser import DESKTOP, PHONE, start_chat
@@ -155,18 +155,21 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
     p2p: list[float] = []
     echo_steps: list[dict[str, float | None]] = []
     p2p_steps: list[dict[str, float | None]] = []
+
+    async def call_context(browser: Browser, options: dict[str, Any]) -> BrowserContext:
+        """A page's context: camera and microphone allowed, clicks (and steps) noted."""
+        context = await browser.new_context(**options)
+        await context.grant_permissions(["microphone", "camera"])
+        await context.add_init_script(CLICKED)
+        if profile:
+            await context.add_init_script(path=str(PROFILE_JS))
+        return context
+
     try:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"],
-            )
+        args = [*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"]
+        async with chromium(args) as browser:
             for run in range(runs):
-                context = await browser.new_context(**PHONE)
-                await context.grant_permissions(["microphone", "camera"])
-                await context.add_init_script(CLICKED)
-                if profile:
-                    await context.add_init_script(path=str(PROFILE_JS))
+                context = await call_context(browser, PHONE)
                 page = await context.new_page()
                 await start_chat(page, server.url, f"Echo{run}")
                 await expect(page.locator("#call-test")).to_be_visible()
@@ -185,13 +188,8 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
                 await page.locator("#call-hangup").click()
                 await context.close()
 
-                visitor_ctx = await browser.new_context(**PHONE)
-                admin_ctx = await browser.new_context(**DESKTOP)
-                for ctx in (visitor_ctx, admin_ctx):
-                    await ctx.grant_permissions(["microphone", "camera"])
-                    await ctx.add_init_script(CLICKED)
-                    if profile:
-                        await ctx.add_init_script(path=str(PROFILE_JS))
+                visitor_ctx = await call_context(browser, PHONE)
+                admin_ctx = await call_context(browser, DESKTOP)
                 await admin_ctx.add_cookies(
                     [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
                 )
@@ -230,7 +228,6 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
                     print_steps(steps)
                 await visitor_ctx.close()
                 await admin_ctx.close()
-            await browser.close()
     finally:
         server.stop()
         silent.close()

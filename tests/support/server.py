@@ -104,7 +104,9 @@ class Server:
         try:
             await self._wait_healthy()
         except BaseException:
-            self.stop()  # a server that did not come up must not outlive the test
+            # A server that did not come up (exited, stalled or cancelled) must not outlive
+            # the test.
+            self.stop(signal.SIGKILL)
             raise
 
     def _spawn(self, log: object) -> subprocess.Popen[bytes]:
@@ -145,9 +147,6 @@ class Server:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        # Still starting after the deadline (a stalled start-up): end it before reporting, so
-        # no server outlives its test.
-        self.stop(signal.SIGKILL)
         raise RuntimeError(f"server did not start within {limit} s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ import aiohttp
 import socketio
 from hypothesis import HealthCheck, settings
 
-from tests.support.clients import VISITOR_COOKIE, cookie_from, jarless
+from tests.support.clients import VISITOR_COOKIE, cookie_from, jarless, start_visitor
 from tests.support.server import Server, query
 
 # Servers in this suite trust 127.0.0.1 as their proxy, so each case can come from its own
@@ -68,13 +67,7 @@ async def start_from(
 
 async def visitor(server: Server, name: str = "Eda") -> tuple[str, str]:
     """A new visitor from a fresh address: (token, CID)."""
-    status, token, page = await start_from(server, name)
-    assert status == 303 and token, page
-    async with jarless() as http:
-        async with http.get(server.url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}) as r:
-            match = re.search(r'data-chat-id="([^"]+)"', await r.text())
-    assert match
-    return token, match.group(1)
+    return await start_visitor(server.url, name, headers={"X-Forwarded-For": new_address()})
 
 
 async def handshake(

@@ -29,11 +29,14 @@ def set_cookie_header(resp: aiohttp.ClientResponse, name: str) -> str:
     return next(h for h in resp.headers.getall("Set-Cookie") if h.startswith(f"{name}="))
 
 
-async def start_visitor(base_url: str, name: str = "Eda") -> tuple[str, str]:
-    """Open a conversation through the real form; return (visitor token, CID)."""
+async def start_visitor(
+    base_url: str, name: str = "Eda", headers: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """Open a conversation through the real form (sent with `headers`); return (visitor
+    token, CID)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         async with http.post(
-            base_url + "/start", data={"name": name}, allow_redirects=False
+            base_url + "/start", data={"name": name}, headers=headers, allow_redirects=False
         ) as resp:
             assert resp.status == 303, await resp.text()
             token = cookie_from(resp, VISITOR_COOKIE)

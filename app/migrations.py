@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
+
+from app.core.transactions import transaction
 
 log = logging.getLogger("sohbet.migrations")
 
@@ -242,7 +243,7 @@ async def migrate(conn: BaseDBAsyncClient) -> list[int]:
     """Apply every migration the database has not seen yet; return the versions applied."""
     dialect = dialect_of(conn)
     applied: list[int] = []
-    async with in_transaction(conn.connection_name) as tx:
+    async with transaction(conn.connection_name) as tx:
         if dialect == "postgres":
             # Several processes may start at once: one migrates, the others wait, then see it done.
             # Taken before the version table is created too: two concurrent CREATE TABLE IF NOT

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import socketio
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from app.chat.writer import (
     Attachment,
@@ -32,6 +31,7 @@ from app.config import Settings
 from app.core.ratelimit import SlidingWindow
 from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
+from app.core.transactions import transaction
 from app.errors import Forbidden, InvalidInput, NotFound, TooMany
 from app.models import Conversation, Message, VisitorBlock
 from app.realtime import Presence
@@ -133,7 +133,7 @@ class ChatService:
         for _ in range(8):
             cid = f"{cid_prefix(name)}-{secrets.token_hex(2).upper()}"
             try:
-                async with in_transaction() as tx:
+                async with transaction() as tx:
                     conv = await Conversation.create(
                         using_db=tx,
                         cid=cid,
@@ -172,7 +172,7 @@ class ChatService:
 
     async def set_blocked(self, conv: Conversation, blocked: bool) -> None:
         """Block a visitor (their conversation and the address it came from), or lift it."""
-        async with in_transaction() as tx:
+        async with transaction() as tx:
             conv.blocked_at = utcnow() if blocked else None
             await conv.save(using_db=tx, update_fields=["blocked_at"])
             if conv.client_hash:
@@ -427,7 +427,7 @@ class ChatService:
         if not seqs:
             return []
         now = utcnow()
-        async with in_transaction() as tx:
+        async with transaction() as tx:
             rows = (
                 await Message.filter(conversation_id=conv.id, seq__in=seqs, deleted_at__isnull=True)
                 .using_db(tx)

@@ -25,8 +25,8 @@ from typing import Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
+from app.core.transactions import transaction
 from app.errors import Forbidden, NotFound
 from app.migrations import dialect_of
 from app.models import Conversation, Message
@@ -340,7 +340,7 @@ class MessageWriter:
         """
         now = utcnow()
         ids = sorted({d.conversation_id for d in drafts})
-        async with in_transaction() as tx:
+        async with transaction() as tx:
             locked: list[Conversation] = await Conversation.raw(_locking_select(tx, ids), tx)
             convs = {c.id: c for c in locked}
             stored: dict[tuple[int, str], Message] = {}

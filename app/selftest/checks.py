@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 import socketio
 from tortoise import Tortoise
-from tortoise.transactions import in_transaction
 
 from app.calls.probe import ProbeRefused, echo_probe
 from app.calls.service import CallService
 from app.chat.namespace import visitor_cookie
 from app.chat.service import ChatService
 from app.config import Settings
+from app.core.transactions import transaction
 from app.i18n import N_
 from app.i18n import gettext as _
 from app.media.service import MediaService, size_text
@@ -171,7 +171,7 @@ async def _join(client: socketio.AsyncClient, base: str, cid: str, cookie: str) 
 async def database(ctx: Context) -> Outcome:
     """Write, read and delete a row in one transaction."""
     token = secrets.token_hex(16)
-    async with in_transaction() as tx:
+    async with transaction() as tx:
         probe = await SelfTestProbe.create(using_db=tx, token=token, created_at=utcnow())
         read = await SelfTestProbe.filter(id=probe.id).using_db(tx).first()
         if read is None or read.token != token:

@@ -33,10 +33,10 @@ from aiogram.types import (
 )
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from app.config import Settings, TelegramSettings
 from app.core.clock import Clock
+from app.core.transactions import transaction
 from app.i18n import gettext as _
 from app.i18n import using_locale
 from app.media import probe
@@ -93,7 +93,7 @@ class Outbox:
         )
         if tx is None:
             try:
-                async with in_transaction() as own:
+                async with transaction() as own:
                     await TgOutbox.create(using_db=own, dedupe_key=key, **fields)
             except IntegrityError:
                 return
@@ -101,7 +101,7 @@ class Outbox:
             return
         # Inside someone else's transaction: a savepoint, so a duplicate does not abort it.
         try:
-            async with in_transaction(tx.connection_name) as savepoint:
+            async with transaction(tx.connection_name) as savepoint:
                 await TgOutbox.create(using_db=savepoint, dedupe_key=key, **fields)
         except IntegrityError:
             return

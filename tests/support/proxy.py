@@ -16,6 +16,9 @@ class CuttingProxy:
         self.port = free_port()
         self.cuts = 0
         self.refusing = False
+        # Set to some bytes: the next connection whose client sends them is cut right there
+        # (once), before they reach the target.
+        self.cut_at: bytes | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -38,14 +41,20 @@ class CuttingProxy:
             writer.transport.abort()
             return
         self._writers.update({writer, up_writer})
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
+        for src, dst, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pipe(src, dst, upstream))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool = False
+    ) -> None:
         try:
             while data := await src.read(65536):
+                if upstream and self.cut_at is not None and self.cut_at in data:
+                    self.cut_at = None
+                    self.cut()
+                    return
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):

@@ -1,0 +1,62 @@
+"""A transaction whose BEGIN is lost with the database connection must not break the next ones.
+
+tortoise (1.1.9) takes a pooled connection and makes it the task's connection before it sends
+BEGIN; when BEGIN fails it leaves both behind, and every later transaction in that task nests
+into the dead one ("connection has been released back to the pool"). The message writer is one
+long-lived task: one such BEGIN stopped every message from being stored until a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import client_id, start_visitor, visitor_peer
+from tests.support.proxy import CuttingProxy
+from tests.support.server import Server, create_pg_database, drop_pg_database
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    url, name = await create_pg_database()
+    yield url
+    await drop_pg_database(name)
+
+
+async def test_messages_are_stored_again_after_a_begin_lost_with_the_connection(
+    tmp_path: Path, database: str
+) -> None:
+    host_port = database.split("@", 1)[1].split("/", 1)[0]
+    proxy = await CuttingProxy(int(host_port.rsplit(":", 1)[1])).start()
+    server = Server(
+        database_url=database.replace(host_port, f"127.0.0.1:{proxy.port}"), workdir=tmp_path
+    )
+    await server.start()
+    try:
+        token, cid = await start_visitor(server.url, "Kesinti")
+        visitor = await visitor_peer(server.url, token)
+        try:
+            assert (await visitor.call("join", {"chat_id": cid}))["ok"]
+            # The next BEGIN sent to PostgreSQL - this message's transaction - loses the connection.
+            proxy.cut_at = b"BEGIN"
+            first = {"chat_id": cid, "text": "bir", "client_id": client_id()}
+            ack = await visitor.call("send", first)
+            assert proxy.cut_at is None, "the message's BEGIN went through the proxy"
+            if not ack["ok"]:
+                # Not committed, so not acknowledged: the page sends it again with its id.
+                assert ack["error"] == "server_error", ack
+                ack = await visitor.call("send", first)
+            assert ack["ok"] and ack["message"]["seq"] == 1, ack
+            ack = await visitor.call(
+                "send", {"chat_id": cid, "text": "iki", "client_id": client_id()}
+            )
+            assert ack["ok"] and ack["message"]["seq"] == 2, ack
+        finally:
+            await visitor.close()
+    finally:
+        server.stop()
+        await proxy.stop()

@@ -20,7 +20,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/hypercorn app.asgi:app --worker-class uvloop --bind $(HOST):$(PORT)
+	$(BIN)/hypercorn app.asgi:app --worker-class uvloop --workers 0 --bind $(HOST):$(PORT)
 
 test: $(VENV)/.dev-installed
 	bash scripts/test-services.sh

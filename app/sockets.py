@@ -241,8 +241,11 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         while True:
             try:
                 data = await websocket_wait()
-            except Exception:
-                break  # disconnected (OSError), too large, or cancelled at shutdown
+            except (Exception, asyncio.CancelledError):
+                # Disconnected (OSError), too large, or cancelled at shutdown (Hypercorn's
+                # graceful timeout): as in engine.io, the socket is still closed below, so its
+                # disconnect handler runs and other processes hear of it.
+                break
             if data is None:
                 break
             try:

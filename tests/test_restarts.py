@@ -10,6 +10,7 @@ that was not committed.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -17,9 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import admin_login, client_id, start_visitor
+from tests.support.clients import (
+    Peer,
+    admin_login,
+    admin_peer,
+    client_id,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.proxy import CuttingProxy
-from tests.support.server import Server, create_pg_database, drop_pg_database, query
+from tests.support.server import (
+    REDIS_URL,
+    Server,
+    create_pg_database,
+    drop_pg_database,
+    query,
+)
 from tests.test_delivery_cuts import Reader, Sender, close_for_good
 
 # Four server starts (or two outages) and 120 messages: minutes on a busy 2-core machine.
@@ -141,3 +155,30 @@ async def test_a_database_outage_acknowledges_nothing_uncommitted(
         await proxy.stop()
     print("database connections cut per outage:", outages)
     assert len(outages) == 2
+
+
+@pytest.mark.redis
+async def test_a_graceful_stop_tells_the_other_process_the_operator_left(
+    tmp_path: Path, database: str
+) -> None:
+    """SIGTERM cuts the stopping process's sockets as disconnects (their handlers run): a
+    visitor on another process sees the operator whose only panel was there go offline."""
+    env = {"REDIS_URL": REDIS_URL, "REDIS_CHANNEL": f"sohbet-stop-{secrets.token_hex(4)}"}
+    stopping = Server(database, tmp_path, env_extra=env)
+    staying = Server(database, tmp_path, env_extra=env)
+    await asyncio.gather(stopping.start(), staying.start())
+    peers: list[Peer] = []
+    try:
+        admin_token = await admin_login(stopping)
+        token, _ = await start_visitor(staying.url, "Kalan")
+        visitor = await visitor_peer(staying.url, token)
+        peers.append(visitor)
+        peers.append(await admin_peer(stopping.url, admin_token))
+        await visitor.wait_for("presence:operator", lambda e: e["online"])
+        await asyncio.to_thread(stopping.stop)
+        await visitor.wait_for("presence:operator", lambda e: not e["online"], timeout=10)
+    finally:
+        for peer in peers:
+            await peer.close()
+        stopping.stop()
+        staying.stop()

@@ -1019,7 +1019,7 @@ def main() -> None:
     suite_cmd = sub.add_parser("suite", help="(a)-(d) of bench/README.md (default)")
     suite_cmd.add_argument("--only", default="", help="comma-separated parts: a,b,c,d")
     load = sub.add_parser("load", help="pairs sending at one or more rates")
-    load.add_argument("--target", choices=["real", "seed"], default="real")
+    load.add_argument("--target", choices=["real", "seed", "floor"], default="real")
     load.add_argument("--pairs", type=int, default=200)
     load.add_argument("--rates", default="200", help="comma-separated msg/s steps")
     load.add_argument("--duration", type=float, default=10)

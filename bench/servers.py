@@ -133,6 +133,19 @@ def start_server(
             # --worker-class wins).
             *os.environ.get("BENCH_SERVER_ARGS", "").split(),
         ]
+    elif target == "floor":
+        # The transport stack alone (bench/floor_server.py), served the way the product is.
+        cmd = [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "hypercorn",
+            "bench.floor_server:app",
+            "--worker-class",
+            "uvloop",
+            "--bind",
+            f"127.0.0.1:{port}",
+            *os.environ.get("BENCH_SERVER_ARGS", "").split(),
+        ]
     elif target == "seed":
         if not SEED_PYTHON.exists():
             subprocess.run(["bash", str(BENCH / "setup_seed.sh")], check=True)

@@ -16,19 +16,36 @@ one engine.io server, each measured with bench/probe_idle_memory.py and bench/ch
 
 Everything else (the Engine.IO protocol, upgrades from polling, close and ping semantics) is
 engine.io's own code: LeanSocket subclasses its AsyncSocket and keeps its methods.
+
+Three more cut python-socketio's own cost per packet, through its public options
+(`serializer`, `json`, `client_manager`); the packets on the wire are byte for byte the same.
+On bench/floor_server.py (the stack with no work of Sohbet's) they were a third of its CPU:
+
+- `LeanPacket`: python-socketio looks for bytes in every packet's data (binary attachments)
+  with a recursive scan that builds a list and a `functools.reduce` per level and never stops
+  early (16 % of the floor's CPU); this scan stops at the first bytes it finds;
+- `JSON`: engine.io's `loads` passes `parse_int` (its guard against huge numbers), and
+  python-socketio's `dumps` passes `separators`, so the standard library built a new decoder
+  or encoder for every packet; these are built once, with the same settings;
+- `LeanManager`: an emit made an asyncio task per recipient and waited for them all
+  (`asyncio.wait`), while handing a packet to a socket only appends it to the socket's queue;
+  the packets are now handed over in a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import engineio
+import socketio
 from engineio import async_server, async_socket, exceptions, packet
+from socketio import packet as sio_packet
 
 log = logging.getLogger("sohbet.sockets")
 
@@ -290,3 +307,109 @@ class _SocketModule:
         if server.create_queue is LeanQueue:
             return LeanSocket(server, sid)
         return async_socket.AsyncSocket(server, sid)
+
+
+# python-socketio ------------------------------------------------------------------------------
+
+
+class LeanPacket(sio_packet.Packet):  # type: ignore[misc]
+    """python-socketio's packet, with a binary scan that stops at the first bytes it finds."""
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        if isinstance(data, (bytes, bytearray)):
+            return True
+        if isinstance(data, dict):
+            data = data.values()
+        elif not isinstance(data, list):
+            return False
+        return any(cls.data_is_binary(item) for item in data)
+
+
+def _safe_int(text: str) -> int:
+    """engine.io's guard: a number of more than 100 digits in a packet is refused."""
+    if len(text) > 100:
+        raise ValueError("Integer is too large")
+    return int(text)
+
+
+class JSON:
+    """The json module for engine.io and python-socketio, with its coders built once.
+
+    Same output and the same guard as theirs (`engineio.json`): compact separators where they
+    ask for them, `parse_int` limited to 100 digits. Any other arguments go to the standard
+    library as they would have.
+    """
+
+    _decode = json.JSONDecoder(parse_int=_safe_int).decode
+    _compact = json.JSONEncoder(separators=(",", ":")).encode
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: Any) -> Any:
+        if kwargs:
+            kwargs.setdefault("parse_int", _safe_int)
+            return json.loads(text, **kwargs)
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode()
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return JSON._decode(text)
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        if kwargs == {"separators": (",", ":")}:
+            return JSON._compact(obj)
+        return json.dumps(obj, **kwargs)
+
+
+class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's room manager, handing a packet to each recipient without a task each.
+
+    Giving a packet to an engine.io socket appends it to the socket's queue (the socket's own
+    writer task sends it), so there is nothing to wait for in parallel. A recipient that fails
+    (its socket just closed) is logged and skipped, as a failed task was. Emits that ask for
+    acknowledgements take python-socketio's own path.
+    """
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if callback is not None or namespace not in self.rooms:
+            await super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+            )
+            return
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        recipients = [
+            eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip
+        ]
+        if not recipients:
+            return
+        if isinstance(data, tuple):
+            args = list(data)
+        else:
+            args = [data] if data is not None else []
+        encoded = self.server.packet_class(
+            sio_packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        parts = encoded if isinstance(encoded, list) else [encoded]
+        eio_packets = [packet.Packet(packet.MESSAGE, part) for part in parts]
+        for eio_sid in recipients:
+            try:
+                for eio_packet in eio_packets:
+                    await self.server._send_eio_packet(eio_sid, eio_packet)
+            except Exception:
+                log.exception("emit of %s to %s failed", event, eio_sid)
+
+
+class LeanRedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore[misc]
+    """AsyncRedisManager whose local delivery (after Redis) is LeanManager's."""

@@ -1,0 +1,119 @@
+"""The lighter python-socketio pieces (app/sockets.py) against python-socketio's own.
+
+Each one must put the same bytes on the wire as the library's: the packet class's binary scan,
+the JSON coders, and the room manager's emit (compared on real engine.io sockets' queues).
+"""
+
+from __future__ import annotations
+
+import json
+
+import engineio.json
+import pytest
+import socketio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from socketio import packet as sio_packet
+
+from app.sockets import JSON, LeanManager, LeanPacket, LeanSocket, lighten
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+with_bytes = st.recursive(
+    scalars | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(with_bytes)
+def test_the_binary_scan_agrees_with_python_socketio(data: object) -> None:
+    assert LeanPacket.data_is_binary(data) == sio_packet.Packet.data_is_binary(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_json_coders_write_and_read_what_engineio_json_does(value: object) -> None:
+    compact = JSON.dumps(value, separators=(",", ":"))
+    assert compact == engineio.json.dumps(value, separators=(",", ":"))
+    assert JSON.dumps(value) == engineio.json.dumps(value)
+    assert JSON.loads(compact) == engineio.json.loads(compact)
+
+
+def test_the_json_decoder_keeps_engineios_guards() -> None:
+    with pytest.raises(ValueError, match="too large"):
+        JSON.loads("[" + "9" * 101 + "]")
+    assert JSON.loads("[" + "9" * 100 + "]") == [int("9" * 100)]
+    with pytest.raises(json.JSONDecodeError):
+        JSON.loads("\ufeff[1]")
+    with pytest.raises(json.JSONDecodeError):
+        JSON.loads('["send", {"text": "x"}')
+    assert JSON.loads(b'["a"]') == ["a"]
+
+
+async def _server_with_room(
+    manager: socketio.AsyncManager, closed: set[str] = frozenset()
+) -> tuple[socketio.AsyncServer, dict[str, LeanSocket], dict[str, str]]:
+    """A Socket.IO server (never served) with four sockets on /chat, three in room "r"."""
+    sio = socketio.AsyncServer(
+        async_mode="asgi", client_manager=manager, serializer=LeanPacket, json=JSON
+    )
+    lighten(sio.eio)
+    sockets: dict[str, LeanSocket] = {}
+    sids: dict[str, str] = {}
+    for name in ("a", "b", "c", "d"):
+        eio_sid = f"eio-{name}"
+        sock = LeanSocket(sio.eio, eio_sid)
+        sock.closed = name in closed
+        sio.eio.sockets[eio_sid] = sock
+        sid = await manager.pre_connect(eio_sid, "/chat")
+        await manager.connect(sid, "/chat")
+        if name != "d":
+            await manager.enter_room(sid, "/chat", "r", eio_sid)
+        sockets[name], sids[name] = sock, sid
+    return sio, sockets, sids
+
+
+def _queued(sock: LeanSocket) -> list[str]:
+    out: list[str] = []
+    while True:
+        try:
+            pkt = sock.queue.get_nowait()
+        except Exception:
+            return out
+        out.append(pkt.encode())
+
+
+async def test_an_emit_queues_the_same_packets_as_python_socketios_manager() -> None:
+    payload = {"chat_id": "Eda-7F3C", "seq": 3, "html": '<li>ş & "x"</li>', "n": [1, 2.5, None]}
+    queues = {}
+    for manager in (socketio.AsyncManager(), LeanManager()):
+        sio, sockets, sids = await _server_with_room(manager)
+        await sio.emit("chat:message", payload, room="r", skip_sid=sids["a"], namespace="/chat")
+        await sio.emit("chat:typing", ("x", 2), room="r", namespace="/chat")
+        await sio.emit("chat:seen", None, to=sids["d"], namespace="/chat")
+        await sio.emit("chat:empty", {}, room="nobody", namespace="/chat")
+        queues[type(manager).__name__] = {name: _queued(s) for name, s in sockets.items()}
+    assert queues["LeanManager"] == queues["AsyncManager"]
+    lean = queues["LeanManager"]
+    assert len(lean["a"]) == 1 and lean["a"][0].startswith('42/chat,["chat:typing","x",2]')
+    assert len(lean["b"]) == 2 and '"html":"<li>\\u015f &' in lean["b"][0]
+    assert lean["d"] == ['42/chat,["chat:seen"]']
+
+
+class _BrokenQueue:
+    async def put(self, item: object) -> None:
+        raise ConnectionResetError("the socket broke while the packet was handed over")
+
+
+async def test_a_failing_recipient_does_not_stop_the_others() -> None:
+    sio, sockets, _ = await _server_with_room(LeanManager(), closed={"c"})
+    sockets["a"].queue = _BrokenQueue()
+    await sio.emit("chat:message", {"seq": 1}, room="r", namespace="/chat")
+    assert _queued(sockets["b"]) == ['42/chat,["chat:message",{"seq":1}]']
+    assert _queued(sockets["c"]) == []  # closed: engine.io drops it

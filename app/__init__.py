@@ -119,7 +119,9 @@ def create_app(
 
     sio = create_sio(settings)
     presence = create_presence(settings)
-    chat = ChatService(settings, sio, Renderer(env), presence)
+    renderer = Renderer(env)
+    env.globals["fixed"] = renderer.fixed
+    chat = ChatService(settings, sio, renderer, presence)
     media.init_app(app, chat)
     bridge = telegram.init_app(app, chat, clock or RealClock())
     auth = AdminAuth(settings, bridge or LogDelivery())

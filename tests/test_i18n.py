@@ -6,6 +6,7 @@ import aiohttp
 from babel.messages.extract import extract_from_dir
 
 from app.i18n import catalog, load_catalogs
+from tests.support.clients import VISITOR_COOKIE, client_id, start_visitor, visitor_peer
 from tests.support.server import ROOT, Server
 
 METHOD_MAP = [
@@ -69,3 +70,29 @@ async def test_errors_are_translated(server: Server) -> None:
             page = await r.text()
             assert "The name is too long (at most 40 characters)" in page
             assert 'value="' + "x" * 41 + '"' in page, "what the visitor typed is kept"
+
+
+async def test_a_message_receipt_is_in_its_visitors_language(server: Server) -> None:
+    """The receipt ticks are rendered once per language (app/render.py `fixed`): each visitor's
+    copy of their own message still carries their own language's labels."""
+    labels = {"tr": ("Gönderildi", "Görüldü"), "en": ("Sent", "Seen")}
+    for lang in ("en", "tr", "en"):
+        token, cid = await start_visitor(server.url, "Eda")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            # The page the visitor opens sets the conversation's language.
+            cookie = f"sohbet_lang={lang}; {VISITOR_COOKIE}={token}"
+            async with http.get(server.url + "/", headers={"Cookie": cookie}) as r:
+                assert f'<html lang="{lang}">' in await r.text()
+        peer = await visitor_peer(server.url, token)
+        try:
+            joined = await peer.call("join", {"chat_id": cid})
+            assert joined["ok"], joined
+            ack = await peer.call(
+                "send", {"chat_id": cid, "text": "merhaba", "client_id": client_id()}
+            )
+            html = ack["message"]["html"]
+            other = labels["tr" if lang == "en" else "en"]
+            assert all(f">{label}<" in html for label in labels[lang]), html
+            assert not any(f">{label}<" in html for label in other), html
+        finally:
+            await peer.close()

@@ -39,6 +39,8 @@ TEXT = "Merhaba, siparişim hâlâ gelmedi; yardımcı olur musunuz? #"
 
 # Ramp steps (msg/s) shared by both targets, so the two ramps are the same ramp.
 RAMP = [100, 200, 300, 400, 500, 600, 800, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
+# The floor starts where the chat's own ramp gets interesting.
+FLOOR_RAMP = [1000, 1500, 2000, 2500, 3000, 3500, 4000]
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -827,7 +829,7 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
     }
     parts = getattr(args, "only", "")
-    only = set(parts.split(",")) if parts else {"a", "b", "c", "d"}
+    only = set(parts.split(",")) if parts else {"a", "b", "c", "d", "f"}
     report["parts"] = sorted(only)
     if "a" in only:
         runs["a_real_1000_pairs"] = run_load(
@@ -857,6 +859,21 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         runs["c_seed_ramp"] = run_load(
             "seed", 200, RAMP, 8, label="(c) seed ramp, 200 pairs", **common
         )
+    if "f" in only:
+        # The floor of (b): the mandated transport stack with no work of Sohbet's
+        # (bench/floor_server.py), as python-socketio ships and with Sohbet's lighter pieces.
+        runs["f_floor_ramp"] = run_load(
+            "floor", 200, FLOOR_RAMP, 8, label="(f) floor: python-socketio on Hypercorn", **common
+        )
+        runs["f_floor_lean_ramp"] = run_load(
+            "floor",
+            200,
+            FLOOR_RAMP,
+            8,
+            server_env={"FLOOR_LEAN": "1"},
+            label="(f') floor with app/sockets.py's lighter pieces",
+            **common,
+        )
     if "d" in only:
         idle_common = {"workers": args.workers, "quiet": quiet, "compression": compression}
         # Clients offer permessage-deflate as browsers do; the server decides (WS_COMPRESSION).
@@ -885,6 +902,9 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
         summary["c_ratio"] = round(
             summary["b_real_max_sustained"] / summary["c_seed_max_sustained"], 2
         )
+    if "f" in only:
+        summary["f_floor_max_sustained"] = runs["f_floor_ramp"]["max_sustained_rate"]
+        summary["f_floor_lean_max_sustained"] = runs["f_floor_lean_ramp"]["max_sustained_rate"]
     if "d" in only:
         summary["d_kib_per_conn"] = {
             lvl["requested"]: lvl["kib_per_conn"] for lvl in runs["d_real_idle"]["levels"]
@@ -1017,7 +1037,7 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="cmd")
     suite_cmd = sub.add_parser("suite", help="(a)-(d) of bench/README.md (default)")
-    suite_cmd.add_argument("--only", default="", help="comma-separated parts: a,b,c,d")
+    suite_cmd.add_argument("--only", default="", help="comma-separated parts: a,b,c,d,f")
     load = sub.add_parser("load", help="pairs sending at one or more rates")
     load.add_argument("--target", choices=["real", "seed", "floor"], default="real")
     load.add_argument("--pairs", type=int, default=200)

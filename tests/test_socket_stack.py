@@ -6,11 +6,14 @@ the JSON coders, and the room manager's emit (compared on real engine.io sockets
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import engineio
 import engineio.json
 import pytest
 import socketio
+from engineio import packet as eio_packet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
@@ -117,3 +120,45 @@ async def test_a_failing_recipient_does_not_stop_the_others() -> None:
     await sio.emit("chat:message", {"seq": 1}, room="r", namespace="/chat")
     assert _queued(sockets["b"]) == ['42/chat,["chat:message",{"seq":1}]']
     assert _queued(sockets["c"]) == []  # closed: engine.io drops it
+
+
+class _MemoryWebSocket:
+    """engine.io's view of an ASGI WebSocket (wait/send/close), in memory: a peer that sends
+    nothing unless the test says so."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sent: list[str] = []
+        self.closed = asyncio.Event()
+
+    async def wait(self) -> str | None:
+        return await self.inbox.get()
+
+    async def send(self, data: str) -> None:
+        self.sent.append(data)
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+async def test_a_socket_closed_for_silence_sends_close_and_ends_its_websocket() -> None:
+    """LeanSocket's writer waits on its queue without a timeout, so closing the socket (what
+    engine.io's service task does when pings go unanswered) must end it."""
+    eio = engineio.AsyncServer(async_mode="asgi")
+    lighten(eio)
+    sock = LeanSocket(eio, "s1")
+    eio.sockets["s1"] = sock
+    ws = _MemoryWebSocket()
+    handler = asyncio.create_task(sock._websocket_handler(ws))
+    await sock.send(eio_packet.Packet(eio_packet.MESSAGE, "hello"))
+    await sock.send(eio_packet.Packet(eio_packet.MESSAGE, "world"))
+    for _ in range(100):
+        if len(ws.sent) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert ws.sent == ["4hello", "4world"]
+    await sock.close(wait=False, abort=False)
+    await asyncio.wait_for(ws.closed.wait(), 2)
+    assert ws.sent[-1] == "1", "the CLOSE packet goes out before the WebSocket closes"
+    await ws.inbox.put(None)  # the peer's connection ends
+    await asyncio.wait_for(handler, 2)

@@ -394,9 +394,10 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
     """python-socketio's room manager, handing a packet to each recipient without a task each.
 
     Giving a packet to an engine.io socket appends it to the socket's queue (the socket's own
-    writer task sends it), so there is nothing to wait for in parallel. A recipient that fails
-    (its socket just closed) is logged and skipped, as a failed task was. Emits that ask for
-    acknowledgements take python-socketio's own path.
+    writer task sends it), so there is nothing to wait for in parallel. A recipient whose
+    hand-over fails is logged and skipped, as a failed task was (a socket that has just closed
+    is dropped by engine.io itself). Emits that ask for acknowledgements take python-socketio's
+    own path.
     """
 
     async def emit(

@@ -38,7 +38,9 @@ RESULTS = BENCH / "results"
 TEXT = "Merhaba, siparişim hâlâ gelmedi; yardımcı olur musunuz? #"
 
 # Ramp steps (msg/s) shared by both targets, so the two ramps are the same ramp.
-RAMP = [100, 200, 300, 400, 500, 600, 800, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
+# 250 msg/s apart from 1,000 to 2,000, where the real server's maximum lies (500 apart, a step
+# that just failed at 1,500 reported 1,000).
+RAMP = [100, 200, 300, 400, 500, 600, 800, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000]
 # The floor starts where the chat's own ramp gets interesting.
 FLOOR_RAMP = [1000, 1500, 2000, 2500, 3000, 3500, 4000]
 

@@ -60,7 +60,7 @@ def test_the_json_decoder_keeps_engineios_guards() -> None:
 
 
 async def _server_with_room(
-    manager: socketio.AsyncManager, closed: set[str] = frozenset()
+    manager: socketio.AsyncManager, closed: frozenset[str] = frozenset()
 ) -> tuple[socketio.AsyncServer, dict[str, LeanSocket], dict[str, str]]:
     """A Socket.IO server (never served) with four sockets on /chat, three in room "r"."""
     sio = socketio.AsyncServer(
@@ -87,7 +87,7 @@ def _queued(sock: LeanSocket) -> list[str]:
     while True:
         try:
             pkt = sock.queue.get_nowait()
-        except Exception:
+        except asyncio.QueueEmpty:
             return out
         out.append(pkt.encode())
 
@@ -115,7 +115,7 @@ class _BrokenQueue:
 
 
 async def test_a_failing_recipient_does_not_stop_the_others() -> None:
-    sio, sockets, _ = await _server_with_room(LeanManager(), closed={"c"})
+    sio, sockets, _ = await _server_with_room(LeanManager(), closed=frozenset({"c"}))
     sockets["a"].queue = _BrokenQueue()
     await sio.emit("chat:message", {"seq": 1}, room="r", namespace="/chat")
     assert _queued(sockets["b"]) == ['42/chat,["chat:message",{"seq":1}]']

@@ -25,6 +25,8 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SEED_PYTHON = BENCH / ".venv-seed" / "bin" / "python"
+# Targets served by Hypercorn: the product, and the floor (its transport stack alone).
+HYPERCORN_APPS = {"real": "app.asgi:app", "floor": "bench.floor_server:app"}
 ADMIN_PASSWORD = "pw"
 
 
@@ -108,42 +110,31 @@ def start_server(
     log_path = run_dir / f"{target}-server.log"
     log_file = log_path.open("wb")
     child_env = dict(os.environ)
-    if target == "real":
-        db_path = run_dir / "bench.db"
-        child_env.update(
-            DATABASE_URL=f"sqlite://{db_path}",
-            SECRET_KEY="x",
-            ADMIN_PASSWORD=ADMIN_PASSWORD,
-            SOHBET_ENV_FILE="/nonexistent",
-            # Load clients all come from 127.0.0.1 and send far faster than a person.
-            CONVERSATIONS_PER_HOUR="1000000",
-            MESSAGES_PER_MINUTE="1000000",
-        )
+    if target in HYPERCORN_APPS:
+        if target == "real":
+            child_env.update(
+                DATABASE_URL=f"sqlite://{run_dir / 'bench.db'}",
+                SECRET_KEY="x",
+                ADMIN_PASSWORD=ADMIN_PASSWORD,
+                SOHBET_ENV_FILE="/nonexistent",
+                # Load clients all come from 127.0.0.1 and send far faster than a person.
+                CONVERSATIONS_PER_HOUR="1000000",
+                MESSAGES_PER_MINUTE="1000000",
+            )
         cmd = [
             str(ROOT / ".venv" / "bin" / "python"),
             "-m",
             "hypercorn",
-            "app.asgi:app",
-            # The product's command (Makefile's `run`, the Dockerfile's CMD).
+            HYPERCORN_APPS[target],
+            # The product's event loop (Makefile's `run`, the Dockerfile's CMD). Hypercorn's
+            # supervisor is kept (the product runs `--workers 0`): it idles, and every figure
+            # in bench/README.md was measured with it.
             "--worker-class",
             "uvloop",
             "--bind",
             f"127.0.0.1:{port}",
             # Extra Hypercorn flags for experiments (BENCH_SERVER_ARGS="-k asyncio": the last
             # --worker-class wins).
-            *os.environ.get("BENCH_SERVER_ARGS", "").split(),
-        ]
-    elif target == "floor":
-        # The transport stack alone (bench/floor_server.py), served the way the product is.
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "python"),
-            "-m",
-            "hypercorn",
-            "bench.floor_server:app",
-            "--worker-class",
-            "uvloop",
-            "--bind",
-            f"127.0.0.1:{port}",
             *os.environ.get("BENCH_SERVER_ARGS", "").split(),
         ]
     elif target == "seed":

@@ -41,7 +41,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import engineio
 import socketio
@@ -49,6 +49,7 @@ from engineio import async_server, async_socket, exceptions, packet
 from socketio import packet as sio_packet
 
 log = logging.getLogger("sohbet.sockets")
+_Server = TypeVar("_Server", bound=socketio.AsyncServer)
 
 
 class LeanQueue:
@@ -442,3 +443,14 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
 
 class LeanRedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore[misc]
     """AsyncRedisManager whose local delivery (after Redis) is LeanManager's."""
+
+
+def lean_server(server_class: type[_Server], **options: Any) -> _Server:
+    """A Socket.IO server of `server_class` with every lighter piece of this module.
+
+    `options` go to the server; `client_manager` defaults to a LeanManager.
+    """
+    options.setdefault("client_manager", LeanManager())
+    sio: _Server = server_class(serializer=LeanPacket, json=JSON, **options)
+    lighten(sio.eio)
+    return sio

@@ -9,8 +9,8 @@ one process of this stack can carry (bench/README.md, target (b)).
     send {chat_id, text, client_id}  -> seq += 1, emit chat:message to the room (the sender
                                         skipped), ack {ok, duplicate:false, message}
 
-`FLOOR_LEAN=1` builds it with Sohbet's lighter engine.io sockets, packet class, JSON coders and
-room manager (app/sockets.py), as `app.realtime.create_sio` does.
+`FLOOR_LEAN=1` builds it with `app.sockets.lean_server`, as `app.realtime.create_sio` does: Sohbet's
+lighter engine.io sockets, packet class, JSON coders and room manager.
 
     .venv/bin/python -m hypercorn bench.floor_server:app --worker-class uvloop --bind ...
 """
@@ -24,16 +24,9 @@ from typing import Any
 import socketio
 
 if os.environ.get("FLOOR_LEAN") == "1":
-    from app.sockets import JSON, LeanManager, LeanPacket, lighten
+    from app.sockets import lean_server
 
-    sio = socketio.AsyncServer(
-        async_mode="asgi",
-        cors_allowed_origins=None,
-        client_manager=LeanManager(),
-        serializer=LeanPacket,
-        json=JSON,
-    )
-    lighten(sio.eio)
+    sio = lean_server(socketio.AsyncServer, async_mode="asgi", cors_allowed_origins=None)
 else:
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None)
 seqs: dict[str, int] = {}

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from app.sockets import JSON, LeanManager, LeanPacket, LeanSocket, lighten
+from app.sockets import JSON, LeanManager, LeanPacket, LeanSocket, lean_server, lighten
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
@@ -63,10 +63,7 @@ async def _server_with_room(
     manager: socketio.AsyncManager, closed: frozenset[str] = frozenset()
 ) -> tuple[socketio.AsyncServer, dict[str, LeanSocket], dict[str, str]]:
     """A Socket.IO server (never served) with four sockets on /chat, three in room "r"."""
-    sio = socketio.AsyncServer(
-        async_mode="asgi", client_manager=manager, serializer=LeanPacket, json=JSON
-    )
-    lighten(sio.eio)
+    sio = lean_server(socketio.AsyncServer, async_mode="asgi", client_manager=manager)
     sockets: dict[str, LeanSocket] = {}
     sids: dict[str, str] = {}
     for name in ("a", "b", "c", "d"):

@@ -120,10 +120,10 @@ def step_medians(runs: list[dict[str, float | None]]) -> dict[str, float | None]
     return medians
 
 
-async def marks_of(page: Any, heard: dict[str, Any]) -> tuple[list[Any], float]:
-    marks = await page.evaluate("window.__callMarks")
-    marks += [[heard["listening"], "LISTENING", ""], [heard["at"], "HEARD", ""]]
-    return marks, await page.evaluate("performance.timeOrigin")
+async def marks_of(page: Any, heard: dict[str, Any]) -> list[Any]:
+    """A page's profile marks (bench/call_profile.js), plus when its analyser listened and heard."""
+    marks: list[Any] = await page.evaluate("window.__callMarks")
+    return [*marks, [heard["listening"], "LISTENING", ""], [heard["at"], "HEARD", ""]]
 
 
 async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) -> dict[str, Any]:
@@ -131,7 +131,7 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
 
     from tests.support.browser import chromium
     from tests.support.clients import admin_login
-    from tests.support.server import Server
+    from tests.support.server import scratch_server
     from tests.test_browser import DESKTOP, PHONE, start_chat
     from tests.test_calls import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 
@@ -139,22 +139,19 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
     # trickled candidates must keep it from holding calls up. `--no-stun`: none at all.
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.2", 0))
-    server = Server(
-        database_url=f"sqlite://{workdir / 'setup.db'}",
-        workdir=workdir,
-        env_extra={
-            "ICE_SERVERS": f"stun:127.0.0.2:{silent.getsockname()[1]}" if stun else "none",
-            "ECHO_PER_HOUR": "1000",
-            "SELFTEST_SKIP": "calls",
-        },
-    )
-    await server.start()
-    admin_token = await admin_login(server)
+    env = {
+        "ICE_SERVERS": f"stun:127.0.0.2:{silent.getsockname()[1]}" if stun else "none",
+        "ECHO_PER_HOUR": "1000",
+        "SELFTEST_SKIP": "calls",
+    }
     tone = tone_wav(workdir / "tone.wav")
     echo: list[float] = []
     p2p: list[float] = []
     echo_steps: list[dict[str, float | None]] = []
     p2p_steps: list[dict[str, float | None]] = []
+    # Every mark of every run (ms since the page's timeOrigin), for what the steps leave out.
+    echo_marks: list[Any] = []
+    p2p_marks: list[Any] = []
 
     async def call_context(browser: Browser, options: dict[str, Any]) -> BrowserContext:
         """A page's context: camera and microphone allowed, clicks (and steps) noted."""
@@ -166,70 +163,77 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
         return context
 
     try:
-        args = [*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"]
-        async with chromium(args) as browser:
-            for run in range(runs):
-                context = await call_context(browser, PHONE)
-                page = await context.new_page()
-                await start_chat(page, server.url, f"Echo{run}")
-                await expect(page.locator("#call-test")).to_be_visible()
-                await page.locator("#call-test").click()
-                found = await page.evaluate(HEAR, 8000)
-                heard = found["at"]
-                clicked = await page.evaluate("window.__callClickedAt")
-                assert heard is not None, "no echo heard"
-                echo.append(heard - clicked)
-                print(f"  browser -> echo, run {run + 1}: {heard - clicked:.0f} ms", flush=True)
-                if profile:
-                    marks, origin = await marks_of(page, found)
-                    steps = profile_steps(ECHO_STEPS, {"page": (marks, origin)}, origin + clicked)
-                    echo_steps.append(steps)
-                    print_steps(steps)
-                await page.locator("#call-hangup").click()
-                await context.close()
+        async with scratch_server(env) as server:
+            admin_token = await admin_login(server)
+            args = [*CALL_CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"]
+            async with chromium(args) as browser:
+                for run in range(runs):
+                    context = await call_context(browser, PHONE)
+                    page = await context.new_page()
+                    await start_chat(page, server.url, f"Echo{run}")
+                    await expect(page.locator("#call-test")).to_be_visible()
+                    await page.locator("#call-test").click()
+                    found = await page.evaluate(HEAR, 8000)
+                    heard = found["at"]
+                    clicked = await page.evaluate("window.__callClickedAt")
+                    assert heard is not None, "no echo heard"
+                    echo.append(heard - clicked)
+                    print(f"  browser -> echo, run {run + 1}: {heard - clicked:.0f} ms", flush=True)
+                    if profile:
+                        origin = await page.evaluate("performance.timeOrigin")
+                        marks = await marks_of(page, found)
+                        pages = {"page": (marks, origin)}
+                        steps = profile_steps(ECHO_STEPS, pages, origin + clicked)
+                        echo_steps.append(steps)
+                        echo_marks.append(marks)
+                        print_steps(steps)
+                    await page.locator("#call-hangup").click()
+                    await context.close()
 
-                visitor_ctx = await call_context(browser, PHONE)
-                admin_ctx = await call_context(browser, DESKTOP)
-                await admin_ctx.add_cookies(
-                    [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
-                )
-                visitor = await visitor_ctx.new_page()
-                admin = await admin_ctx.new_page()
-                await start_chat(visitor, server.url, f"P2P{run}")
-                await admin.goto(server.url + "/admin")
-                # The panel rings only once its /call socket is in (it then shows the mic test).
-                await expect(admin.locator("#call-test")).to_be_visible()
-                await expect(visitor.locator("#call-button")).to_be_enabled()
-                await visitor.locator("#call-button").click()
-                await expect(admin.locator("#call")).to_have_attribute("data-state", "incoming")
-                await admin.locator("#call-accept").click()
-                found_v, found_a = await asyncio.gather(
-                    visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
-                )
-                heard_v, heard_a = found_v["at"], found_a["at"]
-                accepted = await admin.evaluate("window.__callClickedAt")
-                # Two pages, two clocks: the visitor's time is moved onto the admin's clock
-                # through each page's performance.timeOrigin.
-                v_origin = await visitor.evaluate("performance.timeOrigin")
-                a_origin = await admin.evaluate("performance.timeOrigin")
-                assert heard_v is not None and heard_a is not None, "P2P: no sound"
-                both = max(heard_a, heard_v + v_origin - a_origin)
-                p2p.append(both - accepted)
-                mode = await admin.locator("#call").get_attribute("data-mode")
-                print(
-                    f"  browser <-> browser ({mode}), run {run + 1}: {both - accepted:.0f} ms",
-                    flush=True,
-                )
-                if profile:
-                    pages = {"vis": await marks_of(visitor, found_v)}
-                    pages["adm"] = await marks_of(admin, found_a)
-                    steps = profile_steps(P2P_STEPS, pages, a_origin + accepted)
-                    p2p_steps.append(steps)
-                    print_steps(steps)
-                await visitor_ctx.close()
-                await admin_ctx.close()
+                    visitor_ctx = await call_context(browser, PHONE)
+                    admin_ctx = await call_context(browser, DESKTOP)
+                    await admin_ctx.add_cookies(
+                        [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+                    )
+                    visitor = await visitor_ctx.new_page()
+                    admin = await admin_ctx.new_page()
+                    await start_chat(visitor, server.url, f"P2P{run}")
+                    await admin.goto(server.url + "/admin")
+                    # The panel rings only once its /call socket is in (it then shows the mic test).
+                    await expect(admin.locator("#call-test")).to_be_visible()
+                    await expect(visitor.locator("#call-button")).to_be_enabled()
+                    await visitor.locator("#call-button").click()
+                    await expect(admin.locator("#call")).to_have_attribute("data-state", "incoming")
+                    await admin.locator("#call-accept").click()
+                    found_v, found_a = await asyncio.gather(
+                        visitor.evaluate(HEAR, 8000), admin.evaluate(HEAR, 8000)
+                    )
+                    heard_v, heard_a = found_v["at"], found_a["at"]
+                    accepted = await admin.evaluate("window.__callClickedAt")
+                    # Two pages, two clocks: the visitor's time is moved onto the admin's clock
+                    # through each page's performance.timeOrigin.
+                    v_origin = await visitor.evaluate("performance.timeOrigin")
+                    a_origin = await admin.evaluate("performance.timeOrigin")
+                    assert heard_v is not None and heard_a is not None, "P2P: no sound"
+                    both = max(heard_a, heard_v + v_origin - a_origin)
+                    p2p.append(both - accepted)
+                    mode = await admin.locator("#call").get_attribute("data-mode")
+                    print(
+                        f"  browser <-> browser ({mode}), run {run + 1}: {both - accepted:.0f} ms",
+                        flush=True,
+                    )
+                    if profile:
+                        pages = {
+                            "vis": (await marks_of(visitor, found_v), v_origin),
+                            "adm": (await marks_of(admin, found_a), a_origin),
+                        }
+                        steps = profile_steps(P2P_STEPS, pages, a_origin + accepted)
+                        p2p_steps.append(steps)
+                        p2p_marks.append({side: marks for side, (marks, _) in pages.items()})
+                        print_steps(steps)
+                    await visitor_ctx.close()
+                    await admin_ctx.close()
     finally:
-        server.stop()
         silent.close()
     result = {
         "echo_ms": summary(echo),
@@ -241,6 +245,8 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
         # Median time of each step after the click (echo) or the accept click (P2P).
         result["echo_steps_ms"] = step_medians(echo_steps)
         result["p2p_steps_ms"] = step_medians(p2p_steps)
+        result["echo_marks"] = echo_marks
+        result["p2p_marks"] = p2p_marks
     return result
 
 

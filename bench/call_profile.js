@@ -1,10 +1,10 @@
 // Loaded into the pages by `call_bench.py setup --profile`: the time (performance.now) of each
 // step of a call (click, microphone, /call socket messages, RTCPeerConnection calls and events,
-// call.js/call.css fetches), kept in window.__callMarks for the bench to print.
+// call.js/call.css fetches), kept in window.__callMarks: the bench prints the steps it knows and
+// saves every mark in its JSON (echo_marks, p2p_marks).
 (() => {
   const marks = (window.__callMarks = []);
   const mark = (name, extra) => marks.push([performance.now(), name, extra || ""]);
-  window.__mark = mark;
   document.addEventListener("click", (e) => mark("click", e.target.id), true);
   const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
   navigator.mediaDevices.getUserMedia = async (c) => {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -41,8 +40,3 @@ async def server(
 @pytest.fixture(scope="module")
 async def admin_token(server: Server) -> str:
     return await admin_login(server)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import client_id, start_visitor, visitor_peer
-from tests.support.proxy import CuttingProxy
+from tests.support.proxy import postgres_behind_proxy
 from tests.support.server import Server, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.postgres
@@ -30,11 +30,8 @@ async def database() -> AsyncIterator[str]:
 async def test_messages_are_stored_again_after_a_begin_lost_with_the_connection(
     tmp_path: Path, database: str
 ) -> None:
-    host_port = database.split("@", 1)[1].split("/", 1)[0]
-    proxy = await CuttingProxy(int(host_port.rsplit(":", 1)[1])).start()
-    server = Server(
-        database_url=database.replace(host_port, f"127.0.0.1:{proxy.port}"), workdir=tmp_path
-    )
+    proxy, proxied = await postgres_behind_proxy(database)
+    server = Server(database_url=proxied, workdir=tmp_path)
     await server.start()
     try:
         token, cid = await start_visitor(server.url, "Kesinti")

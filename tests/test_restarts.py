@@ -26,7 +26,7 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.proxy import CuttingProxy
+from tests.support.proxy import postgres_behind_proxy
 from tests.support.server import (
     REDIS_URL,
     Server,
@@ -131,11 +131,8 @@ async def test_a_database_outage_acknowledges_nothing_uncommitted(
 ) -> None:
     """PostgreSQL is reached through a proxy that refuses and cuts every connection for 3 s,
     twice, mid-exchange; sends during it get `server_error` and are retried with their id."""
-    host_port = database.split("@", 1)[1].split("/", 1)[0]
-    proxy = await CuttingProxy(int(host_port.rsplit(":", 1)[1])).start()
-    server = Server(
-        database_url=database.replace(host_port, f"127.0.0.1:{proxy.port}"), workdir=tmp_path
-    )
+    proxy, proxied = await postgres_behind_proxy(database)
+    server = Server(database_url=proxied, workdir=tmp_path)
     await server.start()
     outages: list[int] = []
 

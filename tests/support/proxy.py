@@ -16,8 +16,8 @@ class CuttingProxy:
         self.port = free_port()
         self.cuts = 0
         self.refusing = False
-        # Set to some bytes: the next connection whose client sends them is cut right there
-        # (once), before they reach the target.
+        # Set to some bytes: when a client next sends them, every live connection is cut right
+        # there (once), before they reach the target.
         self.cut_at: bytes | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -47,7 +47,7 @@ class CuttingProxy:
             task.add_done_callback(self._tasks.discard)
 
     async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool = False
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool
     ) -> None:
         try:
             while data := await src.read(65536):
@@ -80,3 +80,10 @@ class CuttingProxy:
                 await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
+
+
+async def postgres_behind_proxy(url: str) -> tuple[CuttingProxy, str]:
+    """A started proxy in front of the PostgreSQL server of `url`, and `url` through it."""
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    proxy = await CuttingProxy(int(host_port.rsplit(":", 1)[1])).start()
+    return proxy, url.replace(host_port, f"127.0.0.1:{proxy.port}")

@@ -6,7 +6,13 @@ import aiohttp
 from babel.messages.extract import extract_from_dir
 
 from app.i18n import catalog, load_catalogs
-from tests.support.clients import VISITOR_COOKIE, client_id, start_visitor, visitor_peer
+from tests.support.clients import (
+    VISITOR_COOKIE,
+    client_id,
+    jarless,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.server import ROOT, Server
 
 METHOD_MAP = [
@@ -78,7 +84,7 @@ async def test_a_message_receipt_is_in_its_visitors_language(server: Server) -> 
     labels = {"tr": ("Gönderildi", "Görüldü"), "en": ("Sent", "Seen")}
     for lang in ("en", "tr", "en"):
         token, cid = await start_visitor(server.url, "Eda")
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with jarless() as http:
             # The page the visitor opens sets the conversation's language.
             cookie = f"sohbet_lang={lang}; {VISITOR_COOKIE}={token}"
             async with http.get(server.url + "/", headers={"Cookie": cookie}) as r:

@@ -165,8 +165,9 @@ async def test_list_help_and_close_button(
 async def test_wrong_codes_alert_the_operator(tg_server: Server, fake: FakeTelegram) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         _, challenge, _ = await ask_code(http, tg_server.url)
+        assert challenge
         for _ in range(3):
-            status, _, _ = await redeem_code(http, tg_server.url, challenge or "", "000000")
+            status, _, _ = await redeem_code(http, tg_server.url, challenge, "000000")
             assert status == 400
     alert = await fake.wait_for_sent(with_text("yanlış giriş kodu"))
     assert "3" in (alert.text or "")

@@ -19,6 +19,7 @@ from tests.support.clients import (
     admin_peer,
     client_id,
     panel_action,
+    start_visitor,
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
@@ -107,17 +108,11 @@ async def test_operator_blocks_and_unblocks_a_visitor_from_the_panel(
     refused with a visible message (and the page says so), no new conversation starts from
     their address, others are unaffected; Unblock lifts both."""
     address = new_address()
-    status, token, _ = await start_from(server, "Troll", address)
-    assert status == 303 and token
+    token, cid = await start_visitor(server.url, "Troll", headers={"X-Forwarded-For": address})
     peer = await visitor_peer(server.url, token)
     csrf = await admin_csrf(server.url, admin_token)
     try:
         async with jarless() as http:
-            async with http.get(
-                server.url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}
-            ) as r:
-                page = await r.text()
-            cid = page.split('data-chat-id="', 1)[1].split('"', 1)[0]
             assert (await peer.call("join", {"chat_id": cid}))["ok"]
             status, pane = await panel_action(
                 server.url, admin_token, csrf, f"/admin/c/{cid}/block"

@@ -102,7 +102,10 @@ def profile_steps(
     for label, page, name, text in steps:
         marks, origin = pages[page]
         matching = (m for m in marks if m[1].endswith(name) and text in m[2])
-        at = next((m[0] for m in matching if m[0] + origin >= start), None)
+        # Fetches count before the click too: call.js starts loading on the pointer's intent,
+        # and a load finished before the click is a negative time, not a missing step.
+        early = name.startswith("fetch:")
+        at = next((m[0] for m in matching if early or m[0] + origin >= start), None)
         found[label] = None if at is None else round(at + origin - start, 1)
     return found
 

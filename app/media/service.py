@@ -316,9 +316,15 @@ ORPHAN_GRACE = timedelta(minutes=10)
 
 
 def size_text(size: int) -> str:
-    """A byte count as people read it: 10 MB, 293 KB."""
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.3g} MB"
+    """A byte count as people read it: 72 GB, 7.2 GB, 10 MB, 293 KB."""
+    for unit, scale in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2)):
+        if size >= scale:
+            value = size / scale
+            return (
+                f"{value:.1f}".removesuffix(".0") + f" {unit}"
+                if value < 10
+                else f"{round(value)} {unit}"
+            )
     return f"{max(1, round(size / 1024))} KB"
 
 

@@ -7,6 +7,15 @@
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 3500;
 const ACK_TIMEOUT_MS = 8000;
+// Refusals that sending the same message again cannot change (its content or shape).
+const FINAL = new Set([
+  "too_large", "bad_packet", "bad_text", "message_too_long", "message_empty", "message_not_text",
+  "bad_client_id", "bad_payload", "bad_chat", "blocked",
+]);
+// Errors about a whole packet: the server may answer them with `chat:error` alone (no ack).
+const PACKET_ERRORS = new Set(["too_large", "bad_packet"]);
+// Room the Socket.IO frame adds around the payload (type, namespace, ack id, event name).
+const FRAME_BYTES = 64;
 
 export function newClientId() {
   const bytes = new Uint8Array(16);
@@ -50,8 +59,10 @@ export class Conversation {
     this.seen = new Set();
     this.generation = 0;
     this.outboxKey = `sohbet:outbox:${this.role}:${this.chatId}`;
-    this.outbox = storageGet(this.outboxKey);
-    this.sending = false;
+    // What a script or an older page left there is shown as it is, but never trusted as shaped.
+    this.outbox = storageGet(this.outboxKey).filter((i) => i && typeof i.client_id === "string");
+    this.limits = this.form.dataset;
+    this.sending = null;
     this.disposed = false;
     this.lastTypingSent = 0;
     this.typingTimer = null;
@@ -130,8 +141,58 @@ export class Conversation {
     const node = this.pendingTemplate.content.firstElementChild.cloneNode(true);
     node.dataset.clientId = item.client_id;
     node.querySelector(".msg__text").textContent = item.text;
+    node.querySelector('[data-outbox="retry"]').addEventListener("click", () => this.retry(item, node));
+    node.querySelector('[data-outbox="delete"]').addEventListener("click", () => this.discard(item, node));
     this.list.appendChild(node);
+    if (item.failed) this.showFailed(item, node);
     this.scrollToEnd(true);
+  }
+
+  pendingNode(item) {
+    return [...this.list.querySelectorAll(".msg--pending")].find((n) => n.dataset.clientId === item.client_id);
+  }
+
+  // Refused for good: kept (nothing typed is lost) but set aside, so the next ones go out.
+  fail(item, { error, message }) {
+    item.failed = { error, message };
+    storageSet(this.outboxKey, this.outbox);
+    const node = this.pendingNode(item);
+    if (node) this.showFailed(item, node);
+  }
+
+  showFailed(item, node) {
+    const state = node.querySelector(".msg__state");
+    node.dataset.sending ??= state.textContent;
+    node.classList.add("msg--failed");
+    state.textContent = item.failed.message || item.failed.error;
+    node.querySelector("[data-outbox-actions]").hidden = false;
+    node.querySelector('[data-outbox="retry"]').hidden = FINAL.has(item.failed.error);
+  }
+
+  retry(item, node) {
+    delete item.failed;
+    storageSet(this.outboxKey, this.outbox);
+    node.classList.remove("msg--failed");
+    node.querySelector(".msg__state").textContent = node.dataset.sending;
+    node.querySelector("[data-outbox-actions]").hidden = true;
+    this.flush();
+  }
+
+  discard(item, node) {
+    this.outbox = this.outbox.filter((i) => i.client_id !== item.client_id);
+    storageSet(this.outboxKey, this.outbox);
+    node.remove();
+  }
+
+  // What the server would refuse, found before the send: its text limit (in code points, after
+  // the NFKC it applies) and the socket's packet limit.
+  refusal(payload) {
+    if ([...payload.text.normalize("NFKC")].length > Number(this.limits.maxChars)) {
+      return { error: "message_too_long", message: this.limits.tTooLong };
+    }
+    const bytes = new TextEncoder().encode(JSON.stringify(["send", payload])).length + FRAME_BYTES;
+    if (bytes > Number(this.limits.maxBytes)) return { error: "too_large", message: this.limits.tTooLarge };
+    return null;
   }
 
   dropPending(clientId) {
@@ -141,18 +202,22 @@ export class Conversation {
   }
 
   // Send the outbox in order, one at a time; an unacknowledged send is retried with the same id.
+  // A message refused for good is set aside as failed and the next one goes.
   flush() {
-    if (this.disposed || this.sending || !this.socket.connected || !this.outbox.length) return;
-    const item = this.outbox[0];
-    const generation = this.generation;
-    this.sending = true;
+    if (this.disposed || this.sending || !this.socket.connected) return;
+    const item = this.outbox.find((i) => !i.failed);
+    if (!item) return;
     const payload = {
-      chat_id: this.chatId, role: this.role, type: "text", text: item.text,
+      chat_id: this.chatId, role: this.role, type: "text", text: String(item.text ?? ""),
       time: new Date().toISOString(), client_id: item.client_id,
     };
+    const refused = this.refusal(payload);
+    if (refused) { this.fail(item, refused); this.flush(); return; }
+    const generation = this.generation;
+    this.sending = item;
     this.socket.timeout(ACK_TIMEOUT_MS).emit("send", payload, (err, ack) => {
       if (this.disposed || generation !== this.generation) return; // abandoned at a disconnect
-      this.sending = false;
+      this.sending = null;
       if (err || !ack || ack.error === "server_error") {
         this.retrySoon();
         return;
@@ -164,18 +229,26 @@ export class Conversation {
         this.retryTimer = setTimeout(() => { this.hideError(); this.flush(); }, ack.retry_after * 1000);
         return;
       }
-      this.outbox.shift();
-      storageSet(this.outboxKey, this.outbox);
       if (ack.ok) {
+        this.outbox = this.outbox.filter((i) => i !== item);
+        storageSet(this.outboxKey, this.outbox);
         this.insert(ack.message);
       } else {
-        // Refused for good (too long, empty…): give the text back so nothing is lost.
-        this.dropPending(item.client_id);
-        if (!this.input.value) this.input.value = item.text;
-        this.showError(ack.message);
+        this.fail(item, ack);
       }
       this.flush();
     });
+  }
+
+  // The server refused a whole packet with `chat:error` (it may not have read the ack id).
+  refusedPacket(error) {
+    const item = this.sending;
+    if (!item || !PACKET_ERRORS.has(error?.error)) return;
+    if (error.client_id && error.client_id !== item.client_id) return;
+    this.generation += 1; // its ack, if one still comes, is ignored
+    this.sending = null;
+    this.fail(item, error);
+    this.flush();
   }
 
   retrySoon() {
@@ -200,7 +273,7 @@ export class Conversation {
   // first in the outbox) and send it again, with the same id, once reconnected.
   disconnected() {
     this.generation += 1;
-    this.sending = false;
+    this.sending = null;
   }
 
   advance(upTo) {
@@ -292,6 +365,7 @@ export function wire(socket, current, onConnectionChange) {
   socket.on("chat:typing", ({ chat_id }) => {
     if (current()?.chatId === chat_id) current().showTyping();
   });
+  socket.on("chat:error", (error) => current()?.refusedPacket(error));
 }
 
 // Keep the composer above the on-screen keyboard: size the app to the visual viewport.

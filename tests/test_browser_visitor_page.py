@@ -93,3 +93,33 @@ async def test_a_refused_message_never_blocks_the_ones_after_it(
         watch.assert_clean()
     finally:
         await close_all(visitor)
+
+
+async def test_the_composer_says_what_it_does_not_send(browser: Browser, server: Server) -> None:
+    context, visitor, _ = await open_page(browser, PHONE)
+    await context.grant_permissions(["clipboard-read", "clipboard-write"])
+    try:
+        await start_chat(visitor, server.url, "Yapıştıran")
+        await expect(visitor.locator("body[data-socket=up]")).to_be_attached()
+        box = visitor.locator("#composer textarea")
+        # Spaces and Enter: the server's own words for an empty message.
+        await box.fill("   ")
+        await box.press("Enter")
+        await expect(visitor.locator("#composer-error")).to_have_text("Önce bir mesaj yazın.")
+        # A paste longer than the limit: the box keeps 4,000 characters and says so.
+        await box.fill("")
+        await visitor.evaluate("navigator.clipboard.writeText('ç'.repeat(4100))")
+        await box.focus()
+        await visitor.keyboard.press("Control+V")
+        await expect(box).to_have_value("ç" * 4000)
+        await expect(visitor.locator("#composer-error")).to_have_text(
+            "Yalnızca ilk 4000 karakter yapıştırıldı."
+        )
+        await expect(visitor.locator("#composer-count")).to_have_text("4000 / 4000")
+        # Near the limit only: a short text shows no counter.
+        await box.fill("kısa")
+        await expect(visitor.locator("#composer-count")).to_be_hidden()
+        await box.fill("a" * 3700)
+        await expect(visitor.locator("#composer-count")).to_have_text("3700 / 4000")
+    finally:
+        await close_all(visitor)

@@ -16,6 +16,7 @@ const FINAL = new Set([
 const PACKET_ERRORS = new Set(["too_large", "bad_packet"]);
 // Room the Socket.IO frame adds around the payload (type, namespace, ack id, event name).
 const FRAME_BYTES = 64;
+const COUNT_FROM = 0.9;
 
 export function newClientId() {
   const bytes = new Uint8Array(16);
@@ -62,6 +63,7 @@ export class Conversation {
     // What a script or an older page left there is shown as it is, but never trusted as shaped.
     this.outbox = storageGet(this.outboxKey).filter((i) => i && typeof i.client_id === "string");
     this.limits = this.form.dataset;
+    this.count = root.querySelector("#composer-count");
     this.sending = null;
     this.disposed = false;
     this.lastTypingSent = 0;
@@ -86,8 +88,15 @@ export class Conversation {
         this.submit();
       }
     });
+    this.input.addEventListener("paste", (event) => {
+      // The box stops at its maxlength without a word: say that the paste was cut.
+      const pasted = event.clipboardData?.getData("text") ?? "";
+      const kept = this.input.value.length - (this.input.selectionEnd - this.input.selectionStart);
+      if (kept + pasted.length > this.input.maxLength) this.showError(this.limits.tCut);
+    });
     this.input.addEventListener("input", () => {
       this.autosize();
+      this.counter();
       const now = Date.now();
       if (now - this.lastTypingSent > TYPING_EVERY_MS && this.socket.connected) {
         this.lastTypingSent = now;
@@ -122,9 +131,17 @@ export class Conversation {
     this.input.style.height = `${Math.min(this.input.scrollHeight, 160)}px`;
   }
 
+  // "3950 / 4000" once the text is near the limit.
+  counter() {
+    const max = Number(this.limits.maxChars);
+    const length = [...this.input.value].length;
+    this.count.hidden = length < max * COUNT_FROM;
+    this.count.textContent = `${length} / ${max}`;
+  }
+
   submit() {
     const text = this.input.value.trim();
-    if (!text) return;
+    if (!text) { this.showError(this.limits.tEmpty); return; }
     this.hideError();
     const item = { client_id: newClientId(), text };
     this.outbox.push(item);
@@ -132,6 +149,7 @@ export class Conversation {
     this.showPending(item);
     this.input.value = "";
     this.autosize();
+    this.counter();
     // The message hides the other side's typing line: the next keystroke reports it again.
     this.lastTypingSent = 0;
     this.flush();

@@ -123,3 +123,48 @@ async def test_the_composer_says_what_it_does_not_send(browser: Browser, server:
         await expect(visitor.locator("#composer-count")).to_have_text("3700 / 4000")
     finally:
         await close_all(visitor)
+
+
+async def test_the_language_can_be_changed_from_the_chat_on_a_phone(
+    browser: Browser, server: Server
+) -> None:
+    _, visitor, watch = await open_page(browser, PHONE)
+    try:
+        cid = await start_chat(visitor, server.url, "Dilci")
+        switch = visitor.locator("#conversation a[hreflang=en]")
+        await expect(switch).to_be_in_viewport()
+        await switch.tap()
+        await expect(visitor.locator("#composer textarea")).to_have_attribute(
+            "placeholder", "Write a message…"
+        )
+        await expect(visitor.locator("#conversation")).to_have_attribute("data-chat-id", cid)
+        await visitor.locator("#conversation a[hreflang=tr]").tap()
+        await expect(visitor.locator("#composer textarea")).to_have_attribute(
+            "placeholder", "Bir mesaj yazın…"
+        )
+        watch.assert_clean()
+    finally:
+        await close_all(visitor)
+
+
+async def test_the_header_and_the_emoji_bar_fit_a_390_px_phone(
+    browser: Browser, server: Server
+) -> None:
+    _, visitor, _ = await open_page(browser, PHONE)
+    try:
+        await start_chat(visitor, server.url, "Dar")
+        title = visitor.locator(".chat__title")
+        await expect(title).to_have_text("Destek ile bağlandınız")
+        # Nothing of the title is cut (no ellipsis, no clipped line).
+        clipped = await title.evaluate(
+            "(h) => h.scrollWidth > h.clientWidth || h.scrollHeight > h.clientHeight"
+        )
+        assert not clipped
+        width = PHONE["viewport"]["width"]
+        boxes = [await e.bounding_box() for e in await visitor.locator(".emoji").all()]
+        assert len(boxes) == 10
+        for box in boxes:
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, boxes
+            assert box["width"] >= 24 and box["height"] >= 24, box  # still a fair tap target
+    finally:
+        await close_all(visitor)

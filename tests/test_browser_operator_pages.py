@@ -12,9 +12,17 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests.support.accessibility import assert_accessible
 from tests.support.browser import phone
 from tests.support.server import Server, sqlite_server
-from tests.test_browser import admin_panel, close_all
+from tests.test_browser import (
+    PHONE,
+    admin_panel,
+    close_all,
+    open_conversation,
+    open_page,
+    start_chat,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -58,3 +66,42 @@ async def test_test_page_reads_as_sentences_on_a_phone(
         await expect(alert).to_have_text("Saat dilimi, Europe/Istanbul gibi bir IANA adı olmalı.")
     finally:
         await close_all(admin)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_call_screens_pass_axe(
+    browser: Browser, server: Server, admin_token: str, scheme: str
+) -> None:
+    """The operator rings the visitor: the ringing screens on both sides, then the ended one
+    (its Close button was white on white in light mode). The screen in a call, with media, is
+    checked in tests/test_calls.py (it needs a private network)."""
+    visitor_context, visitor, _ = await open_page(browser, {**PHONE, "color_scheme": scheme})
+    admin = await admin_panel(browser, server, admin_token)
+    try:
+        await admin.emulate_media(color_scheme=scheme)
+        await admin.context.grant_permissions(["microphone", "camera"])
+        await visitor_context.grant_permissions(["microphone", "camera"])
+        # The ended screen closes itself after a moment: its clock is paused while axe runs.
+        await visitor.clock.install()
+        cid = await start_chat(visitor, server.url, f"Aranan {scheme}")
+        await expect(visitor.locator("body[data-socket=up]")).to_be_attached()
+        await open_conversation(admin, cid)
+        ring = admin.locator(f"#pane [data-call-chat='{cid}']")
+        await expect(ring).to_be_enabled()
+        await ring.click()
+        await expect(admin.locator("#call")).to_have_attribute("data-state", "outgoing")
+        await expect(visitor.locator("#call")).to_have_attribute("data-state", "incoming")
+        await expect(visitor.locator("#call-accept")).to_be_visible()
+        await assert_accessible(visitor, f"incoming call, {scheme}")
+        await assert_accessible(admin, f"outgoing call, {scheme}")
+
+        await admin.locator("#call-hangup").click()
+        await expect(visitor.locator("#call")).to_have_attribute("data-state", "ended")
+        # Python's clock takes seconds; the page's Date.now() is in milliseconds.
+        await visitor.clock.pause_at((await visitor.evaluate("Date.now()") + 1) / 1000)
+        await expect(visitor.locator("#call-close")).to_be_visible()
+        await assert_accessible(visitor, f"ended call, {scheme}", "#call", paused_clock=True)
+        await visitor.locator("#call-close").click()
+        await expect(visitor.locator("#call")).to_be_hidden()
+    finally:
+        await close_all(visitor, admin)

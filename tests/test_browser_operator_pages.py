@@ -14,13 +14,17 @@ from playwright.async_api import Browser, expect
 
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import phone
+from tests.support.clients import ADMIN_COOKIE
 from tests.support.server import Server, sqlite_server
 from tests.test_browser import (
+    MESSAGES,
     PHONE,
+    Watch,
     admin_panel,
     close_all,
     open_conversation,
     open_page,
+    send,
     start_chat,
 )
 
@@ -103,5 +107,53 @@ async def test_call_screens_pass_axe(
         await assert_accessible(visitor, f"ended call, {scheme}", "#call", paused_clock=True)
         await visitor.locator("#call-close").click()
         await expect(visitor.locator("#call")).to_be_hidden()
+    finally:
+        await close_all(visitor, admin)
+
+
+async def test_one_message_is_deleted_from_the_message_itself(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    watch = Watch(accept_dialogs=True)
+    admin = await admin_panel(browser, server, admin_token, watch)
+    _, visitor, _ = await open_page(browser, PHONE)
+    try:
+        cid = await start_chat(visitor, server.url, "Tekil")
+        for text in ("bir", "yanlış", "üç", "dört"):
+            await send(visitor, text)
+            await expect(visitor.locator(MESSAGES).last).to_have_text(text)
+        await open_conversation(admin, cid)
+        # Desktop: the message's own delete button (it shows under the pointer), confirmed.
+        wrong = admin.locator("#messages li.msg[data-seq='2']")
+        await wrong.hover()
+        await wrong.get_by_role("button", name="Bu mesajı sil").click()
+        await expect(admin.locator(MESSAGES)).to_have_text(["bir", "üç", "dört"])
+        await expect(visitor.locator(MESSAGES)).to_have_text(["bir", "üç", "dört"])
+        assert watch.dialogs == ["confirm: Bu mesaj silinsin mi? Ziyaretçi de artık göremez."]
+
+        # The operator on a phone: the button is there without hovering, and a tap deletes
+        # (after the same question).
+        phone_context, on_phone, _ = await open_page(browser, PHONE, watch)
+        await phone_context.add_cookies(
+            [{"name": ADMIN_COOKIE, "value": admin_token, "url": server.url}]
+        )
+        await on_phone.goto(f"{server.url}/admin/c/{cid}")
+        button = on_phone.locator("#messages li.msg[data-seq='4']").get_by_role(
+            "button", name="Bu mesajı sil"
+        )
+        await expect(button).to_be_in_viewport()
+        assert await button.evaluate("(b) => getComputedStyle(b).opacity") == "1"
+        await button.tap()
+        await expect(visitor.locator(MESSAGES)).to_have_text(["bir", "üç"])
+        await expect(on_phone.locator(MESSAGES)).to_have_text(["bir", "üç"])
+        assert len(watch.dialogs) == 2
+        await close_all(on_phone)
+        # A reply that arrives live carries its own button too.
+        await send(admin, "yeni cevap")
+        await expect(visitor.locator(MESSAGES).last).to_have_text("yeni cevap")
+        mine = admin.locator("#messages li.msg--mine").last
+        await mine.get_by_role("button", name="Bu mesajı sil").click()
+        await expect(visitor.locator(MESSAGES)).to_have_text(["bir", "üç"])
+        watch.assert_clean()
     finally:
         await close_all(visitor, admin)

@@ -404,8 +404,11 @@ const INTENT = ["pointerover", "pointerdown", "focusin"];
 export function lazyCalls(role, buttons) {
   const root = document.getElementById("call");
   const socket = window.io("/call", { auth: { as: role } });
-  // The module is fetched once, and its attach() keeps the page's one CallUI.
-  const calls = async () => (await import(root.dataset.module)).attach(socket, root);
+  // The modules are fetched once (both at the same time), and attach() keeps the page's one CallUI.
+  const calls = async () => {
+    const [call] = await Promise.all([import(root.dataset.module), import(root.dataset.peer)]);
+    return call.attach(socket, root);
+  };
   const warm = (event) => {
     if (!event.target.closest?.(buttons)) return;
     for (const type of INTENT) document.removeEventListener(type, warm, true);

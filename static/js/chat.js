@@ -7,11 +7,6 @@
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 3500;
 const ACK_TIMEOUT_MS = 8000;
-// Refusals that sending the same message again cannot change (its content or shape).
-const FINAL = new Set([
-  "too_large", "bad_packet", "bad_text", "message_too_long", "message_empty", "message_not_text",
-  "bad_client_id", "bad_payload", "bad_chat", "blocked",
-]);
 // Errors about a whole packet: the server may answer them with `chat:error` alone (no ack).
 const PACKET_ERRORS = new Set(["too_large", "bad_packet"]);
 // Room the Socket.IO frame adds around the payload (type, namespace, ack id, event name).
@@ -159,47 +154,26 @@ export class Conversation {
     const node = this.pendingTemplate.content.firstElementChild.cloneNode(true);
     node.dataset.clientId = item.client_id;
     node.querySelector(".msg__text").textContent = item.text;
-    node.querySelector('[data-outbox="retry"]').addEventListener("click", () => this.retry(item, node));
-    node.querySelector('[data-outbox="delete"]').addEventListener("click", () => this.discard(item, node));
     this.list.appendChild(node);
     if (item.failed) this.showFailed(item, node);
     this.scrollToEnd(true);
   }
 
-  pendingNode(item) {
-    return [...this.list.querySelectorAll(".msg--pending")].find((n) => n.dataset.clientId === item.client_id);
+  save() {
+    storageSet(this.outboxKey, this.outbox);
   }
 
-  // Refused for good: kept (nothing typed is lost) but set aside, so the next ones go out.
+  // Refused for good: kept (nothing typed is lost) but set aside, so the next ones go out. Its
+  // bubble (why, Delete, Try again) is static/js/refused.js's, fetched when one first fails.
   fail(item, { error, message }) {
     item.failed = { error, message };
-    storageSet(this.outboxKey, this.outbox);
-    const node = this.pendingNode(item);
+    this.save();
+    const node = [...this.list.querySelectorAll(".msg--pending")].find((n) => n.dataset.clientId === item.client_id);
     if (node) this.showFailed(item, node);
   }
 
-  showFailed(item, node) {
-    const state = node.querySelector(".msg__state");
-    node.dataset.sending ??= state.textContent;
-    node.classList.add("msg--failed");
-    state.textContent = item.failed.message || item.failed.error;
-    node.querySelector("[data-outbox-actions]").hidden = false;
-    node.querySelector('[data-outbox="retry"]').hidden = FINAL.has(item.failed.error);
-  }
-
-  retry(item, node) {
-    delete item.failed;
-    storageSet(this.outboxKey, this.outbox);
-    node.classList.remove("msg--failed");
-    node.querySelector(".msg__state").textContent = node.dataset.sending;
-    node.querySelector("[data-outbox-actions]").hidden = true;
-    this.flush();
-  }
-
-  discard(item, node) {
-    this.outbox = this.outbox.filter((i) => i.client_id !== item.client_id);
-    storageSet(this.outboxKey, this.outbox);
-    node.remove();
+  async showFailed(item, node) {
+    (await import(this.limits.refused)).showFailed(this, item, node);
   }
 
   // What the server would refuse, found before the send: its text limit (in code points, after

@@ -186,7 +186,7 @@ def test_relayed_audio_goes_on_as_it_arrives() -> None:
     a lost one does not stall the ones after it. Sequence numbers wrap at 65536."""
     from aiortc.rtp import RtpPacket
 
-    from media_relay.hub import ArrivalOrderBuffer
+    from media_relay.tracks import ArrivalOrderBuffer
 
     def packet(number: int) -> RtpPacket:
         p = RtpPacket(payload_type=111, sequence_number=number % 65536, timestamp=960 * number)
@@ -206,7 +206,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
     """The echo leg's receiver really goes packet by packet (the buffer above is wired in):
     one Opus packet sent comes straight back, byte for byte, before the next one is sent.
     aiortc's own buffer held each until three more had come, so a ping never came back."""
-    from media_relay.hub import PacketTrack, tap_opus
+    from media_relay.tracks import PacketTrack, tap_opus
 
     caller, _, cid = await visitor(server, "Paket")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})

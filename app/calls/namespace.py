@@ -28,8 +28,7 @@ from app.chat.service import other_role, visitor_room
 from app.core.ratelimit import SlidingWindow
 from app.errors import SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale
-from media_relay import RelayBusy, SignalError, checked_candidate
-from media_relay.hub import MAX_SDP_BYTES
+from media_relay import MAX_SDP_BYTES, RelayBusy, SignalError, checked_candidate
 
 log = logging.getLogger("sohbet.calls.socket")
 

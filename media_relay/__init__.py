@@ -6,7 +6,7 @@ send, `tracks` carries the media, `hub` owns the peer connections, `tone` is a t
 """
 
 from media_relay.hub import IceServer, LegClosed, MediaHub, RelayBusy
-from media_relay.signal import MAX_SDP_BYTES, SignalError, checked_candidate
+from media_relay.signal import MAX_SDP_BYTES, SignalError, checked_candidate, checked_sdp
 from media_relay.tone import ToneDetector, ToneTrack
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "ToneDetector",
     "ToneTrack",
     "checked_candidate",
+    "checked_sdp",
 ]

@@ -25,7 +25,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
-from media_relay.signal import MAX_SDP_BYTES, SignalError, checked_candidate, udp_candidate
+from media_relay.signal import SignalError, checked_candidate, checked_sdp, udp_candidate
 from media_relay.tracks import ForwardTrack, PacketTrack, tap_opus
 
 log = logging.getLogger("media_relay")
@@ -131,8 +131,7 @@ class MediaHub:
         """Take a client's SDP offer for one leg and return the server's answer SDP."""
         if mode not in (ECHO, RELAY) or side not in SIDES:
             raise SignalError("bad leg")
-        if not isinstance(offer_sdp, str) or not 0 < len(offer_sdp) <= MAX_SDP_BYTES:
-            raise SignalError("bad sdp")
+        offer = checked_sdp(offer_sdp)
         if mode == ECHO and (call_id, side) not in self._legs:
             if self.echo_sessions >= self.max_echo:
                 raise RelayBusy(call_id)
@@ -154,8 +153,11 @@ class MediaHub:
         self._legs[(call_id, side)] = leg
         self._wire(leg)
         try:
-            await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             await leg.pc.setLocalDescription(await leg.pc.createAnswer())
+            local = leg.pc.localDescription
+            # No codec in common leaves no media to answer with: refuse now, not at the timeout.
+            answer = checked_sdp(str(local.sdp) if local is not None else None)
         except Exception as exc:
             await self._close_leg(leg, "bad offer", notify=False)
             raise SignalError(f"offer refused: {type(exc).__name__}") from exc
@@ -165,9 +167,7 @@ class MediaHub:
         leg.pending.clear()
         leg.watchdog = asyncio.get_running_loop().create_task(self._watch(leg))
         self.answered += 1
-        local = leg.pc.localDescription
-        assert local is not None
-        return str(local.sdp)
+        return answer
 
     async def add_candidate(self, call_id: str, side: str, candidate: object) -> None:
         """A trickled ICE candidate from the client (see `checked_candidate`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiortc import RTCIceCandidate
@@ -9,10 +10,51 @@ from aiortc.sdp import candidate_from_sdp
 
 MAX_SDP_BYTES = 16_000
 MAX_CANDIDATE = 1024
+# RFC 8866: every line is "<type>=<value>" with a one-letter type; a media section starts
+# with "m=<media> <port>[/<count>] <proto> <fmt> ...".
+_LINE = re.compile(r"[a-z]=.*")
+_MEDIA = re.compile(r"m=(\w+) (\d+)(?:/\d+)? \S+(?: \S+)+")
+_CALL_MEDIA = ("audio", "video")
 
 
 class SignalError(ValueError):
     """An offer or candidate that cannot be used (malformed, too big, wrong state)."""
+
+
+def checked_sdp(value: object) -> str:
+    """An offer or answer that can carry a call: SDP lines, and at least one audio or video
+    section with its ICE credentials and DTLS fingerprint. SignalError otherwise.
+
+    A parser that skips what it does not know (aiortc's) would otherwise answer a description
+    without media with one without media, and the call would wait for media that never comes.
+    """
+    if not isinstance(value, str) or not value.startswith("v=0") or len(value) > MAX_SDP_BYTES:
+        raise SignalError("bad sdp")
+    lines = [line for line in value.splitlines() if line]
+    if not all(_LINE.fullmatch(line) for line in lines):
+        raise SignalError("bad sdp")
+    sections: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    session, media = sections[0], sections[1:]
+    if not any(line.startswith("o=") for line in session):
+        raise SignalError("bad sdp")
+    usable = 0
+    for section in media:
+        found = _MEDIA.fullmatch(section[0])
+        if found is None:
+            raise SignalError("bad sdp")
+        if found.group(1) not in _CALL_MEDIA or found.group(2) == "0":
+            continue  # a data channel, or a section the other side turned down
+        for attribute in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
+            if not any(line.startswith(attribute) for line in session + section):
+                raise SignalError("bad sdp")
+        usable += 1
+    if not usable:
+        raise SignalError("no media")
+    return value
 
 
 def checked_candidate(value: object) -> dict[str, Any] | None:

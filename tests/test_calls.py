@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import socketio
+from aiortc import RTCConfiguration, RTCPeerConnection
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.security import token_hash
@@ -247,6 +248,66 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
             assert got == payload
     finally:
         await close_peers(media, caller)
+
+
+async def offers_without_call_media() -> dict[str, str]:
+    """Offers that begin with `v=0` but cannot carry a call, made from a real aiortc offer."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel("chat")
+    await pc.setLocalDescription(await pc.createOffer())
+    data_only = pc.localDescription.sdp
+    await pc.close()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio")
+    await pc.setLocalDescription(await pc.createOffer())
+    audio = pc.localDescription.sdp
+    await pc.close()
+    return {
+        "not sdp": "v=0\r\ngarbage\r\n",
+        "session only": audio.split("m=audio")[0],
+        "data channel only": data_only,
+        "no fingerprint": re.sub(r"a=fingerprint:[^\r\n]*\r\n", "", audio),
+        "no ice credentials": re.sub(r"a=ice-(ufrag|pwd):[^\r\n]*\r\n", "", audio),
+    }
+
+
+async def test_an_offer_without_call_media_is_refused_at_once(
+    server: Server, admin_token: str
+) -> None:
+    """Answered by the server (echo) or forwarded (P2P), such an offer is `bad_signal` at once
+    with a translated message, and the call goes on: a good offer afterwards is heard."""
+    bad_offers = await offers_without_call_media()
+    caller, _, cid = await visitor(server, "Boş")
+    ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+    assert ring["ok"], ring
+    media = Media(caller, ring["call_id"], VISITOR_HZ, VISITOR_HZ)
+    try:
+        for name, sdp in bad_offers.items():
+            errors = len(caller.events["call:error"])
+            refused = await caller.call("rtc:offer", {"call_id": ring["call_id"], "sdp": sdp})
+            assert refused == {
+                "ok": False,
+                "error": "bad_signal",
+                "message": "Aramanın bağlantı verisi reddedildi.",
+            }, (name, refused)
+            assert len(caller.events["call:error"]) == errors + 1, name
+        assert caller.events["rtc:answer"] == [], "nothing was answered"
+        await media.offer()
+        await media.hear()
+        await caller.call("call:end", {"call_id": ring["call_id"]})
+    finally:
+        await close_peers(media, caller)
+    caller, admin, call_id, _, _ = await answered_call(server, admin_token, "Boş İki")
+    try:
+        for name, sdp in bad_offers.items():
+            refused = await caller.call("rtc:offer", {"call_id": call_id, "sdp": sdp})
+            assert refused["ok"] is False and refused["error"] == "bad_signal", (name, refused)
+            refused = await admin.call("rtc:answer", {"call_id": call_id, "sdp": sdp})
+            assert refused["ok"] is False and refused["error"] == "bad_signal", (name, refused)
+        assert admin.events["rtc:offer"] == [] and caller.events["rtc:answer"] == []
+        assert (await caller.call("call:end", {"call_id": call_id}))["ok"]
+    finally:
+        await close_peers(caller, admin)
 
 
 async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:

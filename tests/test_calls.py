@@ -397,11 +397,14 @@ async def test_relay_fallback_carries_audio_both_ways(server: Server, admin_toke
 
 
 async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
-    """CALL_RELAY_MAX=1: one relayed call fills the relay; the next one is told it is busy."""
+    """CALL_RELAY_MAX=1: one relayed call fills the relay; the next one is told it is busy, and
+    its conversation records a call that could not connect, not one that lasted 0:00."""
     first, admin_a, first_id, _, _ = await answered_call(server, admin_token, "Bir")
     assert (await first.call("call:relay", {"call_id": first_id}))["ok"]
     # A second operator page (the panel may be shared) answers a second visitor.
-    second, admin_b, second_id, _, _ = await answered_call(server, admin_token, "İki")
+    second, admin_b, second_id, second_cid, second_token = await answered_call(
+        server, admin_token, "İki"
+    )
     assert admin_a.events["call:incoming"][-1]["call_id"] == first_id, "a busy page is not rung"
     try:
         refused = await second.call("call:relay", {"call_id": second_id})
@@ -410,6 +413,9 @@ async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
         for side in (second, admin_b):
             ended = await side.wait_for("call:ended", lambda m: m["call_id"] == second_id)
             assert ended["reason"] == "relay_busy"
+        messages = await wait_system(server, second_token, second_cid, 1)
+        assert [m["text"] for m in messages] == ["📞 Arama bağlanamadı (aktarıcı dolu)"], messages
+        assert "aktarıcı dolu" in messages[0]["html"] and "0:00" not in messages[0]["html"]
         await first.call("call:end", {"call_id": first_id})
         await admin_a.wait_for("call:ended", lambda m: m["call_id"] == first_id)
         # After the first call ended its slot is free again.

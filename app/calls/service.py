@@ -42,6 +42,7 @@ CALL_OUTCOMES = {
     "missed": N_("Missed call"),
     "declined": N_("Declined call"),
     "busy": N_("Missed call (busy)"),
+    "relay_busy": N_("Call could not connect (relay busy)"),
 }
 
 
@@ -322,7 +323,10 @@ class CallService:
         log.info("call %s ended: %s after %s s", call.id, reason, seconds)
         if call.echo:
             return
-        if was_answered:
+        if reason == "relay_busy":
+            # Answered, but no media ever flowed: a duration would be a call that never was.
+            await self._record(call.conversation_id, call.id, "relay_busy", 0)
+        elif was_answered:
             await self._record(call.conversation_id, call.id, "ended", seconds)
         elif reason == "declined":
             await self._record(call.conversation_id, call.id, "declined", 0)

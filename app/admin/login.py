@@ -1,0 +1,96 @@
+"""Operator sign-in and sign-out: the password, the one-time code, the session cookie."""
+
+from __future__ import annotations
+
+from quart import Blueprint, redirect, render_template, request
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from app.admin.guard import operator_required, require_csrf
+from app.errors import SohbetError
+from app.i18n import error_text
+from app.web import client_address, services
+
+bp = Blueprint("login", __name__)
+
+LOGIN_COOKIE_SECONDS = 5 * 60
+
+
+async def login_page(step: str = "password", error: str = "") -> str:
+    """The login page at one of its steps."""
+    return await render_template("admin/login.html", step=step, error=error or None)
+
+
+@bp.post("/login")
+async def login() -> tuple[str, int] | WerkzeugResponse:
+    """Check the password and send a one-time code; the browser gets a challenge cookie."""
+    svc = services()
+    form = await request.form
+    try:
+        challenge = await svc.auth.request_code(form.get("password"), client_address())
+    except SohbetError as exc:
+        return await login_page("password", error_text(exc.code, exc.params)), exc.status
+    response = redirect("/admin/code", 303)
+    response.set_cookie(
+        svc.auth.challenge_cookie,
+        challenge,
+        max_age=LOGIN_COOKIE_SECONDS,
+        httponly=True,
+        samesite="Strict",
+        secure=svc.settings.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@bp.get("/code")
+async def code_form() -> str | WerkzeugResponse:
+    """The second step: type the code the bot (or the server log) shows."""
+    svc = services()
+    if not request.cookies.get(svc.auth.challenge_cookie):
+        return redirect("/admin", 303)
+    return await login_page("code")
+
+
+@bp.post("/verify")
+async def verify() -> tuple[str, int] | WerkzeugResponse:
+    """Redeem the code for a fresh session cookie."""
+    svc = services()
+    form = await request.form
+    try:
+        token = await svc.auth.redeem_code(
+            request.cookies.get(svc.auth.challenge_cookie), form.get("code"), client_address()
+        )
+    except SohbetError as exc:
+        return await login_page("code", error_text(exc.code, exc.params)), exc.status
+    return await start_session(token)
+
+
+async def start_session(token: str) -> WerkzeugResponse:
+    """The answer to a passed second factor: the session cookie, the challenge cookie gone."""
+    svc = services()
+    # Renewed at login: any session this browser had before is ended.
+    await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
+    response = redirect("/admin", 303)
+    response.delete_cookie(svc.auth.challenge_cookie, path="/", secure=svc.settings.cookie_secure)
+    response.set_cookie(
+        svc.auth.cookie_name,
+        token,
+        max_age=svc.settings.admin_session_hours * 3600,
+        httponly=True,
+        samesite="Lax",
+        secure=svc.settings.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@bp.post("/logout")
+@operator_required
+async def logout() -> WerkzeugResponse:
+    """End the session on the server and drop the cookie."""
+    svc = services()
+    await require_csrf()
+    await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
+    response = redirect("/admin", 303)
+    response.delete_cookie(svc.auth.cookie_name, path="/", secure=svc.settings.cookie_secure)
+    return response

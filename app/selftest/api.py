@@ -1,25 +1,19 @@
-"""The JSON API of Test & Repair (operator only; writes need the X-CSRF-Token header), and
-the readiness check."""
+"""The JSON API of Test & Repair (operator only; writes need the X-CSRF-Token header)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
-from tortoise import Tortoise
 
 from app.admin.guard import api_operator
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.selftest import selftest
-from app.selftest.registry import describe
 from app.selftest.repair import run_repair
 from app.selftest.schedules import ScheduleError
 
 bp = Blueprint("selftest_api", __name__)
-
-READY_TIMEOUT = 3.0
 
 
 def _error(code: str, message: str, status: int) -> tuple[Response, int]:
@@ -97,14 +91,3 @@ async def delete_schedule(schedule_id: int) -> tuple[str, int]:
     """Delete a test time."""
     await selftest().schedules.delete(schedule_id)
     return "", 204
-
-
-@bp.get("/health/ready")
-async def ready() -> tuple[dict[str, str], int]:
-    """Readiness: the process serves HTTP and its database answers."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            await Tortoise.get_connection("default").execute_query("SELECT 1")
-    except Exception as exc:
-        return {"status": "unavailable", "reason": f"database: {describe(exc)}"}, 503
-    return {"status": "ok", "database": "ok"}, 200

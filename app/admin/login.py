@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from app.admin.auth import Method
 from app.admin.guard import operator_required, require_csrf
 from app.errors import SohbetError
 from app.i18n import error_text
@@ -15,9 +16,26 @@ bp = Blueprint("login", __name__)
 LOGIN_COOKIE_SECONDS = 5 * 60
 
 
-async def login_page(step: str = "password", error: str = "") -> str:
-    """The login page at one of its steps."""
-    return await render_template("admin/login.html", step=step, error=error or None)
+async def login_page(step: str = "password", error: str = "", method: str = "telegram") -> str:
+    """The login page at one of its steps (the code step offers what this operator can use)."""
+    if step != "code":
+        return await render_template("admin/login.html", step=step, error=error or None)
+    return await render_template(
+        "admin/login.html",
+        step=step,
+        error=error or None,
+        method=method,
+        **await _code_context(),
+    )
+
+
+async def _code_context() -> dict[str, object]:
+    """How the challenge's code is getting on, and whether the authenticator app is an option."""
+    auth = services().auth
+    return {
+        "state": await auth.delivery_state(request.cookies.get(auth.challenge_cookie)),
+        "enrolled": await auth.authenticator.enrolled(),
+    }
 
 
 @bp.post("/login")
@@ -51,17 +69,27 @@ async def code_form() -> str | WerkzeugResponse:
     return await login_page("code")
 
 
+@bp.get("/code/status")
+async def code_status() -> str:
+    """The code step's line about delivery, polled while the code is on its way to Telegram."""
+    return await render_template("partials/admin/code_status.html", **await _code_context())
+
+
 @bp.post("/verify")
 async def verify() -> tuple[str, int] | WerkzeugResponse:
-    """Redeem the code for a fresh session cookie."""
+    """Redeem the Telegram code, or an authenticator or recovery code, for a session cookie."""
     svc = services()
     form = await request.form
+    method: Method = "app" if form.get("method") == "app" else "telegram"
     try:
         token = await svc.auth.redeem_code(
-            request.cookies.get(svc.auth.challenge_cookie), form.get("code"), client_address()
+            request.cookies.get(svc.auth.challenge_cookie),
+            form.get("code"),
+            client_address(),
+            method,
         )
     except SohbetError as exc:
-        return await login_page("code", error_text(exc.code, exc.params)), exc.status
+        return await login_page("code", error_text(exc.code, exc.params), method), exc.status
     return await start_session(token)
 
 

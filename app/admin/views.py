@@ -1,12 +1,13 @@
-"""The operator's blueprint under /admin: sign-in, the panel and the transcript downloads."""
+"""The operator's blueprint under /admin: sign-in, the panel, transcripts, sign-in security."""
 
 from __future__ import annotations
 
 from quart import Blueprint
 
-from app.admin import export, login, panel
+from app.admin import export, login, panel, security
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.register_blueprint(login.bp)
 bp.register_blueprint(panel.bp)
 bp.register_blueprint(export.bp)
+bp.register_blueprint(security.bp)

@@ -54,30 +54,43 @@ async def csrf_of(http: aiohttp.ClientSession, server: Server, token: str) -> st
     return match.group(1)
 
 
+async def security_post(
+    http: aiohttp.ClientSession, server: Server, token: str, path: str, data: dict[str, str]
+) -> tuple[int, str]:
+    """A form on the Sign-in security page, posted by the signed-in operator."""
+    async with http.post(
+        server.url + "/admin/security" + path, data=data, headers=admin_headers(token)
+    ) as r:
+        return r.status, await r.text()
+
+
+async def signed_in_without_app(server: Server, fake: FakeTelegram) -> tuple[str, str]:
+    """Sign in with Telegram and turn any authenticator app off; (session, CSRF token)."""
+    token = await login_via_telegram(server, fake)
+    async with jarless() as http:
+        csrf = await csrf_of(http, server, token)
+        status, page = await security_post(
+            http, server, token, "/totp/remove", {"csrf_token": csrf}
+        )
+    assert status == 200 and 'action="/admin/security/totp"' in page, page
+    return token, csrf
+
+
 async def enrol(server: Server, fake: FakeTelegram) -> tuple[pyotp.TOTP, list[str]]:
     """Sign in with Telegram, set up a fresh authenticator app, return it and its codes."""
     token = await login_via_telegram(server, fake)
     async with jarless() as http:
         csrf = await csrf_of(http, server, token)
-        async with http.post(
-            server.url + "/admin/security/totp",
-            data={"csrf_token": csrf},
-            headers=admin_headers(token),
-        ) as r:
-            page = await r.text()
-        assert r.status == 200, page
+        status, page = await security_post(http, server, token, "/totp", {"csrf_token": csrf})
+        assert status == 200, page
         uri = html.unescape(re.search(r'id="otpauth-uri">([^<]+)<', page).group(1))  # type: ignore[union-attr]
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
         assert 'src="data:image/svg+xml' in page
         totp = pyotp.parse_uri(uri)
         assert isinstance(totp, pyotp.TOTP) and totp.secret == secret
-        async with http.post(
-            server.url + "/admin/security/totp/confirm",
-            data={"csrf_token": csrf, "code": totp.now()},
-            headers=admin_headers(token),
-        ) as r:
-            page = await r.text()
-        assert r.status == 200, page
+        data = {"csrf_token": csrf, "code": totp.now()}
+        status, page = await security_post(http, server, token, "/totp/confirm", data)
+        assert status == 200, page
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", page)
     assert len(codes) == 10 and len(set(codes)) == 10
     return totp, codes
@@ -106,6 +119,30 @@ async def password_step(http: aiohttp.ClientSession, server: Server) -> str:
     return challenge
 
 
+async def code_page(
+    http: aiohttp.ClientSession, server: Server, challenge: str, path: str = "/admin/code"
+) -> str:
+    """The code step (or its polled status line) as the browser holding `challenge` sees it."""
+    headers = {"Cookie": f"sohbet_login={challenge}", "HX-Request": "true"}
+    async with http.get(server.url + path, headers=headers) as r:
+        assert r.status == 200
+        return await r.text()
+
+
+async def wait_until_telegram_fails(
+    http: aiohttp.ClientSession, server: Server, challenge: str
+) -> str:
+    """Poll the status line as the page does, until it says Telegram is not delivering."""
+    deadline = time.monotonic() + 30
+    while True:
+        line = await code_page(http, server, challenge, "/admin/code/status")
+        state = re.search(r'data-state="(\w+)"', line).group(1)  # type: ignore[union-attr]
+        if state == "failing":
+            return line
+        assert time.monotonic() < deadline, f"delivery state stayed {state!r}"
+        await asyncio.sleep(0.2)
+
+
 async def panel_opens(server: Server, token: str) -> bool:
     async with jarless() as http:
         async with http.get(server.url + "/admin", headers=admin_headers(token)) as r:
@@ -115,40 +152,23 @@ async def panel_opens(server: Server, token: str) -> bool:
 async def test_enrolment_needs_a_current_code_and_stores_no_plain_recovery_code(
     tg_server: Server, fake: FakeTelegram
 ) -> None:
-    token = await login_via_telegram(tg_server, fake)
+    token, csrf = await signed_in_without_app(tg_server, fake)
     async with jarless() as http:
-        csrf = await csrf_of(http, tg_server, token)
-        await http.post(
-            tg_server.url + "/admin/security/totp/remove",
-            data={"csrf_token": csrf},
-            headers=admin_headers(token),
-        )
-        async with http.post(
-            tg_server.url + "/admin/security/totp",
-            data={"csrf_token": csrf},
-            headers=admin_headers(token),
-        ) as r:
-            page = await r.text()
+        _, page = await security_post(http, tg_server, token, "/totp", {"csrf_token": csrf})
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
         wrong = f"{(int(pyotp.TOTP(secret).now()) + 1) % 1_000_000:06d}"
-        async with http.post(
-            tg_server.url + "/admin/security/totp/confirm",
-            data={"csrf_token": csrf, "code": wrong},
-            headers=admin_headers(token),
-        ) as r:
-            assert r.status == 400
+        data = {"csrf_token": csrf, "code": wrong}
+        status, _ = await security_post(http, tg_server, token, "/totp/confirm", data)
+        assert status == 400
         # A pending secret is not a second factor yet.
         assert (
             await query(tg_server, "SELECT id FROM totp_factor WHERE confirmed_at IS NOT NULL")
             == []
         )
         # Without the CSRF token, nothing is enrolled.
-        async with http.post(
-            tg_server.url + "/admin/security/totp/confirm",
-            data={"code": pyotp.TOTP(secret).now()},
-            headers=admin_headers(token),
-        ) as r:
-            assert r.status == 403
+        data = {"code": pyotp.TOTP(secret).now()}
+        status, _ = await security_post(http, tg_server, token, "/totp/confirm", data)
+        assert status == 403
     _totp, codes = await enrol(tg_server, fake)
     rows = await query(tg_server, "SELECT code_hash FROM recovery_code WHERE used_at IS NULL")
     stored = {row[0] for row in rows}
@@ -164,22 +184,9 @@ async def test_signs_in_with_the_app_while_telegram_is_down(
     try:
         async with jarless() as http:
             challenge = await password_step(http, tg_server)
-            async with http.get(
-                tg_server.url + "/admin/code", headers={"Cookie": f"sohbet_login={challenge}"}
-            ) as r:
-                page = await r.text()
-            assert 'id="app-code-form"' in page
+            assert 'id="app-code-form"' in await code_page(http, tg_server, challenge)
             # The page follows the code's delivery until Telegram is seen failing.
-            deadline = time.monotonic() + 30
-            state = ""
-            while state != "failing":
-                assert time.monotonic() < deadline, f"delivery state stayed {state!r}"
-                async with http.get(
-                    tg_server.url + "/admin/code/status",
-                    headers={"Cookie": f"sohbet_login={challenge}", "HX-Request": "true"},
-                ) as r:
-                    state = re.search(r'data-state="(\w+)"', await r.text()).group(1)  # type: ignore[union-attr]
-                await asyncio.sleep(0.2)
+            await wait_until_telegram_fails(http, tg_server, challenge)
             status, token, page = await sign_in(http, tg_server, challenge, next_code(totp))
         assert status == 303 and token, page
         assert await panel_opens(tg_server, token)
@@ -246,22 +253,21 @@ async def test_wrong_app_codes_use_up_the_challenge(tg_server: Server, fake: Fak
 async def test_without_an_app_only_the_telegram_code_is_offered(
     tg_server: Server, fake: FakeTelegram
 ) -> None:
-    token = await login_via_telegram(tg_server, fake)
+    await signed_in_without_app(tg_server, fake)
     async with jarless() as http:
-        csrf = await csrf_of(http, tg_server, token)
-        async with http.post(
-            tg_server.url + "/admin/security/totp/remove",
-            data={"csrf_token": csrf},
-            headers=admin_headers(token),
-        ) as r:
-            assert r.status == 200
         challenge = await password_step(http, tg_server)
-        async with http.get(
-            tg_server.url + "/admin/code", headers={"Cookie": f"sohbet_login={challenge}"}
-        ) as r:
-            page = await r.text()
+        page = await code_page(http, tg_server, challenge)
         assert 'action="/admin/verify"' in page and 'id="app-code-form"' not in page
         status, got, _ = await sign_in(http, tg_server, challenge, "aaaa-bbbb-cccc-dddd")
         assert status == 400 and got is None
+        # With Telegram down, the page says so and still offers only the Telegram code.
+        fake.outage(True)
+        try:
+            challenge = await password_step(http, tg_server)
+            line = await wait_until_telegram_fails(http, tg_server, challenge)
+            assert "doğrulama uygulaması kurun" in line  # "set up an authenticator app"
+            assert 'id="app-code-form"' not in await code_page(http, tg_server, challenge)
+        finally:
+            fake.outage(False)
     # The Telegram path works as before.
     assert await panel_opens(tg_server, await login_via_telegram(tg_server, fake))

@@ -48,15 +48,7 @@ async def login() -> tuple[str, int] | WerkzeugResponse:
     except SohbetError as exc:
         return await login_page("password", error_text(exc.code, exc.params)), exc.status
     response = redirect("/admin/code", 303)
-    response.set_cookie(
-        svc.auth.challenge_cookie,
-        challenge,
-        max_age=LOGIN_COOKIE_SECONDS,
-        httponly=True,
-        samesite="Strict",
-        secure=svc.settings.cookie_secure,
-        path="/",
-    )
+    _set_cookie(response, svc.auth.challenge_cookie, challenge, LOGIN_COOKIE_SECONDS, "Strict")
     return response
 
 
@@ -100,16 +92,24 @@ async def start_session(token: str) -> WerkzeugResponse:
     await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
     response = redirect("/admin", 303)
     response.delete_cookie(svc.auth.challenge_cookie, path="/", secure=svc.settings.cookie_secure)
+    hours = svc.settings.admin_session_hours
+    _set_cookie(response, svc.auth.cookie_name, token, hours * 3600, "Lax")
+    return response
+
+
+def _set_cookie(
+    response: WerkzeugResponse, name: str, value: str, max_age: int, samesite: str
+) -> None:
+    """An operator cookie: HttpOnly, for the whole site, Secure where the settings say so."""
     response.set_cookie(
-        svc.auth.cookie_name,
-        token,
-        max_age=svc.settings.admin_session_hours * 3600,
+        name,
+        value,
+        max_age=max_age,
         httponly=True,
-        samesite="Lax",
-        secure=svc.settings.cookie_secure,
+        samesite=samesite,
+        secure=services().settings.cookie_secure,
         path="/",
     )
-    return response
 
 
 @bp.post("/logout")

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 import pyotp
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.core.security import same, token_hash
 from app.core.transactions import transaction
@@ -36,7 +37,7 @@ class Enrolment:
 
 @dataclass(frozen=True)
 class FactorStatus:
-    """What the security page shows: enrolled or not, since when, recovery codes left."""
+    """What the security page shows: enrolled or not, and how many recovery codes are left."""
 
     enrolled: bool
     recovery_left: int
@@ -72,9 +73,9 @@ class Authenticator:
     async def start(self) -> Enrolment:
         """A fresh pending secret (any earlier pending one is dropped; an active one stays)."""
         secret = pyotp.random_base32()
-        async with transaction():
-            await TotpFactor.filter(confirmed_at__isnull=True).delete()
-            await TotpFactor.create(secret=secret, created_at=utcnow())
+        async with transaction() as tx:
+            await TotpFactor.filter(confirmed_at__isnull=True).using_db(tx).delete()
+            await TotpFactor.create(using_db=tx, secret=secret, created_at=utcnow())
         return self._enrolment(secret)
 
     async def pending(self) -> Enrolment | None:
@@ -91,41 +92,32 @@ class Authenticator:
         row = await TotpFactor.filter(confirmed_at__isnull=True).order_by("-id").first()
         if row is None or not isinstance(code, str):
             return None
-        step = _matching_step(row.secret, code)
+        step = _matching_step(row.secret, "".join(code.split()))
         if step is None:
             return None
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
         now = utcnow()
-        async with transaction():
+        async with transaction() as tx:
             # The confirming code counts as used: it cannot also sign someone in.
-            confirmed = await TotpFactor.filter(id=row.id, confirmed_at__isnull=True).update(
-                confirmed_at=now, last_step=step
-            )
-            if not confirmed:
+            pending = TotpFactor.filter(id=row.id, confirmed_at__isnull=True).using_db(tx)
+            if not await pending.update(confirmed_at=now, last_step=step):
                 return None
-            await TotpFactor.filter(id__not=row.id).delete()
-            await RecoveryCode.all().delete()
-            await RecoveryCode.bulk_create(
-                [RecoveryCode(code_hash=token_hash(_normal(c)), created_at=now) for c in codes]
-            )
+            await TotpFactor.filter(id__not=row.id).using_db(tx).delete()
+            await _replace_recovery_codes(tx, codes)
         return codes
 
     async def new_recovery_codes(self) -> list[str]:
         """Replace every recovery code with ten new ones (shown once)."""
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
-        now = utcnow()
-        async with transaction():
-            await RecoveryCode.all().delete()
-            await RecoveryCode.bulk_create(
-                [RecoveryCode(code_hash=token_hash(_normal(c)), created_at=now) for c in codes]
-            )
+        async with transaction() as tx:
+            await _replace_recovery_codes(tx, codes)
         return codes
 
     async def remove(self) -> None:
         """Turn the authenticator app off; its recovery codes go with it."""
-        async with transaction():
-            await TotpFactor.all().delete()
-            await RecoveryCode.all().delete()
+        async with transaction() as tx:
+            await TotpFactor.all().using_db(tx).delete()
+            await RecoveryCode.all().using_db(tx).delete()
 
     async def check(self, code: str) -> bool:
         """True if `code` is a current TOTP code not used before, or an unused recovery code."""
@@ -155,6 +147,14 @@ class Authenticator:
             used_at=utcnow()
         )
         return bool(used)
+
+
+async def _replace_recovery_codes(tx: BaseDBAsyncClient, codes: list[str]) -> None:
+    """Store the hashes of `codes` in place of every earlier recovery code."""
+    now = utcnow()
+    await RecoveryCode.all().using_db(tx).delete()
+    rows = [RecoveryCode(code_hash=token_hash(_normal(c)), created_at=now) for c in codes]
+    await RecoveryCode.bulk_create(rows, using_db=tx)
 
 
 def _matching_step(secret: str, code: str) -> int | None:

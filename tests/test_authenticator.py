@@ -16,7 +16,7 @@ import pyotp
 
 from tests.support.clients import ask_code, cookie_from, jarless, redeem_code
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.server import Server, query
+from tests.support.server import Server, execute_sql, query
 
 # Several sign-ins per test: room in the hourly code budget.
 TELEGRAM_ENV = {"LOGIN_CODES_PER_HOUR": "60"}
@@ -65,22 +65,21 @@ async def security_post(
 
 
 async def signed_in_without_app(server: Server, fake: FakeTelegram) -> tuple[str, str]:
-    """Sign in with Telegram and turn any authenticator app off; (session, CSRF token)."""
+    """Sign in with Telegram, with no authenticator app set up; (session, CSRF token).
+
+    An earlier test may have left an app whose codes this one does not know: the rows go."""
+    await execute_sql(server, "DELETE FROM recovery_code")
+    await execute_sql(server, "DELETE FROM totp_factor")
     token = await login_via_telegram(server, fake)
     async with jarless() as http:
         csrf = await csrf_of(http, server, token)
-        status, page = await security_post(
-            http, server, token, "/totp/remove", {"csrf_token": csrf}
-        )
-    assert status == 200 and 'action="/admin/security/totp"' in page, page
     return token, csrf
 
 
 async def enrol(server: Server, fake: FakeTelegram) -> tuple[pyotp.TOTP, list[str]]:
     """Sign in with Telegram, set up a fresh authenticator app, return it and its codes."""
-    token = await login_via_telegram(server, fake)
+    token, csrf = await signed_in_without_app(server, fake)
     async with jarless() as http:
-        csrf = await csrf_of(http, server, token)
         status, page = await security_post(http, server, token, "/totp", {"csrf_token": csrf})
         assert status == 200, page
         uri = html.unescape(
@@ -273,3 +272,53 @@ async def test_without_an_app_only_the_telegram_code_is_offered(
             fake.outage(False)
     # The Telegram path works as before.
     assert await panel_opens(tg_server, await login_via_telegram(tg_server, fake))
+
+
+async def test_changing_the_app_needs_a_current_code(tg_server: Server, fake: FakeTelegram) -> None:
+    totp, codes = await enrol(tg_server, fake)
+    token = await login_via_telegram(tg_server, fake)
+    async with jarless() as http:
+        csrf = await csrf_of(http, tg_server, token)
+        # A signed-in session alone cannot start over with another secret.
+        status, _ = await security_post(http, tg_server, token, "/totp", {"csrf_token": csrf})
+        assert status == 409
+        for action in ("remove", "move", "recovery"):
+            form = {"csrf_token": csrf, "action": action, "code": "000000"}
+            status, _ = await security_post(http, tg_server, token, "/change", form)
+            assert status == 400
+        # A recovery code authorizes new recovery codes (and is spent doing it).
+        form = {"csrf_token": csrf, "action": "recovery", "code": codes[0]}
+        status, page = await security_post(http, tg_server, token, "/change", form)
+        assert status == 200, page
+        fresh = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", page)
+        assert len(fresh) == 10 and not set(fresh) & set(codes)
+        # The old codes stopped working.
+        status, got, _ = await sign_in(
+            http, tg_server, await password_step(http, tg_server), codes[1]
+        )
+        assert status == 400 and got is None
+        # A current code from the app turns it off.
+        form = {"csrf_token": csrf, "action": "remove", "code": next_code(totp)}
+        status, page = await security_post(http, tg_server, token, "/change", form)
+        assert status == 200 and 'action="/admin/security/totp"' in page, page
+    assert await query(tg_server, "SELECT id FROM totp_factor") == []
+    assert await query(tg_server, "SELECT id FROM recovery_code") == []
+
+
+async def test_wrong_codes_for_a_change_are_limited(tg_server: Server, fake: FakeTelegram) -> None:
+    _totp, codes = await enrol(tg_server, fake)
+    token = await login_via_telegram(tg_server, fake)
+    async with jarless() as http:
+        csrf = await csrf_of(http, tg_server, token)
+        wrong = {"csrf_token": csrf, "action": "remove", "code": "aaaa-bbbb-cccc-dddd"}
+        statuses = [
+            (await security_post(http, tg_server, token, "/change", wrong))[0] for _ in range(5)
+        ]
+        assert statuses == [400] * 5
+        # The session has used its tries: even a right code is refused for a while.
+        right = {"csrf_token": csrf, "action": "remove", "code": codes[0]}
+        status, _ = await security_post(http, tg_server, token, "/change", right)
+        assert status == 429
+    rows = await query(tg_server, "SELECT id FROM totp_factor WHERE confirmed_at IS NOT NULL")
+    assert len(rows) == 1
+    assert len(await query(tg_server, "SELECT id FROM recovery_code WHERE used_at IS NULL")) == 10

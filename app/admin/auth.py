@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 from tortoise.expressions import F
 
-from app.admin.authenticator import Authenticator
+from app.admin.authenticator import MAX_CODE_LENGTH, Authenticator
 from app.config import Settings
 from app.core.ratelimit import SlidingWindow
 from app.core.security import PasswordCheck, keyed_hash, new_code, new_token, same, token_hash
@@ -29,8 +29,6 @@ CODE_TTL = timedelta(minutes=5)
 CODE_TRIES = 5
 # Every this many wrong codes in a row, the operator is told (Telegram, or the log).
 WRONG_CODE_ALERT = 3
-# Longer than any one-time, authenticator or recovery code someone would type.
-MAX_CODE_LENGTH = 64
 
 Method = Literal["telegram", "app"]
 DeliveryState = Literal["log", "pending", "sent", "failing"]

@@ -13,18 +13,25 @@ from dataclasses import dataclass
 import pyotp
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from app.core.ratelimit import SlidingWindow
 from app.core.security import same, token_hash
 from app.core.transactions import transaction
+from app.errors import TooMany
 from app.models import RecoveryCode, TotpFactor
 from app.timefmt import utcnow
 
 RECOVERY_CODES = 10
+# Longer than any authenticator or recovery code someone would type.
+MAX_CODE_LENGTH = 64
 # A recovery code is 16 characters of an unambiguous alphabet (80 bits), so its plain SHA-256
 # is safe to store and needs no key that could change.
 RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 RECOVERY_LENGTH = 16
 # One step either side forgives a phone clock a little off and the time it takes to type.
 TOTP_WINDOW = 1
+# Changing an enrolled app takes a current code: as many wrong ones as a login challenge allows.
+CHANGE_TRIES = 5
+CHANGE_WINDOW_SECONDS = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,18 @@ class Authenticator:
 
     def __init__(self, issuer: str) -> None:
         self.issuer = issuer
+        self._change_tries = SlidingWindow(CHANGE_TRIES, CHANGE_WINDOW_SECONDS)
+
+    async def authorize_change(self, session: str, code: object) -> bool:
+        """True if `code` is a current code from the enrolled app (or a recovery code): what a
+        signed-in operator needs to change the app, so a stolen session cannot swap it."""
+        wait = self._change_tries.wait(session)
+        if wait:
+            raise TooMany("too_many_attempts", minutes=max(1, int(wait // 60) + 1))
+        if isinstance(code, str) and len(code) <= MAX_CODE_LENGTH and await self.check(code):
+            return True
+        self._change_tries.add(session)
+        return False
 
     async def status(self) -> FactorStatus:
         """Whether an authenticator app is enrolled, and how many recovery codes are unused."""

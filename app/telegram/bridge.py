@@ -23,9 +23,10 @@ from app.i18n import using_locale
 from app.media.service import MediaService
 from app.models import Conversation, Message, TgOutbox
 from app.telegram import texts
+from app.telegram.delivery import OutboxWorker
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
-from app.telegram.outbox import Outbox, OutboxWorker, lane_of
+from app.telegram.outbox import Outbox, lane_of
 
 if TYPE_CHECKING:
     from app.calls.service import Call

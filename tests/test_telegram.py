@@ -88,6 +88,15 @@ async def test_cid_tag_and_unknown_target(tg_server: Server, fake: FakeTelegram)
         assert "Hangi sohbet" in (answer.text or "")
 
 
+async def test_cid_tag_matches_whatever_its_case(tg_server: Server, fake: FakeTelegram) -> None:
+    async with joined_visitor(tg_server, "Şule Nur") as (visitor, cid):
+        await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        assert cid != cid.lower()
+        await fake.admin_text(f"[cid: {cid.lower()}] Küçük harfle yazdım")
+        got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
+        assert got["text"] == "Küçük harfle yazdım"
+
+
 async def test_user_text_is_escaped_for_html(tg_server: Server, fake: FakeTelegram) -> None:
     async with joined_visitor(tg_server, "<b>Kötü</b> & <i") as (visitor, cid):
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))

@@ -39,11 +39,26 @@ def client_id_for(message: Message) -> str:
     return f"tg-{message.chat.id}-{message.message_id}"
 
 
+async def conversation_named(cid: str) -> Conversation | None:
+    """The conversation a CID names, whatever its case (operators type "eda-b6ae")."""
+    exact = await Conversation.get_or_none(cid=cid)
+    if exact is not None or "-" not in cid:
+        return exact
+    # The random tail is ASCII, which every database compares without case; the name part
+    # may not be (SQLite's LIKE folds ASCII only), so it is compared here.
+    tail = cid.rpartition("-")[2]
+    wanted = cid.casefold()
+    for conv in await Conversation.filter(cid__iendswith=f"-{tail}"):
+        if conv.cid.casefold() == wanted:
+            return conv
+    return None
+
+
 async def conversation_for(message: Message, text: str) -> tuple[Conversation | None, str]:
     """Which conversation a Telegram message answers, and its text without the CID tag."""
     tag = CID_TAG.search(text)
     if tag:
-        conv = await Conversation.get_or_none(cid=tag.group(1))
+        conv = await conversation_named(tag.group(1))
         if conv is not None:
             return conv, (text[: tag.start()] + text[tag.end() :]).strip()
     thread = topic_of(message)
@@ -79,7 +94,7 @@ async def on_ban(message: Message, command: CommandObject, bridge: TelegramBridg
     if not bridge.is_admin_chat(message.chat.id):
         return
     named = (command.args or "").strip()
-    conv = await Conversation.get_or_none(cid=named[:64]) if named else None
+    conv = await conversation_named(named[:64]) if named else None
     if conv is None:
         conv, _ = await conversation_for(message, named)
     if conv is None:

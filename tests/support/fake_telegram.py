@@ -9,7 +9,8 @@ What it fakes, as Telegram does it:
   JSON-encoded, uploads as ``attach://<key>`` plus a part named ``<key>``) or JSON; replies
   ``{"ok": true, "result": ...}`` / ``{"ok": false, "error_code", "description", "parameters"}``;
 - getMe, getUpdates (offset confirmation, long poll that wakes on a new update, limit,
-  allowed_updates kept until changed, a newer getUpdates ends an older one with 409),
+  allowed_updates kept until changed, a newer getUpdates ends an older one with 409; or,
+  with ``long_poll=False``, an answer at once as a proxy that does not hold requests gives),
   setWebhook / deleteWebhook / getWebhookInfo (getUpdates answers 409 while a webhook is set,
   updates are POSTed with ``X-Telegram-Bot-Api-Secret-Token``);
 - sendMessage / sendPhoto / sendVoice / sendAudio / sendDocument (upload or a known file_id),
@@ -159,6 +160,7 @@ class Call:
     params: JSON
     files: dict[str, Upload]
     status: int = 0  # HTTP status answered (0 while running, or when the connection was dropped)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass
@@ -239,6 +241,7 @@ class FakeTelegram:
         unreachable: set[int] | None = None,
         retry_after: int = 5,
         strict_button_urls: bool = True,
+        long_poll: bool = True,
     ) -> None:
         self.token = token
         self.bot_user: JSON = {
@@ -256,6 +259,8 @@ class FakeTelegram:
         self.unreachable: set[int] = set(unreachable or ())
         self.retry_after = retry_after
         self.strict_button_urls = strict_button_urls
+        # False: getUpdates answers at once whatever its timeout, as some proxies and emulators do.
+        self.long_poll = long_poll
         self.webhook: JSON | None = None
         self.webhook_errors: list[str] = []
         self.answered_callbacks: dict[str, JSON] = {}
@@ -625,7 +630,7 @@ class FakeTelegram:
             self._updates = self._updates[offset:]
         limit = min(max(int(p.get("limit") or 100), 1), 100)
         self._wake_poller("conflict")
-        if not self._updates and float(p.get("timeout") or 0) > 0:
+        if not self._updates and self.long_poll and float(p.get("timeout") or 0) > 0:
             waiter = self._poll_waiter = asyncio.get_running_loop().create_future()
             try:
                 done, _ = await asyncio.wait({waiter}, timeout=float(p["timeout"]))

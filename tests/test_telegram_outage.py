@@ -1,20 +1,34 @@
 """A Telegram outage of several minutes (simulated time) while visitors keep chatting.
 
 The app runs in this process on real Hypercorn with a manual clock, so the outbox worker's
-backoff plays out over simulated minutes in a second of real time.
+backoff plays out over simulated minutes in a second of real time. Waits move the clock until
+what they wait for has happened (however long the product's backoff), bounded only by a
+generous real-time limit for a loaded machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
-from tests.support.telegram import telegram_env
+from tests.support.telegram import telegram_env, with_text
 
 PER_VISITOR = 15
+REAL_LIMIT = 90.0
+
+
+async def advance_until(clock: ManualClock, done: Callable[[], bool], step: float) -> None:
+    """Move simulated time on by `step` until `done()`; fail after REAL_LIMIT real seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REAL_LIMIT
+    while not done():
+        assert loop.time() < deadline, "still not done after minutes of simulated time"
+        clock.advance(step)
+        await asyncio.sleep(0.02)
 
 
 async def test_outage_of_minutes_then_everything_once_in_order(tmp_path: Path) -> None:
@@ -47,12 +61,12 @@ async def test_outage_of_minutes_then_everything_once_in_order(tmp_path: Path) -
 
             fake.outage(False)
             expected = PER_VISITOR * len(visitors)
-            for _ in range(600):
-                clock.advance(30)  # let any backoff run out
-                await asyncio.sleep(0.02)
-                if len([m for m in fake.sent() if "#" in (m.text or "")]) >= expected:
-                    break
-            await asyncio.sleep(0.5)
+            await advance_until(
+                clock,
+                lambda: len([m for m in fake.sent() if "#" in (m.text or "")]) >= expected,
+                30,
+            )
+            await asyncio.sleep(0.5)  # room for a wrong extra send to show up
             for _, cid in visitors:
                 texts = [m.text or "" for m in fake.sent() if f"[CID: {cid}]" in (m.text or "")]
                 lines = [t.splitlines()[-1] for t in texts if "#" in t]
@@ -80,21 +94,20 @@ async def test_polling_starts_even_if_telegram_was_down_at_start(tmp_path: Path)
                 clock.advance(15)
                 await asyncio.sleep(0.02)
             fake.outage(False)
-            notice = None
-            for _ in range(200):
-                clock.advance(30)
-                await asyncio.sleep(0.02)
-                sent = [m for m in fake.sent() if f"[CID: {cid}]" in (m.text or "")]
-                if sent and fake.calls("getUpdates"):
-                    notice = sent[0]
-                    break
-            assert notice is not None, "the outbox and the poller came back by themselves"
+            # The outbox and the poller come back by themselves (a poll that got an answer).
+            await advance_until(
+                clock,
+                lambda: (
+                    any(with_text(f"[CID: {cid}]")(m) for m in fake.sent())
+                    and any(c.status == 200 for c in fake.calls("getUpdates"))
+                ),
+                30,
+            )
+            notice = next(m for m in fake.sent() if with_text(f"[CID: {cid}]")(m))
             await fake.admin_text("Geç de olsa merhaba", reply_to=notice)
-            for _ in range(200):
-                clock.advance(5)
-                await asyncio.sleep(0.02)
-                if any(m["role"] == "admin" for m in peer.events["chat:message"]):
-                    break
+            await advance_until(
+                clock, lambda: any(m["role"] == "admin" for m in peer.events["chat:message"]), 5
+            )
             got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
             assert got["text"] == "Geç de olsa merhaba"
             await peer.close()

@@ -113,3 +113,55 @@ async def test_polling_starts_even_if_telegram_was_down_at_start(tmp_path: Path)
             await peer.close()
         finally:
             await server.stop()
+
+
+async def test_topics_come_on_when_the_admin_chat_answers_after_a_down_start(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    async with FakeTelegram(forum=True) as fake:
+        fake.fail_next("getChat", "502_html", count=10_000)
+        env = telegram_env(fake, TELEGRAM_TOPICS="auto")
+        server = await InProcessServer(tmp_path, env, clock).start()
+        try:
+            await advance_until(clock, lambda: len(fake.calls("getChat")) >= 2, 1)
+            token, cid = await start_visitor(server.url, "Erken")
+            peer = await visitor_peer(server.url, token)
+            await peer.call("join", {"chat_id": cid})
+            # Meanwhile the conversation is shown in the chat itself, tagged with its CID.
+            await advance_until(
+                clock, lambda: any(with_text(f"[CID: {cid}]")(m) for m in fake.sent()), 1
+            )
+
+            fake.heal("getChat")
+
+            def topic() -> int | None:
+                made = [t for t in fake.topics.values() if cid in t["name"]]
+                return made[0]["message_thread_id"] if made else None
+
+            def card_in_topic() -> bool:
+                thread = topic()
+                return thread is not None and any(
+                    "chat'e girdi" in (m.text or "") for m in fake.sent(thread_id=thread)
+                )
+
+            await advance_until(clock, card_in_topic, 5)
+            thread = topic()
+            assert thread is not None
+            await peer.call(
+                "send", {"chat_id": cid, "text": "Konuda mı?", "client_id": client_id()}
+            )
+            await advance_until(
+                clock,
+                lambda: any(with_text("Konuda mı?")(m) for m in fake.sent(thread_id=thread)),
+                1,
+            )
+            await fake.admin_text("Evet, konuda", thread_id=thread)
+            await advance_until(
+                clock, lambda: any(m["role"] == "admin" for m in peer.events["chat:message"]), 1
+            )
+            got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
+            assert got["text"] == "Evet, konuda"
+            await peer.close()
+        finally:
+            await server.stop()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
@@ -21,7 +22,7 @@ from app.core.clock import Clock
 from app.core.lease import LeaderLease
 from app.i18n import using_locale
 from app.media.service import MediaService
-from app.models import Conversation, Message, TgOutbox
+from app.models import Conversation, Message, TgOutbox, TgTopic
 from app.telegram import texts
 from app.telegram.delivery import OutboxWorker
 from app.telegram.handlers import build_router
@@ -127,14 +128,44 @@ class TelegramBridge:
     # Lifecycle -----------------------------------------------------------------------------------
 
     async def _detect_topics(self) -> None:
+        """Ask Telegram whether the admin chat is a forum, until it answers.
+
+        Until then conversations go to the chat itself; once topics turn out to be on, each open
+        conversation already shown there gets its topic, opened with its notice.
+        """
         if self.tg.topics != "auto":
             return
-        try:
-            chat = await self.bot.get_chat(self.tg.admin_chat_id)
-            self.use_topics = bool(getattr(chat, "is_forum", False))
-        except Exception as exc:
-            log.warning("could not read the admin chat (topics off): %s", exc)
-            self.use_topics = False
+        since = self.clock.now()
+        delay = 1.0
+        while True:
+            try:
+                chat = await self.bot.get_chat(self.tg.admin_chat_id)
+                break
+            except Exception as exc:
+                log.warning("could not read the admin chat, retrying in %.0fs: %s", delay, exc)
+                await self.clock.wait(asyncio.Event(), delay)
+                delay = min(delay * 2, 30)
+        self.use_topics = bool(getattr(chat, "is_forum", False))
+        log.info("telegram admin chat read: topics %s", "on" if self.use_topics else "off")
+        if self.use_topics:
+            await self._open_missing_topics(since)
+
+    async def _open_missing_topics(self, since: datetime) -> None:
+        shown = (
+            await TgOutbox.filter(status="sent", conversation_id__isnull=False, sent_at__gte=since)
+            .distinct()
+            .values_list("conversation_id", flat=True)
+        )
+        with_topic = await TgTopic.all().values_list("conversation_id", flat=True)
+        missing = set(shown) - set(with_topic)
+        for conv in await Conversation.filter(id__in=missing, closed_at__isnull=True):
+            await self.outbox.add(
+                None,
+                key=f"topic:{conv.id}",
+                lane=lane_of(conv.id),
+                kind="entered",
+                conversation_id=conv.id,
+            )
 
     async def _start_webhook(self) -> None:
         await self.bot.set_webhook(
@@ -146,13 +177,12 @@ class TelegramBridge:
 
     async def _lead(self) -> None:
         """The work only one process may do: deliver the outbox, handle and fetch updates."""
-        await self._detect_topics()
-        jobs = [self.worker.run(), self.inbox.process_forever()]
+        jobs = [self._detect_topics(), self.worker.run(), self.inbox.process_forever()]
         if self.tg.mode == "polling":
             jobs.append(self.inbox.poll_forever())
         else:
             jobs.append(self._start_webhook_retrying())
-        log.info("telegram bridge leading (%s, topics %s)", self.tg.mode, self.use_topics)
+        log.info("telegram bridge leading (%s, topics %s)", self.tg.mode, self.tg.topics)
         await asyncio.gather(*jobs)
 
     async def serve(self) -> AsyncGenerator[None, None]:

@@ -8,9 +8,10 @@ What it fakes, as Telegram does it:
 - bodies as urlencoded / multipart form (aiogram: every value a string, nested objects
   JSON-encoded, uploads as ``attach://<key>`` plus a part named ``<key>``) or JSON; replies
   ``{"ok": true, "result": ...}`` / ``{"ok": false, "error_code", "description", "parameters"}``;
-- getMe, getUpdates (offset confirmation, long poll that wakes on a new update, limit,
-  allowed_updates kept until changed, a newer getUpdates ends an older one with 409; or,
-  with ``long_poll=False``, an answer at once as a proxy that does not hold requests gives),
+- getMe, getChat (``is_forum`` for a forum), getUpdates (offset confirmation, long poll that
+  wakes on a new update, limit, allowed_updates kept until changed, a newer getUpdates ends
+  an older one with 409; or, with ``long_poll=False``, an answer at once as a proxy that does
+  not hold requests gives),
   setWebhook / deleteWebhook / getWebhookInfo (getUpdates answers 409 while a webhook is set,
   updates are POSTed with ``X-Telegram-Bot-Api-Secret-Token``);
 - sendMessage / sendPhoto / sendVoice / sendAudio / sendDocument (upload or a known file_id),
@@ -286,7 +287,7 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         Handler = Callable[[JSON, dict[str, Upload]], Awaitable[Any]]
         self._methods: dict[str, Handler] = {
-            "getme": self._get_me, "getupdates": self._get_updates,
+            "getme": self._get_me, "getchat": self._get_chat, "getupdates": self._get_updates,
             "setwebhook": self._set_webhook, "deletewebhook": self._delete_webhook,
             "getwebhookinfo": self._get_webhook_info, "sendmessage": self._send,
             "sendphoto": partial(self._send, kind="photo"),
@@ -339,6 +340,10 @@ class FakeTelegram:
         """Make the next `count` calls of `method` ("*" = any, "download" = file route) fail."""
         fault = _Fault(kind, retry_after or self.retry_after, description)
         self._faults.setdefault(method.lower(), []).extend([fault] * count)
+
+    def heal(self, method: str = "*") -> None:
+        """Drop the faults still queued for `method` by `fail_next`."""
+        self._faults.pop(method.lower(), None)
 
     def outage(self, on: bool = True) -> None:
         """While on, every request (files too) answers nginx's 502 HTML page."""
@@ -616,6 +621,13 @@ class FakeTelegram:
 
     async def _get_me(self, p: JSON, files: dict[str, Upload]) -> JSON:
         return self.bot_user
+
+    async def _get_chat(self, p: JSON, files: dict[str, Upload]) -> JSON:
+        # A ChatFullInfo: the chat plus the fields Telegram always sends with it.
+        gifts = {"unlimited_gifts": True, "limited_gifts": True, "unique_gifts": True,
+                 "premium_subscription": True, "gifts_from_channels": True}  # fmt: skip
+        return {**self._chat(p), "accent_color_id": 0, "max_reaction_count": 11,
+                "accepted_gift_types": gifts}  # fmt: skip
 
     async def _get_updates(self, p: JSON, files: dict[str, Upload]) -> list[JSON]:
         if self.webhook:

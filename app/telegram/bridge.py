@@ -102,6 +102,20 @@ class TelegramBridge:
             None, key=f"call:{call.id}", lane=lane_of(conv.id), text=text, conversation_id=conv.id
         )
 
+    async def notice_changed(
+        self, conv: Conversation, message_id: int, key: str, by: str, closed: bool
+    ) -> None:
+        """A conversation's notice now says who closed (or reopened) it, for everyone there."""
+        await self.outbox.add(
+            None,
+            key=f"notice:{key}",
+            lane=lane_of(conv.id),
+            kind="closed" if closed else "reopened",
+            text=by,
+            conversation_id=conv.id,
+            reply_to=message_id,
+        )
+
     # CodeDelivery -------------------------------------------------------------------------------
 
     async def deliver_code(self, code: str, minutes: int) -> None:

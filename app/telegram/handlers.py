@@ -251,20 +251,28 @@ async def on_edit(message: Message, bridge: TelegramBridge) -> None:
 
 
 async def on_close(query: CallbackQuery, bridge: TelegramBridge) -> None:
-    """The "close conversation" button under a notice."""
+    """The "close conversation" / "reopen" button under a notice: the notice then says who."""
     message = query.message
     if message is None or not bridge.is_admin_chat(message.chat.id):
         await query.answer()
         return
-    cid = (query.data or "").split(":", 1)[1]
+    action, _, cid = (query.data or "").partition(":")
     conv = await Conversation.get_or_none(cid=cid)
     if conv is None:
         with using_locale(bridge.settings.default_locale):
             await query.answer(error_text("bad_chat", {}), show_alert=True)
         return
-    await bridge.chat.close_conversation(conv)
+    closing = action == "close"
+    if closing:
+        await bridge.chat.close_conversation(conv)
+    else:
+        await bridge.chat.reopen_conversation(conv)
+    await bridge.notice_changed(
+        conv, message.message_id, query.id, query.from_user.full_name, closing
+    )
     with using_locale(bridge.settings.default_locale):
-        await query.answer(texts.closed(conv).replace("<code>", "").replace("</code>", ""))
+        toast = texts.closed(conv) if closing else texts.reopened(conv)
+        await query.answer(toast.replace("<code>", "").replace("</code>", ""))
 
 
 def build_router() -> Router:
@@ -279,5 +287,7 @@ def build_router() -> Router:
         F.photo | F.voice | F.audio | F.document | F.video | F.video_note | F.animation | F.sticker,
     )
     router.edited_message.register(on_edit, F.text)
-    router.callback_query.register(on_close, F.data.startswith("close:"))
+    router.callback_query.register(
+        on_close, F.data.startswith("close:") | F.data.startswith("reopen:")
+    )
     return router

@@ -29,6 +29,8 @@ from app.telegram import texts
 log = logging.getLogger("sohbet.telegram.sender")
 
 SEEN_REACTION = "👀"
+# Items that change a message already in the chat (its id in `reply_to`) instead of sending one.
+EDITS = ("closed", "reopened")
 
 
 class Skip(Exception):
@@ -62,6 +64,8 @@ class Sender:
                 raise Skip()  # the conversation was deleted before this went out
         if item.kind == "reaction" and item.reply_to is not None:
             return await self._react(int(item.text), int(item.reply_to))
+        if item.kind in EDITS and conv is not None and item.reply_to is not None:
+            return await self._edit(item, conv, int(item.reply_to))
         thread_id = item.thread_id
         if conv is not None and self.topics():
             thread_id = await self.topic_for(conv)
@@ -134,6 +138,25 @@ class Sender:
             raise Skip() from exc
         return message_id
 
+    async def _edit(self, item: TgOutbox, conv: Conversation, message_id: int) -> int:
+        with using_locale(self.settings.default_locale):
+            if item.kind == "closed":
+                text = texts.notice_closed(conv, item.text)
+            else:
+                text = texts.notice_reopened(conv, item.text)
+            markup = self._buttons(conv, closed=item.kind == "closed")
+        try:
+            await self.bot.edit_message_text(
+                chat_id=self.tg.admin_chat_id, message_id=message_id, text=text, reply_markup=markup
+            )
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return message_id  # pressed twice: it already says so
+            # The notice was deleted by hand: nothing left to change, nothing to alert.
+            log.info("edit of %s refused: %s", message_id, exc.message)
+            raise Skip() from exc
+        return message_id
+
     async def _render(
         self, item: TgOutbox, conv: Conversation | None, in_topic: bool
     ) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -146,7 +169,7 @@ class Sender:
             return texts.forwarded(conv, message, in_topic), None
         return item.text, None
 
-    def _buttons(self, conv: Conversation) -> InlineKeyboardMarkup:
+    def _buttons(self, conv: Conversation, closed: bool = False) -> InlineKeyboardMarkup:
         row = []
         # Telegram refuses buttons that link to localhost or plain http.
         if self.settings.public_url.startswith("https://"):
@@ -155,9 +178,13 @@ class Sender:
                     text=_("Open in panel"), url=f"{self.settings.public_url}/admin/c/{conv.cid}"
                 )
             )
-        row.append(
-            InlineKeyboardButton(text=_("Close conversation"), callback_data=f"close:{conv.cid}")
-        )
+        if closed:
+            button = InlineKeyboardButton(text=_("Reopen"), callback_data=f"reopen:{conv.cid}")
+        else:
+            button = InlineKeyboardButton(
+                text=_("Close conversation"), callback_data=f"close:{conv.cid}"
+            )
+        row.append(button)
         return InlineKeyboardMarkup(inline_keyboard=[row])
 
     async def topic_for(self, conv: Conversation) -> int:

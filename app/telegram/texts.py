@@ -110,8 +110,22 @@ def conversation_list(convs: list[Conversation]) -> str:
     return "\n".join(lines)
 
 
+def notice_closed(conv: Conversation, by: str) -> str:
+    """The new-conversation notice once someone closed it from Telegram."""
+    return entered(conv) + "\n\n✅ " + _("Closed by %(name)s", name=f"<b>{escape(by)}</b>")
+
+
+def notice_reopened(conv: Conversation, by: str) -> str:
+    """The new-conversation notice once someone reopened it from Telegram."""
+    return entered(conv) + "\n\n↩️ " + _("Reopened by %(name)s", name=f"<b>{escape(by)}</b>")
+
+
 def closed(conv: Conversation) -> str:
     return "✅ " + _("Conversation %(cid)s closed.", cid=f"<code>{escape(conv.cid)}</code>")
+
+
+def reopened(conv: Conversation) -> str:
+    return "↩️ " + _("Conversation %(cid)s reopened.", cid=f"<code>{escape(conv.cid)}</code>")
 
 
 def blocked(conv: Conversation, now_blocked: bool) -> str:

@@ -27,7 +27,7 @@ from app.telegram import texts
 from app.telegram.delivery import OutboxWorker
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
-from app.telegram.outbox import Outbox, lane_of
+from app.telegram.outbox import Outbox, lane_of, ring_key
 
 if TYPE_CHECKING:
     from app.calls.service import Call
@@ -99,7 +99,12 @@ class TelegramBridge:
         with using_locale(self.settings.default_locale):
             text = texts.incoming_call(conv)
         await self.outbox.add(
-            None, key=f"call:{call.id}", lane=lane_of(conv.id), text=text, conversation_id=conv.id
+            None,
+            key=ring_key(call.id),
+            lane=lane_of(conv.id),
+            kind="ring",
+            text=text,
+            conversation_id=conv.id,
         )
 
     async def notice_changed(

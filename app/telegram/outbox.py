@@ -103,6 +103,24 @@ class Outbox:
         ]
         if rows:
             await TgOutbox.bulk_create(rows, using_db=tx)
+        for conv, message in stored:
+            await self._call_over(tx, conv, message)
+
+    async def _call_over(self, tx: BaseDBAsyncClient, conv: Conversation, message: Message) -> None:
+        """A call's message means it is over: its ring in Telegram then says how it ended."""
+        call_id = call_of(message)
+        if call_id is None:
+            return
+        if not await TgOutbox.filter(dedupe_key=ring_key(call_id)).using_db(tx).exists():
+            return  # nobody rang Telegram for this call (the operator called, or it was busy)
+        await self.add(
+            tx,
+            key=f"call-over:{call_id}",
+            lane=lane_of(conv.id),
+            kind="call_over",
+            conversation_id=conv.id,
+            ref_seq=message.seq,
+        )
 
     def committed(self) -> None:
         self.wake.set()
@@ -124,6 +142,18 @@ class Outbox:
                 text=str(target[0]),
                 reply_to=target[1],
             )
+
+
+def ring_key(call_id: str | None) -> str:
+    """The outbox key of a call's ring in Telegram."""
+    return f"call:{call_id}"
+
+
+def call_of(message: Message | None) -> str | None:
+    """The call a call's system message records (its client id is call:<id>:<outcome>:<s>)."""
+    if message is None or message.kind != "call" or not message.client_id.startswith("call:"):
+        return None
+    return message.client_id.split(":")[1] or None
 
 
 def telegram_message_of(client_id: str) -> tuple[int, int] | None:

@@ -25,12 +25,14 @@ from app.media import probe
 from app.media.service import MediaService
 from app.models import Conversation, Message, TgOutbox, TgTopic
 from app.telegram import texts
+from app.telegram.outbox import call_of, ring_key
 
 log = logging.getLogger("sohbet.telegram.sender")
 
 SEEN_REACTION = "👀"
-# Items that change a message already in the chat (its id in `reply_to`) instead of sending one.
-EDITS = ("closed", "reopened")
+# Items that change a message already in the chat instead of sending one: a notice after its
+# conversation was closed or reopened (its id in `reply_to`), a call's ring once it is over.
+EDITS = ("closed", "reopened", "call_over")
 
 
 class Skip(Exception):
@@ -64,8 +66,8 @@ class Sender:
                 raise Skip()  # the conversation was deleted before this went out
         if item.kind == "reaction" and item.reply_to is not None:
             return await self._react(int(item.text), int(item.reply_to))
-        if item.kind in EDITS and conv is not None and item.reply_to is not None:
-            return await self._edit(item, conv, int(item.reply_to))
+        if item.kind in EDITS and conv is not None:
+            return await self._edit(item, conv)
         thread_id = item.thread_id
         if conv is not None and self.topics():
             thread_id = await self.topic_for(conv)
@@ -138,13 +140,9 @@ class Sender:
             raise Skip() from exc
         return message_id
 
-    async def _edit(self, item: TgOutbox, conv: Conversation, message_id: int) -> int:
+    async def _edit(self, item: TgOutbox, conv: Conversation) -> int:
         with using_locale(self.settings.default_locale):
-            if item.kind == "closed":
-                text = texts.notice_closed(conv, item.text)
-            else:
-                text = texts.notice_reopened(conv, item.text)
-            markup = self._buttons(conv, closed=item.kind == "closed")
+            message_id, text, markup = await self._edited(item, conv)
         try:
             await self.bot.edit_message_text(
                 chat_id=self.tg.admin_chat_id, message_id=message_id, text=text, reply_markup=markup
@@ -152,22 +150,50 @@ class Sender:
         except TelegramBadRequest as exc:
             if "not modified" in exc.message:
                 return message_id  # pressed twice: it already says so
-            # The notice was deleted by hand: nothing left to change, nothing to alert.
+            # The message was deleted by hand: nothing left to change, nothing to alert.
             log.info("edit of %s refused: %s", message_id, exc.message)
             raise Skip() from exc
         return message_id
+
+    async def _edited(
+        self, item: TgOutbox, conv: Conversation
+    ) -> tuple[int, str, InlineKeyboardMarkup | None]:
+        """Which message an edit changes, and what it then says."""
+        if item.kind == "call_over":
+            message = await Message.get_or_none(conversation_id=conv.id, seq=item.ref_seq)
+            ring = await TgOutbox.get_or_none(dedupe_key=ring_key(call_of(message)))
+            if message is None or ring is None or ring.tg_message_id is None:
+                raise Skip()  # the ring never reached Telegram
+            return int(ring.tg_message_id), texts.call_over(conv, message.text), None
+        if item.reply_to is None:
+            raise Skip()
+        if item.kind == "closed":
+            text = texts.notice_closed(conv, item.text)
+        else:
+            text = texts.notice_reopened(conv, item.text)
+        return int(item.reply_to), text, self._buttons(conv, closed=item.kind == "closed")
 
     async def _render(
         self, item: TgOutbox, conv: Conversation | None, in_topic: bool
     ) -> tuple[str, InlineKeyboardMarkup | None]:
         if item.kind == "entered" and conv is not None:
             return texts.entered(conv), self._buttons(conv)
+        if item.kind == "ring" and conv is not None:
+            return item.text, self._answer_button(conv)
         if item.kind == "message" and conv is not None:
             message = await Message.get_or_none(conversation_id=conv.id, seq=item.ref_seq)
             if message is None or message.deleted_at is not None:
                 raise Skip()
             return texts.forwarded(conv, message, in_topic), None
         return item.text, None
+
+    def _answer_button(self, conv: Conversation) -> InlineKeyboardMarkup | None:
+        """Opens the conversation in the panel, where the incoming call is shown to answer."""
+        if not self.settings.public_url.startswith("https://"):
+            return None
+        url = f"{self.settings.public_url}/admin/c/{conv.cid}"
+        button = InlineKeyboardButton(text=_("Answer in the panel"), url=url)
+        return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
     def _buttons(self, conv: Conversation, closed: bool = False) -> InlineKeyboardMarkup:
         row = []

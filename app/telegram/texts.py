@@ -59,6 +59,19 @@ def incoming_call(conv: Conversation) -> str:
     )
 
 
+def call_over(conv: Conversation, outcome: str) -> str:
+    """The ring once the call is over: who called and how it ended ("Call, 3:12")."""
+    return (
+        "📞 "
+        + _(
+            "%(name)s called: %(outcome)s",
+            name=f"<b>{escape(conv.visitor_name)}</b>",
+            outcome=escape(outcome.removeprefix("📞").strip()),
+        )
+        + f"\n{cid_tag(conv)}"
+    )
+
+
 def topic_name(conv: Conversation) -> str:
     return f"{conv.visitor_name} · {conv.cid}"[:128]
 

@@ -12,10 +12,12 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.clients import client_id, start_visitor, visitor_peer
+import aiohttp
+
+from tests.support.clients import ADMIN_COOKIE, admin_peer, client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
-from tests.support.telegram import telegram_env, with_text
+from tests.support.telegram import login_via_telegram, telegram_env, visitor_with_chat, with_text
 
 PER_VISITOR = 15
 REAL_LIMIT = 90.0
@@ -163,5 +165,48 @@ async def test_topics_come_on_when_the_admin_chat_answers_after_a_down_start(
             got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
             assert got["text"] == "Evet, konuda"
             await peer.close()
+        finally:
+            await server.stop()
+
+
+async def panel_page(server: InProcessServer, token: str) -> str:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(
+            server.url + "/admin", headers={"Cookie": f"{ADMIN_COOKIE}={token}"}
+        ) as r:
+            assert r.status == 200
+            return await r.text()
+
+
+async def test_the_panel_shows_a_late_backlog_until_it_drains(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with FakeTelegram() as fake:
+        server = await InProcessServer(tmp_path, telegram_env(fake), clock).start()
+        try:
+            token = await login_via_telegram(server, fake)
+            panel = await admin_peer(server.url, token)
+            fake.outage(True)
+            visitor, cid = await visitor_with_chat(server, "Gecikme")
+            ack = await visitor.call(
+                "send", {"chat_id": cid, "text": "bekleyen", "client_id": client_id()}
+            )
+            assert ack["ok"]
+            alerts = panel.events["admin:alert"]
+            # Over a minute behind: a banner in every open panel, and in a panel opened now.
+            await advance_until(clock, lambda: any("gecikiyor" in a["html"] for a in alerts), 10)
+            banner = next(a["html"] for a in alerts if "gecikiyor" in a["html"])
+            assert "2 mesaj bekliyor" in banner, banner  # the notice and the message
+            assert "gecikiyor" in await panel_page(server, token)
+
+            fake.outage(False)
+            await advance_until(
+                clock, lambda: bool(alerts) and "gecikiyor" not in alerts[-1]["html"], 5
+            )
+            assert 'id="telegram-alert" hidden' in alerts[-1]["html"]
+            assert any(with_text("bekleyen")(m) for m in fake.sent())
+            page = await panel_page(server, token)
+            assert "gecikiyor" not in page and 'id="telegram-alert" hidden' in page
+            await visitor.close()
+            await panel.close()
         finally:
             await server.stop()

@@ -24,6 +24,7 @@ from app.i18n import using_locale
 from app.media.service import MediaService
 from app.models import Conversation, Message, TgOutbox, TgTopic
 from app.telegram import texts
+from app.telegram.backlog import Backlog, BacklogWatch, late_backlog
 from app.telegram.delivery import OutboxWorker
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
@@ -136,11 +137,17 @@ class TelegramBridge:
     # Alerts in the panel -----------------------------------------------------------------------
 
     async def _alert(self, item: TgOutbox, error: str) -> None:
+        await self._show_alert(await late_backlog(self.clock))
+
+    async def _show_alert(self, behind: Backlog | None) -> None:
+        """The panel's Telegram banner: refused messages, and a backlog late by over a minute."""
+        last = await TgOutbox.filter(status="failed").order_by("-id").first()
         html = await self.chat.renderer.render(
             "partials/admin/telegram_alert.html",
             self.settings.default_locale,
-            failed=await TgOutbox.filter(status="failed").count(),
-            error=error,
+            failed=await TgOutbox.filter(status="failed").count() if last else 0,
+            error=last.last_error if last else "",
+            behind=behind,
         )
         await self.chat.sio.emit("admin:alert", {"html": html}, room=ADMINS_ROOM, namespace="/chat")
 
@@ -196,7 +203,12 @@ class TelegramBridge:
 
     async def _lead(self) -> None:
         """The work only one process may do: deliver the outbox, handle and fetch updates."""
-        jobs = [self._detect_topics(), self.worker.run(), self.inbox.process_forever()]
+        jobs = [
+            self._detect_topics(),
+            self.worker.run(),
+            self.inbox.process_forever(),
+            BacklogWatch(self.clock, self._show_alert).run(),
+        ]
         if self.tg.mode == "polling":
             jobs.append(self.inbox.poll_forever())
         else:

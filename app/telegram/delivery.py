@@ -27,6 +27,7 @@ from aiogram.exceptions import (
 from app.config import Settings, TelegramSettings
 from app.media.service import MediaService, StorageUnavailable
 from app.models import TgLink, TgOutbox, TgTopic
+from app.telegram.backlog import backlog
 from app.telegram.outbox import Outbox
 from app.telegram.sender import Sender, Skip
 
@@ -167,10 +168,8 @@ class OutboxWorker:
 
     async def backlog(self) -> tuple[int, float | None]:
         """Pending items and the age in seconds of the oldest (for health and the test page)."""
-        count = await TgOutbox.filter(status="pending").count()
-        oldest = await TgOutbox.filter(status="pending").order_by("id").first()
-        age = (self.clock.now() - oldest.created_at).total_seconds() if oldest else None
-        return count, age
+        found = await backlog(self.clock)
+        return found.count, found.age
 
 
 def _describe(exc: BaseException) -> str:

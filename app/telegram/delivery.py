@@ -50,6 +50,7 @@ class OutboxWorker:
         alert: Alert,
         topics: Callable[[], bool],
         media: MediaService | None = None,
+        on_sent: Callable[[TgOutbox], Awaitable[None]] | None = None,
     ) -> None:
         assert settings.telegram is not None
         self.tg: TelegramSettings = settings.telegram
@@ -60,7 +61,7 @@ class OutboxWorker:
         self.paused_until = self.clock.now()
         self.delivered = 0
         # Called after an item went out (e.g. the visitor's ✓✓: their message reached Telegram).
-        self.on_sent: list[Callable[[TgOutbox], Awaitable[None]]] = []
+        self.on_sent: list[Callable[[TgOutbox], Awaitable[None]]] = [on_sent] if on_sent else []
 
     async def run(self) -> None:
         """Deliver forever; every error is handled per item, so the loop never dies."""

@@ -29,6 +29,8 @@ async def conversation_named(cid: str) -> Conversation | None:
     # The random tail is ASCII, which every database compares without case; the name part
     # may not be (SQLite's LIKE folds ASCII only), so it is compared here.
     tail = cid.rpartition("-")[2]
+    if not (tail.isascii() and tail.isalnum()):
+        return None  # not a CID's tail (and no LIKE wildcards reach the query)
     wanted = cid.casefold()
     for conv in await Conversation.filter(cid__iendswith=f"-{tail}"):
         if conv.cid.casefold() == wanted:

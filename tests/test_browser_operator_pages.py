@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -74,7 +75,7 @@ async def test_test_page_reads_as_sentences_on_a_phone(
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_call_screens_pass_axe(
-    browser: Browser, server: Server, admin_token: str, scheme: str
+    browser: Browser, server: Server, admin_token: str, scheme: Literal["light", "dark"]
 ) -> None:
     """The operator rings the visitor: the ringing screens on both sides, then the ended one
     (its Close button was white on white in light mode). The screen in a call, with media, is

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.calls import call_peer
 from tests.support.clients import ask_code, client_id, start_visitor, visitor_peer
 from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database, query
 
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 MESSAGES_PER_MINUTE = 5
 PASSWORD_TRIES = 10  # wrong passwords per 15 minutes per address (app/admin/auth.py)
+RINGS_PER_MINUTE = 6  # per conversation side (app/calls/namespace.py)
 _addresses = itertools.count(1)
 
 
@@ -118,3 +120,23 @@ async def test_a_right_password_does_not_use_up_the_budget(pair: tuple[Server, S
         assert status == 303 and challenge
         assert (await ask_code(http, two.url, "last-guess"))[0] == 400
         assert (await ask_code(http, one.url, "one-too-many"))[0] == 429
+
+
+async def test_rings_are_counted_once_across_processes(pair: tuple[Server, Server]) -> None:
+    """A visitor rings from `/call` sockets on both processes (nobody answers: each ring is
+    counted, then ends as a missed call); the 7th ring in a minute is refused."""
+    one, two = pair
+    token, cid = await start_visitor(one.url, "Rings", headers={"X-Forwarded-For": new_address()})
+    callers = [
+        await call_peer(one.url, "visitor", token),
+        await call_peer(two.url, "visitor", token),
+    ]
+    try:
+        errors = [
+            (await callers[n % 2].call("call:ring", {"chat_id": cid}))["error"]
+            for n in range(RINGS_PER_MINUTE + 2)
+        ]
+        assert errors == ["callee_offline"] * RINGS_PER_MINUTE + ["too_many_calls"] * 2, errors
+    finally:
+        for caller in callers:
+            await caller.close()

@@ -80,7 +80,11 @@ class Budget(Protocol):
 
 
 class LocalBudget:
-    """A budget counted in this process: exact for one process, or for per-socket keys."""
+    """A budget counted in this process: exact for one process, or for per-socket keys.
+
+    Our own window rather than limits' async memory storage: that one starts a sweep of every
+    key after each hit, which costs more than the message it guards once many keys are live.
+    """
 
     def __init__(self, limit: int, seconds: int) -> None:
         self.window = SlidingWindow(limit, seconds)

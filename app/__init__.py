@@ -25,6 +25,7 @@ from app.chat.views import bp as visitor_bp
 from app.chat.writer import duration_text
 from app.config import load_settings
 from app.core.clock import Clock, RealClock
+from app.core.ratelimit import Limiter
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
@@ -122,10 +123,12 @@ def create_app(
     presence = create_presence(settings)
     renderer = Renderer(env)
     env.globals["fixed"] = renderer.fixed
-    chat = ChatService(settings, sio, renderer, presence)
+    # Rate budgets, in Redis when the processes share one (app/core/ratelimit.py).
+    limiter = Limiter(settings.redis_url, settings.redis_channel)
+    chat = ChatService(settings, sio, renderer, presence, limiter)
     media.init_app(app, chat)
     bridge = telegram.init_app(app, chat, clock or RealClock())
-    auth = AdminAuth(settings, bridge or LogDelivery())
+    auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     app.extensions["telegram"] = bridge
     sio.register_namespace(ChatNamespace(chat, auth))
     app.extensions["sio"] = sio
@@ -152,6 +155,7 @@ def create_app(
         yield
         await chat.close()
         await presence.close()
+        await limiter.close()
 
     # Last: its scheduler needs the database and the bridge, and stops before them.
     selftest.init_app(app, chat, bridge, clock or RealClock(), calls=calls)

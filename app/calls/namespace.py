@@ -25,7 +25,6 @@ from app.calls.service import (
 )
 from app.chat.namespace import ConversationNamespace, Handler, payload_of
 from app.chat.service import other_role, visitor_room
-from app.core.ratelimit import SlidingWindow
 from app.errors import SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale
 from media_relay import RelayBusy, SignalError, checked_candidate, checked_sdp
@@ -67,9 +66,10 @@ class CallNamespace(ConversationNamespace):
         super().__init__(NAMESPACE, calls.chat, auth)
         self.calls = calls
         # Signalling is small and rare: a flood is a bug or an attack.
-        self.signal_budget = SlidingWindow(200, 10)
-        self.ring_budget = SlidingWindow(6, 60)
-        self.echo_budget = SlidingWindow(max(1, calls.conf.echo_per_hour), 3600)
+        limiter = calls.chat.limiter
+        self.signal_budget = limiter.local(200, 10)  # per socket: one process sees it all
+        self.ring_budget = limiter.budget("rings", 6, 60)
+        self.echo_budget = limiter.budget("echo_calls", max(1, calls.conf.echo_per_hour), 3600)
 
     async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
         """Run a handler; refusals become `{ok: false, error, message}` (ack and `call:error`)."""
@@ -77,7 +77,7 @@ class CallNamespace(ConversationNamespace):
         locale = session.get("locale", self.chat.settings.default_locale)
         try:
             await self._refuse_expired(sid, session)
-            if self.signal_budget.hit(sid):
+            if await self.signal_budget.hit(sid):
                 raise CallError("rate_limited")
             return await handler(sid, session, payload_of(data))
         except (CallError, SohbetError) as exc:
@@ -143,12 +143,12 @@ class CallNamespace(ConversationNamespace):
             return {"ok": True, **call.summary(), "ice_servers": self.calls.ice_for(call, role)}
         conv = await self._conversation_for(session, data.get("chat_id"))
         if echo:
-            if role == "visitor" and not conv.synthetic and self.echo_budget.hit(conv.cid):
+            if role == "visitor" and not conv.synthetic and await self.echo_budget.hit(conv.cid):
                 raise CallError("too_many_calls")
             call = await self.calls.start_echo(conv, role, sid, video=video)
             await self.emit("call:accepted", self.calls.accepted_payload(call, role), to=sid)
         else:
-            if self.ring_budget.hit(f"{role}:{conv.cid}"):
+            if await self.ring_budget.hit(f"{role}:{conv.cid}"):
                 raise CallError("too_many_calls")
             call = await self.calls.ring(conv, role, sid, video=video)
         return {

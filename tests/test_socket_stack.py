@@ -1,4 +1,4 @@
-"""The lighter python-socketio pieces (app/sockets.py) against python-socketio's own.
+"""The lighter python-socketio pieces (app/realtime/) against python-socketio's own.
 
 Each one must put the same bytes on the wire as the library's: the packet class's binary scan,
 the JSON coders, and the room manager's emit (compared on real engine.io sockets' queues).
@@ -18,7 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from app.sockets import JSON, LeanManager, LeanPacket, LeanSocket, lean_server, lighten
+from app.realtime import lean_server
+from app.realtime.engine import LeanSocket, lighten
+from app.realtime.manager import LeanManager
+from app.realtime.protocol import JSON, LeanPacket
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(

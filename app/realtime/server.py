@@ -21,12 +21,23 @@ MAX_PACKET_BYTES = 64 * 1024
 
 
 class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
-    """A Socket.IO server that drops a connection sending a packet it cannot decode.
+    """A Socket.IO server that drops a connection sending a packet it cannot decode, and
+    ignores a client's events named like its own (`connect`, `disconnect`).
 
     python-socketio parses packets with `json.loads` outside any handler: a payload nested a
     few thousand deep raises RecursionError, broken JSON a ValueError, and each one was logged
     with a full traceback while the sender stayed connected to try again.
     """
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, id: int | None, data: Any
+    ) -> None:
+        # python-socketio hands a client's `disconnect` event to the namespace's disconnect
+        # handler like its own: the socket would be taken for gone while it stays open.
+        if isinstance(data, list) and data and data[0] in self.reserved_events:
+            log.info("event named %s from a client ignored", data[0])
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:

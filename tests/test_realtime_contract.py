@@ -1,0 +1,57 @@
+"""The realtime contract as other clients speak it: reserved event names, the original `send`
+shape, and sends the server cannot take."""
+
+from __future__ import annotations
+
+from tests.support.calls import call_peer
+from tests.support.clients import ADMIN_COOKIE, chat_sockets, client_id, start_visitor
+from tests.support.server import Server
+
+
+async def test_a_clients_disconnect_event_does_not_take_its_chat_socket_for_gone(
+    server: Server, admin_token: str
+) -> None:
+    """A visitor emitting `disconnect` (and `connect`, with the operator's cookie in the
+    environ it would stand for) stays an online visitor: the operator's row says online."""
+    async with chat_sockets(server.url, admin_token, "Reserved") as (_, cid, visitor, admin):
+        fake_environ = {"HTTP_COOKIE": f"{ADMIN_COOKIE}={admin_token}"}
+        await visitor.sio.emit("connect", fake_environ, namespace="/chat")
+        await visitor.sio.emit("disconnect", "client namespace disconnect", namespace="/chat")
+        # Events are handled in the order they came: this send's row is published after both.
+        sent = await visitor.call(
+            "send", {"chat_id": cid, "type": "text", "text": "still here", "client_id": client_id()}
+        )
+        assert sent["ok"], sent
+        row = await admin.wait_for(
+            "admin:conversation", lambda r: r["chat_id"] == cid and "still here" in r["html"]
+        )
+        assert "status__dot--online" in row["html"], "the visitor was taken for offline"
+        assert not any(
+            r["chat_id"] == cid and "status__dot--online" not in r["html"]
+            for r in admin.events["admin:conversation"]
+        )
+        # Still a visitor: an operator-only event is refused.
+        read = await visitor.call("read", {"chat_id": cid})
+        assert read["error"] == "forbidden", read
+
+
+async def test_a_clients_disconnect_event_does_not_end_its_call(
+    server: Server, admin_token: str
+) -> None:
+    token, cid = await start_visitor(server.url, "Reserved call")
+    caller = await call_peer(server.url, "visitor", token)
+    admin = await call_peer(server.url, "admin", admin_token)
+    try:
+        ring = await caller.call("call:ring", {"chat_id": cid})
+        assert ring["ok"], ring
+        await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
+        await caller.sio.emit("disconnect", "client namespace disconnect", namespace="/call")
+        joined = await caller.call("join", {"chat_id": cid})
+        assert joined["call"] is not None and joined["call"]["call_id"] == ring["call_id"], joined
+        ended = await caller.call("call:end", {"call_id": ring["call_id"]})
+        assert ended["ok"], ended
+        first = await admin.wait_for("call:ended", lambda m: m["call_id"] == ring["call_id"])
+        assert first["reason"] == "hangup", first
+    finally:
+        await caller.close()
+        await admin.close()

@@ -55,3 +55,27 @@ async def test_a_clients_disconnect_event_does_not_end_its_call(
     finally:
         await caller.close()
         await admin.close()
+
+
+async def test_a_send_without_client_id_is_stored_with_an_id_made_by_the_server(
+    server: Server, admin_token: str
+) -> None:
+    """The original contract's `send {chat_id, role, type, text, time}`: accepted, at most once
+    (each such send is a message of its own); a send with an id stays exactly-once."""
+    async with chat_sockets(server.url, admin_token, "Original") as (_, cid, visitor, admin):
+        assert (await admin.call("join", {"chat_id": cid}))["ok"]
+        original = {"chat_id": cid, "role": "visitor", "type": "text", "text": "merhaba"}
+        first = await visitor.call("send", {**original, "time": "2024-05-01T10:00:00Z"})
+        assert first["ok"] and first["duplicate"] is False, first
+        made = first["message"]["client_id"]
+        assert isinstance(made, str) and len(made) >= 8
+        second = await visitor.call("send", {**original, "time": "2024-05-01T10:00:01Z"})
+        assert second["ok"] and second["message"]["client_id"] != made, second
+        assert second["message"]["seq"] == first["message"]["seq"] + 1
+        pushed = await admin.wait_for("chat:message", lambda m: m["client_id"] == made)
+        assert pushed["text"] == "merhaba" and pushed["role"] == "visitor"
+        # A client that sends its own id keeps exactly-once, as before.
+        own = {**original, "client_id": client_id()}
+        again = [await visitor.call("send", own) for _ in range(2)]
+        assert [a["duplicate"] for a in again] == [False, True], again
+        assert again[0]["message"]["seq"] == again[1]["message"]["seq"]

@@ -6,6 +6,7 @@ Who a socket is and how a refusal reads are the shared base's (app/realtime/name
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any, ClassVar
 
 from app.admin.auth import AdminAuth
@@ -150,10 +151,14 @@ class ChatNamespace(ConversationNamespace):
     async def _send(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        """`send {chat_id, role, type, text|fileRef, time, client_id}`: acknowledged once
+        """`send {chat_id, role, type, text|fileRef, time, client_id?}`: acknowledged once
         committed."""
         conversation_id = await self._conversation_id_for(session, data.get("chat_id"))
         kind = data.get("type", "text")
+        # The original contract's send has no id: the server makes one, and such a client gets
+        # at-most-once delivery (a resend after a lost ack is a new message). A client that
+        # names the field but gives no valid id is refused: it means to have exactly-once.
+        client_id = data["client_id"] if "client_id" in data else f"srv-{secrets.token_hex(12)}"
         role = session["role"]
         source = "panel" if role == "admin" else "web"
         if kind in MEDIA_KINDS and self.chat.attach_media is not None:
@@ -164,7 +169,7 @@ class ChatNamespace(ConversationNamespace):
                 role=role,
                 kind=kind,
                 file_ref=data.get("fileRef"),
-                client_id=data.get("client_id"),
+                client_id=client_id,
                 caption=data.get("text") or "",
                 source=source,
                 origin_sid=sid,
@@ -176,7 +181,7 @@ class ChatNamespace(ConversationNamespace):
                 conversation_id,
                 role=role,
                 text=data.get("text"),
-                client_id=data.get("client_id"),
+                client_id=client_id,
                 source=source,
                 origin_sid=sid,
             )

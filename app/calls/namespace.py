@@ -27,6 +27,7 @@ from app.chat.service import other_role, visitor_room
 from app.core.ratelimit import SlidingWindow
 from app.i18n import ERRORS, N_
 from app.realtime.namespace import ConversationNamespace
+from app.realtime.outage import DATABASE_ERRORS
 from media_relay import RelayBusy, SignalError, checked_candidate
 from media_relay.hub import MAX_SDP_BYTES
 
@@ -64,6 +65,9 @@ class CallNamespace(ConversationNamespace):
     }
 
     error_event: ClassVar[str] = "call:error"
+    log: ClassVar[logging.Logger] = log
+    # The media relay does network I/O too: an OSError here is not taken for the database's.
+    outage_errors = DATABASE_ERRORS
 
     def __init__(self, calls: CallService, auth: AdminAuth) -> None:
         super().__init__(NAMESPACE, calls.chat, auth)
@@ -87,8 +91,7 @@ class CallNamespace(ConversationNamespace):
         return None
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
-        """A failed handler refuses the call action (logged with its traceback)."""
-        log.exception("call handler failed")
+        """A failed handler refuses the call action."""
         reply = self._refusal("bad_payload", {}, locale)
         await self.emit(self.error_event, reply, to=sid)
         return reply

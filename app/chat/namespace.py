@@ -51,13 +51,13 @@ class ChatNamespace(ConversationNamespace):
     }
 
     error_event: ClassVar[str] = "chat:error"
+    log: ClassVar[logging.Logger] = log
 
     def __init__(self, chat: ChatService, auth: AdminAuth) -> None:
         super().__init__("/chat", chat, auth)
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
         """Nothing is acknowledged unless it was committed: the client keeps it and retries."""
-        log.exception("chat handler failed")
         return {"ok": False, "error": "server_error", "message": "server error, retrying"}
 
     async def _conversation_id_for(self, session: dict[str, Any], chat_id: object) -> int:

@@ -19,6 +19,7 @@ from app.errors import Forbidden, InvalidInput, NotFound, SohbetError, TooMany
 from app.i18n import error_text, using_locale
 from app.models import Conversation
 from app.realtime.handshake import cookies_of
+from app.realtime.outage import DATABASE_DOWN, OutageLog
 from app.timefmt import utcnow
 
 if TYPE_CHECKING:
@@ -54,11 +55,15 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     events: ClassVar[dict[str, str]] = {}
     error_event: ClassVar[str] = ""
+    log: ClassVar[logging.Logger] = log
+    # The failures that mean the database is away (logged per outage, app/realtime/outage.py).
+    outage_errors: ClassVar[tuple[type[BaseException], ...]] = DATABASE_DOWN
 
     def __init__(self, namespace: str, chat: ChatService, auth: AdminAuth) -> None:
         super().__init__(namespace)
         self.chat = chat
         self.auth = auth
+        self.outage = OutageLog(self.log, namespace, self.outage_errors)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         name = self.events.get(event)
@@ -75,7 +80,7 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             await self._refuse_expired(sid, session)
             await self._admit(sid)
-            return await handler(sid, session, payload_of(data))
+            reply = await handler(sid, session, payload_of(data))
         except SohbetError as exc:
             reply = self._refusal(exc.code, exc.params, locale)
             if isinstance(exc, TooMany) and "seconds" in exc.params:
@@ -83,8 +88,13 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except Exception as exc:
             code = self._refusal_code(exc)
             if code is None:
+                if not self.outage.failure(handler.__name__.lstrip("_"), exc):
+                    self.log.exception("%s handler failed", self.namespace.lstrip("/"))
                 return await self._failed(sid, locale)
             reply = self._refusal(code, {}, locale)
+        else:
+            self.outage.success()
+            return reply
         await self.emit(self.error_event, reply, to=sid)
         return reply
 
@@ -100,7 +110,7 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return None
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
-        """The ack of a handler that failed unexpectedly (logged with its traceback)."""
+        """The ack of a handler that failed unexpectedly (already logged)."""
         raise NotImplementedError
 
     async def _session(self, sid: str) -> dict[str, Any]:

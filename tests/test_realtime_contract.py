@@ -3,8 +3,17 @@ shape, and sends the server cannot take."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.calls import call_peer
-from tests.support.clients import ADMIN_COOKIE, chat_sockets, client_id, start_visitor
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    VISITOR_COOKIE,
+    Peer,
+    chat_sockets,
+    client_id,
+    start_visitor,
+)
 from tests.support.server import Server
 
 
@@ -79,3 +88,39 @@ async def test_a_send_without_client_id_is_stored_with_an_id_made_by_the_server(
         again = [await visitor.call("send", own) for _ in range(2)]
         assert [a["duplicate"] for a in again] == [False, True], again
         assert again[0]["message"]["seq"] == again[1]["message"]["seq"]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_an_oversized_send_is_refused_with_an_error_and_the_connection_stays(
+    server: Server, transport: str
+) -> None:
+    """A send over the packet limit (put there by a script: the text box stops far below it)
+    is answered `too_large` in its ack and with `chat:error`; the connection was dropped
+    without a word before, and the page resent it on every reconnect."""
+    token, cid = await start_visitor(server.url, "Oversized")
+    visitor = Peer(server.url, f"{VISITOR_COOKIE}={token}", "visitor")
+    disconnects: list[object] = []
+    visitor.sio.on("disconnect", lambda *reason: disconnects.append(reason), namespace="/chat")
+    await visitor.sio.connect(
+        server.url,
+        namespaces=["/chat"],
+        headers={"Cookie": visitor.cookie},
+        auth={"as": "visitor"},
+        transports=[transport],
+        wait_timeout=10,
+    )
+    try:
+        huge = {"chat_id": cid, "type": "text", "text": "A" * 100_000, "client_id": client_id()}
+        ack = await visitor.call("send", huge)
+        assert ack["ok"] is False and ack["error"] == "too_large", ack
+        assert ack["client_id"] == huge["client_id"] and "64 KB" in ack["message"], ack
+        error = await visitor.wait_for("chat:error", lambda e: e["error"] == "too_large")
+        assert error == ack
+        # The same connection carries the next message.
+        fine = {"chat_id": cid, "type": "text", "text": "kısa", "client_id": client_id()}
+        ack = await visitor.call("send", fine)
+        assert ack["ok"] and ack["message"]["seq"] == 1, ack
+        assert visitor.sio.connected and not disconnects
+    finally:
+        # A polling client's close would wait for its long-poll to end (up to a ping interval).
+        await visitor.sio.eio.disconnect(abort=True)

@@ -30,11 +30,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import engineio
-from engineio import async_server, async_socket, exceptions, packet
+from engineio import async_server, async_socket, exceptions, packet, payload
 
 from app.realtime.lean_queue import LeanQueue
 
 log = logging.getLogger("sohbet.sockets")
+
+# The largest packet answered with a refusal instead of the end of the connection: Hypercorn's
+# own limit for a WebSocket message (its `websocket_max_message_size` default).
+OVERSIZED_CAP = 16 * 1024 * 1024
 
 
 def _lean_environ(translate: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
@@ -79,6 +83,41 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self.queue.put_nowait(packet.Packet(packet.PING))
+
+    async def _refused(self, data: str | bytes) -> bool:
+        """Answer a packet over the size limit through the server's `refuse_oversized` hook
+        (True), rather than ending the connection (False: no hook, or nothing to answer)."""
+        refuse = getattr(self.server, "refuse_oversized", None)
+        if refuse is None or not isinstance(data, str):
+            return False
+        try:
+            answered: bool = await refuse(self.sid, data)
+        except Exception:
+            log.exception("refusing an oversized packet failed")
+            return False
+        return answered
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        """engine.io's long-polling POST, where a packet over the limit is answered too.
+
+        engine.io's ASGI driver has read the whole body already (it has no limit of its own);
+        engine.io would then end the connection for a body over the limit. Up to OVERSIZED_CAP
+        its packets are taken one by one instead, and each one over the limit is refused.
+        """
+        length = int(environ.get("CONTENT_LENGTH", "0"))
+        limit = self.server.max_http_buffer_size
+        if length <= limit or length > OVERSIZED_CAP:
+            await super().handle_post_request(environ)
+            return
+        body = (await environ["wsgi.input"].read(length)).decode("utf-8")
+        encoded_packets = body.split("\x1e")  # engine.io's payload separator
+        if body.startswith("d=") or len(encoded_packets) > payload.Payload.max_decode_packets:
+            raise exceptions.ContentTooLongError()  # JSONP, or a flood: as engine.io does
+        for encoded in encoded_packets:
+            if len(encoded) <= limit:
+                await self.receive(packet.Packet(encoded_packet=encoded))
+            elif not await self._refused(encoded):
+                raise exceptions.ContentTooLongError()
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         if self._ping_handle is not None:
@@ -169,14 +208,18 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         writer_task = asyncio.ensure_future(writer())
         while True:
             try:
-                data = await websocket_wait()
+                data = await ws.wait()
             except (Exception, asyncio.CancelledError):
-                # Disconnected (OSError), too large, or cancelled at shutdown (Hypercorn's
-                # graceful timeout): as in engine.io, the socket is still closed below, so its
+                # Disconnected (OSError) or cancelled at shutdown (Hypercorn's graceful
+                # timeout): as in engine.io, the socket is still closed below, so its
                 # disconnect handler runs and other processes hear of it.
                 break
             if data is None:
                 break
+            if len(data) > limit:
+                if await self._refused(data):
+                    continue
+                break  # engine.io's answer: the connection ends
             try:
                 await self.receive(packet.Packet(encoded_packet=data))
             except exceptions.UnknownPacketError:

@@ -16,10 +16,11 @@ import socketio
 
 from app.config import Settings
 from app.errors import Forbidden, InvalidInput, NotFound, SohbetError, TooMany
-from app.i18n import error_text, using_locale
+from app.i18n import ERRORS, N_, error_text, using_locale
 from app.models import Conversation
 from app.realtime.handshake import cookies_of
 from app.realtime.outage import DATABASE_DOWN, OutageLog
+from app.realtime.server import MAX_PACKET_BYTES
 from app.timefmt import utcnow
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from app.chat.service import ChatService
 
 log = logging.getLogger("sohbet.realtime")
+
+ERRORS.update(
+    {
+        "too_large": N_("The message is too large to send (at most %(limit)s)."),
+        "bad_packet": N_("The server could not read this message."),
+    }
+)
 
 VISITOR_COOKIE = "sohbet_visitor"
 
@@ -95,6 +103,17 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         else:
             self.outage.success()
             return reply
+        await self.emit(self.error_event, reply, to=sid)
+        return reply
+
+    async def refused(self, sid: str, code: str, client_id: str | None) -> dict[str, Any]:
+        """A packet the server could not take (`too_large`, `bad_packet`): tell the socket with
+        the error event, and return the reply for its ack."""
+        session = await self._session(sid)
+        locale = session.get("locale", self.chat.settings.default_locale)
+        reply = self._refusal(code, {"limit": f"{MAX_PACKET_BYTES // 1024} KB"}, locale)
+        if client_id is not None:
+            reply["client_id"] = client_id
         await self.emit(self.error_event, reply, to=sid)
         return reply
 

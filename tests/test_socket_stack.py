@@ -21,6 +21,7 @@ from socketio import packet as sio_packet
 from app.realtime import lean_server
 from app.realtime.engine import LeanSocket, lighten
 from app.realtime.manager import LeanManager
+from app.realtime.patches import TESTED_WITH, untested_versions
 from app.realtime.protocol import JSON, LeanPacket
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
@@ -49,6 +50,12 @@ def test_the_json_coders_write_and_read_what_engineio_json_does(value: object) -
     assert compact == engineio.json.dumps(value, separators=(",", ":"))
     assert JSON.dumps(value) == engineio.json.dumps(value)
     assert JSON.loads(compact) == engineio.json.loads(compact)
+
+
+def test_the_libraries_are_the_releases_the_replacements_were_written_for() -> None:
+    """app/realtime/ replaces internals of these libraries: another release needs checking."""
+    assert set(TESTED_WITH) == {"python-engineio", "python-socketio", "hypercorn", "wsproto"}
+    assert untested_versions() == {}
 
 
 def test_the_json_decoder_keeps_engineios_guards() -> None:

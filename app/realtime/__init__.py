@@ -4,6 +4,7 @@
 - handshake.py: a handshake's origin and cookies;
 - presence.py: who is connected right now (memory, or Redis across processes);
 - namespace.py: the base of the `/chat` and `/call` namespaces (identity, errors, events);
+- outage.py: a database outage seen by those handlers, logged when it starts and ends;
 - engine.py, lean_queue.py, protocol.py, manager.py, serving.py: lighter replacements of
   python-socketio, engine.io and Hypercorn pieces, measured in bench/README.md;
 - patches.py: `install()`, the one call that puts every replacement of a library's internals

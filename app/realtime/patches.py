@@ -4,8 +4,9 @@ What is replaced, and where (each measured and explained in its module):
 
 - engine.io (python-engineio): the socket class it creates for a lightened server
   (`async_server.async_socket`, engine.py), the socket's private WebSocket loop
-  (`AsyncSocket._websocket_handler`, engine.py) and each lightened server's ASGI driver table
-  (`AsyncServer._async`, engine.py `lighten`);
+  (`AsyncSocket._websocket_handler`) and its long-polling POST (`handle_post_request`, both
+  answering a packet over the limit through the server's `refuse_oversized`), and each
+  lightened server's ASGI driver table (`AsyncServer._async`, engine.py `lighten`);
 - python-socketio: `AsyncServer._handle_eio_message` and `_handle_event` (server.py) and
   `AsyncManager`'s use of `server._send_eio_packet` (manager.py);
 - Hypercorn: `TaskGroup.spawn_app` (its per-connection event queue) and the

@@ -28,6 +28,7 @@ from app.core.clock import Clock, RealClock
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
+from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
 
@@ -134,6 +135,7 @@ def create_app(
     web.init_app(app)
     observability.init_app(app, chat)
     compression.init_app(app)
+    app.register_blueprint(site_bp)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(telegram_bp)

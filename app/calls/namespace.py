@@ -28,8 +28,7 @@ from app.core.ratelimit import SlidingWindow
 from app.i18n import ERRORS, N_
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.outage import DATABASE_ERRORS
-from media_relay import RelayBusy, SignalError, checked_candidate
-from media_relay.hub import MAX_SDP_BYTES
+from media_relay import RelayBusy, SignalError, checked_candidate, checked_sdp
 
 log = logging.getLogger("sohbet.calls.socket")
 
@@ -267,6 +266,4 @@ class CallNamespace(ConversationNamespace):
 
 
 def _sdp(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("v=0") or len(value) > MAX_SDP_BYTES:
-        raise SignalError("bad sdp")
-    return value
+    return checked_sdp(value)

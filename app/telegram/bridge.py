@@ -82,15 +82,11 @@ class TelegramBridge:
 
     async def say(
         self, text: str, *, reply_to: int | None = None, thread_id: int | None = None
-    ) -> None:
+    ) -> str:
         """Send a bot message to the admin chat, through the outbox like everything else."""
-        await self.outbox.add(
-            None,
-            key=f"say:{secrets.token_hex(8)}",
-            text=text,
-            reply_to=reply_to,
-            thread_id=thread_id,
-        )
+        key = f"say:{secrets.token_hex(8)}"
+        await self.outbox.add(None, key=key, text=text, reply_to=reply_to, thread_id=thread_id)
+        return key
 
     async def incoming_call(self, conv: Conversation, call: Call) -> None:
         """A visitor is calling: "X is calling" to the operator's Telegram, through the outbox."""
@@ -102,10 +98,10 @@ class TelegramBridge:
 
     # CodeDelivery -------------------------------------------------------------------------------
 
-    async def deliver_code(self, code: str, minutes: int) -> None:
-        """Login codes go to the admin chat."""
+    async def deliver_code(self, code: str, minutes: int) -> str | None:
+        """Login codes go to the admin chat; the outbox key lets the login page follow it."""
         with using_locale(self.settings.default_locale):
-            await self.say(texts.login_code(code, minutes))
+            return await self.say(texts.login_code(code, minutes))
 
     async def failed_logins(self, count: int, client: str) -> None:
         """A burst of wrong codes is worth the operator's attention."""

@@ -2,8 +2,8 @@
 
 An idle Socket.IO connection cost ~42 KiB on this stack (bench/README.md, target (d): 30 KiB at
 10,000 sockets), most of it in objects engine.io keeps for the socket's whole life, and every
-received packet made a task and a timeout of its own. `lighten(eio)` changes three things for
-one engine.io server, each measured with bench/probe_idle_memory.py and bench/chat_load.py:
+received packet made a task and a timeout of its own. Three things change, each measured with
+bench/probe_idle_memory.py and bench/chat_load.py:
 
 - the packet queue (`LeanQueue`): a list and futures made only while someone waits, instead of
   asyncio.Queue's four deques (~600 bytes each even when empty);
@@ -16,9 +16,9 @@ one engine.io server, each measured with bench/probe_idle_memory.py and bench/ch
   `ping_timeout` (the per-frame timeouts only duplicated it), and closing ends the writer.
 
 Everything else (the Engine.IO protocol, upgrades from polling, close and ping semantics) is
-engine.io's own code: LeanSocket subclasses its AsyncSocket and keeps its methods. engine.io
-creates its sockets itself: `use_lean_sockets()` (called by app.realtime.patches.install) makes
-it create a LeanSocket for the servers lightened here.
+engine.io's own code: LeanSocket subclasses its AsyncSocket and keeps its methods. `lighten(eio)`
+gives one server the lean queue; `install()` (called by app.realtime.patches.install) makes
+engine.io create a LeanSocket for such a server, and lightens every WebSocket's environ.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 import engineio
 from engineio import async_server, async_socket, exceptions, packet, payload
+from engineio.async_drivers import asgi as asgi_driver
 
 from app.realtime.lean_queue import LeanQueue
 
@@ -234,20 +235,21 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
 
 def lighten(eio: engineio.AsyncServer) -> None:
-    """Give one engine.io server the lean queue, environ and (once installed) socket class."""
+    """Give one engine.io server the lean queue, and with it (once installed) LeanSocket."""
     eio.create_queue = LeanQueue
-    # The driver's table is shared by every server of the process: this one gets its own copy.
-    drivers = dict(eio._async)
-    drivers["translate_request"] = _lean_environ(drivers["translate_request"])
-    eio._async = drivers
 
 
-def use_lean_sockets() -> None:
-    """Make engine.io create a LeanSocket for every lightened server (process-wide)."""
+def install() -> None:
+    """Process-wide: engine.io creates a LeanSocket for each lightened server, and its ASGI
+    driver's WebSocket environs drop `wsgi.input` (for every server: a WebSocket has no body)."""
     # engine.io creates server sockets as `async_socket.AsyncSocket(server, sid)`; only
     # servers lightened here use LeanSocket, others get engine.io's class back.
     if not isinstance(async_server.async_socket, _SocketModule):
         async_server.async_socket = _SocketModule()
+    # Every ASGI server of engine.io holds this same table (not a copy), made at import.
+    drivers = asgi_driver._async
+    if drivers["translate_request"] is asgi_driver.translate_request:
+        drivers["translate_request"] = _lean_environ(asgi_driver.translate_request)
 
 
 class _SocketModule:

@@ -5,8 +5,8 @@ What is replaced, and where (each measured and explained in its module):
 - engine.io (python-engineio): the socket class it creates for a lightened server
   (`async_server.async_socket`, engine.py), the socket's private WebSocket loop
   (`AsyncSocket._websocket_handler`) and its long-polling POST (`handle_post_request`, both
-  answering a packet over the limit through the server's `refuse_oversized`), and each
-  lightened server's ASGI driver table (`AsyncServer._async`, engine.py `lighten`);
+  answering a packet over the limit through the server's `refuse_oversized`), and the
+  ASGI driver's request translation (`async_drivers.asgi._async`, engine.py);
 - python-socketio: `AsyncServer._handle_eio_message` and `_handle_event` (server.py) and
   `AsyncManager`'s use of `server._send_eio_packet` (manager.py);
 - Hypercorn: `TaskGroup.spawn_app` (its per-connection event queue) and the
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from importlib import metadata
 
-from app.realtime.engine import use_lean_sockets
+from app.realtime import engine
 from app.realtime.serving import lean_app_queues, websocket_compression
 
 log = logging.getLogger("sohbet.realtime")
@@ -56,6 +56,6 @@ def install(*, ws_compression: bool) -> None:
             version,
             TESTED_WITH[name],
         )
-    use_lean_sockets()
+    engine.install()
     lean_app_queues()
     websocket_compression(ws_compression)

@@ -27,9 +27,8 @@ from app.config import load_settings
 from app.core.clock import Clock, RealClock
 from app.core.ratelimit import Limiter
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
-from app.realtime import create_presence, create_sio
+from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
-from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
@@ -165,6 +164,5 @@ def create_app(
 
 def asgi_app(app: Quart) -> socketio.ASGIApp:
     """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
-    websocket_compression(app.config["SOHBET"].ws_compression)
-    lean_app_queues()
+    install(ws_compression=app.config["SOHBET"].ws_compression)
     return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=ExitOnFailedStart(app))

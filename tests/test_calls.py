@@ -550,6 +550,112 @@ async def test_a_call_on_postgresql_leaves_its_message(
         await drop_pg_database(name)
 
 
+async def leg_connected(media: Media, timeout: float = 10) -> None:
+    """Until the party's own peer connection (its leg to the server) is connected."""
+    deadline = time.monotonic() + timeout
+    while media.pc.connectionState != "connected":
+        assert time.monotonic() < deadline, f"leg still {media.pc.connectionState}"
+        await asyncio.sleep(0.02)
+
+
+def told_active(*peers: Peer) -> list[tuple[str, Any]]:
+    """Every event a party got that called the call active or connected."""
+    return [
+        (name, item)
+        for peer in peers
+        for name, items in peer.events.items()
+        for item in items
+        if name == "call:connected" or (isinstance(item, dict) and item.get("state") == "active")
+    ]
+
+
+async def test_a_relayed_call_is_active_once_both_legs_connect(
+    server: Server, admin_token: str
+) -> None:
+    """The visitor's leg to the relay connecting is not the call connecting: only when the
+    operator's leg connects too are both told, and the duration counts from then."""
+    caller, admin, call_id, cid, token = await answered_call(server, admin_token, "İkiBacak")
+    visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    admin_media = Media(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+    try:
+        assert (await caller.call("call:relay", {"call_id": call_id}))["ok"]
+        await admin.wait_for("call:relay", lambda m: m["call_id"] == call_id)
+        await visitor_media.offer()
+        await leg_connected(visitor_media)
+        joined = await caller.call("join", {"chat_id": cid})
+        assert joined["call"]["state"] == "connecting", joined
+        assert told_active(caller, admin) == [], "one leg is not a connected call"
+        start = now()
+        await admin_media.offer()
+        for side in (caller, admin):
+            connected = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert connected["state"] == "active" and connected["mode"] == "relay"
+        heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+        print(
+            f"\nrelay: second leg's offer to both tones heard {round((max(heard) - start) * 1000)} ms"
+        )
+        assert (await caller.call("join", {"chat_id": cid}))["call"]["state"] == "active"
+        await caller.call("call:end", {"call_id": call_id})
+        ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+        assert ended["reason"] == "hangup"
+    finally:
+        await close_peers(visitor_media, admin_media, caller, admin)
+    texts = [m["text"] for m in await wait_system(server, token, cid, 1)]
+    assert len(texts) == 1 and texts[0].startswith("📞 Arama, 0:0"), texts
+
+
+async def test_a_relayed_call_whose_other_leg_never_connects_could_not_connect(
+    server: Server, admin_token: str
+) -> None:
+    """The visitor reaches the relay, the operator's leg sends its offer and then never answers
+    ICE: nobody is ever told the call is active, the server ends it at the media deadline, and
+    the chat records a call that could not connect, with no duration."""
+    caller, admin, call_id, cid, token = await answered_call(server, admin_token, "TekBacak")
+    visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    dead = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        assert (await caller.call("call:relay", {"call_id": call_id}))["ok"]
+        moved_at = now()
+        await admin.wait_for("call:relay", lambda m: m["call_id"] == call_id)
+        await visitor_media.offer()
+        await leg_connected(visitor_media)
+        dead.addTransceiver("audio", direction="sendrecv")
+        await dead.setLocalDescription(await dead.createOffer())
+        offer = {"call_id": call_id, "type": "offer", "sdp": dead.localDescription.sdp}
+        assert (await admin.call("rtc:offer", offer))["ok"]
+        await dead.close()  # its ICE never answers the relay's checks
+        # The server's media deadline (MEDIA_GRACE, 15 s from the move to the relay) ends it.
+        for side in (caller, admin):
+            ended = await side.wait_for("call:ended", lambda m: m["call_id"] == call_id, timeout=40)
+            assert ended["reason"] == "media_failed" and ended["duration"] == 0, ended
+        print(f"\nrelay with one dead leg: ended {now() - moved_at:.1f} s after the move")
+        assert told_active(caller, admin) == [], told_active(caller, admin)
+    finally:
+        await close_peers(visitor_media, dead, caller, admin)
+    messages = await wait_system(server, token, cid, 1)
+    assert [m["text"] for m in messages] == ["📞 Arama bağlanamadı"], messages
+    assert "bağlanamadı" in messages[0]["html"] and "Arama," not in messages[0]["html"]
+
+
+async def test_a_p2p_call_is_active_when_a_page_says_its_connection_is_up(
+    server: Server, admin_token: str
+) -> None:
+    caller, admin, call_id, cid, _ = await answered_call(server, admin_token, "Doğrudan")
+    try:
+        assert caller.events["call:accepted"][0]["state"] == "connecting"
+        assert (await caller.call("join", {"chat_id": cid}))["call"]["state"] == "connecting"
+        reported = await admin.call("call:connected", {"call_id": call_id})
+        assert reported == {"ok": True, "state": "active"}
+        for side in (caller, admin):
+            told = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert told["mode"] == "p2p" and told["state"] == "active"
+        assert (await caller.call("call:connected", {"call_id": call_id}))["ok"]
+        assert len(caller.events["call:connected"]) == 1, "told once"
+    finally:
+        await caller.call("call:end", {"call_id": call_id})
+        await close_peers(caller, admin)
+
+
 # Who may signal, and what ----------------------------------------------------------------------
 
 

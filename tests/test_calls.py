@@ -30,7 +30,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.security import token_hash
-from tests.support import netns
+from tests.support import netns, turn
 from tests.support.browser import CHROMIUM_ARGS
 from tests.support.browser import chromium as launch_chromium
 from tests.support.calls import Media, call_peer, now
@@ -823,6 +823,98 @@ async def test_repair_ends_abandoned_calls_once(server: Server, admin_token: str
         assert third["ok"] is True
     finally:
         await caller.close()
+
+
+# Through a TURN server: the visitor's network drops UDP ----------------------------------------
+
+NO_TURN = turn.unavailable()
+
+
+@pytest.fixture(scope="module")
+def udp_blocked(private_net: str) -> Iterator[turn.Topology]:
+    with turn.udp_blocked_visitor() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def coturn_url(
+    udp_blocked: turn.Topology, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with turn.coturn(tmp_path_factory.mktemp("coturn"), TURN_SECRET) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def turn_server(
+    coturn_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """A server whose only ICE server is coturn over TCP, with Sohbet's TURN REST credentials."""
+    workdir = tmp_path_factory.mktemp("calls-turn")
+    srv = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}",
+        workdir=workdir,
+        env_extra={
+            "ICE_SERVERS": "none",
+            "TURN_URLS": coturn_url,
+            "TURN_SECRET": TURN_SECRET,
+            "CALL_RING_SECONDS": "5",
+        },
+    )
+    await srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
+    turn_server: Server, udp_blocked: turn.Topology, coturn_url: str, record_property: Any
+) -> None:
+    """The visitor (no UDP in or out) and the operator (another network) connect through coturn
+    over TCP with the credentials from `call:accepted`, and hear each other."""
+    admin_token = await admin_login(turn_server)
+    caller, admin, call_id, _cid, _ = await answered_call(turn_server, admin_token, "Otel")
+    accepted = caller.events["call:accepted"][0]
+    assert accepted["mode"] == "p2p" and accepted["state"] == "connecting"
+    (server_entry,) = accepted["ice_servers"]
+    assert server_entry["urls"] == [coturn_url] and ":" in server_entry["username"]
+    answered_at = now()
+    visitor_media = turn.NamespacedMedia(
+        caller,
+        call_id,
+        VISITOR_HZ,
+        ADMIN_HZ,
+        ns=udp_blocked.visitor_ns,
+        ice_servers=accepted["ice_servers"],
+    )
+    admin_media = turn.NamespacedMedia(
+        admin,
+        call_id,
+        ADMIN_HZ,
+        VISITOR_HZ,
+        ns=udp_blocked.operator_ns,
+        ice_servers=admin.events["call:accepted"][0]["ice_servers"],
+    )
+    try:
+        await asyncio.gather(visitor_media.offer(), admin_media.answer())
+        # The visitor's only way out is its TURN allocation over TCP.
+        assert "relay" in visitor_media.candidate_types(), visitor_media.pc.localDescription
+        connected = await asyncio.wait_for(
+            asyncio.gather(visitor_media.connected, admin_media.connected), 20
+        )
+        assert visitor_media.pair() is not None and visitor_media.pair()[0] == "relay"
+        heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+        connect_ms = round((max(connected) - answered_at) * 1000)
+        heard_ms = round((max(heard) - answered_at) * 1000)
+        print(f"\nTURN/TCP: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
+        record_property("turn_tcp_connected_ms", connect_ms)
+        record_property("turn_tcp_heard_ms", heard_ms)
+        # The page says its connection is up: only now is the call active, for both sides.
+        assert (await caller.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        await admin.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+        assert (await admin.call("call:end", {"call_id": call_id}))["ok"]
+        await caller.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+    finally:
+        await close_peers(visitor_media, admin_media, caller, admin)
 
 
 # In the browser: Chromium pages call the echo peer and each other ---------------------------------

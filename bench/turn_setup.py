@@ -2,13 +2,15 @@
 
 As root, inside a private network namespace (tests/support/netns.py) with the topology of
 tests/support/turn.py: the real server on SQLite whose only ICE server is Debian's coturn
-(`turnserver` as a child process, TCP listener, `use-auth-secret`), the visitor's aiortc peer in
+(`turnserver` as a child process, TCP on 3478 and TLS on 443, `use-auth-secret`), the visitor's
+aiortc peer in
 a namespace that drops all UDP, the operator's in another. Each run is a fresh conversation:
 the visitor rings, the operator answers, both peers gather (the visitor's only candidate that
 can work is its TURN/TCP allocation) and connect; the figures run from the answer to both
 peers connected, and to both hearing the other's tone.
 
-  .venv/bin/python bench/turn_setup.py --runs 7
+  .venv/bin/python bench/turn_setup.py --runs 7                    # turn:…?transport=tcp
+  .venv/bin/python bench/turn_setup.py --runs 7 --scheme turns:    # turns: on 443 (TLS)
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-async def one_call(base_url: str, admin_token: str, ns: tuple[str, str], n: int) -> dict[str, Any]:
+async def one_call(
+    base_url: str, admin_token: str, ns: tuple[str, str], scheme: str, n: int
+) -> dict[str, Any]:
     from tests.support.calls import call_peer
     from tests.support.clients import start_visitor
-    from tests.support.turn import NamespacedMedia
+    from tests.support.turn import NamespacedMedia, only_url
 
     token, cid = await start_visitor(base_url, f"Turn{n}")
     caller = await call_peer(base_url, "visitor", token)
@@ -61,11 +65,22 @@ async def one_call(base_url: str, admin_token: str, ns: tuple[str, str], n: int)
         assert accepted["ok"], accepted
         mine = await caller.wait_for("call:accepted", lambda m: m["call_id"] == call_id)
         start = time.monotonic()
+        # aiortc takes only the first TURN URL; a browser would try each.
         visitor = NamespacedMedia(
-            caller, call_id, VISITOR_HZ, ADMIN_HZ, ns=ns[0], ice_servers=mine["ice_servers"]
+            caller,
+            call_id,
+            VISITOR_HZ,
+            ADMIN_HZ,
+            ns=ns[0],
+            ice_servers=only_url(mine["ice_servers"], scheme),
         )
         operator = NamespacedMedia(
-            admin, call_id, ADMIN_HZ, VISITOR_HZ, ns=ns[1], ice_servers=accepted["ice_servers"]
+            admin,
+            call_id,
+            ADMIN_HZ,
+            VISITOR_HZ,
+            ns=ns[1],
+            ice_servers=only_url(accepted["ice_servers"], scheme),
         )
         media = [visitor, operator]
         await asyncio.gather(visitor.offer(), operator.answer())
@@ -90,7 +105,7 @@ async def one_call(base_url: str, admin_token: str, ns: tuple[str, str], n: int)
         await admin.close()
 
 
-async def bench(runs: int, workdir: Path) -> dict[str, Any]:
+async def bench(runs: int, scheme: str, workdir: Path) -> dict[str, Any]:
     from tests.support import netns, turn
     from tests.support.clients import admin_login
     from tests.support.server import Server
@@ -98,12 +113,15 @@ async def bench(runs: int, workdir: Path) -> dict[str, Any]:
     with (
         netns.own_default_executor(),
         turn.udp_blocked_visitor() as top,
-        turn.coturn(workdir / "coturn", SECRET) as url,
+        turn.coturn(workdir / "coturn", SECRET) as running,
     ):
+        # The self-signed certificate stands in for a public CA's (OpenSSL reads this).
+        os.environ["SSL_CERT_FILE"] = str(running.ca_file)
+        urls = f"{running.tcp_url} {running.tls_url}"
         server = Server(
             database_url=f"sqlite://{workdir / 'turn.db'}",
             workdir=workdir,
-            env_extra={"ICE_SERVERS": "none", "TURN_URLS": url, "TURN_SECRET": SECRET},
+            env_extra={"ICE_SERVERS": "none", "TURN_URLS": urls, "TURN_SECRET": SECRET},
         )
         await server.start()
         try:
@@ -111,7 +129,7 @@ async def bench(runs: int, workdir: Path) -> dict[str, Any]:
             calls = []
             for n in range(runs):
                 result = await one_call(
-                    server.url, admin_token, (top.visitor_ns, top.operator_ns), n
+                    server.url, admin_token, (top.visitor_ns, top.operator_ns), scheme, n
                 )
                 print(
                     f"run {n + 1}: gathered {result['gathered_ms']:.0f} ms, connected "
@@ -123,7 +141,7 @@ async def bench(runs: int, workdir: Path) -> dict[str, Any]:
         finally:
             server.stop()
     return {
-        "turn_url": url,
+        "turn_url": running.tls_url if scheme == "turns:" else running.tcp_url,
         "gathered_ms": summary([c["gathered_ms"] for c in calls]),
         "connected_ms": summary([c["connected_ms"] for c in calls]),
         "heard_ms": summary([c["heard_ms"] for c in calls]),
@@ -135,6 +153,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--scheme", choices=["turn:", "turns:"], default="turn:")
     args = parser.parse_args()
 
     from tests.support import netns, turn
@@ -149,11 +168,12 @@ def main() -> None:
             # Other work on the machine shows in the figures: note how busy it was.
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         }
-        result.update(asyncio.run(bench(args.runs, Path(tmp))))
+        result.update(asyncio.run(bench(args.runs, args.scheme, Path(tmp))))
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    for name in (f"{stamp}-turn_setup.json", "latest-turn_setup.json"):
+    kind = "tls" if args.scheme == "turns:" else "tcp"
+    for name in (f"{stamp}-turn_setup-{kind}.json", f"latest-turn_setup-{kind}.json"):
         (RESULTS / name).write_text(json.dumps(result, indent=2))
 
 

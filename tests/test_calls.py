@@ -837,25 +837,26 @@ def udp_blocked(private_net: str) -> Iterator[turn.Topology]:
 
 
 @pytest.fixture(scope="module")
-def coturn_url(
+def coturn(
     udp_blocked: turn.Topology, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with turn.coturn(tmp_path_factory.mktemp("coturn"), TURN_SECRET) as url:
-        yield url
+) -> Iterator[turn.Coturn]:
+    with turn.coturn(tmp_path_factory.mktemp("coturn"), TURN_SECRET) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 async def turn_server(
-    coturn_url: str, tmp_path_factory: pytest.TempPathFactory
+    coturn: turn.Coturn, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
-    """A server whose only ICE server is coturn over TCP, with Sohbet's TURN REST credentials."""
+    """A server whose only ICE server is coturn (TCP and TLS), with Sohbet's TURN REST
+    credentials."""
     workdir = tmp_path_factory.mktemp("calls-turn")
     srv = Server(
         database_url=f"sqlite://{workdir / 'sohbet.db'}",
         workdir=workdir,
         env_extra={
             "ICE_SERVERS": "none",
-            "TURN_URLS": coturn_url,
+            "TURN_URLS": f"{coturn.tcp_url} {coturn.tls_url}",
             "TURN_SECRET": TURN_SECRET,
             "CALL_RING_SECONDS": "5",
         },
@@ -865,49 +866,45 @@ async def turn_server(
     srv.stop()
 
 
-@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
-async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
-    turn_server: Server, udp_blocked: turn.Topology, coturn_url: str, record_property: Any
-) -> None:
-    """The visitor (no UDP in or out) and the operator (another network) connect through coturn
-    over TCP with the credentials from `call:accepted`, and hear each other."""
-    admin_token = await admin_login(turn_server)
-    caller, admin, call_id, _cid, _ = await answered_call(turn_server, admin_token, "Otel")
+async def call_through_turn(
+    server: Server, top: turn.Topology, coturn: turn.Coturn, scheme: str
+) -> tuple[int, int]:
+    """Ring, answer, and connect the visitor (no UDP) and the operator through the TURN URL of
+    `scheme` that `call:accepted` names; both must hear each other. Returns the milliseconds
+    from the answer to both connected and to both tones heard."""
+    admin_token = await admin_login(server)
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Otel")
     accepted = caller.events["call:accepted"][0]
     assert accepted["mode"] == "p2p" and accepted["state"] == "connecting"
-    (server_entry,) = accepted["ice_servers"]
-    assert server_entry["urls"] == [coturn_url] and ":" in server_entry["username"]
+    (entry,) = accepted["ice_servers"]
+    assert entry["urls"] == [coturn.tcp_url, coturn.tls_url] and ":" in entry["username"]
     answered_at = now()
     visitor_media = turn.NamespacedMedia(
         caller,
         call_id,
         VISITOR_HZ,
         ADMIN_HZ,
-        ns=udp_blocked.visitor_ns,
-        ice_servers=accepted["ice_servers"],
+        ns=top.visitor_ns,
+        ice_servers=turn.only_url(accepted["ice_servers"], scheme),
     )
     admin_media = turn.NamespacedMedia(
         admin,
         call_id,
         ADMIN_HZ,
         VISITOR_HZ,
-        ns=udp_blocked.operator_ns,
-        ice_servers=admin.events["call:accepted"][0]["ice_servers"],
+        ns=top.operator_ns,
+        ice_servers=turn.only_url(admin.events["call:accepted"][0]["ice_servers"], scheme),
     )
     try:
         await asyncio.gather(visitor_media.offer(), admin_media.answer())
-        # The visitor's only way out is its TURN allocation over TCP.
+        # The visitor's only way out is its TURN allocation.
         assert "relay" in visitor_media.candidate_types(), visitor_media.pc.localDescription
         connected = await asyncio.wait_for(
             asyncio.gather(visitor_media.connected, admin_media.connected), 20
         )
-        assert visitor_media.pair() is not None and visitor_media.pair()[0] == "relay"
+        pair = visitor_media.pair()
+        assert pair is not None and pair[0] == "relay", pair
         heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
-        connect_ms = round((max(connected) - answered_at) * 1000)
-        heard_ms = round((max(heard) - answered_at) * 1000)
-        print(f"\nTURN/TCP: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
-        record_property("turn_tcp_connected_ms", connect_ms)
-        record_property("turn_tcp_heard_ms", heard_ms)
         # The page says its connection is up: only now is the call active, for both sides.
         assert (await caller.call("call:connected", {"call_id": call_id}))["state"] == "active"
         await admin.wait_for("call:connected", lambda m: m["call_id"] == call_id)
@@ -915,6 +912,36 @@ async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
         await caller.wait_for("call:ended", lambda m: m["call_id"] == call_id)
     finally:
         await close_peers(visitor_media, admin_media, caller, admin)
+    return round((max(connected) - answered_at) * 1000), round((max(heard) - answered_at) * 1000)
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
+    turn_server: Server, udp_blocked: turn.Topology, coturn: turn.Coturn, record_property: Any
+) -> None:
+    """The visitor (no UDP in or out) and the operator (another network) connect through coturn
+    over TCP with the credentials from `call:accepted`, and hear each other."""
+    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turn:")
+    print(f"\nTURN/TCP: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
+    record_property("turn_tcp_connected_ms", connect_ms)
+    record_property("turn_tcp_heard_ms", heard_ms)
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_a_visitor_whose_network_drops_udp_calls_through_turns_on_443(
+    turn_server: Server,
+    udp_blocked: turn.Topology,
+    coturn: turn.Coturn,
+    record_property: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same through coturn's TLS listener on 443 (`turns:`), its certificate checked."""
+    # The test's self-signed certificate stands in for a public CA's (OpenSSL reads this).
+    monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))
+    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turns:")
+    print(f"\nTURN/TLS: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
+    record_property("turn_tls_connected_ms", connect_ms)
+    record_property("turn_tls_heard_ms", heard_ms)
 
 
 # In the browser: Chromium pages call the echo peer and each other ---------------------------------

@@ -35,12 +35,19 @@ from tests.support.clients import Peer
 CLONE_NEWNET = 0x40000000
 TURN_ADDRESS = "10.77.1.1"
 TURN_PORT = 3478
+TURNS_PORT = 443
 RELAY_PORTS = (49160, 49259)
 
 
 def unavailable() -> str | None:
     """Why the TURN topology can't be built here (None when it can)."""
-    for tool, package in (("turnserver", "coturn"), ("nft", "nftables"), ("ip", "iproute2")):
+    tools = (
+        ("turnserver", "coturn"),
+        ("nft", "nftables"),
+        ("ip", "iproute2"),
+        ("openssl", "openssl"),
+    )
+    for tool, package in tools:
         if shutil.which(tool) is None:
             return f"TURN tests need Debian's {package} (scripts/test-services.sh installs it)"
     return None
@@ -143,17 +150,39 @@ def coturn_config(workdir: Path, secret: str, *, tls: tuple[Path, Path] | None =
         lines.append("no-tls")
     else:
         cert, key = tls
-        lines += ["tls-listening-port=5349", f"cert={cert}", f"pkey={key}"]
+        lines += [f"tls-listening-port={TURNS_PORT}", f"cert={cert}", f"pkey={key}"]
     path = workdir / "turnserver.conf"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+@dataclass(frozen=True)
+class Coturn:
+    """A running coturn: its TURN/TCP and TURN/TLS URLs, and the CA file that trusts its
+    self-signed certificate."""
+
+    tcp_url: str
+    tls_url: str
+    ca_file: Path
+
+
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A certificate for the TURN address (an IP SAN, as clients check it) and its key."""
+    cert, key = workdir / "turn.crt", workdir / "turn.key"
+    _sh(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-keyout", str(key), "-out", str(cert), "-subj", "/CN=turn.sohbet.test",
+        "-addext", f"subjectAltName=IP:{TURN_ADDRESS}",
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def coturn(workdir: Path, secret: str) -> Iterator[str]:
-    """Run `turnserver` as a child with its own configuration; yields the TURN/TCP URL."""
+def coturn(workdir: Path, secret: str) -> Iterator[Coturn]:
+    """Run `turnserver` as a child with its own configuration: TCP on 3478, TLS on 443."""
     workdir.mkdir(parents=True, exist_ok=True)
-    conf = coturn_config(workdir, secret)
+    cert, key = self_signed(workdir)
+    conf = coturn_config(workdir, secret, tls=(cert, key))
     proc = subprocess.Popen(
         ["turnserver", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -162,16 +191,21 @@ def coturn(workdir: Path, secret: str) -> Iterator[str]:
     )
     try:
         deadline = time.monotonic() + 15
-        while True:
-            assert proc.poll() is None, f"turnserver exited: {_tail(workdir)}"
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((TURN_ADDRESS, TURN_PORT), timeout=0.5),
-            ):
-                break
-            assert time.monotonic() < deadline, f"turnserver not listening: {_tail(workdir)}"
-            time.sleep(0.05)
-        yield f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=tcp"
+        for port in (TURN_PORT, TURNS_PORT):
+            while True:
+                assert proc.poll() is None, f"turnserver exited: {_tail(workdir)}"
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((TURN_ADDRESS, port), timeout=0.5),
+                ):
+                    break
+                assert time.monotonic() < deadline, f"turnserver not on {port}: {_tail(workdir)}"
+                time.sleep(0.05)
+        yield Coturn(
+            tcp_url=f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=tcp",
+            tls_url=f"turns:{TURN_ADDRESS}:{TURNS_PORT}?transport=tcp",
+            ca_file=cert,
+        )
     finally:
         proc.terminate()
         try:
@@ -196,6 +230,17 @@ def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:
             for s in servers
         ]
     )
+
+
+def only_url(servers: list[dict[str, Any]], scheme: str) -> list[dict[str, Any]]:
+    """Sohbet's `ice_servers` narrowed to the URLs of one scheme ("turn:", "turns:"): aiortc
+    uses only the first TURN URL it is given, where a browser tries every one."""
+    narrowed = []
+    for server in servers:
+        urls = [u for u in server["urls"] if u.startswith(scheme)]
+        if urls:
+            narrowed.append({**server, "urls": urls})
+    return narrowed
 
 
 class NamespacedMedia(Media):

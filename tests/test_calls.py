@@ -778,10 +778,13 @@ async def api(server: Server, admin_token: str, path: str) -> Any:
 
 
 async def test_selftest_calls_the_echo_peer(server: Server, admin_token: str) -> None:
+    """The echo call works; this server's TURN URL names a host that does not exist, and the
+    check says so (a real TURN server passes: `..._allocates_on_the_turn_server`)."""
     report = await api(server, admin_token, "/api/test/run")
     calls = next(c for c in report["checks"] if c["name"] == "calls")
-    assert calls["status"] == "pass", calls
     assert "yankı" in calls["detail"] and " ms" in calls["detail"], calls
+    assert calls["status"] == "fail", calls
+    assert "TURN ayırması başarısız: turn:turn.sohbet.test:3478" in calls["detail"], calls
     print("\nself-test Calls:", calls["detail"])
 
 
@@ -859,6 +862,9 @@ async def turn_server(
             "TURN_URLS": f"{coturn.tcp_url} {coturn.tls_url}",
             "TURN_SECRET": TURN_SECRET,
             "CALL_RING_SECONDS": "5",
+            "SELFTEST_SKIP": "",
+            # The test's self-signed certificate stands in for a public CA's.
+            "SSL_CERT_FILE": str(coturn.ca_file),
         },
     )
     await srv.start()
@@ -942,6 +948,21 @@ async def test_a_visitor_whose_network_drops_udp_calls_through_turns_on_443(
     print(f"\nTURN/TLS: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
     record_property("turn_tls_connected_ms", connect_ms)
     record_property("turn_tls_heard_ms", heard_ms)
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_selftest_calls_allocates_on_the_turn_server(
+    turn_server: Server, coturn: turn.Coturn
+) -> None:
+    """The Calls check takes a real allocation on each TURN URL, with Sohbet's credentials."""
+    token = await admin_login(turn_server)
+    report = await api(turn_server, token, "/api/test/run")
+    calls = next(c for c in report["checks"] if c["name"] == "calls")
+    assert calls["status"] == "pass", calls
+    assert "yankı" in calls["detail"] and "TURN ayırması çalışıyor" in calls["detail"], calls
+    for url in (coturn.tcp_url, coturn.tls_url):
+        assert re.search(re.escape(url) + r" \(10\.77\.1\.1:\d+, \d+ ms\)", calls["detail"]), url
+    print("\nself-test Calls:", calls["detail"])
 
 
 # In the browser: Chromium pages call the echo peer and each other ---------------------------------

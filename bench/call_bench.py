@@ -133,10 +133,10 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
     from playwright.async_api import Browser, BrowserContext, expect
 
     from tests.support.browser import chromium
+    from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
     from tests.support.clients import admin_login
+    from tests.support.pages import DESKTOP, PHONE, start_chat
     from tests.support.server import scratch_server
-    from tests.test_browser import DESKTOP, PHONE, start_chat
-    from tests.test_calls import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 
     # The pages get a STUN server that never answers (what an unreachable one looks like):
     # trickled candidates must keep it from holding calls up. `--no-stun`: none at all.

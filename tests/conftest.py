@@ -40,3 +40,12 @@ async def server(
 @pytest.fixture(scope="module")
 async def admin_token(server: Server) -> str:
     return await admin_login(server)
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database's URL, dropped after the test (for tests that start their
+    own servers on it)."""
+    url, name = await create_pg_database()
+    yield url
+    await drop_pg_database(name)

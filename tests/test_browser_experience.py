@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from bench.page_weight import BUDGET, measure
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -26,8 +25,8 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import Server, sqlite_server
-from tests.test_browser import (
+from tests.support.page_weight import BUDGET, measure
+from tests.support.pages import (
     DESKTOP,
     PHONE,
     admin_panel,
@@ -37,6 +36,7 @@ from tests.test_browser import (
     send,
     start_chat,
 )
+from tests.support.server import Server, sqlite_server
 
 pytestmark = pytest.mark.browser
 

@@ -27,14 +27,12 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.proxy import postgres_behind_proxy
+from tests.support.reliable import Reader, Sender, close_for_good
 from tests.support.server import (
     REDIS_URL,
     Server,
-    create_pg_database,
-    drop_pg_database,
     query,
 )
-from tests.test_delivery_cuts import Reader, Sender, close_for_good
 
 # Four server starts (or two outages) and 120 messages: minutes on a busy 2-core machine.
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -90,13 +88,6 @@ async def exchange(
         trouble.cancel()
         for client in (*readers, *senders):
             await close_for_good(client.sio)
-
-
-@pytest.fixture
-async def database() -> object:
-    url, name = await create_pg_database()
-    yield url
-    await drop_pg_database(name)
 
 
 async def test_restarts_with_sigkill_and_sigterm_lose_nothing(

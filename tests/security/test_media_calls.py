@@ -11,29 +11,29 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from playwright.async_api import Browser
+from playwright.async_api import Browser, expect
 
 from tests.security.attack import (
+    JSON,
     SUITE_ENV,
     LoopThread,
+    Requests,
     fuzz_settings,
     handshake,
     message_count,
     visitor,
 )
-from tests.security.test_sockets import JSON
-from tests.security.test_xss import Requests, visitor_page
 from tests.support.calls import call_peer
 from tests.support.clients import ADMIN_COOKIE, Peer, admin_csrf, client_id
 from tests.support.media_files import fetch, jpeg, tone, upload
-from tests.support.server import Server
-from tests.test_browser import (
+from tests.support.pages import (
     Watch,
     admin_panel,
     close_all,
-    expect,
     open_conversation,
+    visitor_page,
 )
+from tests.support.server import Server
 
 SERVER_ENV = {
     **SUITE_ENV,

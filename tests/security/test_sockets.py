@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.security.attack import (
+    JSON,
     SUITE_ENV,
     LoopThread,
     fuzz_settings,
@@ -235,13 +236,6 @@ async def test_wrong_types_get_a_clear_error(
 
 # Hypothesis ------------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 FIELDS = ("chat_id", "text", "client_id", "last_seq", "type", "role", "name", "time", "fileRef")
 
 

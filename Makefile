@@ -31,7 +31,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/chat_load.py
+	$(BIN)/python -m bench.chat_load suite
 
 clean:
 	rm -rf $(VENV) data/test-*

@@ -12,10 +12,10 @@ Everything runs inside a private network namespace (as root: `unshare -n`, loopb
           (psutil, whole process), and the one-way audio latency (burst sent -> burst heard,
           one system clock) at each K.
 
-  .venv/bin/python bench/call_bench.py setup --runs 5
-  .venv/bin/python bench/call_bench.py setup --runs 5 --profile   # + each step's time
-  .venv/bin/python bench/call_bench.py relay --calls 1,2,4,6 --seconds 10
-  .venv/bin/python bench/call_bench.py suite          # both; results in bench/results/
+  .venv/bin/python -m bench.call_bench setup --runs 5
+  .venv/bin/python -m bench.call_bench setup --runs 5 --profile   # + each step's time
+  .venv/bin/python -m bench.call_bench relay --calls 1,2,4,6 --seconds 10
+  .venv/bin/python -m bench.call_bench suite          # both; results in bench/results/
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -6,7 +6,7 @@ few runs, on files made here: a 12-megapixel phone photo, a PNG screenshot, a mi
 Chrome (webm/opus) and Safari (mp4/aac) record it, and the OGG/Opus voice note made for Telegram
 (a remux from Opus, a transcode from AAC: the two in the same run, so their ratio is fair).
 
-    .venv/bin/python bench/media_probe.py [--runs 5]
+    .venv/bin/python -m bench.media_probe [--runs 5]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where an idle socket's memory goes in the real server: a tracemalloc diff around N sockets.
 
-    .venv/bin/python bench/probe_idle_memory.py --sockets 2000            # deflate offered
-    .venv/bin/python bench/probe_idle_memory.py --sockets 2000 --no-deflate
+    .venv/bin/python -m bench.probe_idle_memory --sockets 2000            # deflate offered
+    .venv/bin/python -m bench.probe_idle_memory --sockets 2000 --no-deflate
 
 Serves the real app with Hypercorn in this process (tracemalloc on), opens a warm-up batch and
 then N idle visitor sockets from a child process (bench/sio_client.py), and prints the Python
@@ -24,8 +24,6 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(ROOT))
 
 GROUPS = (
     ("zlib (permessage-deflate state)", ("wsproto/extensions.py",)),
@@ -68,7 +66,7 @@ def rss() -> int:
 
 
 async def client(url: str, cookie: str, count: int, deflate: bool) -> None:
-    from sio_client import SioClient, ws_url
+    from bench.sio_client import SioClient, ws_url
 
     gate = asyncio.Semaphore(50)
     clients = []
@@ -88,7 +86,9 @@ async def serve(args: argparse.Namespace) -> None:
     import aiohttp
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
-    from servers import free_port, raise_nofile
+
+    from bench.servers import raise_nofile
+    from tests.support.server import free_port
 
     raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="sohbet-mem-"))
@@ -122,12 +122,14 @@ async def serve(args: argparse.Namespace) -> None:
     async def spawn(count: int) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            __file__,
+            "-m",
+            "bench.probe_idle_memory",
             "--client",
             base,
             cookie,
             str(count),
             *([] if args.deflate else ["--no-deflate"]),
+            cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -191,7 +193,7 @@ def main() -> None:
     parser.add_argument("--client", nargs=3, metavar=("URL", "COOKIE", "COUNT"))
     args = parser.parse_args()
     if args.client:
-        from servers import raise_nofile
+        from bench.servers import raise_nofile
 
         raise_nofile()
         url, cookie, count = args.client

@@ -1,6 +1,6 @@
 """Where a message's server time goes, without sockets: the app's own code, in-process.
 
-    .venv/bin/python bench/probe_write_path.py [--messages 3000] [--concurrency 1,50]
+    .venv/bin/python -m bench.probe_write_path [--messages 3000] [--concurrency 1,50]
 
 Builds the app against a fresh SQLite file (same pragmas as the server), opens one
 conversation, and times, per message:
@@ -19,14 +19,12 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 async def timed(label: str, n: int, concurrency: int, make: Any) -> dict[str, Any]:

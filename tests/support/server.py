@@ -67,6 +67,9 @@ class Server:
     workdir: Path
     env_extra: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # What Hypercorn serves, and how (bench/ serves its floor app, and keeps the supervisor).
+    app: str = "app.asgi:app"
+    serve_args: tuple[str, ...] = SERVE_ARGS
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -117,10 +120,11 @@ class Server:
                 sys.executable,
                 "-m",
                 "hypercorn",
-                "app.asgi:app",
-                *SERVE_ARGS,
+                self.app,
                 "--bind",
                 f"127.0.0.1:{self.port}",
+                # After --bind: in extra flags the last of a repeated option wins.
+                *self.serve_args,
             ],
             cwd=ROOT,
             env=self.environment(),

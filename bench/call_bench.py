@@ -288,7 +288,7 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
         return total
 
     ctx = mp.get_context("spawn")
-    steps = []
+    steps: list[dict[str, Any]] = []
     try:
         idle0 = cpu_seconds()
         await asyncio.sleep(3)
@@ -442,6 +442,7 @@ async def _side(
     cap = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < cap:
         frame = await asyncio.wait_for(track.recv(), 5)
+        assert isinstance(frame, AudioFrame)
         frames += 1
         is_loud = tone_ratio(frame, hear_hz) > 0.5
         if is_loud and not loud:

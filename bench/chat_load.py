@@ -26,6 +26,7 @@ import multiprocessing as mp
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -388,7 +389,7 @@ def log_errors(text: str) -> int:
 def run_load(
     target: str,
     pairs: int,
-    rates: list[float],
+    rates: Sequence[float],
     duration: float,
     *,
     workers: int = 4,
@@ -443,7 +444,7 @@ def run_load(
                 for i in range(pairs)
             ]
         pool = Pool(workers)
-        sampler.gen_pids = [proc.pid for proc in pool.procs]
+        sampler.gen_pids = [proc.pid for proc in pool.procs if proc.pid is not None]
         t0 = time.monotonic()
         replies = pool.request(
             [
@@ -698,7 +699,7 @@ def run_idle(
             accounts = asyncio.run(setup_accounts(server, visitors))
             cookies = [cookie for cookie, _ in accounts.visitors]
         pool = Pool(workers)
-        sampler.gen_pids = [proc.pid for proc in pool.procs]
+        sampler.gen_pids = [proc.pid for proc in pool.procs if proc.pid is not None]
 
         def open_more(count: int) -> list[dict[str, Any]]:
             assert pool is not None

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import av
+from av.audio.stream import AudioStream
 from PIL import Image
 
 from app.media import probe
@@ -53,6 +54,7 @@ def speech_like(fmt: str, codec: str, seconds: float) -> bytes:
     out = io.BytesIO()
     with av.open(out, "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, AudioStream)
         stream.layout = "mono"
         step = rate // 10
         for start in range(0, int(rate * seconds), step):

@@ -46,7 +46,7 @@ def group_of(trace: tracemalloc.StatisticDiff) -> str:
     return "other: " + Path(filename).name
 
 
-def census() -> Counter[str]:
+def census() -> dict[str, tuple[int, int]]:
     """Live gc-tracked objects by type: {type name: [count, bytes]} (sys.getsizeof, shallow)."""
     out: dict[str, list[int]] = {}
     for obj in gc.get_objects():
@@ -57,7 +57,7 @@ def census() -> Counter[str]:
         row = out.setdefault(name, [0, 0])
         row[0] += 1
         row[1] += sys.getsizeof(obj)
-    return Counter({k: tuple(v) for k, v in out.items()})  # type: ignore[misc]
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def rss() -> int:
@@ -106,7 +106,7 @@ async def serve(args: argparse.Namespace) -> None:
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     stop = asyncio.Event()
-    server = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    server = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         for _ in range(100):

@@ -223,6 +223,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
 
     async def ping(payload: bytes, wait: float) -> bytes:
         sent.push(payload, next(timestamps))
+        assert back is not None
         return bytes(await asyncio.wait_for(back.recv(), wait))
 
     try:
@@ -729,6 +730,7 @@ async def test_browser_visitor_and_operator_call_p2p(
         for page in (visitor_page, admin_page):
             await expect(page.locator("#call")).to_have_attribute("data-state", "active")
             await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
+        admin_heard: dict[str, Any]
         _, admin_heard = await asyncio.gather(hears(visitor_page), hears(admin_page))
         print(
             f"\nbrowser <-> browser P2P: accept to sound {await setup_ms(admin_page, admin_heard)} ms"

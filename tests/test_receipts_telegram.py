@@ -6,7 +6,7 @@ from __future__ import annotations
 from tests.support.clients import client_id
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
-from tests.support.telegram import joined_visitor, with_text
+from tests.support.telegram import about_message, joined_visitor, with_text
 
 
 async def test_forwarded_to_telegram_is_delivered(tg_server: Server, fake: FakeTelegram) -> None:
@@ -48,9 +48,7 @@ async def test_seen_reply_gets_eyes_in_telegram(tg_server: Server, fake: FakeTel
         chat_id = fake.admin_chat_id
         for injected in (first, second):
             mid = injected.message["message_id"]
-            await fake.wait_for_call(
-                "setMessageReaction", lambda c, mid=mid: c.params.get("message_id") == mid
-            )
+            await fake.wait_for_call("setMessageReaction", about_message(mid))
             assert fake.reactions[(chat_id, mid)] == [{"type": "emoji", "emoji": "👀"}]
         calls = fake.calls("setMessageReaction")
         assert len(calls) == 2

@@ -48,7 +48,8 @@ async def exchange(
     admin_cookie, visitor_cookie = f"sohbet_admin={admin_token}", f"sohbet_visitor={token}"
     readers = [Reader(url, admin_cookie, chat_id), Reader(url, visitor_cookie, chat_id, "visitor")]
     senders = [Sender(url, visitor_cookie, chat_id), Sender(url, admin_cookie, chat_id, "admin")]
-    for client in (*readers, *senders):
+    clients: list[Reader | Sender] = [*readers, *senders]
+    for client in clients:
         await client.connect()
     ids = {sender: [client_id() for _ in range(PER_SIDE)] for sender in senders}
 
@@ -58,7 +59,7 @@ async def exchange(
             await asyncio.sleep(0.02)
 
     acked = lambda: sum(len(s.acked) for s in senders)  # noqa: E731
-    trouble = asyncio.create_task(disturb(acked))
+    trouble = asyncio.ensure_future(disturb(acked))
     try:
         await asyncio.wait_for(
             asyncio.gather(side(senders[0], "visitor"), side(senders[1], "operator")), 300
@@ -86,7 +87,7 @@ async def exchange(
         assert acked_seqs == list(range(1, total + 1)), "each acknowledged once, by its seq"
     finally:
         trouble.cancel()
-        for client in (*readers, *senders):
+        for client in clients:
             await close_for_good(client.sio)
 
 

@@ -18,7 +18,7 @@ from tests.support.clients import (
     client_id,
     redeem_code,
 )
-from tests.support.fake_telegram import FakeTelegram, SentMessage
+from tests.support.fake_telegram import FakeTelegram, FaultKind, SentMessage
 from tests.support.server import Server
 from tests.support.telegram import (
     joined_visitor,
@@ -179,7 +179,7 @@ def delivered(fake: FakeTelegram, text: str) -> list[SentMessage]:
 
 @pytest.mark.parametrize("kind", ["429", "502_html", "500", "drop"])
 async def test_transient_failures_are_retried_and_delivered_once(
-    tg_server: Server, fake: FakeTelegram, kind: str
+    tg_server: Server, fake: FakeTelegram, kind: FaultKind
 ) -> None:
     async with joined_visitor(tg_server, f"Hata{kind.replace('_', '')}") as (visitor, cid):
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))

@@ -52,7 +52,7 @@ async def message_count(server: Server, cid: str) -> int:
         "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
         f"WHERE c.cid = '{cid}'",
     )
-    return int(rows[0][0])  # type: ignore[call-overload]
+    return int(rows[0][0])
 
 
 def new_address() -> str:

@@ -46,9 +46,7 @@ async def test_flood_of_new_conversations_is_refused_with_a_message(server: Serv
     assert [status for status, _, _ in results] == [303, 303, 303, 429, 429, 429]
     page = results[3][2]
     assert TOO_MANY_CONVERSATIONS in page and 'value="Flood3"' in page, page
-    assert await query(server, "SELECT COUNT(*) FROM conversation") == [
-        (int(before[0][0]) + 3,)  # type: ignore[call-overload]
-    ]
+    assert await query(server, "SELECT COUNT(*) FROM conversation") == [(int(before[0][0]) + 3,)]
     status, token, _ = await start_from(server, "Neighbour", new_address())
     assert status == 303 and token
 

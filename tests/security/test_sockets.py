@@ -373,7 +373,7 @@ def test_fuzz_the_connect_payload(server: Server, fuzz_targets: dict[str, str]) 
     assert connected, "no connection was accepted"
 
 
-HOSTILE = [
+HOSTILE: list[Any] = [
     None,
     [],
     "x",

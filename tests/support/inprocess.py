@@ -85,7 +85,7 @@ class InProcessServer:
         hyper.accesslog = None
         self._task = asyncio.create_task(
             serve(asgi_app(self.app), hyper, shutdown_trigger=self._stop.wait)
-        )  # type: ignore[arg-type]
+        )
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
                 with contextlib.suppress(aiohttp.ClientError):

@@ -17,6 +17,7 @@ from playwright.async_api import (
     ConsoleMessage,
     Dialog,
     Page,
+    Response,
     Route,
     expect,
 )
@@ -52,10 +53,14 @@ class Watch:
     failed: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
-        page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.status} {r.url}"))
+        page.on("response", self._response)
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
         page.on("dialog", self._dialog)
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.failed.append(f"{response.status} {response.url}")
 
     def _console(self, msg: ConsoleMessage) -> None:
         if msg.type == "error":

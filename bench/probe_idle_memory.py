@@ -83,41 +83,17 @@ async def client(url: str, cookie: str, count: int, deflate: bool) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    import aiohttp
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-
     from bench.servers import raise_nofile
-    from tests.support.server import free_port
+    from tests.support.clients import VISITOR_COOKIE, start_visitor
+    from tests.support.inprocess import InProcessServer
 
     raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="sohbet-mem-"))
-    os.environ.update(
-        DATABASE_URL=f"sqlite://{work / 'mem.db'}",
-        SECRET_KEY="x",
-        ADMIN_PASSWORD="pw",
-        SOHBET_ENV_FILE="/nonexistent",
-    )
-    from app import asgi_app, create_app
-
-    app = asgi_app(create_app())
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        for _ in range(100):
-            try:
-                async with http.get(base + "/health") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-        async with http.post(base + "/start", data={"name": "Mem"}, allow_redirects=False) as resp:
-            cookie = f"sohbet_visitor={resp.cookies['sohbet_visitor'].value}"
+    # The app on Hypercorn in this process, as the in-process tests serve it.
+    server = await InProcessServer(work, {}).start()
+    base = server.url
+    token, _ = await start_visitor(base, "Mem")
+    cookie = f"{VISITOR_COOKIE}={token}"
 
     async def spawn(count: int) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
@@ -181,8 +157,7 @@ async def serve(args: argparse.Namespace) -> None:
         assert child.stdin is not None
         child.stdin.close()
         await asyncio.wait_for(child.wait(), 30)
-    stop.set()
-    await asyncio.wait_for(server, 30)
+    await server.stop()
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -107,19 +106,13 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     from tortoise import Tortoise
 
     from app import create_app, db
+    from tests.support.inprocess import app_config
 
     workdir = Path(tempfile.mkdtemp(prefix="sohbet-probe-"))
-    url = f"sqlite://{workdir / 'probe.db'}"
-    os.environ["SOHBET_ENV_FILE"] = "/nonexistent"
     # The visitor's per-minute budget would stop the probe after 30 messages.
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "SECRET_KEY": "x",
-            "ADMIN_PASSWORD": "pw",
-            "MESSAGES_PER_MINUTE": "100000000",
-        }
-    )
+    config = app_config(workdir, {"MESSAGES_PER_MINUTE": "100000000"})
+    url = config["DATABASE_URL"]
+    app = create_app(config)
     chat = app.extensions["sohbet"].chat
     await db.open_database(url)
     rows: list[dict[str, Any]] = []

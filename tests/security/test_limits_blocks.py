@@ -7,7 +7,6 @@ from pathlib import Path
 
 from tests.security.attack import (
     SUITE_ENV,
-    jarless,
     message_count,
     new_address,
     start_from,
@@ -18,6 +17,7 @@ from tests.support.clients import (
     admin_csrf,
     admin_peer,
     client_id,
+    jarless,
     panel_action,
     start_visitor,
     visitor_peer,

@@ -22,7 +22,6 @@ from tests.security.attack import (
     LoopThread,
     fuzz_settings,
     handshake,
-    jarless,
     message_count,
     visitor,
 )
@@ -32,6 +31,7 @@ from tests.support.clients import (
     Peer,
     admin_peer,
     client_id,
+    jarless,
     visitor_peer,
 )
 from tests.support.server import Server, query

@@ -29,6 +29,7 @@ from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
 from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
+from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
 
@@ -135,6 +136,7 @@ def create_app(
     web.init_app(app)
     observability.init_app(app, chat)
     compression.init_app(app)
+    app.register_blueprint(site_bp)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(telegram_bp)

@@ -24,9 +24,12 @@ def init_app(app: Quart, chat: ChatService, clock: Clock) -> TelegramBridge | No
     settings: Settings = app.config["SOHBET"]
     if settings.telegram is None:
         return None
+    from app.telegram.backlog import late_backlog
     from app.telegram.bridge import TelegramBridge
 
     bridge = TelegramBridge(settings, chat, clock, app.extensions.get("media"))
+    # The panel's Telegram banner reads the backlog when the page is rendered.
+    app.jinja_env.globals["telegram_late_backlog"] = lambda: late_backlog(clock)
 
     @app.while_serving
     async def telegram() -> AsyncGenerator[None, None]:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.support.clients import Peer, ask_code, redeem_code, start_visitor, visitor_peer
-from tests.support.fake_telegram import Call, FakeTelegram, SentMessage
+from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, sqlite_server
 
 # The self-test summary line when every check passes (calls are skipped in tests).
@@ -102,8 +102,3 @@ async def joined_visitor(server: HasUrl, name: str) -> AsyncIterator[tuple[Peer,
 
 def with_text(fragment: str) -> Callable[[SentMessage], bool]:
     return lambda m: fragment in (m.text or "")
-
-
-def about_message(message_id: int) -> Callable[[Call], bool]:
-    """A Bot API call on one message (e.g. a reaction set on it)."""
-    return lambda c: c.params.get("message_id") == message_id

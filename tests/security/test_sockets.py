@@ -332,24 +332,36 @@ def test_fuzz_the_connect_payload(server: Server, fuzz_targets: dict[str, str]) 
 
     connected: list[Any] = []
 
+    async def connect(auth: Any) -> Peer | None:
+        """The visitor's socket with this auth, or None when the server refused it (a
+        connection that failed for any other reason, e.g. a timeout under load, is retried)."""
+        for _ in range(3):
+            peer = Peer(server.url, cookie, "visitor")
+            try:
+                await peer.sio.connect(
+                    server.url,
+                    namespaces=["/chat"],
+                    headers={"Cookie": cookie},
+                    auth=auth,
+                    transports=["websocket"],
+                    wait_timeout=10,
+                )
+                return peer
+            except socketio.exceptions.ConnectionError as exc:
+                if peer.sio.eio.http is not None:
+                    await peer.sio.eio.http.close()
+                # The server's refusal (a CONNECT_ERROR packet) is the only answer that counts.
+                if str(exc).startswith("One or more namespaces failed to connect"):
+                    return None
+        raise AssertionError(f"no answer to a connect with auth {auth!r}")
+
     async def attempt(auth: Any) -> None:
         # Only {"as": "admin"} asks for a role this cookie cannot have; anything else must
         # reach the visitor's own session (refusing everything would be no defence).
         may_refuse = isinstance(auth, dict) and auth.get("as") == "admin"
-        peer = Peer(server.url, cookie, "visitor")
-        try:
-            await peer.sio.connect(
-                server.url,
-                namespaces=["/chat"],
-                headers={"Cookie": cookie},
-                auth=auth,
-                transports=["websocket"],
-                wait_timeout=10,
-            )
-        except socketio.exceptions.ConnectionError:
+        peer = await connect(auth)
+        if peer is None:
             assert may_refuse, f"the visitor was refused with auth {auth!r}"
-            if peer.sio.eio.http is not None:
-                await peer.sio.eio.http.close()
             return
         connected.append(auth)
         try:

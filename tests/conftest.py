@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -32,7 +33,8 @@ async def server(
     )
     await srv.start()
     yield srv
-    srv.stop()
+    # In a thread: clients and fakes on this loop keep answering while the server shuts down.
+    await asyncio.to_thread(srv.stop)
     if pg_name:
         await drop_pg_database(pg_name)
 

@@ -196,7 +196,8 @@ async def sqlite_server(workdir: Path, env: dict[str, str] | None = None) -> Asy
     try:
         yield server
     finally:
-        server.stop()
+        # In a thread: clients and fakes on this loop keep answering while the server stops.
+        await asyncio.to_thread(server.stop)
 
 
 @asynccontextmanager

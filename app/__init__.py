@@ -25,10 +25,10 @@ from app.chat.views import bp as visitor_bp
 from app.chat.writer import duration_text
 from app.config import load_settings
 from app.core.clock import Clock, RealClock
+from app.core.ratelimit import Limiter
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
-from app.realtime import create_presence, create_sio
+from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
-from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
@@ -122,10 +122,12 @@ def create_app(
     presence = create_presence(settings)
     renderer = Renderer(env)
     env.globals["fixed"] = renderer.fixed
-    chat = ChatService(settings, sio, renderer, presence)
+    # Rate budgets, in Redis when the processes share one (app/core/ratelimit.py).
+    limiter = Limiter(settings.redis_url, settings.redis_channel)
+    chat = ChatService(settings, sio, renderer, presence, limiter)
     media.init_app(app, chat)
     bridge = telegram.init_app(app, chat, clock or RealClock())
-    auth = AdminAuth(settings, bridge or LogDelivery())
+    auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     app.extensions["telegram"] = bridge
     sio.register_namespace(ChatNamespace(chat, auth))
     app.extensions["sio"] = sio
@@ -152,6 +154,7 @@ def create_app(
         yield
         await chat.close()
         await presence.close()
+        await limiter.close()
 
     # Last: its scheduler needs the database and the bridge, and stops before them.
     selftest.init_app(app, chat, bridge, clock or RealClock(), calls=calls)
@@ -161,6 +164,5 @@ def create_app(
 
 def asgi_app(app: Quart) -> socketio.ASGIApp:
     """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
-    websocket_compression(app.config["SOHBET"].ws_compression)
-    lean_app_queues()
+    install(ws_compression=app.config["SOHBET"].ws_compression)
     return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=ExitOnFailedStart(app))

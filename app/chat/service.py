@@ -28,7 +28,7 @@ from app.chat.writer import (
     message_preview,
 )
 from app.config import Settings
-from app.core.ratelimit import SlidingWindow
+from app.core.ratelimit import Limiter
 from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
 from app.core.transactions import transaction
@@ -100,7 +100,12 @@ class ChatService:
     """Conversations and messages: storage, queries and realtime fan-out."""
 
     def __init__(
-        self, settings: Settings, sio: socketio.AsyncServer, renderer: Renderer, presence: Presence
+        self,
+        settings: Settings,
+        sio: socketio.AsyncServer,
+        renderer: Renderer,
+        presence: Presence,
+        limiter: Limiter,
     ) -> None:
         self.settings = settings
         self.sio = sio
@@ -111,7 +116,8 @@ class ChatService:
         self.seen_listeners: list[SeenListener] = []
         self.writer = MessageWriter(self.listeners, self.publish_message)
         self._dirty_rows: dict[int, Conversation] = {}
-        self._message_budget = SlidingWindow(settings.messages_per_minute, 60)
+        self.limiter = limiter
+        self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
         self._row_flush: asyncio.Task[None] | None = None
         # Set by app/media: removes the stored objects of deleted messages; posts a held upload
         # (`send {type: "photo", fileRef}`) as a message.
@@ -196,7 +202,7 @@ class ChatService:
         no query per message: a query here, even cached for 2 s, cost more CPU than the write
         under load, as every send that missed the cache made its own).
         """
-        wait = self._message_budget.hit(str(conversation_id))
+        wait = await self._message_budget.hit(str(conversation_id))
         if wait:
             raise TooMany("too_many_messages", seconds=math.ceil(wait))
 

@@ -13,12 +13,9 @@ import contextlib
 import hashlib
 import hmac
 import json
-import math
 import re
 import socket
-import struct
 import time
-import wave
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,8 +29,8 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 from app.core.security import token_hash
 from tests.support import netns, turn
 from tests.support.accessibility import assert_accessible
-from tests.support.browser import CHROMIUM_ARGS
 from tests.support.browser import chromium as launch_chromium
+from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 from tests.support.calls import Media, call_peer, now
 from tests.support.clients import (
     Peer,
@@ -44,9 +41,9 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.pages import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 from tests.support.server import Server, create_pg_database, drop_pg_database, execute_sql
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
-from tests.test_browser import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 
 NO_NETNS = netns.unavailable()  # one probe (it makes a namespace), not one per use
 pytestmark = pytest.mark.skipif(NO_NETNS is not None, reason=str(NO_NETNS))
@@ -228,6 +225,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
 
     async def ping(payload: bytes, wait: float) -> bytes:
         sent.push(payload, next(timestamps))
+        assert back is not None
         return bytes(await asyncio.wait_for(back.recv(), wait))
 
     try:
@@ -968,62 +966,6 @@ async def test_selftest_calls_allocates_on_the_turn_server(
 
 # In the browser: Chromium pages call the echo peer and each other ---------------------------------
 
-# Chromium offers loopback addresses to WebRTC only when told; the namespace's media address is
-# 127.0.0.2. Audio may start without a gesture so the test can measure it with WebAudio.
-CALL_CHROMIUM_ARGS = [
-    *CHROMIUM_ARGS,
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-# Resolves when the remote stream carries sound (RMS over a WebAudio analyser); Chromium feeds
-# WebRTC audio into WebAudio only because the stream is also attached to the <audio> element.
-HEAR = """
-async (timeoutMs) => {
-  const el = document.getElementById("call-remote-audio");
-  const deadline = performance.now() + timeoutMs;
-  while (!(el.srcObject && el.srcObject.getAudioTracks().length)) {
-    if (performance.now() > deadline) return {rms: 0, at: null};
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const ctx = new AudioContext();
-  await ctx.resume();
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 256;
-  ctx.createMediaStreamSource(el.srcObject).connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
-  const listening = performance.now();
-  while (performance.now() < deadline) {
-    analyser.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const x of buf) sum += x * x;
-    const rms = Math.sqrt(sum / buf.length);
-    if (rms > 0.005) { ctx.close(); return {rms, at: performance.now(), listening}; }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  ctx.close();
-  return {rms: 0, at: null, listening};
-}
-"""
-CLICKED = "window.__callClickedAt = 0; document.addEventListener('click', () => { window.__callClickedAt = performance.now(); }, true);"
-
-
-def tone_wav(path: Path, hz: float = 440.0, seconds: int = 5) -> Path:
-    """A continuous tone for Chromium's fake microphone (its default beeps once a second,
-    which would blur the measured setup times by up to a second)."""
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(
-            b"".join(
-                struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate)))
-                for i in range(rate * seconds)
-            )
-        )
-    return path
-
 
 @pytest.fixture(scope="module")
 async def chromium(
@@ -1103,6 +1045,7 @@ async def test_browser_visitor_and_operator_call_p2p(
         for page in (visitor_page, admin_page):
             await expect(page.locator("#call")).to_have_attribute("data-state", "active")
             await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
+        admin_heard: dict[str, Any]
         _, admin_heard = await asyncio.gather(hears(visitor_page), hears(admin_page))
         await assert_accessible(visitor_page, "call in progress, phone", "#call")
         await assert_accessible(admin_page, "call in progress, desktop", "#call")

@@ -9,8 +9,8 @@ the visitor rings, the operator answers, both peers gather (the visitor's only c
 can work is its TURN/TCP allocation) and connect; the figures run from the answer to both
 peers connected, and to both hearing the other's tone.
 
-  .venv/bin/python bench/turn_setup.py --runs 7                    # turn:…?transport=tcp
-  .venv/bin/python bench/turn_setup.py --runs 7 --scheme turns:    # turns: on 443 (TLS)
+  .venv/bin/python -m bench.turn_setup --runs 7                    # turn:…?transport=tcp
+  .venv/bin/python -m bench.turn_setup --runs 7 --scheme turns:    # turns: on 443 (TLS)
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
 SECRET = "bench-turn-secret"

@@ -104,6 +104,10 @@ class Settings:
     ws_compression: bool = False
     # CSP frame-ancestors: who may put the pages in a frame ('none': nobody).
     frame_ancestors: str = "'none'"
+    # Origins whose pages may embed the chat widget (/widget.js); empty: the widget is off.
+    widget_origins: tuple[str, ...] = ()
+    # The key a host site signs a logged-in customer's id with (Sohbet.identify).
+    widget_identity_secret: str = ""
     # Peers whose X-Forwarded-For is believed (a reverse proxy); everyone else's is ignored.
     trusted_proxies: tuple[str, ...] = ()
     # Budgets per client: new conversations per address per hour, visitor messages per minute.
@@ -215,6 +219,14 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
             "FRAME_ANCESTORS must be 'none', 'self' or origins separated by spaces, "
             f"got {frame_ancestors!r}"
         )
+    widget_origins = tuple(
+        o.strip().rstrip("/") for o in env.get("WIDGET_ORIGINS", "").split(",") if o.strip()
+    )
+    for origin in widget_origins:
+        if not _WIDGET_ORIGIN.match(origin):
+            raise ConfigError(
+                f"WIDGET_ORIGINS must list origins like https://shop.example.com, got {origin!r}"
+            )
     budgets = {
         name: integer(name, default)
         for name, default in (
@@ -232,6 +244,8 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         media=_media(env, integer),
         calls=_calls(env, integer),
         frame_ancestors=frame_ancestors,
+        widget_origins=widget_origins,
+        widget_identity_secret=env.get("WIDGET_IDENTITY_SECRET", "").strip(),
         trusted_proxies=proxies,
         conversations_per_hour=budgets["CONVERSATIONS_PER_HOUR"],
         messages_per_minute=budgets["MESSAGES_PER_MINUTE"],
@@ -318,6 +332,7 @@ def _calls(env: Mapping[str, str], integer: Callable[[str, int], int]) -> CallSe
 _FRAME_ANCESTORS = re.compile(
     r"^('none'|'self'|https?://[A-Za-z0-9.*:-]+)( ('self'|https?://[A-Za-z0-9.*:-]+))*$"
 )
+_WIDGET_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 
 

@@ -244,6 +244,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        8,
+        "widget: host page and verified identity",
+        (
+            """ALTER TABLE "conversation"
+                ADD COLUMN "host_url" VARCHAR(1024) NOT NULL DEFAULT ''""",
+            """ALTER TABLE "conversation"
+                ADD COLUMN "host_title" VARCHAR(200) NOT NULL DEFAULT ''""",
+            """ALTER TABLE "conversation"
+                ADD COLUMN "external_id" VARCHAR(128) NOT NULL DEFAULT ''""",
+            """ALTER TABLE "conversation"
+                ADD COLUMN "visitor_email" VARCHAR(254) NOT NULL DEFAULT ''""",
+        ),
+    ),
 )
 
 

@@ -35,6 +35,12 @@ class Conversation(Model):
     client_hash = fields.CharField(max_length=64, default="")
     # Blocked by the operator: the visitor can read but no longer write.
     blocked_at = fields.DatetimeField(null=True)
+    # The widget: the host site's page the visitor is on, and who the host site says they are
+    # (set only from a hash signed with WIDGET_IDENTITY_SECRET; empty otherwise).
+    host_url = fields.CharField(max_length=1024, default="")
+    host_title = fields.CharField(max_length=200, default="")
+    external_id = fields.CharField(max_length=128, default="")
+    visitor_email = fields.CharField(max_length=254, default="")
 
     messages: fields.ReverseRelation[Message]
 

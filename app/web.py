@@ -17,8 +17,10 @@ from app.errors import Forbidden, SohbetError
 from app.i18n import error_text, negotiate, set_locale
 from app.models import Conversation
 from app.realtime import origin_allowed
+from app.realtime.handshake import visitor_token
 
 LANG_COOKIE = "sohbet_lang"
+WIDGET_HEADER = "X-Sohbet-Visitor"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -51,7 +53,14 @@ async def current_operator() -> SessionInfo | None:
 async def current_visitor() -> Conversation | None:
     """The conversation this request's visitor cookie belongs to, if any."""
     svc = services()
-    return await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
+    # The widget's frame sends the same token in a header where no cookie of it is kept.
+    token = visitor_token(
+        dict(request.cookies),
+        svc.settings,
+        visitor_cookie(svc.settings),
+        {"token": request.headers.get(WIDGET_HEADER)},
+    )
+    return await svc.chat.by_token(token)
 
 
 def is_htmx() -> bool:

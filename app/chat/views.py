@@ -23,8 +23,12 @@ from app.errors import NotFound, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
 from app.web import client_address, current_visitor, services
+from app.widget import context as _context  # noqa: F401  (its routes join the widget's)
+from app.widget.views import bp as widget_bp
 
 bp = Blueprint("visitor", __name__)
+# The widget's frame is the same visitor page, framable on the host sites' origins.
+bp.register_blueprint(widget_bp)
 
 VISITOR_COOKIE_DAYS = 365
 

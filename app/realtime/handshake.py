@@ -1,4 +1,4 @@
-"""What a Socket.IO handshake is checked against: its origin and its cookies."""
+"""What a Socket.IO handshake is checked against: its origin, its cookies and its auth token."""
 
 from __future__ import annotations
 
@@ -22,3 +22,26 @@ def cookies_of(environ: dict[str, Any]) -> dict[str, str]:
     except CookieError:
         return {}
     return {key: morsel.value for key, morsel in jar.items()}
+
+
+WIDGET_COOKIE = "sohbet_widget"
+
+
+def widget_cookie(settings: Settings) -> str:
+    """The widget frame's partitioned cookie (CHIPS): kept per host site where a third-party
+    frame may keep no other cookie."""
+    return f"__Host-{WIDGET_COOKIE}" if settings.cookie_secure else WIDGET_COOKIE
+
+
+def visitor_token(
+    cookies: dict[str, str], settings: Settings, cookie_name: str, auth: object
+) -> str | None:
+    """The visitor's token: the visitor cookie, the widget's partitioned cookie, else
+    `auth.token` (the widget's frame, from its own storage where no cookie is kept)."""
+    token = cookies.get(cookie_name) or cookies.get(widget_cookie(settings))
+    if token:
+        return token
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        value: str = auth["token"]
+        return value
+    return None

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.errors import Forbidden, InvalidInput, NotFound, SohbetError, TooMany
 from app.i18n import ERRORS, N_, error_text, using_locale
 from app.models import Conversation
-from app.realtime.handshake import cookies_of
+from app.realtime.handshake import cookies_of, visitor_token
 from app.realtime.outage import DATABASE_DOWN, OutageLog
 from app.realtime.server import MAX_PACKET_BYTES
 from app.timefmt import utcnow
@@ -149,7 +149,9 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 locale = self.chat.settings.default_locale
                 return {"role": "admin", "locale": locale, "expires_at": session.expires_at}, None
         if wanted != "admin":
-            conv = await self.chat.by_token(cookies.get(visitor_cookie(self.chat.settings)))
+            conv = await self.chat.by_token(
+                visitor_token(cookies, self.chat.settings, visitor_cookie(self.chat.settings), auth)
+            )
             if conv is not None:
                 visitor = {
                     "role": "visitor",

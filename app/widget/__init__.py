@@ -1,0 +1,1 @@
+"""The embeddable widget: the loader script a host site pastes, and the chat in its frame."""

@@ -1,0 +1,158 @@
+"""The widget: `/widget.js` for the host page, and the visitor's chat in a framable page.
+
+A third-party frame cannot count on an ordinary cookie (Chrome with third-party cookies
+blocked, Safari's ITP, Firefox's Total Cookie Protection). The visitor's token is kept twice,
+both per host site: in a partitioned cookie (Chrome, Firefox, Edge) and in the frame's own
+storage (Safari, Firefox), which the frame sends in the form that renders the chat, in the
+Socket.IO `auth` and in a header on HTMX requests and uploads (app/web.py `current_visitor`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from quart import Blueprint, Response, current_app, g, render_template, request
+
+from app.errors import SohbetError
+from app.i18n import error_text
+from app.models import Conversation
+from app.realtime.handshake import widget_cookie
+from app.web import CSP, client_address, current_visitor, services
+
+bp = Blueprint("widget", __name__)
+
+COOKIE_DAYS = 365
+
+
+def frame_ancestors() -> str:
+    """Who may frame the widget's pages: the origins on WIDGET_ORIGINS, else nobody."""
+    origins = services().settings.widget_origins
+    return " ".join(origins) if origins else "'none'"
+
+
+def _host_origin(value: str | None) -> str | None:
+    """The host page's origin the loader names, if it is on WIDGET_ORIGINS."""
+    origin = (value or "").rstrip("/")
+    return origin if origin in services().settings.widget_origins else None
+
+
+async def _framable(body: str, status: int = 200) -> Response:
+    response = Response(body, status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CSP.format(frame_ancestors=frame_ancestors())
+    return response
+
+
+async def _refused() -> Response:
+    page = await render_template("error.html", message=error_text("forbidden", {}), status=403)
+    return Response(page, 403, mimetype="text/html")
+
+
+def frame_url() -> str:
+    """The frame's URL with a hash of its script, so a new release is never a stale frame."""
+    asset = current_app.jinja_env.globals["asset"]
+    version = str(asset("js/widget-frame.js")).rsplit("v=", 1)[-1]  # type: ignore[operator]
+    return f"/widget/frame?v={version}"
+
+
+@functools.cache
+def _loader_source(static_folder: str) -> str:
+    return Path(static_folder, "js", "widget.js").read_text()
+
+
+@bp.get("/widget.js")
+async def loader() -> Response:
+    """The loader a host site pastes: its URL never changes; the frame's URL inside does."""
+    settings = services().settings
+    if not settings.widget_origins:
+        body = "/* The Sohbet widget is off: WIDGET_ORIGINS is empty. */\n"
+    else:
+        source = _loader_source(str(current_app.static_folder))
+        config = {"frame": frame_url(), "origins": list(settings.widget_origins)}
+        body = source.replace("__SOHBET__", json.dumps(config, separators=(",", ":")))
+    response = Response(body, mimetype="text/javascript")
+    # Cached briefly: host pages load it on every page view, and a release reaches them soon.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+async def _chat(conv: Conversation, origin: str, token: str = "") -> Response:
+    """The visitor's chat in the frame; a token given is kept in the partitioned cookie too."""
+    svc = services()
+    await svc.chat.set_locale(conv, g.locale)
+    messages, more = await svc.chat.recent(conv.id)
+    page = await render_template(
+        "widget/chat.html",
+        conv=conv,
+        messages=messages,
+        more=more,
+        operator_online=await svc.chat.presence.online("admin"),
+        host_origin=origin,
+        new_token=token,
+    )
+    response = await _framable(page)
+    if token:
+        # Partitioned (CHIPS): kept for this host site only, and sent where third-party
+        # cookies are blocked; Secure is required for it (browsers count localhost secure).
+        response.set_cookie(
+            widget_cookie(svc.settings),
+            token,
+            max_age=COOKIE_DAYS * 86400,
+            httponly=True,
+            secure=True,
+            samesite="None",
+            partitioned=True,
+            path="/",
+        )
+    return response
+
+
+@bp.get("/widget/frame")
+async def frame() -> Response:
+    """The start form; the frame's script posts back a token it keeps, to show that chat."""
+    origin = _host_origin(request.args.get("origin"))
+    if origin is None:
+        return await _refused()
+    conv = await current_visitor()
+    if conv is not None:
+        return await _chat(conv, origin)
+    return await _framable(await render_template("widget/start.html", host_origin=origin))
+
+
+@bp.post("/widget/frame")
+async def frame_chat() -> Response:
+    """The chat of the token the frame keeps (the same check as the visitor cookie's)."""
+    form = await request.form
+    origin = _host_origin(form.get("origin"))
+    if origin is None:
+        return await _refused()
+    token = str(form.get("token", ""))
+    conv = await services().chat.by_token(token)
+    if conv is None:
+        page = await render_template("widget/start.html", host_origin=origin, forget=True)
+        return await _framable(page)
+    return await _chat(conv, origin, token)
+
+
+@bp.post("/widget/start")
+async def start() -> Response:
+    """Open a conversation from the frame; its token goes to the frame's storage, not a cookie."""
+    svc = services()
+    form = await request.form
+    origin = _host_origin(form.get("origin"))
+    if origin is None:
+        return await _refused()
+    try:
+        conv, token = await svc.chat.start_conversation(
+            form.get("name"), g.locale, client=client_address()
+        )
+    except SohbetError as exc:
+        page = await render_template(
+            "widget/start.html",
+            host_origin=origin,
+            error=error_text(exc.code, exc.params),
+            name=form.get("name", ""),
+        )
+        return await _framable(page, exc.status)
+    return await _chat(conv, origin, token)

@@ -1,0 +1,271 @@
+"""The embeddable widget in Debian's Chromium with third-party cookies blocked: a host site on
+`http://localhost:PORT` embeds Sohbet served from `http://127.0.0.1:PORT` (another site), and
+the visitor chats, reloads, moves between pages and gets an unread badge; another origin gets
+nothing; a forged identity is refused; the standalone page still works.
+
+Nothing here depends on the database: the module runs on SQLite only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Frame, Page, expect
+
+from tests.support.browser import CHROMIUM_ARGS, chromium
+from tests.support.clients import Peer, admin_login, admin_peer, client_id
+from tests.support.pages import DESKTOP, MESSAGES, open_page, send, start_chat
+from tests.support.server import Server, free_port, query, sqlite_server
+
+pytestmark = pytest.mark.browser
+
+HOST_PORT = free_port()
+OTHER_PORT = free_port()
+HOST = f"http://localhost:{HOST_PORT}"
+OTHER = f"http://localhost:{OTHER_PORT}"
+IDENTITY_SECRET = "widget-identity-test-secret"
+# Chromium's own switch for the third-party cookie phase-out: unpartitioned cookies of a
+# third-party frame are neither sent nor kept.
+NO_THIRD_PARTY_COOKIES = [*CHROMIUM_ARGS, "--test-third-party-cookie-phaseout"]
+LOADER_LIMIT = 3 * 1024
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium(NO_THIRD_PARTY_COOKIES) as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    """Sohbet with the host site (only) on WIDGET_ORIGINS."""
+    env = {"WIDGET_ORIGINS": HOST, "WIDGET_IDENTITY_SECRET": IDENTITY_SECRET}
+    async with sqlite_server(tmp_path_factory.mktemp("widget"), env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+async def admin_token(server: Server) -> str:
+    return await admin_login(server)
+
+
+def host_page(sohbet: str, title: str, extra: str = "") -> str:
+    return (
+        f'<!doctype html><html><head><link rel="icon" href="data:,"><title>{title}</title></head><body>'
+        f"<h1>{title}</h1><p>Bir mağaza sayfası.</p>{extra}"
+        f'<script src="{sohbet}/widget.js" data-greeting="Yardım" data-color="#0f766e" async>'
+        "</script></body></html>"
+    )
+
+
+@pytest.fixture(scope="module")
+async def sites(server: Server) -> AsyncIterator[None]:
+    """The host site and a site of another origin, each a few static pages."""
+
+    async def page(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        extra = ""
+        if name == "framed":
+            # Claims to be the allowed host: the frame still refuses this ancestor.
+            extra = f'<iframe id="direct" src="{server.url}/widget/frame?origin={HOST}"></iframe>'
+        return web.Response(
+            text=host_page(server.url, f"Sayfa {name}", extra), content_type="text/html"
+        )
+
+    runners = []
+    for port in (HOST_PORT, OTHER_PORT):
+        app = web.Application()
+        app.router.add_get("/{name}.html", page)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    yield
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def sohbet_frame(page: Page) -> Frame:
+    """The widget's frame once it has loaded Sohbet's page."""
+    element = await page.locator("#sohbet-panel iframe").element_handle()
+    frame = await element.content_frame()
+    assert frame is not None
+    await frame.wait_for_url("**/widget/frame**")
+    return frame
+
+
+async def open_widget(page: Page) -> Frame:
+    await page.locator("#sohbet-launcher").click()
+    await expect(page.locator("#sohbet-panel")).to_be_visible()
+    await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-expanded", "true")
+    return await sohbet_frame(page)
+
+
+async def start_in_widget(page: Page, name: str) -> tuple[Frame, str]:
+    frame = await open_widget(page)
+    await frame.locator("#visitor-name").fill(name)
+    await frame.locator("#start-form button[type=submit]").click()
+    chat = frame.locator("#conversation[data-chat-id]")
+    await expect(chat).to_be_visible()
+    cid = await chat.get_attribute("data-chat-id")
+    assert cid
+    return frame, cid
+
+
+async def operator_sends(operator: Peer, cid: str, text: str) -> None:
+    await operator.call("join", {"chat_id": cid})
+    answer = await operator.call(
+        "send", {"chat_id": cid, "role": "admin", "text": text, "client_id": client_id()}
+    )
+    assert answer["ok"], answer
+
+
+@pytest.mark.usefixtures("sites")
+async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    operator = await admin_peer(server.url, admin_token)
+    operator.sio.on("widget:page", operator._recorder("widget:page"), namespace="/chat")
+    context, page, watch = await open_page(browser, DESKTOP)
+    try:
+        await page.goto(f"{HOST}/a.html")
+        await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-label", "Yardım")
+        # Nothing but the loader until the bubble is opened.
+        assert [f.url for f in page.frames if "/widget/frame" in f.url] == []
+        frame, cid = await start_in_widget(page, "Misafir")
+        # The browser really keeps no third-party cookie for this frame.
+        kept = await frame.evaluate(
+            "document.cookie = 'probe=1; SameSite=None; Secure'; document.cookie.includes('probe')"
+        )
+        assert kept is False
+        await send(frame, "merhaba")  # type: ignore[arg-type]
+        await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
+        seen = await operator.wait_for("widget:page", lambda p: p["chat_id"] == cid)
+        assert seen == {"chat_id": cid, "url": f"{HOST}/a.html", "title": "Sayfa a"}
+
+        # A reload of the host page: the same conversation, with its history.
+        await page.reload()
+        frame = await open_widget(page)
+        await expect(frame.locator("#conversation")).to_have_attribute("data-chat-id", cid)
+        await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
+        await send(frame, "hâlâ buradayım")  # type: ignore[arg-type]
+        await expect(frame.locator(MESSAGES)).to_have_text(["merhaba", "hâlâ buradayım"])
+
+        # Another page of the host site: the operator sees where the visitor is now.
+        await page.goto(f"{HOST}/b.html")
+        await operator.wait_for("widget:page", lambda p: p["url"] == f"{HOST}/b.html")
+        rows = await query(
+            server, f"SELECT host_url, host_title FROM conversation WHERE cid = '{cid}'"
+        )
+        assert rows == [(f"{HOST}/b.html", "Sayfa b")]
+
+        # A reply while the chat is closed: a badge on the bubble and the `unread` callback.
+        await page.evaluate("window.__unread = []; Sohbet.on('unread', (n) => __unread.push(n))")
+        frame = await sohbet_frame(page)
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+        await expect(page.locator("#sohbet-panel")).to_be_hidden()
+        await operator_sends(operator, cid, "Size nasıl yardımcı olabilirim?")
+        badge = page.locator("#sohbet-unread")
+        await expect(badge).to_have_text("1")
+        await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-label", "Yardım (1)")
+        assert await page.evaluate("window.__unread") == [1]
+        await open_widget(page)
+        await expect(badge).to_be_hidden()
+        await expect(frame.locator(MESSAGES).last).to_have_text("Size nasıl yardımcı olabilirim?")
+        # Escape closes the panel and gives the focus back to the bubble.
+        await page.keyboard.press("Escape")
+        await expect(page.locator("#sohbet-panel")).to_be_hidden()
+        await expect(page.locator("#sohbet-launcher")).to_be_focused()
+        rows = await query(server, "SELECT count(*) FROM conversation")
+        assert rows == [(1,)]
+        watch.assert_clean()
+    finally:
+        await context.close()
+        await operator.close()
+
+
+@pytest.mark.usefixtures("sites")
+async def test_a_page_on_another_origin_gets_nothing(browser: Browser, server: Server) -> None:
+    context, page, _ = await open_page(browser, DESKTOP)
+    try:
+        async with page.expect_console_message(lambda m: "frame-ancestors" in m.text):
+            await page.goto(f"{OTHER}/framed.html")
+        await page.wait_for_load_state("load")
+        assert await page.evaluate("typeof window.Sohbet") == "undefined"
+        await expect(page.locator("#sohbet-launcher")).to_have_count(0)
+        framed = [f for f in page.frames if f.url.startswith(server.url)]
+        assert framed == [] or await framed[0].locator("#start-form").count() == 0
+    finally:
+        await context.close()
+
+
+@pytest.mark.usefixtures("sites")
+async def test_a_forged_identity_is_refused_and_a_signed_one_arrives(
+    browser: Browser, server: Server
+) -> None:
+    context, page, watch = await open_page(browser, DESKTOP)
+    try:
+        await page.goto(f"{HOST}/a.html")
+        frame, cid = await start_in_widget(page, "Anonim")
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+        forged = await page.evaluate(
+            "Sohbet.identify({name: 'Sahte Ali', email: 'ali@example.com', id: '42',"
+            " hash: 'ab'.repeat(32)})"
+        )
+        assert forged["ok"] is False and forged["error"], forged
+        rows = await query(
+            server, f"SELECT visitor_name, external_id FROM conversation WHERE cid = '{cid}'"
+        )
+        assert rows == [("Anonim", "")]
+        signature = hmac.new(IDENTITY_SECRET.encode(), b"42", hashlib.sha256).hexdigest()
+        user = {"name": "Ali Veli", "email": "ali@example.com", "id": "42", "hash": signature}
+        verified = await page.evaluate(f"Sohbet.identify({json.dumps(user)})")
+        assert verified == {"ok": True, "error": ""}
+        rows = await query(
+            server,
+            f"SELECT visitor_name, external_id, visitor_email FROM conversation WHERE cid = '{cid}'",
+        )
+        assert rows == [("Ali Veli", "42", "ali@example.com")]
+        # The refusal's 403 is the only thing the browser reported.
+        assert watch.failed == [f"403 {server.url}/widget/identify"]
+        assert watch.page_errors == [] and watch.csp == []
+    finally:
+        await context.close()
+
+
+async def test_the_standalone_page_still_works(browser: Browser, server: Server) -> None:
+    context, page, watch = await open_page(browser, DESKTOP)
+    try:
+        await start_chat(page, server.url, "Ayşe")
+        await send(page, "selam")
+        await expect(page.locator(MESSAGES)).to_have_text(["selam"])
+        await page.reload()
+        await expect(page.locator(MESSAGES)).to_have_text(["selam"])
+        watch.assert_clean()
+    finally:
+        await context.close()
+
+
+async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/widget.js") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/javascript")
+            loader = await r.read()
+        async with http.get(f"{server.url}/widget/frame?origin={HOST}") as r:
+            assert r.status == 200
+            assert f"frame-ancestors {HOST}" in r.headers["Content-Security-Policy"]
+        async with http.get(f"{server.url}/widget/frame?origin={OTHER}") as r:
+            assert r.status == 403
+        async with http.get(server.url + "/") as r:
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    size = len(gzip.compress(loader, 9))
+    assert size <= LOADER_LIMIT, size
+    assert b"__SOHBET__" not in loader and HOST.encode() in loader

@@ -20,7 +20,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Frame, Page, expect
 
 from tests.support.browser import CHROMIUM_ARGS, chromium
-from tests.support.clients import Peer, admin_login, admin_peer, client_id
+from tests.support.clients import ADMIN_COOKIE, Peer, admin_login, admin_peer, client_id
 from tests.support.pages import DESKTOP, MESSAGES, open_page, send, start_chat
 from tests.support.server import Server, free_port, query, sqlite_server
 
@@ -253,8 +253,17 @@ async def test_the_standalone_page_still_works(browser: Browser, server: Server)
         await context.close()
 
 
-async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(server: Server) -> None:
+async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(
+    server: Server, admin_token: str
+) -> None:
     async with aiohttp.ClientSession() as http:
+        # The operator's page with the snippet to paste and the allowed origins.
+        cookie = {"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
+        async with http.get(server.url + "/admin/widget", headers=cookie) as r:
+            owner = await r.text()
+        assert f"{server.url}/widget.js" in owner and f"<code>{HOST}</code>" in owner
+        async with http.get(server.url + "/admin/widget", allow_redirects=False) as r:
+            assert r.status == 303
         async with http.get(server.url + "/widget.js") as r:
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("text/javascript")

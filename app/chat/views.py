@@ -24,6 +24,7 @@ from app.i18n import error_text
 from app.i18n import gettext as _
 from app.web import client_address, current_visitor, services
 from app.widget import context as _context  # noqa: F401  (its routes join the widget's)
+from app.widget import owner as _owner  # noqa: F401
 from app.widget.views import bp as widget_bp
 
 bp = Blueprint("visitor", __name__)

@@ -14,9 +14,15 @@ def cid_tag(conv: Conversation) -> str:
 
 def entered(conv: Conversation) -> str:
     """The notice for a new conversation: "<name> chat'e girdi" with its CID."""
+    page = ""
+    if conv.host_url:
+        # The website page the visitor came from, when they write through the widget.
+        link = f'<a href="{escape(conv.host_url)}">{escape(conv.host_title or conv.host_url)}</a>'
+        page = "\n🌐 " + _("On: %(page)s", page=link)
     return (
         "🟢 "
         + _("%(name)s entered the chat", name=f"<b>{escape(conv.visitor_name)}</b>")
+        + page
         + (f"\n{cid_tag(conv)}")
     )
 

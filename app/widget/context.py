@@ -7,7 +7,6 @@ header, so a request only ever changes the sender's own conversation.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from quart import request
 
@@ -18,6 +17,7 @@ from app.errors import Forbidden, InvalidInput, NotFound, SohbetError
 from app.i18n import ERRORS, N_, error_text
 from app.models import Conversation
 from app.web import current_visitor, services
+from app.widget.pages import host_page
 from app.widget.views import bp
 
 ERRORS.update(
@@ -27,9 +27,6 @@ ERRORS.update(
         "bad_page": N_("This page is not on the widget's allowed origins."),
     }
 )
-
-MAX_URL = 1024
-MAX_TITLE = 200
 
 
 def _text(value: object, limit: int) -> str:
@@ -60,14 +57,12 @@ async def page() -> tuple[dict[str, Any], int]:
     try:
         conv = await _conversation()
         data = await _body()
-        url = _text(data.get("url"), MAX_URL)
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" not in services().settings.widget_origins:
+        page = host_page(data.get("url"), data.get("title"), services().settings.widget_origins)
+        if page is None:
             raise InvalidInput("bad_page")
     except SohbetError as exc:
         return _answer(exc)
-    conv.host_url = url
-    conv.host_title = _text(data.get("title"), MAX_TITLE)
+    conv.host_url, conv.host_title = page
     await conv.save(update_fields=["host_url", "host_title"])
     payload = {"chat_id": conv.cid, "url": conv.host_url, "title": conv.host_title}
     await services().sio.emit("widget:page", payload, room=ADMINS_ROOM, namespace="/chat")

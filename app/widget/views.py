@@ -20,10 +20,16 @@ from app.i18n import error_text
 from app.models import Conversation
 from app.realtime.handshake import widget_cookie
 from app.web import CSP, client_address, current_visitor, services
+from app.widget.pages import StartPage, host_page, starting_on
 
 bp = Blueprint("widget", __name__)
 
 COOKIE_DAYS = 365
+
+
+@bp.before_app_serving
+async def record_start_pages() -> None:
+    services().chat.listeners.append(StartPage())
 
 
 def frame_ancestors() -> str:
@@ -143,6 +149,8 @@ async def start() -> Response:
     origin = _host_origin(form.get("origin"))
     if origin is None:
         return await _refused()
+    host = host_page(form.get("host_url"), form.get("host_title"), svc.settings.widget_origins)
+    starting = starting_on.set(host)
     try:
         conv, token = await svc.chat.start_conversation(
             form.get("name"), g.locale, client=client_address()
@@ -155,4 +163,6 @@ async def start() -> Response:
             name=form.get("name", ""),
         )
         return await _framable(page, exc.status)
+    finally:
+        starting_on.reset(starting)
     return await _chat(conv, origin, token)

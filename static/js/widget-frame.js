@@ -41,11 +41,22 @@
       return;
     }
     startForm.action = "/widget/start";
-    const field = document.createElement("input");
-    field.type = "hidden";
-    field.name = "origin";
-    field.value = origin;
-    startForm.appendChild(field);
+    const field = (name, value) => {
+      const input = startForm.querySelector(`input[name="${name}"]`) || document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      startForm.appendChild(input);
+    };
+    field("origin", origin);
+    // The host page goes with the new conversation, so its first notice already names it.
+    window.addEventListener("message", (event) => {
+      if (event.origin !== origin || event.source !== window.parent) return;
+      if ((event.data || {}).sohbet !== "page") return;
+      field("host_url", String(event.data.url || ""));
+      field("host_title", String(event.data.title || ""));
+    });
+    toHost({ type: "ready" });
   }
   // A reload of the frame asks again with the kept token instead of resubmitting a form.
   history.replaceState(null, "", `/widget/frame?origin=${encodeURIComponent(origin)}`);

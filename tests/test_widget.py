@@ -20,8 +20,16 @@ from aiohttp import web
 from playwright.async_api import Browser, Frame, Page, expect
 
 from tests.support.browser import CHROMIUM_ARGS, chromium
-from tests.support.clients import ADMIN_COOKIE, Peer, admin_login, admin_peer, client_id
-from tests.support.pages import DESKTOP, MESSAGES, open_page, send, start_chat
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    Peer,
+    admin_csrf,
+    admin_login,
+    admin_peer,
+    client_id,
+    panel_action,
+)
+from tests.support.pages import DESKTOP, MESSAGES, PHONE, open_page, send, start_chat
 from tests.support.server import Server, free_port, query, sqlite_server
 
 pytestmark = pytest.mark.browser
@@ -58,7 +66,7 @@ async def admin_token(server: Server) -> str:
 
 def host_page(sohbet: str, title: str, extra: str = "") -> str:
     return (
-        f'<!doctype html><html><head><link rel="icon" href="data:,"><title>{title}</title></head><body>'
+        f'<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{title}</title></head><body>'
         f"<h1>{title}</h1><p>Bir mağaza sayfası.</p>{extra}"
         f'<script src="{sohbet}/widget.js" data-greeting="Yardım" data-color="#0f766e" async>'
         "</script></body></html>"
@@ -236,6 +244,36 @@ async def test_a_forged_identity_is_refused_and_a_signed_one_arrives(
         # The refusal's 403 is the only thing the browser reported.
         assert watch.failed == [f"403 {server.url}/widget/identify"]
         assert watch.page_errors == [] and watch.csp == []
+    finally:
+        await context.close()
+
+
+@pytest.mark.usefixtures("sites")
+async def test_on_a_phone_the_chat_is_full_screen_and_an_ended_chat_starts_over_in_it(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    context, page, watch = await open_page(browser, PHONE)
+    try:
+        await page.goto(f"{HOST}/a.html")
+        frame, cid = await start_in_widget(page, "Telefon")
+        box = await page.locator("#sohbet-panel").bounding_box()
+        assert box == {
+            "x": 0,
+            "y": 0,
+            "width": PHONE["viewport"]["width"],
+            "height": PHONE["viewport"]["height"],
+        }
+        # No language switch in the frame: its cookie would not be kept there.
+        await expect(frame.locator('a[href^="/lang/"]')).to_have_count(0)
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+        # The operator deletes the conversation: the frame offers a new one, still in the widget.
+        csrf = await admin_csrf(server.url, admin_token)
+        status, _ = await panel_action(server.url, admin_token, csrf, f"/admin/c/{cid}/delete")
+        assert status == 200
+        await expect(frame.locator("#start-form")).to_be_visible()
+        assert "/widget/frame?origin=" in frame.url
+        assert await frame.locator("#start-form").get_attribute("action") == "/widget/start"
+        watch.assert_clean()
     finally:
         await context.close()
 

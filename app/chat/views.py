@@ -25,6 +25,7 @@ from app.i18n import gettext as _
 from app.web import client_address, current_visitor, services
 from app.widget import context as _context  # noqa: F401  (its routes join the widget's)
 from app.widget import owner as _owner  # noqa: F401
+from app.widget.views import back_to_frame
 from app.widget.views import bp as widget_bp
 
 bp = Blueprint("visitor", __name__)
@@ -35,8 +36,11 @@ VISITOR_COOKIE_DAYS = 365
 
 
 @bp.get("/")
-async def index() -> str:
+async def index() -> str | WerkzeugResponse:
     """Show the chat for a returning visitor, or ask a new one for a name."""
+    back = back_to_frame()
+    if back is not None:
+        return redirect(back, 303)
     svc = services()
     conv = await current_visitor()
     if conv is None:

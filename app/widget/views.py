@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from quart import Blueprint, Response, current_app, g, render_template, request
 
@@ -112,6 +113,18 @@ async def _chat(conv: Conversation, origin: str, token: str = "") -> Response:
             path="/",
         )
     return response
+
+
+def back_to_frame() -> str | None:
+    """Where a navigation of the widget's frame to the standalone page (the language switch,
+    an ended conversation) should go instead: the frame again, for the same host site."""
+    if request.headers.get("Sec-Fetch-Dest") != "iframe":
+        return None
+    referrer = urlsplit(request.headers.get("Referer", ""))
+    if referrer.path != "/widget/frame":
+        return None
+    origin = _host_origin(parse_qs(referrer.query).get("origin", [""])[0])
+    return f"/widget/frame?{urlencode({'origin': origin})}" if origin else None
 
 
 @bp.get("/widget/frame")

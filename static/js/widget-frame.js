@@ -32,6 +32,9 @@
     form.submit();
   };
 
+  // The language cookie is a third-party one here and would not be kept: the frame follows
+  // the browser's language instead of offering a switch that does nothing.
+  document.querySelectorAll('a[href^="/lang/"]').forEach((link) => (link.closest(".lang") || link).remove());
   const startForm = document.getElementById("start-form");
   if (startForm) {
     if (token && !meta.dataset.forget) {

@@ -121,8 +121,10 @@
   window.Sohbet = api;
   const mount = () => {
     document.body.appendChild(btn);
-    // A visitor who has chatted here gets replies (and the page they are on) without opening.
-    if (memo(USED)) build();
+    // A visitor who has chatted here gets replies (and the page they are on) without opening,
+    // once the host page has loaded.
+    const later = () => (window.requestIdleCallback || setTimeout)(build);
+    if (memo(USED)) document.readyState === "complete" ? later() : addEventListener("load", later);
   };
   if (document.body) mount(); else addEventListener("DOMContentLoaded", mount);
 })();

@@ -278,6 +278,37 @@ async def test_on_a_phone_the_chat_is_full_screen_and_an_ended_chat_starts_over_
         await context.close()
 
 
+async def test_without_any_cookie_the_frame_continues_from_its_own_storage(
+    browser: Browser, server: Server
+) -> None:
+    """What Safari does (no third-party cookie, partitioned storage), shown on the frame's page
+    opened directly: every cookie is gone, the token the frame kept brings the chat back."""
+    context, page, watch = await open_page(browser, DESKTOP)
+    try:
+        await page.goto(f"{server.url}/widget/frame?origin={HOST}")
+        await page.locator("#visitor-name").fill("Safari")
+        await page.locator("#start-form button[type=submit]").click()
+        chat = page.locator("#conversation[data-chat-id]")
+        await expect(chat).to_be_visible()
+        cid = await chat.get_attribute("data-chat-id")
+        await send(page, "kayıtlı")
+        await expect(page.locator(MESSAGES)).to_have_text(["kayıtlı"])
+        await context.clear_cookies()
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        await page.reload()
+        await expect(chat).to_have_attribute("data-chat-id", cid or "")
+        await expect(page.locator(MESSAGES)).to_have_text(["kayıtlı"])
+        await expect(page.locator("body[data-socket=up]")).to_be_attached()
+        await send(page, "yine ben")
+        await expect(page.locator(MESSAGES)).to_have_text(["kayıtlı", "yine ben"])
+        # With no cookie, the page asked for the chat with the token from its storage.
+        assert f"{server.url}/widget/frame" in posts
+        watch.assert_clean()
+    finally:
+        await context.close()
+
+
 async def test_the_standalone_page_still_works(browser: Browser, server: Server) -> None:
     context, page, watch = await open_page(browser, DESKTOP)
     try:

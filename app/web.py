@@ -39,8 +39,9 @@ class Services:
     auth: AdminAuth
 
 
-def services() -> Services:
-    svc: Services = current_app.extensions["sohbet"]
+def services(app: Quart | None = None) -> Services:
+    """The shared services of `app` (the current app by default)."""
+    svc: Services = (app or current_app).extensions["sohbet"]
     return svc
 
 
@@ -53,7 +54,7 @@ async def current_operator() -> SessionInfo | None:
 async def current_visitor() -> Conversation | None:
     """The conversation this request's visitor cookie belongs to, if any."""
     svc = services()
-    return await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
+    return await svc.chat.queries.by_token(request.cookies.get(visitor_cookie(svc.settings)))
 
 
 def is_htmx() -> bool:

@@ -11,6 +11,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.auth import SessionInfo
 from app.admin.transcript import Line, render_pdf, render_text
+from app.chat.rooms import visitor_room
 from app.errors import InvalidInput, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
@@ -48,8 +49,8 @@ def _csrf(form: dict[str, Any] | None = None) -> None:
 
 async def _panel(cid: str | None = None) -> str:
     svc = services()
-    conversations = await svc.chat.waiting_list()
-    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    conversations = await svc.chat.queries.operator_list()
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
     pane = await _pane_context(cid) if cid else None
     failed = await TgOutbox.filter(status="failed").order_by("-id").limit(1)
     return await render_template(
@@ -65,14 +66,14 @@ async def _panel(cid: str | None = None) -> str:
 
 async def _pane_context(cid: str) -> dict[str, Any]:
     svc = services()
-    conv = await svc.chat.by_cid(cid)
-    messages, more = await svc.chat.recent(conv.id)
+    conv = await svc.chat.queries.by_cid(cid)
+    messages, more = await svc.chat.queries.recent(conv.id)
     await svc.chat.mark_read(conv)
     return {
         "conv": conv,
         "messages": messages,
         "more": more,
-        "online": await svc.chat.presence.online(f"v:{conv.id}"),
+        "online": await svc.chat.fanout.presence.online(visitor_room(conv.id)),
     }
 
 
@@ -167,8 +168,8 @@ async def logout() -> WerkzeugResponse:
 async def conversation_list() -> str:
     """The conversation list partial (waiting first, oldest wait first)."""
     svc = services()
-    conversations = await svc.chat.waiting_list()
-    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    conversations = await svc.chat.queries.operator_list()
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
     return await render_template(
         "partials/admin/conversation_list.html", conversations=conversations, online=online
     )
@@ -189,8 +190,10 @@ async def conversation(cid: str) -> str:
 async def older(cid: str) -> str:
     """A page of older messages for the pane (HTMX 'load earlier')."""
     svc = services()
-    conv = await svc.chat.by_cid(cid)
-    messages, more = await svc.chat.recent(conv.id, before_seq=request.args.get("before", type=int))
+    conv = await svc.chat.queries.by_cid(cid)
+    messages, more = await svc.chat.queries.recent(
+        conv.id, before_seq=request.args.get("before", type=int)
+    )
     return await render_template(
         "partials/chat/older.html",
         conv=conv,
@@ -208,7 +211,7 @@ async def delete_messages(cid: str) -> str:
     svc = services()
     form = await request.form
     _csrf(dict(form))
-    conv = await svc.chat.by_cid(cid)
+    conv = await svc.chat.queries.by_cid(cid)
     try:
         seqs = sorted({int(s) for s in form.getlist("seq")})
     except ValueError as exc:
@@ -224,7 +227,7 @@ async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
     """Delete the whole conversation (the page asked for confirmation first)."""
     svc = services()
     _csrf(dict(await request.form))
-    conv = await svc.chat.by_cid(cid)
+    conv = await svc.chat.queries.by_cid(cid)
     await svc.chat.delete_conversation(conv)
     page = await render_template("partials/admin/empty_pane.html")
     return page, 200, {"HX-Push-Url": "/admin"}
@@ -236,8 +239,8 @@ async def search() -> str:
     """The list's rows filtered by visitor name, CID or message text (swapped into the list)."""
     svc = services()
     query = (request.args.get("q") or "").strip()[:100]
-    conversations = await svc.chat.search(query)
-    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    conversations = await svc.chat.queries.search(query)
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
     return await render_template(
         "partials/admin/conversation_rows.html",
         conversations=conversations,
@@ -263,7 +266,7 @@ async def reopen(cid: str) -> str:
 async def _transcript(cid: str) -> tuple[Conversation, str, str]:
     svc = services()
     settings = svc.settings
-    conv = await svc.chat.by_cid(cid)
+    conv = await svc.chat.queries.by_cid(cid)
     messages = (
         await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
         .order_by("seq")
@@ -337,6 +340,6 @@ async def _change_conversation(
 ) -> str:
     """A panel button's change to one conversation (CSRF-checked), answered with its pane."""
     _csrf(dict(await request.form))
-    await change(await services().chat.by_cid(cid))
+    await change(await services().chat.queries.by_cid(cid))
     context = await _pane_context(cid)
     return await render_template("partials/admin/conversation.html", **context)

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from app.admin.auth import AdminAuth
 from app.calls.service import (
-    ADMINS,
     ECHO,
     NAMESPACE,
     P2P,
@@ -24,7 +23,8 @@ from app.calls.service import (
     CallService,
 )
 from app.chat.namespace import ConversationNamespace, Handler, payload_of
-from app.chat.service import other_role, visitor_room
+from app.chat.receipts import other_role
+from app.chat.rooms import ADMINS, visitor_room
 from app.core.ratelimit import SlidingWindow
 from app.errors import SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale

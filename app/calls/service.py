@@ -20,7 +20,9 @@ from typing import Any
 import socketio
 
 from app.calls.ice import ice_servers_for
-from app.chat.service import ChatService, other_role, visitor_room
+from app.chat.receipts import other_role
+from app.chat.rooms import ADMINS, visitor_room
+from app.chat.service import ChatService
 from app.config import Settings
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
@@ -30,7 +32,6 @@ from media_relay import IceServer, LegClosed, MediaHub, RelayBusy
 log = logging.getLogger("sohbet.calls")
 
 NAMESPACE = "/call"
-ADMINS = "admins"
 RINGING, ACTIVE, ENDED = "ringing", "active", "ended"
 P2P, RELAY, ECHO = "p2p", "relay", "echo"
 ROLES = ("visitor", "admin")

@@ -182,6 +182,7 @@ class OutboxWorker:
         alert: Alert,
         topics: Callable[[], bool],
         media: MediaService | None = None,
+        on_sent: Callable[[TgOutbox], Awaitable[None]] | None = None,
     ) -> None:
         assert settings.telegram is not None
         self.media = media
@@ -195,7 +196,7 @@ class OutboxWorker:
         self.paused_until = self.clock.now()
         self.delivered = 0
         # Called after an item went out (e.g. the visitor's ✓✓: their message reached Telegram).
-        self.on_sent: list[Callable[[TgOutbox], Awaitable[None]]] = []
+        self.on_sent = on_sent
 
     async def run(self) -> None:
         """Deliver forever; every error is handled per item, so the loop never dies."""
@@ -279,9 +280,9 @@ class OutboxWorker:
                     tg_message_id=sent_id,
                     defaults={"conversation_id": item.conversation_id},
                 )
-            for hook in self.on_sent:
+            if self.on_sent is not None:
                 try:
-                    await hook(item)
+                    await self.on_sent(item)
                 except Exception:
                     log.exception("after-send hook failed for outbox item %s", item.id)
 

@@ -129,7 +129,7 @@ def create_app(
     sio = create_sio(settings)
     presence = create_presence(settings)
     renderer = Renderer(env)
-    env.globals["fixed"] = renderer.fixed
+    env.globals["once_per_locale"] = renderer.once_per_locale
 
     # The chat's single write path. Its listeners act inside each message's transaction (the
     # Telegram outbox row, the metrics count); the outbox also learns what the visitor has seen.

@@ -27,7 +27,7 @@ from app.calls.service import CallService
 from app.chat.rooms import ADMINS, visitors_room
 from app.config import Settings
 from app.core.clientaddr import from_trusted_proxy
-from app.core.security import same
+from app.core.security import constant_time_equal
 from app.i18n import LOCALES
 from app.models import Conversation, Message, TgOutbox
 from app.web import client_address, current_operator
@@ -149,7 +149,7 @@ def init_app(app: Quart, metrics: Metrics, sio: socketio.AsyncServer, calls: Cal
         """Prometheus metrics for the operator or a scraper holding METRICS_TOKEN."""
         auth = request.headers.get("Authorization", "")
         token = settings.metrics_token
-        scraper = bool(token) and same(auth, f"Bearer {token}")
+        scraper = bool(token) and constant_time_equal(auth, f"Bearer {token}")
         if not scraper and await current_operator() is None:
             return Response("", 404)
         await metrics.refresh(sio, calls)

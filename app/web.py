@@ -14,7 +14,7 @@ from app.chat.namespace import visitor_cookie
 from app.chat.service import ChatService
 from app.config import Settings
 from app.core.clientaddr import client_ip
-from app.core.security import same
+from app.core.security import constant_time_equal
 from app.errors import Forbidden, SohbetError
 from app.i18n import error_text, negotiate, set_locale
 from app.models import Conversation
@@ -72,7 +72,7 @@ def client_address() -> str:
 def check_csrf(expected: str, form: dict[str, Any] | None = None) -> None:
     """Every admin state change carries the session's CSRF token (header from HTMX, or field)."""
     sent = request.headers.get("X-CSRF-Token") or (form or {}).get("csrf_token") or ""
-    if not same(str(sent), expected):
+    if not constant_time_equal(str(sent), expected):
         raise Forbidden("csrf")
 
 

@@ -15,7 +15,14 @@ from tortoise.expressions import F
 
 from app.config import Settings
 from app.core.ratelimit import SlidingWindow
-from app.core.security import PasswordCheck, keyed_hash, new_code, new_token, same, token_hash
+from app.core.security import (
+    PasswordCheck,
+    constant_time_equal,
+    keyed_hash,
+    new_code,
+    new_token,
+    token_hash,
+)
 from app.errors import InvalidInput, TooMany
 from app.models import AdminSession, LoginCode
 from app.timefmt import utcnow
@@ -106,7 +113,7 @@ class AdminAuth:
         if not counted:
             raise TooMany("code_tries")
         attempt = "".join(ch for ch in code if ch.isdigit())
-        if not same(keyed_hash(self.settings.secret_key, attempt), row.code_hash):
+        if not constant_time_equal(keyed_hash(self.settings.secret_key, attempt), row.code_hash):
             self._wrong_codes += 1
             if self._wrong_codes % WRONG_CODE_ALERT == 0:
                 await self.delivery.failed_logins(self._wrong_codes, client)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, current_app, request
 
-from app.core.security import same
+from app.core.security import constant_time_equal
 
 bp = Blueprint("telegram", __name__)
 
@@ -17,7 +17,7 @@ async def webhook() -> tuple[str, int]:
         return "", 404
     # The secret header is the protection: X-Forwarded-For and IP ranges can be forged.
     sent = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-    if not same(sent, bridge.tg.webhook_secret):
+    if not constant_time_equal(sent, bridge.tg.webhook_secret):
         return "unauthorized", 401
     payload = await request.get_json(force=True, silent=True)
     if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):

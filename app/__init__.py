@@ -151,7 +151,9 @@ def create_app(
     auth = AdminAuth(settings, bridge or LogDelivery())
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
     calls = call_feature.init_app(app, chat, sio, auth, bridge)
-    app.extensions["sohbet"] = web.Services(settings=settings, sio=sio, chat=chat, auth=auth)
+    app.extensions["sohbet"] = web.Services(
+        settings=settings, sio=sio, chat=chat, auth=auth, media=media_service, telegram=bridge
+    )
 
     web.init_app(app)
     observability.init_app(app, metrics, sio, calls)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from quart import Quart, Response, current_app, g, render_template, request
@@ -20,6 +20,10 @@ from app.i18n import error_text, negotiate, set_locale
 from app.models import Conversation
 from app.realtime import origin_allowed
 
+if TYPE_CHECKING:
+    from app.media.service import MediaService
+    from app.telegram.bridge import TelegramBridge
+
 LANG_COOKIE = "sohbet_lang"
 
 CSP = (
@@ -31,12 +35,14 @@ CSP = (
 
 @dataclass(frozen=True)
 class Services:
-    """What the factory builds once and every adapter shares."""
+    """What the factory builds once and the views share."""
 
     settings: Settings
     sio: socketio.AsyncServer
     chat: ChatService
     auth: AdminAuth
+    media: MediaService
+    telegram: TelegramBridge | None
 
 
 def services(app: Quart | None = None) -> Services:

@@ -55,7 +55,6 @@ def init_app(app: Quart, chat: ChatService, store: MediaStore) -> MediaService:
 
     settings: Settings = app.config["SOHBET"]
     service = MediaService(settings.media, store, chat, settings.secret_key)
-    app.extensions["media"] = service
     app.request_class = _request_class(settings.media.max_bytes + ENVELOPE)
     app.register_blueprint(bp)
 

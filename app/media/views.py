@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -25,8 +25,7 @@ MEDIA_CSP = "default-src 'none'; sandbox"
 
 
 def media() -> MediaService:
-    svc: MediaService = current_app.extensions["media"]
-    return svc
+    return services().media
 
 
 def _refusal(exc: SohbetError) -> tuple[dict[str, Any], int]:

@@ -40,7 +40,6 @@ def init_app(
     from app.telegram.bridge import TelegramBridge
 
     bridge = TelegramBridge(settings, chat, outbox, clock, media)
-    app.extensions["telegram"] = bridge  # for the webhook view
 
     @app.while_serving
     async def telegram() -> AsyncGenerator[None, None]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import socketio
+from aiortc import RTCConfiguration, RTCPeerConnection
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.security import token_hash
@@ -186,7 +187,7 @@ def test_relayed_audio_goes_on_as_it_arrives() -> None:
     a lost one does not stall the ones after it. Sequence numbers wrap at 65536."""
     from aiortc.rtp import RtpPacket
 
-    from media_relay.hub import ArrivalOrderBuffer
+    from media_relay.tracks import ArrivalOrderBuffer
 
     def packet(number: int) -> RtpPacket:
         p = RtpPacket(payload_type=111, sequence_number=number % 65536, timestamp=960 * number)
@@ -206,7 +207,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
     """The echo leg's receiver really goes packet by packet (the buffer above is wired in):
     one Opus packet sent comes straight back, byte for byte, before the next one is sent.
     aiortc's own buffer held each until three more had come, so a ping never came back."""
-    from media_relay.hub import PacketTrack, tap_opus
+    from media_relay.tracks import PacketTrack, tap_opus
 
     caller, _, cid = await visitor(server, "Paket")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
@@ -249,6 +250,66 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
         await close_peers(media, caller)
 
 
+async def offers_without_call_media() -> dict[str, str]:
+    """Offers that begin with `v=0` but cannot carry a call, made from a real aiortc offer."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel("chat")
+    await pc.setLocalDescription(await pc.createOffer())
+    data_only = pc.localDescription.sdp
+    await pc.close()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio")
+    await pc.setLocalDescription(await pc.createOffer())
+    audio = pc.localDescription.sdp
+    await pc.close()
+    return {
+        "not sdp": "v=0\r\ngarbage\r\n",
+        "session only": audio.split("m=audio")[0],
+        "data channel only": data_only,
+        "no fingerprint": re.sub(r"a=fingerprint:[^\r\n]*\r\n", "", audio),
+        "no ice credentials": re.sub(r"a=ice-(ufrag|pwd):[^\r\n]*\r\n", "", audio),
+    }
+
+
+async def test_an_offer_without_call_media_is_refused_at_once(
+    server: Server, admin_token: str
+) -> None:
+    """Answered by the server (echo) or forwarded (P2P), such an offer is `bad_signal` at once
+    with a translated message, and the call goes on: a good offer afterwards is heard."""
+    bad_offers = await offers_without_call_media()
+    caller, _, cid = await visitor(server, "Boş")
+    ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
+    assert ring["ok"], ring
+    media = Media(caller, ring["call_id"], VISITOR_HZ, VISITOR_HZ)
+    try:
+        for name, sdp in bad_offers.items():
+            errors = len(caller.events["call:error"])
+            refused = await caller.call("rtc:offer", {"call_id": ring["call_id"], "sdp": sdp})
+            assert refused == {
+                "ok": False,
+                "error": "bad_signal",
+                "message": "Aramanın bağlantı verisi reddedildi.",
+            }, (name, refused)
+            assert len(caller.events["call:error"]) == errors + 1, name
+        assert caller.events["rtc:answer"] == [], "nothing was answered"
+        await media.offer()
+        await media.hear()
+        await caller.call("call:end", {"call_id": ring["call_id"]})
+    finally:
+        await close_peers(media, caller)
+    caller, admin, call_id, _, _ = await answered_call(server, admin_token, "Boş İki")
+    try:
+        for name, sdp in bad_offers.items():
+            refused = await caller.call("rtc:offer", {"call_id": call_id, "sdp": sdp})
+            assert refused["ok"] is False and refused["error"] == "bad_signal", (name, refused)
+            refused = await admin.call("rtc:answer", {"call_id": call_id, "sdp": sdp})
+            assert refused["ok"] is False and refused["error"] == "bad_signal", (name, refused)
+        assert admin.events["rtc:offer"] == [] and caller.events["rtc:answer"] == []
+        assert (await caller.call("call:end", {"call_id": call_id}))["ok"]
+    finally:
+        await close_peers(caller, admin)
+
+
 async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
     """The echo peer costs CPU: ECHO_PER_HOUR (10) test calls per visitor, then a clear no."""
     caller, _, cid = await visitor(server, "Sınır")
@@ -281,9 +342,10 @@ async def test_p2p_call_both_hear_and_leave_the_duration(
     server: Server, admin_token: str, fake: FakeTelegram
 ) -> None:
     caller, admin, call_id, cid, token = await answered_call(server, admin_token, "Ayşe")
-    # The operator's Telegram rang (through the outbox) with the conversation's tag.
-    ring = await fake.wait_for_sent(with_text("arıyor"))
-    assert f"[CID: {cid}]" in (ring.text or "")
+    # The operator's Telegram rang (through the outbox) with the conversation's tag; other
+    # tests' visitors ring through the same fake Bot API.
+    ringing, tagged = with_text("arıyor"), with_text(f"[CID: {cid}]")
+    await fake.wait_for_sent(lambda m: ringing(m) and tagged(m))
     accepted = caller.events["call:accepted"][0]
     assert accepted["mode"] == "p2p" and accepted["initiator"] is True
     visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
@@ -336,11 +398,14 @@ async def test_relay_fallback_carries_audio_both_ways(server: Server, admin_toke
 
 
 async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
-    """CALL_RELAY_MAX=1: one relayed call fills the relay; the next one is told it is busy."""
+    """CALL_RELAY_MAX=1: one relayed call fills the relay; the next one is told it is busy, and
+    its conversation records a call that could not connect, not one that lasted 0:00."""
     first, admin_a, first_id, _, _ = await answered_call(server, admin_token, "Bir")
     assert (await first.call("call:relay", {"call_id": first_id}))["ok"]
     # A second operator page (the panel may be shared) answers a second visitor.
-    second, admin_b, second_id, _, _ = await answered_call(server, admin_token, "İki")
+    second, admin_b, second_id, second_cid, second_token = await answered_call(
+        server, admin_token, "İki"
+    )
     assert admin_a.events["call:incoming"][-1]["call_id"] == first_id, "a busy page is not rung"
     try:
         refused = await second.call("call:relay", {"call_id": second_id})
@@ -349,6 +414,9 @@ async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
         for side in (second, admin_b):
             ended = await side.wait_for("call:ended", lambda m: m["call_id"] == second_id)
             assert ended["reason"] == "relay_busy"
+        messages = await wait_system(server, second_token, second_cid, 1)
+        assert [m["text"] for m in messages] == ["📞 Arama bağlanamadı (aktarıcı dolu)"], messages
+        assert "aktarıcı dolu" in messages[0]["html"] and "0:00" not in messages[0]["html"]
         await first.call("call:end", {"call_id": first_id})
         await admin_a.wait_for("call:ended", lambda m: m["call_id"] == first_id)
         # After the first call ended its slot is free again.

@@ -1,4 +1,5 @@
-"""Calls: the `/call` Socket.IO namespace, call state, ICE settings, the Telegram ring."""
+"""Calls: the `/call` Socket.IO namespace, call lifecycle and state, system messages, the
+relay, ICE settings."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import socketio
 from quart import Quart
 
 from app.admin.auth import AdminAuth
+from app.calls.messages import call_label
 from app.calls.namespace import CallNamespace
-from app.calls.service import CallService, call_label
+from app.calls.service import CallService
 from app.chat.service import ChatService
 
 if TYPE_CHECKING:

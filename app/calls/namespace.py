@@ -28,8 +28,7 @@ from app.chat.rooms import ADMINS, visitor_room
 from app.core.ratelimit import SlidingWindow
 from app.errors import SohbetError
 from app.i18n import ERRORS, N_, error_text, using_locale
-from media_relay import RelayBusy, SignalError, checked_candidate
-from media_relay.hub import MAX_SDP_BYTES
+from media_relay import RelayBusy, SignalError, checked_candidate, checked_sdp
 
 log = logging.getLogger("sohbet.calls.socket")
 
@@ -266,6 +265,4 @@ class CallNamespace(ConversationNamespace):
 
 
 def _sdp(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("v=0") or len(value) > MAX_SDP_BYTES:
-        raise SignalError("bad sdp")
-    return value
+    return checked_sdp(value)

@@ -18,7 +18,7 @@ import socketio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from app.calls.service import NAMESPACE
+from app.calls.state import NAMESPACE
 from media_relay import ToneDetector, ToneTrack
 
 

@@ -1,9 +1,10 @@
-"""Call state: ringing, answered, ended; the system messages calls leave; the relay and echo.
+"""Call lifecycle: ringing, answering, ending (with its ring and echo timers), and Repair.
 
 One call per conversation at a time, and one call per operator page: a call from a visitor
 rings every operator page that is not in a call already (several people may share the panel).
 Calls live in this process's memory: with several server processes the two parties of a call
-must reach the same one (see README, "Calls").
+must reach the same one (see README, "Calls"). What a call is lives in `state`, its system
+messages in `messages`, its relay and echo media in `relay`.
 """
 
 from __future__ import annotations
@@ -14,112 +15,45 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
 
 from app.calls.ice import ice_servers_for
+from app.calls.messages import call_label, record_call
+from app.calls.relay import CallRelay
+from app.calls.state import (
+    ACTIVE,
+    ECHO,
+    ENDED,
+    NAMESPACE,
+    P2P,
+    RELAY,
+    RINGING,
+    Call,
+    CallError,
+    call_room,
+)
 from app.chat.receipts import other_role
-from app.chat.rooms import ADMINS, visitor_room
+from app.chat.rooms import ADMINS
 from app.chat.service import ChatService
 from app.config import Settings
-from app.i18n import N_, using_locale
-from app.i18n import gettext as _
 from app.models import Conversation
-from media_relay import IceServer, LegClosed, MediaHub, RelayBusy
+
+# Modules that drive calls import these names from here.
+__all__ = [
+    "ADMINS",
+    "ECHO",
+    "NAMESPACE",
+    "P2P",
+    "RELAY",
+    "Call",
+    "CallError",
+    "CallService",
+    "call_label",
+]
 
 log = logging.getLogger("sohbet.calls")
-
-NAMESPACE = "/call"
-RINGING, ACTIVE, ENDED = "ringing", "active", "ended"
-P2P, RELAY, ECHO = "p2p", "relay", "echo"
-ROLES = ("visitor", "admin")
-# A relayed or echo call whose media has not connected this long after it was answered is
-# abandoned (the page died before its offer): Repair ends it.
-MEDIA_GRACE = 15.0
-
-CALL_OUTCOMES = {
-    "missed": N_("Missed call"),
-    "declined": N_("Declined call"),
-    "busy": N_("Missed call (busy)"),
-}
-
-
-def _room(role: str, conversation_id: int) -> str:
-    """The `/call` room of one side of a conversation: every operator page, or its visitor."""
-    return ADMINS if role == "admin" else visitor_room(conversation_id)
-
-
-def duration_text(seconds: int) -> str:
-    minutes, secs = divmod(max(0, seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def call_text(outcome: str, seconds: int) -> str:
-    """A call's system message in the current language: "Missed call", "Call, 3:12"."""
-    if outcome == "ended":
-        return "📞 " + _("Call, %(duration)s", duration=duration_text(seconds))
-    return "📞 " + _(CALL_OUTCOMES.get(outcome, CALL_OUTCOMES["missed"]))
-
-
-def call_label(message: Any) -> str:
-    """The text of a call message for the viewer's language (its client id holds the facts)."""
-    parts = str(getattr(message, "client_id", "")).split(":")
-    if len(parts) == 4 and parts[0] == "call" and parts[3].isdigit():
-        return call_text(parts[2], int(parts[3]))
-    return str(getattr(message, "text", ""))
-
-
-@dataclass
-class Call:
-    """One call between a conversation's visitor and the operator (or one side and the echo)."""
-
-    id: str
-    conversation_id: int
-    cid: str
-    caller: str
-    video: bool = False
-    mode: str = P2P
-    state: str = RINGING
-    created_at: float = field(default_factory=time.monotonic)
-    answered_at: float | None = None
-    sids: dict[str, str] = field(default_factory=dict)
-    timer: asyncio.Task[None] | None = None
-    synthetic: bool = False
-
-    @property
-    def echo(self) -> bool:
-        return self.mode == ECHO
-
-    def role_of(self, sid: str) -> str | None:
-        for role, owner in self.sids.items():
-            if owner == sid:
-                return role
-        return None
-
-    def side_of(self, role: str) -> str:
-        """The relay leg a participant uses: the caller is "a"."""
-        return "a" if role == self.caller else "b"
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "call_id": self.id,
-            "chat_id": self.cid,
-            "state": self.state,
-            "mode": self.mode,
-            "from": self.caller,
-            "video": self.video,
-        }
-
-
-class CallError(Exception):
-    """A call action refused; `code` keys the translated message (app.calls.namespace)."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 class CallService:
@@ -139,13 +73,9 @@ class CallService:
         self.notify_ring = notify_ring
         self.calls: dict[str, Call] = {}
         self.by_conversation: dict[int, str] = {}
-        self.hub = MediaHub(
-            ice_servers=[IceServer(tuple(urls)) for urls in self.conf.relay_ice_servers],
-            max_relayed=self.conf.relay_max,
-            max_echo=max(4, self.conf.relay_max),
-            connect_timeout=MEDIA_GRACE,
-            on_closed=self._leg_closed,
-        )
+        self.relay = CallRelay(self.conf, self._media_failed)
+        # The namespace answers offers and takes candidates through the hub directly.
+        self.hub = self.relay.hub
         self.ended = 0
 
     # Queries ----------------------------------------------------------------------------------
@@ -200,7 +130,7 @@ class CallService:
         await self.sio.emit(
             "call:incoming",
             {**call.summary(), "name": name},
-            room=_room(callee, conv.id),
+            room=call_room(callee, conv.id),
             skip_sid=[s for s in callee_sids if s in busy] or None,
             namespace=NAMESPACE,
         )
@@ -223,7 +153,7 @@ class CallService:
             raise CallError("already_in_call")
         if conv is not None and self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
-        if self.hub.echo_sessions >= self.hub.max_echo:
+        if self.relay.echo_full:
             raise CallError("relay_busy")
         call = Call(
             id=secrets.token_hex(6),
@@ -314,7 +244,7 @@ class CallService:
             del self.by_conversation[call.conversation_id]
         if call.timer is not None and call.timer is not asyncio.current_task():
             call.timer.cancel()
-        await self.hub.close_call(call.id)
+        await self.relay.release(call)
         self.ended += 1
         seconds = round(time.monotonic() - call.answered_at) if call.answered_at else 0
         payload = {**call.summary(), "reason": reason, "by": by, "duration": seconds}
@@ -323,7 +253,10 @@ class CallService:
         log.info("call %s ended: %s after %s s", call.id, reason, seconds)
         if call.echo:
             return
-        if was_answered:
+        if reason == "relay_busy":
+            # Answered, but no media ever flowed: a duration would be a call that never was.
+            await self._record(call.conversation_id, call.id, "relay_busy", 0)
+        elif was_answered:
             await self._record(call.conversation_id, call.id, "ended", seconds)
         elif reason == "declined":
             await self._record(call.conversation_id, call.id, "declined", 0)
@@ -342,7 +275,7 @@ class CallService:
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 await self.end(call, "server_restart")
-        await self.hub.close()
+        await self.relay.close()
 
     # Repair -----------------------------------------------------------------------------------
 
@@ -353,29 +286,20 @@ class CallService:
         for call in list(self.calls.values()):
             gone = [role for role, sid in call.sids.items() if not live(sid)]
             overdue = call.state == RINGING and now - call.created_at > self.conf.ring_seconds + 5
-            no_media = (
-                call.state == ACTIVE
-                and call.mode in (RELAY, ECHO)
-                and not self.hub.connected(call.id)
-                and call.answered_at is not None
-                and now - call.answered_at > MEDIA_GRACE
-            )
+            no_media = call.state == ACTIVE and self.relay.stalled(call, now)
             if gone or overdue or no_media:
                 await self.end(call, "abandoned")
                 fixed += 1
-        fixed += await self.hub.prune(lambda call_id: call_id in self.calls)
+        fixed += await self.relay.prune(lambda call_id: call_id in self.calls)
         return fixed
 
     # Helpers ----------------------------------------------------------------------------------
 
     async def _move_to_relay(self, call: Call) -> None:
         """Take a slot of the relay for the call; a full relay ends the call (`relay_busy`)."""
-        try:
-            self.hub.reserve_relay(call.id)
-        except RelayBusy:
+        if not self.relay.take_slot(call):
             await self.end(call, "relay_busy")
-            raise CallError("relay_busy") from None
-        call.mode = RELAY
+            raise CallError("relay_busy")
 
     def _add(self, call: Call) -> None:
         self.calls[call.id] = call
@@ -383,7 +307,9 @@ class CallService:
 
     def _sockets(self, conversation_id: int, role: str) -> list[str]:
         """This process's `/call` sockets of one side of a conversation."""
-        participants = self.sio.manager.get_participants(NAMESPACE, _room(role, conversation_id))
+        participants = self.sio.manager.get_participants(
+            NAMESPACE, call_room(role, conversation_id)
+        )
         return [sid for sid, _ in participants]
 
     async def _emit_side(
@@ -392,7 +318,7 @@ class CallService:
         if call.synthetic and role == "admin":
             # Self-test calls never reach the operator's panel.
             return
-        room = _room(role, call.conversation_id)
+        room = call_room(role, call.conversation_id)
         await self.sio.emit(event, payload, room=room, skip_sid=skip, namespace=NAMESPACE)
 
     async def _ring_timeout(self, call: Call) -> None:
@@ -404,25 +330,15 @@ class CallService:
         await asyncio.sleep(seconds)
         await self.end(call, reason)
 
-    async def _leg_closed(self, event: LegClosed) -> None:
-        call = self.calls.get(event.call_id)
+    async def _media_failed(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
         if call is None or call.state != ACTIVE:
             return
-        # A relay leg that failed or never connected: the call cannot go on.
+        # A relay or echo leg that failed or never connected: the call cannot go on.
         await self.end(call, "media_failed")
 
     async def _record(self, conversation_id: int, call_id: str, outcome: str, seconds: int) -> None:
-        """The call's system message, through the chat's single write path."""
-        with using_locale(self.settings.default_locale):
-            text = call_text(outcome, seconds)
-        try:
-            await self.chat.post_message(
-                conversation_id,
-                role="system",
-                kind="call",
-                text=text,
-                client_id=f"call:{call_id}:{outcome}:{seconds}",
-                source="call",
-            )
-        except Exception:
-            log.exception("could not record call %s", call_id)
+        """The call's system message, in the server's default language."""
+        await record_call(
+            self.chat, self.settings.default_locale, conversation_id, call_id, outcome, seconds
+        )

@@ -34,6 +34,7 @@ from app.media.storage import build_store
 from app.realtime import create_presence, create_sio
 from app.render import Renderer
 from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
+from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
 
@@ -158,6 +159,7 @@ def create_app(
     web.init_app(app)
     observability.init_app(app, metrics, sio, calls)
     compression.init_app(app)
+    app.register_blueprint(site_bp)
     app.register_blueprint(visitor_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(telegram_bp)

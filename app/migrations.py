@@ -223,6 +223,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        7,
+        "authenticator app and recovery codes",
+        (
+            """ALTER TABLE "login_code"
+                ADD COLUMN "delivery_key" VARCHAR(128) NOT NULL DEFAULT ''""",
+            """CREATE TABLE "totp_factor" (
+                "id" {pk},
+                "secret" VARCHAR(64) NOT NULL,
+                "created_at" {ts} NOT NULL,
+                "confirmed_at" {ts},
+                "last_step" BIGINT NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE "recovery_code" (
+                "id" {pk},
+                "code_hash" VARCHAR(64) NOT NULL UNIQUE,
+                "created_at" {ts} NOT NULL,
+                "used_at" {ts}
+            )""",
+        ),
+    ),
 )
 
 

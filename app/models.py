@@ -99,9 +99,39 @@ class LoginCode(Model):
     expires_at = fields.DatetimeField()
     attempts = fields.IntField(default=0)
     used_at = fields.DatetimeField(null=True)
+    # The Telegram outbox row that carries the code (empty when it went to the log), so the
+    # login page can tell when Telegram is not delivering it.
+    delivery_key = fields.CharField(max_length=128, default="")
 
     class Meta:
         table = "login_code"
+
+
+class TotpFactor(Model):
+    """The operator's authenticator app (RFC 6238): a second factor that needs no Telegram."""
+
+    id = fields.BigIntField(primary_key=True)
+    # Base32, as the app needs it; a row is pending until a code from the app confirms it.
+    secret = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+    confirmed_at = fields.DatetimeField(null=True)
+    # The newest time step a code was accepted for: no code is accepted twice.
+    last_step = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "totp_factor"
+
+
+class RecoveryCode(Model):
+    """A one-time recovery code for when neither Telegram nor the authenticator app is at hand."""
+
+    id = fields.BigIntField(primary_key=True)
+    code_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "recovery_code"
 
 
 class VisitorBlock(Model):

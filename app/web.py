@@ -1,9 +1,9 @@
-"""Request plumbing shared by the blueprints: services, locale, errors, headers, CSRF."""
+"""Request plumbing shared by the blueprints: services, locale, errors, headers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import socketio
 from quart import Quart, Response, current_app, g, render_template, request
@@ -14,7 +14,6 @@ from app.chat.namespace import visitor_cookie
 from app.chat.service import ChatService
 from app.config import Settings
 from app.core.clientaddr import client_ip
-from app.core.security import constant_time_equal
 from app.errors import Forbidden, SohbetError
 from app.i18n import error_text, negotiate, set_locale
 from app.models import Conversation
@@ -73,13 +72,6 @@ def client_address() -> str:
     return client_ip(
         request.remote_addr, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
     )
-
-
-def check_csrf(expected: str, form: dict[str, Any] | None = None) -> None:
-    """Every admin state change carries the session's CSRF token (header from HTMX, or field)."""
-    sent = request.headers.get("X-CSRF-Token") or (form or {}).get("csrf_token") or ""
-    if not constant_time_equal(str(sent), expected):
-        raise Forbidden("csrf")
 
 
 def init_app(app: Quart) -> None:

@@ -3,8 +3,10 @@ Telegram, the bot puts 👀 on that Telegram message (setMessageReaction, throug
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tests.support.clients import client_id
-from tests.support.fake_telegram import FakeTelegram
+from tests.support.fake_telegram import Call, FakeTelegram
 from tests.support.server import Server
 from tests.support.telegram import joined_visitor, with_text
 
@@ -47,10 +49,8 @@ async def test_seen_reply_gets_eyes_in_telegram(tg_server: Server, fake: FakeTel
         await visitor.call("receipt", {"chat_id": cid, "seen": got["seq"]})
         chat_id = fake.admin_chat_id
         for injected in (first, second):
-            mid = injected.message["message_id"]
-            await fake.wait_for_call(
-                "setMessageReaction", lambda c, mid=mid: c.params.get("message_id") == mid
-            )
+            mid: int = injected.message["message_id"]
+            await fake.wait_for_call("setMessageReaction", reacted_to(mid))
             assert fake.reactions[(chat_id, mid)] == [{"type": "emoji", "emoji": "👀"}]
         calls = fake.calls("setMessageReaction")
         assert len(calls) == 2
@@ -77,3 +77,7 @@ async def test_reaction_on_a_deleted_message_is_not_an_alert(
         await visitor.call("send", {"chat_id": cid, "text": "Tamam", "client_id": client_id()})
         await fake.wait_for_sent(with_text("Tamam"))
         assert "failed for good" not in tg_server.log()
+
+
+def reacted_to(message_id: int) -> Callable[[Call], bool]:
+    return lambda c: c.params.get("message_id") == message_id

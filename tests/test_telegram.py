@@ -18,7 +18,7 @@ from tests.support.clients import (
     client_id,
     redeem_code,
 )
-from tests.support.fake_telegram import FakeTelegram, SentMessage
+from tests.support.fake_telegram import FakeTelegram, FaultKind, SentMessage
 from tests.support.server import Server
 from tests.support.telegram import (
     joined_visitor,
@@ -86,6 +86,15 @@ async def test_cid_tag_and_unknown_target(tg_server: Server, fake: FakeTelegram)
             lambda m: m.reply_to_message_id == asked.message["message_id"]
         )
         assert "Hangi sohbet" in (answer.text or "")
+
+
+async def test_cid_tag_matches_whatever_its_case(tg_server: Server, fake: FakeTelegram) -> None:
+    async with joined_visitor(tg_server, "Şule Nur") as (visitor, cid):
+        await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        assert cid != cid.lower()
+        await fake.admin_text(f"[cid: {cid.lower()}] Küçük harfle yazdım")
+        got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
+        assert got["text"] == "Küçük harfle yazdım"
 
 
 async def test_user_text_is_escaped_for_html(tg_server: Server, fake: FakeTelegram) -> None:
@@ -162,6 +171,37 @@ async def test_list_help_and_close_button(
         await panel.close()
 
 
+async def test_closing_from_telegram_shows_on_the_notice_for_everyone(
+    tg_server: Server, fake: FakeTelegram, tg_admin_token: str
+) -> None:
+    visitor, cid = await visitor_with_chat(tg_server, "Kapanis")
+    panel = await admin_peer(tg_server.url, tg_admin_token)
+    try:
+        notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+        await fake.admin_button(notice, f"close:{cid}")
+        closed = await fake.wait_for_sent(
+            lambda m: m.message_id == notice.message_id and "Operatör</b> kapattı" in (m.text or "")
+        )
+        assert f"[CID: {cid}]" in (closed.text or "") and closed.edits, "the notice was edited"
+        assert {"text": "Yeniden aç", "callback_data": f"reopen:{cid}"} in closed.buttons
+        await panel.wait_for(
+            "admin:conversation", lambda r: r["chat_id"] == cid and "Kapalı" in r["html"]
+        )
+
+        await fake.admin_button(notice, f"reopen:{cid}")
+        reopened = await fake.wait_for_sent(
+            lambda m: m.message_id == notice.message_id and "yeniden açtı" in (m.text or "")
+        )
+        assert {"text": "Sohbeti kapat", "callback_data": f"close:{cid}"} in reopened.buttons
+        await panel.wait_for(
+            "admin:conversation",
+            lambda r: r["chat_id"] == cid and not r["sort"].startswith("2"),
+        )
+    finally:
+        await visitor.close()
+        await panel.close()
+
+
 async def test_wrong_codes_alert_the_operator(tg_server: Server, fake: FakeTelegram) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         _, challenge, _ = await ask_code(http, tg_server.url)
@@ -179,7 +219,7 @@ def delivered(fake: FakeTelegram, text: str) -> list[SentMessage]:
 
 @pytest.mark.parametrize("kind", ["429", "502_html", "500", "drop"])
 async def test_transient_failures_are_retried_and_delivered_once(
-    tg_server: Server, fake: FakeTelegram, kind: str
+    tg_server: Server, fake: FakeTelegram, kind: FaultKind
 ) -> None:
     async with joined_visitor(tg_server, f"Hata{kind.replace('_', '')}") as (visitor, cid):
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.calls import call_peer
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import Server
@@ -93,6 +94,47 @@ async def test_conversations_never_mix(tg_server: Server, fake: FakeTelegram) ->
 
 
 # Webhook mode -------------------------------------------------------------------------------
+
+
+async def test_the_ring_opens_the_panel_and_says_how_the_call_ended(
+    tg_server: Server, fake: FakeTelegram, tg_admin_token: str
+) -> None:
+    token, cid = await start_visitor(tg_server.url, "Hakan")
+    caller = await call_peer(tg_server.url, "visitor", token)
+    admin = await call_peer(tg_server.url, "admin", tg_admin_token)
+    try:
+        assert (await caller.call("join", {"chat_id": cid}))["ok"]
+
+        # Rung, not answered, the visitor hangs up: the ring then says the call was missed.
+        ring = await caller.call("call:ring", {"chat_id": cid})
+        assert ring["ok"], ring
+        notice = await fake.wait_for_sent(lambda m: "Hakan</b> sizi arıyor" in (m.text or ""))
+        answer = {"text": "Panelden cevapla", "url": f"https://destek.example.com/admin/c/{cid}"}
+        assert answer in notice.buttons
+        await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
+        assert (await caller.call("call:end", {"call_id": ring["call_id"]}))["ok"]
+        missed = await fake.wait_for_sent(
+            lambda m: m.message_id == notice.message_id and "aradı" in (m.text or "")
+        )
+        assert "Hakan</b> aradı: Cevapsız arama" in (missed.text or ""), missed.text
+        assert not missed.buttons, "nothing left to answer"
+
+        # Answered in the panel, then hung up: the ring says it ended, with its length.
+        ring = await caller.call("call:ring", {"chat_id": cid})
+        assert ring["ok"], ring
+        await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
+        second = await fake.wait_for_sent(
+            lambda m: "sizi arıyor" in (m.text or "") and m.message_id != notice.message_id
+        )
+        assert (await admin.call("call:accept", {"call_id": ring["call_id"]}))["ok"]
+        assert (await admin.call("call:end", {"call_id": ring["call_id"]}))["ok"]
+        ended = await fake.wait_for_sent(
+            lambda m: m.message_id == second.message_id and "aradı" in (m.text or "")
+        )
+        assert "Hakan</b> aradı: Arama, 0:0" in (ended.text or ""), ended.text
+    finally:
+        await caller.close()
+        await admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
-"""Operator login: the admin password, then a 6-digit one-time code delivered out of band.
+"""Operator login: the admin password, then a second factor: a 6-digit one-time code delivered
+out of band, or (once enrolled) a code from the authenticator app or a recovery code.
 
 Codes come from the CSPRNG, are stored as an HMAC, are single use, expire after 5 minutes and
-allow 5 tries; a browser can only redeem the code it asked for (its challenge cookie).
+allow 5 tries; a browser can only redeem the code it asked for (its challenge cookie). The
+authenticator app's codes and recovery codes are tried against that same challenge and its tries.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from tortoise.expressions import F
 
+from app.admin.authenticator import MAX_CODE_LENGTH, Authenticator
 from app.config import Settings
 from app.core.ratelimit import SlidingWindow
 from app.core.security import (
@@ -24,7 +27,7 @@ from app.core.security import (
     token_hash,
 )
 from app.errors import InvalidInput, TooMany
-from app.models import AdminSession, LoginCode
+from app.models import AdminSession, LoginCode, TgOutbox
 from app.timefmt import utcnow
 
 log = logging.getLogger("sohbet.admin.auth")
@@ -34,11 +37,16 @@ CODE_TRIES = 5
 # Every this many wrong codes in a row, the operator is told (Telegram, or the log).
 WRONG_CODE_ALERT = 3
 
+Method = Literal["telegram", "app"]
+DeliveryState = Literal["log", "pending", "sent", "failing"]
+
 
 class CodeDelivery(Protocol):
     """Where login codes go: the Telegram bot when configured, else the server log."""
 
-    async def deliver_code(self, code: str, minutes: int) -> None: ...
+    async def deliver_code(self, code: str, minutes: int) -> str | None:
+        """Send the code; return the key of the Telegram outbox row that carries it, if any."""
+        ...
 
     async def failed_logins(self, count: int, client: str) -> None: ...
 
@@ -46,8 +54,9 @@ class CodeDelivery(Protocol):
 class LogDelivery:
     """Delivery for a server with no Telegram: the code is written to the server log."""
 
-    async def deliver_code(self, code: str, minutes: int) -> None:
+    async def deliver_code(self, code: str, minutes: int) -> str | None:
         log.warning("LOGIN CODE %s (valid %d minutes; Telegram is not configured)", code, minutes)
+        return None
 
     async def failed_logins(self, count: int, client: str) -> None:
         log.warning("%d wrong login codes in a row (last from %s)", count, client)
@@ -63,9 +72,15 @@ class SessionInfo:
 class AdminAuth:
     """Password check, code issue and redemption, and session lookup."""
 
-    def __init__(self, settings: Settings, delivery: CodeDelivery) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        delivery: CodeDelivery,
+        authenticator: Authenticator | None = None,
+    ) -> None:
         self.settings = settings
         self.delivery = delivery
+        self.authenticator = authenticator or Authenticator(f"Sohbet {settings.operator_name}")
         self._password = PasswordCheck(settings.admin_password)
         self._password_tries = SlidingWindow(10, 15 * 60)
         self._wrong_codes = 0
@@ -89,22 +104,45 @@ class AdminAuth:
             raise TooMany("too_many_codes", minutes=60)
         code = new_code()
         challenge = new_token()
-        await LoginCode.create(
+        row = await LoginCode.create(
             challenge_hash=token_hash(challenge),
             code_hash=keyed_hash(self.settings.secret_key, code),
             created_at=now,
             expires_at=now + CODE_TTL,
         )
-        await self.delivery.deliver_code(code, int(CODE_TTL.total_seconds() // 60))
+        key = await self.delivery.deliver_code(code, int(CODE_TTL.total_seconds() // 60))
+        if key:
+            await LoginCode.filter(id=row.id).update(delivery_key=key)
         return challenge
 
-    async def redeem_code(self, challenge: str | None, code: object, client: str = "?") -> str:
-        """Trade a correct code for a new session token (single use, 5 tries, 5 minutes)."""
-        if not challenge or not isinstance(code, str):
+    async def delivery_state(self, challenge: str | None) -> DeliveryState | None:
+        """How a live challenge's code is getting on: in the log, sent, pending, or failing."""
+        row = await self._live_challenge(challenge)
+        if row is None:
+            return None
+        if not row.delivery_key:
+            return "log"
+        item = await TgOutbox.get_or_none(dedupe_key=row.delivery_key)
+        if item is None or item.status == "sent":
+            return "sent"
+        if item.status != "pending" or item.last_error:
+            return "failing"
+        # Not tried yet, but queued behind sends that are failing: it will not go out soon.
+        behind = TgOutbox.filter(status="pending", id__lt=item.id).exclude(last_error="")
+        return "failing" if await behind.exists() else "pending"
+
+    async def redeem_code(
+        self, challenge: str | None, code: object, client: str = "?", method: Method = "telegram"
+    ) -> str:
+        """Trade a correct second factor for a new session token (5 tries per challenge).
+
+        `method` "telegram" takes the one-time code; "app" takes a code from the authenticator
+        app or a recovery code.
+        """
+        if not isinstance(code, str):
             raise InvalidInput("code_invalid")
-        row = await LoginCode.get_or_none(challenge_hash=token_hash(challenge))
-        now = utcnow()
-        if row is None or row.used_at is not None or row.expires_at <= now:
+        row = await self._live_challenge(challenge)
+        if row is None:
             raise InvalidInput("code_invalid")
         # Count the try before comparing, atomically, so parallel guesses share the budget.
         counted = await LoginCode.filter(id=row.id, attempts__lt=CODE_TRIES).update(
@@ -112,14 +150,14 @@ class AdminAuth:
         )
         if not counted:
             raise TooMany("code_tries")
-        attempt = "".join(ch for ch in code if ch.isdigit())
-        if not constant_time_equal(keyed_hash(self.settings.secret_key, attempt), row.code_hash):
+        if not await self._passes(row, code, method):
             self._wrong_codes += 1
             if self._wrong_codes % WRONG_CODE_ALERT == 0:
                 await self.delivery.failed_logins(self._wrong_codes, client)
             if row.attempts + 1 >= CODE_TRIES:
                 raise TooMany("code_tries")
             raise InvalidInput("code_invalid")
+        now = utcnow()
         claimed = await LoginCode.filter(id=row.id, used_at__isnull=True).update(used_at=now)
         if not claimed:
             raise InvalidInput("code_invalid")
@@ -131,8 +169,22 @@ class AdminAuth:
             created_at=now,
             expires_at=now + timedelta(hours=self.settings.admin_session_hours),
         )
-        log.info("operator signed in")
+        log.info("operator signed in (%s)", method)
         return token
+
+    async def _live_challenge(self, challenge: str | None) -> LoginCode | None:
+        if not challenge or len(challenge) > 128:
+            return None
+        row = await LoginCode.get_or_none(challenge_hash=token_hash(challenge))
+        if row is None or row.used_at is not None or row.expires_at <= utcnow():
+            return None
+        return row
+
+    async def _passes(self, row: LoginCode, code: str, method: Method) -> bool:
+        if method == "app":
+            return len(code) <= MAX_CODE_LENGTH and await self.authenticator.check(code)
+        attempt = "".join(ch for ch in code if ch.isdigit())
+        return constant_time_equal(keyed_hash(self.settings.secret_key, attempt), row.code_hash)
 
     async def session_for(self, token: str | None) -> SessionInfo | None:
         """The live session a cookie names, if any."""

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from quart import (
     Blueprint,
-    Response,
-    current_app,
     g,
     redirect,
     render_template,
     request,
-    send_from_directory,
 )
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
@@ -28,7 +23,7 @@ from app.chat.rooms import ADMINS
 from app.errors import NotFound, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
-from app.web import LANG_COOKIE, client_address, current_visitor, services
+from app.web import client_address, current_visitor, services
 
 bp = Blueprint("visitor", __name__)
 
@@ -150,61 +145,3 @@ async def older() -> str:
         viewer="visitor",
         older_url="/chat/older",
     )
-
-
-@bp.get("/lang/<code>")
-async def set_language(code: str) -> Response | WerkzeugResponse:
-    """Switch the interface language and go back where the user was."""
-    target = request.args.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response = redirect(target, 303)
-    if code in ("tr", "en"):
-        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="Lax", path="/")
-    return response
-
-
-@bp.get("/manifest.webmanifest")
-async def manifest() -> Response:
-    """The web app manifest: the visitor page installs on a phone's home screen."""
-    svc = services()
-    icons = [
-        {
-            "src": f"/static/img/icon-{kind}{size}.png",
-            "sizes": f"{size}x{size}",
-            "type": "image/png",
-            "purpose": purpose,
-        }
-        for size in (192, 512)
-        for kind, purpose in (("", "any"), ("maskable-", "maskable"))
-    ]
-    body = {
-        "name": _("Chat with %(name)s", name=svc.settings.operator_name),
-        "short_name": svc.settings.operator_name[:12],
-        "description": _("Live support"),
-        "lang": g.locale,
-        "start_url": "/",
-        "scope": "/",
-        "display": "standalone",
-        "background_color": "#eef1f8",
-        "theme_color": "#4338ca",
-        "icons": icons,
-    }
-    response = Response(json.dumps(body, ensure_ascii=False), mimetype="application/manifest+json")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
-
-
-@bp.get("/sw.js")
-async def service_worker() -> Response:
-    """The service worker, from the site root so its scope is the whole visitor page."""
-    response = await send_from_directory(str(current_app.static_folder), "sw.js")
-    response.mimetype = "text/javascript"
-    response.headers["Cache-Control"] = "no-cache"
-    return response
-
-
-@bp.get("/health")
-async def health() -> dict[str, str]:
-    """Liveness: the process serves HTTP."""
-    return {"status": "ok"}

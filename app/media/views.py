@@ -8,12 +8,13 @@ from quart import Blueprint, Response, request
 from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.admin.guard import check_csrf
 from app.errors import InvalidInput, NotFound, SohbetError
 from app.i18n import error_text
 from app.media.service import MediaService, size_text
 from app.media.storage import valid_key
 from app.models import Conversation, Message
-from app.web import check_csrf, current_operator, current_visitor, services
+from app.web import current_operator, current_visitor, services
 
 bp = Blueprint("media", __name__)
 
@@ -88,7 +89,7 @@ async def _uploader(form: Any) -> tuple[str, int]:
         session = await current_operator()
         if session is None:
             raise NotFound("bad_chat")
-        check_csrf(session.csrf_token, form)
+        check_csrf(session, form)
         return "admin", await chat.queries.id_for_cid(form.get("chat_id"))
     conv = await current_visitor()
     if conv is None or form.get("chat_id") != conv.cid:

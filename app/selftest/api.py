@@ -1,44 +1,19 @@
-"""The JSON API of Test & Repair (operator only; writes need the X-CSRF-Token header), and
-the readiness check."""
+"""The JSON API of Test & Repair (operator only; writes need the X-CSRF-Token header)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
-from quart import Blueprint, Response, g, jsonify, request
-from tortoise import Tortoise
+from quart import Blueprint, Response, jsonify, request
 
+from app.admin.guard import api_operator
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.selftest import selftest
-from app.selftest.registry import describe
 from app.selftest.repair import run_repair
 from app.selftest.schedules import ScheduleError
-from app.web import check_csrf, current_operator
 
 bp = Blueprint("selftest_api", __name__)
-
-R = TypeVar("R")
-READY_TIMEOUT = 3.0
-
-
-def api_operator(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[Any]]:
-    """A signed-in operator only (401 JSON otherwise); a write also needs the CSRF header."""
-
-    @wraps(view)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        session = await current_operator()
-        if session is None:
-            return _error("unauthorized", error_text("unauthorized", {}), 401)
-        g.admin = session
-        if request.method not in {"GET", "HEAD", "OPTIONS"}:
-            check_csrf(session.csrf_token)
-        return await view(*args, **kwargs)
-
-    return wrapper
 
 
 def _error(code: str, message: str, status: int) -> tuple[Response, int]:
@@ -116,14 +91,3 @@ async def delete_schedule(schedule_id: int) -> tuple[str, int]:
     """Delete a test time."""
     await selftest().schedules.delete(schedule_id)
     return "", 204
-
-
-@bp.get("/health/ready")
-async def ready() -> tuple[dict[str, str], int]:
-    """Readiness: the process serves HTTP and its database answers."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            await Tortoise.get_connection("default").execute_query("SELECT 1")
-    except Exception as exc:
-        return {"status": "unavailable", "reason": f"database: {describe(exc)}"}, 503
-    return {"status": "ok", "database": "ok"}, 200

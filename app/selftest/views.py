@@ -6,21 +6,14 @@ from typing import Any
 
 from quart import Blueprint, g, render_template, request
 
-from app.admin.auth import SessionInfo
-from app.admin.views import operator_required
+from app.admin.guard import check_csrf, operator_required
 from app.selftest import selftest
 from app.selftest.checks import registry as checks
 from app.selftest.registry import ICONS
 from app.selftest.repair import repairs, run_repair
 from app.selftest.schedules import ScheduleError, zones
-from app.web import check_csrf
 
 bp = Blueprint("selftest", __name__)
-
-
-def _csrf() -> None:
-    session: SessionInfo = g.admin
-    check_csrf(session.csrf_token)
 
 
 async def _render(name: str, **context: Any) -> str:
@@ -66,7 +59,7 @@ async def page() -> str:
 @operator_required
 async def run() -> str:
     """Run every check; the report replaces the last one and the history is updated."""
-    _csrf()
+    check_csrf(g.admin)
     svc = selftest()
     report = await svc.tests.run("page", scope=request.scope)
     history = await svc.tests.history()
@@ -79,7 +72,7 @@ async def run() -> str:
 @operator_required
 async def repair() -> str:
     """Run every repair step and show what each one cleaned up."""
-    _csrf()
+    check_csrf(g.admin)
     svc = selftest()
     result = await run_repair(svc.repair, svc.tests.settings.default_locale)
     return await _render("partials/test/repair.html", repair=result)
@@ -89,7 +82,7 @@ async def repair() -> str:
 @operator_required
 async def add_schedule() -> tuple[str, int]:
     """Add a test time from the form; the list comes back with it (or the form with an error)."""
-    _csrf()
+    check_csrf(g.admin)
     svc = selftest()
     fields = _form_fields(await request.form)
     error, status = None, 200
@@ -111,7 +104,7 @@ async def add_schedule() -> tuple[str, int]:
 @operator_required
 async def change_schedule(schedule_id: int) -> tuple[str, int]:
     """Save one test time's row; the row comes back (with an error when refused)."""
-    _csrf()
+    check_csrf(g.admin)
     schedules = selftest().schedules
     fields = _form_fields(await request.form)
     try:
@@ -130,7 +123,7 @@ async def change_schedule(schedule_id: int) -> tuple[str, int]:
 @operator_required
 async def delete_schedule(schedule_id: int) -> tuple[str, int]:
     """Delete a test time; the empty answer removes its row."""
-    _csrf()
+    check_csrf(g.admin)
     try:
         await selftest().schedules.delete(schedule_id)
     except ScheduleError as exc:

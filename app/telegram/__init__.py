@@ -37,9 +37,12 @@ def init_app(
     settings: Settings = app.config["SOHBET"]
     if outbox is None:
         return None
+    from app.telegram.backlog import late_backlog
     from app.telegram.bridge import TelegramBridge
 
     bridge = TelegramBridge(settings, chat, outbox, clock, media)
+    # The panel's Telegram banner reads the backlog when the page is rendered.
+    app.jinja_env.globals["telegram_late_backlog"] = lambda: late_backlog(clock)
 
     @app.while_serving
     async def telegram() -> AsyncGenerator[None, None]:

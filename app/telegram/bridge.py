@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
@@ -22,11 +23,13 @@ from app.core.clock import Clock
 from app.core.lease import LeaderLease
 from app.i18n import using_locale
 from app.media.service import MediaService
-from app.models import Conversation, Message, TgOutbox
+from app.models import Conversation, Message, TgOutbox, TgTopic
 from app.telegram import texts
+from app.telegram.backlog import Backlog, BacklogWatch, late_backlog
+from app.telegram.delivery import OutboxWorker
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
-from app.telegram.outbox import Outbox, OutboxWorker, lane_of
+from app.telegram.outbox import Outbox, lane_of, ring_key
 
 if TYPE_CHECKING:
     from app.calls.service import Call
@@ -87,30 +90,45 @@ class TelegramBridge:
 
     async def say(
         self, text: str, *, reply_to: int | None = None, thread_id: int | None = None
-    ) -> None:
+    ) -> str:
         """Send a bot message to the admin chat, through the outbox like everything else."""
-        await self.outbox.add(
-            None,
-            key=f"say:{secrets.token_hex(8)}",
-            text=text,
-            reply_to=reply_to,
-            thread_id=thread_id,
-        )
+        key = f"say:{secrets.token_hex(8)}"
+        await self.outbox.add(None, key=key, text=text, reply_to=reply_to, thread_id=thread_id)
+        return key
 
     async def incoming_call(self, conv: Conversation, call: Call) -> None:
         """A visitor is calling: "X is calling" to the operator's Telegram, through the outbox."""
         with using_locale(self.settings.default_locale):
             text = texts.incoming_call(conv)
         await self.outbox.add(
-            None, key=f"call:{call.id}", lane=lane_of(conv.id), text=text, conversation_id=conv.id
+            None,
+            key=ring_key(call.id),
+            lane=lane_of(conv.id),
+            kind="ring",
+            text=text,
+            conversation_id=conv.id,
+        )
+
+    async def notice_changed(
+        self, conv: Conversation, message_id: int, key: str, by: str, closed: bool
+    ) -> None:
+        """A conversation's notice now says who closed (or reopened) it, for everyone there."""
+        await self.outbox.add(
+            None,
+            key=f"notice:{key}",
+            lane=lane_of(conv.id),
+            kind="closed" if closed else "reopened",
+            text=by,
+            conversation_id=conv.id,
+            reply_to=message_id,
         )
 
     # CodeDelivery -------------------------------------------------------------------------------
 
-    async def deliver_code(self, code: str, minutes: int) -> None:
-        """Login codes go to the admin chat."""
+    async def deliver_code(self, code: str, minutes: int) -> str | None:
+        """Login codes go to the admin chat; the outbox key lets the login page follow it."""
         with using_locale(self.settings.default_locale):
-            await self.say(texts.login_code(code, minutes))
+            return await self.say(texts.login_code(code, minutes))
 
     async def failed_logins(self, count: int, client: str) -> None:
         """A burst of wrong codes is worth the operator's attention."""
@@ -120,26 +138,62 @@ class TelegramBridge:
     # Alerts in the panel -----------------------------------------------------------------------
 
     async def _alert(self, item: TgOutbox, error: str) -> None:
+        await self._show_alert(await late_backlog(self.clock))
+
+    async def _show_alert(self, behind: Backlog | None) -> None:
+        """The panel's Telegram banner: refused messages, and a backlog late by over a minute."""
+        last = await TgOutbox.filter(status="failed").order_by("-id").first()
         fanout = self.chat.fanout
         html = await fanout.renderer.render(
             "partials/admin/telegram_alert.html",
             self.settings.default_locale,
-            failed=await TgOutbox.filter(status="failed").count(),
-            error=error,
+            failed=await TgOutbox.filter(status="failed").count() if last else 0,
+            error=last.last_error if last else "",
+            behind=behind,
         )
         await fanout.sio.emit("admin:alert", {"html": html}, room=ADMINS, namespace="/chat")
 
     # Lifecycle -----------------------------------------------------------------------------------
 
     async def _detect_topics(self) -> None:
+        """Ask Telegram whether the admin chat is a forum, until it answers.
+
+        Until then conversations go to the chat itself; once topics turn out to be on, each open
+        conversation already shown there gets its topic, opened with its notice.
+        """
         if self.tg.topics != "auto":
             return
-        try:
-            chat = await self.bot.get_chat(self.tg.admin_chat_id)
-            self.use_topics = bool(getattr(chat, "is_forum", False))
-        except Exception as exc:
-            log.warning("could not read the admin chat (topics off): %s", exc)
-            self.use_topics = False
+        since = self.clock.now()
+        delay = 1.0
+        while True:
+            try:
+                chat = await self.bot.get_chat(self.tg.admin_chat_id)
+                break
+            except Exception as exc:
+                log.warning("could not read the admin chat, retrying in %.0fs: %s", delay, exc)
+                await self.clock.wait(asyncio.Event(), delay)
+                delay = min(delay * 2, 30)
+        self.use_topics = bool(getattr(chat, "is_forum", False))
+        log.info("telegram admin chat read: topics %s", "on" if self.use_topics else "off")
+        if self.use_topics:
+            await self._open_missing_topics(since)
+
+    async def _open_missing_topics(self, since: datetime) -> None:
+        shown = (
+            await TgOutbox.filter(status="sent", conversation_id__isnull=False, sent_at__gte=since)
+            .distinct()
+            .values_list("conversation_id", flat=True)
+        )
+        with_topic = await TgTopic.all().values_list("conversation_id", flat=True)
+        missing = set(shown) - set(with_topic)
+        for conv in await Conversation.filter(id__in=missing, closed_at__isnull=True):
+            await self.outbox.add(
+                None,
+                key=f"topic:{conv.id}",
+                lane=lane_of(conv.id),
+                kind="entered",
+                conversation_id=conv.id,
+            )
 
     async def _start_webhook(self) -> None:
         await self.bot.set_webhook(
@@ -151,13 +205,17 @@ class TelegramBridge:
 
     async def _lead(self) -> None:
         """The work only one process may do: deliver the outbox, handle and fetch updates."""
-        await self._detect_topics()
-        jobs = [self.worker.run(), self.inbox.process_forever()]
+        jobs = [
+            self._detect_topics(),
+            self.worker.run(),
+            self.inbox.process_forever(),
+            BacklogWatch(self.clock, self._show_alert).run(),
+        ]
         if self.tg.mode == "polling":
             jobs.append(self.inbox.poll_forever())
         else:
             jobs.append(self._start_webhook_retrying())
-        log.info("telegram bridge leading (%s, topics %s)", self.tg.mode, self.use_topics)
+        log.info("telegram bridge leading (%s, topics %s)", self.tg.mode, self.tg.topics)
         await asyncio.gather(*jobs)
 
     async def serve(self) -> AsyncGenerator[None, None]:

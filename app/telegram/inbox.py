@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -25,6 +26,9 @@ log = logging.getLogger("sohbet.telegram.inbox")
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 HANDLER_TRIES = 3
+# After an empty getUpdates that came back before its long-poll timeout (an emulator or a proxy
+# that does not hold the request), wait this long instead of asking again at once.
+EMPTY_POLL_PAUSE = 1.0
 
 
 class Inbox:
@@ -70,6 +74,7 @@ class Inbox:
                     last = await TgUpdate.all().order_by("-update_id").first()
                     offset = int(last.update_id) + 1 if last else None
                     started = True
+                asked_at = self.clock.now()
                 updates = await self.bot.get_updates(
                     offset=offset, timeout=self.tg.poll_timeout, allowed_updates=ALLOWED_UPDATES
                 )
@@ -79,12 +84,18 @@ class Inbox:
                     )
                     offset = update.update_id + 1
                 failures = 0
+                if not updates and self._answered_early(asked_at):
+                    await self.clock.wait(asyncio.Event(), EMPTY_POLL_PAUSE)
             except TelegramRetryAfter as exc:
                 await self.clock.wait(asyncio.Event(), exc.retry_after)
             except Exception as exc:  # network, 5xx, 409 while a webhook is set: keep polling
                 failures += 1
                 log.warning("polling failed (%s): %s", failures, exc)
                 await self.clock.wait(asyncio.Event(), min(30.0, 0.5 * 2**failures))
+
+    def _answered_early(self, asked_at: datetime) -> bool:
+        waited = (self.clock.now() - asked_at).total_seconds()
+        return waited < max(self.tg.poll_timeout, EMPTY_POLL_PAUSE)
 
     async def process_forever(self) -> None:
         """Handle stored updates in update_id order."""

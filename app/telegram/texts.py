@@ -59,6 +59,19 @@ def incoming_call(conv: Conversation) -> str:
     )
 
 
+def call_over(conv: Conversation, outcome: str) -> str:
+    """The ring once the call is over: who called and how it ended ("Call, 3:12")."""
+    return (
+        "📞 "
+        + _(
+            "%(name)s called: %(outcome)s",
+            name=f"<b>{escape(conv.visitor_name)}</b>",
+            outcome=escape(outcome.removeprefix("📞").strip()),
+        )
+        + f"\n{cid_tag(conv)}"
+    )
+
+
 def topic_name(conv: Conversation) -> str:
     return f"{conv.visitor_name} · {conv.cid}"[:128]
 
@@ -110,8 +123,22 @@ def conversation_list(convs: list[Conversation]) -> str:
     return "\n".join(lines)
 
 
+def notice_closed(conv: Conversation, by: str) -> str:
+    """The new-conversation notice once someone closed it from Telegram."""
+    return entered(conv) + "\n\n✅ " + _("Closed by %(name)s", name=f"<b>{escape(by)}</b>")
+
+
+def notice_reopened(conv: Conversation, by: str) -> str:
+    """The new-conversation notice once someone reopened it from Telegram."""
+    return entered(conv) + "\n\n↩️ " + _("Reopened by %(name)s", name=f"<b>{escape(by)}</b>")
+
+
 def closed(conv: Conversation) -> str:
     return "✅ " + _("Conversation %(cid)s closed.", cid=f"<code>{escape(conv.cid)}</code>")
+
+
+def reopened(conv: Conversation) -> str:
+    return "↩️ " + _("Conversation %(cid)s reopened.", cid=f"<code>{escape(conv.cid)}</code>")
 
 
 def blocked(conv: Conversation, now_blocked: bool) -> str:

@@ -8,8 +8,10 @@ What it fakes, as Telegram does it:
 - bodies as urlencoded / multipart form (aiogram: every value a string, nested objects
   JSON-encoded, uploads as ``attach://<key>`` plus a part named ``<key>``) or JSON; replies
   ``{"ok": true, "result": ...}`` / ``{"ok": false, "error_code", "description", "parameters"}``;
-- getMe, getUpdates (offset confirmation, long poll that wakes on a new update, limit,
-  allowed_updates kept until changed, a newer getUpdates ends an older one with 409),
+- getMe, getChat (``is_forum`` for a forum), getUpdates (offset confirmation, long poll that
+  wakes on a new update, limit, allowed_updates kept until changed, a newer getUpdates ends
+  an older one with 409; or, with ``long_poll=False``, an answer at once as a proxy that does
+  not hold requests gives),
   setWebhook / deleteWebhook / getWebhookInfo (getUpdates answers 409 while a webhook is set,
   updates are POSTed with ``X-Telegram-Bot-Api-Secret-Token``);
 - sendMessage / sendPhoto / sendVoice / sendAudio / sendDocument (upload or a known file_id),
@@ -159,6 +161,7 @@ class Call:
     params: JSON
     files: dict[str, Upload]
     status: int = 0  # HTTP status answered (0 while running, or when the connection was dropped)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass
@@ -239,6 +242,7 @@ class FakeTelegram:
         unreachable: set[int] | None = None,
         retry_after: int = 5,
         strict_button_urls: bool = True,
+        long_poll: bool = True,
     ) -> None:
         self.token = token
         self.bot_user: JSON = {
@@ -256,6 +260,8 @@ class FakeTelegram:
         self.unreachable: set[int] = set(unreachable or ())
         self.retry_after = retry_after
         self.strict_button_urls = strict_button_urls
+        # False: getUpdates answers at once whatever its timeout, as some proxies and emulators do.
+        self.long_poll = long_poll
         self.webhook: JSON | None = None
         self.webhook_errors: list[str] = []
         self.answered_callbacks: dict[str, JSON] = {}
@@ -281,7 +287,7 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         Handler = Callable[[JSON, dict[str, Upload]], Awaitable[Any]]
         self._methods: dict[str, Handler] = {
-            "getme": self._get_me, "getupdates": self._get_updates,
+            "getme": self._get_me, "getchat": self._get_chat, "getupdates": self._get_updates,
             "setwebhook": self._set_webhook, "deletewebhook": self._delete_webhook,
             "getwebhookinfo": self._get_webhook_info, "sendmessage": self._send,
             "sendphoto": partial(self._send, kind="photo"),
@@ -334,6 +340,10 @@ class FakeTelegram:
         """Make the next `count` calls of `method` ("*" = any, "download" = file route) fail."""
         fault = _Fault(kind, retry_after or self.retry_after, description)
         self._faults.setdefault(method.lower(), []).extend([fault] * count)
+
+    def heal(self, method: str = "*") -> None:
+        """Drop the faults still queued for `method` by `fail_next`."""
+        self._faults.pop(method.lower(), None)
 
     def outage(self, on: bool = True) -> None:
         """While on, every request (files too) answers nginx's 502 HTML page."""
@@ -612,6 +622,13 @@ class FakeTelegram:
     async def _get_me(self, p: JSON, files: dict[str, Upload]) -> JSON:
         return self.bot_user
 
+    async def _get_chat(self, p: JSON, files: dict[str, Upload]) -> JSON:
+        # A ChatFullInfo: the chat plus the fields Telegram always sends with it.
+        gifts = {"unlimited_gifts": True, "limited_gifts": True, "unique_gifts": True,
+                 "premium_subscription": True, "gifts_from_channels": True}  # fmt: skip
+        return {**self._chat(p), "accent_color_id": 0, "max_reaction_count": 11,
+                "accepted_gift_types": gifts}  # fmt: skip
+
     async def _get_updates(self, p: JSON, files: dict[str, Upload]) -> list[JSON]:
         if self.webhook:
             raise TelegramError(409, "Conflict: can't use getUpdates method while webhook is "
@@ -625,7 +642,7 @@ class FakeTelegram:
             self._updates = self._updates[offset:]
         limit = min(max(int(p.get("limit") or 100), 1), 100)
         self._wake_poller("conflict")
-        if not self._updates and float(p.get("timeout") or 0) > 0:
+        if not self._updates and self.long_poll and float(p.get("timeout") or 0) > 0:
             waiter = self._poll_waiter = asyncio.get_running_loop().create_future()
             try:
                 done, _ = await asyncio.wait({waiter}, timeout=float(p["timeout"]))

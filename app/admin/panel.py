@@ -1,0 +1,182 @@
+"""The operator's panel: the live conversation list, one conversation's pane, and its buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quart import Blueprint, g, render_template, request
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from app.admin.guard import operator_required, require_csrf
+from app.admin.login import login_page
+from app.chat.rooms import visitor_room
+from app.errors import InvalidInput
+from app.models import Conversation, TgOutbox
+from app.web import current_operator, is_htmx, services
+
+bp = Blueprint("panel", __name__)
+
+
+async def _panel(cid: str | None = None) -> str:
+    svc = services()
+    conversations = await svc.chat.queries.operator_list()
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
+    pane = await _pane_context(cid) if cid else None
+    failed = await TgOutbox.filter(status="failed").order_by("-id").limit(1)
+    return await render_template(
+        "admin/panel.html",
+        telegram_failed=await TgOutbox.filter(status="failed").count() if failed else 0,
+        telegram_error=failed[0].last_error if failed else "",
+        conversations=conversations,
+        online=online,
+        pane=pane,
+        csrf_token=g.admin.csrf_token,
+    )
+
+
+async def _pane_context(cid: str) -> dict[str, Any]:
+    svc = services()
+    conv = await svc.chat.queries.by_cid(cid)
+    messages, more = await svc.chat.queries.recent(conv.id)
+    await svc.chat.mark_read(conv)
+    return {
+        "conv": conv,
+        "messages": messages,
+        "more": more,
+        "online": await svc.chat.fanout.presence.online(visitor_room(conv.id)),
+    }
+
+
+@bp.get("")
+async def panel() -> str | WerkzeugResponse:
+    """The panel for a signed-in operator, else the login page."""
+    session = await current_operator()
+    if session is None:
+        return await login_page()
+    g.admin = session
+    return await _panel()
+
+
+@bp.get("/conversations")
+@operator_required
+async def conversation_list() -> str:
+    """The conversation list partial (waiting first, oldest wait first)."""
+    svc = services()
+    conversations = await svc.chat.queries.operator_list()
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
+    return await render_template(
+        "partials/admin/conversation_list.html", conversations=conversations, online=online
+    )
+
+
+@bp.get("/c/<cid>")
+@operator_required
+async def conversation(cid: str) -> str:
+    """One conversation: the pane alone for HTMX, the whole panel otherwise."""
+    if is_htmx():
+        context = await _pane_context(cid)
+        return await render_template("partials/admin/conversation.html", **context)
+    return await _panel(cid)
+
+
+@bp.get("/c/<cid>/older")
+@operator_required
+async def older(cid: str) -> str:
+    """A page of older messages for the pane (HTMX 'load earlier')."""
+    svc = services()
+    conv = await svc.chat.queries.by_cid(cid)
+    messages, more = await svc.chat.queries.recent(
+        conv.id, before_seq=request.args.get("before", type=int)
+    )
+    return await render_template(
+        "partials/chat/older.html",
+        conv=conv,
+        messages=messages,
+        more=more,
+        viewer="admin",
+        older_url=f"/admin/c/{conv.cid}/older",
+    )
+
+
+@bp.get("/search")
+@operator_required
+async def search() -> str:
+    """The list's rows filtered by visitor name, CID or message text (swapped into the list)."""
+    svc = services()
+    query = (request.args.get("q") or "").strip()[:100]
+    conversations = await svc.chat.queries.search(query)
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
+    return await render_template(
+        "partials/admin/conversation_rows.html",
+        conversations=conversations,
+        online=online,
+        query=query,
+    )
+
+
+@bp.post("/c/<cid>/messages/delete")
+@operator_required
+async def delete_messages(cid: str) -> str:
+    """Delete one or several selected messages; both pages drop them live."""
+    svc = services()
+    await require_csrf()
+    form = await request.form
+    conv = await svc.chat.queries.by_cid(cid)
+    try:
+        seqs = sorted({int(s) for s in form.getlist("seq")})
+    except ValueError as exc:
+        raise InvalidInput("bad_payload") from exc
+    await svc.chat.delete_messages(conv, seqs)
+    context = await _pane_context(cid)
+    return await render_template("partials/admin/conversation.html", **context)
+
+
+@bp.post("/c/<cid>/delete")
+@operator_required
+async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
+    """Delete the whole conversation (the page asked for confirmation first)."""
+    svc = services()
+    await require_csrf()
+    conv = await svc.chat.queries.by_cid(cid)
+    await svc.chat.delete_conversation(conv)
+    page = await render_template("partials/admin/empty_pane.html")
+    return page, 200, {"HX-Push-Url": "/admin"}
+
+
+@bp.post("/c/<cid>/close")
+@operator_required
+async def close(cid: str) -> str:
+    """Close a conversation: off the waiting list until the visitor writes again."""
+    return await _change_conversation(cid, services().chat.close_conversation)
+
+
+@bp.post("/c/<cid>/reopen")
+@operator_required
+async def reopen(cid: str) -> str:
+    """Reopen a closed conversation."""
+    return await _change_conversation(cid, services().chat.reopen_conversation)
+
+
+@bp.post("/c/<cid>/block")
+@operator_required
+async def block(cid: str) -> str:
+    """Block the visitor: no more messages from them, no new conversation from their address."""
+    return await _change_conversation(cid, lambda conv: services().chat.set_blocked(conv, True))
+
+
+@bp.post("/c/<cid>/unblock")
+@operator_required
+async def unblock(cid: str) -> str:
+    """Lift a block."""
+    return await _change_conversation(cid, lambda conv: services().chat.set_blocked(conv, False))
+
+
+async def _change_conversation(
+    cid: str, change: Callable[[Conversation], Awaitable[object]]
+) -> str:
+    """A panel button's change to one conversation (CSRF-checked), answered with its pane."""
+    await require_csrf()
+    await change(await services().chat.queries.by_cid(cid))
+    context = await _pane_context(cid)
+    return await render_template("partials/admin/conversation.html", **context)

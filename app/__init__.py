@@ -29,11 +29,11 @@ from app.chat.service import ChatService
 from app.chat.views import bp as visitor_bp
 from app.config import load_settings
 from app.core.clock import Clock, RealClock
+from app.core.ratelimit import Limiter
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.media.storage import build_store
-from app.realtime import create_presence, create_sio
+from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
-from app.serving import ExitOnFailedStart, lean_app_queues, websocket_compression
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
@@ -132,6 +132,9 @@ def create_app(
     renderer = Renderer(env)
     env.globals["once_per_locale"] = renderer.once_per_locale
 
+    # Rate budgets, in Redis when the processes share one (app/core/ratelimit.py).
+    limiter = Limiter(settings.redis_url, settings.redis_channel)
+
     # The chat's single write path. Its listeners act inside each message's transaction (the
     # Telegram outbox row, the metrics count); the outbox also learns what the visitor has seen.
     media_store = build_store(settings.media)
@@ -144,14 +147,15 @@ def create_app(
         receipts=Receipts(sio, seen_listeners=[outbox] if outbox else []),
         listeners=[outbox, metrics] if outbox else [metrics],
         media_store=media_store,
+        limiter=limiter,
     )
 
     # The features around it, each given what it uses.
-    media_service = media.init_app(app, chat, media_store)
+    media_service = media.init_app(app, chat, media_store, limiter)
     bridge = telegram.init_app(app, chat, outbox, media_service, clock)
-    auth = AdminAuth(settings, bridge or LogDelivery())
+    auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
-    calls = call_feature.init_app(app, chat, sio, auth, bridge)
+    calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)
     app.extensions["sohbet"] = web.Services(
         settings=settings, sio=sio, chat=chat, auth=auth, media=media_service, telegram=bridge
     )
@@ -175,6 +179,7 @@ def create_app(
         yield
         await chat.close()
         await presence.close()
+        await limiter.close()
 
     # Its scheduler runs tests through everything above, so it stops first.
     selftest.init_app(app, chat, bridge, clock, calls=calls, media=media_service)
@@ -184,7 +189,6 @@ def create_app(
 
 def asgi_app(app: Quart) -> socketio.ASGIApp:
     """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
-    websocket_compression(app.config["SOHBET"].ws_compression)
-    lean_app_queues()
+    install(ws_compression=app.config["SOHBET"].ws_compression)
     sio = web.services(app).sio
     return socketio.ASGIApp(sio, other_asgi_app=ExitOnFailedStart(app))

@@ -873,7 +873,7 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
             FLOOR_RAMP,
             8,
             server_env={"FLOOR_LEAN": "1"},
-            label="(f') floor with app/sockets.py's lighter pieces",
+            label="(f') floor with app/realtime/'s lighter pieces",
             **common,
         )
     if "d" in only:

@@ -9,8 +9,9 @@ one process of this stack can carry (bench/README.md, target (b)).
     send {chat_id, text, client_id}  -> seq += 1, emit chat:message to the room (the sender
                                         skipped), ack {ok, duplicate:false, message}
 
-`FLOOR_LEAN=1` builds it with `app.sockets.lean_server`, as `app.realtime.create_sio` does: Sohbet's
-lighter engine.io sockets, packet class, JSON coders and room manager.
+`FLOOR_LEAN=1` builds it with `app.realtime.lean_server`, as `app.realtime.create_sio` does, after
+`app.realtime.install()`: Sohbet's lighter engine.io sockets, packet class, JSON coders, room
+manager and Hypercorn event queues.
 
     .venv/bin/python -m hypercorn bench.floor_server:app --worker-class uvloop --bind ...
 """
@@ -24,8 +25,10 @@ from typing import Any
 import socketio
 
 if os.environ.get("FLOOR_LEAN") == "1":
-    from app.sockets import lean_server
+    from app.realtime import install, lean_server
 
+    # Deflate stays negotiable, as Hypercorn has it and as the floor was always measured.
+    install(ws_compression=True)
     sio = lean_server(socketio.AsyncServer, async_mode="asgi", cors_allowed_origins=None)
 else:
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None)

@@ -421,9 +421,12 @@ async def test_admin_deletes_selected_message_live(
             ["ilk", "son", "hâlâ burada mısınız?", "Evet"]
         )
 
-        # Deleting the whole conversation sends the visitor back to the start form.
+        # Deleting the whole conversation sends the visitor back to the start form, told why.
         await admin.locator("#pane button.btn--danger").click()
         await expect(visitor.locator("#start-form")).to_be_visible()
+        await expect(visitor.locator(".notice")).to_have_text(
+            "Destek bu konuşmayı sonlandırdı ve sildi. Yeni bir konuşma başlatabilirsiniz."
+        )
         await expect(visitor.locator("#visitor-name")).to_have_value("Silinecek")  # remembered
         await expect(admin.locator(f"li.conv[data-chat-id='{cid}']")).to_have_count(0)
         await expect(admin.locator("#pane #pane-empty")).to_be_visible()

@@ -9,16 +9,14 @@ only (the browser suite on both databases is tests/test_browser.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from bench.page_weight import BUDGET, measure
+from tests.support.accessibility import assert_accessible
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -39,10 +37,6 @@ from tests.test_browser import (
 )
 
 pytestmark = pytest.mark.browser
-
-AXE = (Path(__file__).parent / "support" / "vendor" / "axe-core-4.14.1.min.js").read_text()
-# Rules axe reports as serious or critical fail the test; moderate/minor are printed only.
-BLOCKING = {"serious", "critical"}
 
 
 @pytest.fixture(scope="module")
@@ -67,29 +61,6 @@ async def real_focus(page: Page) -> None:
     every page it has focus, and headless tabs all stay "visible")."""
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("Emulation.setFocusEmulationEnabled", {"enabled": False})
-
-
-async def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """Run axe-core in the page (injected over DevTools: the page's CSP does not apply)."""
-    await page.evaluate(AXE)
-    result = await page.evaluate(
-        """async () => {
-            const r = await axe.run(document, { resultTypes: ["violations"] });
-            return r.violations.map((v) => ({
-                id: v.id, impact: v.impact, help: v.help,
-                nodes: v.nodes.map((n) => n.target.join(" ") + " :: " + n.failureSummary),
-            }));
-        }"""
-    )
-    return list(result)
-
-
-async def assert_accessible(page: Page, what: str) -> None:
-    violations = await axe_violations(page)
-    blocking = [v for v in violations if v["impact"] in BLOCKING]
-    for v in violations:
-        print(what, v["impact"], v["id"], v["help"], v["nodes"][:3])
-    assert blocking == [], json.dumps(blocking, ensure_ascii=False, indent=1)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -31,6 +31,7 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.security import token_hash
 from tests.support import netns
+from tests.support.accessibility import assert_accessible
 from tests.support.browser import CHROMIUM_ARGS
 from tests.support.browser import chromium as launch_chromium
 from tests.support.calls import Media, call_peer, now
@@ -857,6 +858,8 @@ async def test_browser_visitor_and_operator_call_p2p(
             await expect(page.locator("#call")).to_have_attribute("data-state", "active")
             await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
         _, admin_heard = await asyncio.gather(hears(visitor_page), hears(admin_page))
+        await assert_accessible(visitor_page, "call in progress, phone", "#call")
+        await assert_accessible(admin_page, "call in progress, desktop", "#call")
         print(
             f"\nbrowser <-> browser P2P: accept to sound {await setup_ms(admin_page, admin_heard)} ms"
         )

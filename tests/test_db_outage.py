@@ -57,3 +57,46 @@ async def test_messages_are_stored_again_after_a_begin_lost_with_the_connection(
     finally:
         server.stop()
         await proxy.stop()
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_summed_up_when_it_ends(
+    tmp_path: Path, database: str
+) -> None:
+    """Sends that fail while PostgreSQL cannot be reached log one warning, not a traceback
+    each, and the first success after them logs how many failed."""
+    proxy, proxied = await postgres_behind_proxy(database)
+    server = Server(database_url=proxied, workdir=tmp_path)
+    await server.start()
+    try:
+        token, cid = await start_visitor(server.url, "Kesinti")
+        visitor = await visitor_peer(server.url, token)
+        try:
+            assert (await visitor.call("join", {"chat_id": cid}))["ok"]
+            before = server.log()
+            proxy.refusing = True
+            proxy.cut()
+            sends = [
+                {"chat_id": cid, "text": f"mesaj {n}", "client_id": client_id()} for n in range(12)
+            ]
+            for send in sends:
+                ack = await visitor.call("send", send)
+                assert ack["ok"] is False and ack["error"] == "server_error", ack
+            proxy.refusing = False
+            for send in sends:  # the page's outbox sends them again, with their ids
+                ack = await visitor.call("send", send)
+                assert ack["ok"], ack
+            during = server.log()[len(before) :]
+        finally:
+            await visitor.close()
+    finally:
+        server.stop()
+        await proxy.stop()
+    ours = [line for line in during.splitlines() if " sohbet." in line]
+    assert not any("handler failed" in line or "batch of" in line for line in ours), during
+    started = [line for line in ours if "the database cannot be reached" in line]
+    assert len(started) == 1 and "WARNING sohbet.chat.socket: /chat:" in started[0], during
+    ended = [line for line in ours if "the database answers again" in line]
+    assert len(ended) == 1 and "failed meanwhile: 12 events (send 12)" in ended[0], during
+    # Tracebacks left are the database driver's own (asyncpg's pool, once as it reconnects).
+    tracebacks = during.count("Traceback (most recent call last)")
+    assert tracebacks <= during.count("WARNING asyncpg"), during

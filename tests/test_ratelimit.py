@@ -1,10 +1,17 @@
-"""The in-process sliding-window limiter: budgets per key, and keys forgotten after their window."""
+"""Rate budgets against their real storages: this process's memory, and Redis, where several
+processes (here: several limiters, as each process builds its own) count together."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
+from collections.abc import AsyncIterator
 
-from app.core.ratelimit import SWEEP_AT, SlidingWindow
+import pytest
+
+from app.core.ratelimit import SWEEP_AT, Limiter, LocalBudget, SharedBudget, SlidingWindow
+from tests.support.server import REDIS_URL
 
 
 def test_budget_per_key() -> None:
@@ -27,3 +34,96 @@ def test_keys_whose_window_passed_are_forgotten() -> None:
         window.hit(f"new-{n}")
     assert len(window) <= SWEEP_AT + 1, len(window)
     assert window.hit("new-0") == 0 and len(window) <= SWEEP_AT + 1
+
+
+async def test_without_redis_budgets_are_counted_in_memory() -> None:
+    limiter = Limiter()
+    assert not limiter.shared
+    budget = limiter.budget("messages", 2, 60)
+    assert isinstance(budget, LocalBudget)
+    assert [await budget.hit("c1") for _ in range(2)] == [0, 0]
+    wait = await budget.hit("c1")
+    assert 59 < wait <= 60
+    await budget.refund("c1")
+    assert await budget.hit("c1") == 0, "a refunded event gives its place back"
+    assert await budget.hit("c2") == 0, "another key has its own budget"
+    await limiter.close()
+
+
+@pytest.fixture
+async def limiters() -> AsyncIterator[tuple[Limiter, Limiter]]:
+    """Two limiters on one Redis, as two processes of one deployment build them."""
+    prefix = f"sohbet-test-{secrets.token_hex(4)}"
+    first, second = Limiter(REDIS_URL, prefix), Limiter(REDIS_URL, prefix)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.redis
+async def test_processes_on_one_redis_share_a_budget(limiters: tuple[Limiter, Limiter]) -> None:
+    one, two = (limiter.budget("messages", 5, 60) for limiter in limiters)
+    assert isinstance(one, SharedBudget) and isinstance(two, SharedBudget)
+    # Alternating processes: together they allow the budget once, not once each.
+    allowed = [await (one if n % 2 else two).hit("c1") == 0 for n in range(10)]
+    assert allowed == [True] * 5 + [False] * 5
+    wait = await one.hit("c1")
+    assert 58 < wait <= 60, "the wait is until the first event ages out of the window"
+    assert await two.hit("c2") == 0, "another key has its own budget"
+
+
+@pytest.mark.redis
+async def test_budgets_with_other_names_or_deployments_are_apart(
+    limiters: tuple[Limiter, Limiter],
+) -> None:
+    first, _ = limiters
+    messages, uploads = first.budget("messages", 1, 60), first.budget("uploads", 1, 60)
+    assert await messages.hit("c1") == 0 and await uploads.hit("c1") == 0
+    other = Limiter(REDIS_URL, f"sohbet-test-{secrets.token_hex(4)}")
+    try:
+        assert await other.budget("messages", 1, 60).hit("c1") == 0, "another REDIS_CHANNEL"
+    finally:
+        await other.close()
+
+
+@pytest.mark.redis
+async def test_a_refund_on_one_process_frees_a_place_for_all(
+    limiters: tuple[Limiter, Limiter],
+) -> None:
+    """A right password takes its counted try back, whichever process counted it."""
+    one, two = (limiter.budget("password_tries", 3, 900) for limiter in limiters)
+    assert [await one.hit("addr") for _ in range(3)] == [0, 0, 0]
+    assert await two.hit("addr") > 0
+    await two.refund("addr")
+    assert await one.hit("addr") == 0
+    assert await two.hit("addr") > 0
+
+
+@pytest.mark.redis
+async def test_a_short_window_frees_places_as_events_age(
+    limiters: tuple[Limiter, Limiter],
+) -> None:
+    one, two = (limiter.budget("rings", 2, 1) for limiter in limiters)
+    assert await one.hit("c1") == 0 and await two.hit("c1") == 0
+    wait = await one.hit("c1")
+    assert 0 < wait <= 1
+    # Waiting as long as the budget says (again, if the sleep woke a little early) frees the
+    # oldest place, on the other process too.
+    deadline = time.monotonic() + 5
+    while wait := await two.hit("c1"):
+        assert wait <= 1 and time.monotonic() < deadline
+        await asyncio.sleep(wait)
+
+
+async def test_unreachable_redis_counts_in_this_process(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing listens on port 1: sends are neither all refused nor all let through."""
+    limiter = Limiter("redis://127.0.0.1:1/0", "sohbet-test")
+    try:
+        budget = limiter.budget("messages", 2, 60)
+        assert [await budget.hit("c1") > 0 for _ in range(4)] == [False, False, True, True]
+        await budget.refund("c1")
+        assert await budget.hit("c1") == 0
+        warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+        assert len(warnings) == 1, "one warning when the outage starts, not one per event"
+    finally:
+        await limiter.close()

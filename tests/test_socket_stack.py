@@ -1,4 +1,4 @@
-"""The lighter python-socketio pieces (app/sockets.py) against python-socketio's own.
+"""The lighter python-socketio pieces (app/realtime/) against python-socketio's own.
 
 Each one must put the same bytes on the wire as the library's: the packet class's binary scan,
 the JSON coders, and the room manager's emit (compared on real engine.io sockets' queues).
@@ -13,12 +13,18 @@ import engineio
 import engineio.json
 import pytest
 import socketio
+from engineio import async_server
 from engineio import packet as eio_packet
+from engineio.async_drivers import asgi as asgi_driver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from app.sockets import JSON, LeanManager, LeanPacket, LeanSocket, lean_server, lighten
+from app.realtime import install, lean_server
+from app.realtime.engine import LeanSocket, lighten
+from app.realtime.manager import LeanManager
+from app.realtime.patches import TESTED_WITH, untested_versions
+from app.realtime.protocol import JSON, LeanPacket
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
@@ -46,6 +52,12 @@ def test_the_json_coders_write_and_read_what_engineio_json_does(value: object) -
     assert compact == engineio.json.dumps(value, separators=(",", ":"))
     assert JSON.dumps(value) == engineio.json.dumps(value)
     assert JSON.loads(compact) == engineio.json.loads(compact)
+
+
+def test_the_libraries_are_the_releases_the_replacements_were_written_for() -> None:
+    """app/realtime/ replaces internals of these libraries: another release needs checking."""
+    assert set(TESTED_WITH) == {"python-engineio", "python-socketio", "hypercorn", "wsproto"}
+    assert untested_versions() == {}
 
 
 def test_the_json_decoder_keeps_engineios_guards() -> None:
@@ -159,3 +171,29 @@ async def test_a_socket_closed_for_silence_sends_close_and_ends_its_websocket() 
     assert ws.sent[-1] == "1", "the CLOSE packet goes out before the WebSocket closes"
     await ws.inbox.put(None)  # the peer's connection ends
     await asyncio.wait_for(handler, 2)
+
+
+async def test_install_puts_the_engine_pieces_in_place_once() -> None:
+    """install() is what every app (and the floor benchmark) calls: after it, a lightened
+    server's sockets are LeanSockets and a WebSocket's environ has no body reader."""
+    install(ws_compression=False)
+    translate = asgi_driver._async["translate_request"]
+    install(ws_compression=False)  # another app in the same process wraps nothing twice
+    assert asgi_driver._async["translate_request"] is translate
+
+    async def receive_ws() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def receive_http() -> dict[str, object]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    ws = await translate(
+        {"type": "websocket", "path": "/socket.io/", "headers": []}, receive_ws, None
+    )
+    assert "wsgi.input" not in ws and ws["PATH_INFO"] == "/socket.io/"
+    post = {"type": "http", "path": "/socket.io/", "headers": [], "method": "POST"}
+    assert await (await translate(post, receive_http, None))["wsgi.input"].read() == b"x"
+    lean = lean_server(socketio.AsyncServer, async_mode="asgi")
+    stock = socketio.AsyncServer(async_mode="asgi")
+    assert type(async_server.async_socket.AsyncSocket(lean.eio, "a")) is LeanSocket
+    assert type(async_server.async_socket.AsyncSocket(stock.eio, "b")) is not LeanSocket

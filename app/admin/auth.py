@@ -17,7 +17,7 @@ from tortoise.expressions import F
 
 from app.admin.authenticator import MAX_CODE_LENGTH, Authenticator
 from app.config import Settings
-from app.core.ratelimit import SlidingWindow
+from app.core.ratelimit import Limiter
 from app.core.security import (
     PasswordCheck,
     constant_time_equal,
@@ -76,13 +76,15 @@ class AdminAuth:
         self,
         settings: Settings,
         delivery: CodeDelivery,
+        limiter: Limiter,
         authenticator: Authenticator | None = None,
     ) -> None:
         self.settings = settings
         self.delivery = delivery
-        self.authenticator = authenticator or Authenticator(f"Sohbet {settings.operator_name}")
+        issuer = f"Sohbet {settings.operator_name}"
+        self.authenticator = authenticator or Authenticator(issuer, limiter)
         self._password = PasswordCheck(settings.admin_password)
-        self._password_tries = SlidingWindow(10, 15 * 60)
+        self._password_tries = limiter.budget("password_tries", 10, 15 * 60)
         self._wrong_codes = 0
         secure = settings.cookie_secure
         # The __Host- prefix pins the cookie to this host and path "/", and needs Secure.
@@ -91,13 +93,15 @@ class AdminAuth:
 
     async def request_code(self, password: object, client: str) -> str:
         """Check the password and send a fresh code; return the browser's challenge token."""
-        wait = self._password_tries.wait(client)
+        # 10 wrong passwords per 15 minutes per client address. The try is counted before the
+        # comparison, atomically, so parallel guesses on any process share the budget; a right
+        # password takes its count back, so only wrong ones limit the operator.
+        wait = await self._password_tries.hit(client)
         if wait:
             raise TooMany("too_many_attempts", minutes=max(1, int(wait // 60) + 1))
         if not isinstance(password, str) or not self._password.matches(password):
-            # Only wrong passwords count: 10 per 15 minutes per client address.
-            self._password_tries.add(client)
             raise InvalidInput("wrong_password")
+        await self._password_tries.refund(client)
         now = utcnow()
         recent = await LoginCode.filter(created_at__gte=now - timedelta(hours=1)).count()
         if recent >= self.settings.login_codes_per_hour:

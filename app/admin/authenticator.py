@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pyotp
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from app.core.ratelimit import SlidingWindow
+from app.core.ratelimit import Limiter
 from app.core.security import constant_time_equal, token_hash
 from app.core.transactions import transaction
 from app.errors import TooMany
@@ -64,19 +64,21 @@ def _normal(code: str) -> str:
 class Authenticator:
     """Enrolment, TOTP checks with replay refusal, and single-use recovery codes."""
 
-    def __init__(self, issuer: str) -> None:
+    def __init__(self, issuer: str, limiter: Limiter) -> None:
         self.issuer = issuer
-        self._change_tries = SlidingWindow(CHANGE_TRIES, CHANGE_WINDOW_SECONDS)
+        self._change_tries = limiter.budget("change_tries", CHANGE_TRIES, CHANGE_WINDOW_SECONDS)
 
     async def authorize_change(self, session: str, code: object) -> bool:
         """True if `code` is a current code from the enrolled app (or a recovery code): what a
         signed-in operator needs to change the app, so a stolen session cannot swap it."""
-        wait = self._change_tries.wait(session)
+        # Counted before the check (parallel guesses share the budget); a right code takes its
+        # count back, so only wrong ones limit.
+        wait = await self._change_tries.hit(session)
         if wait:
             raise TooMany("too_many_attempts", minutes=max(1, int(wait // 60) + 1))
         if isinstance(code, str) and len(code) <= MAX_CODE_LENGTH and await self.check(code):
+            await self._change_tries.refund(session)
             return True
-        self._change_tries.add(session)
         return False
 
     async def status(self) -> FactorStatus:

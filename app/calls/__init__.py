@@ -14,6 +14,7 @@ from app.calls.messages import call_label
 from app.calls.namespace import CallNamespace
 from app.calls.service import CallService
 from app.chat.service import ChatService
+from app.core.ratelimit import Limiter
 
 if TYPE_CHECKING:
     from app.telegram.bridge import TelegramBridge
@@ -25,11 +26,12 @@ def init_app(
     sio: socketio.AsyncServer,
     auth: AdminAuth,
     bridge: TelegramBridge | None,
+    limiter: Limiter,
 ) -> CallService:
     """Register `/call`, the template helper for call messages, and shutdown of calls."""
     notify = bridge.incoming_call if bridge is not None else None
     calls = CallService(chat.settings, chat, sio, notify)
-    sio.register_namespace(CallNamespace(calls, auth))
+    sio.register_namespace(CallNamespace(calls, auth, limiter))
     app.jinja_env.globals["call_label"] = call_label
 
     @app.while_serving

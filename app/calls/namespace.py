@@ -22,12 +22,12 @@ from app.calls.service import (
     CallError,
     CallService,
 )
-from app.chat.namespace import ConversationNamespace, Handler, payload_of
 from app.chat.receipts import other_role
 from app.chat.rooms import ADMINS, visitor_room
-from app.core.ratelimit import SlidingWindow
-from app.errors import SohbetError
-from app.i18n import ERRORS, N_, error_text, using_locale
+from app.core.ratelimit import Limiter
+from app.i18n import ERRORS, N_
+from app.realtime.namespace import ConversationNamespace
+from app.realtime.outage import DATABASE_ERRORS
 from media_relay import RelayBusy, SignalError, checked_candidate, checked_sdp
 
 log = logging.getLogger("sohbet.calls.socket")
@@ -63,35 +63,36 @@ class CallNamespace(ConversationNamespace):
         "rtc:candidate": "_candidate",
     }
 
-    def __init__(self, calls: CallService, auth: AdminAuth) -> None:
+    error_event: ClassVar[str] = "call:error"
+    log: ClassVar[logging.Logger] = log
+    # The media relay does network I/O too: an OSError here is not taken for the database's.
+    outage_errors = DATABASE_ERRORS
+
+    def __init__(self, calls: CallService, auth: AdminAuth, limiter: Limiter) -> None:
         super().__init__(NAMESPACE, calls.chat, auth)
         self.calls = calls
         # Signalling is small and rare: a flood is a bug or an attack.
-        self.signal_budget = SlidingWindow(200, 10)
-        self.ring_budget = SlidingWindow(6, 60)
-        self.echo_budget = SlidingWindow(max(1, calls.conf.echo_per_hour), 3600)
+        self.signal_budget = limiter.local(200, 10)  # per socket: one process sees it all
+        self.ring_budget = limiter.budget("rings", 6, 60)
+        self.echo_budget = limiter.budget("echo_calls", max(1, calls.conf.echo_per_hour), 3600)
 
-    async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
-        """Run a handler; refusals become `{ok: false, error, message}` (ack and `call:error`)."""
-        session = await self._session(sid)
-        locale = session.get("locale", self.chat.settings.default_locale)
-        try:
-            await self._refuse_expired(sid, session)
-            if self.signal_budget.hit(sid):
-                raise CallError("rate_limited")
-            return await handler(sid, session, payload_of(data))
-        except (CallError, SohbetError) as exc:
-            code = exc.code
-        except SignalError:
-            code = "bad_signal"
-        except RelayBusy:
-            code = "relay_busy"
-        except Exception:
-            log.exception("call handler failed")
-            code = "bad_payload"
-        with using_locale(locale):
-            reply = {"ok": False, "error": code, "message": error_text(code, {})}
-        await self.emit("call:error", reply, to=sid)
+    async def _admit(self, sid: str) -> None:
+        if await self.signal_budget.hit(sid):
+            raise CallError("rate_limited")
+
+    def _refusal_code(self, exc: Exception) -> str | None:
+        if isinstance(exc, CallError):
+            return exc.code
+        if isinstance(exc, SignalError):
+            return "bad_signal"
+        if isinstance(exc, RelayBusy):
+            return "relay_busy"
+        return None
+
+    async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
+        """A failed handler refuses the call action."""
+        reply = self._refusal("bad_payload", {}, locale)
+        await self.emit(self.error_event, reply, to=sid)
         return reply
 
     def _participant(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> Call:
@@ -143,12 +144,12 @@ class CallNamespace(ConversationNamespace):
             return {"ok": True, **call.summary(), "ice_servers": self.calls.ice_for(call, role)}
         conv = await self._conversation_for(session, data.get("chat_id"))
         if echo:
-            if role == "visitor" and not conv.synthetic and self.echo_budget.hit(conv.cid):
+            if role == "visitor" and not conv.synthetic and await self.echo_budget.hit(conv.cid):
                 raise CallError("too_many_calls")
             call = await self.calls.start_echo(conv, role, sid, video=video)
             await self.emit("call:accepted", self.calls.accepted_payload(call, role), to=sid)
         else:
-            if self.ring_budget.hit(f"{role}:{conv.cid}"):
+            if await self.ring_budget.hit(f"{role}:{conv.cid}"):
                 raise CallError("too_many_calls")
             call = await self.calls.ring(conv, role, sid, video=video)
         return {

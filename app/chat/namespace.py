@@ -1,51 +1,30 @@
 """Socket.IO namespace `/chat`: join with replay, send with acknowledgement, typing, read.
 
-Who is speaking comes from the cookie checked at connect, never from the payload's `role`.
-`ConversationNamespace` is that shared part (`/call` uses it too): who a socket is, which
-conversation it may use, and events routed by their contract names.
+Who a socket is and how a refusal reads are the shared base's (app/realtime/namespace.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import socketio
 
 from app.admin.auth import AdminAuth
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
 from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
 from app.chat.service import ChatService
-from app.config import Settings
-from app.errors import Forbidden, InvalidInput, NotFound, SohbetError, TooMany
-from app.i18n import error_text, using_locale
+from app.errors import Forbidden, InvalidInput, NotFound
 from app.models import Conversation
-from app.realtime import cookies_of
-from app.timefmt import utcnow
+from app.realtime.namespace import ConversationNamespace
+from app.realtime.namespace import visitor_cookie as visitor_cookie
 
 if TYPE_CHECKING:
     from app.media.service import MediaService
 
 log = logging.getLogger("sohbet.chat.socket")
 
-VISITOR_COOKIE = "sohbet_visitor"
 MEDIA_KINDS = ("photo", "voice", "audio")
-
-
-def visitor_cookie(settings: Settings) -> str:
-    """The visitor cookie's name: `__Host-` pins it to this host and path / over HTTPS."""
-    return f"__Host-{VISITOR_COOKIE}" if settings.cookie_secure else VISITOR_COOKIE
-
-
-Handler = Callable[..., Awaitable[dict[str, Any]]]
-
-
-def payload_of(data: object) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidInput("bad_payload")
-    return data
 
 
 def _seq(value: object) -> int:
@@ -54,81 +33,6 @@ def _seq(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
         raise InvalidInput("bad_payload")
     return value
-
-
-class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    """A namespace whose sockets are an operator or one conversation's visitor, by cookie.
-
-    `events` maps the contract's event names (`call:ring`, `join`) to handler methods, each
-    run through the namespace's `_guard` as `handler(sid, session, payload)`.
-    """
-
-    events: ClassVar[dict[str, str]] = {}
-
-    def __init__(self, namespace: str, chat: ChatService, auth: AdminAuth) -> None:
-        super().__init__(namespace)
-        self.chat = chat
-        self.auth = auth
-
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        name = self.events.get(event)
-        if name is None:
-            # connect and disconnect; an unknown event finds no `on_` method and is dropped.
-            return await super().trigger_event(event, *args)
-        data = args[1] if len(args) > 1 else None
-        return await self._guard(args[0], getattr(self, name), data)
-
-    async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def _session(self, sid: str) -> dict[str, Any]:
-        session: dict[str, Any] = await self.get_session(sid)
-        return session
-
-    async def _identify(
-        self, environ: dict[str, Any], auth: object
-    ) -> tuple[dict[str, Any], Conversation | None]:
-        """The socket's session from its cookies (an operator's, else a visitor's, or `auth.as`
-        picks one) and the visitor's conversation; refused when neither cookie is valid."""
-        cookies = cookies_of(environ)
-        wanted = auth.get("as") if isinstance(auth, dict) else None
-        if wanted != "visitor":
-            session = await self.auth.session_for(cookies.get(self.auth.cookie_name))
-            if session is not None:
-                locale = self.chat.settings.default_locale
-                return {"role": "admin", "locale": locale, "expires_at": session.expires_at}, None
-        if wanted != "admin":
-            conv = await self.chat.queries.by_token(cookies.get(visitor_cookie(self.chat.settings)))
-            if conv is not None:
-                visitor = {
-                    "role": "visitor",
-                    "conversation_id": conv.id,
-                    "cid": conv.cid,
-                    "locale": conv.locale,
-                }
-                return visitor, conv
-        log.info(
-            "socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none"
-        )
-        raise socketio.exceptions.ConnectionRefusedError("unauthorized")
-
-    async def _refuse_expired(self, sid: str, session: dict[str, Any]) -> None:
-        """The operator's session ran out while this socket was open: close it (sign in again)."""
-        if session.get("role") == "admin" and session["expires_at"] <= utcnow():
-            await self.disconnect(sid)
-            raise Forbidden("unauthorized")
-
-    async def _conversation_for(self, session: dict[str, Any], chat_id: object) -> Conversation:
-        """The conversation a socket may use: a visitor only their own, the admin any."""
-        if session.get("role") == "admin":
-            return await self.chat.queries.by_cid(chat_id)
-        if chat_id != session.get("cid"):
-            # Someone else's conversation looks exactly like one that does not exist.
-            raise NotFound("bad_chat")
-        conv = await Conversation.get_or_none(id=session["conversation_id"])
-        if conv is None:
-            raise NotFound("bad_chat")
-        return conv
 
 
 class ChatNamespace(ConversationNamespace):
@@ -143,32 +47,16 @@ class ChatNamespace(ConversationNamespace):
         "receipt": "_receipt",
     }
 
+    error_event: ClassVar[str] = "chat:error"
+    log: ClassVar[logging.Logger] = log
+
     def __init__(self, chat: ChatService, auth: AdminAuth, media: MediaService) -> None:
         super().__init__("/chat", chat, auth)
         self.media = media
 
-    async def _guard(self, sid: str, handler: Handler, data: object) -> dict[str, Any]:
-        """Run a handler; turn domain errors into `{ok: false, error, message}` for the ack."""
-        session = await self._session(sid)
-        locale = session.get("locale", self.chat.settings.default_locale)
-        try:
-            await self._refuse_expired(sid, session)
-            return await handler(sid, session, payload_of(data))
-        except SohbetError as exc:
-            with using_locale(locale):
-                reply: dict[str, Any] = {
-                    "ok": False,
-                    "error": exc.code,
-                    "message": error_text(exc.code, exc.params),
-                }
-            if isinstance(exc, TooMany) and "seconds" in exc.params:
-                reply["retry_after"] = exc.params["seconds"]
-            await self.emit("chat:error", reply, to=sid)
-            return reply
-        except Exception:
-            # Nothing is acknowledged unless it was committed: the client keeps it and retries.
-            log.exception("chat handler failed")
-            return {"ok": False, "error": "server_error", "message": "server error, retrying"}
+    async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
+        """Nothing is acknowledged unless it was committed: the client keeps it and retries."""
+        return {"ok": False, "error": "server_error", "message": "server error, retrying"}
 
     async def _conversation_id_for(self, session: dict[str, Any], chat_id: object) -> int:
         """Like `_conversation_for` without loading the row (the write path loads it anyway)."""
@@ -261,10 +149,14 @@ class ChatNamespace(ConversationNamespace):
     async def _send(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        """`send {chat_id, role, type, text|fileRef, time, client_id}`: acknowledged once
+        """`send {chat_id, role, type, text|fileRef, time, client_id?}`: acknowledged once
         committed."""
         conversation_id = await self._conversation_id_for(session, data.get("chat_id"))
         kind = data.get("type", "text")
+        # The original contract's send has no id: the server makes one, and such a client gets
+        # at-most-once delivery (a resend after a lost ack is a new message). A client that
+        # names the field but gives no valid id is refused: it means to have exactly-once.
+        client_id = data["client_id"] if "client_id" in data else f"srv-{secrets.token_hex(12)}"
         role = session["role"]
         source = "panel" if role == "admin" else "web"
         if kind in MEDIA_KINDS:
@@ -275,7 +167,7 @@ class ChatNamespace(ConversationNamespace):
                 role=role,
                 kind=kind,
                 file_ref=data.get("fileRef"),
-                client_id=data.get("client_id"),
+                client_id=client_id,
                 caption=data.get("text") or "",
                 source=source,
                 origin_sid=sid,
@@ -287,7 +179,7 @@ class ChatNamespace(ConversationNamespace):
                 conversation_id,
                 role=role,
                 text=data.get("text"),
-                client_id=data.get("client_id"),
+                client_id=client_id,
                 source=source,
                 origin_sid=sid,
             )

@@ -24,7 +24,7 @@ from app.chat.queries import ChatQueries
 from app.chat.receipts import Receipts
 from app.chat.writer import Attachment, ChatListener, Draft, MessageWriter, Posted
 from app.config import Settings
-from app.core.ratelimit import SlidingWindow
+from app.core.ratelimit import Limiter
 from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
 from app.core.transactions import transaction
@@ -55,6 +55,7 @@ class ChatService:
         receipts: Receipts,
         listeners: Sequence[ChatListener],
         media_store: MediaStore,
+        limiter: Limiter,
     ) -> None:
         self.settings = settings
         self.queries = queries
@@ -63,7 +64,7 @@ class ChatService:
         self.listeners = tuple(listeners)
         self.media_store = media_store
         self.writer = MessageWriter(self.listeners, fanout.publish_message)
-        self._message_budget = SlidingWindow(settings.messages_per_minute, 60)
+        self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
 
     # Conversations ---------------------------------------------------------------------------
 
@@ -135,14 +136,14 @@ class ChatService:
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
         await self.fanout.publish_row(conv)
 
-    def _check_message_rate(self, conversation_id: int) -> None:
+    async def _check_message_rate(self, conversation_id: int) -> None:
         """Nobody writes faster than the per-minute budget.
 
         A blocked visitor is refused by the writer, in the write's own transaction, from the
         conversation row it reads anyway: exact across processes and no query per message
         (bench/README.md has the measurements).
         """
-        wait = self._message_budget.hit(str(conversation_id))
+        wait = await self._message_budget.hit(str(conversation_id))
         if wait:
             raise TooMany("too_many_messages", seconds=math.ceil(wait))
 
@@ -178,7 +179,7 @@ class ChatService:
             body = clean_message(text, self.settings.max_message_chars)
         client_id = check_client_id(client_id)
         if role == "visitor":
-            self._check_message_rate(conversation_id)
+            await self._check_message_rate(conversation_id)
 
         # The writer commits in batches and fans out in seq order before it answers.
         posted = await self.writer.submit(

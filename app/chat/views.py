@@ -36,8 +36,14 @@ async def index() -> str:
     svc = services()
     conv = await current_visitor()
     if conv is None:
-        moved = request.args.get("moved") == "1"
-        notice = _("This conversation continues on your other device.") if moved else None
+        notice = None
+        if request.args.get("moved") == "1":
+            notice = _("This conversation continues on your other device.")
+        elif request.args.get("ended") == "1":
+            notice = _(
+                "%(name)s ended this conversation and removed it. You can start a new one.",
+                name=svc.settings.operator_name,
+            )
         return await render_template("visitor/start.html", notice=notice)
     await svc.chat.set_locale(conv, g.locale)
     messages, more = await svc.chat.queries.recent(conv.id)

@@ -31,6 +31,7 @@ from app.core.transactions import transaction
 from app.errors import Forbidden, NotFound
 from app.migrations import dialect_of
 from app.models import Conversation, Message
+from app.realtime.outage import DATABASE_DOWN
 from app.timefmt import utcnow
 
 log = logging.getLogger("sohbet.chat.writer")
@@ -275,6 +276,10 @@ class MessageWriter:
         except Exception as exc:
             if isinstance(exc, IntegrityError):
                 log.debug("batch of %d hit a unique key; writing one by one", len(batch))
+            elif isinstance(exc, DATABASE_DOWN):
+                # The database is away: the sends it fails are logged once per outage by the
+                # sockets (app/realtime/outage.py), not once per batch here.
+                log.debug("batch of %d failed (%s); writing one by one", len(batch), exc)
             else:
                 log.info("batch of %d failed (%s); writing one by one", len(batch), exc)
             results = []

@@ -1,9 +1,20 @@
-"""An in-process sliding-window limiter for cheap per-client budgets."""
+"""Rate budgets: in this process, or in Redis so that every process shares them."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
+from typing import Protocol
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("sohbet.ratelimit")
 
 # Keys are forgotten once their window has passed, checked when the table has doubled since the
 # last sweep (amortised: a sweep on every event would cost O(keys) per event).
@@ -11,7 +22,7 @@ SWEEP_AT = 10_000
 
 
 class SlidingWindow:
-    """At most `limit` events per `seconds` for each key."""
+    """At most `limit` events per `seconds` for each key, in this process's memory."""
 
     def __init__(self, limit: int, seconds: float) -> None:
         self.limit = limit
@@ -48,3 +59,138 @@ class SlidingWindow:
         if not wait:
             self.add(key)
         return wait
+
+    def refund(self, key: str) -> None:
+        """Take back the newest event."""
+        events = self._events.get(key)
+        if events:
+            events.pop()
+
+
+class Budget(Protocol):
+    """At most so many events per window for each key."""
+
+    async def hit(self, key: str) -> float:
+        """Count an event if the budget allows it: 0 if it did, else the seconds to wait."""
+        ...
+
+    async def refund(self, key: str) -> None:
+        """Take back one counted event (a try that turned out not to count)."""
+        ...
+
+
+class LocalBudget:
+    """A budget counted in this process: exact for one process, or for per-socket keys.
+
+    Our own window rather than limits' async memory storage: that one starts a sweep of every
+    key after each hit, which costs more than the message it guards once many keys are live.
+    """
+
+    def __init__(self, limit: int, seconds: int) -> None:
+        self.window = SlidingWindow(limit, seconds)
+
+    async def hit(self, key: str) -> float:
+        """Count an event if the budget allows it: 0 if it did, else the seconds to wait."""
+        return self.window.hit(key)
+
+    async def refund(self, key: str) -> None:
+        """Take back one counted event (a try that turned out not to count)."""
+        self.window.refund(key)
+
+
+class SharedBudget:
+    """A budget counted in Redis (a moving window, as the local one), seen by every process.
+
+    While Redis cannot be reached, this process counts on its own rather than refusing
+    everyone or letting everything through.
+    """
+
+    def __init__(
+        self, storage: RedisStorage, redis: Redis, name: str, limit: int, seconds: int
+    ) -> None:
+        self.storage = storage
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.redis = redis
+        self.item = RateLimitItemPerSecond(limit, seconds, namespace=name)
+        self.fallback = LocalBudget(limit, seconds)
+        self._failing = False
+
+    async def hit(self, key: str) -> float:
+        """Count an event if the budget allows it: 0 if it did, else the seconds to wait."""
+        try:
+            # One round trip when allowed; the wait is only looked up for a refusal.
+            if await self.limiter.hit(self.item, key):
+                self._recovered()
+                return 0.0
+            stats = await self.limiter.get_window_stats(self.item, key)
+        except StorageError:
+            self._failed()
+            return await self.fallback.hit(key)
+        self._recovered()
+        # An entry that expired between the two calls leaves a wait of 0: ask again later.
+        return max(stats.reset_time - time.time(), 0.001)
+
+    async def refund(self, key: str) -> None:
+        """Take back one counted event (a try that turned out not to count)."""
+        # The moving window is a list of timestamps, newest first (limits' acquire script):
+        # dropping the newest leaves the count right whichever process added it.
+        name = self.storage.bridge.prefixed_key(self.item.key_for(key))
+        try:
+            await self.redis.lpop(name)
+        except RedisError:
+            self._failed()
+            await self.fallback.refund(key)
+
+    def _failed(self) -> None:
+        if not self._failing:
+            self._failing = True
+            log.warning("Redis unreachable: %s counted per process", self.item.namespace)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("Redis reachable again: %s shared again", self.item.namespace)
+
+
+class Limiter:
+    """Makes the app's budgets: in Redis when REDIS_URL is set, so N processes allow what one
+    would; else in memory (one process, which is all a deployment without Redis may run)."""
+
+    def __init__(self, redis_url: str = "", prefix: str = "sohbet") -> None:
+        self.storage: RedisStorage | None = None
+        self._redis: Redis | None = None
+        if redis_url:
+            # redis-py's asyncio client (the one the Socket.IO manager uses); its errors arrive
+            # as StorageError.
+            self.storage = RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                key_prefix=f"{prefix}:limits",
+                wrap_exceptions=True,
+            )
+            # For what limits has no call for (a refund); connects on first use.
+            self._redis = Redis.from_url(redis_url)
+
+    @property
+    def shared(self) -> bool:
+        """True if budgets are counted where every process sees them."""
+        return self.storage is not None
+
+    def budget(self, name: str, limit: int, seconds: int) -> Budget:
+        """A budget with the same meaning in every process (`name` keeps budgets apart)."""
+        if self.storage is None or self._redis is None:
+            return LocalBudget(limit, seconds)
+        return SharedBudget(self.storage, self._redis, name, limit, seconds)
+
+    def local(self, limit: int, seconds: int) -> Budget:
+        """A budget for keys that live in one process only (a socket id)."""
+        return LocalBudget(limit, seconds)
+
+    async def close(self) -> None:
+        """Close the Redis connections, if any."""
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self.storage is not None:
+            client = getattr(self.storage.bridge, "storage", None)
+            if isinstance(client, Redis):
+                await client.aclose()

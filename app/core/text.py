@@ -1,4 +1,4 @@
-"""User text rules: normalised, stripped of control and bidi-override characters, length-capped."""
+"""User text rules: normalised, stripped of control and invisible characters, length-capped."""
 
 from __future__ import annotations
 
@@ -8,32 +8,56 @@ from collections.abc import Iterable
 
 from app.errors import InvalidInput
 
-# Bidi embedding/override/isolate controls and zero-width marks that can disguise text.
-_INVISIBLE = [
+# Unicode's Default_Ignorable_Code_Point set (DerivedCoreProperties.txt): characters that render
+# as nothing, so they can make one text look like another ("Eda\u200d-7F3C" like a CID). Bidi
+# embeddings, overrides and isolates are in it too.
+_DEFAULT_IGNORABLE = [
+    0x00AD,
+    0x034F,
+    0x061C,
+    0x115F,
+    0x1160,
+    0x17B4,
+    0x17B5,
+    *range(0x180B, 0x1810),
+    *range(0x200B, 0x2010),
     *range(0x202A, 0x202F),
-    *range(0x2066, 0x206A),
-    *(0x200B, 0x200E, 0x200F, 0x2028, 0x2029, 0xFEFF),
+    *range(0x2060, 0x2070),
+    0x3164,
+    *range(0xFE00, 0xFE10),
+    0xFEFF,
+    0xFFA0,
+    *range(0xFFF0, 0xFFF9),
+    *range(0x1BCA0, 0x1BCA4),
+    *range(0x1D173, 0x1D17B),
+    *range(0xE0000, 0xE1000),
 ]
-# Control characters (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F) are
-# dropped, tabs and carriage returns become spaces; newlines are kept in messages only.
-# A regex finds whether a text has any (most have none); only then one str.translate. The
-# per-character loop this replaces cost ~3 % of a message's CPU under load.
+_ZWJ = "\u200d"
+_VARIATION = frozenset("\ufe0e\ufe0f")
+_BLACK_FLAG = "\U0001f3f4"
+_KEYCAP_BASES = frozenset("0123456789#*")
+# Control characters (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F) and the
+# line/paragraph separators are dropped, tabs and carriage returns become spaces; newlines are
+# kept in messages only. A regex finds whether a text has any (most have none); only then one
+# str.translate. The per-character loop this replaces cost ~3 % of a message's CPU under load.
 _CONTROLS: dict[int, str | None] = {
-    cp: None for cp in [*range(0x00, 0x20), *range(0x7F, 0xA0), *_INVISIBLE]
+    cp: None for cp in [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
 }
 _CONTROLS.update({ord("\t"): " ", ord("\r"): " "})
 _KEEP_LINES = str.maketrans({**_CONTROLS, ord("\n"): "\n"})
 _JOIN_LINES = str.maketrans({**_CONTROLS, ord("\n"): " "})
+_DROP_IGNORABLE = str.maketrans(dict.fromkeys(_DEFAULT_IGNORABLE))
 
 
 def _any_of(codepoints: Iterable[int]) -> re.Pattern[str]:
     """One regex character class for these characters, built from the table above so the two
     can never disagree."""
-    return re.compile("[" + "".join(f"\\u{cp:04x}" for cp in sorted(codepoints)) + "]")
+    return re.compile("[" + "".join(f"\\U{cp:08x}" for cp in sorted(codepoints)) + "]")
 
 
 _ANY_CONTROL = _any_of(_CONTROLS)
 _ANY_CONTROL_BUT_NEWLINE = _any_of(cp for cp in _CONTROLS if cp != ord("\n"))
+_ANY_IGNORABLE = _any_of(_DEFAULT_IGNORABLE)
 _SPACES = re.compile(r"[ \t]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -44,12 +68,49 @@ def _drop_controls(text: str, keep_newlines: bool) -> str:
     return text.translate(_KEEP_LINES if keep_newlines else _JOIN_LINES)
 
 
+def _is_emoji(ch: str) -> bool:
+    """A pictograph, a regional indicator or a skin tone: what a ZWJ sequence joins."""
+    cp = ord(ch)
+    return (
+        0x1F000 <= cp <= 0x1FAFF
+        or 0x2600 <= cp <= 0x27BF
+        or 0x2300 <= cp <= 0x23FF
+        or (0x2B00 <= cp <= 0x2BFF)
+    )
+
+
+def _keep_emoji_joiners(text: str) -> str:
+    """Drop every default-ignorable character except those an emoji sequence needs: a ZWJ
+    between two emoji, an emoji or keycap presentation selector, the tags of a subdivision flag."""
+    if not _ANY_IGNORABLE.search(text):
+        return text
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if not _ANY_IGNORABLE.match(ch):
+            out.append(ch)
+            continue
+        prev = out[-1] if out else ""
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if ch == _ZWJ:
+            keep = bool(prev) and (_is_emoji(prev) or prev in _VARIATION) and bool(nxt)
+            keep = keep and _is_emoji(nxt)
+        elif ch in _VARIATION:
+            keep = bool(prev) and (_is_emoji(prev) or prev in _KEYCAP_BASES)
+        elif 0xE0020 <= ord(ch) <= 0xE007F:
+            keep = prev == _BLACK_FLAG or (bool(prev) and 0xE0020 <= ord(prev) <= 0xE007E)
+        else:
+            keep = False
+        if keep:
+            out.append(ch)
+    return "".join(out)
+
+
 def clean_message(raw: object, max_chars: int) -> str:
     """Return the message text to store, or raise InvalidInput with the reason."""
     if not isinstance(raw, str):
         raise InvalidInput("message_not_text")
     text = unicodedata.normalize("NFKC", raw.replace("\r\n", "\n"))
-    text = _drop_controls(text, keep_newlines=True)
+    text = _keep_emoji_joiners(_drop_controls(text, keep_newlines=True))
     text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     text = _BLANK_LINES.sub("\n\n", text).strip()
     if not text:
@@ -64,7 +125,8 @@ def clean_name(raw: object, max_chars: int) -> str:
     if not isinstance(raw, str):
         raise InvalidInput("name_empty")
     name = unicodedata.normalize("NFKC", raw)
-    name = _SPACES.sub(" ", _drop_controls(name, keep_newlines=False)).strip()
+    name = _drop_controls(name, keep_newlines=False).translate(_DROP_IGNORABLE)
+    name = _SPACES.sub(" ", name).strip()
     if not name:
         raise InvalidInput("name_empty")
     if len(name) > max_chars:

@@ -23,7 +23,7 @@ from tortoise.functions import Sum
 from app.chat.service import ChatService
 from app.chat.writer import Attachment, Posted
 from app.config import MediaSettings
-from app.core.ratelimit import SlidingWindow
+from app.core.ratelimit import Limiter
 from app.core.text import check_client_id
 from app.errors import InvalidInput, SohbetError, TooMany
 from app.media import probe
@@ -64,14 +64,19 @@ class MediaService:
     """Uploads in, media out, and the clean-up of objects no message uses."""
 
     def __init__(
-        self, settings: MediaSettings, store: MediaStore, chat: ChatService, secret: str
+        self,
+        settings: MediaSettings,
+        store: MediaStore,
+        chat: ChatService,
+        secret: str,
+        limiter: Limiter,
     ) -> None:
         self.settings = settings
         self.store = store
         self.chat = chat
         self._secret = hashlib.sha256(b"sohbet-media-ref:" + secret.encode()).digest()
         self._decoders = asyncio.Semaphore(DECODERS)
-        self._uploads = SlidingWindow(UPLOADS_PER_MINUTE, 60)
+        self._uploads = limiter.budget("uploads", UPLOADS_PER_MINUTE, 60)
         # Held uploads not sent yet, per conversation (this process): key -> (bytes, when).
         # They count against the visitor's quota until sent or until they are old enough for
         # the orphan clean-up to remove them.
@@ -188,7 +193,7 @@ class MediaService:
         self, conversation_id: int, role: str, kind: str, data: bytes
     ) -> tuple[probe.Processed, str]:
         """Check a file's size, the visitor's quota and its content; write our copy."""
-        if role == "visitor" and self._uploads.hit(str(conversation_id)):
+        if role == "visitor" and await self._uploads.hit(str(conversation_id)):
             # Every upload is decoded: a flood from one visitor would delay everyone's.
             raise TooMany("rate_limited")
         if len(data) > self.settings.max_bytes:
@@ -309,9 +314,15 @@ ORPHAN_GRACE = timedelta(minutes=10)
 
 
 def size_text(size: int) -> str:
-    """A byte count as people read it: 10 MB, 293 KB."""
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.3g} MB"
+    """A byte count as people read it: 72 GB, 7.2 GB, 10 MB, 293 KB."""
+    for unit, scale in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2)):
+        if size >= scale:
+            value = size / scale
+            return (
+                f"{value:.1f}".removesuffix(".0") + f" {unit}"
+                if value < 10
+                else f"{round(value)} {unit}"
+            )
     return f"{max(1, round(size / 1024))} KB"
 
 

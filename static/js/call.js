@@ -1,18 +1,11 @@
-// Calls (WebRTC): loaded on first use (the phone button, or an incoming call), so the chat's
-// first load stays small. Signalling runs over the `/call` Socket.IO namespace; media goes P2P
-// first and falls back to the server's relay when P2P does not connect in time. Every text is
-// rendered by the server into #call (partials/call/panel.html); this module only switches
-// states, and fills the timer and the quality figures.
+// Calls: loaded on first use (the phone button, or an incoming call), so the chat's first load
+// stays small. This module is the call as people see it: ringing, answering, ending, the
+// screen's states, the timer, the controls. Signalling runs over the `/call` Socket.IO
+// namespace; the peer connection is static/js/call_peer.js (P2P first, the server's relay when
+// P2P does not connect in time). Every text is rendered by the server into #call
+// (partials/call/panel.html); this module only switches states and fills in figures.
 
 const QUALITY_EVERY_MS = 2000;
-
-function emitAck(socket, event, data) {
-  return new Promise((resolve) => {
-    socket.timeout(10000).emit(event, data, (err, reply) => {
-      resolve(err ? { ok: false, error: "timeout" } : reply);
-    });
-  });
-}
 
 function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -58,9 +51,11 @@ class Ringtone {
 }
 
 export class CallUI {
-  constructor(socket, root) {
+  constructor(socket, root, { Peer, emitAck }) {
     this.socket = socket;
     this.root = root;
+    this.ask = (event, data) => emitAck(socket, event, data);
+    this.peer = new Peer(socket, this);
     this.role = root.dataset.role;
     this.els = {
       audio: root.querySelector("#call-remote-audio"),
@@ -91,11 +86,7 @@ export class CallUI {
   reset() {
     this.callId = null;
     this.mode = "";
-    this.pc = null;
-    this.prepared = null;
-    this.outbox = null;
-    this.pendingCandidates = [];
-    this.remoteStream = null;
+    this.peer.reset();
     this.connectedAt = null;
     this.clearTimers();
     this.ringtone.stop();
@@ -124,9 +115,9 @@ export class CallUI {
     s.on("call:ended", (m) => { if (m.call_id === this.callId) this.ended(m); });
     s.on("call:relay", (m) => { if (m.call_id === this.callId) this.toRelay(m); });
     s.on("call:media", (m) => { if (m.call_id === this.callId) this.remoteCamera(m.camera); });
-    s.on("rtc:offer", (m) => { if (m.call_id === this.callId) this.gotOffer(m); });
-    s.on("rtc:answer", (m) => { if (m.call_id === this.callId) this.gotAnswer(m); });
-    s.on("rtc:candidate", (m) => { if (m.call_id === this.callId) this.gotCandidate(m.candidate); });
+    s.on("rtc:offer", (m) => { if (m.call_id === this.callId) this.peer.gotOffer(m); });
+    s.on("rtc:answer", (m) => { if (m.call_id === this.callId) this.peer.gotAnswer(m); });
+    s.on("rtc:candidate", (m) => { if (m.call_id === this.callId) this.peer.gotCandidate(m.candidate); });
     s.on("disconnect", () => { if (this.callId) this.ended({ reason: "network" }); });
   }
 
@@ -214,13 +205,13 @@ export class CallUI {
     this.show(echo ? "connecting" : "outgoing");
     const [micOk, reply] = await Promise.all([
       this.micReady,
-      emitAck(this.socket, "call:ring", { chat_id: chatId, echo }),
+      this.ask("call:ring", { chat_id: chatId, echo }),
     ]);
     this.dialling = false;
     const early = this.early;
     this.early = null;
     if (!reply.ok || !micOk) {
-      if (reply.ok) emitAck(this.socket, "call:end", { call_id: reply.call_id });
+      if (reply.ok) this.ask("call:end", { call_id: reply.call_id });
       else this.notify(reply.message || this.text("ended:default"));
       this.stopMedia();
       this.setState("ended");
@@ -229,7 +220,7 @@ export class CallUI {
     this.callId = reply.call_id;
     this.iceServers = reply.ice_servers || [];
     this.setMode(reply.mode);
-    if (reply.mode === "p2p") this.prepareOffer();
+    if (reply.mode === "p2p") this.peer.prepareOffer();
     if (early?.call_id === this.callId) this.accepted(early);
   }
 
@@ -258,7 +249,7 @@ export class CallUI {
     // The accept goes out while the microphone opens.
     this.micReady = this.openMic();
     const [reply, micOk] = await Promise.all([
-      emitAck(this.socket, "call:accept", { call_id: this.callId }),
+      this.ask("call:accept", { call_id: this.callId }),
       this.micReady,
     ]);
     if (!reply.ok) { this.notify(reply.message); this.finish(); return; }
@@ -267,7 +258,7 @@ export class CallUI {
 
   async decline() {
     this.ringtone.stop();
-    if (this.callId) await emitAck(this.socket, "call:decline", { call_id: this.callId });
+    if (this.callId) await this.ask("call:decline", { call_id: this.callId });
     this.finish();
     this.hide();
   }
@@ -277,7 +268,7 @@ export class CallUI {
     this.finish();
     this.setState("ended");
     this.closeSoon();
-    if (id) await emitAck(this.socket, "call:end", { call_id: id });
+    if (id) await this.ask("call:end", { call_id: id });
   }
 
   accepted(m) {
@@ -288,10 +279,10 @@ export class CallUI {
     this.setMode(m.mode);
     this.setState(m.mode === "echo" ? "echo" : "connecting");
     if (m.mode === "p2p") {
-      if (m.initiator) this.startPeer({ toServer: false });
+      if (m.initiator) this.offer({ toServer: false });
       this.p2pTimer = setTimeout(() => this.p2pTooSlow(), this.p2pTimeout);
     } else if (m.initiator || m.mode === "relay") {
-      this.startPeer({ toServer: true });
+      this.offer({ toServer: true });
     }
   }
 
@@ -313,7 +304,7 @@ export class CallUI {
   finish() {
     this.notification?.close();
     this.notification = null;
-    this.closePeer();
+    this.peer.close();
     this.stopMedia();
     this.reset();
     this.setMode("");
@@ -330,135 +321,22 @@ export class CallUI {
     this.els.camera.setAttribute("aria-pressed", "false");
   }
 
-  closePeer() {
-    if (this.pc) {
-      this.pc.onicecandidate = null;
-      this.pc.ontrack = null;
-      this.pc.onconnectionstatechange = null;
-      this.pc.close();
+  // The peer connection's side ---------------------------------------------------------------
+
+  async offer({ toServer }) {
+    const refused = await this.peer.start({ toServer });
+    if (refused) this.notify(refused.message);
+  }
+
+  remoteStream(stream) {
+    if (this.els.audio.srcObject !== stream) {
+      this.els.audio.srcObject = stream;
+      this.els.remoteVideo.srcObject = stream;
     }
-    this.pc = null;
-    // The next connection's tracks get a stream of their own (a dead P2P track must not stay).
-    this.remoteStream = null;
-  }
-
-  // WebRTC ---------------------------------------------------------------------------------
-
-  // `answering`: the transceivers come from the other side's offer (see gotOffer).
-  newPeer({ toServer, answering = false }) {
-    this.closePeer();
-    this.outbox = null;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    this.pc = pc;
-    this.toServer = toServer;
-    if (!answering) {
-      for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
-      // Camera off at start; a video transceiver is negotiated now so the camera can be
-      // switched on later with replaceTrack, without renegotiating.
-      this.videoSender = pc.addTransceiver("video", { direction: "sendrecv" }).sender;
-      if (this.cameraTrack) this.videoSender.replaceTrack(this.cameraTrack);
-    }
-    pc.onicecandidate = ({ candidate }) => {
-      // Trickled: an unreachable STUN server never holds the call up.
-      const body = candidate ? candidate.toJSON() : null;
-      const message = { call_id: this.callId, candidate: body, to: toServer ? "server" : "peer" };
-      if (this.outbox) this.outbox.push(message);
-      else this.socket.emit("rtc:candidate", message);
-    };
-    pc.ontrack = (event) => this.gotTrack(event);
-    pc.onconnectionstatechange = () => this.stateChanged(pc);
-    return pc;
-  }
-
-  // The caller of a P2P call makes its offer while it rings (the other side takes seconds to
-  // answer): on call:accepted the offer goes out at once, its candidates right after it.
-  prepareOffer() {
-    const callId = this.callId;
-    this.prepared = (async () => {
-      if (!(await this.micReady) || this.callId !== callId || this.pc) return null;
-      const pc = this.newPeer({ toServer: false });
-      this.outbox = []; // its candidates wait until startPeer sends the offer
-      try {
-        await pc.setLocalDescription(await pc.createOffer());
-      } catch { return null; } // closed meanwhile (declined, hung up)
-      return pc; // startPeer checks it is still this.pc
-    })();
-  }
-
-  async startPeer({ toServer }) {
-    if (!(await this.micReady)) return;
-    const prepared = toServer ? null : await this.prepared;
-    this.prepared = null;
-    let pc = prepared;
-    if (!pc || pc !== this.pc || pc.signalingState !== "have-local-offer") {
-      pc = this.newPeer({ toServer });
-      await pc.setLocalDescription(await pc.createOffer());
-    }
-    const sent = emitAck(this.socket, "rtc:offer", { call_id: this.callId, type: "offer", sdp: pc.localDescription.sdp });
-    for (const message of this.outbox || []) this.socket.emit("rtc:candidate", message);
-    this.outbox = null;
-    const reply = await sent;
-    if (!reply.ok && this.pc === pc) { this.notify(reply.message); }
-  }
-
-  // The callee answers without waiting for its microphone (it opens meanwhile: its track joins
-  // the sending transceiver when it is in). The offer's own transceivers are used, so the
-  // video one negotiated now carries the camera later.
-  async gotOffer(m) {
-    if (this.mode !== "p2p") return;
-    const pc = this.newPeer({ toServer: false, answering: true });
-    await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
-    if (this.pc !== pc) return;
-    for (const transceiver of pc.getTransceivers()) {
-      transceiver.direction = "sendrecv";
-      const { sender } = transceiver;
-      if (transceiver.receiver.track.kind === "video") {
-        this.videoSender = sender;
-        if (this.cameraTrack) sender.replaceTrack(this.cameraTrack);
-      } else {
-        this.micReady.then((ok) => { if (ok && this.pc === pc) sender.replaceTrack(this.stream.getAudioTracks()[0]); });
-      }
-    }
-    // The answer first: the caller's candidates that came early can wait a few milliseconds.
-    await pc.setLocalDescription(await pc.createAnswer());
-    this.socket.emit("rtc:answer", { call_id: this.callId, type: "answer", sdp: pc.localDescription.sdp });
-    await this.flushCandidates();
-  }
-
-  async gotAnswer(m) {
-    if (!this.pc || this.pc.signalingState !== "have-local-offer") return;
-    await this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
-    await this.flushCandidates();
-  }
-
-  async gotCandidate(candidate) {
-    if (this.mode !== "p2p") return;
-    // Until our P2P connection has the other side's description, candidates wait.
-    if (!this.pc || this.toServer || !this.pc.remoteDescription) { this.pendingCandidates.push(candidate); return; }
-    try { await this.pc.addIceCandidate(candidate || null); } catch { /* a stale candidate */ }
-  }
-
-  async flushCandidates() {
-    const pending = this.pendingCandidates;
-    this.pendingCandidates = [];
-    for (const candidate of pending) {
-      try { await this.pc.addIceCandidate(candidate || null); } catch { /* stale */ }
-    }
-  }
-
-  gotTrack(event) {
-    if (!this.remoteStream) {
-      this.remoteStream = new MediaStream();
-      this.els.audio.srcObject = this.remoteStream;
-      this.els.remoteVideo.srcObject = this.remoteStream;
-    }
-    this.remoteStream.addTrack(event.track);
     this.els.audio.play().catch(() => {});
   }
 
-  stateChanged(pc) {
-    if (pc !== this.pc) return;
-    const state = pc.connectionState;
+  peerState(state) {
     if (state === "connected") {
       clearTimeout(this.p2pTimer);
       if (!this.connectedAt) this.connected();
@@ -482,31 +360,23 @@ export class CallUI {
   // P2P did not connect in time: ask for the relay (the server tells both sides).
   async p2pTooSlow() {
     clearTimeout(this.p2pTimer);
-    if (!this.callId || this.mode !== "p2p" || this.pc?.connectionState === "connected") return;
-    const reply = await emitAck(this.socket, "call:relay", { call_id: this.callId });
+    if (!this.callId || this.mode !== "p2p" || this.peer.connected) return;
+    const reply = await this.ask("call:relay", { call_id: this.callId });
     if (!reply.ok) this.notify(reply.message);
   }
 
-  toRelay(m) {
+  async toRelay(m) {
     if (this.mode === "relay") return;
-    this.pendingCandidates = [];
     this.iceServers = m.ice_servers || this.iceServers;
     this.setMode("relay");
-    this.startPeer({ toServer: true });
+    const refused = await this.peer.toRelay();
+    if (refused) this.notify(refused.message);
   }
 
   async measure() {
-    if (!this.pc) return;
-    const stats = await this.pc.getStats();
-    let rtt = null;
-    let lost = 0;
-    let received = 0;
-    stats.forEach((s) => {
-      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime;
-      if (s.type === "inbound-rtp" && s.kind === "audio") { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
-    });
-    const loss = received + lost ? (100 * lost) / (received + lost) : 0;
-    const ms = rtt === null ? null : Math.round(rtt * 1000);
+    const measured = await this.peer.quality();
+    if (!measured) return;
+    const { ms, loss } = measured;
     const level = (ms !== null && ms > 400) || loss > 8 ? "poor" : (ms !== null && ms > 200) || loss > 2 ? "fair" : "good";
     this.els.quality.dataset.level = level;
     this.els.quality.querySelectorAll("[data-level-text]").forEach((el) => { el.hidden = el.dataset.levelText !== level; });
@@ -526,7 +396,7 @@ export class CallUI {
     if (this.cameraTrack) {
       this.cameraTrack.stop();
       this.cameraTrack = null;
-      await this.videoSender?.replaceTrack(null);
+      await this.peer.sendCamera(null);
       this.els.localVideo.hidden = true;
       this.els.camera.setAttribute("aria-pressed", "false");
     } else {
@@ -537,7 +407,7 @@ export class CallUI {
         this.notify(this.text("no-camera"));
         return;
       }
-      await this.videoSender?.replaceTrack(this.cameraTrack);
+      await this.peer.sendCamera(this.cameraTrack);
       this.els.localVideo.srcObject = new MediaStream([this.cameraTrack]);
       this.els.localVideo.hidden = false;
       this.els.camera.setAttribute("aria-pressed", "true");
@@ -572,8 +442,10 @@ export class CallUI {
 
 let ui = null;
 
-// The page's entry point: one call screen per page, wired to the page's `/call` socket.
-export function attach(socket, root) {
-  ui = ui || new CallUI(socket, root);
+// The page's entry point: one call screen per page, wired to the page's `/call` socket. The
+// peer module's content-hashed URL comes from the page (a plain "./call_peer.js" could be a
+// year-old cached copy); chat.js starts fetching it together with this one.
+export async function attach(socket, root) {
+  ui ??= import(root.dataset.peer).then((peer) => new CallUI(socket, root, peer));
   return ui;
 }

@@ -7,6 +7,11 @@
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 3500;
 const ACK_TIMEOUT_MS = 8000;
+// Errors about a whole packet: the server may answer them with `chat:error` alone (no ack).
+const PACKET_ERRORS = new Set(["too_large", "bad_packet"]);
+// Room the Socket.IO frame adds around the payload (type, namespace, ack id, event name).
+const FRAME_BYTES = 64;
+const COUNT_FROM = 0.9;
 
 export function newClientId() {
   const bytes = new Uint8Array(16);
@@ -50,8 +55,11 @@ export class Conversation {
     this.seen = new Set();
     this.generation = 0;
     this.outboxKey = `sohbet:outbox:${this.role}:${this.chatId}`;
-    this.outbox = storageGet(this.outboxKey);
-    this.sending = false;
+    // What a script or an older page left there is shown as it is, but never trusted as shaped.
+    this.outbox = storageGet(this.outboxKey).filter((i) => i && typeof i.client_id === "string");
+    this.limits = this.form.dataset;
+    this.count = root.querySelector("#composer-count");
+    this.sending = null;
     this.disposed = false;
     this.lastTypingSent = 0;
     this.typingTimer = null;
@@ -75,8 +83,15 @@ export class Conversation {
         this.submit();
       }
     });
+    this.input.addEventListener("paste", (event) => {
+      // The box stops at its maxlength without a word: say that the paste was cut.
+      const pasted = event.clipboardData?.getData("text") ?? "";
+      const kept = this.input.value.length - (this.input.selectionEnd - this.input.selectionStart);
+      if (kept + pasted.length > this.input.maxLength) this.showError(this.limits.tCut);
+    });
     this.input.addEventListener("input", () => {
       this.autosize();
+      this.counter();
       const now = Date.now();
       if (now - this.lastTypingSent > TYPING_EVERY_MS && this.socket.connected) {
         this.lastTypingSent = now;
@@ -111,9 +126,17 @@ export class Conversation {
     this.input.style.height = `${Math.min(this.input.scrollHeight, 160)}px`;
   }
 
+  // "3950 / 4000" once the text is near the limit.
+  counter() {
+    const max = Number(this.limits.maxChars);
+    const length = [...this.input.value].length;
+    this.count.hidden = length < max * COUNT_FROM;
+    this.count.textContent = `${length} / ${max}`;
+  }
+
   submit() {
     const text = this.input.value.trim();
-    if (!text) return;
+    if (!text) { this.showError(this.limits.tEmpty); return; }
     this.hideError();
     const item = { client_id: newClientId(), text };
     this.outbox.push(item);
@@ -121,6 +144,7 @@ export class Conversation {
     this.showPending(item);
     this.input.value = "";
     this.autosize();
+    this.counter();
     // The message hides the other side's typing line: the next keystroke reports it again.
     this.lastTypingSent = 0;
     this.flush();
@@ -131,7 +155,36 @@ export class Conversation {
     node.dataset.clientId = item.client_id;
     node.querySelector(".msg__text").textContent = item.text;
     this.list.appendChild(node);
+    if (item.failed) this.showFailed(item, node);
     this.scrollToEnd(true);
+  }
+
+  save() {
+    storageSet(this.outboxKey, this.outbox);
+  }
+
+  // Refused for good: kept (nothing typed is lost) but set aside, so the next ones go out. Its
+  // bubble (why, Delete, Try again) is static/js/refused.js's, fetched when one first fails.
+  fail(item, { error, message }) {
+    item.failed = { error, message };
+    this.save();
+    const node = [...this.list.querySelectorAll(".msg--pending")].find((n) => n.dataset.clientId === item.client_id);
+    if (node) this.showFailed(item, node);
+  }
+
+  async showFailed(item, node) {
+    (await import(this.limits.refused)).showFailed(this, item, node);
+  }
+
+  // What the server would refuse, found before the send: its text limit (in code points, after
+  // the NFKC it applies) and the socket's packet limit.
+  refusal(payload) {
+    if ([...payload.text.normalize("NFKC")].length > Number(this.limits.maxChars)) {
+      return { error: "message_too_long", message: this.limits.tTooLong };
+    }
+    const bytes = new TextEncoder().encode(JSON.stringify(["send", payload])).length + FRAME_BYTES;
+    if (bytes > Number(this.limits.maxBytes)) return { error: "too_large", message: this.limits.tTooLarge };
+    return null;
   }
 
   dropPending(clientId) {
@@ -141,18 +194,22 @@ export class Conversation {
   }
 
   // Send the outbox in order, one at a time; an unacknowledged send is retried with the same id.
+  // A message refused for good is set aside as failed and the next one goes.
   flush() {
-    if (this.disposed || this.sending || !this.socket.connected || !this.outbox.length) return;
-    const item = this.outbox[0];
-    const generation = this.generation;
-    this.sending = true;
+    if (this.disposed || this.sending || !this.socket.connected) return;
+    const item = this.outbox.find((i) => !i.failed);
+    if (!item) return;
     const payload = {
-      chat_id: this.chatId, role: this.role, type: "text", text: item.text,
+      chat_id: this.chatId, role: this.role, type: "text", text: String(item.text ?? ""),
       time: new Date().toISOString(), client_id: item.client_id,
     };
+    const refused = this.refusal(payload);
+    if (refused) { this.fail(item, refused); this.flush(); return; }
+    const generation = this.generation;
+    this.sending = item;
     this.socket.timeout(ACK_TIMEOUT_MS).emit("send", payload, (err, ack) => {
       if (this.disposed || generation !== this.generation) return; // abandoned at a disconnect
-      this.sending = false;
+      this.sending = null;
       if (err || !ack || ack.error === "server_error") {
         this.retrySoon();
         return;
@@ -164,18 +221,26 @@ export class Conversation {
         this.retryTimer = setTimeout(() => { this.hideError(); this.flush(); }, ack.retry_after * 1000);
         return;
       }
-      this.outbox.shift();
-      storageSet(this.outboxKey, this.outbox);
       if (ack.ok) {
+        this.outbox = this.outbox.filter((i) => i !== item);
+        storageSet(this.outboxKey, this.outbox);
         this.insert(ack.message);
       } else {
-        // Refused for good (too long, empty…): give the text back so nothing is lost.
-        this.dropPending(item.client_id);
-        if (!this.input.value) this.input.value = item.text;
-        this.showError(ack.message);
+        this.fail(item, ack);
       }
       this.flush();
     });
+  }
+
+  // The server refused a whole packet with `chat:error` (it may not have read the ack id).
+  refusedPacket(error) {
+    const item = this.sending;
+    if (!item || !PACKET_ERRORS.has(error?.error)) return;
+    if (error.client_id && error.client_id !== item.client_id) return;
+    this.generation += 1; // its ack, if one still comes, is ignored
+    this.sending = null;
+    this.fail(item, error);
+    this.flush();
   }
 
   retrySoon() {
@@ -200,7 +265,7 @@ export class Conversation {
   // first in the outbox) and send it again, with the same id, once reconnected.
   disconnected() {
     this.generation += 1;
-    this.sending = false;
+    this.sending = null;
   }
 
   advance(upTo) {
@@ -292,6 +357,7 @@ export function wire(socket, current, onConnectionChange) {
   socket.on("chat:typing", ({ chat_id }) => {
     if (current()?.chatId === chat_id) current().showTyping();
   });
+  socket.on("chat:error", (error) => current()?.refusedPacket(error));
 }
 
 // Keep the composer above the on-screen keyboard: size the app to the visual viewport.
@@ -312,8 +378,11 @@ const INTENT = ["pointerover", "pointerdown", "focusin"];
 export function lazyCalls(role, buttons) {
   const root = document.getElementById("call");
   const socket = window.io("/call", { auth: { as: role } });
-  // The module is fetched once, and its attach() keeps the page's one CallUI.
-  const calls = async () => (await import(root.dataset.module)).attach(socket, root);
+  // The modules are fetched once (both at the same time), and attach() keeps the page's one CallUI.
+  const calls = async () => {
+    const [call] = await Promise.all([import(root.dataset.module), import(root.dataset.peer)]);
+    return call.attach(socket, root);
+  };
   const warm = (event) => {
     if (!event.target.closest?.(buttons)) return;
     for (const type of INTENT) document.removeEventListener(type, warm, true);

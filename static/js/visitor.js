@@ -24,9 +24,8 @@ socket.on("connect_error", (err) => {
 socket.on("presence:operator", ({ html }) => {
   document.getElementById("operator-status").replaceWith(fragment(html));
 });
-socket.on("chat:closed", ({ moved } = {}) => {
-  if (moved) window.location.assign("/?moved=1"); else window.location.reload();
-});
+// The conversation moved to another device, or the operator deleted it: the start page says which.
+socket.on("chat:closed", ({ moved } = {}) => window.location.assign(moved ? "/?moved=1" : "/?ended=1"));
 
 document.getElementById("handoff-button")?.addEventListener("click", async (event) => {
   const { openHandoff } = await import(event.currentTarget.dataset.module);

@@ -154,42 +154,54 @@ async def raw_chat_socket(server: Server, token: str) -> websockets.ClientConnec
     return ws
 
 
-async def test_huge_and_deep_payloads_are_cut_off_and_the_server_lives(server: Server) -> None:
+async def test_huge_and_deep_payloads_are_refused_and_the_server_lives(server: Server) -> None:
     """Input: raw Socket.IO frames: a 1 MB string in `send`, a `send` whose payload is a list
-    nested 5,000 deep (Python's JSON parser recurses), and broken JSON. Safe: no ack, the
-    connection is dropped, nothing is stored, no traceback, other visitors are unaffected."""
+    nested 5,000 deep (Python's JSON parser recurses), and broken JSON. Safe: each is refused
+    (`too_large`, `bad_packet`) in its ack and with `chat:error`, nothing is stored, no
+    traceback, the connection still works, other visitors are unaffected."""
     token, cid = await visitor(server, "Huge")
     bystander_token, bystander_cid = await visitor(server, "Calm")
     bystander = await visitor_peer(server.url, bystander_token)
+    huge_id = client_id()
     frames = [
-        "42/chat,1"
-        + json.dumps(["send", {"chat_id": cid, "text": "A" * 1_000_000, "client_id": client_id()}]),
-        '42/chat,2["send",' + "[" * 5000 + "]" * 5000 + "]",
-        '42/chat,3["send",{"chat_id":',
+        (
+            "42/chat,1"
+            + json.dumps(["send", {"chat_id": cid, "text": "A" * 1_000_000, "client_id": huge_id}]),
+            "too_large",
+        ),
+        ('42/chat,2["send",' + "[" * 5000 + "]" * 5000 + "]", "bad_packet"),
+        ('42/chat,3["send",{"chat_id":', "bad_packet"),
     ]
+    log_before = len(server.log())
+    ws = await raw_chat_socket(server, token)
     try:
-        for frame in frames:
-            ws = await raw_chat_socket(server, token)
+        for number, (frame, error) in enumerate(frames, start=1):
             await ws.send(frame)
             answers: list[str] = []
-            try:
-                async with asyncio.timeout(5):
-                    async for answer in ws:
-                        answers.append(str(answer))
-                        if answer == "1":
-                            break  # Engine.IO's close packet: the last the server sends
-            except (TimeoutError, websockets.ConnectionClosed):
+            async with asyncio.timeout(10):
+                while not any(a.startswith(f"43/chat,{number}[") for a in answers):
+                    answers.append(str(await ws.recv()))
+            ack = json.loads(
+                next(a for a in answers if a.startswith("43/chat,"))[len(f"43/chat,{number}") :]
+            )
+            assert ack[0]["ok"] is False and ack[0]["error"] == error and ack[0]["message"], ack
+            events = [json.loads(a[len("42/chat,") :]) for a in answers if a.startswith("42/chat,")]
+            assert ["chat:error", ack[0]] in events, answers
+            if error == "too_large":
+                assert ack[0]["client_id"] == huge_id, ack
+        # The connection is still there and still works.
+        await ws.send('42/chat,9["typing",{"chat_id":"' + cid + '"}]')
+        async with asyncio.timeout(10):
+            while not str(await ws.recv()).startswith('43/chat,9[{"ok":true'):
                 pass
-            assert not [a for a in answers if a.startswith("43/chat,")], answers
-            # Disconnected: the WebSocket is closed, or Engine.IO's close packet ("1") was sent.
-            assert ws.close_code is not None or "1" in answers, answers
-            await ws.close()
         assert await message_count(server, cid) == 0
         ack = await bystander.call(
             "send", {"chat_id": bystander_cid, "text": "still fine", "client_id": client_id()}
         )
         assert ack["ok"]
+        assert "Traceback" not in server.log()[log_before:]
     finally:
+        await ws.close()
         await bystander.close()
 
 

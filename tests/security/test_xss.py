@@ -174,6 +174,12 @@ TEXT_RULES = [
     ("ﬁle Ｔｅｓｔ ①", "file Test 1"),  # NFKC: ligature, full-width, circled digit
     ("a\u202eevil\u202c b", "aevil b"),  # bidi override
     ("x\u2066y\u2069z\u200bw", "xyzw"),  # isolates, zero-width space
+    ("E\u200cd\u200da\u2060-7F3C\u00ad\u034f", "Eda-7F3C"),  # every default-ignorable
+    ("a\ufe0fb\U000e0041", "ab"),  # a selector or a tag that follows no emoji
+    (
+        "👨\u200d👩\u200d👧 ❤\ufe0f 1\ufe0f\u20e3",
+        "👨\u200d👩\u200d👧 ❤\ufe0f 1\ufe0f\u20e3",
+    ),  # emoji
     ("tab\there\x00nul\x07bell", "tab herenulbell"),  # controls
     ("line1\r\nline2\n\n\n\nline3", "line1\nline2\n\nline3"),  # newlines kept, runs cut
     ("  padded  ", "padded"),
@@ -205,5 +211,9 @@ async def test_names_are_normalised_and_capped(server: Server) -> None:
     assert status == 400 and "40" in page
     status, _, page = await start_from(server, "\u202e\u200b\x07")
     assert status == 400
+    status, _, _ = await start_from(server, "Eda\u200c\u200d\u2060-7F3C\ufe0f")
+    assert status == 303
+    rows = await query(server, "SELECT visitor_name FROM conversation ORDER BY id DESC LIMIT 1")
+    assert rows == [("Eda-7F3C",)]
     too_long = await start_from(server, "y" * 10_000)
     assert too_long[0] == 400

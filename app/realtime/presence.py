@@ -1,84 +1,13 @@
-"""The Socket.IO server and live presence (who is connected right now, across tabs)."""
+"""Live presence: who is connected right now, across tabs and (with Redis) processes."""
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Callable
-from http.cookies import CookieError, SimpleCookie
-from typing import Any, Protocol
-
-import socketio
+from typing import Protocol
 
 from app.config import Settings
-from app.sockets import LeanManager, LeanRedisManager, lean_server
-
-log = logging.getLogger("sohbet.realtime")
-
-# A chat payload is a few KB at most; refuse anything far larger before it is parsed.
-MAX_PACKET_BYTES = 64 * 1024
-
-
-class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
-    """A Socket.IO server that drops a connection sending a packet it cannot decode.
-
-    python-socketio parses packets with `json.loads` outside any handler: a payload nested a
-    few thousand deep raises RecursionError, broken JSON a ValueError, and each one was logged
-    with a full traceback while the sender stayed connected to try again.
-    """
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-        except (ValueError, RecursionError) as exc:
-            log.warning("undecodable Socket.IO packet (%s): connection dropped", type(exc).__name__)
-            await self.eio.disconnect(eio_sid)
-
-
-def create_sio(settings: Settings) -> socketio.AsyncServer:
-    """Build the Socket.IO server; with REDIS_URL, rooms are shared by every process via Redis."""
-    manager: socketio.AsyncManager = LeanManager()
-    if settings.redis_url:
-        manager = LeanRedisManager(settings.redis_url, channel=settings.redis_channel)
-
-    def handshake_origin(origin: str | None, environ: dict[str, Any]) -> bool:
-        # A refused origin gets no socket, whatever cookies it carries. engine.io also asks
-        # without an Origin (for its CORS headers): then there is nothing to allow.
-        if origin is None:
-            return False
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin_allowed(origin, own, settings)
-
-    # Less memory per idle socket, less work per packet, the same bytes (app/sockets.py).
-    return lean_server(
-        GuardedServer,
-        async_mode="asgi",
-        client_manager=manager,
-        # A callable, never "*" or []: both of those switch engine.io's origin check off.
-        cors_allowed_origins=handshake_origin,
-        max_http_buffer_size=MAX_PACKET_BYTES,
-        ping_interval=20,
-        ping_timeout=20,
-        logger=False,
-        engineio_logger=False,
-    )
-
-
-def origin_allowed(origin: str, own: str, settings: Settings) -> bool:
-    """Same origin as the request, or on ALLOWED_ORIGINS."""
-    origin = origin.rstrip("/")
-    return origin == own or origin in settings.allowed_origins
-
-
-def cookies_of(environ: dict[str, Any]) -> dict[str, str]:
-    """The cookies sent with a Socket.IO handshake."""
-    jar = SimpleCookie()
-    try:
-        jar.load(environ.get("HTTP_COOKIE", ""))
-    except CookieError:
-        return {}
-    return {key: morsel.value for key, morsel in jar.items()}
 
 
 class Presence(Protocol):

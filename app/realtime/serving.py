@@ -1,4 +1,4 @@
-"""Serving-layer settings Hypercorn does not expose.
+"""Serving-layer settings Hypercorn does not expose (installed by app.realtime.patches).
 
 Hypercorn offers permessage-deflate to every WebSocket client and browsers always accept it.
 For chat traffic (frames of a few hundred bytes) it saves little bandwidth but costs a zlib
@@ -8,27 +8,21 @@ Socket.IO connection took ~145-150 KiB with it and ~36-42 KiB without, and the s
 
 Hypercorn also gives every connection an asyncio.Queue of ASGI events for the app (four
 deques, ~2.5 KiB, kept as long as a WebSocket lives): `lean_app_queues` makes it a LeanQueue
-(app/sockets.py) of the same bound.
+(app/realtime/lean_queue.py) of the same bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from hypercorn.asyncio import task_group
 from hypercorn.protocol import ws_stream
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
-from tortoise import Tortoise
 from wsproto.extensions import PerMessageDeflate
 
-from app.sockets import LeanQueue
-
-log = logging.getLogger("sohbet.serving")
+from app.realtime.lean_queue import LeanQueue
 
 
 class _DeclinedDeflate(PerMessageDeflate):
@@ -45,35 +39,6 @@ def websocket_compression(enabled: bool) -> None:
     """Let Hypercorn negotiate permessage-deflate, or decline it (process-wide)."""
     # Hypercorn looks the class up in its module at each handshake (ws_stream.WSStream.accept).
     ws_stream.PerMessageDeflate = _ORIGINAL if enabled else _DeclinedDeflate  # type: ignore[attr-defined]
-
-
-class ExitOnFailedStart:
-    """Close the database when the app fails to start, so the process can exit.
-
-    A `while_serving` step that fails (a database that is not there, a bad migration, a
-    broken setting found late) leaves what earlier steps opened: aiosqlite runs each
-    connection in a non-daemon thread, and with it open the interpreter never exits; the
-    server hung instead of stopping with the error for its supervisor to see.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def watch(message: Any) -> None:
-            if message["type"] == "lifespan.startup.failed":
-                log.error("start-up failed: %s", message.get("message", ""))
-                with contextlib.suppress(Exception):
-                    await Tortoise.close_connections()
-            await send(message)
-
-        await self.app(scope, receive, watch)
 
 
 async def _spawn_app(

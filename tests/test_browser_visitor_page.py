@@ -1,0 +1,170 @@
+"""The visitor's page in Debian's headless Chromium, as a visitor on a phone meets it: messages
+the server refuses, the composer's limits, the language switch, the header and emoji bar at
+390 px, and the notice after the operator deletes the conversation.
+
+Nothing here depends on the database: the module runs on SQLite only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.support.clients import client_id
+from tests.support.server import Server, sqlite_server
+from tests.test_browser import MESSAGES, PHONE, close_all, open_page, send, start_chat
+
+pytestmark = pytest.mark.browser
+
+FAILED = "#messages li.msg--pending.msg--failed"
+# Counts every time the "connection lost" banner is shown (an init script: it runs on reloads).
+BANNER_PROBE = """
+document.addEventListener("DOMContentLoaded", () => {
+  const banner = document.getElementById("connection-banner");
+  if (!banner) return;
+  const seen = () => { if (!banner.hidden) localStorage.setItem("__banner", "shown"); };
+  new MutationObserver(seen).observe(banner, { attributes: true, attributeFilter: ["hidden"] });
+});
+"""
+
+
+@pytest.fixture(scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    """One server on SQLite."""
+    async with sqlite_server(tmp_path_factory.mktemp("visitor")) as srv:
+        yield srv
+
+
+async def outbox(page: Page, cid: str) -> object:
+    key = f"sohbet:outbox:visitor:{cid}"
+    return json.loads(await page.evaluate(f"localStorage.getItem({json.dumps(key)}) || 'null'"))
+
+
+async def test_a_refused_message_never_blocks_the_ones_after_it(
+    browser: Browser, server: Server
+) -> None:
+    context, visitor, watch = await open_page(browser, PHONE)
+    await context.add_init_script(BANNER_PROBE)
+    try:
+        cid = await start_chat(visitor, server.url, "Taşan")
+        await expect(visitor.locator("body[data-socket=up]")).to_be_attached()
+        # What devtools, a script or an extension can leave in the page's outbox: a send over the
+        # socket's packet limit, a text over the text limit, one the server refuses (an id it
+        # does not accept), then an ordinary one.
+        entries = [
+            {"client_id": "c" * 70_000, "text": "büyük"},
+            {"client_id": client_id(), "text": "y" * 4001},
+            {"client_id": "bad id!", "text": "kimliksiz"},
+            {"client_id": client_id(), "text": "sonra gelen"},
+        ]
+        key = f"sohbet:outbox:visitor:{cid}"
+        await visitor.evaluate(
+            "([key, value]) => localStorage.setItem(key, value)", [key, json.dumps(entries)]
+        )
+        await visitor.reload()
+        await expect(visitor.locator(MESSAGES)).to_have_text(["sonra gelen"])
+        failed = visitor.locator(FAILED)
+        await expect(failed.locator(".msg__state")).to_have_text(
+            [
+                "Bu mesaj gönderilemeyecek kadar büyük.",
+                "Mesaj çok uzun (en fazla 4000 karakter).",
+                "Mesajın geçerli bir kimliği yok; sayfayı yenileyin.",
+            ]
+        )
+        # Each can be deleted; sending it again cannot help any of these three.
+        await expect(failed.get_by_role("button", name="Sil")).to_have_count(3)
+        await expect(failed.get_by_role("button", name="Tekrar dene")).to_have_count(0)
+        await send(visitor, "bir tane daha")
+        await expect(visitor.locator(MESSAGES)).to_have_text(["sonra gelen", "bir tane daha"])
+
+        # A reload keeps them (nothing typed is lost) and they still hold nothing up.
+        await visitor.reload()
+        await expect(failed).to_have_count(3)
+        await send(visitor, "yeniden yükledikten sonra")
+        await expect(visitor.locator(MESSAGES)).to_have_count(3)
+        assert await visitor.evaluate("localStorage.getItem('__banner')") is None
+        for _ in range(3):
+            await failed.first.get_by_role("button", name="Sil").click()
+        await expect(failed).to_have_count(0)
+        assert await outbox(visitor, cid) is None
+        watch.assert_clean()
+    finally:
+        await close_all(visitor)
+
+
+async def test_the_composer_says_what_it_does_not_send(browser: Browser, server: Server) -> None:
+    context, visitor, _ = await open_page(browser, PHONE)
+    await context.grant_permissions(["clipboard-read", "clipboard-write"])
+    try:
+        await start_chat(visitor, server.url, "Yapıştıran")
+        await expect(visitor.locator("body[data-socket=up]")).to_be_attached()
+        box = visitor.locator("#composer textarea")
+        # Spaces and Enter: the server's own words for an empty message.
+        await box.fill("   ")
+        await box.press("Enter")
+        await expect(visitor.locator("#composer-error")).to_have_text("Önce bir mesaj yazın.")
+        # A paste longer than the limit: the box keeps 4,000 characters and says so.
+        await box.fill("")
+        await visitor.evaluate("navigator.clipboard.writeText('ç'.repeat(4100))")
+        await box.focus()
+        await visitor.keyboard.press("Control+V")
+        await expect(box).to_have_value("ç" * 4000)
+        await expect(visitor.locator("#composer-error")).to_have_text(
+            "Yalnızca ilk 4000 karakter yapıştırıldı."
+        )
+        await expect(visitor.locator("#composer-count")).to_have_text("4000 / 4000")
+        # Near the limit only: a short text shows no counter.
+        await box.fill("kısa")
+        await expect(visitor.locator("#composer-count")).to_be_hidden()
+        await box.fill("a" * 3700)
+        await expect(visitor.locator("#composer-count")).to_have_text("3700 / 4000")
+    finally:
+        await close_all(visitor)
+
+
+async def test_the_language_can_be_changed_from_the_chat_on_a_phone(
+    browser: Browser, server: Server
+) -> None:
+    _, visitor, watch = await open_page(browser, PHONE)
+    try:
+        cid = await start_chat(visitor, server.url, "Dilci")
+        switch = visitor.locator("#conversation a[hreflang=en]")
+        await expect(switch).to_be_in_viewport()
+        await switch.tap()
+        await expect(visitor.locator("#composer textarea")).to_have_attribute(
+            "placeholder", "Write a message…"
+        )
+        await expect(visitor.locator("#conversation")).to_have_attribute("data-chat-id", cid)
+        await visitor.locator("#conversation a[hreflang=tr]").tap()
+        await expect(visitor.locator("#composer textarea")).to_have_attribute(
+            "placeholder", "Bir mesaj yazın…"
+        )
+        watch.assert_clean()
+    finally:
+        await close_all(visitor)
+
+
+async def test_the_header_and_the_emoji_bar_fit_a_390_px_phone(
+    browser: Browser, server: Server
+) -> None:
+    _, visitor, _ = await open_page(browser, PHONE)
+    try:
+        await start_chat(visitor, server.url, "Dar")
+        title = visitor.locator(".chat__title")
+        await expect(title).to_have_text("Destek ile bağlandınız")
+        # Nothing of the title is cut (no ellipsis, no clipped line).
+        clipped = await title.evaluate(
+            "(h) => h.scrollWidth > h.clientWidth || h.scrollHeight > h.clientHeight"
+        )
+        assert not clipped
+        width = PHONE["viewport"]["width"]
+        boxes = [await e.bounding_box() for e in await visitor.locator(".emoji").all()]
+        assert len(boxes) == 10
+        for box in boxes:
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, boxes
+            assert box["width"] >= 24 and box["height"] >= 24, box  # still a fair tap target
+    finally:
+        await close_all(visitor)

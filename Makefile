@@ -26,12 +26,17 @@ test: $(VENV)/.dev-installed
 	bash scripts/test-services.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Lint and types: ruff's rules and format, mypy strict on the product (app/, media_relay/) and
+# mypy on tests/ and bench/ (pyproject.toml's [tool.mypy] sections). CI runs it before the tests.
+LINTED := app media_relay tests bench scripts
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check app media_relay tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+	$(BIN)/mypy tests bench
 
 bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/chat_load.py
+	$(BIN)/python -m bench.chat_load suite
 
 clean:
 	rm -rf $(VENV) data/test-*

@@ -12,10 +12,10 @@ Everything runs inside a private network namespace (as root: `unshare -n`, loopb
           (psutil, whole process), and the one-way audio latency (burst sent -> burst heard,
           one system clock) at each K.
 
-  .venv/bin/python bench/call_bench.py setup --runs 5
-  .venv/bin/python bench/call_bench.py setup --runs 5 --profile   # + each step's time
-  .venv/bin/python bench/call_bench.py relay --calls 1,2,4,6 --seconds 10
-  .venv/bin/python bench/call_bench.py suite          # both; results in bench/results/
+  .venv/bin/python -m bench.call_bench setup --runs 5
+  .venv/bin/python -m bench.call_bench setup --runs 5 --profile   # + each step's time
+  .venv/bin/python -m bench.call_bench relay --calls 1,2,4,6 --seconds 10
+  .venv/bin/python -m bench.call_bench suite          # both; results in bench/results/
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -133,10 +132,10 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
     from playwright.async_api import Browser, BrowserContext, expect
 
     from tests.support.browser import chromium
+    from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
     from tests.support.clients import admin_login
+    from tests.support.pages import DESKTOP, PHONE, start_chat
     from tests.support.server import scratch_server
-    from tests.test_browser import DESKTOP, PHONE, start_chat
-    from tests.test_calls import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 
     # The pages get a STUN server that never answers (what an unreachable one looks like):
     # trickled candidates must keep it from holding calls up. `--no-stun`: none at all.
@@ -289,7 +288,7 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
         return total
 
     ctx = mp.get_context("spawn")
-    steps = []
+    steps: list[dict[str, Any]] = []
     try:
         idle0 = cpu_seconds()
         await asyncio.sleep(3)
@@ -443,6 +442,7 @@ async def _side(
     cap = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < cap:
         frame = await asyncio.wait_for(track.recv(), 5)
+        assert isinstance(frame, AudioFrame)
         frames += 1
         is_loud = tone_ratio(frame, hear_hz) > 0.5
         if is_loud and not loud:

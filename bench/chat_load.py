@@ -1,9 +1,9 @@
 """Chat load benchmark: the real server (Hypercorn + python-socketio) vs the seed-design baseline.
 
-    .venv/bin/python bench/chat_load.py suite              # everything in bench/README.md (~7 min)
-    .venv/bin/python bench/chat_load.py load --target real --pairs 1000 --rates 200 --duration 20
-    .venv/bin/python bench/chat_load.py load --target seed --pairs 200 --rates 250,500,1000
-    .venv/bin/python bench/chat_load.py idle --target real --counts 2000,10000
+    .venv/bin/python -m bench.chat_load suite              # everything in bench/README.md (~7 min)
+    .venv/bin/python -m bench.chat_load load --target real --pairs 1000 --rates 200 --duration 20
+    .venv/bin/python -m bench.chat_load load --target seed --pairs 200 --rates 250,500,1000
+    .venv/bin/python -m bench.chat_load idle --target real --counts 2000,10000
 
 Each command starts its own server on a free 127.0.0.1 port with a fresh database under
 bench/results/, drives it from several worker processes (one asyncio loop each, a thin Socket.IO
@@ -26,13 +26,12 @@ import multiprocessing as mp
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
 
 RESULTS = BENCH / "results"
 TEXT = "Merhaba, siparişim hâlâ gelmedi; yardımcı olur musunuz? #"
@@ -116,7 +115,7 @@ class Worker:
 
     async def op_connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Connect and join a visitor and an admin socket for every pair."""
-        from sio_client import SioClient, ws_url
+        from bench.sio_client import SioClient, ws_url
 
         url = ws_url(cmd["base_url"])
         gate = asyncio.Semaphore(cmd.get("concurrency", 50))
@@ -174,7 +173,7 @@ class Worker:
 
     async def op_idle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Open `count` more sockets that only connect to the namespace and stay idle."""
-        from sio_client import SioClient, ws_url
+        from bench.sio_client import SioClient, ws_url
 
         url = ws_url(cmd["base_url"])
         gate = asyncio.Semaphore(cmd.get("concurrency", 50))
@@ -316,7 +315,7 @@ class Worker:
 
 
 def worker_main(conn: Any, index: int) -> None:
-    from servers import raise_nofile
+    from bench.servers import raise_nofile
 
     raise_nofile()
     asyncio.run(Worker(conn, index).serve())
@@ -390,7 +389,7 @@ def log_errors(text: str) -> int:
 def run_load(
     target: str,
     pairs: int,
-    rates: list[float],
+    rates: Sequence[float],
     duration: float,
     *,
     workers: int = 4,
@@ -406,7 +405,7 @@ def run_load(
     server_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Connect `pairs` visitor/admin pairs, then run each rate for `duration` seconds."""
-    from servers import Sampler, git_state, setup_accounts, start_server, wait_quiet
+    from bench.servers import Sampler, git_state, setup_accounts, start_server, wait_quiet
 
     before = wait_quiet(*quiet) if quiet[1] > 0 else None
     code = git_state()  # others commit to app/ while benchmarks run: name what this run served
@@ -445,7 +444,7 @@ def run_load(
                 for i in range(pairs)
             ]
         pool = Pool(workers)
-        sampler.gen_pids = [proc.pid for proc in pool.procs]
+        sampler.gen_pids = [proc.pid for proc in pool.procs if proc.pid is not None]
         t0 = time.monotonic()
         replies = pool.request(
             [
@@ -672,7 +671,7 @@ def run_idle(
     server_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Open idle visitor sockets up to each count; report the server's RSS per connection."""
-    from servers import Sampler, git_state, setup_accounts, start_server, wait_quiet
+    from bench.servers import Sampler, git_state, setup_accounts, start_server, wait_quiet
 
     before = wait_quiet(*quiet) if quiet[1] > 0 else None
     code = git_state()
@@ -700,7 +699,7 @@ def run_idle(
             accounts = asyncio.run(setup_accounts(server, visitors))
             cookies = [cookie for cookie, _ in accounts.visitors]
         pool = Pool(workers)
-        sampler.gen_pids = [proc.pid for proc in pool.procs]
+        sampler.gen_pids = [proc.pid for proc in pool.procs if proc.pid is not None]
 
         def open_more(count: int) -> list[dict[str, Any]]:
             assert pool is not None
@@ -811,7 +810,7 @@ def slim(data: Any) -> Any:
 
 def suite(args: argparse.Namespace) -> dict[str, Any]:
     """Every benchmark of bench/README.md, in one bounded run."""
-    from servers import python_version
+    from bench.servers import python_version
 
     compression = not args.no_deflate
     quiet = (args.quiet_below, args.quiet_wait)
@@ -1014,7 +1013,7 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     import signal
 
-    from servers import raise_nofile
+    from bench.servers import raise_nofile
 
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers we started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -1092,9 +1091,9 @@ def main() -> None:
             seed_args=args.seed_arg,
             quiet=(args.quiet_below, args.quiet_wait),
         )
-    from servers import git_state
+    from bench.servers import git_state
 
-    result["command"] = " ".join(["python", *sys.argv])
+    result["command"] = " ".join(["python", "-m", "bench.chat_load", *sys.argv[1:]])
     result["git"] = git_state()
     result = slim(result)
     path = save(f"{stamp()}-{cmd}", result)

@@ -1,7 +1,7 @@
 """Lighthouse (mobile preset) on the visitor page, in Debian's Chromium.
 
     npm install --no-save lighthouse        # once, anywhere; or have `lighthouse` on PATH
-    LIGHTHOUSE=node_modules/.bin/lighthouse .venv/bin/python bench/lighthouse.py [--runs 3]
+    LIGHTHOUSE=node_modules/.bin/lighthouse .venv/bin/python -m bench.lighthouse [--runs 3]
 
 Starts a server like the tests do (fresh SQLite), opens a conversation with a short exchange
 (so the page shows what a visitor sees), and runs Lighthouse's default mobile configuration
@@ -19,16 +19,12 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.browser import CHROMIUM  # noqa: E402
-from tests.support.clients import (  # noqa: E402
+from tests.support.browser import CHROMIUM
+from tests.support.clients import (
     VISITOR_COOKIE,
     admin_login,
     admin_peer,
@@ -36,7 +32,7 @@ from tests.support.clients import (  # noqa: E402
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import Server, scratch_server  # noqa: E402
+from tests.support.server import Server, scratch_server
 
 CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
 METRICS = (

@@ -6,7 +6,7 @@ few runs, on files made here: a 12-megapixel phone photo, a PNG screenshot, a mi
 Chrome (webm/opus) and Safari (mp4/aac) record it, and the OGG/Opus voice note made for Telegram
 (a remux from Opus, a transcode from AAC: the two in the same run, so their ratio is fair).
 
-    .venv/bin/python bench/media_probe.py [--runs 5]
+    .venv/bin/python -m bench.media_probe [--runs 5]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import av
+from av.audio.stream import AudioStream
 from PIL import Image
 
 from app.media import probe
@@ -53,6 +54,7 @@ def speech_like(fmt: str, codec: str, seconds: float) -> bytes:
     out = io.BytesIO()
     with av.open(out, "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, AudioStream)
         stream.layout = "mono"
         step = rate // 10
         for start in range(0, int(rate * seconds), step):

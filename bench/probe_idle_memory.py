@@ -1,7 +1,7 @@
 """Where an idle socket's memory goes in the real server: a tracemalloc diff around N sockets.
 
-    .venv/bin/python bench/probe_idle_memory.py --sockets 2000            # deflate offered
-    .venv/bin/python bench/probe_idle_memory.py --sockets 2000 --no-deflate
+    .venv/bin/python -m bench.probe_idle_memory --sockets 2000            # deflate offered
+    .venv/bin/python -m bench.probe_idle_memory --sockets 2000 --no-deflate
 
 Serves the real app with Hypercorn in this process (tracemalloc on), opens a warm-up batch and
 then N idle visitor sockets from a child process (bench/sio_client.py), and prints the Python
@@ -24,8 +24,6 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(ROOT))
 
 GROUPS = (
     ("zlib (permessage-deflate state)", ("wsproto/extensions.py",)),
@@ -48,7 +46,7 @@ def group_of(trace: tracemalloc.StatisticDiff) -> str:
     return "other: " + Path(filename).name
 
 
-def census() -> Counter[str]:
+def census() -> dict[str, tuple[int, int]]:
     """Live gc-tracked objects by type: {type name: [count, bytes]} (sys.getsizeof, shallow)."""
     out: dict[str, list[int]] = {}
     for obj in gc.get_objects():
@@ -59,7 +57,7 @@ def census() -> Counter[str]:
         row = out.setdefault(name, [0, 0])
         row[0] += 1
         row[1] += sys.getsizeof(obj)
-    return Counter({k: tuple(v) for k, v in out.items()})  # type: ignore[misc]
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def rss() -> int:
@@ -68,7 +66,7 @@ def rss() -> int:
 
 
 async def client(url: str, cookie: str, count: int, deflate: bool) -> None:
-    from sio_client import SioClient, ws_url
+    from bench.sio_client import SioClient, ws_url
 
     gate = asyncio.Semaphore(50)
     clients = []
@@ -85,49 +83,29 @@ async def client(url: str, cookie: str, count: int, deflate: bool) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    import aiohttp
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-    from servers import free_port, raise_nofile
+    from bench.servers import raise_nofile
+    from tests.support.clients import VISITOR_COOKIE, start_visitor
+    from tests.support.inprocess import InProcessServer
 
     raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="sohbet-mem-"))
-    os.environ.update(
-        DATABASE_URL=f"sqlite://{work / 'mem.db'}",
-        SECRET_KEY="x",
-        ADMIN_PASSWORD="pw",
-        SOHBET_ENV_FILE="/nonexistent",
-    )
-    from app import asgi_app, create_app
-
-    app = asgi_app(create_app())
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        for _ in range(100):
-            try:
-                async with http.get(base + "/health") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-        async with http.post(base + "/start", data={"name": "Mem"}, allow_redirects=False) as resp:
-            cookie = f"sohbet_visitor={resp.cookies['sohbet_visitor'].value}"
+    # The app on Hypercorn in this process, as the in-process tests serve it.
+    server = await InProcessServer(work, {}).start()
+    base = server.url
+    token, _ = await start_visitor(base, "Mem")
+    cookie = f"{VISITOR_COOKIE}={token}"
 
     async def spawn(count: int) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            __file__,
+            "-m",
+            "bench.probe_idle_memory",
             "--client",
             base,
             cookie,
             str(count),
             *([] if args.deflate else ["--no-deflate"]),
+            cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -179,8 +157,7 @@ async def serve(args: argparse.Namespace) -> None:
         assert child.stdin is not None
         child.stdin.close()
         await asyncio.wait_for(child.wait(), 30)
-    stop.set()
-    await asyncio.wait_for(server, 30)
+    await server.stop()
 
 
 def main() -> None:
@@ -191,7 +168,7 @@ def main() -> None:
     parser.add_argument("--client", nargs=3, metavar=("URL", "COOKIE", "COUNT"))
     args = parser.parse_args()
     if args.client:
-        from servers import raise_nofile
+        from bench.servers import raise_nofile
 
         raise_nofile()
         url, cookie, count = args.client

@@ -1,6 +1,6 @@
 """Where a message's server time goes, without sockets: the app's own code, in-process.
 
-    .venv/bin/python bench/probe_write_path.py [--messages 3000] [--concurrency 1,50]
+    .venv/bin/python -m bench.probe_write_path [--messages 3000] [--concurrency 1,50]
 
 Builds the app against a fresh SQLite file (same pragmas as the server), opens one
 conversation, and times, per message:
@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 async def timed(label: str, n: int, concurrency: int, make: Any) -> dict[str, Any]:
@@ -109,19 +106,13 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     from tortoise import Tortoise
 
     from app import create_app, db
+    from tests.support.inprocess import app_config
 
     workdir = Path(tempfile.mkdtemp(prefix="sohbet-probe-"))
-    url = f"sqlite://{workdir / 'probe.db'}"
-    os.environ["SOHBET_ENV_FILE"] = "/nonexistent"
     # The visitor's per-minute budget would stop the probe after 30 messages.
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "SECRET_KEY": "x",
-            "ADMIN_PASSWORD": "pw",
-            "MESSAGES_PER_MINUTE": "100000000",
-        }
-    )
+    config = app_config(workdir, {"MESSAGES_PER_MINUTE": "100000000"})
+    url = config["DATABASE_URL"]
+    app = create_app(config)
     chat = app.extensions["sohbet"].chat
     await db.open_database(url)
     rows: list[dict[str, Any]] = []

@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, admin_login, start_visitor
+from tests.support.server import ROOT, free_port
+from tests.support.server import Server as TestServer
+
+BENCH = ROOT / "bench"
 SEED_PYTHON = BENCH / ".venv-seed" / "bin" / "python"
 # Targets served by Hypercorn: the product, and the floor (its transport stack alone).
 HYPERCORN_APPS = {"real": "app.asgi:app", "floor": "bench.floor_server:app"}
-ADMIN_PASSWORD = "pw"
 
 
 def raise_nofile() -> int:
@@ -38,22 +40,17 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
-    """A server process we started (and its children, e.g. Hypercorn's worker)."""
+    """A server process we started (and its children, e.g. Hypercorn's worker): the product or
+    the floor as the tests run them (tests/support/server.py), or the seed baseline."""
 
     target: str
     proc: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
     run_dir: Path
+    served: TestServer | None = None  # the Hypercorn targets
     _log_file: Any = None
 
     @property
@@ -72,6 +69,9 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM the server we started, then SIGKILL it and its children (by pid) if needed."""
+        if self.served is not None:
+            self.served.stop()
+            return
         procs = self.tree()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -91,12 +91,6 @@ class Server:
             self._log_file = None
 
 
-def _limits() -> None:
-    # Runs in the server's child process before exec: as many sockets as the hard limit allows.
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def start_server(
     target: str,
     run_dir: Path,
@@ -106,64 +100,57 @@ def start_server(
 ) -> Server:
     """Start the real server (Hypercorn) or the seed baseline on a free port; wait for /health."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The server inherits this process's open-file limit: as many sockets as the hard limit allows.
+    raise_nofile()
+    if target in HYPERCORN_APPS:
+        served = TestServer(
+            database_url=f"sqlite://{run_dir / 'bench.db'}",
+            workdir=run_dir,
+            env_extra={
+                # Load clients all come from 127.0.0.1 and send far faster than a person.
+                "CONVERSATIONS_PER_HOUR": "1000000",
+                "MESSAGES_PER_MINUTE": "1000000",
+                **(env or {}),
+            },
+            app=HYPERCORN_APPS[target],
+            # The product's event loop (Makefile's `run`, the Dockerfile's CMD). Hypercorn's
+            # supervisor is kept (the product runs `--workers 0`): it idles, and every figure
+            # in bench/README.md was measured with it. Extra Hypercorn flags for experiments
+            # (BENCH_SERVER_ARGS="-k asyncio": the last --worker-class wins).
+            serve_args=(
+                "--worker-class",
+                "uvloop",
+                *os.environ.get("BENCH_SERVER_ARGS", "").split(),
+            ),
+        )
+        asyncio.run(served.start())
+        assert served.proc is not None
+        return Server(target, served.proc, served.url, served.log_path, run_dir, served)
+    if target != "seed":
+        raise ValueError(target)
+    if not SEED_PYTHON.exists():
+        subprocess.run(["bash", str(BENCH / "setup_seed.sh")], check=True)
     port = free_port()
     log_path = run_dir / f"{target}-server.log"
     log_file = log_path.open("wb")
-    child_env = dict(os.environ)
-    if target in HYPERCORN_APPS:
-        if target == "real":
-            child_env.update(
-                DATABASE_URL=f"sqlite://{run_dir / 'bench.db'}",
-                SECRET_KEY="x",
-                ADMIN_PASSWORD=ADMIN_PASSWORD,
-                SOHBET_ENV_FILE="/nonexistent",
-                # Load clients all come from 127.0.0.1 and send far faster than a person.
-                CONVERSATIONS_PER_HOUR="1000000",
-                MESSAGES_PER_MINUTE="1000000",
-            )
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "python"),
-            "-m",
-            "hypercorn",
-            HYPERCORN_APPS[target],
-            # The product's event loop (Makefile's `run`, the Dockerfile's CMD). Hypercorn's
-            # supervisor is kept (the product runs `--workers 0`): it idles, and every figure
-            # in bench/README.md was measured with it.
-            "--worker-class",
-            "uvloop",
-            "--bind",
-            f"127.0.0.1:{port}",
-            # Extra Hypercorn flags for experiments (BENCH_SERVER_ARGS="-k asyncio": the last
-            # --worker-class wins).
-            *os.environ.get("BENCH_SERVER_ARGS", "").split(),
-        ]
-    elif target == "seed":
-        if not SEED_PYTHON.exists():
-            subprocess.run(["bash", str(BENCH / "setup_seed.sh")], check=True)
-        cmd = [
-            str(SEED_PYTHON),
-            str(BENCH / "seed_server.py"),
-            "--port",
-            str(port),
-            "--db",
-            str(run_dir / "seed.db"),
-            *(seed_args or []),
-        ]
-    else:
-        raise ValueError(target)
-    child_env.update(env or {})
+    cmd = [
+        str(SEED_PYTHON),
+        str(BENCH / "seed_server.py"),
+        "--port",
+        str(port),
+        "--db",
+        str(run_dir / "seed.db"),
+        *(seed_args or []),
+    ]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=child_env,
+        env={**os.environ, **(env or {})},
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        preexec_fn=_limits,
     )
-    server = Server(target, proc, f"http://127.0.0.1:{port}", log_path, run_dir, log_file)
+    server = Server(target, proc, f"http://127.0.0.1:{port}", log_path, run_dir, None, log_file)
     deadline = time.monotonic() + 90  # importing the app took 14-20 s on a busy machine
-    import urllib.request
-
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             server.stop()
@@ -283,9 +270,6 @@ class Sampler:
 
 # Accounts ------------------------------------------------------------------------------------
 
-CHAT_ID = re.compile(r'data-chat-id="([^"]+)"')
-LOGIN_CODE = re.compile(r"LOGIN CODE (\d{6})")
-
 
 @dataclass
 class Accounts:
@@ -293,62 +277,19 @@ class Accounts:
     visitors: list[tuple[str, str]]  # (cookie header, chat id)
 
 
-async def _visitor(session: Any, base: str, name: str) -> tuple[str, str]:
-    async with session.post(base + "/start", data={"name": name}, allow_redirects=False) as resp:
-        if resp.status != 303 or "sohbet_visitor" not in resp.cookies:
-            raise RuntimeError(f"/start answered {resp.status}: {(await resp.text())[:200]}")
-        cookie = f"sohbet_visitor={resp.cookies['sohbet_visitor'].value}"
-    async with session.get(base + "/", headers={"Cookie": cookie}) as resp:
-        html = await resp.text()
-    found = CHAT_ID.search(html)
-    if found is None:
-        raise RuntimeError("GET / has no data-chat-id")
-    return cookie, found.group(1)
-
-
-async def admin_login(session: Any, server: Server) -> str:
-    """One login per server: password, code from the server log, verify."""
-    base = server.base_url
-    seen = len(LOGIN_CODE.findall(server.log_text()))
-    async with session.post(
-        base + "/admin/login", data={"password": ADMIN_PASSWORD}, allow_redirects=False
-    ) as resp:
-        if resp.status != 303 or "sohbet_login" not in resp.cookies:
-            raise RuntimeError(f"/admin/login answered {resp.status}: {(await resp.text())[:300]}")
-        challenge = resp.cookies["sohbet_login"].value
-    code = None
-    for _ in range(100):
-        codes = LOGIN_CODE.findall(server.log_text())
-        if len(codes) > seen:
-            code = codes[-1]
-            break
-        await asyncio.sleep(0.05)
-    if code is None:
-        raise RuntimeError("no LOGIN CODE line in the server log")
-    async with session.post(
-        base + "/admin/verify",
-        data={"code": code},
-        headers={"Cookie": f"sohbet_login={challenge}"},
-        allow_redirects=False,
-    ) as resp:
-        if resp.status != 303 or "sohbet_admin" not in resp.cookies:
-            raise RuntimeError(f"/admin/verify answered {resp.status}: {(await resp.text())[:300]}")
-        return f"sohbet_admin={resp.cookies['sohbet_admin'].value}"
-
-
 async def setup_accounts(server: Server, visitors: int, concurrency: int = 16) -> Accounts:
-    """The admin session (one login) and `visitors` visitor conversations, over HTTP."""
-    import aiohttp
-
-    jar = aiohttp.DummyCookieJar()  # cookies are passed by hand, per request
+    """The admin session (one login) and `visitors` visitor conversations, over HTTP, as the
+    tests sign in and start conversations (the real server only)."""
+    assert server.served is not None, "accounts are made on the real server"
+    admin = f"{ADMIN_COOKIE}={await admin_login(server.served)}"
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as session:
-        admin = await admin_login(session, server)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=timeout) as http:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> tuple[str, str]:
             async with gate:
-                return await _visitor(session, server.base_url, f"Yuk{i} Bench")
+                token, cid = await start_visitor(server.base_url, f"Yuk{i} Bench", http=http)
+                return f"{VISITOR_COOKIE}={token}", cid
 
         made = await asyncio.gather(*(one(i) for i in range(visitors)))
     return Accounts(admin, list(made))

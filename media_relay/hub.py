@@ -4,6 +4,7 @@ Each leg is one `RTCPeerConnection` with a browser (or any WebRTC client). An ec
 back what it receives. A relayed call has two legs, "a" and "b"; each leg's outgoing tracks
 forward the other leg's incoming tracks (through `MediaRelay`), with silence until they exist.
 Every leg is closed when its ICE does not connect in time, when it fails, and on shutdown.
+The owner hears of each leg that connects (`on_connected`) and of each that closes on its own.
 """
 
 from __future__ import annotations
@@ -82,12 +83,14 @@ class MediaHub:
         max_echo: int = 20,
         connect_timeout: float = 10.0,
         on_closed: Callable[[LegClosed], Awaitable[None]] | None = None,
+        on_connected: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.ice_servers = list(ice_servers)
         self.max_relayed = max_relayed
         self.max_echo = max_echo
         self.connect_timeout = connect_timeout
         self.on_closed = on_closed
+        self.on_connected = on_connected
         self._legs: dict[tuple[str, str], _Leg] = {}
         self._relayed: set[str] = set()
         self._relay = MediaRelay()
@@ -121,6 +124,14 @@ class MediaHub:
         return any(
             leg.connected_at is not None for (cid, _), leg in self._legs.items() if cid == call_id
         )
+
+    def connected_sides(self, call_id: str) -> set[str]:
+        """The legs of the call ("a", "b") whose media has connected."""
+        return {
+            side
+            for (cid, side), leg in self._legs.items()
+            if cid == call_id and leg.connected_at is not None
+        }
 
     def call_ids(self) -> set[str]:
         return {call_id for call_id, _ in self._legs} | set(self._relayed)
@@ -234,6 +245,11 @@ class MediaHub:
             state = pc.connectionState
             if state == "connected" and leg.connected_at is None:
                 leg.connected_at = time.monotonic()
+                if self.on_connected is not None and not leg.closed:
+                    try:
+                        await self.on_connected(leg.call_id, leg.side)
+                    except Exception:
+                        log.exception("leg-connected callback failed")
             elif state in ("failed", "closed") and not leg.closed:
                 await self._close_leg(leg, f"ice {state}")
 

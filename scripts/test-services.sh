@@ -10,6 +10,10 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 fc-list 2>/dev/null | grep -qi dejavu || need_apt+=(fonts-dejavu-core)
 # Call tests make a private network namespace (`ip` brings its loopback up).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Calls through TURN: coturn runs as the test's child (never as a system service) and nftables
+# drops the visitor's UDP in its namespace.
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -47,4 +51,4 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
-echo "test services ready: chromium, PostgreSQL, Redis, iproute2"
+echo "test services ready: chromium, PostgreSQL, Redis, iproute2, coturn, nftables"

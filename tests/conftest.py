@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -32,7 +33,8 @@ async def server(
     )
     await srv.start()
     yield srv
-    srv.stop()
+    # In a thread: clients and fakes on this loop keep answering while the server shuts down.
+    await asyncio.to_thread(srv.stop)
     if pg_name:
         await drop_pg_database(pg_name)
 
@@ -40,3 +42,12 @@ async def server(
 @pytest.fixture(scope="module")
 async def admin_token(server: Server) -> str:
     return await admin_login(server)
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database's URL, dropped after the test (for tests that start their
+    own servers on it)."""
+    url, name = await create_pg_database()
+    yield url
+    await drop_pg_database(name)

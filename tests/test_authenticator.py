@@ -83,8 +83,8 @@ async def enrol(server: Server, fake: FakeTelegram) -> tuple[pyotp.TOTP, list[st
         status, page = await security_post(http, server, token, "/totp", {"csrf_token": csrf})
         assert status == 200, page
         uri = html.unescape(
-            re.search(r'id="otpauth-uri" rows="3" readonly>([^<]+)<', page).group(1)
-        )  # type: ignore[union-attr]
+            re.search(r'id="otpauth-uri" rows="3" readonly>([^<]+)<', page).group(1)  # type: ignore[union-attr]
+        )
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
         assert 'src="data:image/svg+xml' in page
         totp = pyotp.parse_uri(uri)

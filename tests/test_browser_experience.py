@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from bench.page_weight import BUDGET, measure
 from tests.support.accessibility import assert_accessible
 from tests.support.clients import (
     ADMIN_COOKIE,
@@ -24,8 +23,8 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import Server, sqlite_server
-from tests.test_browser import (
+from tests.support.page_weight import BUDGET, measure
+from tests.support.pages import (
     DESKTOP,
     PHONE,
     admin_panel,
@@ -35,6 +34,7 @@ from tests.test_browser import (
     send,
     start_chat,
 )
+from tests.support.server import Server, sqlite_server
 
 pytestmark = pytest.mark.browser
 

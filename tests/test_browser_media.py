@@ -16,8 +16,7 @@ from PIL import Image
 from playwright.async_api import Browser, Page, Request, Route, expect
 
 from tests.support.media_files import jpeg
-from tests.support.server import Server
-from tests.test_browser import (  # the browser-test helpers, shared
+from tests.support.pages import (  # the browser-test helpers, shared
     DESKTOP,
     PHONE,
     admin_sign_in,
@@ -26,6 +25,7 @@ from tests.test_browser import (  # the browser-test helpers, shared
     open_page,
     start_chat,
 )
+from tests.support.server import Server
 
 pytestmark = pytest.mark.browser
 

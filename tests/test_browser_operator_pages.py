@@ -16,8 +16,7 @@ from playwright.async_api import Browser, expect
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import phone
 from tests.support.clients import ADMIN_COOKIE
-from tests.support.server import Server, sqlite_server
-from tests.test_browser import (
+from tests.support.pages import (
     MESSAGES,
     PHONE,
     Watch,
@@ -28,6 +27,7 @@ from tests.test_browser import (
     send,
     start_chat,
 )
+from tests.support.server import Server, sqlite_server
 
 pytestmark = pytest.mark.browser
 

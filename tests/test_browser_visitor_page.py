@@ -14,8 +14,8 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.support.clients import client_id
+from tests.support.pages import MESSAGES, PHONE, close_all, open_page, send, start_chat
 from tests.support.server import Server, sqlite_server
-from tests.test_browser import MESSAGES, PHONE, close_all, open_page, send, start_chat
 
 pytestmark = pytest.mark.browser
 

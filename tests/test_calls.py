@@ -13,12 +13,9 @@ import contextlib
 import hashlib
 import hmac
 import json
-import math
 import re
 import socket
-import struct
 import time
-import wave
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,10 +27,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from app.core.security import token_hash
-from tests.support import netns
+from tests.support import netns, turn
 from tests.support.accessibility import assert_accessible
-from tests.support.browser import CHROMIUM_ARGS
 from tests.support.browser import chromium as launch_chromium
+from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
 from tests.support.calls import Media, call_peer, now
 from tests.support.clients import (
     Peer,
@@ -44,9 +41,9 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.pages import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 from tests.support.server import Server, create_pg_database, drop_pg_database, execute_sql
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
-from tests.test_browser import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
 
 NO_NETNS = netns.unavailable()  # one probe (it makes a namespace), not one per use
 pytestmark = pytest.mark.skipif(NO_NETNS is not None, reason=str(NO_NETNS))
@@ -228,6 +225,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
 
     async def ping(payload: bytes, wait: float) -> bytes:
         sent.push(payload, next(timestamps))
+        assert back is not None
         return bytes(await asyncio.wait_for(back.recv(), wait))
 
     try:
@@ -551,6 +549,112 @@ async def test_a_call_on_postgresql_leaves_its_message(
         await drop_pg_database(name)
 
 
+async def leg_connected(media: Media, timeout: float = 10) -> None:
+    """Until the party's own peer connection (its leg to the server) is connected."""
+    deadline = time.monotonic() + timeout
+    while media.pc.connectionState != "connected":
+        assert time.monotonic() < deadline, f"leg still {media.pc.connectionState}"
+        await asyncio.sleep(0.02)
+
+
+def told_active(*peers: Peer) -> list[tuple[str, Any]]:
+    """Every event a party got that called the call active or connected."""
+    return [
+        (name, item)
+        for peer in peers
+        for name, items in peer.events.items()
+        for item in items
+        if name == "call:connected" or (isinstance(item, dict) and item.get("state") == "active")
+    ]
+
+
+async def test_a_relayed_call_is_active_once_both_legs_connect(
+    server: Server, admin_token: str
+) -> None:
+    """The visitor's leg to the relay connecting is not the call connecting: only when the
+    operator's leg connects too are both told, and the duration counts from then."""
+    caller, admin, call_id, cid, token = await answered_call(server, admin_token, "İkiBacak")
+    visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    admin_media = Media(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+    try:
+        assert (await caller.call("call:relay", {"call_id": call_id}))["ok"]
+        await admin.wait_for("call:relay", lambda m: m["call_id"] == call_id)
+        await visitor_media.offer()
+        await leg_connected(visitor_media)
+        joined = await caller.call("join", {"chat_id": cid})
+        assert joined["call"]["state"] == "connecting", joined
+        assert told_active(caller, admin) == [], "one leg is not a connected call"
+        start = now()
+        await admin_media.offer()
+        for side in (caller, admin):
+            connected = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert connected["state"] == "active" and connected["mode"] == "relay"
+        heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+        print(
+            f"\nrelay: second leg's offer to both tones heard {round((max(heard) - start) * 1000)} ms"
+        )
+        assert (await caller.call("join", {"chat_id": cid}))["call"]["state"] == "active"
+        await caller.call("call:end", {"call_id": call_id})
+        ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+        assert ended["reason"] == "hangup"
+    finally:
+        await close_peers(visitor_media, admin_media, caller, admin)
+    texts = [m["text"] for m in await wait_system(server, token, cid, 1)]
+    assert len(texts) == 1 and texts[0].startswith("📞 Arama, 0:0"), texts
+
+
+async def test_a_relayed_call_whose_other_leg_never_connects_could_not_connect(
+    server: Server, admin_token: str
+) -> None:
+    """The visitor reaches the relay, the operator's leg sends its offer and then never answers
+    ICE: nobody is ever told the call is active, the server ends it at the media deadline, and
+    the chat records a call that could not connect, with no duration."""
+    caller, admin, call_id, cid, token = await answered_call(server, admin_token, "TekBacak")
+    visitor_media = Media(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    dead = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        assert (await caller.call("call:relay", {"call_id": call_id}))["ok"]
+        moved_at = now()
+        await admin.wait_for("call:relay", lambda m: m["call_id"] == call_id)
+        await visitor_media.offer()
+        await leg_connected(visitor_media)
+        dead.addTransceiver("audio", direction="sendrecv")
+        await dead.setLocalDescription(await dead.createOffer())
+        offer = {"call_id": call_id, "type": "offer", "sdp": dead.localDescription.sdp}
+        assert (await admin.call("rtc:offer", offer))["ok"]
+        await dead.close()  # its ICE never answers the relay's checks
+        # The server's media deadline (MEDIA_GRACE, 15 s from the move to the relay) ends it.
+        for side in (caller, admin):
+            ended = await side.wait_for("call:ended", lambda m: m["call_id"] == call_id, timeout=40)
+            assert ended["reason"] == "media_failed" and ended["duration"] == 0, ended
+        print(f"\nrelay with one dead leg: ended {now() - moved_at:.1f} s after the move")
+        assert told_active(caller, admin) == [], told_active(caller, admin)
+    finally:
+        await close_peers(visitor_media, dead, caller, admin)
+    messages = await wait_system(server, token, cid, 1)
+    assert [m["text"] for m in messages] == ["📞 Arama bağlanamadı"], messages
+    assert "bağlanamadı" in messages[0]["html"] and "Arama," not in messages[0]["html"]
+
+
+async def test_a_p2p_call_is_active_when_a_page_says_its_connection_is_up(
+    server: Server, admin_token: str
+) -> None:
+    caller, admin, call_id, cid, _ = await answered_call(server, admin_token, "Doğrudan")
+    try:
+        assert caller.events["call:accepted"][0]["state"] == "connecting"
+        assert (await caller.call("join", {"chat_id": cid}))["call"]["state"] == "connecting"
+        reported = await admin.call("call:connected", {"call_id": call_id})
+        assert reported == {"ok": True, "state": "active"}
+        for side in (caller, admin):
+            told = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert told["mode"] == "p2p" and told["state"] == "active"
+        assert (await caller.call("call:connected", {"call_id": call_id}))["ok"]
+        assert len(caller.events["call:connected"]) == 1, "told once"
+    finally:
+        await caller.call("call:end", {"call_id": call_id})
+        await close_peers(caller, admin)
+
+
 # Who may signal, and what ----------------------------------------------------------------------
 
 
@@ -673,10 +777,13 @@ async def api(server: Server, admin_token: str, path: str) -> Any:
 
 
 async def test_selftest_calls_the_echo_peer(server: Server, admin_token: str) -> None:
+    """The echo call works; this server's TURN URL names a host that does not exist, and the
+    check says so (a real TURN server passes: `..._allocates_on_the_turn_server`)."""
     report = await api(server, admin_token, "/api/test/run")
     calls = next(c for c in report["checks"] if c["name"] == "calls")
-    assert calls["status"] == "pass", calls
     assert "yankı" in calls["detail"] and " ms" in calls["detail"], calls
+    assert calls["status"] == "fail", calls
+    assert "TURN ayırması başarısız: turn:turn.sohbet.test:3478" in calls["detail"], calls
     print("\nself-test Calls:", calls["detail"])
 
 
@@ -720,63 +827,144 @@ async def test_repair_ends_abandoned_calls_once(server: Server, admin_token: str
         await caller.close()
 
 
-# In the browser: Chromium pages call the echo peer and each other ---------------------------------
+# Through a TURN server: the visitor's network drops UDP ----------------------------------------
 
-# Chromium offers loopback addresses to WebRTC only when told; the namespace's media address is
-# 127.0.0.2. Audio may start without a gesture so the test can measure it with WebAudio.
-CALL_CHROMIUM_ARGS = [
-    *CHROMIUM_ARGS,
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-# Resolves when the remote stream carries sound (RMS over a WebAudio analyser); Chromium feeds
-# WebRTC audio into WebAudio only because the stream is also attached to the <audio> element.
-HEAR = """
-async (timeoutMs) => {
-  const el = document.getElementById("call-remote-audio");
-  const deadline = performance.now() + timeoutMs;
-  while (!(el.srcObject && el.srcObject.getAudioTracks().length)) {
-    if (performance.now() > deadline) return {rms: 0, at: null};
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const ctx = new AudioContext();
-  await ctx.resume();
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 256;
-  ctx.createMediaStreamSource(el.srcObject).connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
-  const listening = performance.now();
-  while (performance.now() < deadline) {
-    analyser.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const x of buf) sum += x * x;
-    const rms = Math.sqrt(sum / buf.length);
-    if (rms > 0.005) { ctx.close(); return {rms, at: performance.now(), listening}; }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  ctx.close();
-  return {rms: 0, at: null, listening};
-}
-"""
-CLICKED = "window.__callClickedAt = 0; document.addEventListener('click', () => { window.__callClickedAt = performance.now(); }, true);"
+NO_TURN = turn.unavailable()
 
 
-def tone_wav(path: Path, hz: float = 440.0, seconds: int = 5) -> Path:
-    """A continuous tone for Chromium's fake microphone (its default beeps once a second,
-    which would blur the measured setup times by up to a second)."""
-    rate = 48_000
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(
-            b"".join(
-                struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate)))
-                for i in range(rate * seconds)
-            )
+@pytest.fixture(scope="module")
+def udp_blocked(private_net: str) -> Iterator[turn.Topology]:
+    with turn.udp_blocked_visitor() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def coturn(
+    udp_blocked: turn.Topology, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[turn.Coturn]:
+    with turn.coturn(tmp_path_factory.mktemp("coturn"), TURN_SECRET) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def turn_server(
+    coturn: turn.Coturn, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """A server whose only ICE server is coturn (TCP and TLS), with Sohbet's TURN REST
+    credentials."""
+    workdir = tmp_path_factory.mktemp("calls-turn")
+    srv = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}",
+        workdir=workdir,
+        env_extra={
+            "ICE_SERVERS": "none",
+            "TURN_URLS": f"{coturn.tcp_url} {coturn.tls_url}",
+            "TURN_SECRET": TURN_SECRET,
+            "CALL_RING_SECONDS": "5",
+            "SELFTEST_SKIP": "",
+            # The test's self-signed certificate stands in for a public CA's.
+            "SSL_CERT_FILE": str(coturn.ca_file),
+        },
+    )
+    await srv.start()
+    yield srv
+    srv.stop()
+
+
+async def call_through_turn(
+    server: Server, top: turn.Topology, coturn: turn.Coturn, scheme: str
+) -> tuple[int, int]:
+    """Ring, answer, and connect the visitor (no UDP) and the operator through the TURN URL of
+    `scheme` that `call:accepted` names; both must hear each other. Returns the milliseconds
+    from the answer to both connected and to both tones heard."""
+    admin_token = await admin_login(server)
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Otel")
+    accepted = caller.events["call:accepted"][0]
+    assert accepted["mode"] == "p2p" and accepted["state"] == "connecting"
+    (entry,) = accepted["ice_servers"]
+    assert entry["urls"] == [coturn.tcp_url, coturn.tls_url] and ":" in entry["username"]
+    answered_at = now()
+    visitor_media = turn.NamespacedMedia(
+        caller,
+        call_id,
+        VISITOR_HZ,
+        ADMIN_HZ,
+        ns=top.visitor_ns,
+        ice_servers=turn.only_url(accepted["ice_servers"], scheme),
+    )
+    admin_media = turn.NamespacedMedia(
+        admin,
+        call_id,
+        ADMIN_HZ,
+        VISITOR_HZ,
+        ns=top.operator_ns,
+        ice_servers=turn.only_url(admin.events["call:accepted"][0]["ice_servers"], scheme),
+    )
+    try:
+        await asyncio.gather(visitor_media.offer(), admin_media.answer())
+        # The visitor's only way out is its TURN allocation.
+        assert "relay" in visitor_media.candidate_types(), visitor_media.pc.localDescription
+        connected = await asyncio.wait_for(
+            asyncio.gather(visitor_media.connected, admin_media.connected), 20
         )
-    return path
+        pair = visitor_media.pair()
+        assert pair is not None and pair[0] == "relay", pair
+        heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+        # The page says its connection is up: only now is the call active, for both sides.
+        assert (await caller.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        await admin.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+        assert (await admin.call("call:end", {"call_id": call_id}))["ok"]
+        await caller.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+    finally:
+        await close_peers(visitor_media, admin_media, caller, admin)
+    return round((max(connected) - answered_at) * 1000), round((max(heard) - answered_at) * 1000)
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
+    turn_server: Server, udp_blocked: turn.Topology, coturn: turn.Coturn, record_property: Any
+) -> None:
+    """The visitor (no UDP in or out) and the operator (another network) connect through coturn
+    over TCP with the credentials from `call:accepted`, and hear each other."""
+    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turn:")
+    print(f"\nTURN/TCP: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
+    record_property("turn_tcp_connected_ms", connect_ms)
+    record_property("turn_tcp_heard_ms", heard_ms)
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_a_visitor_whose_network_drops_udp_calls_through_turns_on_443(
+    turn_server: Server,
+    udp_blocked: turn.Topology,
+    coturn: turn.Coturn,
+    record_property: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same through coturn's TLS listener on 443 (`turns:`), its certificate checked."""
+    # The test's self-signed certificate stands in for a public CA's (OpenSSL reads this).
+    monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))
+    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turns:")
+    print(f"\nTURN/TLS: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
+    record_property("turn_tls_connected_ms", connect_ms)
+    record_property("turn_tls_heard_ms", heard_ms)
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_selftest_calls_allocates_on_the_turn_server(
+    turn_server: Server, coturn: turn.Coturn
+) -> None:
+    """The Calls check takes a real allocation on each TURN URL, with Sohbet's credentials."""
+    token = await admin_login(turn_server)
+    report = await api(turn_server, token, "/api/test/run")
+    calls = next(c for c in report["checks"] if c["name"] == "calls")
+    assert calls["status"] == "pass", calls
+    assert "yankı" in calls["detail"] and "TURN ayırması çalışıyor" in calls["detail"], calls
+    for url in (coturn.tcp_url, coturn.tls_url):
+        assert re.search(re.escape(url) + r" \(10\.77\.1\.1:\d+, \d+ ms\)", calls["detail"]), url
+    print("\nself-test Calls:", calls["detail"])
+
+
+# In the browser: Chromium pages call the echo peer and each other ---------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -857,6 +1045,7 @@ async def test_browser_visitor_and_operator_call_p2p(
         for page in (visitor_page, admin_page):
             await expect(page.locator("#call")).to_have_attribute("data-state", "active")
             await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
+        admin_heard: dict[str, Any]
         _, admin_heard = await asyncio.gather(hears(visitor_page), hears(admin_page))
         await assert_accessible(visitor_page, "call in progress, phone", "#call")
         await assert_accessible(admin_page, "call in progress, desktop", "#call")

@@ -8,23 +8,15 @@ long-lived task: one such BEGIN stopped every message from being stored until a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.proxy import postgres_behind_proxy
-from tests.support.server import Server, create_pg_database, drop_pg_database
+from tests.support.server import Server
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[str]:
-    url, name = await create_pg_database()
-    yield url
-    await drop_pg_database(name)
 
 
 async def test_messages_are_stored_again_after_a_begin_lost_with_the_connection(

@@ -71,7 +71,7 @@ async def run_script(url: str) -> dict[str, object]:
     assert proc.returncode == 0, err.decode()
     import json
 
-    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(

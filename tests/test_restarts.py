@@ -27,14 +27,12 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.proxy import postgres_behind_proxy
+from tests.support.reliable import Reader, Sender, close_for_good
 from tests.support.server import (
     REDIS_URL,
     Server,
-    create_pg_database,
-    drop_pg_database,
     query,
 )
-from tests.test_delivery_cuts import Reader, Sender, close_for_good
 
 # Four server starts (or two outages) and 120 messages: minutes on a busy 2-core machine.
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -50,7 +48,8 @@ async def exchange(
     admin_cookie, visitor_cookie = f"sohbet_admin={admin_token}", f"sohbet_visitor={token}"
     readers = [Reader(url, admin_cookie, chat_id), Reader(url, visitor_cookie, chat_id, "visitor")]
     senders = [Sender(url, visitor_cookie, chat_id), Sender(url, admin_cookie, chat_id, "admin")]
-    for client in (*readers, *senders):
+    clients: list[Reader | Sender] = [*readers, *senders]
+    for client in clients:
         await client.connect()
     ids = {sender: [client_id() for _ in range(PER_SIDE)] for sender in senders}
 
@@ -60,7 +59,7 @@ async def exchange(
             await asyncio.sleep(0.02)
 
     acked = lambda: sum(len(s.acked) for s in senders)  # noqa: E731
-    trouble = asyncio.create_task(disturb(acked))
+    trouble = asyncio.ensure_future(disturb(acked))
     try:
         await asyncio.wait_for(
             asyncio.gather(side(senders[0], "visitor"), side(senders[1], "operator")), 300
@@ -88,15 +87,8 @@ async def exchange(
         assert acked_seqs == list(range(1, total + 1)), "each acknowledged once, by its seq"
     finally:
         trouble.cancel()
-        for client in (*readers, *senders):
+        for client in clients:
             await close_for_good(client.sio)
-
-
-@pytest.fixture
-async def database() -> object:
-    url, name = await create_pg_database()
-    yield url
-    await drop_pg_database(name)
 
 
 async def test_restarts_with_sigkill_and_sigterm_lose_nothing(

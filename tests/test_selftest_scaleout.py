@@ -22,8 +22,7 @@ import pytest
 from tests.support.clients import admin_csrf, call
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, create_pg_database, drop_pg_database, query
-from tests.support.telegram import login_via_telegram, telegram_env
-from tests.test_selftest_telegram import SUMMARY_OK
+from tests.support.telegram import SUMMARY_OK, login_via_telegram, telegram_env
 
 pytestmark = pytest.mark.postgres
 

@@ -14,10 +14,7 @@ import pytest
 from tests.support.clients import admin_csrf, call
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, execute_sql, query
-
-SUMMARY_OK = (
-    "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Depolama, ✅ Zamanlayıcı, ⚪ Aramalar"
-)
+from tests.support.telegram import SUMMARY_OK
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ PATH = "/socket.io/?EIO=4&transport=websocket"
 async def negotiated(base_url: str) -> str | None:
     url = base_url.replace("http://", "ws://") + PATH
     async with websockets.connect(url, compression="deflate") as ws:
-        assert (await ws.recv()).startswith("0{")  # engine.io's open packet: the socket works
+        assert str(await ws.recv()).startswith("0{")  # engine.io's open packet: the socket works
+        assert ws.response is not None
         return ws.response.headers.get("Sec-WebSocket-Extensions")
 
 

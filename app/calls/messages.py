@@ -20,6 +20,8 @@ CALL_OUTCOMES = {
     "declined": N_("Declined call"),
     "busy": N_("Missed call (busy)"),
     "relay_busy": N_("Call could not connect (relay busy)"),
+    # Answered, but its media never flowed both ways.
+    "failed": N_("Call could not connect"),
 }
 
 

@@ -3,7 +3,8 @@
 The seed's names: `join`, `call:ring` (the other side gets `call:incoming`), `call:accept` →
 `call:accepted`, `call:decline` → `call:declined`, `rtc:offer`, `rtc:answer`, `rtc:candidate`,
 `call:end` → `call:ended`. Extra: `call:relay` (P2P failed: both sides move to the server's
-relay) and `call:media` (camera on/off, told to the other side). Who is speaking comes from
+relay), `call:media` (camera on/off, told to the other side) and `call:connected` (media flows
+both ways: the server's relay or echo legs, or a page's P2P connection). Who is speaking comes from
 the cookie checked at connect; only a conversation's two participants can signal in its call.
 """
 
@@ -57,6 +58,7 @@ class CallNamespace(ConversationNamespace):
         "call:decline": "_decline",
         "call:end": "_end",
         "call:relay": "_relay",
+        "call:connected": "_connected",
         "call:media": "_media",
         "rtc:offer": "_offer",
         "rtc:answer": "_answer",
@@ -200,6 +202,14 @@ class CallNamespace(ConversationNamespace):
         call = self._participant(sid, session, data)
         await self.calls.fallback_to_relay(call)
         return {"ok": True, "mode": call.mode}
+
+    async def _connected(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`call:connected {call_id}`: the page's P2P connection is up; both sides are told."""
+        call = self._participant(sid, session, data)
+        await self.calls.p2p_connected(call)
+        return {"ok": True, "state": call.public_state}
 
     async def _media(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]

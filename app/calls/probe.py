@@ -1,24 +1,30 @@
-"""An aiortc client that calls the echo peer over `/call` and listens for its own tone.
+"""An aiortc client that calls the echo peer over `/call` and listens for its own tone, and a
+TURN client that takes (and gives back) a real allocation on each configured TURN server.
 
-The self-test's Calls check (and "does calling work at all" from the command line) use it: it
-goes through everything a browser's call does (cookie identity, `call:ring`, `rtc:offer`,
-ICE, DTLS-SRTP, the echo peer's Opus round trip) and measures the setup time.
+The self-test's Calls check (and "does calling work at all" from the command line) use them:
+the echo call goes through everything a browser's call does (cookie identity, `call:ring`,
+`rtc:offer`, ICE, DTLS-SRTP, the echo peer's Opus round trip) and measures the setup time; the
+allocation is what a visitor behind a network that blocks UDP depends on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import socketio
+from aioice.turn import create_turn_endpoint
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from app.calls.ice import turn_credentials
 from app.calls.state import NAMESPACE
+from app.config import CallSettings
 from media_relay import ToneDetector, ToneTrack
 
 
@@ -121,3 +127,72 @@ async def _first(
     if ended in done:
         raise ProbeRefused(f"the server ended the call ({ended.result().get('reason')})")
     raise TimeoutError
+
+
+# TURN allocation ------------------------------------------------------------------------------
+
+TURN_URL = re.compile(
+    r"^(?P<scheme>turns?):(?P<host>[^?:]+)(:(?P<port>\d+))?(\?transport=(?P<transport>udp|tcp))?$"
+)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    url: str
+    relayed: str  # the relayed address the server gave, "host:port"
+    ms: int  # connect + authenticated Allocate
+
+
+class TurnFailed(Exception):
+    """A TURN server refused or did not answer an allocation; the message names it."""
+
+
+async def turn_probe(conf: CallSettings, wait: float = 5) -> list[TurnResult]:
+    """Take one allocation on every configured TURN URL with Sohbet's own credentials, then
+    release it; TurnFailed names the first that failed. Empty without TURN_URLS/TURN_SECRET."""
+    if not (conf.turn_urls and conf.turn_secret):
+        return []
+    username, password = turn_credentials(conf.turn_secret, "selftest", conf.turn_ttl)
+    return list(
+        await asyncio.gather(*(_allocate(u, username, password, wait) for u in conf.turn_urls))
+    )
+
+
+async def _allocate(url: str, username: str, password: str, wait: float) -> TurnResult:
+    match = TURN_URL.match(url)
+    if match is None:
+        raise TurnFailed(f"{url}: not a TURN URL this check understands")
+    tls = match["scheme"] == "turns"
+    transport = match["transport"] or ("tcp" if tls else "udp")
+    port = int(match["port"] or (5349 if tls else 3478))
+    start = time.monotonic()
+    closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    class Released(asyncio.DatagramProtocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+    try:
+        relay, _ = await asyncio.wait_for(
+            create_turn_endpoint(
+                Released,
+                server_addr=(match["host"], port),
+                username=username,
+                password=password,
+                lifetime=60,
+                ssl=tls,
+                transport=transport,
+            ),
+            wait,
+        )
+    except TimeoutError:
+        raise TurnFailed(f"{url}: no answer in {wait:.0f} s") from None
+    except Exception as exc:
+        raise TurnFailed(f"{url}: {type(exc).__name__}: {exc}") from exc
+    ms = round((time.monotonic() - start) * 1000)
+    host, relayed_port = relay.get_extra_info("sockname")[:2]
+    relay.close()  # deletes the allocation on the server
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(closed, wait)
+    return TurnResult(url, f"{host}:{relayed_port}", ms)

@@ -1,15 +1,17 @@
 """The calls' side of the media hub: relay slots, echo capacity, and what a closed leg means.
 
-`media_relay` knows peer connections and legs; this module knows calls. A relayed or echo call
-whose media has not connected `MEDIA_GRACE` seconds after it was answered is abandoned (the
-page died before its offer, or ICE cannot get through): its legs close, and Repair ends it.
+`media_relay` knows peer connections and legs; this module knows calls. A relayed call carries
+media once BOTH its legs have connected (an echo call once its one leg has). A relayed or echo
+call whose media has not connected `MEDIA_GRACE` seconds after the server's media began is
+abandoned (the page died before its offer, or ICE cannot get through): the call service ends
+it at that deadline, and Repair ends any left behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from app.calls.state import ECHO, RELAY, Call
+from app.calls.state import ECHO, RELAY, SIDES_OF_RELAY, Call
 from app.config import CallSettings
 from media_relay import IceServer, LegClosed, MediaHub, RelayBusy
 
@@ -20,15 +22,20 @@ class CallRelay:
     """Owns the media hub for this process's calls; tells the owner when a call's media fails."""
 
     def __init__(
-        self, conf: CallSettings, on_media_failed: Callable[[str], Awaitable[None]]
+        self,
+        conf: CallSettings,
+        on_media_failed: Callable[[str], Awaitable[None]],
+        on_media_connected: Callable[[str], Awaitable[None]],
     ) -> None:
         self.on_media_failed = on_media_failed
+        self.on_media_connected = on_media_connected
         self.hub = MediaHub(
             ice_servers=[IceServer(tuple(urls)) for urls in conf.relay_ice_servers],
             max_relayed=conf.relay_max,
             max_echo=max(4, conf.relay_max),
             connect_timeout=MEDIA_GRACE,
             on_closed=self._leg_closed,
+            on_connected=self._leg_connected,
         )
 
     @property
@@ -44,13 +51,19 @@ class CallRelay:
         call.mode = RELAY
         return True
 
+    def carries_media(self, call: Call) -> bool:
+        """Whether the call's server media flows both ways: both relay legs (or the echo leg)
+        connected."""
+        connected = self.hub.connected_sides(call.id)
+        return connected >= SIDES_OF_RELAY if call.mode == RELAY else bool(connected)
+
     def stalled(self, call: Call, now: float) -> bool:
-        """A relayed or echo call answered over `MEDIA_GRACE` ago whose media never connected."""
+        """A relayed or echo call whose media began over `MEDIA_GRACE` ago and never connected."""
         return (
             call.mode in (RELAY, ECHO)
-            and call.answered_at is not None
-            and now - call.answered_at > MEDIA_GRACE
-            and not self.hub.connected(call.id)
+            and call.media_from is not None
+            and now - call.media_from > MEDIA_GRACE
+            and call.connected_at is None
         )
 
     async def release(self, call: Call) -> None:
@@ -64,6 +77,9 @@ class CallRelay:
     async def close(self) -> None:
         """Shutdown: close every peer connection."""
         await self.hub.close()
+
+    async def _leg_connected(self, call_id: str, side: str) -> None:
+        await self.on_media_connected(call_id)
 
     async def _leg_closed(self, event: LegClosed) -> None:
         # A leg that failed or never connected: its call cannot go on.

@@ -21,7 +21,7 @@ import socketio
 
 from app.calls.ice import ice_servers_for
 from app.calls.messages import call_label, record_call
-from app.calls.relay import CallRelay
+from app.calls.relay import MEDIA_GRACE, CallRelay
 from app.calls.state import (
     ACTIVE,
     ECHO,
@@ -73,7 +73,7 @@ class CallService:
         self.notify_ring = notify_ring
         self.calls: dict[str, Call] = {}
         self.by_conversation: dict[int, str] = {}
-        self.relay = CallRelay(self.conf, self._media_failed)
+        self.relay = CallRelay(self.conf, self._media_failed, self._media_connected)
         # The namespace answers offers and takes candidates through the hub directly.
         self.hub = self.relay.hub
         self.ended = 0
@@ -164,6 +164,7 @@ class CallService:
             mode=ECHO,
             state=ACTIVE,
             answered_at=time.monotonic(),
+            media_from=time.monotonic(),
             synthetic=conv.synthetic if conv else False,
         )
         call.sids[role] = sid
@@ -231,6 +232,13 @@ class CallService:
                 namespace=NAMESPACE,
             )
 
+    async def p2p_connected(self, call: Call) -> None:
+        """A page's P2P connection is up (end to end, so media flows both ways): both are told."""
+        if call.state != ACTIVE or call.mode != P2P:
+            # A call through the server is connected when the server's own legs are.
+            return
+        await self._mark_connected(call)
+
     # Ending -----------------------------------------------------------------------------------
 
     async def end(self, call: Call, reason: str, by: str | None = None) -> None:
@@ -238,6 +246,10 @@ class CallService:
         if call.state == ENDED:
             return
         was_answered = call.answered_at is not None
+        # A call lasted from when its media flowed both ways; a P2P call whose pages never said
+        # so (their media is between them) counts from the answer.
+        since = call.connected_at or (call.answered_at if call.mode == P2P else None)
+        never_connected = call.mode != P2P and call.connected_at is None
         call.state = ENDED
         self.calls.pop(call.id, None)
         if self.by_conversation.get(call.conversation_id) == call.id:
@@ -246,7 +258,7 @@ class CallService:
             call.timer.cancel()
         await self.relay.release(call)
         self.ended += 1
-        seconds = round(time.monotonic() - call.answered_at) if call.answered_at else 0
+        seconds = round(time.monotonic() - since) if since is not None else 0
         payload = {**call.summary(), "reason": reason, "by": by, "duration": seconds}
         await self._emit_side(call, "visitor", "call:ended", payload)
         await self._emit_side(call, "admin", "call:ended", payload)
@@ -256,6 +268,9 @@ class CallService:
         if reason == "relay_busy":
             # Answered, but no media ever flowed: a duration would be a call that never was.
             await self._record(call.conversation_id, call.id, "relay_busy", 0)
+        elif was_answered and never_connected:
+            # No media ever flowed: a duration would be a call that never was.
+            await self._record(call.conversation_id, call.id, "failed", 0)
         elif was_answered:
             await self._record(call.conversation_id, call.id, "ended", seconds)
         elif reason == "declined":
@@ -300,6 +315,9 @@ class CallService:
         if not self.relay.take_slot(call):
             await self.end(call, "relay_busy")
             raise CallError("relay_busy")
+        call.media_from = time.monotonic()
+        # A leg that never offers has no watchdog in the hub: the call itself has a deadline.
+        call.timer = asyncio.get_running_loop().create_task(self._connect_deadline(call))
 
     def _add(self, call: Call) -> None:
         self.calls[call.id] = call
@@ -329,6 +347,31 @@ class CallService:
     async def _end_after(self, call: Call, seconds: float, reason: str) -> None:
         await asyncio.sleep(seconds)
         await self.end(call, reason)
+
+    async def _connect_deadline(self, call: Call) -> None:
+        await asyncio.sleep(MEDIA_GRACE)
+        if call.state == ACTIVE and call.connected_at is None:
+            log.info("call %s: media did not connect both ways in %.0f s", call.id, MEDIA_GRACE)
+            await self.end(call, "media_failed")
+
+    async def _media_connected(self, call_id: str) -> None:
+        """A server leg connected: once the call's media flows both ways, both sides are told."""
+        call = self.calls.get(call_id)
+        if call is None or call.state != ACTIVE or call.connected_at is not None:
+            return
+        if self.relay.carries_media(call):
+            await self._mark_connected(call)
+
+    async def _mark_connected(self, call: Call) -> None:
+        if call.connected_at is not None:
+            return
+        call.connected_at = time.monotonic()
+        if call.mode == RELAY and call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        log.info("call %s: media connected (%s)", call.id, call.mode)
+        for owner in call.sids.values():
+            await self.sio.emit("call:connected", call.summary(), to=owner, namespace=NAMESPACE)
 
     async def _media_failed(self, call_id: str) -> None:
         call = self.calls.get(call_id)

@@ -11,8 +11,11 @@ from app.chat.rooms import ADMINS, visitor_room
 
 NAMESPACE = "/call"
 RINGING, ACTIVE, ENDED = "ringing", "active", "ended"
+# What the parties are told while an answered call's server media has not connected both ways.
+CONNECTING = "connecting"
 P2P, RELAY, ECHO = "p2p", "relay", "echo"
 ROLES = ("visitor", "admin")
+SIDES_OF_RELAY = frozenset(("a", "b"))
 
 
 def call_room(role: str, conversation_id: int) -> str:
@@ -33,6 +36,10 @@ class Call:
     state: str = RINGING
     created_at: float = field(default_factory=time.monotonic)
     answered_at: float | None = None
+    # When the server's media for the call began (relay slot taken, echo started), and when it
+    # carried media both ways (both relay legs connected, or the echo leg).
+    media_from: float | None = None
+    connected_at: float | None = None
     sids: dict[str, str] = field(default_factory=dict)
     timer: asyncio.Task[None] | None = None
     synthetic: bool = False
@@ -51,11 +58,19 @@ class Call:
         """The relay leg a participant uses: the caller is "a"."""
         return "a" if role == self.caller else "b"
 
+    @property
+    def public_state(self) -> str:
+        """The state the parties see: an answered call is "active" only once its media flows
+        both ways (both relay legs or the echo leg connected, or a page's P2P connection)."""
+        if self.state == ACTIVE and self.connected_at is None:
+            return CONNECTING
+        return self.state
+
     def summary(self) -> dict[str, Any]:
         return {
             "call_id": self.id,
             "chat_id": self.cid,
-            "state": self.state,
+            "state": self.public_state,
             "mode": self.mode,
             "from": self.caller,
             "video": self.video,

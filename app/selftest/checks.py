@@ -14,7 +14,7 @@ import aiohttp
 import socketio
 from tortoise import Tortoise
 
-from app.calls.probe import ProbeRefused, echo_probe
+from app.calls.probe import ProbeRefused, TurnFailed, echo_probe, turn_probe
 from app.calls.service import CallService
 from app.chat.namespace import visitor_cookie
 from app.chat.service import ChatService
@@ -296,28 +296,39 @@ async def scheduler(ctx: Context) -> Outcome:
 @registry.check("calls", N_("Calls"), timeout=3 * REQUEST_TIMEOUT)
 async def calls(ctx: Context) -> Outcome:
     """An aiortc client (a synthetic visitor) calls the echo peer over `/call` and hears its own
-    tone come back."""
+    tone come back; meanwhile each configured TURN server gives a real allocation."""
     if ctx.calls is None:
         return off(_("Calls are not set up"))
     base = _own_url(ctx)
     conv, token = await ctx.chat.start_conversation(
         SYNTHETIC_NAME, ctx.settings.default_locale, synthetic=True
     )
+    turn = asyncio.get_running_loop().create_task(turn_probe(ctx.calls.conf, REQUEST_TIMEOUT))
     try:
         result = await echo_probe(
             base, f"{visitor_cookie(ctx.settings)}={token}", conv.cid, wait=2 * REQUEST_TIMEOUT
         )
-    except ProbeRefused as exc:
-        raise CheckFailed(_("The echo call failed: %(error)s", error=exc)) from exc
-    except TimeoutError:
-        raise CheckFailed(_("The echo peer's audio never came back")) from None
+    except BaseException as exc:
+        # The echo failed: its failure is the news; the allocation is not waited for.
+        turn.cancel()
+        if isinstance(exc, ProbeRefused):
+            raise CheckFailed(_("The echo call failed: %(error)s", error=exc)) from exc
+        if isinstance(exc, TimeoutError):
+            raise CheckFailed(_("The echo peer's audio never came back")) from None
+        raise
     finally:
         await Conversation.filter(id=conv.id).delete()
-    return passed(
-        _(
-            "Heard our own tone back from the echo peer; call set up in %(ms)s ms "
-            "(server answered in %(answer)s ms)",
-            ms=result.setup_ms,
-            answer=result.answer_ms,
-        )
+    echo = _(
+        "Heard our own tone back from the echo peer; call set up in %(ms)s ms "
+        "(server answered in %(answer)s ms)",
+        ms=result.setup_ms,
+        answer=result.answer_ms,
     )
+    try:
+        allocations = await turn
+    except TurnFailed as exc:
+        raise CheckFailed(echo + "; " + _("TURN allocation failed: %(error)s", error=exc)) from exc
+    if not allocations:
+        return passed(echo)
+    done = ", ".join(f"{a.url} ({a.relayed}, {a.ms} ms)" for a in allocations)
+    return passed(echo + "; " + _("TURN allocation works: %(servers)s", servers=done))

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import aiohttp
 import socketio
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from playwright.async_api import Page, Request
 
 from tests.support.clients import VISITOR_COOKIE, cookie_from, jarless, start_visitor
 from tests.support.server import Server, query
@@ -21,6 +23,14 @@ from tests.support.server import Server, query
 SUITE_ENV = {"TRUSTED_PROXIES": "127.0.0.1"}
 _addresses = itertools.count(1)
 T = TypeVar("T")
+# Any JSON value, small: what a client could put in an event's payload.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -42,7 +52,7 @@ async def message_count(server: Server, cid: str) -> int:
         "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
         f"WHERE c.cid = '{cid}'",
     )
-    return int(rows[0][0])  # type: ignore[call-overload]
+    return int(rows[0][0])
 
 
 def new_address() -> str:
@@ -126,3 +136,19 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class Requests:
+    """Every request a page makes; those the content could have caused fail the test."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.suspicious: list[str] = []
+
+    def attach(self, page: Page) -> None:
+        page.on("request", self._seen)
+
+    def _seen(self, request: Request) -> None:
+        url = request.url
+        if "xss-canary" in url or not (url.startswith(self.base) or url.startswith("data:")):
+            self.suspicious.append(url)

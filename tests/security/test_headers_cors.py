@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.attack import SUITE_ENV, handshake, jarless, visitor
-from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, send_code, set_cookie_header
+from tests.security.attack import SUITE_ENV, handshake, visitor
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    VISITOR_COOKIE,
+    jarless,
+    send_code,
+    set_cookie_header,
+)
 from tests.support.server import Server, sqlite_server
 
 ALLOWED = "https://shop.example"

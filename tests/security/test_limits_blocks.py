@@ -7,7 +7,6 @@ from pathlib import Path
 
 from tests.security.attack import (
     SUITE_ENV,
-    jarless,
     message_count,
     new_address,
     start_from,
@@ -18,6 +17,7 @@ from tests.support.clients import (
     admin_csrf,
     admin_peer,
     client_id,
+    jarless,
     panel_action,
     start_visitor,
     visitor_peer,
@@ -46,9 +46,7 @@ async def test_flood_of_new_conversations_is_refused_with_a_message(server: Serv
     assert [status for status, _, _ in results] == [303, 303, 303, 429, 429, 429]
     page = results[3][2]
     assert TOO_MANY_CONVERSATIONS in page and 'value="Flood3"' in page, page
-    assert await query(server, "SELECT COUNT(*) FROM conversation") == [
-        (int(before[0][0]) + 3,)  # type: ignore[call-overload]
-    ]
+    assert await query(server, "SELECT COUNT(*) FROM conversation") == [(int(before[0][0]) + 3,)]
     status, token, _ = await start_from(server, "Neighbour", new_address())
     assert status == 303 and token
 

@@ -11,29 +11,29 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from playwright.async_api import Browser
+from playwright.async_api import Browser, expect
 
 from tests.security.attack import (
+    JSON,
     SUITE_ENV,
     LoopThread,
+    Requests,
     fuzz_settings,
     handshake,
     message_count,
     visitor,
 )
-from tests.security.test_sockets import JSON
-from tests.security.test_xss import Requests, visitor_page
 from tests.support.calls import call_peer
 from tests.support.clients import ADMIN_COOKIE, Peer, admin_csrf, client_id
 from tests.support.media_files import fetch, jpeg, tone, upload
-from tests.support.server import Server
-from tests.test_browser import (
+from tests.support.pages import (
     Watch,
     admin_panel,
     close_all,
-    expect,
     open_conversation,
+    visitor_page,
 )
+from tests.support.server import Server
 
 SERVER_ENV = {
     **SUITE_ENV,
@@ -275,9 +275,30 @@ def test_fuzz_every_call_event(event: str, server: Server, ringing: Any) -> None
 
 
 async def test_the_victims_call_survived_the_fuzzing(server: Server, ringing: Any) -> None:
-    """Input: everything above. Safe: the call is still ringing, unchanged."""
-    joined = await ringing["caller"].call("join", {"chat_id": ringing["cid"]})
-    assert joined["ok"] and joined["call"]["call_id"] == ringing["call_id"], joined
+    """Input: a burst of its own from another visitor: every `/call` event aimed at the ringing
+    call (its real call id and conversation id, each malformed SDP, a huge candidate). Safe:
+    every ack refuses, the caller and the operator receive nothing, the call is still
+    ringing, unchanged, and no handler logged a crash (here or in any attack before)."""
+    call_id, cid = ringing["call_id"], ringing["cid"]
+    aimed: list[dict[str, Any]] = [
+        {"call_id": call_id},
+        {"chat_id": cid},
+        {"call_id": call_id, "chat_id": cid, "candidate": {"candidate": "a" * 5000}},
+        *({"call_id": call_id, "sdp": sdp, "type": "offer"} for sdp in SDPS),
+    ]
+    attacker = await call_peer(server.url, "visitor", ringing["attacker_token"])
+    try:
+        for event in CALL_EVENTS:
+            for data in aimed:
+                ack = await attacker.call(event, data, timeout=15)
+                assert ack["ok"] is False and ack["error"] and ack["message"], (event, data, ack)
+    finally:
+        await attacker.close()
+    joined = await ringing["caller"].call("join", {"chat_id": cid})
+    assert joined["ok"] and joined["call"]["call_id"] == call_id, joined
+    for name in ("rtc:offer", "rtc:answer", "rtc:candidate", "call:ended", "call:accepted"):
+        assert ringing["caller"].events[name] == [], (name, ringing["caller"].events[name])
+        assert ringing["operator"].events[name] == [], (name, ringing["operator"].events[name])
     assert "call handler failed" not in server.log()
 
 

@@ -14,8 +14,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Rule
 
 from app import create_app
-from tests.security.attack import SUITE_ENV, jarless, visitor
-from tests.support.clients import ADMIN_COOKIE, admin_csrf, admin_login
+from tests.security.attack import SUITE_ENV, visitor
+from tests.support.clients import ADMIN_COOKIE, admin_csrf, admin_login, jarless
 from tests.support.server import Server, query
 
 SERVER_ENV = SUITE_ENV

@@ -11,16 +11,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+import socketio
 import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.security.attack import (
+    JSON,
     SUITE_ENV,
     LoopThread,
     fuzz_settings,
     handshake,
-    jarless,
     message_count,
     visitor,
 )
@@ -30,6 +31,7 @@ from tests.support.clients import (
     Peer,
     admin_peer,
     client_id,
+    jarless,
     visitor_peer,
 )
 from tests.support.server import Server, query
@@ -247,13 +249,6 @@ async def test_wrong_types_get_a_clear_error(
 
 # Hypothesis ------------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 FIELDS = ("chat_id", "text", "client_id", "last_seq", "type", "role", "name", "time", "fileRef")
 
 
@@ -347,22 +342,45 @@ def test_fuzz_the_connect_payload(server: Server, fuzz_targets: dict[str, str]) 
     thread = LoopThread()
     cookie = f"{VISITOR_COOKIE}={fuzz_targets['token']}"
 
+    connected: list[Any] = []
+
+    async def connect(auth: Any) -> Peer | None:
+        """The visitor's socket with this auth, or None when the server refused it (a
+        connection that failed for any other reason, e.g. a timeout under load, is retried)."""
+        for _ in range(3):
+            peer = Peer(server.url, cookie, "visitor")
+            try:
+                await peer.sio.connect(
+                    server.url,
+                    namespaces=["/chat"],
+                    headers={"Cookie": cookie},
+                    auth=auth,
+                    transports=["websocket"],
+                    wait_timeout=10,
+                )
+                return peer
+            except socketio.exceptions.ConnectionError as exc:
+                if peer.sio.eio.http is not None:
+                    await peer.sio.eio.http.close()
+                # The server's refusal (a CONNECT_ERROR packet) is the only answer that counts.
+                if str(exc).startswith("One or more namespaces failed to connect"):
+                    return None
+        raise AssertionError(f"no answer to a connect with auth {auth!r}")
+
     async def attempt(auth: Any) -> None:
-        peer = Peer(server.url, cookie, "visitor")
-        try:
-            await peer.sio.connect(
-                server.url,
-                namespaces=["/chat"],
-                headers={"Cookie": cookie},
-                auth=auth,
-                transports=["websocket"],
-                wait_timeout=10,
-            )
-        except Exception:
+        # Only {"as": "admin"} asks for a role this cookie cannot have; anything else must
+        # reach the visitor's own session (refusing everything would be no defence).
+        may_refuse = isinstance(auth, dict) and auth.get("as") == "admin"
+        peer = await connect(auth)
+        if peer is None:
+            assert may_refuse, f"the visitor was refused with auth {auth!r}"
             return
+        connected.append(auth)
         try:
             ack = await peer.call("read", {"chat_id": fuzz_targets["cid"]})
             assert ack["ok"] is False and ack["error"] == "forbidden", (auth, ack)
+            joined = await peer.call("join", {"chat_id": fuzz_targets["cid"]})
+            assert joined["ok"] is True, (auth, joined)
         finally:
             await peer.close()
 
@@ -373,13 +391,75 @@ def test_fuzz_the_connect_payload(server: Server, fuzz_targets: dict[str, str]) 
 
     try:
         attack()
+        thread.run(attempt({"as": "visitor"}))
     finally:
         thread.close()
+    assert connected, "no connection was accepted"
+
+
+HOSTILE: list[Any] = [
+    None,
+    [],
+    "x",
+    5,
+    {"chat_id": None},
+    {"chat_id": "*", "text": "hi"},
+    {"chat_id": "{cid}", "text": {"a": 1}},
+    {"chat_id": "{cid}", "text": "\u202e" * 10, "client_id": "c" * 10_000},
+    {"chat_id": "{cid}", "last_seq": -1},
+    {"chat_id": "{other}", "text": "hi", "client_id": "0123456789abcdef"},
+]
+BROKEN_FRAMES = ['42/chat,7["send",' + "[" * 5000 + "]" * 5000 + "]", '42/chat,8["join",{']
+
+
+async def drop_after(server: Server, token: str, frame: str) -> None:
+    """Send one raw frame on a fresh /chat socket and wait until the server has dealt with it
+    (dropped the connection, or answered)."""
+    ws = await raw_chat_socket(server, token)
+    await ws.send(frame)
+    try:
+        async with asyncio.timeout(5):
+            async for answer in ws:
+                if answer == "1" or str(answer).startswith("43/chat,"):
+                    break
+    except (TimeoutError, websockets.ConnectionClosed):
+        pass
+    await ws.close()
 
 
 async def test_server_is_healthy_after_the_attacks(server: Server) -> None:
-    """Input: everything above. Safe: /health answers and no error was logged as a crash."""
+    """Input: a burst of attacks of its own: every event with hostile payloads (wrong types,
+    another visitor's CID, oversize ids, bidi text) and frames that break the parser. Safe:
+    each gets a well-formed ack or a dropped connection, /health answers, a bystander's
+    message is stored, and no handler logged a crash (here or in any attack before)."""
+    token, cid = await visitor(server, "Burst")
+    _, other = await visitor(server, "Other")
+    bystander_token, bystander_cid = await visitor(server, "Calm")
+    peer = await visitor_peer(server.url, token)
+    try:
+        for event in EVENTS:
+            for data in HOSTILE:
+                if isinstance(data, dict):
+                    data = {
+                        k: v.format(cid=cid, other=other) if isinstance(v, str) else v
+                        for k, v in data.items()
+                    }
+                check_ack(event, await peer.call(event, data))
+    finally:
+        await peer.close()
+    for frame in BROKEN_FRAMES:
+        await drop_after(server, token, frame)
+    assert await message_count(server, other) == 0
     async with aiohttp.ClientSession() as http, http.get(server.url + "/health") as r:
         assert r.status == 200
+    bystander = await visitor_peer(server.url, bystander_token)
+    try:
+        ack = await bystander.call(
+            "send", {"chat_id": bystander_cid, "text": "still fine", "client_id": client_id()}
+        )
+        assert ack["ok"], ack
+    finally:
+        await bystander.close()
+    assert await message_count(server, bystander_cid) == 1
     assert "chat handler failed" not in server.log()
     assert "Traceback" not in server.log()

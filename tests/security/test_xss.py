@@ -11,23 +11,21 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, Request
+from playwright.async_api import Browser, Page, expect
 
-from tests.security.attack import SUITE_ENV, start_from, visitor
-from tests.support.clients import VISITOR_COOKIE, admin_peer, client_id, visitor_peer
+from tests.security.attack import SUITE_ENV, Requests, start_from, visitor
+from tests.support.clients import admin_peer, client_id, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.server import Server, query, sqlite_server
-from tests.support.telegram import telegram_env, visitor_with_chat, with_text
-from tests.test_browser import (
+from tests.support.pages import (
     MESSAGES,
-    PHONE,
     Watch,
     admin_panel,
     close_all,
-    expect,
     open_conversation,
-    open_page,
+    visitor_page,
 )
+from tests.support.server import Server, query, sqlite_server
+from tests.support.telegram import telegram_env, visitor_with_chat, with_text
 
 SERVER_ENV = SUITE_ENV
 NAMES = [
@@ -52,34 +50,6 @@ MESSAGES_SENT = [
     "</textarea><script>alert(9)</script>",
     "<template><img src=/xss-canary/m10></template>",
 ]
-
-
-class Requests:
-    """Every request a page makes; those the content could have caused fail the test."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.suspicious: list[str] = []
-
-    def attach(self, page: Page) -> None:
-        page.on("request", self._seen)
-
-    def _seen(self, request: Request) -> None:
-        url = request.url
-        if "xss-canary" in url or not (url.startswith(self.base) or url.startswith("data:")):
-            self.suspicious.append(url)
-
-
-async def visitor_page(
-    browser: Browser,
-    server: Server,
-    token: str,
-) -> tuple[Page, Watch]:
-    context, page, watch = await open_page(browser, PHONE)
-    await context.add_cookies([{"name": VISITOR_COOKIE, "value": token, "url": server.url}])
-    await page.goto(server.url + "/")
-    await expect(page.locator("#conversation[data-chat-id]")).to_be_visible()
-    return page, watch
 
 
 @pytest.mark.browser

@@ -19,6 +19,7 @@ from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer
 CALL_EVENTS = (
     "call:incoming",
     "call:accepted",
+    "call:connected",
     "call:declined",
     "call:ended",
     "call:error",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 from collections import defaultdict
@@ -30,11 +31,16 @@ def set_cookie_header(resp: aiohttp.ClientResponse, name: str) -> str:
 
 
 async def start_visitor(
-    base_url: str, name: str = "Eda", headers: dict[str, str] | None = None
+    base_url: str,
+    name: str = "Eda",
+    headers: dict[str, str] | None = None,
+    http: aiohttp.ClientSession | None = None,
 ) -> tuple[str, str]:
-    """Open a conversation through the real form (sent with `headers`); return (visitor
-    token, CID)."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+    """Open a conversation through the real form (sent with `headers`, through `http` when
+    given: a session without a cookie jar); return (visitor token, CID)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(jarless())
         async with http.post(
             base_url + "/start", data={"name": name}, headers=headers, allow_redirects=False
         ) as resp:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 UNSIGNED = {"file", "api_key", "resource_type", "cloud_name", "signature"}
 
@@ -67,9 +68,7 @@ class FakeCloudinary:
         return {r.public_id: r.data for r in self.resources.values()}
 
     @web.middleware
-    async def _record(
-        self, request: web.Request, handler: web.RequestHandler
-    ) -> web.StreamResponse:
+    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.down:
             response: web.StreamResponse = web.Response(status=502, text="Bad Gateway")
         else:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from quart.wrappers import Response as TestResponse
 
 from app import asgi_app, create_app
 from app.timefmt import utcnow
@@ -50,6 +53,23 @@ class ManualClock:
                 task.cancel()
 
 
+def app_config(workdir: Path, config: dict[str, str] | None = None) -> dict[str, str]:
+    """create_app's settings for a test: a fresh SQLite file and media folder in `workdir`, the
+    test password, and `config` on top."""
+    return {
+        "SOHBET_ENV_FILE": str(workdir / "no.env"),
+        "DATABASE_URL": f"sqlite://{workdir / 'inproc.db'}",
+        "SECRET_KEY": "test-secret-key",
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # WebRTC runs only inside a private network namespace (tests/test_calls.py).
+        "SELFTEST_SKIP": "calls",
+        "MEDIA_DIR": str(workdir / "media"),
+        "CONVERSATIONS_PER_HOUR": "100000",
+        "MESSAGES_PER_MINUTE": "100000",
+        **(config or {}),
+    }
+
+
 class InProcessServer:
     """create_app(config, clock=...) served by Hypercorn on 127.0.0.1 in this loop."""
 
@@ -58,18 +78,7 @@ class InProcessServer:
     ) -> None:
         self.port = free_port()
         self.clock = clock
-        self.config = {
-            "SOHBET_ENV_FILE": str(workdir / "no.env"),
-            "DATABASE_URL": f"sqlite://{workdir / 'inproc.db'}",
-            "SECRET_KEY": "test-secret-key",
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
-            # WebRTC runs only inside a private network namespace (tests/test_calls.py).
-            "SELFTEST_SKIP": "calls",
-            "MEDIA_DIR": str(workdir / "media"),
-            "CONVERSATIONS_PER_HOUR": "100000",
-            "MESSAGES_PER_MINUTE": "100000",
-            **config,
-        }
+        self.config = app_config(workdir, config)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.app = create_app(self.config, clock=clock)
@@ -85,7 +94,7 @@ class InProcessServer:
         hyper.accesslog = None
         self._task = asyncio.create_task(
             serve(asgi_app(self.app), hyper, shutdown_trigger=self._stop.wait)
-        )  # type: ignore[arg-type]
+        )
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
                 with contextlib.suppress(aiohttp.ClientError):
@@ -101,3 +110,26 @@ class InProcessServer:
         self._stop.set()
         if self._task is not None:
             await asyncio.wait_for(self._task, 15)
+
+
+# Quart's test client (the fast layer, tests/fast) ----------------------------------------------
+
+
+async def text_of(response: TestResponse) -> str:
+    """A test client response's body as text."""
+    return await response.get_data(as_text=True)
+
+
+def set_cookie(response: TestResponse, name: str) -> str:
+    """The whole Set-Cookie header that sets `name` (attributes and all)."""
+    values = response.headers.getlist("Set-Cookie")
+    found = [h for h in values if h.startswith(f"{name}=")]
+    assert found, values
+    return found[0]
+
+
+def login_code(caplog: pytest.LogCaptureFixture) -> str:
+    """The one-time code a server without Telegram writes to its log."""
+    codes = re.findall(r"LOGIN CODE (\d{6})", caplog.text)
+    assert codes, "no login code in the log"
+    return codes[-1]

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import av
+from av.audio.stream import AudioStream
 from PIL import Image
 
 from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE
@@ -65,6 +66,7 @@ def tone(
     out = io.BytesIO()
     with av.open(out, "w", format=fmt) as container:
         stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, AudioStream)
         stream.layout = "mono"
         n = int(rate * seconds)
         pcm = array.array(

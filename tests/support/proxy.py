@@ -1,11 +1,22 @@
-"""A small TCP proxy that can cut every connection passing through it, to test reconnects."""
+"""A small TCP proxy that can cut every connection passing through it, to test reconnects.
+
+It runs on an event loop of its own, in its own thread: a test that blocks its loop (stopping
+a server waits for the process) must not stall the traffic the server needs to shut down (a
+pool closing its database connections through the proxy waited out the whole stop timeout).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from tests.support.server import free_port
+
+T = TypeVar("T")
 
 
 class CuttingProxy:
@@ -19,6 +30,10 @@ class CuttingProxy:
         # Set to some bytes: when a client next sends them, every live connection is cut right
         # there (once), before they reach the target.
         self.cut_at: bytes | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"proxy-{self.port}", daemon=True
+        )
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -27,9 +42,31 @@ class CuttingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    async def _in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the proxy's loop and return its result (at once when already there)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return done.result(10)
+
     async def start(self) -> CuttingProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self._thread.start()
+        self._server = await self._in_loop(self._listen())
         return self
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
@@ -53,7 +90,7 @@ class CuttingProxy:
             while data := await src.read(65536):
                 if upstream and self.cut_at is not None and self.cut_at in data:
                     self.cut_at = None
-                    self.cut()
+                    self._cut()
                     return
                 dst.write(data)
                 await dst.drain()
@@ -65,6 +102,9 @@ class CuttingProxy:
 
     def cut(self) -> int:
         """Abort every connection mid-stream (no clean close); return how many were cut."""
+        return self._call(self._cut)
+
+    def _cut(self) -> int:
         writers = list(self._writers)
         for writer in writers:
             writer.transport.abort()
@@ -73,13 +113,23 @@ class CuttingProxy:
         return len(writers)
 
     async def stop(self) -> None:
-        self.cut()
+        if self._thread.is_alive():
+            await self._in_loop(self._shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self._cut()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def postgres_behind_proxy(url: str) -> tuple[CuttingProxy, str]:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import asyncpg
@@ -67,6 +67,9 @@ class Server:
     workdir: Path
     env_extra: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # What Hypercorn serves, and how (bench/ serves its floor app, and keeps the supervisor).
+    app: str = "app.asgi:app"
+    serve_args: tuple[str, ...] = SERVE_ARGS
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,16 +114,17 @@ class Server:
             self.stop(signal.SIGKILL)
             raise
 
-    def _spawn(self, log: object) -> subprocess.Popen[bytes]:
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "hypercorn",
-                "app.asgi:app",
-                *SERVE_ARGS,
+                self.app,
                 "--bind",
                 f"127.0.0.1:{self.port}",
+                # After --bind: in extra flags the last of a repeated option wins.
+                *self.serve_args,
             ],
             cwd=ROOT,
             env=self.environment(),
@@ -192,7 +196,8 @@ async def sqlite_server(workdir: Path, env: dict[str, str] | None = None) -> Asy
     try:
         yield server
     finally:
-        server.stop()
+        # In a thread: clients and fakes on this loop keep answering while the server stops.
+        await asyncio.to_thread(server.stop)
 
 
 @asynccontextmanager

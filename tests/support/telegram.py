@@ -19,6 +19,11 @@ from tests.support.clients import Peer, ask_code, redeem_code, start_visitor, vi
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, sqlite_server
 
+# The self-test summary line when every check passes (calls are skipped in tests).
+SUMMARY_OK = (
+    "✅ Web, ✅ Soket, ✅ Veritabanı, ✅ Telegram, ✅ Depolama, ✅ Zamanlayıcı, ⚪ Aramalar"
+)
+
 
 class HasUrl(Protocol):
     @property

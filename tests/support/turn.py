@@ -1,0 +1,312 @@
+"""Calls through a TURN server: Debian's coturn as a child process, and a network where the
+visitor's UDP is dropped.
+
+Built inside the call tests' private namespace (the "core": the Sohbet server, coturn and the
+test's signalling sockets live there). Two named namespaces hang off it on veth pairs: the
+visitor's (10.77.1.2, every UDP packet dropped in and out by nftables) and the operator's
+(10.77.2.2). coturn listens on the core's side of the visitor's link (10.77.1.1), which the
+operator reaches through the core too. A party's media sockets are made inside its namespace
+(`inside`, around the step that gathers ICE candidates); sockets keep their namespace for life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from media_relay import ToneTrack
+from tests.support.calls import Media
+from tests.support.clients import Peer
+
+CLONE_NEWNET = 0x40000000
+TURN_ADDRESS = "10.77.1.1"
+TURN_PORT = 3478
+TURNS_PORT = 443
+RELAY_PORTS = (49160, 49259)
+
+
+def unavailable() -> str | None:
+    """Why the TURN topology can't be built here (None when it can)."""
+    tools = (
+        ("turnserver", "coturn"),
+        ("nft", "nftables"),
+        ("ip", "iproute2"),
+        ("openssl", "openssl"),
+    )
+    for tool, package in tools:
+        if shutil.which(tool) is None:
+            return f"TURN tests need Debian's {package} (scripts/test-services.sh installs it)"
+    return None
+
+
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The named namespaces of the two parties and the addresses they have."""
+
+    visitor_ns: str
+    operator_ns: str
+    visitor_address: str = "10.77.1.2"
+    operator_address: str = "10.77.2.2"
+
+
+@contextmanager
+def udp_blocked_visitor() -> Iterator[Topology]:
+    """Make the visitor's namespace (no UDP at all) and the operator's, linked to this one."""
+    tag = f"{os.getpid() % 100000}"
+    top = Topology(visitor_ns=f"sohbet-vis-{tag}", operator_ns=f"sohbet-op-{tag}")
+    links = ((top.visitor_ns, "10.77.1", f"sv{tag}"), (top.operator_ns, "10.77.2", f"so{tag}"))
+    made: list[str] = []
+    try:
+        for ns, net, veth in links:
+            _sh("ip", "netns", "add", ns)
+            made.append(ns)
+            _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _sh("ip", "addr", "add", f"{net}.1/24", "dev", veth)
+            _sh("ip", "link", "set", veth, "up")
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            _sh("ip", "-n", ns, "addr", "add", f"{net}.2/24", "dev", "eth0")
+            _sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            _sh("ip", "-n", ns, "route", "add", "default", "via", f"{net}.1")
+        # What a network that blocks UDP looks like: nothing in, nothing out.
+        rules = (
+            "table inet no_udp {\n"
+            " chain in { type filter hook input priority 0; meta l4proto udp drop; }\n"
+            " chain out { type filter hook output priority 0; meta l4proto udp drop; }\n"
+            "}\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", top.visitor_ns, "nft", "-f", "-"],
+            input=rules.encode(),
+            check=True,
+            capture_output=True,
+        )
+        yield top
+    finally:
+        for ns in made:
+            # Deleting a namespace removes its veth end, and with it the pair.
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the body with this thread in the named namespace (sockets made now stay there)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def coturn_config(workdir: Path, secret: str, *, tls: tuple[Path, Path] | None = None) -> Path:
+    """A coturn configuration as the README's "Production" gives it, on the test's addresses."""
+    lines = [
+        f"listening-ip={TURN_ADDRESS}",
+        f"relay-ip={TURN_ADDRESS}",
+        f"listening-port={TURN_PORT}",
+        f"min-port={RELAY_PORTS[0]}",
+        f"max-port={RELAY_PORTS[1]}",
+        "use-auth-secret",
+        f"static-auth-secret={secret}",
+        "realm=sohbet.test",
+        "fingerprint",
+        "no-cli",
+        "no-dtls",
+        "no-multicast-peers",
+        "denied-peer-ip=0.0.0.0-0.255.255.255",
+        "denied-peer-ip=127.0.0.0-127.255.255.255",
+        f"pidfile={workdir / 'turnserver.pid'}",
+        f"log-file={workdir / 'turnserver.log'}",
+        "simple-log",
+        "no-stdout-log",
+    ]
+    if tls is None:
+        lines.append("no-tls")
+    else:
+        cert, key = tls
+        lines += [f"tls-listening-port={TURNS_PORT}", f"cert={cert}", f"pkey={key}"]
+    path = workdir / "turnserver.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class Coturn:
+    """A running coturn: its TURN/TCP and TURN/TLS URLs, and the CA file that trusts its
+    self-signed certificate."""
+
+    tcp_url: str
+    tls_url: str
+    ca_file: Path
+
+
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A certificate for the TURN address (an IP SAN, as clients check it) and its key."""
+    cert, key = workdir / "turn.crt", workdir / "turn.key"
+    _sh(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-keyout", str(key), "-out", str(cert), "-subj", "/CN=turn.sohbet.test",
+        "-addext", f"subjectAltName=IP:{TURN_ADDRESS}",
+    )  # fmt: skip
+    return cert, key
+
+
+@contextmanager
+def coturn(workdir: Path, secret: str) -> Iterator[Coturn]:
+    """Run `turnserver` as a child with its own configuration: TCP on 3478, TLS on 443."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = self_signed(workdir)
+    conf = coturn_config(workdir, secret, tls=(cert, key))
+    proc = subprocess.Popen(
+        ["turnserver", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        for port in (TURN_PORT, TURNS_PORT):
+            while True:
+                assert proc.poll() is None, f"turnserver exited: {_tail(workdir)}"
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((TURN_ADDRESS, port), timeout=0.5),
+                ):
+                    break
+                assert time.monotonic() < deadline, f"turnserver not on {port}: {_tail(workdir)}"
+                time.sleep(0.05)
+        yield Coturn(
+            tcp_url=f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=tcp",
+            tls_url=f"turns:{TURN_ADDRESS}:{TURNS_PORT}?transport=tcp",
+            ca_file=cert,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(workdir: Path) -> str:
+    log = workdir / "turnserver.log"
+    return log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+
+
+def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:
+    """The RTCConfiguration a page would build from Sohbet's `ice_servers`."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(
+                urls=list(s["urls"]), username=s.get("username"), credential=s.get("credential")
+            )
+            for s in servers
+        ]
+    )
+
+
+def only_url(servers: list[dict[str, Any]], scheme: str) -> list[dict[str, Any]]:
+    """Sohbet's `ice_servers` narrowed to the URLs of one scheme ("turn:", "turns:"): aiortc
+    uses only the first TURN URL it is given, where a browser tries every one."""
+    narrowed = []
+    for server in servers:
+        urls = [u for u in server["urls"] if u.startswith(scheme)]
+        if urls:
+            narrowed.append({**server, "urls": urls})
+    return narrowed
+
+
+class NamespacedMedia(Media):
+    """A party's aiortc connection with Sohbet's ICE servers, its sockets in namespace `ns`."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        call_id: str,
+        send_hz: float,
+        hear_hz: float,
+        *,
+        ns: str,
+        ice_servers: list[dict[str, Any]],
+    ) -> None:
+        self.peer = peer
+        self.call_id = call_id
+        self.ns = ns
+        self.pc = RTCPeerConnection(ice_config(ice_servers))
+        self.tone: MediaStreamTrack = ToneTrack(send_hz)
+        self.pc.addTrack(self.tone)
+        self.hear_hz = hear_hz
+        self.remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self.pc.on("track", self._on_track)
+        self.connected = asyncio.get_running_loop().create_future()
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState == "connected" and not self.connected.done():
+            self.connected.set_result(time.monotonic())
+
+    async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
+        """Gather (in the namespace) and send our offer; apply the other party's answer."""
+        with inside(self.ns):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._send_description()
+        await self.peer.wait_for(
+            "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
+        )
+        answer: dict[str, Any] = self.peer.events["rtc:answer"][answers_seen]
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        return answer
+
+    async def answer(self) -> None:
+        """Answer the other party's offer, gathering in the namespace."""
+        offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        with inside(self.ns):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self._send_description()
+
+    def candidate_types(self) -> set[str]:
+        """The types of the local candidates in our description ("host", "relay", ...)."""
+        local = self.pc.localDescription
+        sdp = local.sdp if local is not None else ""
+        return {
+            line.split(" typ ")[1].split()[0]
+            for line in sdp.splitlines()
+            if line.startswith("a=candidate:") and " typ " in line
+        }
+
+    def pair(self) -> tuple[str, str] | None:
+        """The selected pair's local and remote candidate types, once connected."""
+        for transceiver in self.pc.getTransceivers():
+            ice = transceiver.receiver.transport.transport
+            pair = ice._connection._nominated.get(1)  # aioice keeps the chosen pair per component
+            if pair is not None:
+                return pair.local_candidate.type, pair.remote_candidate.type
+        return None

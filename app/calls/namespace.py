@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 from app.admin.auth import AdminAuth
 from app.calls.service import (
-    ADMINS,
     ECHO,
     NAMESPACE,
     P2P,
@@ -24,7 +23,9 @@ from app.calls.service import (
     CallError,
     CallService,
 )
-from app.chat.service import other_role, visitor_room
+from app.chat.receipts import other_role
+from app.chat.rooms import ADMINS, visitor_room
+from app.core.ratelimit import Limiter
 from app.i18n import ERRORS, N_
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.outage import DATABASE_ERRORS
@@ -69,11 +70,10 @@ class CallNamespace(ConversationNamespace):
     # The media relay does network I/O too: an OSError here is not taken for the database's.
     outage_errors = DATABASE_ERRORS
 
-    def __init__(self, calls: CallService, auth: AdminAuth) -> None:
+    def __init__(self, calls: CallService, auth: AdminAuth, limiter: Limiter) -> None:
         super().__init__(NAMESPACE, calls.chat, auth)
         self.calls = calls
         # Signalling is small and rare: a flood is a bug or an attack.
-        limiter = calls.chat.limiter
         self.signal_budget = limiter.local(200, 10)  # per socket: one process sees it all
         self.ring_budget = limiter.budget("rings", 6, 60)
         self.echo_budget = limiter.budget("echo_calls", max(1, calls.conf.echo_per_hour), 3600)

@@ -24,7 +24,6 @@ from app.calls.messages import call_label, record_call
 from app.calls.relay import MEDIA_GRACE, CallRelay
 from app.calls.state import (
     ACTIVE,
-    ADMINS,
     ECHO,
     ENDED,
     NAMESPACE,
@@ -35,7 +34,9 @@ from app.calls.state import (
     CallError,
     call_room,
 )
-from app.chat.service import ChatService, other_role
+from app.chat.receipts import other_role
+from app.chat.rooms import ADMINS
+from app.chat.service import ChatService
 from app.config import Settings
 from app.models import Conversation
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -26,8 +26,7 @@ MEDIA_CSP = "default-src 'none'; sandbox"
 
 
 def media() -> MediaService:
-    svc: MediaService = current_app.extensions["media"]
-    return svc
+    return services().media
 
 
 def _refusal(exc: SohbetError) -> tuple[dict[str, Any], int]:
@@ -77,7 +76,9 @@ async def upload() -> tuple[dict[str, Any], int]:
     except SohbetError as exc:
         return _refusal(exc)
     chat = services().chat
-    payload = await chat.payload_for(posted.conversation, posted.message, role, posted.rendered)
+    payload = await chat.fanout.payload_for(
+        posted.conversation, posted.message, role, posted.rendered
+    )
     return {"ok": True, "duplicate": not posted.created, "message": payload}, 200
 
 
@@ -89,7 +90,7 @@ async def _uploader(form: Any) -> tuple[str, int]:
         if session is None:
             raise NotFound("bad_chat")
         check_csrf(session, form)
-        return "admin", await chat.id_for_cid(form.get("chat_id"))
+        return "admin", await chat.queries.id_for_cid(form.get("chat_id"))
     conv = await current_visitor()
     if conv is None or form.get("chat_id") != conv.cid:
         raise NotFound("bad_chat")

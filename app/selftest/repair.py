@@ -13,7 +13,8 @@ from tortoise.expressions import Q
 
 from app.calls.service import NAMESPACE as CALLS
 from app.calls.service import CallService
-from app.chat.service import ChatService, visitor_room
+from app.chat.rooms import ADMINS, conversation_of
+from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
@@ -49,19 +50,19 @@ repairs: Registry[RepairContext] = Registry()
 @repairs.check("presence", N_("Stale presence"))
 async def presence(ctx: RepairContext) -> Outcome:
     """Forget sockets presence still counts but Socket.IO no longer has."""
-    manager = ctx.chat.sio.manager
+    manager = ctx.chat.fanout.sio.manager
 
     def live(sid: str) -> bool:
         return manager.eio_sid_from_sid(sid, "/chat") is not None
 
-    dropped, offline = await ctx.chat.presence.prune(live)
+    dropped, offline = await ctx.chat.fanout.presence.prune(live)
     for key in offline:  # someone shown online was not: say so, as a disconnect would have
-        if key == "admin":
-            await ctx.chat.publish_operator_status(False)
-        elif key.startswith("v:"):
-            conv = await Conversation.get_or_none(id=int(key[2:]))
-            if conv is not None and visitor_room(conv.id) == key:
-                await ctx.chat.publish_row(conv, online=False)
+        if key == ADMINS:
+            await ctx.chat.fanout.publish_operator_status(False)
+        elif (conversation_id := conversation_of(key)) is not None:
+            conv = await Conversation.get_or_none(id=conversation_id)
+            if conv is not None:
+                await ctx.chat.fanout.publish_row(conv, online=False)
     return passed(_("%(n)s gone sockets dropped", n=dropped), dropped)
 
 
@@ -71,7 +72,7 @@ async def calls(ctx: RepairContext) -> Outcome:
     owns."""
     if ctx.calls is None:
         return passed(_("Calls are not set up"), 0)
-    manager = ctx.chat.sio.manager
+    manager = ctx.chat.fanout.sio.manager
 
     def live(sid: str) -> bool:
         return manager.eio_sid_from_sid(sid, CALLS) is not None

@@ -1189,3 +1189,109 @@ async def drop_peer_candidates(ws: WebSocketRoute) -> None:
 
     server.on_message(to_page)
     ws.on_message(lambda message: server.send(message))
+
+
+NO_WEBRTC = "delete window.RTCPeerConnection; delete window.webkitRTCPeerConnection;"
+
+
+@pytest.mark.browser
+async def test_browser_without_webrtc_says_so_instead_of_ringing(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """A browser without WebRTC never rings: the visitor reads why in their language, and the
+    operator reads it in the conversation."""
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, _ = await call_page(chromium, DESKTOP)
+    await visitor_page.context.add_init_script(NO_WEBRTC)
+    try:
+        cid = await start_chat(visitor_page, server.url, "Eski Tarayıcı")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        call = visitor_page.locator("#call")
+        await expect(call).to_have_attribute("data-state", "ended")
+        await expect(visitor_page.locator("#call-ended-text")).to_have_text(
+            "Tarayıcınız arama yapamıyor; bunun yerine sesli mesaj gönderin."
+        )
+        await expect(admin_page.locator("#messages li.msg--system").last).to_contain_text(
+            "Arama başlatılamadı: ziyaretçinin tarayıcısı arama yapamıyor"
+        )
+        # It never rang: the panel's call screen stayed closed.
+        assert await admin_page.locator("#call").get_attribute("data-state") in ("idle", None)
+        assert await admin_page.locator("#call").is_hidden()
+        # The operator calls back: the visitor's page says why at once instead of ringing.
+        await admin_page.locator("[data-call-chat]").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "ended")
+        await expect(admin_page.locator("#call-ended-text")).to_have_text(
+            "Karşı tarafın tarayıcısı arama yapamıyor."
+        )
+        assert visitor_watch.page_errors == []
+    finally:
+        await close_all(visitor_page, admin_page)
+
+
+async def hold_connected(ws: WebSocketRoute, held: list[str], release: asyncio.Event) -> None:
+    """Pass Socket.IO through, but hold the page's `call:connected` until `release` is set."""
+    server = ws.connect_to_server()
+
+    async def later(message: str) -> None:
+        await release.wait()
+        server.send(message)
+
+    def to_server(message: str | bytes) -> None:
+        if (
+            isinstance(message, str)
+            and message.startswith("42/call,")
+            and '"call:connected"' in message
+        ):
+            held.append(message)
+            asyncio.get_running_loop().create_task(later(message))
+            return
+        server.send(message)
+
+    ws.on_message(to_server)
+    server.on_message(lambda message: ws.send(message))
+
+
+@pytest.mark.browser
+async def test_browser_p2p_call_is_active_only_on_the_servers_word(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """The pages' P2P connection carries sound both ways, yet neither screen shows the call
+    active until the server, told by a page, says `call:connected`."""
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, admin_watch = await call_page(chromium, DESKTOP)
+    held: list[str] = []
+    release = asyncio.Event()
+    for page in (visitor_page, admin_page):
+        await page.route_web_socket(
+            re.compile(r".*/socket\.io/.*"), lambda ws: hold_connected(ws, held, release)
+        )
+    try:
+        cid = await start_chat(visitor_page, server.url, "Dürüst")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "incoming")
+        await admin_page.locator("#call-accept").click()
+        await asyncio.gather(hears(visitor_page), hears(admin_page))
+        assert held, "no page said its P2P connection was up"
+        for page in (visitor_page, admin_page):
+            await expect(page.locator("#call")).to_have_attribute("data-state", "connecting")
+        release.set()
+        for page in (visitor_page, admin_page):
+            await expect(page.locator("#call")).to_have_attribute("data-state", "active")
+            await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
+        await visitor_page.locator("#call-hangup").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "ended")
+        assert visitor_watch.page_errors == [] and admin_watch.page_errors == []
+    finally:
+        await close_all(visitor_page, admin_page)

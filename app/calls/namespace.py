@@ -58,6 +58,7 @@ class CallNamespace(ConversationNamespace):
         "call:end": "_end",
         "call:relay": "_relay",
         "call:connected": "_connected",
+        "call:unsupported": "_unsupported",
         "call:media": "_media",
         "rtc:offer": "_offer",
         "rtc:answer": "_answer",
@@ -210,6 +211,18 @@ class CallNamespace(ConversationNamespace):
         call = self._participant(sid, session, data)
         await self.calls.p2p_connected(call)
         return {"ok": True, "state": call.public_state}
+
+    async def _unsupported(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`call:unsupported {chat_id, reason, call_id?}`: this page cannot call; the chat says."""
+        conv = await self._conversation_for(session, data.get("chat_id"))
+        role = session["role"]
+        if await self.ring_budget.hit(f"{role}:{conv.cid}"):
+            raise CallError("too_many_calls")
+        reason = "no_microphone" if data.get("reason") == "no_microphone" else "no_webrtc"
+        await self.calls.unsupported(conv, role, reason, data.get("call_id"))
+        return {"ok": True}
 
     async def _media(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]

@@ -238,9 +238,22 @@ class CallService:
             return
         await self._mark_connected(call)
 
+    async def unsupported(
+        self, conv: Conversation, role: str, reason: str, call_id: object = None
+    ) -> None:
+        """A page that cannot call (no WebRTC, no microphone): the chat says why; its ring ends."""
+        call = self.for_conversation(conv.id)
+        ringing_here = call is not None and call.state == RINGING and role != call.caller
+        if call is not None and ringing_here and call.id == call_id:
+            await self.end(call, "unsupported", by=role, outcome=f"{role}_{reason}")
+            return
+        await self._record(conv.id, secrets.token_hex(6), f"{role}_{reason}", 0)
+
     # Ending -----------------------------------------------------------------------------------
 
-    async def end(self, call: Call, reason: str, by: str | None = None) -> None:
+    async def end(
+        self, call: Call, reason: str, by: str | None = None, outcome: str | None = None
+    ) -> None:
         """End a call once: tell both sides, free its media, leave its system message."""
         if call.state == ENDED:
             return
@@ -264,7 +277,9 @@ class CallService:
         log.info("call %s ended: %s after %s s", call.id, reason, seconds)
         if call.echo:
             return
-        if reason == "relay_busy":
+        if outcome is not None:
+            await self._record(call.conversation_id, call.id, outcome, 0)
+        elif reason == "relay_busy":
             # Answered, but no media ever flowed: a duration would be a call that never was.
             await self._record(call.conversation_id, call.id, "relay_busy", 0)
         elif was_answered and never_connected:

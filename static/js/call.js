@@ -50,6 +50,18 @@ class Ringtone {
   }
 }
 
+// What this browser can do for a call, checked before ringing: WebRTC and a microphone. The
+// device list needs no permission (only its labels do), so the check is quick and silent.
+async function cannotCall() {
+  if (typeof window.RTCPeerConnection !== "function") return "no_webrtc";
+  if (typeof navigator.mediaDevices?.getUserMedia !== "function") return "no_webrtc";
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    if (!devices.some((d) => d.kind === "audioinput")) return "no_microphone";
+  } catch { /* unknown: the microphone is asked for when the call starts */ }
+  return null;
+}
+
 export class CallUI {
   constructor(socket, root, { Peer, emitAck }) {
     this.socket = socket;
@@ -99,8 +111,30 @@ export class CallUI {
     clearTimeout(this.closeTimer);
   }
 
+  // Every async step of a call ends in here when it throws: the call ends cleanly, with a word.
+  guard(fn) {
+    return (...args) => {
+      try {
+        const result = fn(...args);
+        if (result?.catch) result.catch((error) => this.failed(error));
+      } catch (error) {
+        this.failed(error);
+      }
+    };
+  }
+
+  failed(error) {
+    console.warn("call failed:", error);
+    const id = this.callId;
+    this.finish();
+    this.els.endedText.textContent = this.text("failed");
+    this.setState("ended");
+    this.closeSoon();
+    if (id) this.socket.emit("call:end", { call_id: id });
+  }
+
   bind() {
-    const on = (id, fn) => this.root.querySelector(id).addEventListener("click", fn);
+    const on = (id, fn) => this.root.querySelector(id).addEventListener("click", this.guard(fn));
     on("#call-hangup", () => this.hangUp());
     on("#call-accept", () => this.accept());
     on("#call-decline", () => this.decline());
@@ -109,15 +143,20 @@ export class CallUI {
     on("#call-camera", () => this.toggleCamera());
     on("#call-speaker", () => this.toggleSpeaker());
     const s = this.socket;
+    const ours = (fn) => this.guard((m) => { if (m?.call_id === this.callId) return fn(m); });
     // call:incoming is forwarded by the page (it loads this module when one arrives).
-    s.on("call:accepted", (m) => this.accepted(m));
-    s.on("call:declined", (m) => { if (m.call_id === this.callId) this.ended({ reason: "declined" }); });
-    s.on("call:ended", (m) => { if (m.call_id === this.callId) this.ended(m); });
-    s.on("call:relay", (m) => { if (m.call_id === this.callId) this.toRelay(m); });
-    s.on("call:media", (m) => { if (m.call_id === this.callId) this.remoteCamera(m.camera); });
-    s.on("rtc:offer", (m) => { if (m.call_id === this.callId) this.peer.gotOffer(m); });
-    s.on("rtc:answer", (m) => { if (m.call_id === this.callId) this.peer.gotAnswer(m); });
-    s.on("rtc:candidate", (m) => { if (m.call_id === this.callId) this.peer.gotCandidate(m.candidate); });
+    s.on("call:accepted", this.guard((m) => this.accepted(m)));
+    s.on("call:connected", ours((m) => this.serverConnected(m)));
+    s.on("call:declined", ours(() => this.ended({ reason: "declined" })));
+    s.on("call:ended", this.guard((m) => {
+      if (!this.callId && this.dialling) this.earlyEnd = m; // before call:ring's ack
+      else if (m.call_id === this.callId) this.ended(m);
+    }));
+    s.on("call:relay", ours((m) => this.toRelay(m)));
+    s.on("call:media", ours((m) => this.remoteCamera(m.camera)));
+    s.on("rtc:offer", ours((m) => this.peer.gotOffer(m)));
+    s.on("rtc:answer", ours((m) => this.peer.gotAnswer(m)));
+    s.on("rtc:candidate", ours((m) => this.peer.gotCandidate(m.candidate)));
     s.on("disconnect", () => { if (this.callId) this.ended({ reason: "network" }); });
   }
 
@@ -192,10 +231,17 @@ export class CallUI {
     this.els.audio.play().catch(() => {});
   }
 
-  async dial(chatId, { echo = false, name = "" } = {}) {
+  // The page's entry points (a click, an incoming call) never leave a rejection behind.
+  dial(chatId, options) { return this.guard(() => this.startDial(chatId, options))(); }
+
+  incoming(m) { return this.guard(() => this.ring(m))(); }
+
+  async startDial(chatId, { echo = false, name = "" } = {}) {
     if (this.callId || this.dialling) return;
     this.who(name);
     this.notify("");
+    const missing = await cannotCall();
+    if (missing) { this.cannot(chatId, missing, echo); return; }
     this.unlockAudio();
     this.dialledAt = performance.now();
     // The screen, the microphone and the ring go together: none waits for another (the
@@ -221,11 +267,25 @@ export class CallUI {
     this.iceServers = reply.ice_servers || [];
     this.setMode(reply.mode);
     if (reply.mode === "p2p") this.peer.prepareOffer();
-    if (early?.call_id === this.callId) this.accepted(early);
+    const earlyEnd = this.earlyEnd;
+    this.earlyEnd = null;
+    if (earlyEnd?.call_id === this.callId) { this.ended(earlyEnd); return; }
+    if (early?.call_id === this.callId) await this.accepted(early);
   }
 
-  async incoming(m) {
+  // This browser cannot take part in a call: say so instead of ringing, and (for a real call,
+  // not the microphone test) let the other side know why in the conversation.
+  async cannot(chatId, missing, echo, callId = null) {
+    this.finish();
+    this.els.endedText.textContent = this.text(`cannot:${missing}`);
+    await this.show("ended");
+    if (!echo) this.ask("call:unsupported", { chat_id: chatId, call_id: callId, reason: missing });
+  }
+
+  async ring(m) {
     if (this.callId && this.callId !== m.call_id) return; // busy here: the server did not ring us
+    const missing = await cannotCall();
+    if (missing) { this.cannot(this.root.dataset.chatId || m.chat_id, missing, false, m.call_id); return; }
     this.callId = m.call_id;
     this.who(m.name);
     this.notify("");
@@ -279,11 +339,12 @@ export class CallUI {
     this.setMode(m.mode);
     this.setState(m.mode === "echo" ? "echo" : "connecting");
     if (m.mode === "p2p") {
-      if (m.initiator) this.offer({ toServer: false });
-      this.p2pTimer = setTimeout(() => this.p2pTooSlow(), this.p2pTimeout);
+      this.p2pTimer = setTimeout(this.guard(() => this.p2pTooSlow()), this.p2pTimeout);
+      if (m.initiator) return this.offer({ toServer: false });
     } else if (m.initiator || m.mode === "relay") {
-      this.offer({ toServer: true });
+      return this.offer({ toServer: true });
     }
+    return null;
   }
 
   ended(m) {
@@ -336,15 +397,24 @@ export class CallUI {
     this.els.audio.play().catch(() => {});
   }
 
+  // The page's own connection is up: for P2P that is media both ways, which the server is told
+  // (it tells both pages, and the call turns active then); the server sees its own legs.
   peerState(state) {
     if (state === "connected") {
       clearTimeout(this.p2pTimer);
-      if (!this.connectedAt) this.connected();
+      if (this.mode === "p2p" && this.callId) this.socket.emit("call:connected", { call_id: this.callId });
     } else if (state === "failed" && this.mode === "p2p") {
-      this.p2pTooSlow();
+      return this.p2pTooSlow();
     } else if (state === "failed") {
-      this.hangUp();
+      return this.hangUp();
     }
+    return null;
+  }
+
+  // The server's word that media flows both ways (both relay legs, the echo leg, or a P2P page).
+  serverConnected(m) {
+    if (m.mode && m.mode !== this.mode) this.setMode(m.mode);
+    if (!this.connectedAt) this.connected();
   }
 
   connected() {
@@ -354,7 +424,7 @@ export class CallUI {
     const tick = () => { this.els.timer.textContent = clock((performance.now() - this.connectedAt) / 1000); };
     tick();
     this.tickTimer = setInterval(tick, 1000);
-    this.qualityTimer = setInterval(() => this.measure(), QUALITY_EVERY_MS);
+    this.qualityTimer = setInterval(this.guard(() => this.measure()), QUALITY_EVERY_MS);
   }
 
   // P2P did not connect in time: ask for the relay (the server tells both sides).

@@ -59,7 +59,7 @@ export class Peer {
       else this.socket.emit("rtc:candidate", message);
     };
     pc.ontrack = (event) => this.gotTrack(event);
-    pc.onconnectionstatechange = () => { if (pc === this.pc) this.call.peerState(pc.connectionState); };
+    pc.onconnectionstatechange = this.call.guard(() => { if (pc === this.pc) return this.call.peerState(pc.connectionState); });
     return pc;
   }
 
@@ -111,7 +111,7 @@ export class Peer {
         this.videoSender = sender;
         if (call.cameraTrack) sender.replaceTrack(call.cameraTrack);
       } else {
-        call.micReady.then((ok) => { if (ok && this.pc === pc) sender.replaceTrack(call.stream.getAudioTracks()[0]); });
+        call.micReady.then((ok) => (ok && this.pc === pc ? sender.replaceTrack(call.stream.getAudioTracks()[0]) : null)).catch((error) => call.failed(error));
       }
     }
     // The answer first: the caller's candidates that came early can wait a few milliseconds.

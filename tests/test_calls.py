@@ -1295,3 +1295,52 @@ async def test_browser_p2p_call_is_active_only_on_the_servers_word(
         assert visitor_watch.page_errors == [] and admin_watch.page_errors == []
     finally:
         await close_all(visitor_page, admin_page)
+
+
+# What the page asked the browser's own setSinkId for (the call goes on to the real one).
+SINK_IDS = """
+window.__sinkIds = [];
+const realSetSinkId = HTMLMediaElement.prototype.setSinkId;
+HTMLMediaElement.prototype.setSinkId = function (id) {
+  window.__sinkIds.push(id);
+  return realSetSinkId.call(this, id);
+};
+"""
+
+
+@pytest.mark.browser
+async def test_browser_speaker_button_picks_a_real_output(
+    chromium: Browser, server: Server
+) -> None:
+    """Chromium's fake outputs (a default and two devices): the speaker button moves the call's
+    sound to one of the listed devices and back, and never says the browser cannot."""
+    page, watch = await call_page(chromium, PHONE)
+    await page.context.add_init_script(SINK_IDS)
+    try:
+        await start_chat(page, server.url, "Hoparlör")
+        await page.locator("#call-test").click()
+        await expect(page.locator("#call")).to_have_attribute("data-state", "echo")
+        speaker = page.locator("#call-speaker")
+        await expect(speaker).to_have_attribute("aria-pressed", "true")
+        await speaker.click()
+        await expect(speaker).to_have_attribute("aria-pressed", "false")
+        outputs: list[str] = await page.evaluate(
+            "async () => (await navigator.mediaDevices.enumerateDevices())"
+            ".filter((d) => d.kind === 'audiooutput').map((d) => d.deviceId)"
+        )
+        asked: list[str] = await page.evaluate("window.__sinkIds")
+        assert len(asked) == 1 and asked[0] in outputs, (asked, outputs)
+        assert asked[0] not in ("", "default", "communications")
+        assert (
+            await page.evaluate("document.getElementById('call-remote-audio').sinkId") == asked[0]
+        )
+        await expect(page.locator("#call-notice")).to_be_hidden()
+        await speaker.click()
+        await expect(speaker).to_have_attribute("aria-pressed", "true")
+        assert await page.evaluate("window.__sinkIds") == [asked[0], ""]
+        await expect(page.locator("#call-notice")).to_be_hidden()
+        await page.locator("#call-hangup").click()
+        await expect(page.locator("#call")).to_have_attribute("data-state", "ended")
+        assert watch.page_errors == []
+    finally:
+        await close_all(page)

@@ -490,7 +490,12 @@ export class CallUI {
     this.root.classList.toggle("call--video", on);
   }
 
-  // Speaker/earpiece: setSinkId where the browser has it; elsewhere (iOS Safari) the OS decides.
+  // Speaker/earpiece with setSinkId, with the ids each engine really has: where the browser
+  // offers selectAudioOutput (Firefox) the user picks the output; elsewhere the outputs are
+  // listed (labelled once the microphone is allowed) and the button moves between an
+  // earpiece-like output (or another real one) and the speaker (or the default: "" in every
+  // engine; "default" is Chromium's own and "communications" exists only on Windows). Only
+  // a browser without setSinkId (iOS Safari) leaves the choice to the system.
   async toggleSpeaker() {
     const audio = this.els.audio;
     if (typeof audio.setSinkId !== "function") {
@@ -498,15 +503,36 @@ export class CallUI {
       return;
     }
     const speakerOn = this.els.speaker.getAttribute("aria-pressed") === "true";
+    const target = await this.outputFor(speakerOn ? "earpiece" : "speaker");
+    if (target === null) return; // the user closed the browser's chooser
+    if (target === undefined) { this.notify(this.text("sink-single")); return; }
     try {
-      const outputs = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audiooutput");
-      const earpiece = outputs.find((d) => /earpiece|receiver|handset/i.test(d.label));
-      const target = speakerOn ? (earpiece?.deviceId || "communications") : "default";
       await audio.setSinkId(target);
-      this.els.speaker.setAttribute("aria-pressed", String(!speakerOn));
     } catch {
-      this.notify(this.text("sink-unsupported"));
+      this.notify(this.text("sink-failed")); // the output went away meanwhile: the call goes on
+      return;
     }
+    this.notify("");
+    this.els.speaker.setAttribute("aria-pressed", String(!speakerOn));
+  }
+
+  // The sink id for `want`; null when the user cancelled the chooser, undefined when this
+  // device has no other output to move to.
+  async outputFor(want) {
+    const devices = navigator.mediaDevices;
+    if (typeof devices.selectAudioOutput === "function") {
+      try {
+        return (await devices.selectAudioOutput()).deviceId;
+      } catch {
+        return null;
+      }
+    }
+    const pseudo = new Set(["", "default", "communications"]);
+    const outputs = (await devices.enumerateDevices()).filter((d) => d.kind === "audiooutput" && !pseudo.has(d.deviceId));
+    const current = this.els.audio.sinkId || "";
+    if (want === "speaker") return outputs.find((d) => /speaker|hoparl/i.test(d.label))?.deviceId ?? "";
+    const earpiece = outputs.find((d) => /earpiece|receiver|handset|ahize/i.test(d.label));
+    return (earpiece || outputs.find((d) => d.deviceId !== current))?.deviceId;
   }
 }
 

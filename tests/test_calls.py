@@ -83,6 +83,7 @@ def call_env(stun: str, **extra: str) -> dict[str, str]:
         "TURN_SECRET": TURN_SECRET,
         "CALL_RING_SECONDS": "5",
         "CALL_RELAY_MAX": "1",
+        "CALL_P2P_TIMEOUT_MS": "4000",
         "SELFTEST_SKIP": "",
         **extra,
     }
@@ -1161,6 +1162,13 @@ async def test_browser_call_falls_back_to_the_relay(
                 "data-mode", "relay", timeout=15000
             )
             await expect(page.locator("#call")).to_have_attribute("data-state", "active")
+        # The relay was prepared alongside P2P: the P2P timeout was not waited out.
+        p2p_timeout_ms = int(call_env("")["CALL_P2P_TIMEOUT_MS"])
+        accept_to_connected = int(
+            await visitor_page.locator("#call").get_attribute("data-setup-ms") or 0
+        )
+        print(f"\nbrowser <-> relay (P2P failing): accept to connected {accept_to_connected} ms")
+        assert 0 < accept_to_connected < p2p_timeout_ms
         await asyncio.gather(hears(visitor_page), hears(admin_page))
         await expect(admin_page.locator(".call__via")).to_be_visible()
         await admin_page.locator("#call-hangup").click()

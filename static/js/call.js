@@ -106,6 +106,7 @@ export class CallUI {
 
   clearTimers() {
     clearTimeout(this.p2pTimer);
+    clearTimeout(this.relayTimer);
     clearInterval(this.tickTimer);
     clearInterval(this.qualityTimer);
     clearTimeout(this.closeTimer);
@@ -155,7 +156,7 @@ export class CallUI {
     s.on("call:relay", ours((m) => this.toRelay(m)));
     s.on("call:media", ours((m) => this.remoteCamera(m.camera)));
     s.on("rtc:offer", ours((m) => this.peer.gotOffer(m)));
-    s.on("rtc:answer", ours((m) => this.peer.gotAnswer(m)));
+    s.on("rtc:answer", ours((m) => (m.from === "server" && this.peer.relayLegOpen ? this.peer.gotRelayAnswer(m) : this.peer.gotAnswer(m))));
     s.on("rtc:candidate", ours((m) => this.peer.gotCandidate(m.candidate)));
     s.on("disconnect", () => { if (this.callId) this.ended({ reason: "network" }); });
   }
@@ -340,6 +341,10 @@ export class CallUI {
     this.setState(m.mode === "echo" ? "echo" : "connecting");
     if (m.mode === "p2p") {
       this.p2pTimer = setTimeout(this.guard(() => this.p2pTooSlow()), this.p2pTimeout);
+      // The relay is prepared alongside when P2P is slow, so a call that cannot go direct
+      // does not wait out the whole P2P timeout.
+      const after = m.relay_after_ms ?? this.p2pTimeout;
+      this.relayTimer = setTimeout(this.guard(() => this.peer.openRelayLeg()), after);
       if (m.initiator) return this.offer({ toServer: false });
     } else if (m.initiator || m.mode === "relay") {
       return this.offer({ toServer: true });
@@ -402,7 +407,10 @@ export class CallUI {
   peerState(state) {
     if (state === "connected") {
       clearTimeout(this.p2pTimer);
+      clearTimeout(this.relayTimer);
       if (this.mode === "p2p" && this.callId) this.socket.emit("call:connected", { call_id: this.callId });
+    } else if (state === "failed" && this.mode === "p2p" && this.peer.relayLegOpen) {
+      return null; // the relay leg opened alongside may still carry the call
     } else if (state === "failed" && this.mode === "p2p") {
       return this.p2pTooSlow();
     } else if (state === "failed") {
@@ -413,6 +421,11 @@ export class CallUI {
 
   // The server's word that media flows both ways (both relay legs, the echo leg, or a P2P page).
   serverConnected(m) {
+    clearTimeout(this.p2pTimer);
+    clearTimeout(this.relayTimer);
+    // The first way to connect carries the call: the relay leg opened alongside, or P2P.
+    if (m.mode === "relay" && this.mode === "p2p") this.peer.promoteRelayLeg();
+    else if (m.mode === "p2p") this.peer.closeRelayLeg();
     if (m.mode && m.mode !== this.mode) this.setMode(m.mode);
     if (!this.connectedAt) this.connected();
   }
@@ -430,7 +443,7 @@ export class CallUI {
   // P2P did not connect in time: ask for the relay (the server tells both sides).
   async p2pTooSlow() {
     clearTimeout(this.p2pTimer);
-    if (!this.callId || this.mode !== "p2p" || this.peer.connected) return;
+    if (!this.callId || this.mode !== "p2p" || this.peer.connected || this.peer.relayLegOpen) return;
     const reply = await this.ask("call:relay", { call_id: this.callId });
     if (!reply.ok) this.notify(reply.message);
   }

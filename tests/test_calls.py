@@ -658,6 +658,77 @@ async def test_a_p2p_call_is_active_when_a_page_says_its_connection_is_up(
         await close_peers(caller, admin)
 
 
+async def relay_figures(server: Server, admin_token: str) -> tuple[float, float]:
+    """The relay's (relayed calls, peer connections) from `/metrics`."""
+    status, body = await call(server, "GET", "/metrics", {"Cookie": f"sohbet_admin={admin_token}"})
+    assert status == 200, body
+    figures = dict(
+        line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#")
+    )
+    return (
+        float(figures["sohbet_relayed_calls"]),
+        float(figures["sohbet_relay_peer_connections"]),
+    )
+
+
+class RelayLeg(Media):
+    """A page's relay leg opened alongside its P2P connection (`rtc:offer {to: "server"}`)."""
+
+    async def _send_description(self) -> None:
+        local = self.pc.localDescription
+        assert local is not None
+        body = {"call_id": self.call_id, "type": "offer", "sdp": local.sdp, "to": "server"}
+        ack = await self.peer.call("rtc:offer", body)
+        assert ack["ok"], ack
+
+
+async def test_the_relay_prepared_alongside_p2p_takes_the_call_only_if_first(
+    server: Server, admin_token: str
+) -> None:
+    """A P2P call whose page opened a relay leg stays direct when P2P connects first (the
+    leg's relay slot is freed); one whose two relay legs connect first moves to the relay."""
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Yanyana")
+    leg = RelayLeg(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    try:
+        assert caller.events["call:accepted"][0]["relay_after_ms"] < int(
+            call_env("")["CALL_P2P_TIMEOUT_MS"]
+        )
+        calls_before, pcs_before = await relay_figures(server, admin_token)
+        assert (await leg.offer())["from"] == "server"
+        assert await relay_figures(server, admin_token) == (calls_before + 1, pcs_before + 1)
+        assert (await admin.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        for side in (caller, admin):
+            told = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert told["mode"] == "p2p", told
+        # Direct won while the call goes on: its relay leg and slot are gone at once.
+        assert await relay_figures(server, admin_token) == (calls_before, pcs_before)
+        await caller.call("call:end", {"call_id": call_id})
+    finally:
+        await close_peers(leg, caller, admin)
+    # The relay (one slot in these tests) was freed: the next call's legs take it and win.
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Röle Önde")
+    visitor_leg = RelayLeg(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    admin_leg = RelayLeg(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+    try:
+        start = now()
+        await asyncio.gather(visitor_leg.offer(), admin_leg.offer())
+        for side in (caller, admin):
+            told = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert told["mode"] == "relay" and told["state"] == "active", told
+        heard = await asyncio.gather(visitor_leg.hear(), admin_leg.hear())
+        print(
+            f"\nrelay alongside: offers to both tones heard {round((max(heard) - start) * 1000)} ms"
+        )
+        # P2P coming up late changes nothing: the call stays on the relay.
+        assert (await caller.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        assert len(caller.events["call:connected"]) == 1
+        await caller.call("call:end", {"call_id": call_id})
+        ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+        assert ended["mode"] == "relay"
+    finally:
+        await close_peers(visitor_leg, admin_leg, caller, admin)
+
+
 # Who may signal, and what ----------------------------------------------------------------------
 
 

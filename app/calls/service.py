@@ -358,6 +358,8 @@ class CallService:
             await self.end(call, "relay_busy")
             raise CallError("relay_busy")
         call.media_from = time.monotonic()
+        if call.timer is not None and call.timer is not asyncio.current_task():
+            call.timer.cancel()  # the deadline of a relay prepared alongside: this one replaces it
         # A leg that never offers has no watchdog in the hub: the call itself has a deadline.
         call.timer = asyncio.get_running_loop().create_task(self._connect_deadline(call))
 

@@ -52,13 +52,19 @@ class Ringtone {
 
 // What this browser can do for a call, checked before ringing: WebRTC and a microphone. The
 // device list needs no permission (only its labels do), so the check is quick and silent.
-async function cannotCall() {
+async function cannotCall({ ringing = false } = {}) {
   if (typeof window.RTCPeerConnection !== "function") return "no_webrtc";
   if (typeof navigator.mediaDevices?.getUserMedia !== "function") return "no_webrtc";
   try {
     const devices = await navigator.mediaDevices.enumerateDevices();
     if (!devices.some((d) => d.kind === "audioinput")) return "no_microphone";
   } catch { /* unknown: the microphone is asked for when the call starts */ }
+  // Rung, the call is shown all the same: a blocked microphone is said when answering.
+  if (ringing) return null;
+  try {
+    // Blocked for this site: ringing would only end in "the microphone could not be opened".
+    if ((await navigator.permissions.query({ name: "microphone" })).state === "denied") return "mic_blocked";
+  } catch { /* no such query in this engine (Firefox): asked for when the call starts */ }
   return null;
 }
 
@@ -278,14 +284,16 @@ export class CallUI {
   // not the microphone test) let the other side know why in the conversation.
   async cannot(chatId, missing, echo, callId = null) {
     this.finish();
-    this.els.endedText.textContent = this.text(`cannot:${missing}`);
+    this.els.endedText.textContent = this.text(missing === "mic_blocked" ? "no-mic" : `cannot:${missing}`);
     await this.show("ended");
+    // A microphone blocked in this browser's settings is the user's own to fix: nothing to tell.
+    if (missing === "mic_blocked") return;
     if (!echo) this.ask("call:unsupported", { chat_id: chatId, call_id: callId, reason: missing });
   }
 
   async ring(m) {
     if (this.callId && this.callId !== m.call_id) return; // busy here: the server did not ring us
-    const missing = await cannotCall();
+    const missing = await cannotCall({ ringing: true });
     if (missing) { this.cannot(this.root.dataset.chatId || m.chat_id, missing, false, m.call_id); return; }
     this.callId = m.call_id;
     this.who(m.name);
@@ -452,6 +460,7 @@ export class CallUI {
     if (this.mode === "relay") return;
     this.iceServers = m.ice_servers || this.iceServers;
     this.setMode("relay");
+    if (this.peer.promoteRelayLeg()) return; // the leg opened alongside is already the relay's
     const refused = await this.peer.toRelay();
     if (refused) this.notify(refused.message);
   }

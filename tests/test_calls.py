@@ -1423,3 +1423,40 @@ async def test_browser_speaker_button_picks_a_real_output(
         assert watch.page_errors == []
     finally:
         await close_all(page)
+
+
+BROKEN_ANSWERING = """
+RTCPeerConnection.prototype.setRemoteDescription = function () {
+  return Promise.reject(new DOMException("refused by the test", "OperationError"));
+};
+"""
+
+
+@pytest.mark.browser
+async def test_browser_a_failing_step_ends_the_call_with_a_message(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """The operator's browser refuses the visitor's offer (an engine error): the call ends on
+    both sides with a message, and nothing is left as an uncaught rejection."""
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, admin_watch = await call_page(chromium, DESKTOP)
+    await admin_page.context.add_init_script(BROKEN_ANSWERING)
+    try:
+        cid = await start_chat(visitor_page, server.url, "Hata")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("#call-test")).to_be_visible()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "incoming")
+        await admin_page.locator("#call-accept").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "ended")
+        await expect(admin_page.locator("#call-ended-text")).to_have_text(
+            "Aramada bir sorun oluştu, bu yüzden arama sonlandırıldı."
+        )
+        await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "ended")
+        assert admin_watch.page_errors == [] and visitor_watch.page_errors == []
+    finally:
+        await close_all(visitor_page, admin_page)

@@ -103,6 +103,7 @@ export class CallUI {
 
   reset() {
     this.callId = null;
+    this.dialling = false;
     this.mode = "";
     this.peer.reset();
     this.connectedAt = null;
@@ -245,15 +246,15 @@ export class CallUI {
 
   async startDial(chatId, { echo = false, name = "" } = {}) {
     if (this.callId || this.dialling) return;
+    this.dialling = true; // a second click meanwhile does not ring twice
     this.who(name);
     this.notify("");
     const missing = await cannotCall();
-    if (missing) { this.cannot(chatId, missing, echo); return; }
+    if (missing) { this.dialling = false; this.cannot(chatId, missing, echo); return; }
     this.unlockAudio();
     this.dialledAt = performance.now();
     // The screen, the microphone and the ring go together: none waits for another (the
     // call does not wait for the screen's CSS either).
-    this.dialling = true;
     this.micReady = this.openMic();
     this.show(echo ? "connecting" : "outgoing");
     const [micOk, reply] = await Promise.all([

@@ -10,6 +10,12 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 fc-list 2>/dev/null | grep -qi dejavu || need_apt+=(fonts-dejavu-core)
 # Call tests make a private network namespace (`ip` brings its loopback up).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Cross-engine tests: Firefox (driven over WebDriver BiDi by puppeteer-core) and WebKitGTK
+# (WebKitWebDriver, driven by selenium) under a virtual X server.
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null 2>&1 || need_apt+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb xauth)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -47,4 +53,10 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
-echo "test services ready: chromium, PostgreSQL, Redis, iproute2"
+# The Firefox driver is an npm package pinned in tests/engines (it never downloads a browser).
+engines_dir="$(dirname "$0")/../tests/engines"
+if [ -f "$engines_dir/package-lock.json" ] && [ ! -d "$engines_dir/node_modules/puppeteer-core" ]; then
+  echo "installing tests/engines node modules"
+  (cd "$engines_dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+fi
+echo "test services ready: chromium, firefox-esr, WebKitWebDriver, PostgreSQL, Redis, iproute2"

@@ -86,6 +86,64 @@ async def wait_js(page: EnginePage, body: str, *args: Any, timeout: float = 15) 
         await asyncio.sleep(0.1)
 
 
+# Chromium -----------------------------------------------------------------------------------
+
+
+class ChromiumPage:
+    """A Playwright page in Debian's Chromium (tests/support/browser.py), for tests that run the
+    same checks in every engine."""
+
+    engine = "chromium"
+
+    def __init__(self, context: Any, page: Any) -> None:
+        self.context = context
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _console(self, msg: Any) -> None:
+        if msg.type == "error":
+            self.errors.append(f"{msg.text} at {msg.location.get('url')}")
+
+    @classmethod
+    async def open(cls, browser: Any, width: int, height: int) -> ChromiumPage:
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        return cls(context, await context.new_page())
+
+    async def goto(self, url: str) -> None:
+        await self.page.goto(url)
+
+    async def reload(self) -> None:
+        await self.page.reload()
+
+    async def resize(self, width: int, height: int) -> None:
+        await self.page.set_viewport_size({"width": width, "height": height})
+
+    async def js(self, body: str, *args: Any) -> Any:
+        source = f"(args) => (async function () {{ {body} }}).apply(null, args)"
+        return await self.page.evaluate(source, list(args))
+
+    async def click(self, selector: str) -> None:
+        await self.page.locator(selector).click()
+
+    async def type(self, selector: str, text: str) -> None:
+        await self.page.locator(selector).press_sequentially(text)
+
+    async def upload(self, selector: str, path: Path) -> None:
+        await self.page.locator(selector).set_input_files(str(path))
+
+    async def screenshot(self, path: Path) -> None:
+        await self.page.screenshot(path=str(path))
+
+    async def console_errors(self) -> list[str] | None:
+        errors, self.errors = self.errors, []
+        return errors
+
+    async def close(self) -> None:
+        await self.context.close()
+
+
 # Firefox ------------------------------------------------------------------------------------
 
 

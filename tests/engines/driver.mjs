@@ -12,6 +12,11 @@ const browser = await puppeteer.launch({
     // A fake camera and microphone, granted without a prompt.
     "media.navigator.streams.fake": true,
     "media.navigator.permission.disabled": true,
+    // WebRTC between a page and a test peer on the loopback (127.0.0.2 in the call tests'
+    // namespace), with plain host candidates, and call audio that plays without a gesture.
+    "media.peerconnection.ice.loopback": true,
+    "media.peerconnection.ice.obfuscate_host_addresses": false,
+    "media.autoplay.default": 0,
     // A Turkish visitor, as in the Chromium tests.
     "intl.accept_languages": "tr-TR, tr",
     // No updates, telemetry or remote settings on a closed network.
@@ -78,6 +83,11 @@ const commands = {
   },
   async version() {
     return await browser.version();
+  },
+  // Puppeteer starts Firefox in a process group of its own: the test kills it by this id if
+  // this script cannot close it.
+  async pid() {
+    return browser.process()?.pid ?? null;
   },
 };
 

@@ -227,8 +227,10 @@ async def firefox() -> AsyncIterator[FirefoxDriver]:
         start_new_session=True,
     )
     driver = FirefoxDriver(proc)
+    browser_pid: int | None = None
     try:
         await driver.send("version", timeout=120)  # the browser is up
+        browser_pid = await driver.send("pid")
         yield driver
     finally:
         assert proc.stdin is not None
@@ -239,6 +241,9 @@ async def firefox() -> AsyncIterator[FirefoxDriver]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+        if browser_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(browser_pid, signal.SIGKILL)  # gone already when closed cleanly
 
 
 # WebKit -------------------------------------------------------------------------------------

@@ -96,16 +96,44 @@ class MediaService:
         origin_sid: str | None = None,
     ) -> Posted:
         """Check an upload, keep our own copy, and post it as a message (once per client id)."""
+        posted, _ = await self.post_upload(
+            conversation_id,
+            role=role,
+            kind=kind,
+            data=data,
+            client_id=client_id,
+            filename=filename,
+            caption=caption,
+            source=source,
+            origin_sid=origin_sid,
+        )
+        return posted
+
+    async def post_upload(
+        self,
+        conversation_id: int,
+        *,
+        role: str,
+        kind: str,
+        data: bytes,
+        client_id: object,
+        filename: object = "",
+        caption: object = "",
+        source: str = "web",
+        origin_sid: str | None = None,
+    ) -> tuple[Posted, int]:
+        """`post`, also returning how many ms of a damaged recording could not be kept."""
         client_id = check_client_id(client_id)
         if kind not in probe.KINDS:
             raise InvalidInput("media_bad_kind")
         if (posted := await self._posted_before(conversation_id, client_id)) is not None:
-            return posted
+            return posted, 0
         processed, key = await self._store(conversation_id, role, kind, data)
         attachment = _attachment(key, processed, filename if kind == "audio" else "")
-        return await self._post(
+        posted = await self._post(
             conversation_id, role, kind, client_id, attachment, caption, source, origin_sid
         )
+        return posted, processed.lost_ms
 
     async def hold(
         self, conversation_id: int, *, role: str, kind: str, data: bytes, filename: object = ""

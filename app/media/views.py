@@ -9,8 +9,9 @@ from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.admin.guard import check_csrf
+from app.chat.previews import audio_length_text
 from app.errors import InvalidInput, NotFound, SohbetError
-from app.i18n import error_text
+from app.i18n import error_text, gettext
 from app.media.service import MediaService, size_text
 from app.media.storage import valid_key
 from app.models import Conversation, Message
@@ -63,7 +64,7 @@ async def upload() -> tuple[dict[str, Any], int]:
                 filename=upload.filename or "",
             )
             return {"ok": True, "fileRef": ref}, 200
-        posted = await svc.post(
+        posted, lost_ms = await svc.post_upload(
             conversation_id,
             role=role,
             kind=str(form.get("type", "")),
@@ -79,7 +80,15 @@ async def upload() -> tuple[dict[str, Any], int]:
     payload = await chat.fanout.payload_for(
         posted.conversation, posted.message, role, posted.rendered
     )
-    return {"ok": True, "duplicate": not posted.created, "message": payload}, 200
+    answer: dict[str, Any] = {"ok": True, "duplicate": not posted.created, "message": payload}
+    if lost_ms:
+        # A recording with a damaged end: what decoded was kept, and the sender is told.
+        answer["notice"] = gettext(
+            "The end of the recording was damaged: %(kept)s was sent, %(lost)s could not be read.",
+            kept=audio_length_text(posted.message.media_duration_ms),
+            lost=audio_length_text(lost_ms),
+        )
+    return answer, 200
 
 
 async def _uploader(form: Any) -> tuple[str, int]:

@@ -55,14 +55,21 @@ async def presence(ctx: RepairContext) -> Outcome:
         return manager.eio_sid_from_sid(sid, "/chat") is not None
 
     dropped, offline = await ctx.chat.presence.prune(live)
-    for key in offline:  # someone shown online was not: say so, as a disconnect would have
-        if key == "admin":
-            await ctx.chat.publish_operator_status(False)
-        elif key.startswith("v:"):
-            conv = await Conversation.get_or_none(id=int(key[2:]))
-            if conv is not None and visitor_room(conv.id) == key:
-                await ctx.chat.publish_row(conv, online=False)
+    await announce_presence(ctx.chat, [], offline)
     return passed(_("%(n)s gone sockets dropped", n=dropped), dropped)
+
+
+async def announce_presence(chat: ChatService, online: list[str], offline: list[str]) -> None:
+    """Push what a connect or disconnect would have for keys that changed without one (Repair,
+    a process that died, or this one coming back after being taken for dead)."""
+    for keys, state in ((online, True), (offline, False)):
+        for key in keys:
+            if key == "admin":
+                await chat.publish_operator_status(state)
+            elif key.startswith("v:") and key[2:].isdigit():
+                conv = await Conversation.get_or_none(id=int(key[2:]))
+                if conv is not None and visitor_room(conv.id) == key:
+                    await chat.publish_row(conv, online=state)
 
 
 @repairs.check("calls", N_("Abandoned calls and peer connections"))

@@ -14,6 +14,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # drops the visitor's UDP in its namespace.
 command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The reference cluster's load balancer: HAProxy runs as the test's child (never as a service).
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -51,4 +53,4 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
-echo "test services ready: chromium, PostgreSQL, Redis, iproute2, coturn, nftables"
+echo "test services ready: chromium, PostgreSQL, Redis, iproute2, coturn, nftables, haproxy"

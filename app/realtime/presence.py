@@ -285,7 +285,11 @@ class RedisPresence:
 
     async def start(self, announce: Announce) -> None:
         self._announce = announce
-        await self._beat()
+        try:
+            await self._beat()
+        except Exception:
+            # Redis not reachable yet: the loop's next beat registers this process.
+            log.warning("presence: first heartbeat failed", exc_info=True)
         self._task = asyncio.get_running_loop().create_task(self._heal())
 
     async def _heal(self) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +28,14 @@ from tests.support.clients import (
 )
 from tests.support.cluster import PROCESS_COOKIE, Cluster, cluster, on_process
 from tests.support.reliable import Reader, Sender, close_for_good
-from tests.support.server import REDIS_URL
+from tests.support.server import (
+    REDIS_URL,
+    ROOT,
+    Server,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -209,3 +220,58 @@ async def test_a_process_killed_while_messages_flow(tmp_path: Path) -> None:
             for peer in (panel, idle):
                 if peer.sio.connected:
                     await peer.close()
+
+
+def launch(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`scripts/cluster.py -n 2`, as `make cluster N=2` runs it."""
+    command = [sys.executable, "scripts/cluster.py", "-n", "2", "--port", str(port)]
+    with (workdir / "launcher.log").open("ab") as log:
+        return subprocess.Popen(
+            [*command, "--workdir", str(workdir)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_the_launcher_starts_and_stops_the_whole_cluster(tmp_path: Path) -> None:
+    """`make cluster`'s script: N processes behind HAProxy on one address, new clients spread
+    round-robin, a socket through the balancer, and one SIGTERM stops everything."""
+    url, name = await create_pg_database()
+    env = Server(database_url=url, workdir=tmp_path).environment()
+    env.update(REDIS_URL=REDIS_URL, REDIS_CHANNEL=f"sohbet-test-{secrets.token_hex(4)}")
+    port = free_port()
+    launcher = launch(tmp_path, port, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        ready = False
+        async with aiohttp.ClientSession() as http:
+            while not ready:
+                assert launcher.poll() is None, (tmp_path / "launcher.log").read_text()
+                assert time.monotonic() < deadline, "the cluster did not come up"
+                try:
+                    async with http.get(base + "/health/ready") as r:
+                        ready = r.status == 200
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+        processes = set()
+        for _ in range(4):
+            async with jarless() as http, http.get(base + "/health/ready") as r:
+                processes.add(r.cookies[PROCESS_COOKIE].value)
+        assert processes == {"p1", "p2"}
+        token, _ = await start_visitor(base, "Başlatıcı")
+        visitor = await Peer(base, f"{VISITOR_COOKIE}={token}", "visitor").connect()
+        await visitor.close()
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(launcher.wait, 30)
+        await drop_pg_database(name)
+    assert launcher.returncode == 0
+    log = (tmp_path / "p1.log").read_text()
+    assert "Tortoise-ORM shutdown" in log, "each process stopped cleanly"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get(base + "/health/ready"):
+                pass

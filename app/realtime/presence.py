@@ -240,9 +240,11 @@ class RedisPresence:
         """Drop members of any process without a heartbeat that no process registered (left
         by a version that kept no heartbeat, or by a Redis that lost the registry)."""
         dropped, offline = 0, []
+        # A registered process is the reaper's (which lets it come back if it only froze).
+        registered = {str(p) for p in await self._redis.smembers(self._processes)}
         async for full in self._redis.scan_iter(match=self._prefix + "*", count=500):
             members = await self._redis.smembers(full)
-            processes = {str(m).rpartition(":")[0] for m in members} - {self._process}
+            processes = {str(m).rpartition(":")[0] for m in members} - registered - {self._process}
             if not processes:
                 continue
             pipe = self._redis.pipeline()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import socketio
 from quart import Quart, Response, current_app, g, render_template, request
@@ -18,6 +19,10 @@ from app.i18n import error_text, negotiate, set_locale
 from app.models import Conversation
 from app.realtime import origin_allowed
 
+if TYPE_CHECKING:
+    from app.media.service import MediaService
+    from app.telegram.bridge import TelegramBridge
+
 LANG_COOKIE = "sohbet_lang"
 
 CSP = (
@@ -29,16 +34,19 @@ CSP = (
 
 @dataclass(frozen=True)
 class Services:
-    """What the factory builds once and every adapter shares."""
+    """What the factory builds once and the views share."""
 
     settings: Settings
     sio: socketio.AsyncServer
     chat: ChatService
     auth: AdminAuth
+    media: MediaService
+    telegram: TelegramBridge | None
 
 
-def services() -> Services:
-    svc: Services = current_app.extensions["sohbet"]
+def services(app: Quart | None = None) -> Services:
+    """The shared services of `app` (the current app by default)."""
+    svc: Services = (app or current_app).extensions["sohbet"]
     return svc
 
 
@@ -51,7 +59,7 @@ async def current_operator() -> SessionInfo | None:
 async def current_visitor() -> Conversation | None:
     """The conversation this request's visitor cookie belongs to, if any."""
     svc = services()
-    return await svc.chat.by_token(request.cookies.get(visitor_cookie(svc.settings)))
+    return await svc.chat.queries.by_token(request.cookies.get(visitor_cookie(svc.settings)))
 
 
 def is_htmx() -> bool:

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from app.chat.rooms import ADMINS
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -83,7 +84,7 @@ async def test_the_two_sides_on_different_processes_behind_the_balancer(tmp_path
             # Each side is where the test put it, through the one address of the balancer.
             # The one conversation of this fresh database is the first.
             assert await process_of(c, "v:1") == {1}
-            assert await process_of(c, "admin") == {2}
+            assert await process_of(c, ADMINS) == {2}
 
             # Presence both ways: the panel sees the visitor come online; the visitor page,
             # served by process one, sees the operator connected to process two.
@@ -170,7 +171,7 @@ async def test_a_process_killed_while_messages_flow(tmp_path: Path) -> None:
             # Both visitors are on process one, the operator's two sockets on two and three.
             assert await process_of(c, "v:1") == {1}
             assert await process_of(c, "v:2") == {1}
-            assert await process_of(c, "admin") == {2, 3}
+            assert await process_of(c, ADMINS) == {2, 3}
             await panel.wait_for(
                 "admin:conversation",
                 lambda r: r["chat_id"] == idle_cid and "status__dot--online" in r["html"],

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from app.chat.rooms import ADMINS
 from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
@@ -164,7 +165,7 @@ async def test_repair_drops_sockets_of_a_process_that_does_not_beat(
     client = aioredis.from_url(REDIS_URL, decode_responses=True)
     try:
         # The operator's socket on a process that is gone: "online" with nobody connected.
-        await client.sadd(f"{prefix}:presence:admin", "oldhost-4242:gone-sid")
+        await client.sadd(f"{prefix}:presence:{ADMINS}", "oldhost-4242:gone-sid")
         cookie = {"Cookie": f"{VISITOR_COOKIE}={token}"}
         async with jarless() as http, http.get(server.url + "/", headers=cookie) as r:
             assert 'class="status status--online"' in await r.text()

@@ -20,7 +20,7 @@ Announce = Callable[[list[str], list[str]], Awaitable[None]]
 
 
 class Presence(Protocol):
-    """Counts live sockets per key ("admin", "v:<conversation id>")."""
+    """Counts live sockets per key: a room name (app/chat/rooms.py: "admins", "v:<id>", "list")."""
 
     async def add(self, key: str, sid: str) -> bool:
         """Register a socket; True when the key just went online."""

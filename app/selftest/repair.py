@@ -13,7 +13,8 @@ from tortoise.expressions import Q
 
 from app.calls.service import NAMESPACE as CALLS
 from app.calls.service import CallService
-from app.chat.service import ChatService, visitor_room
+from app.chat.rooms import ADMINS, conversation_of
+from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
@@ -49,12 +50,12 @@ repairs: Registry[RepairContext] = Registry()
 @repairs.check("presence", N_("Stale presence"))
 async def presence(ctx: RepairContext) -> Outcome:
     """Forget sockets presence still counts but Socket.IO no longer has."""
-    manager = ctx.chat.sio.manager
+    manager = ctx.chat.fanout.sio.manager
 
     def live(sid: str) -> bool:
         return manager.eio_sid_from_sid(sid, "/chat") is not None
 
-    dropped, offline = await ctx.chat.presence.prune(live)
+    dropped, offline = await ctx.chat.fanout.presence.prune(live)
     await announce_presence(ctx.chat, [], offline)
     return passed(_("%(n)s gone sockets dropped", n=dropped), dropped)
 
@@ -64,12 +65,12 @@ async def announce_presence(chat: ChatService, online: list[str], offline: list[
     a process that died, or this one coming back after being taken for dead)."""
     for keys, state in ((online, True), (offline, False)):
         for key in keys:
-            if key == "admin":
-                await chat.publish_operator_status(state)
-            elif key.startswith("v:") and key[2:].isdigit():
-                conv = await Conversation.get_or_none(id=int(key[2:]))
-                if conv is not None and visitor_room(conv.id) == key:
-                    await chat.publish_row(conv, online=state)
+            if key == ADMINS:
+                await chat.fanout.publish_operator_status(state)
+            elif (conversation_id := conversation_of(key)) is not None:
+                conv = await Conversation.get_or_none(id=conversation_id)
+                if conv is not None:
+                    await chat.fanout.publish_row(conv, online=state)
 
 
 @repairs.check("calls", N_("Abandoned calls and peer connections"))
@@ -78,7 +79,7 @@ async def calls(ctx: RepairContext) -> Outcome:
     owns."""
     if ctx.calls is None:
         return passed(_("Calls are not set up"), 0)
-    manager = ctx.chat.sio.manager
+    manager = ctx.chat.fanout.sio.manager
 
     def live(sid: str) -> bool:
         return manager.eio_sid_from_sid(sid, CALLS) is not None

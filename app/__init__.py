@@ -34,6 +34,7 @@ from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.media.storage import build_store
 from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
+from app.selftest.repair import announce_presence
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
@@ -176,6 +177,8 @@ def create_app(
         # keep it out of every later collection's walk.
         gc.collect()
         gc.freeze()
+        # With Redis: a heartbeat, and the sockets of processes that stopped leave presence.
+        await presence.start(functools.partial(announce_presence, chat))
         yield
         await chat.close()
         await presence.close()

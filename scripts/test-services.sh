@@ -20,6 +20,8 @@ command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v WebKitWebDriver >/dev/null 2>&1 || need_apt+=(webkit2gtk-driver)
 command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb xauth)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The reference cluster's load balancer: HAProxy runs as the test's child (never as a service).
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -63,4 +65,4 @@ if [ -f "$engines_dir/package-lock.json" ] && [ ! -d "$engines_dir/node_modules/
   echo "installing tests/engines node modules"
   (cd "$engines_dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 fi
-echo "test services ready: chromium, firefox-esr, WebKitWebDriver, PostgreSQL, Redis, iproute2, coturn, nftables"
+echo "test services ready: chromium, firefox-esr, WebKitWebDriver, PostgreSQL, Redis, iproute2, coturn, nftables, haproxy"

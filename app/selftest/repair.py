@@ -56,14 +56,21 @@ async def presence(ctx: RepairContext) -> Outcome:
         return manager.eio_sid_from_sid(sid, "/chat") is not None
 
     dropped, offline = await ctx.chat.fanout.presence.prune(live)
-    for key in offline:  # someone shown online was not: say so, as a disconnect would have
-        if key == ADMINS:
-            await ctx.chat.fanout.publish_operator_status(False)
-        elif (conversation_id := conversation_of(key)) is not None:
-            conv = await Conversation.get_or_none(id=conversation_id)
-            if conv is not None:
-                await ctx.chat.fanout.publish_row(conv, online=False)
+    await announce_presence(ctx.chat, [], offline)
     return passed(_("%(n)s gone sockets dropped", n=dropped), dropped)
+
+
+async def announce_presence(chat: ChatService, online: list[str], offline: list[str]) -> None:
+    """Push what a connect or disconnect would have for keys that changed without one (Repair,
+    a process that died, or this one coming back after being taken for dead)."""
+    for keys, state in ((online, True), (offline, False)):
+        for key in keys:
+            if key == ADMINS:
+                await chat.fanout.publish_operator_status(state)
+            elif (conversation_id := conversation_of(key)) is not None:
+                conv = await Conversation.get_or_none(id=conversation_id)
+                if conv is not None:
+                    await chat.fanout.publish_row(conv, online=state)
 
 
 @repairs.check("calls", N_("Abandoned calls and peer connections"))

@@ -56,7 +56,7 @@ async def stored_seconds(server: Server, token: str, ref: object) -> float:
     status, data, headers = await fetch(server.url, str(ref), f"{VISITOR_COOKIE}={token}")
     assert status == 200 and headers["Content-Type"] == "audio/mp4"
     samples = 0
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.audio[0]
         for packet in container.demux(stream):
             for frame in packet.decode():  # raises on a damaged packet

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run cluster test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.run-installed
 	$(BIN)/hypercorn app.asgi:app --worker-class uvloop --workers 0 --bind $(HOST):$(PORT)
+
+# The reference cluster: N processes behind HAProxy, on the local PostgreSQL and Redis
+# (README "Production"). `make cluster N=3 PORT=8000`.
+N ?= 3
+cluster: $(VENV)/.run-installed
+	$(BIN)/python scripts/cluster.py --processes $(N) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev-installed
 	bash scripts/test-services.sh

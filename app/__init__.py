@@ -19,19 +19,26 @@ from app import calls as call_feature
 from app import compression, db, media, observability, selftest, telegram, web
 from app.admin.auth import AdminAuth, LogDelivery
 from app.admin.views import bp as admin_bp
+from app.chat.fanout import Fanout
 from app.chat.namespace import ChatNamespace
-from app.chat.service import ChatService, receipt_state, sort_key
+from app.chat.previews import audio_length_text
+from app.chat.queries import ChatQueries, sort_key
+from app.chat.receipts import Receipts, receipt_state
+from app.chat.rooms import visitor_room
+from app.chat.service import ChatService
 from app.chat.views import bp as visitor_bp
-from app.chat.writer import duration_text
 from app.config import load_settings
 from app.core.clock import Clock, RealClock
 from app.core.ratelimit import Limiter
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
+from app.media.storage import build_store
 from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
+from app.selftest.repair import announce_presence
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
+from app.widget.pages import StartPage
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -76,8 +83,12 @@ def create_app(
 ) -> Quart:
     """Build the Quart app with its Socket.IO server, services and blueprints.
 
-    `clock` lets a test run background workers on simulated time.
+    `clock` lets a test run background workers on simulated time. Each service gets what it
+    uses as constructor arguments, so this function is the whole graph, top to bottom. Quart
+    starts the `while_serving` generators in the order they are registered below and stops
+    them in reverse: the database's comes first, so it is up for all the others.
     """
+    clock = clock or RealClock()
     settings = load_settings(test_config)
     root = site_root()
     logging.basicConfig(
@@ -88,7 +99,6 @@ def create_app(
         __name__, static_folder=str(root / "static"), template_folder=str(root / "templates")
     )
     app.config["SOHBET"] = settings
-    # First: every other long-lived resource (the Telegram bridge...) needs the database up.
     db.init_app(app)
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
@@ -112,31 +122,49 @@ def create_app(
         current_locale=current_locale,
         sort_key=sort_key,
         receipt_state=receipt_state,
+        visitor_room=visitor_room,
     )
     env.filters["hhmm"] = lambda moment: local_hhmm(moment, settings.zone)
     env.filters["stamp"] = lambda moment: local_stamp(moment, settings.zone)
     env.filters["iso"] = lambda moment: moment.isoformat().replace("+00:00", "Z")
-    env.filters["duration"] = duration_text
+    env.filters["duration"] = audio_length_text
 
     sio = create_sio(settings)
     presence = create_presence(settings)
     renderer = Renderer(env)
-    env.globals["fixed"] = renderer.fixed
+    env.globals["once_per_locale"] = renderer.once_per_locale
+
     # Rate budgets, in Redis when the processes share one (app/core/ratelimit.py).
     limiter = Limiter(settings.redis_url, settings.redis_channel)
-    chat = ChatService(settings, sio, renderer, presence, limiter)
-    media.init_app(app, chat)
-    bridge = telegram.init_app(app, chat, clock or RealClock())
-    auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
-    app.extensions["telegram"] = bridge
-    sio.register_namespace(ChatNamespace(chat, auth))
-    app.extensions["sio"] = sio
-    app.extensions["sohbet"] = web.Services(settings=settings, sio=sio, chat=chat, auth=auth)
 
-    calls = call_feature.init_app(app, chat, auth, bridge)
+    # The chat's single write path. Its listeners act inside each message's transaction (the
+    # Telegram outbox row, the metrics count); the outbox also learns what the visitor has seen.
+    media_store = build_store(settings.media)
+    metrics = observability.Metrics()
+    outbox = telegram.build_outbox(settings, clock)  # None without a bot
+    chat = ChatService(
+        settings,
+        queries=ChatQueries(),
+        fanout=Fanout(settings, sio, renderer, presence),
+        receipts=Receipts(sio, seen_listeners=[outbox] if outbox else []),
+        # StartPage: a widget conversation starts with the host page it was opened on.
+        listeners=[outbox, metrics, StartPage()] if outbox else [metrics, StartPage()],
+        media_store=media_store,
+        limiter=limiter,
+    )
+
+    # The features around it, each given what it uses.
+    media_service = media.init_app(app, chat, media_store, limiter)
+    bridge = telegram.init_app(app, chat, outbox, media_service, clock)
+    auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
+    sio.register_namespace(ChatNamespace(chat, auth, media_service))
+    calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)
+    app.extensions["sohbet"] = web.Services(
+        settings=settings, sio=sio, chat=chat, auth=auth, media=media_service, telegram=bridge
+    )
 
     web.init_app(app)
-    observability.init_app(app, chat)
+    observability.init_app(app, metrics, sio, calls)
     compression.init_app(app)
     app.register_blueprint(site_bp)
     app.register_blueprint(visitor_bp)
@@ -151,13 +179,15 @@ def create_app(
         # keep it out of every later collection's walk.
         gc.collect()
         gc.freeze()
+        # With Redis: a heartbeat, and the sockets of processes that stopped leave presence.
+        await presence.start(functools.partial(announce_presence, chat))
         yield
         await chat.close()
         await presence.close()
         await limiter.close()
 
-    # Last: its scheduler needs the database and the bridge, and stops before them.
-    selftest.init_app(app, chat, bridge, clock or RealClock(), calls=calls)
+    # Its scheduler runs tests through everything above, so it stops first.
+    selftest.init_app(app, chat, bridge, clock, calls=calls, media=media_service)
 
     return app
 
@@ -165,4 +195,5 @@ def create_app(
 def asgi_app(app: Quart) -> socketio.ASGIApp:
     """Socket.IO in front of Quart; no on_startup/on_shutdown, so lifespan reaches Quart."""
     install(ws_compression=app.config["SOHBET"].ws_compression)
-    return socketio.ASGIApp(app.extensions["sio"], other_asgi_app=ExitOnFailedStart(app))
+    sio = web.services(app).sio
+    return socketio.ASGIApp(sio, other_asgi_app=ExitOnFailedStart(app))

@@ -115,6 +115,8 @@ class Settings:
     messages_per_minute: int = 30
     # With several processes, one holds the Telegram lease (outbox, inbox, polling) at a time.
     leader_lease_seconds: int = 15
+    # With Redis, a process that stops beating this long has its sockets leave presence.
+    presence_ttl_seconds: int = 15
     # A scraper sends it as a bearer token to read /metrics without an operator session.
     metrics_token: str = ""
     telegram: TelegramSettings | None = None
@@ -233,6 +235,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
             ("CONVERSATIONS_PER_HOUR", 10),
             ("MESSAGES_PER_MINUTE", 30),
             ("LEADER_LEASE_SECONDS", 15),
+            ("PRESENCE_TTL_SECONDS", 15),
         )
     }
     for name, value in budgets.items():
@@ -250,6 +253,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         conversations_per_hour=budgets["CONVERSATIONS_PER_HOUR"],
         messages_per_minute=budgets["MESSAGES_PER_MINUTE"],
         leader_lease_seconds=budgets["LEADER_LEASE_SECONDS"],
+        presence_ttl_seconds=budgets["PRESENCE_TTL_SECONDS"],
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
         selftest_url=selftest_url,
         selftest_history=selftest_history,

@@ -16,17 +16,18 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
 
+import socketio
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from quart import Quart, Response, current_app, g, request
+from quart import Quart, Response, g, request
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from app.chat.service import ADMINS_ROOM, VISITORS_ROOM, ChatService
+from app.calls.service import CallService
+from app.chat.rooms import ADMINS, visitors_room
 from app.config import Settings
 from app.core.clientaddr import from_trusted_proxy
-from app.core.security import same
+from app.core.security import constant_time_equal
 from app.i18n import LOCALES
 from app.models import Conversation, Message, TgOutbox
 from app.web import client_address, current_operator
@@ -99,29 +100,24 @@ class Metrics:
     def committed(self) -> None:
         return None
 
-    async def refresh(self, app: Quart) -> None:
-        """Read the figures that live elsewhere (database, calls) just before a scrape."""
+    async def refresh(self, sio: socketio.AsyncServer, calls: CallService) -> None:
+        """Read the figures that live elsewhere (database, sockets, calls) just before a scrape."""
         self.stored_total.set(await Message.filter(deleted_at__isnull=True).count())
         self.conversations.set(await Conversation.filter(synthetic=False).count())
         for status in ("pending", "failed"):
             self.outbox.labels(status).set(await TgOutbox.filter(status=status).count())
-        rooms = app.extensions["sio"].manager.rooms.get("/chat", {})
-        visitors = sum(len(rooms.get(f"{VISITORS_ROOM}:{locale}", ())) for locale in LOCALES)
+        rooms = sio.manager.rooms.get("/chat", {})
+        visitors = sum(len(rooms.get(visitors_room(locale), ())) for locale in LOCALES)
         self.sockets.labels("visitor").set(visitors)
-        self.sockets.labels("admin").set(len(rooms.get(ADMINS_ROOM, ())))
-        calls: Any = app.extensions.get("calls")
-        if calls is not None:
-            self.calls.set(len(calls.calls))
-            self.relay.set(calls.hub.peer_connections)
-            self.relayed.set(calls.hub.relayed_calls)
+        self.sockets.labels("admin").set(len(rooms.get(ADMINS, ())))
+        self.calls.set(len(calls.calls))
+        self.relay.set(calls.hub.peer_connections)
+        self.relayed.set(calls.hub.relayed_calls)
 
 
-def init_app(app: Quart, chat: ChatService) -> Metrics:
+def init_app(app: Quart, metrics: Metrics, sio: socketio.AsyncServer, calls: CallService) -> None:
     """Install the request log and the /metrics endpoint."""
     settings: Settings = app.config["SOHBET"]
-    metrics = Metrics()
-    chat.listeners.append(metrics)
-    app.extensions["metrics"] = metrics
 
     @app.before_request
     async def start_clock() -> None:
@@ -153,10 +149,8 @@ def init_app(app: Quart, chat: ChatService) -> Metrics:
         """Prometheus metrics for the operator or a scraper holding METRICS_TOKEN."""
         auth = request.headers.get("Authorization", "")
         token = settings.metrics_token
-        scraper = bool(token) and same(auth, f"Bearer {token}")
+        scraper = bool(token) and constant_time_equal(auth, f"Bearer {token}")
         if not scraper and await current_operator() is None:
             return Response("", 404)
-        await metrics.refresh(current_app)
+        await metrics.refresh(sio, calls)
         return Response(generate_latest(metrics.registry), 200, content_type=CONTENT_TYPE_LATEST)
-
-    return metrics

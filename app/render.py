@@ -22,7 +22,7 @@ class Renderer:
         # Partials are fixed while the server runs: no per-render stat() of the template file.
         self._env = env.overlay(enable_async=False, auto_reload=False)
         self._templates: dict[str, Template] = {}
-        self._fixed: dict[tuple[str, str], Markup] = {}
+        self._once: dict[tuple[str, str], Markup] = {}
 
     def _template(self, name: str) -> Template:
         template = self._templates.get(name)
@@ -40,15 +40,16 @@ class Renderer:
         with using_locale(locale):
             return self._template(name).render(**context)
 
-    def fixed(self, name: str) -> Markup:
+    def once_per_locale(self, name: str) -> Markup:
         """A partial that depends on nothing but the locale, rendered once per locale.
 
-        Templates call it as `fixed("partials/…")` where they would `include` such a partial:
-        the message partial's receipt ticks (six translated labels) were a tenth of its render.
+        Templates call it as `once_per_locale("partials/…")` where they would `include` such a
+        partial: the message partial's receipt ticks (six translated labels) cost a tenth of its
+        render.
         """
         key = (name, current_locale())
-        html = self._fixed.get(key)
+        html = self._once.get(key)
         if html is None:
             # Our own template, autoescaped like every other.
-            html = self._fixed[key] = Markup(self._template(name).render())  # noqa: S704
+            html = self._once[key] = Markup(self._template(name).render())  # noqa: S704
         return html

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import socketio
 from quart import Quart, Response, current_app, g, render_template, request
@@ -19,6 +20,10 @@ from app.models import Conversation
 from app.realtime import origin_allowed
 from app.realtime.handshake import visitor_token
 
+if TYPE_CHECKING:
+    from app.media.service import MediaService
+    from app.telegram.bridge import TelegramBridge
+
 LANG_COOKIE = "sohbet_lang"
 WIDGET_HEADER = "X-Sohbet-Visitor"
 
@@ -31,16 +36,19 @@ CSP = (
 
 @dataclass(frozen=True)
 class Services:
-    """What the factory builds once and every adapter shares."""
+    """What the factory builds once and the views share."""
 
     settings: Settings
     sio: socketio.AsyncServer
     chat: ChatService
     auth: AdminAuth
+    media: MediaService
+    telegram: TelegramBridge | None
 
 
-def services() -> Services:
-    svc: Services = current_app.extensions["sohbet"]
+def services(app: Quart | None = None) -> Services:
+    """The shared services of `app` (the current app by default)."""
+    svc: Services = (app or current_app).extensions["sohbet"]
     return svc
 
 
@@ -60,7 +68,7 @@ async def current_visitor() -> Conversation | None:
         visitor_cookie(svc.settings),
         {"token": request.headers.get(WIDGET_HEADER)},
     )
-    return await svc.chat.by_token(token)
+    return await svc.chat.queries.by_token(token)
 
 
 def is_htmx() -> bool:

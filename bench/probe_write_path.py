@@ -146,13 +146,13 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         setattr(owner, attr, real_publish)
 
         conv = await type(conv).get(id=conv.id)
-        message = (await chat.recent(conv.id, limit=1))[0][0]
+        message = (await chat.queries.recent(conv.id, limit=1))[0][0]
 
         async def render_msg(_: int) -> None:
-            await chat.render_message(conv, message, "admin")
+            await chat.fanout.render_message(conv, message, "admin")
 
         async def render_row(_: int) -> None:
-            await chat.render_row(conv, online=True)
+            await chat.fanout.render_row(conv, online=True)
 
         rows.append(await timed("render message partial (one per viewer)", n, 1, render_msg))
         rows.append(await timed("render conversation list row", n, 1, render_row))

@@ -14,6 +14,14 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # drops the visitor's UDP in its namespace.
 command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# Cross-engine tests: Firefox (driven over WebDriver BiDi by puppeteer-core) and WebKitGTK
+# (WebKitWebDriver, driven by selenium) under a virtual X server.
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null 2>&1 || need_apt+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb xauth)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The reference cluster's load balancer: HAProxy runs as the test's child (never as a service).
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -51,4 +59,10 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
-echo "test services ready: chromium, PostgreSQL, Redis, iproute2, coturn, nftables"
+# The Firefox driver is an npm package pinned in tests/engines (it never downloads a browser).
+engines_dir="$(dirname "$0")/../tests/engines"
+if [ -f "$engines_dir/package-lock.json" ] && [ ! -d "$engines_dir/node_modules/puppeteer-core" ]; then
+  echo "installing tests/engines node modules"
+  (cd "$engines_dir" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+fi
+echo "test services ready: chromium, firefox-esr, WebKitWebDriver, PostgreSQL, Redis, iproute2, coturn, nftables, haproxy"

@@ -80,6 +80,7 @@ def call_env(stun: str, **extra: str) -> dict[str, str]:
         "TURN_SECRET": TURN_SECRET,
         "CALL_RING_SECONDS": "5",
         "CALL_RELAY_MAX": "1",
+        "CALL_P2P_TIMEOUT_MS": "4000",
         "SELFTEST_SKIP": "",
         **extra,
     }
@@ -655,6 +656,77 @@ async def test_a_p2p_call_is_active_when_a_page_says_its_connection_is_up(
         await close_peers(caller, admin)
 
 
+async def relay_figures(server: Server, admin_token: str) -> tuple[float, float]:
+    """The relay's (relayed calls, peer connections) from `/metrics`."""
+    status, body = await call(server, "GET", "/metrics", {"Cookie": f"sohbet_admin={admin_token}"})
+    assert status == 200, body
+    figures = dict(
+        line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#")
+    )
+    return (
+        float(figures["sohbet_relayed_calls"]),
+        float(figures["sohbet_relay_peer_connections"]),
+    )
+
+
+class RelayLeg(Media):
+    """A page's relay leg opened alongside its P2P connection (`rtc:offer {to: "server"}`)."""
+
+    async def _send_description(self) -> None:
+        local = self.pc.localDescription
+        assert local is not None
+        body = {"call_id": self.call_id, "type": "offer", "sdp": local.sdp, "to": "server"}
+        ack = await self.peer.call("rtc:offer", body)
+        assert ack["ok"], ack
+
+
+async def test_the_relay_prepared_alongside_p2p_takes_the_call_only_if_first(
+    server: Server, admin_token: str
+) -> None:
+    """A P2P call whose page opened a relay leg stays direct when P2P connects first (the
+    leg's relay slot is freed); one whose two relay legs connect first moves to the relay."""
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Yanyana")
+    leg = RelayLeg(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    try:
+        assert caller.events["call:accepted"][0]["relay_after_ms"] < int(
+            call_env("")["CALL_P2P_TIMEOUT_MS"]
+        )
+        calls_before, pcs_before = await relay_figures(server, admin_token)
+        assert (await leg.offer())["from"] == "server"
+        assert await relay_figures(server, admin_token) == (calls_before + 1, pcs_before + 1)
+        assert (await admin.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        for side in (caller, admin):
+            told = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert told["mode"] == "p2p", told
+        # Direct won while the call goes on: its relay leg and slot are gone at once.
+        assert await relay_figures(server, admin_token) == (calls_before, pcs_before)
+        await caller.call("call:end", {"call_id": call_id})
+    finally:
+        await close_peers(leg, caller, admin)
+    # The relay (one slot in these tests) was freed: the next call's legs take it and win.
+    caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Röle Önde")
+    visitor_leg = RelayLeg(caller, call_id, VISITOR_HZ, ADMIN_HZ)
+    admin_leg = RelayLeg(admin, call_id, ADMIN_HZ, VISITOR_HZ)
+    try:
+        start = now()
+        await asyncio.gather(visitor_leg.offer(), admin_leg.offer())
+        for side in (caller, admin):
+            told = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert told["mode"] == "relay" and told["state"] == "active", told
+        heard = await asyncio.gather(visitor_leg.hear(), admin_leg.hear())
+        print(
+            f"\nrelay alongside: offers to both tones heard {round((max(heard) - start) * 1000)} ms"
+        )
+        # P2P coming up late changes nothing: the call stays on the relay.
+        assert (await caller.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        assert len(caller.events["call:connected"]) == 1
+        await caller.call("call:end", {"call_id": call_id})
+        ended = await admin.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+        assert ended["mode"] == "relay"
+    finally:
+        await close_peers(visitor_leg, admin_leg, caller, admin)
+
+
 # Who may signal, and what ----------------------------------------------------------------------
 
 
@@ -1104,6 +1176,13 @@ async def test_browser_call_falls_back_to_the_relay(
                 "data-mode", "relay", timeout=15000
             )
             await expect(page.locator("#call")).to_have_attribute("data-state", "active")
+        # The relay was prepared alongside P2P: the P2P timeout was not waited out.
+        p2p_timeout_ms = int(call_env("")["CALL_P2P_TIMEOUT_MS"])
+        accept_to_connected = int(
+            await visitor_page.locator("#call").get_attribute("data-setup-ms") or 0
+        )
+        print(f"\nbrowser <-> relay (P2P failing): accept to connected {accept_to_connected} ms")
+        assert 0 < accept_to_connected < p2p_timeout_ms
         await asyncio.gather(hears(visitor_page), hears(admin_page))
         await expect(admin_page.locator(".call__via")).to_be_visible()
         await admin_page.locator("#call-hangup").click()
@@ -1132,3 +1211,195 @@ async def drop_peer_candidates(ws: WebSocketRoute) -> None:
 
     server.on_message(to_page)
     ws.on_message(lambda message: server.send(message))
+
+
+NO_WEBRTC = "delete window.RTCPeerConnection; delete window.webkitRTCPeerConnection;"
+
+
+@pytest.mark.browser
+async def test_browser_without_webrtc_says_so_instead_of_ringing(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """A browser without WebRTC never rings: the visitor reads why in their language, and the
+    operator reads it in the conversation."""
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, _ = await call_page(chromium, DESKTOP)
+    await visitor_page.context.add_init_script(NO_WEBRTC)
+    try:
+        cid = await start_chat(visitor_page, server.url, "Eski Tarayıcı")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        call = visitor_page.locator("#call")
+        await expect(call).to_have_attribute("data-state", "ended")
+        await expect(visitor_page.locator("#call-ended-text")).to_have_text(
+            "Tarayıcınız arama yapamıyor; bunun yerine sesli mesaj gönderin."
+        )
+        await expect(admin_page.locator("#messages li.msg--system").last).to_contain_text(
+            "Arama başlatılamadı: ziyaretçinin tarayıcısı arama yapamıyor"
+        )
+        # It never rang: the panel's call screen stayed closed.
+        assert await admin_page.locator("#call").get_attribute("data-state") in ("idle", None)
+        assert await admin_page.locator("#call").is_hidden()
+        # The operator calls back: the visitor's page says why at once instead of ringing.
+        await admin_page.locator("[data-call-chat]").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "ended")
+        await expect(admin_page.locator("#call-ended-text")).to_have_text(
+            "Karşı tarafın tarayıcısı arama yapamıyor."
+        )
+        assert visitor_watch.page_errors == []
+    finally:
+        await close_all(visitor_page, admin_page)
+
+
+async def hold_connected(ws: WebSocketRoute, held: list[str], release: asyncio.Event) -> None:
+    """Pass Socket.IO through, but hold the page's `call:connected` until `release` is set."""
+    server = ws.connect_to_server()
+
+    async def later(message: str) -> None:
+        await release.wait()
+        server.send(message)
+
+    def to_server(message: str | bytes) -> None:
+        if (
+            isinstance(message, str)
+            and message.startswith("42/call,")
+            and '"call:connected"' in message
+        ):
+            held.append(message)
+            asyncio.get_running_loop().create_task(later(message))
+            return
+        server.send(message)
+
+    ws.on_message(to_server)
+    server.on_message(lambda message: ws.send(message))
+
+
+@pytest.mark.browser
+async def test_browser_p2p_call_is_active_only_on_the_servers_word(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """The pages' P2P connection carries sound both ways, yet neither screen shows the call
+    active until the server, told by a page, says `call:connected`."""
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, admin_watch = await call_page(chromium, DESKTOP)
+    held: list[str] = []
+    release = asyncio.Event()
+    for page in (visitor_page, admin_page):
+        await page.route_web_socket(
+            re.compile(r".*/socket\.io/.*"), lambda ws: hold_connected(ws, held, release)
+        )
+    try:
+        cid = await start_chat(visitor_page, server.url, "Dürüst")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "incoming")
+        await admin_page.locator("#call-accept").click()
+        await asyncio.gather(hears(visitor_page), hears(admin_page))
+        assert held, "no page said its P2P connection was up"
+        for page in (visitor_page, admin_page):
+            await expect(page.locator("#call")).to_have_attribute("data-state", "connecting")
+        release.set()
+        for page in (visitor_page, admin_page):
+            await expect(page.locator("#call")).to_have_attribute("data-state", "active")
+            await expect(page.locator("#call")).to_have_attribute("data-mode", "p2p")
+        await visitor_page.locator("#call-hangup").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "ended")
+        assert visitor_watch.page_errors == [] and admin_watch.page_errors == []
+    finally:
+        await close_all(visitor_page, admin_page)
+
+
+# What the page asked the browser's own setSinkId for (the call goes on to the real one).
+SINK_IDS = """
+window.__sinkIds = [];
+const realSetSinkId = HTMLMediaElement.prototype.setSinkId;
+HTMLMediaElement.prototype.setSinkId = function (id) {
+  window.__sinkIds.push(id);
+  return realSetSinkId.call(this, id);
+};
+"""
+
+
+@pytest.mark.browser
+async def test_browser_speaker_button_picks_a_real_output(
+    chromium: Browser, server: Server
+) -> None:
+    """Chromium's fake outputs (a default and two devices): the speaker button moves the call's
+    sound to one of the listed devices and back, and never says the browser cannot."""
+    page, watch = await call_page(chromium, PHONE)
+    await page.context.add_init_script(SINK_IDS)
+    try:
+        await start_chat(page, server.url, "Hoparlör")
+        await page.locator("#call-test").click()
+        await expect(page.locator("#call")).to_have_attribute("data-state", "echo")
+        speaker = page.locator("#call-speaker")
+        await expect(speaker).to_have_attribute("aria-pressed", "true")
+        await speaker.click()
+        await expect(speaker).to_have_attribute("aria-pressed", "false")
+        outputs: list[str] = await page.evaluate(
+            "async () => (await navigator.mediaDevices.enumerateDevices())"
+            ".filter((d) => d.kind === 'audiooutput').map((d) => d.deviceId)"
+        )
+        asked: list[str] = await page.evaluate("window.__sinkIds")
+        assert len(asked) == 1 and asked[0] in outputs, (asked, outputs)
+        assert asked[0] not in ("", "default", "communications")
+        assert (
+            await page.evaluate("document.getElementById('call-remote-audio').sinkId") == asked[0]
+        )
+        await expect(page.locator("#call-notice")).to_be_hidden()
+        await speaker.click()
+        await expect(speaker).to_have_attribute("aria-pressed", "true")
+        assert await page.evaluate("window.__sinkIds") == [asked[0], ""]
+        await expect(page.locator("#call-notice")).to_be_hidden()
+        await page.locator("#call-hangup").click()
+        await expect(page.locator("#call")).to_have_attribute("data-state", "ended")
+        assert watch.page_errors == []
+    finally:
+        await close_all(page)
+
+
+BROKEN_ANSWERING = """
+RTCPeerConnection.prototype.setRemoteDescription = function () {
+  return Promise.reject(new DOMException("refused by the test", "OperationError"));
+};
+"""
+
+
+@pytest.mark.browser
+async def test_browser_a_failing_step_ends_the_call_with_a_message(
+    chromium: Browser, server: Server, admin_token: str
+) -> None:
+    """The operator's browser refuses the visitor's offer (an engine error): the call ends on
+    both sides with a message, and nothing is left as an uncaught rejection."""
+    visitor_page, visitor_watch = await call_page(chromium, PHONE)
+    admin_page, admin_watch = await call_page(chromium, DESKTOP)
+    await admin_page.context.add_init_script(BROKEN_ANSWERING)
+    try:
+        cid = await start_chat(visitor_page, server.url, "Hata")
+        await admin_page.context.add_cookies(
+            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        )
+        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await expect(admin_page.locator("#call-test")).to_be_visible()
+        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await visitor_page.locator("#call-button").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "incoming")
+        await admin_page.locator("#call-accept").click()
+        await expect(admin_page.locator("#call")).to_have_attribute("data-state", "ended")
+        await expect(admin_page.locator("#call-ended-text")).to_have_text(
+            "Aramada bir sorun oluştu, bu yüzden arama sonlandırıldı."
+        )
+        await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "ended")
+        assert admin_watch.page_errors == [] and visitor_watch.page_errors == []
+    finally:
+        await close_all(visitor_page, admin_page)

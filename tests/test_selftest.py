@@ -343,7 +343,7 @@ async def test_the_page_with_htmx(server: Server, headers: dict[str, str], csrf:
         bad_zone = {"time_hhmm": "08:45", "tz": "Berlin", "enabled": "on"}
         async with http.put(server.url + f"/test/schedule/{sid}", headers=hx, data=bad_zone) as r:
             assert r.status == 400
-            assert "IANA saat dilimi" in await r.text()
+            assert "Saat dilimi, Europe/Istanbul gibi bir IANA adı olmalı." in await r.text()
 
         async with http.delete(server.url + f"/test/schedule/{sid}", headers=hx) as r:
             assert r.status == 200 and await r.text() == ""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from app.chat.rooms import ADMINS, visitor_room
 from tests.support.clients import admin_csrf, call, start_visitor, visitor_peer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
@@ -149,18 +150,18 @@ async def test_repair_drops_presence_of_gone_sockets(
     token, cid = await start_visitor(app_server.url, "Canlı")
     visitor = await visitor_peer(app_server.url, token)
     try:
-        live_key = f"v:{await chat.id_for_cid(cid)}"
-        assert await chat.presence.online(live_key)
+        live_key = visitor_room(await chat.queries.id_for_cid(cid))
+        assert await chat.fanout.presence.online(live_key)
         # Sockets whose disconnect was never handled (a crashed handler) stay "online".
-        await chat.presence.add("admin", "gone-sid-1")
-        await chat.presence.add("v:987654", "gone-sid-2")
-        assert await chat.presence.online("admin")
+        await chat.fanout.presence.add(ADMINS, "gone-sid-1")
+        await chat.fanout.presence.add(visitor_room(987654), "gone-sid-2")
+        assert await chat.fanout.presence.online(ADMINS)
 
         status, first = await call(app_server, "POST", "/api/repair/run", headers)  # type: ignore[arg-type]
         assert status == 200 and first["counts"]["presence"] == 2, first
-        assert not await chat.presence.online("admin")
-        assert not await chat.presence.online("v:987654")
-        assert await chat.presence.online(live_key), "a live socket is kept"
+        assert not await chat.fanout.presence.online(ADMINS)
+        assert not await chat.fanout.presence.online(visitor_room(987654))
+        assert await chat.fanout.presence.online(live_key), "a live socket is kept"
         # The visitor is told the operator is not there after all.
         await visitor.wait_for("presence:operator", lambda p: p["online"] is False)
 

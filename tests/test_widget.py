@@ -163,6 +163,7 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
         frame = await open_widget(page)
         await expect(frame.locator("#conversation")).to_have_attribute("data-chat-id", cid)
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
         await send(frame, "hâlâ buradayım")  # type: ignore[arg-type]
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba", "hâlâ buradayım"])
 

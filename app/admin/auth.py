@@ -18,7 +18,14 @@ from tortoise.expressions import F
 from app.admin.authenticator import MAX_CODE_LENGTH, Authenticator
 from app.config import Settings
 from app.core.ratelimit import Limiter
-from app.core.security import PasswordCheck, keyed_hash, new_code, new_token, same, token_hash
+from app.core.security import (
+    PasswordCheck,
+    constant_time_equal,
+    keyed_hash,
+    new_code,
+    new_token,
+    token_hash,
+)
 from app.errors import InvalidInput, TooMany
 from app.models import AdminSession, LoginCode, TgOutbox
 from app.timefmt import utcnow
@@ -181,7 +188,7 @@ class AdminAuth:
         if method == "app":
             return len(code) <= MAX_CODE_LENGTH and await self.authenticator.check(code)
         attempt = "".join(ch for ch in code if ch.isdigit())
-        return same(keyed_hash(self.settings.secret_key, attempt), row.code_hash)
+        return constant_time_equal(keyed_hash(self.settings.secret_key, attempt), row.code_hash)
 
     async def session_for(self, token: str | None) -> SessionInfo | None:
         """The live session a cookie names, if any."""

@@ -14,7 +14,7 @@ import pyotp
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app.core.ratelimit import Limiter
-from app.core.security import same, token_hash
+from app.core.security import constant_time_equal, token_hash
 from app.core.transactions import transaction
 from app.errors import TooMany
 from app.models import RecoveryCode, TotpFactor
@@ -184,6 +184,6 @@ def _matching_step(secret: str, code: str) -> int | None:
     now = totp.timecode(utcnow())
     found = None
     for step in range(now - TOTP_WINDOW, now + TOTP_WINDOW + 1):
-        if same(totp.generate_otp(step), code):
+        if constant_time_equal(totp.generate_otp(step), code):
             found = step
     return found

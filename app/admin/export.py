@@ -19,7 +19,7 @@ TRANSCRIPT_LIMIT = 20_000
 async def _transcript(cid: str) -> tuple[Conversation, str, str]:
     svc = services()
     settings = svc.settings
-    conv = await svc.chat.by_cid(cid)
+    conv = await svc.chat.queries.by_cid(cid)
     messages = (
         await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
         .order_by("seq")

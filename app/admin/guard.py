@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from quart import Response, g, jsonify, redirect, request
 
 from app.admin.auth import SessionInfo
-from app.core.security import same
+from app.core.security import constant_time_equal
 from app.errors import Forbidden
 from app.i18n import error_text
 from app.web import current_operator, is_htmx
@@ -21,7 +21,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def check_csrf(session: SessionInfo, form: Any = None) -> None:
     """Every operator state change carries the session's CSRF token (header from HTMX, or field)."""
     sent = request.headers.get("X-CSRF-Token") or (form or {}).get("csrf_token") or ""
-    if not same(str(sent), session.csrf_token):
+    if not constant_time_equal(str(sent), session.csrf_token):
         raise Forbidden("csrf")
 
 

@@ -10,6 +10,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.guard import operator_required, require_csrf
 from app.admin.login import login_page
+from app.chat.rooms import visitor_room
 from app.errors import InvalidInput
 from app.models import Conversation, TgOutbox
 from app.web import current_operator, is_htmx, services
@@ -19,8 +20,8 @@ bp = Blueprint("panel", __name__)
 
 async def _panel(cid: str | None = None) -> str:
     svc = services()
-    conversations = await svc.chat.waiting_list()
-    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    conversations = await svc.chat.queries.operator_list()
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
     pane = await _pane_context(cid) if cid else None
     failed = await TgOutbox.filter(status="failed").order_by("-id").limit(1)
     return await render_template(
@@ -36,14 +37,14 @@ async def _panel(cid: str | None = None) -> str:
 
 async def _pane_context(cid: str) -> dict[str, Any]:
     svc = services()
-    conv = await svc.chat.by_cid(cid)
-    messages, more = await svc.chat.recent(conv.id)
+    conv = await svc.chat.queries.by_cid(cid)
+    messages, more = await svc.chat.queries.recent(conv.id)
     await svc.chat.mark_read(conv)
     return {
         "conv": conv,
         "messages": messages,
         "more": more,
-        "online": await svc.chat.presence.online(f"v:{conv.id}"),
+        "online": await svc.chat.fanout.presence.online(visitor_room(conv.id)),
     }
 
 
@@ -62,8 +63,8 @@ async def panel() -> str | WerkzeugResponse:
 async def conversation_list() -> str:
     """The conversation list partial (waiting first, oldest wait first)."""
     svc = services()
-    conversations = await svc.chat.waiting_list()
-    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    conversations = await svc.chat.queries.operator_list()
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
     return await render_template(
         "partials/admin/conversation_list.html", conversations=conversations, online=online
     )
@@ -84,8 +85,10 @@ async def conversation(cid: str) -> str:
 async def older(cid: str) -> str:
     """A page of older messages for the pane (HTMX 'load earlier')."""
     svc = services()
-    conv = await svc.chat.by_cid(cid)
-    messages, more = await svc.chat.recent(conv.id, before_seq=request.args.get("before", type=int))
+    conv = await svc.chat.queries.by_cid(cid)
+    messages, more = await svc.chat.queries.recent(
+        conv.id, before_seq=request.args.get("before", type=int)
+    )
     return await render_template(
         "partials/chat/older.html",
         conv=conv,
@@ -102,8 +105,8 @@ async def search() -> str:
     """The list's rows filtered by visitor name, CID or message text (swapped into the list)."""
     svc = services()
     query = (request.args.get("q") or "").strip()[:100]
-    conversations = await svc.chat.search(query)
-    online = await svc.chat.presence.online_many([f"v:{c.id}" for c in conversations])
+    conversations = await svc.chat.queries.search(query)
+    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
     return await render_template(
         "partials/admin/conversation_rows.html",
         conversations=conversations,
@@ -119,7 +122,7 @@ async def delete_messages(cid: str) -> str:
     svc = services()
     await require_csrf()
     form = await request.form
-    conv = await svc.chat.by_cid(cid)
+    conv = await svc.chat.queries.by_cid(cid)
     try:
         seqs = sorted({int(s) for s in form.getlist("seq")})
     except ValueError as exc:
@@ -135,7 +138,7 @@ async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
     """Delete the whole conversation (the page asked for confirmation first)."""
     svc = services()
     await require_csrf()
-    conv = await svc.chat.by_cid(cid)
+    conv = await svc.chat.queries.by_cid(cid)
     await svc.chat.delete_conversation(conv)
     page = await render_template("partials/admin/empty_pane.html")
     return page, 200, {"HX-Push-Url": "/admin"}
@@ -174,6 +177,6 @@ async def _change_conversation(
 ) -> str:
     """A panel button's change to one conversation (CSRF-checked), answered with its pane."""
     await require_csrf()
-    await change(await services().chat.by_cid(cid))
+    await change(await services().chat.queries.by_cid(cid))
     context = await _pane_context(cid)
     return await render_template("partials/admin/conversation.html", **context)

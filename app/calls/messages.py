@@ -22,6 +22,11 @@ CALL_OUTCOMES = {
     "relay_busy": N_("Call could not connect (relay busy)"),
     # Answered, but its media never flowed both ways.
     "failed": N_("Call could not connect"),
+    # A page that cannot take part in a call says why instead of ringing.
+    "visitor_no_webrtc": N_("Call could not start: the visitor's browser cannot make calls"),
+    "visitor_no_microphone": N_("Call could not start: the visitor's device has no microphone"),
+    "admin_no_webrtc": N_("Call could not start: the operator's browser cannot make calls"),
+    "admin_no_microphone": N_("Call could not start: the operator's device has no microphone"),
 }
 
 

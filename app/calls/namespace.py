@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 from app.admin.auth import AdminAuth
 from app.calls.service import (
-    ADMINS,
     ECHO,
     NAMESPACE,
     P2P,
@@ -24,7 +23,9 @@ from app.calls.service import (
     CallError,
     CallService,
 )
-from app.chat.service import other_role, visitor_room
+from app.chat.receipts import other_role
+from app.chat.rooms import ADMINS, visitor_room
+from app.core.ratelimit import Limiter
 from app.i18n import ERRORS, N_
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.outage import DATABASE_ERRORS
@@ -58,6 +59,7 @@ class CallNamespace(ConversationNamespace):
         "call:end": "_end",
         "call:relay": "_relay",
         "call:connected": "_connected",
+        "call:unsupported": "_unsupported",
         "call:media": "_media",
         "rtc:offer": "_offer",
         "rtc:answer": "_answer",
@@ -69,11 +71,10 @@ class CallNamespace(ConversationNamespace):
     # The media relay does network I/O too: an OSError here is not taken for the database's.
     outage_errors = DATABASE_ERRORS
 
-    def __init__(self, calls: CallService, auth: AdminAuth) -> None:
+    def __init__(self, calls: CallService, auth: AdminAuth, limiter: Limiter) -> None:
         super().__init__(NAMESPACE, calls.chat, auth)
         self.calls = calls
         # Signalling is small and rare: a flood is a bug or an attack.
-        limiter = calls.chat.limiter
         self.signal_budget = limiter.local(200, 10)  # per socket: one process sees it all
         self.ring_budget = limiter.budget("rings", 6, 60)
         self.echo_budget = limiter.budget("echo_calls", max(1, calls.conf.echo_per_hour), 3600)
@@ -211,6 +212,18 @@ class CallNamespace(ConversationNamespace):
         await self.calls.p2p_connected(call)
         return {"ok": True, "state": call.public_state}
 
+    async def _unsupported(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`call:unsupported {chat_id, reason, call_id?}`: this page cannot call; the chat says."""
+        conv = await self._conversation_for(session, data.get("chat_id"))
+        role = session["role"]
+        if await self.ring_budget.hit(f"{role}:{conv.cid}"):
+            raise CallError("too_many_calls")
+        reason = "no_microphone" if data.get("reason") == "no_microphone" else "no_webrtc"
+        await self.calls.unsupported(conv, role, reason, data.get("call_id"))
+        return {"ok": True}
+
     async def _media(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
@@ -234,9 +247,16 @@ class CallNamespace(ConversationNamespace):
         call = self._participant(sid, session, data)
         sdp = _sdp(data.get("sdp"))
         role = session["role"]
-        if call.mode in (ECHO, RELAY):
+        target = data.get("to")
+        if call.mode == P2P and target == "server":
+            if call.connected_at is not None:
+                return {"ok": False, "error": "connected"}  # P2P won meanwhile: no leg needed
+            # A relay leg opened alongside P2P: the call stays P2P until one of them connects.
+            await self.calls.prepare_relay(call)
+        if call.mode in (ECHO, RELAY) or target == "server":
             side = call.side_of(role)
-            answer = await self.calls.hub.answer(call.id, side, call.mode, sdp)
+            mode = ECHO if call.mode == ECHO else RELAY
+            answer = await self.calls.hub.answer(call.id, side, mode, sdp)
             reply = {"call_id": call.id, "type": "answer", "sdp": answer, "from": "server"}
             await self.emit("rtc:answer", reply, to=sid)
             return {"ok": True, "answered": True}
@@ -262,7 +282,8 @@ class CallNamespace(ConversationNamespace):
         candidate = checked_candidate(data.get("candidate"))
         role = session["role"]
         target = data.get("to")
-        if call.mode in (ECHO, RELAY) and target != "peer":
+        alongside = call.id in self.calls.alongside
+        if (call.mode in (ECHO, RELAY) and target != "peer") or (alongside and target == "server"):
             await self.calls.hub.add_candidate(call.id, call.side_of(role), candidate)
         elif call.mode == P2P:
             await self._forward(call, role, "rtc:candidate", {"candidate": candidate})

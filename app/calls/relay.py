@@ -51,6 +51,15 @@ class CallRelay:
         call.mode = RELAY
         return True
 
+    def reserve(self, call: Call) -> bool:
+        """Count the call against the relay cap without switching it (the relay prepared
+        alongside P2P); False when full."""
+        try:
+            self.hub.reserve_relay(call.id)
+        except RelayBusy:
+            return False
+        return True
+
     def carries_media(self, call: Call) -> bool:
         """Whether the call's server media flows both ways: both relay legs (or the echo leg)
         connected."""

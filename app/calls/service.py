@@ -24,18 +24,20 @@ from app.calls.messages import call_label, record_call
 from app.calls.relay import MEDIA_GRACE, CallRelay
 from app.calls.state import (
     ACTIVE,
-    ADMINS,
     ECHO,
     ENDED,
     NAMESPACE,
     P2P,
     RELAY,
     RINGING,
+    SIDES_OF_RELAY,
     Call,
     CallError,
     call_room,
 )
-from app.chat.service import ChatService, other_role
+from app.chat.receipts import other_role
+from app.chat.rooms import ADMINS
+from app.chat.service import ChatService
 from app.config import Settings
 from app.models import Conversation
 
@@ -53,6 +55,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("sohbet.calls")
+
+# A P2P call's pages open their relay legs alongside when their direct connection has not come
+# up this long after the answer (a direct pair on one network connects well within it), so a
+# call that cannot go direct is carried by the relay about a second after the answer.
+RELAY_ALONGSIDE_MS = 700
 
 
 class CallService:
@@ -72,6 +79,8 @@ class CallService:
         self.notify_ring = notify_ring
         self.calls: dict[str, Call] = {}
         self.by_conversation: dict[int, str] = {}
+        # P2P calls whose relay legs are being prepared alongside: the first to connect wins.
+        self.alongside: set[str] = set()
         self.relay = CallRelay(self.conf, self._media_failed, self._media_connected)
         # The namespace answers offers and takes candidates through the hub directly.
         self.hub = self.relay.hub
@@ -205,6 +214,7 @@ class CallService:
             "initiator": role == call.caller,
             "ice_servers": self.ice_for(call, role),
             "p2p_timeout_ms": round(self.conf.p2p_timeout * 1000),
+            "relay_after_ms": min(RELAY_ALONGSIDE_MS, round(self.conf.p2p_timeout * 1000)),
         }
 
     async def decline(self, call: Call, role: str) -> None:
@@ -221,6 +231,7 @@ class CallService:
             raise CallError("call_gone")
         if call.mode in (RELAY, ECHO):
             return
+        self.alongside.discard(call.id)
         await self._move_to_relay(call)
         log.info("call %s falls back to the relay", call.id)
         for who, owner in call.sids.items():
@@ -231,16 +242,46 @@ class CallService:
                 namespace=NAMESPACE,
             )
 
+    async def prepare_relay(self, call: Call) -> None:
+        """A P2P call's page opens its relay leg while P2P checks run (the mode stays P2P)."""
+        if call.state != ACTIVE or call.mode != P2P or call.connected_at is not None:
+            raise CallError("call_gone")
+        if call.id in self.alongside:
+            return
+        if not self.relay.reserve(call):
+            raise CallError("relay_busy")
+        self.alongside.add(call.id)
+        call.media_from = time.monotonic()
+        # Neither way connecting in time ends the call (as a relayed call's deadline does).
+        call.timer = asyncio.get_running_loop().create_task(self._connect_deadline(call))
+
     async def p2p_connected(self, call: Call) -> None:
         """A page's P2P connection is up (end to end, so media flows both ways): both are told."""
         if call.state != ACTIVE or call.mode != P2P:
             # A call through the server is connected when the server's own legs are.
             return
+        if call.id in self.alongside:
+            # Direct won: the relay legs prepared alongside are not needed.
+            self.alongside.discard(call.id)
+            await self.relay.release(call)
         await self._mark_connected(call)
+
+    async def unsupported(
+        self, conv: Conversation, role: str, reason: str, call_id: object = None
+    ) -> None:
+        """A page that cannot call (no WebRTC, no microphone): the chat says why; its ring ends."""
+        call = self.for_conversation(conv.id)
+        ringing_here = call is not None and call.state == RINGING and role != call.caller
+        if call is not None and ringing_here and call.id == call_id:
+            await self.end(call, "unsupported", by=role, outcome=f"{role}_{reason}")
+            return
+        await self._record(conv.id, secrets.token_hex(6), f"{role}_{reason}", 0)
 
     # Ending -----------------------------------------------------------------------------------
 
-    async def end(self, call: Call, reason: str, by: str | None = None) -> None:
+    async def end(
+        self, call: Call, reason: str, by: str | None = None, outcome: str | None = None
+    ) -> None:
         """End a call once: tell both sides, free its media, leave its system message."""
         if call.state == ENDED:
             return
@@ -250,6 +291,7 @@ class CallService:
         since = call.connected_at or (call.answered_at if call.mode == P2P else None)
         never_connected = call.mode != P2P and call.connected_at is None
         call.state = ENDED
+        self.alongside.discard(call.id)
         self.calls.pop(call.id, None)
         if self.by_conversation.get(call.conversation_id) == call.id:
             del self.by_conversation[call.conversation_id]
@@ -264,7 +306,9 @@ class CallService:
         log.info("call %s ended: %s after %s s", call.id, reason, seconds)
         if call.echo:
             return
-        if reason == "relay_busy":
+        if outcome is not None:
+            await self._record(call.conversation_id, call.id, outcome, 0)
+        elif reason == "relay_busy":
             # Answered, but no media ever flowed: a duration would be a call that never was.
             await self._record(call.conversation_id, call.id, "relay_busy", 0)
         elif was_answered and never_connected:
@@ -315,6 +359,8 @@ class CallService:
             await self.end(call, "relay_busy")
             raise CallError("relay_busy")
         call.media_from = time.monotonic()
+        if call.timer is not None and call.timer is not asyncio.current_task():
+            call.timer.cancel()  # the deadline of a relay prepared alongside: this one replaces it
         # A leg that never offers has no watchdog in the hub: the call itself has a deadline.
         call.timer = asyncio.get_running_loop().create_task(self._connect_deadline(call))
 
@@ -358,6 +404,13 @@ class CallService:
         call = self.calls.get(call_id)
         if call is None or call.state != ACTIVE or call.connected_at is not None:
             return
+        if call.id in self.alongside and call.mode == P2P:
+            # The relay prepared alongside connected both legs before P2P: the call takes it.
+            if self.relay.hub.connected_sides(call.id) >= SIDES_OF_RELAY:
+                self.alongside.discard(call.id)
+                call.mode = RELAY
+                await self._mark_connected(call)
+            return
         if self.relay.carries_media(call):
             await self._mark_connected(call)
 
@@ -365,7 +418,7 @@ class CallService:
         if call.connected_at is not None:
             return
         call.connected_at = time.monotonic()
-        if call.mode == RELAY and call.timer is not None:
+        if call.mode != ECHO and call.timer is not None:
             call.timer.cancel()
             call.timer = None
         log.info("call %s: media connected (%s)", call.id, call.mode)
@@ -375,6 +428,11 @@ class CallService:
     async def _media_failed(self, call_id: str) -> None:
         call = self.calls.get(call_id)
         if call is None or call.state != ACTIVE:
+            return
+        if call.id in self.alongside and call.mode == P2P:
+            # A leg prepared alongside failed: P2P may still connect (or the deadline ends it).
+            self.alongside.discard(call.id)
+            await self.relay.release(call)
             return
         # A relay or echo leg that failed or never connected: the call cannot go on.
         await self.end(call, "media_failed")

@@ -7,10 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.chat.service import visitor_room
+from app.chat.rooms import ADMINS, visitor_room
 
 NAMESPACE = "/call"
-ADMINS = "admins"
 RINGING, ACTIVE, ENDED = "ringing", "active", "ended"
 # What the parties are told while an answered call's server media has not connected both ways.
 CONNECTING = "connecting"

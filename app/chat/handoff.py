@@ -12,7 +12,8 @@ from datetime import timedelta
 
 import segno
 
-from app.chat.service import ChatService, visitor_room
+from app.chat.rooms import visitor_room
+from app.chat.service import ChatService
 from app.core.security import new_token, token_hash
 from app.errors import SohbetError
 from app.models import Conversation, Handoff
@@ -76,11 +77,11 @@ async def redeem_handoff(chat: ChatService, token: str) -> tuple[Conversation, s
     # The old device's pages reload and find no conversation; their sockets are cut, in every
     # process (with Redis, presence knows them all and a disconnect reaches their process).
     room = visitor_room(conv.id)
-    await chat.sio.emit(
+    await chat.fanout.sio.emit(
         "chat:closed", {"chat_id": conv.cid, "moved": True}, room=room, namespace="/chat"
     )
-    for sid in await chat.presence.members(room):
-        await chat.sio.disconnect(sid, namespace="/chat")
+    for sid in await chat.fanout.presence.members(room):
+        await chat.fanout.sio.disconnect(sid, namespace="/chat")
     # Its call socket (not counted in presence) hears no more rings for this conversation.
-    await chat.sio.close_room(room, namespace="/call")
+    await chat.fanout.sio.close_room(room, namespace="/call")
     return conv, cookie

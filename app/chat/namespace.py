@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
-from app.chat.service import (
-    ADMINS_ROOM,
-    LIST_WATCHERS,
-    REPLAY_LIMIT,
-    VISITORS_ROOM,
-    ChatService,
-    admin_room,
-    other_role,
-    visitor_room,
-)
+from app.chat.queries import REPLAY_LIMIT
+from app.chat.receipts import other_role, receipt_payload
+from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
 from app.models import Conversation
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.namespace import visitor_cookie as visitor_cookie
+
+if TYPE_CHECKING:
+    from app.media.service import MediaService
 
 log = logging.getLogger("sohbet.chat.socket")
 
@@ -53,8 +50,9 @@ class ChatNamespace(ConversationNamespace):
     error_event: ClassVar[str] = "chat:error"
     log: ClassVar[logging.Logger] = log
 
-    def __init__(self, chat: ChatService, auth: AdminAuth) -> None:
+    def __init__(self, chat: ChatService, auth: AdminAuth, media: MediaService) -> None:
         super().__init__("/chat", chat, auth)
+        self.media = media
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
         """Nothing is acknowledged unless it was committed: the client keeps it and retries."""
@@ -63,7 +61,7 @@ class ChatNamespace(ConversationNamespace):
     async def _conversation_id_for(self, session: dict[str, Any], chat_id: object) -> int:
         """Like `_conversation_for` without loading the row (the write path loads it anyway)."""
         if session.get("role") == "admin":
-            return await self.chat.id_for_cid(chat_id)
+            return await self.chat.queries.id_for_cid(chat_id)
         if chat_id != session.get("cid"):
             raise NotFound("bad_chat")
         conversation_id: int = session["conversation_id"]
@@ -78,28 +76,28 @@ class ChatNamespace(ConversationNamespace):
         if conv is None:
             # A socket for one conversation (a pop-out, a load test) can skip the list feed.
             if not (isinstance(auth, dict) and auth.get("watch_list") is False):
-                await self.enter_room(sid, ADMINS_ROOM)
-                await self.chat.presence.add(LIST_WATCHERS, sid)
-            if await self.chat.presence.add("admin", sid):
-                await self.chat.publish_operator_status(True)
+                await self.enter_room(sid, ADMINS)
+                await self.chat.fanout.presence.add(LIST_WATCHERS, sid)
+            if await self.chat.fanout.presence.add(ADMINS, sid):
+                await self.chat.fanout.publish_operator_status(True)
             return
-        await self.enter_room(sid, f"{VISITORS_ROOM}:{conv.locale}")
-        if await self.chat.presence.add(visitor_room(conv.id), sid):
-            await self.chat.publish_row(conv, online=True)
+        await self.enter_room(sid, visitors_room(conv.locale))
+        if await self.chat.fanout.presence.add(visitor_room(conv.id), sid):
+            await self.chat.fanout.publish_row(conv, online=True)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         """Forget the socket; tell the other side when the last tab of someone went away."""
         session = await self._session(sid)
         if session.get("role") == "admin":
-            await self.chat.presence.remove(LIST_WATCHERS, sid)
-            if await self.chat.presence.remove("admin", sid):
-                await self.chat.publish_operator_status(False)
+            await self.chat.fanout.presence.remove(LIST_WATCHERS, sid)
+            if await self.chat.fanout.presence.remove(ADMINS, sid):
+                await self.chat.fanout.publish_operator_status(False)
         elif session.get("role") == "visitor":
             key = visitor_room(session["conversation_id"])
-            if await self.chat.presence.remove(key, sid):
+            if await self.chat.fanout.presence.remove(key, sid):
                 conv = await Conversation.get_or_none(id=session["conversation_id"])
                 if conv is not None:
-                    await self.chat.publish_row(conv, online=False)
+                    await self.chat.fanout.publish_row(conv, online=False)
 
     # Events -----------------------------------------------------------------------------------
 
@@ -117,18 +115,18 @@ class ChatNamespace(ConversationNamespace):
             await self.enter_room(sid, admin_room(conv.id))
         else:
             await self.enter_room(sid, visitor_room(conv.id))
-        missed = await self.chat.history(conv.id, after_seq=last_seq)
-        payloads = [await self.chat.payload_for(conv, m, role) for m in missed]
+        missed = await self.chat.queries.history(conv.id, after_seq=last_seq)
+        payloads = [await self.chat.fanout.payload_for(conv, m, role) for m in missed]
         # The seed's shape: `chat:history` carries a list of messages.
         await self.emit("chat:history", payloads, to=sid)
         if last_seq:
-            deleted = await self.chat.deleted_seqs(conv.id)
+            deleted = await self.chat.queries.deleted_seqs(conv.id)
             if deleted:
                 await self.emit("chat:deleted", {"chat_id": conv.cid, "seqs": deleted}, to=sid)
         if role == "admin":
             await self.chat.mark_read(conv)
         # Ticks on what this side wrote may have moved while it was away.
-        await self.emit("chat:receipt", self.chat.receipt_payload(conv, other_role(role)), to=sid)
+        await self.emit("chat:receipt", receipt_payload(conv, other_role(role)), to=sid)
         return {
             "ok": True,
             "chat_id": conv.cid,
@@ -161,10 +159,10 @@ class ChatNamespace(ConversationNamespace):
         client_id = data["client_id"] if "client_id" in data else f"srv-{secrets.token_hex(12)}"
         role = session["role"]
         source = "panel" if role == "admin" else "web"
-        if kind in MEDIA_KINDS and self.chat.attach_media is not None:
-            # The seed's two-step shape: the file was uploaded first (POST /media/upload with
-            # hold=1), and its signed `fileRef` is sent here.
-            posted = await self.chat.attach_media(
+        if kind in MEDIA_KINDS:
+            # The file was uploaded first (POST /media/upload with hold=1), and its signed
+            # `fileRef` is sent here.
+            posted = await self.media.attach(
                 conversation_id,
                 role=role,
                 kind=kind,
@@ -185,7 +183,7 @@ class ChatNamespace(ConversationNamespace):
                 source=source,
                 origin_sid=sid,
             )
-        payload = await self.chat.payload_for(
+        payload = await self.chat.fanout.payload_for(
             posted.conversation, posted.message, role, posted.rendered
         )
         return {"ok": True, "duplicate": not posted.created, "message": payload}
@@ -217,7 +215,7 @@ class ChatNamespace(ConversationNamespace):
         conv = await self._conversation_for(session, data.get("chat_id"))
         delivered, seen = _seq(data.get("delivered")), _seq(data.get("seen"))
         role = session["role"]
-        await self.chat.record_receipt(conv, role, delivered=delivered, seen=seen)
+        await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen)
         if role == "admin" and seen:
             await self.chat.mark_read(conv)
         return {"ok": True}

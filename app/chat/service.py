@@ -1,128 +1,70 @@
-"""The single write path for messages, and the conversation queries every adapter shares.
+"""The single write path for conversations and messages.
 
 A message from the visitor page, the admin panel or Telegram goes through `post_message`, which
 validates it and hands it to the writer (app/chat/writer.py): stored idempotently under the
 conversation's next sequence number, with its Telegram outbox row in the same transaction, then
-fanned out to the visitor's sockets, the operator's open panes and the conversation list.
+fanned out (app/chat/fanout.py) to the visitor's sockets, the operator's open panes and the
+conversation list.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import socketio
 from tortoise.exceptions import IntegrityError
 
-from app.chat.writer import (
-    Attachment,
-    ChatListener,
-    Draft,
-    MessageWriter,
-    Posted,
-    message_preview,
-)
+from app.chat.fanout import Fanout
+from app.chat.previews import message_preview
+from app.chat.queries import ChatQueries
+from app.chat.receipts import Receipts
+from app.chat.writer import Attachment, ChatListener, Draft, MessageWriter, Posted
 from app.config import Settings
 from app.core.ratelimit import Limiter
 from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
 from app.core.transactions import transaction
-from app.errors import Forbidden, InvalidInput, NotFound, TooMany
+from app.errors import Forbidden, InvalidInput, TooMany
 from app.models import Conversation, Message, VisitorBlock
-from app.realtime import Presence
-from app.render import Renderer
 from app.timefmt import utcnow
+
+if TYPE_CHECKING:
+    from app.media.storage import MediaStore
 
 log = logging.getLogger("sohbet.chat")
 
 ROLES = ("visitor", "admin", "system")
-HISTORY_PAGE = 200
-# List rows are re-rendered at most this often per conversation, however fast messages come.
-ROW_COALESCE_SECONDS = 0.1
 # Addresses change hands (mobile networks, DHCP): an address block ends after a week. The
 # conversation's own block lasts until the operator lifts it.
 ADDRESS_BLOCK = timedelta(days=7)
-REPLAY_LIMIT = 500
-_SORT_CEILING = 10**14
-
-
-def visitor_room(conversation_id: int) -> str:
-    return f"v:{conversation_id}"
-
-
-def admin_room(conversation_id: int) -> str:
-    return f"a:{conversation_id}"
-
-
-ADMINS_ROOM = "admins"
-# Presence key of the sockets that show the conversation list (panels, not single-chat sockets).
-LIST_WATCHERS = "list"
-VISITORS_ROOM = "visitors"
-
-
-class SeenListener(Protocol):
-    """Something to do when the visitor has seen operator messages (Telegram's 👀 reaction)."""
-
-    async def seen_by_visitor(self, conv: Conversation, messages: list[Message]) -> None: ...
-
-
-def other_role(role: str) -> str:
-    return "admin" if role == "visitor" else "visitor"
-
-
-def receipt_state(conv: Conversation, message: Message) -> str:
-    """Where the author's message is: "sent", "delivered" (reached the other side) or "seen"."""
-    reader = other_role(message.role)
-    if getattr(conv, f"{reader}_seen_seq", 0) >= message.seq:
-        return "seen"
-    if getattr(conv, f"{reader}_delivered_seq", 0) >= message.seq:
-        return "delivered"
-    return "sent"
-
-
-def sort_key(conv: Conversation) -> str:
-    """Order of the admin list as a string: waiting ones first (oldest wait first), then recent,
-    closed ones last."""
-    if conv.closed_at is not None:
-        return "2" + str(_SORT_CEILING - int(conv.closed_at.timestamp() * 1000)).zfill(15)
-    if conv.waiting_since is not None:
-        return "0" + conv.waiting_since.isoformat()
-    moment = conv.last_message_at or conv.created_at
-    return "1" + str(_SORT_CEILING - int(moment.timestamp() * 1000)).zfill(15)
 
 
 class ChatService:
-    """Conversations and messages: storage, queries and realtime fan-out."""
+    """Starting, writing, editing, closing, blocking and deleting conversations and messages."""
 
     def __init__(
         self,
         settings: Settings,
-        sio: socketio.AsyncServer,
-        renderer: Renderer,
-        presence: Presence,
+        *,
+        queries: ChatQueries,
+        fanout: Fanout,
+        receipts: Receipts,
+        listeners: Sequence[ChatListener],
+        media_store: MediaStore,
         limiter: Limiter,
     ) -> None:
         self.settings = settings
-        self.sio = sio
-        self.renderer = renderer
-        self.presence = presence
-        self._ids: dict[str, int] = {}
-        self.listeners: list[ChatListener] = []
-        self.seen_listeners: list[SeenListener] = []
-        self.writer = MessageWriter(self.listeners, self.publish_message)
-        self._dirty_rows: dict[int, Conversation] = {}
-        self.limiter = limiter
+        self.queries = queries
+        self.fanout = fanout
+        self.receipts = receipts
+        self.listeners = tuple(listeners)
+        self.media_store = media_store
+        self.writer = MessageWriter(self.listeners, fanout.publish_message)
         self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
-        self._row_flush: asyncio.Task[None] | None = None
-        # Set by app/media: removes the stored objects of deleted messages; posts a held upload
-        # (`send {type: "photo", fileRef}`) as a message.
-        self.forget_media: Callable[[list[str]], Awaitable[None]] | None = None
-        self.attach_media: Callable[..., Awaitable[Posted]] | None = None
 
     # Conversations ---------------------------------------------------------------------------
 
@@ -159,7 +101,7 @@ class ChatService:
             if not synthetic:
                 for listener in self.listeners:
                     listener.committed()
-                await self.publish_row(conv)
+                await self.fanout.publish_row(conv)
             return conv, token
         raise RuntimeError("could not allocate a conversation id")
 
@@ -192,53 +134,23 @@ class ChatService:
                         using_db=tx,
                     )
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
-        await self.publish_row(conv)
+        await self.fanout.publish_row(conv)
 
-    async def _check_visitor_may_write(self, conversation_id: int) -> None:
+    async def _check_message_rate(self, conversation_id: int) -> None:
         """Nobody writes faster than the per-minute budget.
 
-        A blocked visitor cannot write either: the writer refuses it in the write's own
-        transaction, from the conversation row it reads anyway (exact across processes, and
-        no query per message: a query here, even cached for 2 s, cost more CPU than the write
-        under load, as every send that missed the cache made its own).
+        A blocked visitor is refused by the writer, in the write's own transaction, from the
+        conversation row it reads anyway: exact across processes and no query per message
+        (bench/README.md has the measurements).
         """
         wait = await self._message_budget.hit(str(conversation_id))
         if wait:
             raise TooMany("too_many_messages", seconds=math.ceil(wait))
 
-    async def by_token(self, token: str | None) -> Conversation | None:
-        """The conversation a visitor cookie belongs to, if any."""
-        if not token or len(token) > 128:
-            return None
-        return await Conversation.get_or_none(token_hash=token_hash(token))
-
-    async def by_cid(self, cid: object) -> Conversation:
-        """A conversation by its public id, or NotFound."""
-        if not isinstance(cid, str) or not 1 <= len(cid) <= 64:
-            raise NotFound("bad_chat")
-        conv = await Conversation.get_or_none(cid=cid)
-        if conv is None:
-            raise NotFound("bad_chat")
-        self._ids[conv.cid] = conv.id
-        return conv
-
-    async def id_for_cid(self, cid: object) -> int:
-        """A conversation's id by its public id; cached, as ids never change."""
-        if isinstance(cid, str) and cid in self._ids:
-            return self._ids[cid]
-        conv = await self.by_cid(cid)
-        conversation_id: int = conv.id
-        return conversation_id
-
     async def set_locale(self, conv: Conversation, locale: str) -> None:
         if conv.locale != locale:
             conv.locale = locale
             await conv.save(update_fields=["locale"])
-
-    async def waiting_list(self) -> list[Conversation]:
-        """Every operator-visible conversation, in the admin list's order."""
-        convs = await Conversation.filter(synthetic=False).limit(1000)
-        return sorted(convs, key=sort_key)
 
     # Messages --------------------------------------------------------------------------------
 
@@ -265,115 +177,30 @@ class ChatService:
             body = ""
         else:
             body = clean_message(text, self.settings.max_message_chars)
-        cid = check_client_id(client_id)
+        client_id = check_client_id(client_id)
         if role == "visitor":
-            await self._check_visitor_may_write(conversation_id)
+            await self._check_message_rate(conversation_id)
 
         # The writer commits in batches and fans out in seq order before it answers.
         posted = await self.writer.submit(
-            Draft(conversation_id, role, kind, body, cid, source, origin_sid, media)
+            Draft(conversation_id, role, kind, body, client_id, source, origin_sid, media)
         )
         if posted.created and source == "telegram":
             # Answering in Telegram means the operator has read everything before the answer.
             before = posted.message.seq - 1
-            await self.record_receipt(posted.conversation, "admin", delivered=before, seen=before)
+            await self.receipts.record(posted.conversation, "admin", delivered=before, seen=before)
         return posted
-
-    async def history(
-        self, conversation_id: int, *, after_seq: int = 0, limit: int = REPLAY_LIMIT
-    ) -> list[Message]:
-        """Messages after a sequence number, oldest first (what a reconnecting client missed)."""
-        return (
-            await Message.filter(
-                conversation_id=conversation_id, seq__gt=after_seq, deleted_at__isnull=True
-            )
-            .order_by("seq")
-            .limit(limit)
-        )
-
-    async def recent(
-        self, conversation_id: int, *, before_seq: int | None = None, limit: int = HISTORY_PAGE
-    ) -> tuple[list[Message], bool]:
-        """The latest page of history (or the page before a seq); and whether older ones exist."""
-        query = Message.filter(conversation_id=conversation_id, deleted_at__isnull=True)
-        if before_seq is not None:
-            query = query.filter(seq__lt=before_seq)
-        rows = await query.order_by("-seq").limit(limit + 1)
-        more = len(rows) > limit
-        return list(reversed(rows[:limit])), more
-
-    async def deleted_seqs(self, conversation_id: int) -> list[int]:
-        """Sequence numbers deleted in a conversation, so a reconnecting page can drop them."""
-        rows = await Message.filter(conversation_id=conversation_id, deleted_at__isnull=False).only(
-            "seq"
-        )
-        return sorted(row.seq for row in rows)
 
     async def mark_read(self, conv: Conversation) -> None:
         """The operator has seen everything in this conversation."""
-        pending = self._dirty_rows.get(conv.id)
-        if pending is not None:
+        queued = self.fanout.queued_row(conv.id)
+        if queued is not None:
             # A row refresh queued before this read must not bring the old count back.
-            pending.unread_admin = 0
+            queued.unread_admin = 0
         if conv.unread_admin:
             conv.unread_admin = 0
             await Conversation.filter(id=conv.id).update(unread_admin=0)
-            await self.publish_row(conv)
-
-    def receipt_payload(self, conv: Conversation, reader: str) -> dict[str, Any]:
-        """The `chat:receipt` shape: how far `reader` has received and seen the other side."""
-        return {
-            "chat_id": conv.cid,
-            "reader": reader,
-            "delivered": getattr(conv, f"{reader}_delivered_seq"),
-            "seen": getattr(conv, f"{reader}_seen_seq"),
-        }
-
-    async def record_receipt(
-        self, conv: Conversation, reader: str, *, delivered: int = 0, seen: int = 0
-    ) -> None:
-        """`reader` has received (delivered) or seen the other side's messages up to a seq.
-
-        Watermarks only move forward; both sides are told, so the author's ticks change live.
-        """
-        if reader not in ("visitor", "admin"):
-            raise InvalidInput("bad_payload")
-        seen = min(seen, conv.last_seq)
-        delivered = min(max(delivered, seen), conv.last_seq)
-        d_field, s_field = f"{reader}_delivered_seq", f"{reader}_seen_seq"
-        moved = 0
-        if delivered:
-            moved += await Conversation.filter(id=conv.id, **{f"{d_field}__lt": delivered}).update(
-                **{d_field: delivered}
-            )
-        old_seen: int = getattr(conv, s_field)
-        seen_moved = 0
-        if seen:
-            seen_moved = await Conversation.filter(id=conv.id, **{f"{s_field}__lt": seen}).update(
-                **{s_field: seen}
-            )
-        if not (moved or seen_moved):
-            return
-        fresh = await Conversation.get_or_none(id=conv.id)
-        if fresh is None:
-            return
-        for name in (d_field, s_field):
-            setattr(conv, name, getattr(fresh, name))
-        payload = self.receipt_payload(fresh, reader)
-        for room in (visitor_room(conv.id), admin_room(conv.id)):
-            await self.sio.emit("chat:receipt", payload, room=room, namespace="/chat")
-        if reader == "visitor" and seen_moved and self.seen_listeners:
-            replies = await Message.filter(
-                conversation_id=conv.id,
-                role="admin",
-                source="telegram",
-                deleted_at__isnull=True,
-                seq__gt=old_seen,
-                seq__lte=fresh.visitor_seen_seq,
-            ).order_by("seq")
-            if replies:
-                for listener in self.seen_listeners:
-                    await listener.seen_by_visitor(fresh, list(replies))
+            await self.fanout.publish_row(conv)
 
     async def edit_message(self, conversation_id: int, client_id: str, text: object) -> bool:
         """Change a message's text (an edit made in Telegram); both pages replace it live."""
@@ -387,7 +214,7 @@ class ChatService:
         message.edited_at = utcnow()
         await message.save(update_fields=["text", "edited_at"])
         conv = await Conversation.get(id=conversation_id)
-        await self.publish_message(Posted(message, conv, False))
+        await self.fanout.publish_message(Posted(message, conv, False))
         return True
 
     async def close_conversation(self, conv: Conversation) -> None:
@@ -396,37 +223,13 @@ class ChatService:
         conv.waiting_since = None
         conv.unread_admin = 0
         await conv.save(update_fields=["closed_at", "waiting_since", "unread_admin"])
-        self.schedule_row(conv)
+        self.fanout.schedule_row(conv)
 
     async def reopen_conversation(self, conv: Conversation) -> None:
         """Put a closed conversation back on the list (the operator changed their mind)."""
         conv.closed_at = None
         await conv.save(update_fields=["closed_at"])
-        self.schedule_row(conv)
-
-    async def search(self, query: str, limit: int = 100) -> list[Conversation]:
-        """Conversations whose visitor name, CID or any message contains the words, newest first."""
-        words = query.split()[:5]
-        if not words:
-            return await self.waiting_list()
-        ids: set[int] | None = None
-        for word in words:
-            by_text = await Message.filter(
-                text__icontains=word, deleted_at__isnull=True
-            ).values_list("conversation_id", flat=True)
-            by_name = await Conversation.filter(visitor_name__icontains=word).values_list(
-                "id", flat=True
-            )
-            by_cid = await Conversation.filter(cid__icontains=word).values_list("id", flat=True)
-            found = {int(i) for i in (*by_text, *by_name, *by_cid)}  # type: ignore[call-overload]
-            ids = found if ids is None else ids & found
-        convs = await Conversation.filter(id__in=sorted(ids or ()), synthetic=False).limit(limit)
-        return sorted(convs, key=sort_key)
-
-    async def open_conversations(self) -> list[Conversation]:
-        """Conversations not closed, oldest wait first (Telegram's /list)."""
-        convs = await Conversation.filter(synthetic=False, closed_at__isnull=True).limit(200)
-        return sorted(convs, key=sort_key)
+        self.fanout.schedule_row(conv)
 
     async def delete_messages(self, conv: Conversation, seqs: list[int]) -> list[int]:
         """Delete some messages (their text is erased); both sides drop them live."""
@@ -456,16 +259,9 @@ class ChatService:
             conv.last_role = last.role if last else ""
             await conv.save(using_db=tx, update_fields=["last_preview", "last_role"])
         deleted = sorted(found)
-        await self._forget_media(media)
+        await self._remove_media(media)
         if deleted:
-            payload = {"chat_id": conv.cid, "seqs": deleted}
-            await self.sio.emit(
-                "chat:deleted", payload, room=visitor_room(conv.id), namespace="/chat"
-            )
-            await self.sio.emit(
-                "chat:deleted", payload, room=admin_room(conv.id), namespace="/chat"
-            )
-            await self.publish_row(conv)
+            await self.fanout.publish_deleted(conv, deleted)
         return deleted
 
     async def delete_conversation(self, conv: Conversation) -> None:
@@ -474,137 +270,20 @@ class ChatService:
             "media_key", flat=True
         )
         await conv.delete()
-        await self._forget_media([str(key) for key in media])
-        self._ids.pop(conv.cid, None)
-        self._dirty_rows.pop(conv.id, None)
+        await self._remove_media([str(key) for key in media])
+        self.queries.forget(conv.cid)
         log.info("conversation %s deleted", conv.cid)
-        await self.sio.emit(
-            "chat:closed", {"chat_id": conv.cid}, room=visitor_room(conv.id), namespace="/chat"
-        )
-        await self.sio.emit(
-            "admin:removed", {"chat_id": conv.cid}, room=ADMINS_ROOM, namespace="/chat"
-        )
+        await self.fanout.publish_removed(conv)
 
-    async def _forget_media(self, keys: list[str]) -> None:
+    async def _remove_media(self, keys: list[str]) -> None:
         """Remove deleted messages' files now (what fails here, Repair's orphan step removes)."""
-        if keys and self.forget_media is not None:
+        for key in keys:
             try:
-                await self.forget_media(keys)
+                await self.media_store.delete(key)
             except Exception:
-                log.exception("could not remove %d media objects", len(keys))
-
-    # Fan-out ---------------------------------------------------------------------------------
-
-    async def render_message(self, conv: Conversation, message: Message, viewer: str) -> str:
-        locale = conv.locale if viewer == "visitor" else self.settings.default_locale
-        return await self.renderer.render(
-            "partials/chat/message.html",
-            locale,
-            m=message,
-            conv=conv,
-            viewer=viewer,
-        )
-
-    def message_payload(self, conv: Conversation, message: Message, html: str) -> dict[str, Any]:
-        """The `chat:message` shape: the seed's fields plus seq, client id and the rendered html."""
-        return {
-            "chat_id": conv.cid,
-            "seq": message.seq,
-            "role": message.role,
-            "type": message.kind,
-            "text": message.text,
-            "time": _iso(message.created_at),
-            "client_id": message.client_id,
-            "edited": message.edited_at is not None,
-            "html": html,
-            # The seed's `fileRef`: where a photo's or an audio message's file is served.
-            "fileRef": f"/media/{message.media_key}" if message.media_key else None,
-        }
-
-    async def payload_for(
-        self,
-        conv: Conversation,
-        message: Message,
-        viewer: str,
-        rendered: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """The message as one viewer receives it (reusing a fragment rendered for the fan-out)."""
-        html = (rendered or {}).get(viewer)
-        if html is None:
-            html = await self.render_message(conv, message, viewer)
-        return self.message_payload(conv, message, html)
-
-    async def publish_message(self, posted: Posted) -> None:
-        """Push a stored message to the visitor's page, the admin panels and the list."""
-        conv, message = posted.conversation, posted.message
-        for viewer, room in (("visitor", visitor_room(conv.id)), ("admin", admin_room(conv.id))):
-            html = await self.render_message(conv, message, viewer)
-            posted.rendered[viewer] = html
-            payload = self.message_payload(conv, message, html)
-            await self.sio.emit(
-                "chat:message", payload, room=room, skip_sid=posted.origin_sid, namespace="/chat"
-            )
-        self.schedule_row(conv)
-
-    def schedule_row(self, conv: Conversation) -> None:
-        """Refresh this conversation's list row soon, once for a burst of messages."""
-        if conv.synthetic:
-            return
-        self._dirty_rows[conv.id] = conv
-        if self._row_flush is None or self._row_flush.done():
-            self._row_flush = asyncio.get_running_loop().create_task(self._flush_rows())
-
-    async def _flush_rows(self) -> None:
-        await asyncio.sleep(ROW_COALESCE_SECONDS)
-        dirty, self._dirty_rows = self._dirty_rows, {}
-        for conv in dirty.values():
-            try:
-                await self.publish_row(conv)
-            except Exception:
-                log.exception("list row update failed for %s", conv.cid)
+                log.warning("could not remove %s (Repair removes it later)", key)
 
     async def close(self) -> None:
         """Stop the writer and the pending row refresh (shutdown)."""
         await self.writer.close()
-        if self._row_flush is not None:
-            self._row_flush.cancel()
-
-    async def render_row(self, conv: Conversation, online: bool | None = None) -> str:
-        if online is None:
-            online = await self.presence.online(visitor_room(conv.id))
-        return await self.renderer.render(
-            "partials/admin/conversation_row.html",
-            self.settings.default_locale,
-            conv=conv,
-            online=online,
-            zone=self.settings.zone,
-        )
-
-    async def publish_row(self, conv: Conversation, online: bool | None = None) -> None:
-        """Update this conversation's row in every admin's list."""
-        if conv.synthetic or not await self.presence.online(LIST_WATCHERS):
-            return  # no list is on screen: a panel renders it fresh when it loads
-        html = await self.render_row(conv, online)
-        await self.sio.emit(
-            "admin:conversation",
-            {"chat_id": conv.cid, "sort": sort_key(conv), "html": html},
-            room=ADMINS_ROOM,
-            namespace="/chat",
-        )
-
-    async def publish_operator_status(self, online: bool) -> None:
-        """Tell every visitor page whether the operator is online."""
-        for locale in ("tr", "en"):
-            html = await self.renderer.render(
-                "partials/chat/operator_status.html", locale, operator_online=online
-            )
-            await self.sio.emit(
-                "presence:operator",
-                {"online": online, "html": html},
-                room=f"{VISITORS_ROOM}:{locale}",
-                namespace="/chat",
-            )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+        await self.fanout.close()

@@ -19,6 +19,7 @@ from app.chat.handoff import (
     redeem_handoff,
 )
 from app.chat.namespace import visitor_cookie
+from app.chat.rooms import ADMINS
 from app.errors import NotFound, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
@@ -54,8 +55,8 @@ async def index() -> str | WerkzeugResponse:
             )
         return await render_template("visitor/start.html", notice=notice)
     await svc.chat.set_locale(conv, g.locale)
-    messages, more = await svc.chat.recent(conv.id)
-    operator_online = await svc.chat.presence.online("admin")
+    messages, more = await svc.chat.queries.recent(conv.id)
+    operator_online = await svc.chat.fanout.presence.online(ADMINS)
     return await render_template(
         "visitor/chat.html",
         conv=conv,
@@ -150,7 +151,7 @@ async def older() -> str:
     if conv is None:
         raise NotFound("bad_chat")
     before = request.args.get("before", type=int)
-    messages, more = await svc.chat.recent(conv.id, before_seq=before)
+    messages, more = await svc.chat.queries.recent(conv.id, before_seq=before)
     return await render_template(
         "partials/chat/older.html",
         conv=conv,

@@ -26,6 +26,7 @@ from typing import Protocol
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
+from app.chat.previews import media_label, preview
 from app.core.transactions import transaction
 from app.errors import Forbidden, NotFound
 from app.migrations import dialect_of
@@ -41,8 +42,7 @@ BATCH_MAX = 256
 # costs about the same few statements and thread hops for one message or ten, and at several
 # hundred messages a second batches of one or two made that cost most of the write path's CPU.
 # A lone message, or one sender waiting for each ack, never waits (its batches hold one).
-# 5 ms rather than 2: at 1,500 msg/s, 0.50-0.58 ms of CPU per message against 0.58-0.59, and
-# 1,500 msg/s sustained in 3 runs of 3 (2 of 3 with 2 ms); p99 at 200 msg/s 8.4 ms (bench/).
+# Why 5 ms and not 2: bench/README.md.
 LINGER_SECONDS = 0.005
 BUSY_SECONDS = 0.02
 CONVERSATION_FIELDS = [
@@ -165,33 +165,6 @@ class ChatListener(Protocol):
         """Called after the commit (wake a worker)."""
 
 
-def duration_text(ms: int) -> str:
-    """m:ss, as a voice message's length is shown."""
-    seconds = max(1, ms // 1000) if ms > 0 else 0  # as audio players show it: whole seconds
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def media_label(kind: str, duration_ms: int, name: str) -> str:
-    """What the conversation list shows for a media message: an icon, and a length or a name."""
-    if kind == "photo":
-        return "📷"
-    if kind == "voice":
-        return f"🎤 {duration_text(duration_ms)}"
-    if kind == "audio":
-        return f"🎵 {name or duration_text(duration_ms)}"
-    return ""
-
-
-def message_preview(message: Message) -> str:
-    label = media_label(message.kind, message.media_duration_ms, message.media_name)
-    return preview(" ".join(filter(None, [label, message.text])))
-
-
-def preview(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= 120 else line[:119] + "…"
-
-
 def apply(conv: Conversation, draft: Draft, now: datetime) -> Message:
     """Advance a conversation by one message and build that message's row (not saved)."""
     conv.last_seq += 1
@@ -242,7 +215,7 @@ class MessageWriter:
     """One task per process that stores messages in batches and publishes them in order."""
 
     def __init__(
-        self, listeners: list[ChatListener], publish: Callable[[Posted], Awaitable[None]]
+        self, listeners: Sequence[ChatListener], publish: Callable[[Posted], Awaitable[None]]
     ) -> None:
         self.listeners = listeners
         self.publish = publish

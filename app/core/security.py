@@ -22,7 +22,7 @@ def keyed_hash(key: str, value: str) -> str:
     return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-def same(a: str, b: str) -> bool:
+def constant_time_equal(a: str, b: str) -> bool:
     """Constant-time string comparison."""
     return hmac.compare_digest(a.encode(), b.encode())
 

@@ -12,8 +12,9 @@ from quart import Quart, Request
 
 from app.chat.service import ChatService
 from app.config import Settings
+from app.core.ratelimit import Limiter
 from app.media.service import ORPHAN_GRACE, MediaService
-from app.media.storage import LocalStore, build_store
+from app.media.storage import LocalStore, MediaStore
 from app.media.views import ENVELOPE, UPLOAD_PATH
 from app.timefmt import utcnow
 
@@ -49,13 +50,12 @@ async def _sweep_orphans(service: MediaService) -> None:
             log.exception("orphan media sweep failed")
 
 
-def init_app(app: Quart, chat: ChatService) -> MediaService:
-    """Build the media service on the configured backend and register its routes."""
+def init_app(app: Quart, chat: ChatService, store: MediaStore, limiter: Limiter) -> MediaService:
+    """Build the media service on its storage backend and register its routes."""
     from app.media.views import bp
 
     settings: Settings = app.config["SOHBET"]
-    service = MediaService(settings.media, build_store(settings.media), chat, settings.secret_key)
-    app.extensions["media"] = service
+    service = MediaService(settings.media, store, chat, settings.secret_key, limiter)
     app.request_class = _request_class(settings.media.max_bytes + ENVELOPE)
     app.register_blueprint(bp)
 

@@ -35,6 +35,11 @@ AUDIO_CODECS = frozenset(
 # Containers PyAV may open for us (by content); a text file never reaches a demuxer it sniffs.
 AUDIO_CONTAINERS = frozenset({"ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "mp3", "wav"})
 JPEG_QUALITY = 85
+# A recording with damaged packets is kept when at least this share of it decodes: a phone's
+# recorder that broke its last fragment still said most of what the visitor said.
+KEEP_AT_LEAST = Fraction(1, 2)
+# Less than this missing is a decoder's start-up, not a loss worth telling the sender about.
+LOSS_TO_REPORT = Fraction(1, 10)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class Processed:
     width: int = 0
     height: int = 0
     duration_ms: int = 0
+    # Audio that was in the file but could not be decoded (a damaged end), not in `data`.
+    lost_ms: int = 0
 
 
 def process(
@@ -160,24 +167,65 @@ def _copy(
     ext: str,
     max_seconds: int,
 ) -> Processed:
-    """Copy the packets into a new container after decoding each one (a broken one is refused)."""
+    """Copy the packets into a new container after decoding each one; a recording whose end is
+    damaged keeps what decodes when that is most of it (`lost_ms` says how much went)."""
     out = io.BytesIO()
-    decoded = 0
-    end = Fraction(0)
+    kept = Fraction(0)  # the length of the packets that decode and are copied
+    end = Fraction(0)  # where the copied audio ends
+    claimed = Fraction(0)  # where the file says its audio ends, damaged packets included
+    damaged = False
+    last_dts: int | None = None
     with av.open(out, mode="w", format=container) as target:
         copy = target.add_stream_from_template(stream)
-        for packet in source.demux(stream):
-            if packet.dts is None:
-                continue  # the demuxer's flush packet
-            decoded += len(packet.decode())
-            if packet.pts is not None and packet.time_base is not None:
-                end = max(end, (packet.pts + (packet.duration or 0)) * packet.time_base)
-            _check_length(float(end), max_seconds)
-            packet.stream = copy
-            target.mux(packet)
-    if not decoded:
+        try:
+            for packet in source.demux(stream):
+                if packet.dts is None:
+                    continue  # the demuxer's flush packet
+                start, stop = _span(packet)
+                claimed = max(claimed, stop)
+                _check_length(float(claimed), max_seconds)
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    frames = []
+                if not frames:
+                    damaged = True  # bytes the decoder cannot make audio of
+                    continue
+                # A fragment written twice (WebKitGTK's recorder) repeats timestamps already copied.
+                if last_dts is not None and packet.dts <= last_dts:
+                    continue
+                last_dts = packet.dts
+                kept += stop - start
+                end = max(end, stop)
+                packet.stream = copy
+                target.mux(packet)
+        except av.error.FFmpegError as exc:
+            # The file stops inside a fragment: what came before it is still audio.
+            log.info("audio cut short after %.1f s: %s", float(end), exc)
+            damaged = True
+    if not kept or (damaged and kept < claimed * KEEP_AT_LEAST):
         raise InvalidInput("media_broken_audio")
-    return Processed(kind, out.getvalue(), content_type, ext, duration_ms=round(float(end) * 1000))
+    lost = max(Fraction(0), claimed - kept) if damaged else Fraction(0)
+    if lost < LOSS_TO_REPORT:
+        lost = Fraction(0)
+    else:
+        log.info("audio kept in part: %.1f of %.1f s", float(kept), float(claimed))
+    return Processed(
+        kind,
+        out.getvalue(),
+        content_type,
+        ext,
+        duration_ms=round(float(end) * 1000),
+        lost_ms=round(float(lost) * 1000),
+    )
+
+
+def _span(packet: av.packet.Packet[av.audio.stream.AudioStream]) -> tuple[Fraction, Fraction]:
+    """When a packet's audio starts and stops, in seconds."""
+    if packet.pts is None or packet.time_base is None:
+        return Fraction(0), Fraction(0)
+    start = packet.pts * packet.time_base
+    return start, start + (packet.duration or 0) * packet.time_base
 
 
 def _to_opus(

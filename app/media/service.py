@@ -23,6 +23,7 @@ from tortoise.functions import Sum
 from app.chat.service import ChatService
 from app.chat.writer import Attachment, Posted
 from app.config import MediaSettings
+from app.core.ratelimit import Limiter
 from app.core.text import check_client_id
 from app.errors import InvalidInput, SohbetError, TooMany
 from app.media import probe
@@ -63,20 +64,23 @@ class MediaService:
     """Uploads in, media out, and the clean-up of objects no message uses."""
 
     def __init__(
-        self, settings: MediaSettings, store: MediaStore, chat: ChatService, secret: str
+        self,
+        settings: MediaSettings,
+        store: MediaStore,
+        chat: ChatService,
+        secret: str,
+        limiter: Limiter,
     ) -> None:
         self.settings = settings
         self.store = store
         self.chat = chat
         self._secret = hashlib.sha256(b"sohbet-media-ref:" + secret.encode()).digest()
         self._decoders = asyncio.Semaphore(DECODERS)
-        self._uploads = chat.limiter.budget("uploads", UPLOADS_PER_MINUTE, 60)
+        self._uploads = limiter.budget("uploads", UPLOADS_PER_MINUTE, 60)
         # Held uploads not sent yet, per conversation (this process): key -> (bytes, when).
         # They count against the visitor's quota until sent or until they are old enough for
         # the orphan clean-up to remove them.
         self._held: dict[int, dict[str, tuple[int, float]]] = {}
-        chat.forget_media = self.remove
-        chat.attach_media = self.attach
 
     async def post(
         self,
@@ -92,22 +96,50 @@ class MediaService:
         origin_sid: str | None = None,
     ) -> Posted:
         """Check an upload, keep our own copy, and post it as a message (once per client id)."""
-        cid = check_client_id(client_id)
+        posted, _ = await self.post_upload(
+            conversation_id,
+            role=role,
+            kind=kind,
+            data=data,
+            client_id=client_id,
+            filename=filename,
+            caption=caption,
+            source=source,
+            origin_sid=origin_sid,
+        )
+        return posted
+
+    async def post_upload(
+        self,
+        conversation_id: int,
+        *,
+        role: str,
+        kind: str,
+        data: bytes,
+        client_id: object,
+        filename: object = "",
+        caption: object = "",
+        source: str = "web",
+        origin_sid: str | None = None,
+    ) -> tuple[Posted, int]:
+        """`post`, also returning how many ms of a damaged recording could not be kept."""
+        client_id = check_client_id(client_id)
         if kind not in probe.KINDS:
             raise InvalidInput("media_bad_kind")
-        if (posted := await self._posted_before(conversation_id, cid)) is not None:
-            return posted
+        if (posted := await self._posted_before(conversation_id, client_id)) is not None:
+            return posted, 0
         processed, key = await self._store(conversation_id, role, kind, data)
         attachment = _attachment(key, processed, filename if kind == "audio" else "")
-        return await self._post(
-            conversation_id, role, kind, cid, attachment, caption, source, origin_sid
+        posted = await self._post(
+            conversation_id, role, kind, client_id, attachment, caption, source, origin_sid
         )
+        return posted, processed.lost_ms
 
     async def hold(
         self, conversation_id: int, *, role: str, kind: str, data: bytes, filename: object = ""
     ) -> str:
         """Check and store an upload without a message yet; the returned `fileRef` is sent
-        later with a socket `send {type, fileRef}` (the seed's two-step shape)."""
+        later with a socket `send {type, fileRef}` (the contract's two-step upload)."""
         if kind not in probe.KINDS:
             raise InvalidInput("media_bad_kind")
         _, key = await self._store(conversation_id, role, kind, data)
@@ -128,8 +160,8 @@ class MediaService:
     ) -> Posted:
         """Post a held upload as a message: only into the conversation, by the side, and as
         the kind it was uploaded for (the reference is signed); once per client id."""
-        cid = check_client_id(client_id)
-        if (posted := await self._posted_before(conversation_id, cid)) is not None:
+        client_id = check_client_id(client_id)
+        if (posted := await self._posted_before(conversation_id, client_id)) is not None:
             return posted
         key, name = self._check_ref(file_ref, conversation_id, role, kind)
         if await Message.exists(media_key=key):
@@ -143,7 +175,7 @@ class MediaService:
             conversation_id,
             role,
             kind,
-            cid,
+            client_id,
             _attachment(key, processed, name if kind == "audio" else ""),
             caption,
             source,
@@ -153,10 +185,10 @@ class MediaService:
         self._held.get(conversation_id, {}).pop(key, None)
         return posted
 
-    async def _posted_before(self, conversation_id: int, cid: str) -> Posted | None:
+    async def _posted_before(self, conversation_id: int, client_id: str) -> Posted | None:
         """A retry of an upload that was committed (its answer was lost): the stored message,
         so nothing is decoded or stored again."""
-        stored = await Message.get_or_none(conversation_id=conversation_id, client_id=cid)
+        stored = await Message.get_or_none(conversation_id=conversation_id, client_id=client_id)
         if stored is None:
             return None
         return Posted(stored, await Conversation.get(id=conversation_id), False)
@@ -268,11 +300,6 @@ class MediaService:
             await self.store.delete(key)
         except StorageError:
             log.warning("could not remove %s (Repair removes it later)", key)
-
-    async def remove(self, keys: list[str]) -> None:
-        """Delete objects whose messages are gone."""
-        for key in keys:
-            await self._discard(key)
 
     async def read(self, key: str) -> bytes:
         """An object's bytes for serving; KeyError if it is missing."""

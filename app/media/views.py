@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.admin.guard import check_csrf
+from app.chat.previews import audio_length_text
 from app.errors import InvalidInput, NotFound, SohbetError
-from app.i18n import error_text
+from app.i18n import error_text, gettext
 from app.media.service import MediaService, size_text
 from app.media.storage import valid_key
 from app.models import Conversation, Message
@@ -26,8 +27,7 @@ MEDIA_CSP = "default-src 'none'; sandbox"
 
 
 def media() -> MediaService:
-    svc: MediaService = current_app.extensions["media"]
-    return svc
+    return services().media
 
 
 def _refusal(exc: SohbetError) -> tuple[dict[str, Any], int]:
@@ -64,7 +64,7 @@ async def upload() -> tuple[dict[str, Any], int]:
                 filename=upload.filename or "",
             )
             return {"ok": True, "fileRef": ref}, 200
-        posted = await svc.post(
+        posted, lost_ms = await svc.post_upload(
             conversation_id,
             role=role,
             kind=str(form.get("type", "")),
@@ -77,8 +77,18 @@ async def upload() -> tuple[dict[str, Any], int]:
     except SohbetError as exc:
         return _refusal(exc)
     chat = services().chat
-    payload = await chat.payload_for(posted.conversation, posted.message, role, posted.rendered)
-    return {"ok": True, "duplicate": not posted.created, "message": payload}, 200
+    payload = await chat.fanout.payload_for(
+        posted.conversation, posted.message, role, posted.rendered
+    )
+    answer: dict[str, Any] = {"ok": True, "duplicate": not posted.created, "message": payload}
+    if lost_ms:
+        # A recording with a damaged end: what decoded was kept, and the sender is told.
+        answer["notice"] = gettext(
+            "The end of the recording was damaged: %(kept)s was sent, %(lost)s could not be read.",
+            kept=audio_length_text(posted.message.media_duration_ms),
+            lost=audio_length_text(lost_ms),
+        )
+    return answer, 200
 
 
 async def _uploader(form: Any) -> tuple[str, int]:
@@ -89,7 +99,7 @@ async def _uploader(form: Any) -> tuple[str, int]:
         if session is None:
             raise NotFound("bad_chat")
         check_csrf(session, form)
-        return "admin", await chat.id_for_cid(form.get("chat_id"))
+        return "admin", await chat.queries.id_for_cid(form.get("chat_id"))
     conv = await current_visitor()
     if conv is None or form.get("chat_id") != conv.cid:
         raise NotFound("bad_chat")

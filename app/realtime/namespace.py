@@ -149,7 +149,7 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 locale = self.chat.settings.default_locale
                 return {"role": "admin", "locale": locale, "expires_at": session.expires_at}, None
         if wanted != "admin":
-            conv = await self.chat.by_token(
+            conv = await self.chat.queries.by_token(
                 visitor_token(cookies, self.chat.settings, visitor_cookie(self.chat.settings), auth)
             )
             if conv is not None:
@@ -174,7 +174,7 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _conversation_for(self, session: dict[str, Any], chat_id: object) -> Conversation:
         """The conversation a socket may use: a visitor only their own, the admin any."""
         if session.get("role") == "admin":
-            return await self.chat.by_cid(chat_id)
+            return await self.chat.queries.by_cid(chat_id)
         if chat_id != session.get("cid"):
             # Someone else's conversation looks exactly like one that does not exist.
             raise NotFound("bad_chat")

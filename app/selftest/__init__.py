@@ -11,6 +11,7 @@ from quart import Quart, current_app, request
 from app.calls.service import CallService
 from app.chat.service import ChatService
 from app.core.clock import Clock
+from app.media.service import MediaService
 from app.selftest.repair import RepairContext
 from app.selftest.scheduler import SelfTestScheduler
 from app.selftest.schedules import Schedules
@@ -41,7 +42,8 @@ def init_app(
     bridge: TelegramBridge | None,
     clock: Clock,
     *,
-    calls: CallService | None = None,
+    calls: CallService,
+    media: MediaService,
 ) -> SelfTestServices:
     """Build the services, register the page and the API, and run the scheduler while serving.
 
@@ -50,12 +52,8 @@ def init_app(
     from app.selftest import api, views
 
     settings = chat.settings
-    tests = SelfTests(chat, bridge, clock)
-    tests.calls = calls
-    media = app.extensions.get("media")
-    tests.media = media
-    scheduler = SelfTestScheduler(tests)
-    tests.scheduler = scheduler
+    tests = SelfTests(chat, bridge, clock, calls=calls, media=media)
+    scheduler = tests.scheduler
     svc = SelfTestServices(
         tests=tests,
         scheduler=scheduler,

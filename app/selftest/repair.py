@@ -13,7 +13,8 @@ from tortoise.expressions import Q
 
 from app.calls.service import NAMESPACE as CALLS
 from app.calls.service import CallService
-from app.chat.service import ChatService, visitor_room
+from app.chat.rooms import ADMINS, conversation_of
+from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
@@ -49,20 +50,27 @@ repairs: Registry[RepairContext] = Registry()
 @repairs.check("presence", N_("Stale presence"))
 async def presence(ctx: RepairContext) -> Outcome:
     """Forget sockets presence still counts but Socket.IO no longer has."""
-    manager = ctx.chat.sio.manager
+    manager = ctx.chat.fanout.sio.manager
 
     def live(sid: str) -> bool:
         return manager.eio_sid_from_sid(sid, "/chat") is not None
 
-    dropped, offline = await ctx.chat.presence.prune(live)
-    for key in offline:  # someone shown online was not: say so, as a disconnect would have
-        if key == "admin":
-            await ctx.chat.publish_operator_status(False)
-        elif key.startswith("v:"):
-            conv = await Conversation.get_or_none(id=int(key[2:]))
-            if conv is not None and visitor_room(conv.id) == key:
-                await ctx.chat.publish_row(conv, online=False)
+    dropped, offline = await ctx.chat.fanout.presence.prune(live)
+    await announce_presence(ctx.chat, [], offline)
     return passed(_("%(n)s gone sockets dropped", n=dropped), dropped)
+
+
+async def announce_presence(chat: ChatService, online: list[str], offline: list[str]) -> None:
+    """Push what a connect or disconnect would have for keys that changed without one (Repair,
+    a process that died, or this one coming back after being taken for dead)."""
+    for keys, state in ((online, True), (offline, False)):
+        for key in keys:
+            if key == ADMINS:
+                await chat.fanout.publish_operator_status(state)
+            elif (conversation_id := conversation_of(key)) is not None:
+                conv = await Conversation.get_or_none(id=conversation_id)
+                if conv is not None:
+                    await chat.fanout.publish_row(conv, online=state)
 
 
 @repairs.check("calls", N_("Abandoned calls and peer connections"))
@@ -71,7 +79,7 @@ async def calls(ctx: RepairContext) -> Outcome:
     owns."""
     if ctx.calls is None:
         return passed(_("Calls are not set up"), 0)
-    manager = ctx.chat.sio.manager
+    manager = ctx.chat.fanout.sio.manager
 
     def live(sid: str) -> bool:
         return manager.eio_sid_from_sid(sid, CALLS) is not None

@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -20,7 +21,9 @@ from apscheduler.triggers.cron import CronTrigger
 from tortoise.exceptions import IntegrityError
 
 from app.models import SelfTestSchedule, SelfTestSlot
-from app.selftest.service import Report, SelfTests
+
+if TYPE_CHECKING:
+    from app.selftest.service import Report, SelfTests
 
 log = logging.getLogger("sohbet.selftest.scheduler")
 

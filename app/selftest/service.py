@@ -18,9 +18,10 @@ from app.i18n import gettext as _
 from app.i18n import using_locale
 from app.media.service import MediaService
 from app.models import SelfTestRun
-from app.selftest.checks import Context, SchedulerState
+from app.selftest.checks import Context
 from app.selftest.checks import registry as checks
 from app.selftest.registry import FAIL, ICONS, Result
+from app.selftest.scheduler import SelfTestScheduler
 from app.timefmt import local_hhmm
 
 if TYPE_CHECKING:
@@ -87,15 +88,24 @@ class Report:
 class SelfTests:
     """Runs the checks, stores each run, sends its report, and alerts on repeated failure."""
 
-    def __init__(self, chat: ChatService, bridge: TelegramBridge | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        chat: ChatService,
+        bridge: TelegramBridge | None,
+        clock: Clock,
+        *,
+        calls: CallService,
+        media: MediaService,
+    ) -> None:
         self.settings = chat.settings
         self.chat = chat
         self.bridge = bridge
         self.clock = clock
-        self.scheduler: SchedulerState | None = None
-        self.calls: CallService | None = None
+        self.calls = calls
+        self.media = media
+        # Runs these tests at the operator's test times.
+        self.scheduler = SelfTestScheduler(self)
         self.learnt_url: str | None = None
-        self.media: MediaService | None = None
 
     def learn(self, scope: Mapping[str, Any]) -> None:
         """Remember this process's own address from a request it serves (for scheduled runs)."""
@@ -123,7 +133,6 @@ class SelfTests:
         slot_at: datetime | None = None,
     ) -> Report:
         """Run every check, keep the report in the history and send it to Telegram."""
-        assert self.scheduler is not None
         context = Context(
             settings=self.settings,
             chat=self.chat,

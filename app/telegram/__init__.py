@@ -14,20 +14,33 @@ from quart import Quart
 from app.chat.service import ChatService
 from app.config import Settings
 from app.core.clock import Clock
+from app.media.service import MediaService
 
 if TYPE_CHECKING:
     from app.telegram.bridge import TelegramBridge
+    from app.telegram.outbox import Outbox
 
 
-def init_app(app: Quart, chat: ChatService, clock: Clock) -> TelegramBridge | None:
-    """Build the bridge when TELEGRAM_BOT_TOKEN is set, and run it while the app serves."""
-    settings: Settings = app.config["SOHBET"]
+def build_outbox(settings: Settings, clock: Clock) -> Outbox | None:
+    """The outbox chat writes Telegram's rows into (in its own transactions), if a bot is set."""
     if settings.telegram is None:
+        return None
+    from app.telegram.outbox import Outbox
+
+    return Outbox(clock)
+
+
+def init_app(
+    app: Quart, chat: ChatService, outbox: Outbox | None, media: MediaService, clock: Clock
+) -> TelegramBridge | None:
+    """Build the bridge around the outbox when a bot is set, and run it while the app serves."""
+    settings: Settings = app.config["SOHBET"]
+    if outbox is None:
         return None
     from app.telegram.backlog import late_backlog
     from app.telegram.bridge import TelegramBridge
 
-    bridge = TelegramBridge(settings, chat, clock, app.extensions.get("media"))
+    bridge = TelegramBridge(settings, chat, outbox, clock, media)
     # The panel's Telegram banner reads the backlog when the page is rendered.
     app.jinja_env.globals["telegram_late_backlog"] = lambda: late_backlog(clock)
 

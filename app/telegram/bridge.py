@@ -16,7 +16,8 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 
-from app.chat.service import ADMINS_ROOM, ChatService
+from app.chat.rooms import ADMINS
+from app.chat.service import ChatService
 from app.config import Settings, TelegramSettings
 from app.core.clock import Clock
 from app.core.lease import LeaderLease
@@ -43,8 +44,9 @@ class TelegramBridge:
         self,
         settings: Settings,
         chat: ChatService,
+        outbox: Outbox,
         clock: Clock,
-        media: MediaService | None = None,
+        media: MediaService,
     ) -> None:
         assert settings.telegram is not None
         self.media = media
@@ -52,7 +54,7 @@ class TelegramBridge:
         self.tg: TelegramSettings = settings.telegram
         self.chat = chat
         self.clock = clock
-        self.outbox = Outbox(clock)
+        self.outbox = outbox
         self.use_topics = self.tg.topics == "on"
         session = AiohttpSession(api=TelegramAPIServer.from_base(self.tg.api_base))
         self.bot = Bot(
@@ -62,14 +64,17 @@ class TelegramBridge:
         self.dispatcher.include_router(build_router())
         self.dispatcher["bridge"] = self
         self.worker = OutboxWorker(
-            self.bot, settings, self.outbox, self._alert, lambda: self.use_topics, media
+            self.bot,
+            settings,
+            self.outbox,
+            self._alert,
+            lambda: self.use_topics,
+            media,
+            on_sent=self._forwarded,
         )
-        self.worker.on_sent.append(self._forwarded)
         self.inbox = Inbox(self.bot, self.dispatcher, self.tg, clock)
         self._failed_codes = 0
         self.lease = LeaderLease("telegram", settings.leader_lease_seconds, self._lead)
-        chat.listeners.append(self.outbox)
-        chat.seen_listeners.append(self.outbox)
 
     async def _forwarded(self, item: TgOutbox) -> None:
         """A visitor message reached the operator's Telegram: the visitor sees it delivered."""
@@ -78,7 +83,7 @@ class TelegramBridge:
         message = await Message.get_or_none(conversation_id=item.conversation_id, seq=item.ref_seq)
         conv = await Conversation.get_or_none(id=item.conversation_id)
         if message is not None and conv is not None and message.role == "visitor":
-            await self.chat.record_receipt(conv, "admin", delivered=item.ref_seq)
+            await self.chat.receipts.record(conv, "admin", delivered=item.ref_seq)
 
     def is_admin_chat(self, chat_id: int) -> bool:
         return chat_id == self.tg.admin_chat_id
@@ -138,14 +143,15 @@ class TelegramBridge:
     async def _show_alert(self, behind: Backlog | None) -> None:
         """The panel's Telegram banner: refused messages, and a backlog late by over a minute."""
         last = await TgOutbox.filter(status="failed").order_by("-id").first()
-        html = await self.chat.renderer.render(
+        fanout = self.chat.fanout
+        html = await fanout.renderer.render(
             "partials/admin/telegram_alert.html",
             self.settings.default_locale,
             failed=await TgOutbox.filter(status="failed").count() if last else 0,
             error=last.last_error if last else "",
             behind=behind,
         )
-        await self.chat.sio.emit("admin:alert", {"html": html}, room=ADMINS_ROOM, namespace="/chat")
+        await fanout.sio.emit("admin:alert", {"html": html}, room=ADMINS, namespace="/chat")
 
     # Lifecycle -----------------------------------------------------------------------------------
 

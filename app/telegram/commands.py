@@ -25,7 +25,7 @@ async def on_help(message: Message, bridge: TelegramBridge) -> None:
 async def on_list(message: Message, bridge: TelegramBridge) -> None:
     """/list: open conversations with their unread counts."""
     if bridge.is_admin_chat(message.chat.id):
-        convs = await bridge.chat.open_conversations()
+        convs = await bridge.chat.queries.open_conversations()
         await bridge.say(texts.conversation_list(convs), thread_id=topic_of(message))
 
 

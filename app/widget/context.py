@@ -10,8 +10,8 @@ from typing import Any
 
 from quart import request
 
-from app.chat.service import ADMINS_ROOM
-from app.core.security import keyed_hash, same
+from app.chat.rooms import ADMINS
+from app.core.security import constant_time_equal, keyed_hash
 from app.core.text import clean_name
 from app.errors import Forbidden, InvalidInput, NotFound, SohbetError
 from app.i18n import ERRORS, N_, error_text
@@ -65,7 +65,7 @@ async def page() -> tuple[dict[str, Any], int]:
     conv.host_url, conv.host_title = page
     await conv.save(update_fields=["host_url", "host_title"])
     payload = {"chat_id": conv.cid, "url": conv.host_url, "title": conv.host_title}
-    await services().sio.emit("widget:page", payload, room=ADMINS_ROOM, namespace="/chat")
+    await services().sio.emit("widget:page", payload, room=ADMINS, namespace="/chat")
     return {"ok": True}, 200
 
 
@@ -81,7 +81,7 @@ async def identify() -> tuple[dict[str, Any], int]:
             raise Forbidden("identity_off")
         external_id = _text(data.get("id"), 128)
         signature = _text(data.get("hash"), 128).lower()
-        if not external_id or not same(keyed_hash(secret, external_id), signature):
+        if not external_id or not constant_time_equal(keyed_hash(secret, external_id), signature):
             raise Forbidden("identity_forged")
         name = clean_name(data.get("name"), svc.settings.max_name_chars)
     except SohbetError as exc:
@@ -90,5 +90,5 @@ async def identify() -> tuple[dict[str, Any], int]:
     conv.external_id = external_id
     conv.visitor_email = _text(data.get("email"), 254)
     await conv.save(update_fields=["visitor_name", "external_id", "visitor_email"])
-    await svc.chat.publish_row(conv)
+    await svc.chat.fanout.publish_row(conv)
     return {"ok": True, "name": name}, 200

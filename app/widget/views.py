@@ -16,21 +16,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from quart import Blueprint, Response, current_app, g, render_template, request
 
+from app.chat.rooms import ADMINS
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.models import Conversation
 from app.realtime.handshake import widget_cookie
 from app.web import CSP, client_address, current_visitor, services
-from app.widget.pages import StartPage, host_page, starting_on
+from app.widget.pages import host_page, starting_on
 
 bp = Blueprint("widget", __name__)
 
 COOKIE_DAYS = 365
-
-
-@bp.before_app_serving
-async def record_start_pages() -> None:
-    services().chat.listeners.append(StartPage())
 
 
 def frame_ancestors() -> str:
@@ -88,13 +84,13 @@ async def _chat(conv: Conversation, origin: str, token: str = "") -> Response:
     """The visitor's chat in the frame; a token given is kept in the partitioned cookie too."""
     svc = services()
     await svc.chat.set_locale(conv, g.locale)
-    messages, more = await svc.chat.recent(conv.id)
+    messages, more = await svc.chat.queries.recent(conv.id)
     page = await render_template(
         "widget/chat.html",
         conv=conv,
         messages=messages,
         more=more,
-        operator_online=await svc.chat.presence.online("admin"),
+        operator_online=await svc.chat.fanout.presence.online(ADMINS),
         host_origin=origin,
         new_token=token,
     )
@@ -147,7 +143,7 @@ async def frame_chat() -> Response:
     if origin is None:
         return await _refused()
     token = str(form.get("token", ""))
-    conv = await services().chat.by_token(token)
+    conv = await services().chat.queries.by_token(token)
     if conv is None:
         page = await render_template("widget/start.html", host_origin=origin, forget=True)
         return await _framable(page)

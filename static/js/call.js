@@ -50,6 +50,24 @@ class Ringtone {
   }
 }
 
+// What this browser can do for a call, checked before ringing: WebRTC and a microphone. The
+// device list needs no permission (only its labels do), so the check is quick and silent.
+async function cannotCall({ ringing = false } = {}) {
+  if (typeof window.RTCPeerConnection !== "function") return "no_webrtc";
+  if (typeof navigator.mediaDevices?.getUserMedia !== "function") return "no_webrtc";
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    if (!devices.some((d) => d.kind === "audioinput")) return "no_microphone";
+  } catch { /* unknown: the microphone is asked for when the call starts */ }
+  // Rung, the call is shown all the same: a blocked microphone is said when answering.
+  if (ringing) return null;
+  try {
+    // Blocked for this site: ringing would only end in "the microphone could not be opened".
+    if ((await navigator.permissions.query({ name: "microphone" })).state === "denied") return "mic_blocked";
+  } catch { /* no such query in this engine (Firefox): asked for when the call starts */ }
+  return null;
+}
+
 export class CallUI {
   constructor(socket, root, { Peer, emitAck }) {
     this.socket = socket;
@@ -85,6 +103,7 @@ export class CallUI {
 
   reset() {
     this.callId = null;
+    this.dialling = false;
     this.mode = "";
     this.peer.reset();
     this.connectedAt = null;
@@ -94,13 +113,36 @@ export class CallUI {
 
   clearTimers() {
     clearTimeout(this.p2pTimer);
+    clearTimeout(this.relayTimer);
     clearInterval(this.tickTimer);
     clearInterval(this.qualityTimer);
     clearTimeout(this.closeTimer);
   }
 
+  // Every async step of a call ends in here when it throws: the call ends cleanly, with a word.
+  guard(fn) {
+    return (...args) => {
+      try {
+        const result = fn(...args);
+        if (result?.catch) result.catch((error) => this.failed(error));
+      } catch (error) {
+        this.failed(error);
+      }
+    };
+  }
+
+  failed(error) {
+    console.warn("call failed:", error);
+    const id = this.callId;
+    this.finish();
+    this.els.endedText.textContent = this.text("failed");
+    this.setState("ended");
+    this.closeSoon();
+    if (id) this.socket.emit("call:end", { call_id: id });
+  }
+
   bind() {
-    const on = (id, fn) => this.root.querySelector(id).addEventListener("click", fn);
+    const on = (id, fn) => this.root.querySelector(id).addEventListener("click", this.guard(fn));
     on("#call-hangup", () => this.hangUp());
     on("#call-accept", () => this.accept());
     on("#call-decline", () => this.decline());
@@ -109,15 +151,20 @@ export class CallUI {
     on("#call-camera", () => this.toggleCamera());
     on("#call-speaker", () => this.toggleSpeaker());
     const s = this.socket;
+    const ours = (fn) => this.guard((m) => { if (m?.call_id === this.callId) return fn(m); });
     // call:incoming is forwarded by the page (it loads this module when one arrives).
-    s.on("call:accepted", (m) => this.accepted(m));
-    s.on("call:declined", (m) => { if (m.call_id === this.callId) this.ended({ reason: "declined" }); });
-    s.on("call:ended", (m) => { if (m.call_id === this.callId) this.ended(m); });
-    s.on("call:relay", (m) => { if (m.call_id === this.callId) this.toRelay(m); });
-    s.on("call:media", (m) => { if (m.call_id === this.callId) this.remoteCamera(m.camera); });
-    s.on("rtc:offer", (m) => { if (m.call_id === this.callId) this.peer.gotOffer(m); });
-    s.on("rtc:answer", (m) => { if (m.call_id === this.callId) this.peer.gotAnswer(m); });
-    s.on("rtc:candidate", (m) => { if (m.call_id === this.callId) this.peer.gotCandidate(m.candidate); });
+    s.on("call:accepted", this.guard((m) => this.accepted(m)));
+    s.on("call:connected", ours((m) => this.serverConnected(m)));
+    s.on("call:declined", ours(() => this.ended({ reason: "declined" })));
+    s.on("call:ended", this.guard((m) => {
+      if (!this.callId && this.dialling) this.earlyEnd = m; // before call:ring's ack
+      else if (m.call_id === this.callId) this.ended(m);
+    }));
+    s.on("call:relay", ours((m) => this.toRelay(m)));
+    s.on("call:media", ours((m) => this.remoteCamera(m.camera)));
+    s.on("rtc:offer", ours((m) => this.peer.gotOffer(m)));
+    s.on("rtc:answer", ours((m) => (m.from === "server" && this.peer.relayLegOpen ? this.peer.gotRelayAnswer(m) : this.peer.gotAnswer(m))));
+    s.on("rtc:candidate", ours((m) => this.peer.gotCandidate(m.candidate)));
     s.on("disconnect", () => { if (this.callId) this.ended({ reason: "network" }); });
   }
 
@@ -192,15 +239,22 @@ export class CallUI {
     this.els.audio.play().catch(() => {});
   }
 
-  async dial(chatId, { echo = false, name = "" } = {}) {
+  // The page's entry points (a click, an incoming call) never leave a rejection behind.
+  dial(chatId, options) { return this.guard(() => this.startDial(chatId, options))(); }
+
+  incoming(m) { return this.guard(() => this.ring(m))(); }
+
+  async startDial(chatId, { echo = false, name = "" } = {}) {
     if (this.callId || this.dialling) return;
+    this.dialling = true; // a second click meanwhile does not ring twice
     this.who(name);
     this.notify("");
+    const missing = await cannotCall();
+    if (missing) { this.dialling = false; this.cannot(chatId, missing, echo); return; }
     this.unlockAudio();
     this.dialledAt = performance.now();
     // The screen, the microphone and the ring go together: none waits for another (the
     // call does not wait for the screen's CSS either).
-    this.dialling = true;
     this.micReady = this.openMic();
     this.show(echo ? "connecting" : "outgoing");
     const [micOk, reply] = await Promise.all([
@@ -221,11 +275,27 @@ export class CallUI {
     this.iceServers = reply.ice_servers || [];
     this.setMode(reply.mode);
     if (reply.mode === "p2p") this.peer.prepareOffer();
-    if (early?.call_id === this.callId) this.accepted(early);
+    const earlyEnd = this.earlyEnd;
+    this.earlyEnd = null;
+    if (earlyEnd?.call_id === this.callId) { this.ended(earlyEnd); return; }
+    if (early?.call_id === this.callId) await this.accepted(early);
   }
 
-  async incoming(m) {
+  // This browser cannot take part in a call: say so instead of ringing, and (for a real call,
+  // not the microphone test) let the other side know why in the conversation.
+  async cannot(chatId, missing, echo, callId = null) {
+    this.finish();
+    this.els.endedText.textContent = this.text(missing === "mic_blocked" ? "no-mic" : `cannot:${missing}`);
+    await this.show("ended");
+    // A microphone blocked in this browser's settings is the user's own to fix: nothing to tell.
+    if (missing === "mic_blocked") return;
+    if (!echo) this.ask("call:unsupported", { chat_id: chatId, call_id: callId, reason: missing });
+  }
+
+  async ring(m) {
     if (this.callId && this.callId !== m.call_id) return; // busy here: the server did not ring us
+    const missing = await cannotCall({ ringing: true });
+    if (missing) { this.cannot(this.root.dataset.chatId || m.chat_id, missing, false, m.call_id); return; }
     this.callId = m.call_id;
     this.who(m.name);
     this.notify("");
@@ -279,11 +349,16 @@ export class CallUI {
     this.setMode(m.mode);
     this.setState(m.mode === "echo" ? "echo" : "connecting");
     if (m.mode === "p2p") {
-      if (m.initiator) this.offer({ toServer: false });
-      this.p2pTimer = setTimeout(() => this.p2pTooSlow(), this.p2pTimeout);
+      this.p2pTimer = setTimeout(this.guard(() => this.p2pTooSlow()), this.p2pTimeout);
+      // The relay is prepared alongside when P2P is slow, so a call that cannot go direct
+      // does not wait out the whole P2P timeout.
+      const after = m.relay_after_ms ?? this.p2pTimeout;
+      this.relayTimer = setTimeout(this.guard(() => this.peer.openRelayLeg()), after);
+      if (m.initiator) return this.offer({ toServer: false });
     } else if (m.initiator || m.mode === "relay") {
-      this.offer({ toServer: true });
+      return this.offer({ toServer: true });
     }
+    return null;
   }
 
   ended(m) {
@@ -336,15 +411,32 @@ export class CallUI {
     this.els.audio.play().catch(() => {});
   }
 
+  // The page's own connection is up: for P2P that is media both ways, which the server is told
+  // (it tells both pages, and the call turns active then); the server sees its own legs.
   peerState(state) {
     if (state === "connected") {
       clearTimeout(this.p2pTimer);
-      if (!this.connectedAt) this.connected();
+      clearTimeout(this.relayTimer);
+      if (this.mode === "p2p" && this.callId) this.socket.emit("call:connected", { call_id: this.callId });
+    } else if (state === "failed" && this.mode === "p2p" && this.peer.relayLegOpen) {
+      return null; // the relay leg opened alongside may still carry the call
     } else if (state === "failed" && this.mode === "p2p") {
-      this.p2pTooSlow();
+      return this.p2pTooSlow();
     } else if (state === "failed") {
-      this.hangUp();
+      return this.hangUp();
     }
+    return null;
+  }
+
+  // The server's word that media flows both ways (both relay legs, the echo leg, or a P2P page).
+  serverConnected(m) {
+    clearTimeout(this.p2pTimer);
+    clearTimeout(this.relayTimer);
+    // The first way to connect carries the call: the relay leg opened alongside, or P2P.
+    if (m.mode === "relay" && this.mode === "p2p") this.peer.promoteRelayLeg();
+    else if (m.mode === "p2p") this.peer.closeRelayLeg();
+    if (m.mode && m.mode !== this.mode) this.setMode(m.mode);
+    if (!this.connectedAt) this.connected();
   }
 
   connected() {
@@ -354,13 +446,13 @@ export class CallUI {
     const tick = () => { this.els.timer.textContent = clock((performance.now() - this.connectedAt) / 1000); };
     tick();
     this.tickTimer = setInterval(tick, 1000);
-    this.qualityTimer = setInterval(() => this.measure(), QUALITY_EVERY_MS);
+    this.qualityTimer = setInterval(this.guard(() => this.measure()), QUALITY_EVERY_MS);
   }
 
   // P2P did not connect in time: ask for the relay (the server tells both sides).
   async p2pTooSlow() {
     clearTimeout(this.p2pTimer);
-    if (!this.callId || this.mode !== "p2p" || this.peer.connected) return;
+    if (!this.callId || this.mode !== "p2p" || this.peer.connected || this.peer.relayLegOpen) return;
     const reply = await this.ask("call:relay", { call_id: this.callId });
     if (!reply.ok) this.notify(reply.message);
   }
@@ -369,6 +461,7 @@ export class CallUI {
     if (this.mode === "relay") return;
     this.iceServers = m.ice_servers || this.iceServers;
     this.setMode("relay");
+    if (this.peer.promoteRelayLeg()) return; // the leg opened alongside is already the relay's
     const refused = await this.peer.toRelay();
     if (refused) this.notify(refused.message);
   }
@@ -420,7 +513,12 @@ export class CallUI {
     this.root.classList.toggle("call--video", on);
   }
 
-  // Speaker/earpiece: setSinkId where the browser has it; elsewhere (iOS Safari) the OS decides.
+  // Speaker/earpiece with setSinkId, with the ids each engine really has: where the browser
+  // offers selectAudioOutput (Firefox) the user picks the output; elsewhere the outputs are
+  // listed (labelled once the microphone is allowed) and the button moves between an
+  // earpiece-like output (or another real one) and the speaker (or the default: "" in every
+  // engine; "default" is Chromium's own and "communications" exists only on Windows). Only
+  // a browser without setSinkId (iOS Safari) leaves the choice to the system.
   async toggleSpeaker() {
     const audio = this.els.audio;
     if (typeof audio.setSinkId !== "function") {
@@ -428,15 +526,36 @@ export class CallUI {
       return;
     }
     const speakerOn = this.els.speaker.getAttribute("aria-pressed") === "true";
+    const target = await this.outputFor(speakerOn ? "earpiece" : "speaker");
+    if (target === null) return; // the user closed the browser's chooser
+    if (target === undefined) { this.notify(this.text("sink-single")); return; }
     try {
-      const outputs = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audiooutput");
-      const earpiece = outputs.find((d) => /earpiece|receiver|handset/i.test(d.label));
-      const target = speakerOn ? (earpiece?.deviceId || "communications") : "default";
       await audio.setSinkId(target);
-      this.els.speaker.setAttribute("aria-pressed", String(!speakerOn));
     } catch {
-      this.notify(this.text("sink-unsupported"));
+      this.notify(this.text("sink-failed")); // the output went away meanwhile: the call goes on
+      return;
     }
+    this.notify("");
+    this.els.speaker.setAttribute("aria-pressed", String(!speakerOn));
+  }
+
+  // The sink id for `want`; null when the user cancelled the chooser, undefined when this
+  // device has no other output to move to.
+  async outputFor(want) {
+    const devices = navigator.mediaDevices;
+    if (typeof devices.selectAudioOutput === "function") {
+      try {
+        return (await devices.selectAudioOutput()).deviceId;
+      } catch {
+        return null;
+      }
+    }
+    const pseudo = new Set(["", "default", "communications"]);
+    const outputs = (await devices.enumerateDevices()).filter((d) => d.kind === "audiooutput" && !pseudo.has(d.deviceId));
+    const current = this.els.audio.sinkId || "";
+    if (want === "speaker") return outputs.find((d) => /speaker|hoparl/i.test(d.label))?.deviceId ?? "";
+    const earpiece = outputs.find((d) => /earpiece|receiver|handset|ahize/i.test(d.label));
+    return (earpiece || outputs.find((d) => d.deviceId !== current))?.deviceId;
   }
 }
 

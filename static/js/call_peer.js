@@ -14,6 +14,7 @@ export class Peer {
 
   reset() {
     this.close();
+    this.closeRelayLeg();
     this.prepared = null;
     this.outbox = null;
     this.pendingCandidates = [];
@@ -30,6 +31,77 @@ export class Peer {
     this.pc = null;
     // The next connection's tracks get a stream of their own (a dead P2P track must not stay).
     this.remote = null;
+  }
+
+  // The relay leg a P2P call opens alongside (when its direct connection is slow to come up):
+  // a second connection, to the server, carrying the same microphone. Whichever the server
+  // says connected first carries the call (see promoteRelayLeg / closeRelayLeg).
+  async openRelayLeg() {
+    const call = this.call;
+    if (this.relayPc || this.connected || !(await call.micReady) || call.mode !== "p2p") return;
+    const pc = new RTCPeerConnection({ iceServers: call.iceServers });
+    this.relayPc = pc;
+    this.relayRemote = new MediaStream();
+    for (const track of call.stream.getAudioTracks()) pc.addTrack(track, call.stream);
+    this.relayVideoSender = pc.addTransceiver("video", { direction: "sendrecv" }).sender;
+    if (call.cameraTrack) await this.relayVideoSender.replaceTrack(call.cameraTrack);
+    let sent = false;
+    const early = [];
+    pc.onicecandidate = ({ candidate }) => {
+      const message = { call_id: call.callId, candidate: candidate ? candidate.toJSON() : null, to: "server" };
+      if (sent) this.socket.emit("rtc:candidate", message);
+      else early.push(message);
+    };
+    pc.ontrack = (event) => {
+      if (pc === this.pc) this.gotTrack(event);
+      else this.relayRemote.addTrack(event.track);
+    };
+    pc.onconnectionstatechange = call.guard(() => {
+      if (pc === this.pc) return call.peerState(pc.connectionState);
+      if (pc === this.relayPc && pc.connectionState === "failed") this.closeRelayLeg();
+      return null;
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    if (pc !== this.relayPc) return;
+    const reply = await emitAck(this.socket, "rtc:offer", { call_id: call.callId, type: "offer", sdp: pc.localDescription.sdp, to: "server" });
+    sent = true;
+    if (!reply.ok) { if (pc === this.relayPc) this.closeRelayLeg(); return; }
+    for (const message of early) this.socket.emit("rtc:candidate", message);
+  }
+
+  get relayLegOpen() {
+    return Boolean(this.relayPc);
+  }
+
+  async gotRelayAnswer(m) {
+    const pc = this.relayPc;
+    if (!pc || pc.signalingState !== "have-local-offer") return;
+    await pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
+  }
+
+  // The server chose the relay: its leg becomes the call's connection, the direct one goes.
+  promoteRelayLeg() {
+    const pc = this.relayPc;
+    if (!pc) return false;
+    this.relayPc = null;
+    this.close();
+    this.pc = pc;
+    this.toServer = true;
+    this.videoSender = this.relayVideoSender;
+    this.remote = this.relayRemote;
+    this.pendingCandidates = [];
+    this.call.remoteStream(this.remote);
+    return true;
+  }
+
+  closeRelayLeg() {
+    const pc = this.relayPc;
+    this.relayPc = null;
+    if (!pc) return;
+    pc.onicecandidate = null;
+    pc.ontrack = null;
+    pc.onconnectionstatechange = null;
+    pc.close();
   }
 
   get connected() {
@@ -59,7 +131,7 @@ export class Peer {
       else this.socket.emit("rtc:candidate", message);
     };
     pc.ontrack = (event) => this.gotTrack(event);
-    pc.onconnectionstatechange = () => { if (pc === this.pc) this.call.peerState(pc.connectionState); };
+    pc.onconnectionstatechange = this.call.guard(() => { if (pc === this.pc) return this.call.peerState(pc.connectionState); });
     return pc;
   }
 
@@ -111,7 +183,7 @@ export class Peer {
         this.videoSender = sender;
         if (call.cameraTrack) sender.replaceTrack(call.cameraTrack);
       } else {
-        call.micReady.then((ok) => { if (ok && this.pc === pc) sender.replaceTrack(call.stream.getAudioTracks()[0]); });
+        call.micReady.then((ok) => (ok && this.pc === pc ? sender.replaceTrack(call.stream.getAudioTracks()[0]) : null)).catch((error) => call.failed(error));
       }
     }
     // The answer first: the caller's candidates that came early can wait a few milliseconds.
@@ -153,7 +225,8 @@ export class Peer {
     return this.start({ toServer: true });
   }
 
-  sendCamera(track) {
+  async sendCamera(track) {
+    if (this.relayPc) await this.relayVideoSender?.replaceTrack(track);
     return this.videoSender?.replaceTrack(track);
   }
 

@@ -362,6 +362,12 @@ export function wire(socket, current, onConnectionChange) {
 
 // Keep the composer above the on-screen keyboard: size the app to the visual viewport.
 export function followViewport() {
+  // Chromium-based browsers (the ones with userAgentData) also resize the layout to the
+  // keyboard when told; the key is set here because WebKit logs it as an error from the HTML.
+  if (navigator.userAgentData) {
+    const meta = document.querySelector('meta[name="viewport"]');
+    meta.content += ", interactive-widget=resizes-content";
+  }
   const vv = window.visualViewport;
   if (!vv) return;
   const apply = () => document.documentElement.style.setProperty("--app-height", `${vv.height}px`);

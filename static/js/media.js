@@ -3,6 +3,7 @@
 // message is recorded with MediaRecorder (Chrome: webm/opus, Safari: mp4/aac). Each upload shows
 // a bubble with a progress bar; a failed one can be retried: the retry carries the same client id,
 // so the server stores it once. The server's answer is the rendered message, swapped in by seq.
+// A recording the server refuses stays on the page (try again / download): it exists nowhere else.
 // Markup comes from server-rendered templates; strings from the tools' data attributes.
 
 const SHRINK_ABOVE_BYTES = 1.5 * 1024 * 1024;
@@ -134,8 +135,15 @@ class MediaComposer {
       if (xhr.status === 200 && answer.ok) {
         this.done(item);
         this.conv.insert(answer.message);
+        // Kept in part (a damaged end): the server says how much.
+        if (answer.notice) this.conv.showError(answer.notice);
+      } else if (item.kind === "voice") {
+        // A recording exists nowhere else: even refused, it stays with "try again" and a
+        // download, so the visitor loses nothing.
+        this.failed(item, answer.message);
       } else if (xhr.status >= 400 && xhr.status < 500 && xhr.status !== 408 && xhr.status !== 429) {
-        // Refused for good (not a photo, too large…): say why; nothing was stored.
+        // Refused for good (not a photo, too large…): say why; nothing was stored. The file is
+        // still on the device it was picked from.
         this.done(item);
         node.remove();
         this.conv.showError(answer.message || this.text.tFailed);
@@ -153,11 +161,22 @@ class MediaComposer {
     item.node.classList.add("msg--failed");
     item.node.querySelector(".msg__state").textContent = message || this.text.tFailed;
     item.node.querySelector('[data-upload="retry"]').hidden = false;
+    if (item.kind === "voice" && !item.download) {
+      item.download = URL.createObjectURL(item.blob);
+      const link = document.createElement("a");
+      link.className = "btn btn--ghost btn--small";
+      link.dataset.upload = "download";
+      link.href = item.download;
+      link.download = item.name || "voice";
+      link.textContent = this.text.tDownload;
+      item.node.querySelector(".upload__actions").prepend(link);
+    }
   }
 
   done(item) {
     item.xhr = null;
     if (item.preview) URL.revokeObjectURL(item.preview);
+    if (item.download) URL.revokeObjectURL(item.download);
   }
 
   cancel(item) {

@@ -1,0 +1,173 @@
+"""Fan-out: stored messages and list rows pushed, rendered, to the sockets that show them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import socketio
+
+from app.chat.queries import sort_key
+from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.writer import Posted
+from app.config import Settings
+from app.models import Conversation, Message
+from app.realtime import Presence
+from app.render import Renderer
+
+log = logging.getLogger("sohbet.chat")
+
+# List rows are re-rendered at most this often per conversation, however fast messages come.
+ROW_COALESCE_SECONDS = 0.1
+
+
+class Fanout:
+    """Renders messages and list rows per viewer and emits them to their rooms."""
+
+    def __init__(
+        self, settings: Settings, sio: socketio.AsyncServer, renderer: Renderer, presence: Presence
+    ) -> None:
+        self.settings = settings
+        self.sio = sio
+        self.renderer = renderer
+        self.presence = presence
+        self._dirty_rows: dict[int, Conversation] = {}
+        self._row_flush: asyncio.Task[None] | None = None
+
+    # Messages ----------------------------------------------------------------------------------
+
+    async def render_message(self, conv: Conversation, message: Message, viewer: str) -> str:
+        locale = conv.locale if viewer == "visitor" else self.settings.default_locale
+        return await self.renderer.render(
+            "partials/chat/message.html",
+            locale,
+            m=message,
+            conv=conv,
+            viewer=viewer,
+        )
+
+    def message_payload(self, conv: Conversation, message: Message, html: str) -> dict[str, Any]:
+        """The `chat:message` shape (README, "Realtime contract") with the rendered html."""
+        return {
+            "chat_id": conv.cid,
+            "seq": message.seq,
+            "role": message.role,
+            "type": message.kind,
+            "text": message.text,
+            "time": _iso(message.created_at),
+            "client_id": message.client_id,
+            "edited": message.edited_at is not None,
+            "html": html,
+            # Where a photo's or an audio message's file is served.
+            "fileRef": f"/media/{message.media_key}" if message.media_key else None,
+        }
+
+    async def payload_for(
+        self,
+        conv: Conversation,
+        message: Message,
+        viewer: str,
+        rendered: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The message as one viewer receives it (reusing a fragment rendered for the fan-out)."""
+        html = (rendered or {}).get(viewer)
+        if html is None:
+            html = await self.render_message(conv, message, viewer)
+        return self.message_payload(conv, message, html)
+
+    async def publish_message(self, posted: Posted) -> None:
+        """Push a stored message to the visitor's page, the admin panels and the list."""
+        conv, message = posted.conversation, posted.message
+        for viewer, room in (("visitor", visitor_room(conv.id)), ("admin", admin_room(conv.id))):
+            html = await self.render_message(conv, message, viewer)
+            posted.rendered[viewer] = html
+            payload = self.message_payload(conv, message, html)
+            await self.sio.emit(
+                "chat:message", payload, room=room, skip_sid=posted.origin_sid, namespace="/chat"
+            )
+        self.schedule_row(conv)
+
+    async def publish_deleted(self, conv: Conversation, seqs: list[int]) -> None:
+        """Both sides drop deleted messages; the list row shows the new last message."""
+        payload = {"chat_id": conv.cid, "seqs": seqs}
+        for room in (visitor_room(conv.id), admin_room(conv.id)):
+            await self.sio.emit("chat:deleted", payload, room=room, namespace="/chat")
+        await self.publish_row(conv)
+
+    async def publish_removed(self, conv: Conversation) -> None:
+        """The visitor's page starts over; every panel drops the conversation's row."""
+        self._dirty_rows.pop(conv.id, None)
+        await self.sio.emit(
+            "chat:closed", {"chat_id": conv.cid}, room=visitor_room(conv.id), namespace="/chat"
+        )
+        await self.sio.emit("admin:removed", {"chat_id": conv.cid}, room=ADMINS, namespace="/chat")
+
+    # The conversation list ---------------------------------------------------------------------
+
+    def schedule_row(self, conv: Conversation) -> None:
+        """Refresh this conversation's list row soon, once for a burst of messages."""
+        if conv.synthetic:
+            return
+        self._dirty_rows[conv.id] = conv
+        if self._row_flush is None or self._row_flush.done():
+            self._row_flush = asyncio.get_running_loop().create_task(self._flush_rows())
+
+    def queued_row(self, conversation_id: int) -> Conversation | None:
+        """The conversation whose row refresh is queued, if one is."""
+        return self._dirty_rows.get(conversation_id)
+
+    async def _flush_rows(self) -> None:
+        await asyncio.sleep(ROW_COALESCE_SECONDS)
+        dirty, self._dirty_rows = self._dirty_rows, {}
+        for conv in dirty.values():
+            try:
+                await self.publish_row(conv)
+            except Exception:
+                log.exception("list row update failed for %s", conv.cid)
+
+    async def render_row(self, conv: Conversation, online: bool | None = None) -> str:
+        if online is None:
+            online = await self.presence.online(visitor_room(conv.id))
+        return await self.renderer.render(
+            "partials/admin/conversation_row.html",
+            self.settings.default_locale,
+            conv=conv,
+            online=online,
+            zone=self.settings.zone,
+        )
+
+    async def publish_row(self, conv: Conversation, online: bool | None = None) -> None:
+        """Update this conversation's row in every admin's list."""
+        if conv.synthetic or not await self.presence.online(LIST_WATCHERS):
+            return  # no list is on screen: a panel renders it fresh when it loads
+        html = await self.render_row(conv, online)
+        await self.sio.emit(
+            "admin:conversation",
+            {"chat_id": conv.cid, "sort": sort_key(conv), "html": html},
+            room=ADMINS,
+            namespace="/chat",
+        )
+
+    async def publish_operator_status(self, online: bool) -> None:
+        """Tell every visitor page whether the operator is online."""
+        for locale in ("tr", "en"):
+            html = await self.renderer.render(
+                "partials/chat/operator_status.html", locale, operator_online=online
+            )
+            await self.sio.emit(
+                "presence:operator",
+                {"online": online, "html": html},
+                room=visitors_room(locale),
+                namespace="/chat",
+            )
+
+    async def close(self) -> None:
+        """Cancel the pending row refresh (shutdown)."""
+        if self._row_flush is not None:
+            self._row_flush.cancel()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,186 @@
+"""Presence that heals: the sockets of a killed process leave presence within 30 s, and the
+pages on the surviving process are told, as for a disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.chat.rooms import ADMINS
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    VISITOR_COOKIE,
+    admin_csrf,
+    admin_login,
+    admin_peer,
+    call,
+    jarless,
+    start_visitor,
+    visitor_peer,
+)
+from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+# Short heartbeats so the test waits seconds, not the default's 15-20 s; the promise checked
+# is the product's: gone from presence within 30 s of the kill.
+TTL = "3"
+WITHIN = 30
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
+    url, name = await create_pg_database()
+    env = {
+        "REDIS_URL": REDIS_URL,
+        "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
+        "PRESENCE_TTL_SECONDS": TTL,
+    }
+    first = Server(database_url=url, workdir=tmp_path, env_extra=env)
+    second = Server(database_url=url, workdir=tmp_path, env_extra=env)
+    await asyncio.gather(first.start(), second.start())
+    yield first, second
+    await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
+    await drop_pg_database(name)
+
+
+async def test_the_panel_sees_a_visitor_on_a_killed_process_go_offline(
+    pair: tuple[Server, Server],
+) -> None:
+    doomed, survivor = pair
+    admin_token = await admin_login(survivor)
+    token, cid = await start_visitor(doomed.url, "Kesilen")
+    # The panel is open first; it sees the visitor come online, then go.
+    admin = await admin_peer(survivor.url, admin_token)
+    visitor = await visitor_peer(doomed.url, token)
+    try:
+        await visitor.call("join", {"chat_id": cid})
+        row = await admin.wait_for(
+            "admin:conversation",
+            lambda r: r["chat_id"] == cid and "status__dot--online" in r["html"],
+        )
+        assert row
+        await asyncio.to_thread(doomed.stop, signal.SIGKILL)
+        offline = await admin.wait_for(
+            "admin:conversation",
+            lambda r: r["chat_id"] == cid and "status__dot--online" not in r["html"],
+            timeout=WITHIN,
+        )
+        assert offline
+        # The conversation page the operator opens now says so too.
+        async with jarless() as http:
+            cookie = {"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
+            async with http.get(f"{survivor.url}/admin/c/{cid}", headers=cookie) as r:
+                page = await r.text()
+        assert 'id="visitor-status"' in page and "status--offline" in page, page[:2000]
+    finally:
+        await admin.close()
+        await visitor.close()
+
+
+async def test_a_visitor_sees_an_operator_on_a_killed_process_go_offline(
+    pair: tuple[Server, Server],
+) -> None:
+    doomed, survivor = pair
+    admin_token = await admin_login(doomed)
+    token, _ = await start_visitor(survivor.url, "Bekleyen")
+    visitor = await visitor_peer(survivor.url, token)
+    admin = await admin_peer(doomed.url, admin_token)
+    try:
+        await visitor.wait_for("presence:operator", lambda p: p["online"] is True)
+        await asyncio.to_thread(doomed.stop, signal.SIGKILL)
+        offline = await visitor.wait_for(
+            "presence:operator", lambda p: p["online"] is False, timeout=WITHIN
+        )
+        assert "status--offline" in offline["html"]
+        # A reload of the visitor page on the surviving process shows the operator offline.
+        async with jarless() as http:
+            cookie = {"Cookie": f"{VISITOR_COOKIE}={token}"}
+            async with http.get(survivor.url + "/", headers=cookie) as r:
+                page = await r.text()
+        assert 'id="operator-status" class="status status--offline"' in page, page[:2000]
+    finally:
+        await admin.close()
+        await visitor.close()
+
+
+async def test_a_frozen_process_is_taken_for_dead_and_comes_back(
+    pair: tuple[Server, Server],
+) -> None:
+    """A process that stops beating for longer than the TTL (frozen, cut off) loses its
+    sockets' presence; when it beats again they are back, and the panel is told both times."""
+    frozen, survivor = pair
+    admin_token = await admin_login(survivor)
+    token, cid = await start_visitor(frozen.url, "Donan")
+    admin = await admin_peer(survivor.url, admin_token)
+    visitor = await visitor_peer(frozen.url, token)
+    assert frozen.proc is not None
+    try:
+        await admin.wait_for(
+            "admin:conversation",
+            lambda r: r["chat_id"] == cid and "status__dot--online" in r["html"],
+        )
+        frozen.proc.send_signal(signal.SIGSTOP)
+        try:
+            await admin.wait_for(
+                "admin:conversation",
+                lambda r: r["chat_id"] == cid and "status__dot--online" not in r["html"],
+                timeout=WITHIN,
+            )
+        finally:
+            frozen.proc.send_signal(signal.SIGCONT)
+        offline_rows = len(admin.events["admin:conversation"])
+        # Its next beat (a third of the TTL) puts the visitor back.
+        await admin.wait_for(
+            "admin:conversation",
+            lambda r: (
+                r["chat_id"] == cid
+                and "status__dot--online" in r["html"]
+                and any(r is e for e in admin.events["admin:conversation"][offline_rows:])
+            ),
+            timeout=WITHIN,
+        )
+    finally:
+        await admin.close()
+        if visitor.sio.connected:
+            await visitor.close()
+
+
+async def test_repair_drops_sockets_of_a_process_that_does_not_beat(
+    pair: tuple[Server, Server],
+) -> None:
+    """What a process without a heartbeat left in Redis (killed before this version, or a
+    Redis that lost the registry) is dropped by Repair, and the visitor page is told."""
+    server, _ = pair
+    prefix = server.environment()["REDIS_CHANNEL"]
+    admin_token = await admin_login(server)
+    token, _ = await start_visitor(server.url, "Kalıntı")
+    visitor = await visitor_peer(server.url, token)
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        # The operator's socket on a process that is gone: "online" with nobody connected.
+        await client.sadd(f"{prefix}:presence:{ADMINS}", "oldhost-4242:gone-sid")
+        cookie = {"Cookie": f"{VISITOR_COOKIE}={token}"}
+        async with jarless() as http, http.get(server.url + "/", headers=cookie) as r:
+            assert 'class="status status--online"' in await r.text()
+
+        headers = {
+            "Cookie": f"{ADMIN_COOKIE}={admin_token}",
+            "X-CSRF-Token": await admin_csrf(server.url, admin_token),
+        }
+        status, first = await call(server, "POST", "/api/repair/run", headers)
+        assert status == 200 and first["counts"]["presence"] == 1, first
+        await visitor.wait_for("presence:operator", lambda p: p["online"] is False)
+        async with jarless() as http, http.get(server.url + "/", headers=cookie) as r:
+            assert 'class="status status--offline"' in await r.text()
+        status, second = await call(server, "POST", "/api/repair/run", headers)
+        assert second["counts"]["presence"] == 0, second
+    finally:
+        await client.aclose()
+        await visitor.close()

@@ -6,8 +6,9 @@ test's signalling sockets live there). Two named namespaces hang off it on veth 
 visitor's (10.77.1.2, every UDP packet dropped in and out by nftables) and the operator's
 (10.77.2.2). coturn listens on the core's side of the visitor's link (10.77.1.1), which the
 operator reaches through the core too. `symmetric_nat` instead puts each party on a private
-network behind a NAT router namespace of its own. A party's media sockets are made inside its namespace
-(`inside`, around the step that gathers ICE candidates); sockets keep their namespace for life.
+network behind a NAT router namespace of its own. A party's media sockets are made inside its
+namespace (`inside`, around the step that gathers ICE candidates); sockets keep their namespace
+for life.
 """
 
 from __future__ import annotations

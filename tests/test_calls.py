@@ -1403,3 +1403,128 @@ async def test_browser_a_failing_step_ends_the_call_with_a_message(
         assert admin_watch.page_errors == [] and visitor_watch.page_errors == []
     finally:
         await close_all(visitor_page, admin_page)
+
+
+# Through a TURN server: both parties behind symmetric NAT ---------------------------------------
+
+# A direct path, where one exists, connects here in well under a second; none may within this.
+DIRECT_BOUND = 5.0
+NAT_STUN = f"stun:{turn.TURN_ADDRESS}:{turn.TURN_PORT}"
+NAT_TURN = f"turn:{turn.TURN_ADDRESS}:{turn.TURN_PORT}?transport=udp"
+
+
+@pytest.fixture(scope="module")
+def symmetric_nat(coturn: turn.Coturn) -> Iterator[turn.NatTopology]:
+    with turn.symmetric_nat() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+async def nat_server(
+    coturn: turn.Coturn, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """A server that names coturn as its STUN server and as TURN over UDP, with Sohbet's TURN
+    REST credentials."""
+    workdir = tmp_path_factory.mktemp("calls-nat")
+    srv = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}",
+        workdir=workdir,
+        env_extra={
+            "ICE_SERVERS": NAT_STUN,
+            "TURN_URLS": NAT_TURN,
+            "TURN_SECRET": TURN_SECRET,
+            "CALL_RING_SECONDS": "5",
+        },
+    )
+    await srv.start()
+    yield srv
+    srv.stop()
+
+
+async def settled(pcs: tuple[RTCPeerConnection, ...], within: float) -> str:
+    """The first of "connected" / "failed" any connection reaches, or "neither" after `within`."""
+    reached: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    for pc in pcs:
+
+        def changed(pc: RTCPeerConnection = pc) -> None:
+            if pc.connectionState in ("connected", "failed") and not reached.done():
+                reached.set_result(pc.connectionState)
+
+        pc.on("connectionstatechange", changed)
+        changed()
+    try:
+        return await asyncio.wait_for(reached, max(within, 0))
+    except TimeoutError:
+        return "neither"
+
+
+@pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
+async def test_p2p_between_two_symmetric_nats_connects_through_turn(
+    nat_server: Server, symmetric_nat: turn.NatTopology, record_property: Any
+) -> None:
+    """Visitor and operator each behind a symmetric NAT: their direct candidates can't meet, so
+    the call connects through coturn's relay and both hear each other; the same two parties
+    with STUN only (no TURN) do not connect, where the routers' own public addresses do."""
+    top = symmetric_nat
+    publics = (top.visitor_public, top.operator_public)
+    # Symmetric: one socket shows a different public port to each destination.
+    for ns, public in zip((top.visitor_ns, top.operator_ns), publics, strict=True):
+        seen = turn.mapped_ports(ns, turn.TURN_ADDRESS)
+        assert {a for a, _ in seen} == {public} and len({p for _, p in seen}) == len(seen), seen
+    # Between the routers themselves (the public side, no NAT) a direct path connects.
+    control = await turn.direct_attempt(top.routers(), [{"urls": [NAT_STUN]}])
+    try:
+        assert await settled(control, DIRECT_BOUND) == "connected", control
+    finally:
+        for pc in control:
+            await pc.close()
+    admin_token = await admin_login(nat_server)
+    caller, admin, call_id, _cid, _ = await answered_call(nat_server, admin_token, "Kafe")
+    servers = caller.events["call:accepted"][0]["ice_servers"]
+    assert [s["urls"] for s in servers] == [[NAT_STUN], [NAT_TURN]], servers
+    answered_at = now()
+    visitor_media = turn.NamespacedMedia(
+        caller, call_id, VISITOR_HZ, ADMIN_HZ, ns=top.visitor_ns, ice_servers=servers
+    )
+    admin_media = turn.NamespacedMedia(
+        admin,
+        call_id,
+        ADMIN_HZ,
+        VISITOR_HZ,
+        ns=top.operator_ns,
+        ice_servers=admin.events["call:accepted"][0]["ice_servers"],
+    )
+    direct: tuple[RTCPeerConnection, ...] = ()
+    try:
+        await asyncio.gather(visitor_media.offer(), admin_media.answer())
+        for media in (visitor_media, admin_media):
+            assert media.candidate_types() == {"host", "srflx", "relay"}, media.pc.localDescription
+        connected = await asyncio.wait_for(
+            asyncio.gather(visitor_media.connected, admin_media.connected), 20
+        )
+        pairs = (visitor_media.pair(), admin_media.pair())
+        assert None not in pairs and "relay" in {p[0] for p in pairs if p}, pairs
+        # While they talk, the same two networks with STUN only: every direct path is tried.
+        direct_started = now()
+        direct = await turn.direct_attempt(top, turn.without_turn(servers))
+        for pc, public in zip(direct, publics, strict=True):
+            assert ("srflx", public) in turn.sdp_candidates(pc), pc.localDescription
+        heard = await asyncio.gather(visitor_media.hear(), admin_media.hear())
+        assert (await caller.call("call:connected", {"call_id": call_id}))["state"] == "active"
+        await admin.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+        assert (await admin.call("call:end", {"call_id": call_id}))["ok"]
+        await caller.wait_for("call:ended", lambda m: m["call_id"] == call_id)
+        outcome = await settled(direct, DIRECT_BOUND - (now() - direct_started))
+        assert outcome != "connected", [pc.connectionState for pc in direct]
+    finally:
+        for pc in direct:
+            await pc.close()
+        await close_peers(visitor_media, admin_media, caller, admin)
+    connect_ms = round((max(connected) - answered_at) * 1000)
+    heard_ms = round((max(heard) - answered_at) * 1000)
+    print(
+        f"\nsymmetric NAT both sides, TURN/UDP: answer to connected {connect_ms} ms,"
+        f" to both tones heard {heard_ms} ms; pairs {pairs}; direct attempt: {outcome}"
+    )
+    record_property("symmetric_nat_turn_connected_ms", connect_ms)
+    record_property("symmetric_nat_turn_heard_ms", heard_ms)

@@ -5,8 +5,10 @@ Built inside the call tests' private namespace (the "core": the Sohbet server, c
 test's signalling sockets live there). Two named namespaces hang off it on veth pairs: the
 visitor's (10.77.1.2, every UDP packet dropped in and out by nftables) and the operator's
 (10.77.2.2). coturn listens on the core's side of the visitor's link (10.77.1.1), which the
-operator reaches through the core too. A party's media sockets are made inside its namespace
-(`inside`, around the step that gathers ICE candidates); sockets keep their namespace for life.
+operator reaches through the core too. `symmetric_nat` instead puts each party on a private
+network behind a NAT router namespace of its own. A party's media sockets are made inside its
+namespace (`inside`, around the step that gathers ICE candidates); sockets keep their namespace
+for life.
 """
 
 from __future__ import annotations
@@ -78,12 +80,7 @@ def udp_blocked_visitor() -> Iterator[Topology]:
         for ns, net, veth in links:
             _sh("ip", "netns", "add", ns)
             made.append(ns)
-            _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _sh("ip", "addr", "add", f"{net}.1/24", "dev", veth)
-            _sh("ip", "link", "set", veth, "up")
-            _sh("ip", "-n", ns, "link", "set", "lo", "up")
-            _sh("ip", "-n", ns, "addr", "add", f"{net}.2/24", "dev", "eth0")
-            _sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            _link(None, veth, ns, "eth0", net)
             _sh("ip", "-n", ns, "route", "add", "default", "via", f"{net}.1")
         # What a network that blocks UDP looks like: nothing in, nothing out.
         rules = (
@@ -92,17 +89,130 @@ def udp_blocked_visitor() -> Iterator[Topology]:
             " chain out { type filter hook output priority 0; meta l4proto udp drop; }\n"
             "}\n"
         )
-        subprocess.run(
-            ["ip", "netns", "exec", top.visitor_ns, "nft", "-f", "-"],
-            input=rules.encode(),
-            check=True,
-            capture_output=True,
-        )
+        _nft(top.visitor_ns, rules)
         yield top
     finally:
         for ns in made:
             # Deleting a namespace removes its veth end, and with it the pair.
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def _link(near_ns: str | None, near: str, far_ns: str, far: str, net: str) -> None:
+    """A veth pair: `near` (net.1, in `near_ns` or this namespace) to `far` (net.2, in `far_ns`)."""
+    here = () if near_ns is None else ("-n", near_ns)
+    _sh("ip", *here, "link", "add", near, "type", "veth", "peer", "name", far, "netns", far_ns)
+    _sh("ip", *here, "addr", "add", f"{net}.1/24", "dev", near)
+    _sh("ip", *here, "link", "set", near, "up")
+    _sh("ip", "-n", far_ns, "link", "set", "lo", "up")
+    _sh("ip", "-n", far_ns, "addr", "add", f"{net}.2/24", "dev", far)
+    _sh("ip", "-n", far_ns, "link", "set", far, "up")
+
+
+def _nft(ns: str | None, rules: str) -> None:
+    """Load nftables rules in the named namespace (or this one)."""
+    where = () if ns is None else ("ip", "netns", "exec", ns)
+    subprocess.run(
+        [*where, "nft", "-f", "-"], input=rules.encode(), check=True, capture_output=True
+    )
+
+
+@dataclass(frozen=True)
+class NatTopology(Topology):
+    """Each party on a private network behind a NAT router of its own; the routers' public
+    addresses reach each other (and coturn) through this namespace."""
+
+    visitor_public: str = "10.77.3.2"
+    operator_public: str = "10.77.4.2"
+
+    def routers(self) -> Topology:
+        """The two NAT routers as parties of their own: on the public addresses, no NAT."""
+        return Topology(
+            visitor_ns=f"{self.visitor_ns}-r",
+            operator_ns=f"{self.operator_ns}-r",
+            visitor_address=self.visitor_public,
+            operator_address=self.operator_public,
+        )
+
+
+# A NAT that picks a fresh random port for every new (source, destination) pair: the mapping
+# depends on the destination's address and port, which is what "symmetric" means (RFC 4787).
+SYMMETRIC_NAT = (
+    "table ip nat {\n"
+    " chain post { type nat hook postrouting priority srcnat; oifname wan masquerade fully-random; }\n"
+    "}\n"
+)
+
+
+@contextmanager
+def symmetric_nat() -> Iterator[NatTopology]:
+    """Visitor (192.168.3.2) and operator (192.168.4.2), each behind a symmetric NAT router
+    whose public side (10.77.3.2, 10.77.4.2) hangs off this namespace, which forwards between
+    them: direct packets between the two routers are routed, only the NATs stand in the way."""
+    tag = f"{os.getpid() % 100000}"
+    top = NatTopology(
+        visitor_ns=f"sohbet-nv-{tag}",
+        operator_ns=f"sohbet-no-{tag}",
+        visitor_address="192.168.3.2",
+        operator_address="192.168.4.2",
+    )
+    routers = top.routers()
+    sides = ((top.visitor_ns, routers.visitor_ns, "3"), (top.operator_ns, routers.operator_ns, "4"))
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward")
+    was_forwarding = forwarding.read_text().strip()
+    made: list[str] = []
+    made_links: list[str] = []
+    try:
+        forwarding.write_text("1\n")  # this (private) namespace routes router to router
+        # Private addresses lead nowhere, silently, as on the internet: an unroutable one would
+        # fail coturn's sends at once, and coturn then refuses the allocation's channel binds.
+        # (Into a link whose far end takes nothing: a known neighbour, so no ARP and no error.)
+        void, sink = f"nw{tag}", f"nx{tag}"
+        _sh("ip", "link", "add", void, "type", "veth", "peer", "name", sink)
+        made_links.append(void)
+        _sh("ip", "addr", "add", "10.77.9.1/24", "dev", void)
+        for link in (void, sink):
+            _sh("ip", "link", "set", link, "up")
+        _sh("ip", "neigh", "add", "10.77.9.2", "lladdr", "02:00:00:77:09:02", "dev", void)
+        _sh("ip", "route", "add", "192.168.0.0/16", "via", "10.77.9.2")
+        for ns, router, n in sides:
+            for name in (router, ns):
+                _sh("ip", "netns", "add", name)
+                made.append(name)
+            _link(None, f"sn{n}{tag}", router, "wan", f"10.77.{n}")
+            _link(router, "lan", ns, "eth0", f"192.168.{n}")
+            _sh("ip", "-n", router, "route", "add", "default", "via", f"10.77.{n}.1")
+            _sh("ip", "-n", ns, "route", "add", "default", "via", f"192.168.{n}.1")
+            _sh("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            _nft(router, SYMMETRIC_NAT)
+        yield top
+    finally:
+        for ns in reversed(made):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        for link in made_links:
+            subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
+        forwarding.write_text(was_forwarding + "\n")
+
+
+def mapped_ports(ns: str, server_ip: str, count: int = 3) -> list[tuple[str, int]]:
+    """The public address one UDP socket in `ns` shows to `count` different ports of
+    `server_ip` (an address of this namespace): what a STUN server on each would see."""
+    reflectors = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    seen: list[tuple[str, int]] = []
+    try:
+        for reflector in reflectors:
+            reflector.bind((server_ip, 0))
+            reflector.settimeout(5)
+        with inside(ns):
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with client:
+            for reflector in reflectors:
+                client.sendto(b"where am I", reflector.getsockname())
+                _, source = reflector.recvfrom(64)
+                seen.append(source)
+    finally:
+        for reflector in reflectors:
+            reflector.close()
+    return seen
 
 
 @contextmanager
@@ -310,3 +420,35 @@ class NamespacedMedia(Media):
             if pair is not None:
                 return pair.local_candidate.type, pair.remote_candidate.type
         return None
+
+
+def without_turn(servers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sohbet's `ice_servers` with the TURN entries left out (STUN only: direct paths only)."""
+    return [s for s in servers if not any(u.startswith(("turn:", "turns:")) for u in s["urls"])]
+
+
+async def direct_attempt(
+    top: Topology, ice_servers: list[dict[str, Any]]
+) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+    """Two connections (a data channel only), the visitor's and the operator's, gathering in
+    their namespaces, their offer and answer handed over in process; returned checking."""
+    visitor, operator = (RTCPeerConnection(ice_config(ice_servers)) for _ in range(2))
+    visitor.createDataChannel("probe")
+    with inside(top.visitor_ns):
+        await visitor.setLocalDescription(await visitor.createOffer())
+    await operator.setRemoteDescription(visitor.localDescription)
+    with inside(top.operator_ns):
+        await operator.setLocalDescription(await operator.createAnswer())
+    await visitor.setRemoteDescription(operator.localDescription)
+    return visitor, operator
+
+
+def sdp_candidates(pc: RTCPeerConnection) -> list[tuple[str, str]]:
+    """The (type, address) of each local candidate in a connection's description."""
+    local = pc.localDescription
+    found = []
+    for line in (local.sdp if local is not None else "").splitlines():
+        if line.startswith("a=candidate:"):
+            fields = line.split()
+            found.append((fields[fields.index("typ") + 1], fields[4]))
+    return found

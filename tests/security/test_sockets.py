@@ -387,7 +387,9 @@ def test_fuzz_the_connect_payload(server: Server, fuzz_targets: dict[str, str]) 
     @fuzz_settings(30)
     @given(auth=st.one_of(JSON, st.fixed_dictionaries({"as": JSON}), st.just({"as": "admin"})))
     def attack(auth: Any) -> None:
-        thread.run(attempt(auth))
+        # Room for connect's three tries of up to 10 s each on a loaded machine; a shorter
+        # limit turns one slow handshake into a failure that hypothesis then shrinks for minutes.
+        thread.run(attempt(auth), timeout=90)
 
     try:
         attack()

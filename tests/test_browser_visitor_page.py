@@ -7,13 +7,15 @@ Nothing here depends on the database: the module runs on SQLite only.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
-from tests.support.clients import client_id
+from tests.support.clients import admin_csrf, admin_login, client_id, panel_action
 from tests.support.pages import MESSAGES, PHONE, close_all, open_page, send, start_chat
 from tests.support.server import Server, sqlite_server
 
@@ -166,5 +168,72 @@ async def test_the_header_and_the_emoji_bar_fit_a_390_px_phone(
         for box in boxes:
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, boxes
             assert box["width"] >= 24 and box["height"] >= 24, box  # still a fair tap target
+    finally:
+        await close_all(visitor)
+
+
+async def test_a_conversation_deleted_while_the_page_was_away_says_so(
+    browser: Browser, server: Server
+) -> None:
+    """The operator deletes the conversation while the visitor's connection is down (a reload,
+    a tunnel): the page's next join finds it gone and shows the start page with the notice,
+    as a live `chat:closed` does."""
+    routes: list[WebSocketRoute] = []
+    held: list[str] = []
+    pending: set[asyncio.Task[None]] = set()
+    holding = asyncio.Event()
+    released = asyncio.Event()
+
+    async def relay(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        upstream = ws.connect_to_server()
+
+        async def later(message: str) -> None:
+            await released.wait()
+            upstream.send(message)
+
+        def to_server(message: str | bytes) -> None:
+            if holding.is_set() and isinstance(message, str) and '"join"' in message:
+                held.append(message)
+                task = asyncio.ensure_future(later(message))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                return
+            upstream.send(message)
+
+        ws.on_message(to_server)
+
+    async def poll(route: Route) -> None:
+        # After a drop the page reconnects over long-polling first: its join is a POST there.
+        body = route.request.post_data or ""
+        if holding.is_set() and route.request.method == "POST" and '"join"' in body:
+            held.append(body)
+            await released.wait()
+        await route.continue_()
+
+    _, visitor, _ = await open_page(browser, PHONE)
+    await visitor.route_web_socket(re.compile(r".*/socket\.io/.*"), relay)
+    await visitor.route(re.compile(r".*/socket\.io/.*"), poll)
+    try:
+        cid = await start_chat(visitor, server.url, "Uzakta")
+        await expect(visitor.locator("body[data-socket=up]")).to_be_attached()
+        # The connection drops; the page reconnects at once, and its join waits here.
+        holding.set()
+        await routes[-1].close()
+        for _ in range(200):  # the page's reconnect backoff is at most a few seconds
+            if held:
+                break
+            await asyncio.sleep(0.1)
+        assert held, "the page did not join again after the reconnect"
+        token = await admin_login(server)
+        status, _ = await panel_action(
+            server.url, token, await admin_csrf(server.url, token), f"/admin/c/{cid}/delete"
+        )
+        assert status == 200
+        released.set()
+        await expect(visitor.locator("#start-form")).to_be_visible()
+        await expect(visitor.locator(".notice")).to_have_text(
+            "Destek bu konuşmayı sonlandırdı ve sildi. Yeni bir konuşma başlatabilirsiniz."
+        )
     finally:
         await close_all(visitor)

@@ -252,6 +252,12 @@ export class Conversation {
     this.socket.timeout(ACK_TIMEOUT_MS).emit(
       "join", { chat_id: this.chatId, last_seq: this.synced }, (err, ack) => {
         if (err) { setTimeout(() => this.socket.connected && this.join(), 1000); return; }
+        if (!ack.ok && ack.error === "bad_chat") {
+          // Deleted while this page was away (a reload, a dropped connection): the page that
+          // owns the conversation says so, as it does for a live `chat:closed`.
+          this.root.dispatchEvent(new CustomEvent("conversation:gone", { bubbles: true }));
+          return;
+        }
         if (!ack.ok) { this.showError(ack.message); return; }
         // The replay (already inserted: it arrives before the ack) covered everything up to here.
         this.advance(ack.through ?? ack.last_seq);

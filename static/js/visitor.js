@@ -26,6 +26,7 @@ socket.on("presence:operator", ({ html }) => {
 });
 // The conversation moved to another device, or the operator deleted it: the start page says which.
 socket.on("chat:closed", ({ moved } = {}) => window.location.assign(moved ? "/?moved=1" : "/?ended=1"));
+root.addEventListener("conversation:gone", () => window.location.assign("/?ended=1"));
 
 document.getElementById("handoff-button")?.addEventListener("click", async (event) => {
   const { openHandoff } = await import(event.currentTarget.dataset.module);

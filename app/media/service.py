@@ -94,35 +94,8 @@ class MediaService:
         caption: object = "",
         source: str = "web",
         origin_sid: str | None = None,
-    ) -> Posted:
-        """Check an upload, keep our own copy, and post it as a message (once per client id)."""
-        posted, _ = await self.post_upload(
-            conversation_id,
-            role=role,
-            kind=kind,
-            data=data,
-            client_id=client_id,
-            filename=filename,
-            caption=caption,
-            source=source,
-            origin_sid=origin_sid,
-        )
-        return posted
-
-    async def post_upload(
-        self,
-        conversation_id: int,
-        *,
-        role: str,
-        kind: str,
-        data: bytes,
-        client_id: object,
-        filename: object = "",
-        caption: object = "",
-        source: str = "web",
-        origin_sid: str | None = None,
     ) -> tuple[Posted, int]:
-        """`post`, also returning how many ms of a damaged recording could not be kept."""
+        """Check an upload, keep a copy, post it once per client id; returns it and the ms lost."""
         client_id = check_client_id(client_id)
         if kind not in probe.KINDS:
             raise InvalidInput("media_bad_kind")

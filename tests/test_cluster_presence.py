@@ -4,7 +4,6 @@ pages on the surviving process are told, as for a disconnect."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
+from tests.support.server import REDIS_URL, Server, redis_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -36,18 +35,8 @@ WITHIN = 30
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    url, name = await create_pg_database()
-    env = {
-        "REDIS_URL": REDIS_URL,
-        "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
-        "PRESENCE_TTL_SECONDS": TTL,
-    }
-    first = Server(database_url=url, workdir=tmp_path, env_extra=env)
-    second = Server(database_url=url, workdir=tmp_path, env_extra=env)
-    await asyncio.gather(first.start(), second.start())
-    yield first, second
-    await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
-    await drop_pg_database(name)
+    async with redis_pair(tmp_path, {"PRESENCE_TTL_SECONDS": TTL}) as servers:
+        yield servers
 
 
 async def test_the_panel_sees_a_visitor_on_a_killed_process_go_offline(

@@ -208,6 +208,28 @@ async def scratch_server(env: dict[str, str] | None = None) -> AsyncIterator[Ser
             yield server
 
 
+@asynccontextmanager
+async def redis_pair(
+    workdir: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two processes on one fresh PostgreSQL database and one Redis channel, as a deployment runs."""
+    url, name = await create_pg_database()
+    env_extra = {
+        "REDIS_URL": REDIS_URL,
+        "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
+        **(env or {}),
+    }
+    first = Server(database_url=url, workdir=workdir, env_extra=env_extra)
+    second = Server(database_url=url, workdir=workdir, env_extra=env_extra)
+    # Started together, as a deployment's processes are (each migrates or waits for the other).
+    await asyncio.gather(first.start(), second.start())
+    try:
+        yield first, second
+    finally:
+        await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
+        await drop_pg_database(name)
+
+
 async def query(server: Server, sql: str) -> list[tuple[Any, ...]]:
     """Read the server's database directly (to see what the API does not show)."""
     if server.database_url.startswith("sqlite://"):

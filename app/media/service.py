@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 from tortoise.functions import Sum
 
+from app.chat.drafts import Attachment, Posted
 from app.chat.service import ChatService
-from app.chat.writer import Attachment, Posted
 from app.config import MediaSettings
 from app.core.ratelimit import Limiter
 from app.core.text import check_client_id

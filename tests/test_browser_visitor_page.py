@@ -8,14 +8,13 @@ Nothing here depends on the database: the module runs on SQLite only.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.support.clients import client_id
 from tests.support.pages import MESSAGES, PHONE, close_all, open_page, send, start_chat
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
 pytestmark = pytest.mark.browser
 
@@ -31,11 +30,7 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    """One server on SQLite."""
-    async with sqlite_server(tmp_path_factory.mktemp("visitor")) as srv:
-        yield srv
+server = sqlite_server_fixture("visitor")
 
 
 async def outbox(page: Page, cid: str) -> object:

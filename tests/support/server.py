@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test")
@@ -198,6 +199,18 @@ async def sqlite_server(workdir: Path, env: dict[str, str] | None = None) -> Asy
     finally:
         # In a thread: clients and fakes on this loop keep answering while the server stops.
         await asyncio.to_thread(server.stop)
+
+
+def sqlite_server_fixture(folder: str) -> Any:
+    """A module's `server` fixture on SQLite only (`server = sqlite_server_fixture("name")`), for
+    modules that do not run against both databases as tests/conftest.py's `server` does."""
+
+    @pytest.fixture(scope="module", name="server")
+    async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+        async with sqlite_server(tmp_path_factory.mktemp(folder)) as srv:
+            yield srv
+
+    return server
 
 
 @asynccontextmanager

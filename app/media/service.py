@@ -15,8 +15,6 @@ import hmac
 import logging
 import time
 import unicodedata
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from tortoise.functions import Sum
 
@@ -27,6 +25,7 @@ from app.core.ratelimit import Limiter
 from app.core.text import check_client_id
 from app.errors import InvalidInput, SohbetError, TooMany
 from app.media import probe
+from app.media.orphans import ORPHAN_GRACE
 from app.media.storage import MediaStore, StorageError, new_key, valid_key
 from app.models import Conversation, Message
 
@@ -43,12 +42,6 @@ class StorageUnavailable(SohbetError):
     """Media storage could not take or give the file; the user may try again."""
 
     status = 503
-
-
-@dataclass(frozen=True)
-class Orphans:
-    seen: int
-    removed: int
 
 
 def display_name(raw: object) -> str:
@@ -281,37 +274,6 @@ class MediaService:
         except StorageError as exc:
             log.error("media storage could not give %s: %s", key, exc)
             raise StorageUnavailable("media_storage") from exc
-
-    async def remove_orphans(self, older_than: datetime) -> Orphans:
-        """Delete objects no message refers to (an upload still committing is younger)."""
-        seen = removed = 0
-        batch: list[str] = []
-
-        async def sweep() -> int:
-            used = {
-                str(key)
-                for key in await Message.filter(media_key__in=batch).values_list(
-                    "media_key", flat=True
-                )
-            }
-            gone = [key for key in batch if key not in used]
-            for key in gone:
-                await self.store.delete(key)
-            batch.clear()
-            return len(gone)
-
-        async for item in self.store.objects():
-            seen += 1
-            if item.modified < older_than:
-                batch.append(item.key)
-            if len(batch) >= 500:
-                removed += await sweep()
-        if batch:
-            removed += await sweep()
-        return Orphans(seen, removed)
-
-
-ORPHAN_GRACE = timedelta(minutes=10)
 
 
 def size_text(size: int) -> str:

@@ -13,8 +13,10 @@ import aiohttp
 import pytest
 
 from tests.support.clients import (
+    ADMIN_COOKIE,
     ask_code,
     client_id,
+    page_with,
     redeem_code,
 )
 from tests.support.fake_telegram import FakeTelegram, FaultKind, SentMessage
@@ -247,8 +249,5 @@ async def test_permanent_refusal_alerts_the_panel(
         await visitor.call("send", {"chat_id": cid, "text": "bu ulaşır", "client_id": client_id()})
         await fake.wait_for_sent(with_text("bu ulaşır"), timeout=10)
         assert not delivered(fake, "ulaşmayacak")
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            async with http.get(
-                tg_server.url + "/admin", headers={"Cookie": f"sohbet_admin={tg_admin_token}"}
-            ) as r:
-                assert "telegram-alert" in await r.text(), "the panel shows it after a reload too"
+        page = await page_with(tg_server.url + "/admin", ADMIN_COOKIE, tg_admin_token)
+        assert "telegram-alert" in page, "the panel shows it after a reload too"

@@ -134,7 +134,7 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
     from tests.support.browser import chromium
     from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
     from tests.support.clients import admin_login
-    from tests.support.pages import DESKTOP, PHONE, start_chat
+    from tests.support.pages import DESKTOP, PHONE, sign_in_with, start_chat
     from tests.support.server import scratch_server
 
     # The pages get a STUN server that never answers (what an unreachable one looks like):
@@ -194,9 +194,7 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
 
                     visitor_ctx = await call_context(browser, PHONE)
                     admin_ctx = await call_context(browser, DESKTOP)
-                    await admin_ctx.add_cookies(
-                        [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
-                    )
+                    await sign_in_with(admin_ctx, server, admin_token)
                     visitor = await visitor_ctx.new_page()
                     admin = await admin_ctx.new_page()
                     await start_chat(visitor, server.url, f"P2P{run}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -34,16 +33,12 @@ from tests.support.pages import (
     send,
     start_chat,
 )
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    """One server on SQLite (the browser suite in tests/test_browser.py runs both databases)."""
-    async with sqlite_server(tmp_path_factory.mktemp("ux")) as srv:
-        yield srv
+server = sqlite_server_fixture("ux")
 
 
 async def until(page: Page, expression: str, timeout: float = 10.0) -> None:

@@ -7,7 +7,6 @@ Nothing here depends on the database: the module runs on SQLite only.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Literal
 
 import pytest
@@ -27,16 +26,12 @@ from tests.support.pages import (
     send,
     start_chat,
 )
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    """One server on SQLite."""
-    async with sqlite_server(tmp_path_factory.mktemp("operator")) as srv:
-        yield srv
+server = sqlite_server_fixture("operator")
 
 
 async def test_test_page_reads_as_sentences_on_a_phone(

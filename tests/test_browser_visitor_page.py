@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
 from tests.support.clients import admin_csrf, admin_login, client_id, panel_action
 from tests.support.pages import MESSAGES, PHONE, close_all, open_page, send, start_chat
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
 pytestmark = pytest.mark.browser
 
@@ -33,11 +32,7 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    """One server on SQLite."""
-    async with sqlite_server(tmp_path_factory.mktemp("visitor")) as srv:
-        yield srv
+server = sqlite_server_fixture("visitor")
 
 
 async def outbox(page: Page, cid: str) -> object:

@@ -41,7 +41,15 @@ from tests.support.clients import (
     visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.pages import DESKTOP, PHONE, Watch, close_all, open_page, start_chat
+from tests.support.pages import (
+    DESKTOP,
+    PHONE,
+    Watch,
+    close_all,
+    open_page,
+    sign_in_with,
+    start_chat,
+)
 from tests.support.server import Server, create_pg_database, drop_pg_database, execute_sql
 from tests.support.telegram import login_via_telegram, telegram_env, with_text
 
@@ -1056,6 +1064,17 @@ async def call_page(browser: Browser, options: dict[str, Any]) -> tuple[Page, Wa
     return page, watch
 
 
+async def both_on_the_conversation(
+    visitor_page: Page, admin_page: Page, server: Server, admin_token: str, name: str
+) -> None:
+    """A visitor starts a chat and the operator opens it; returns once both can call."""
+    cid = await start_chat(visitor_page, server.url, name)
+    await sign_in_with(admin_page.context, server, admin_token)
+    await admin_page.goto(server.url + f"/admin/c/{cid}")
+    await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+    await expect(visitor_page.locator("#call-button")).to_be_enabled()
+
+
 async def hears(page: Page, timeout_ms: int = 8000) -> dict[str, Any]:
     heard: dict[str, Any] = await page.evaluate(HEAR, timeout_ms)
     assert heard["rms"] > 0, "no sound arrived on the remote stream"
@@ -1099,9 +1118,7 @@ async def test_browser_visitor_and_operator_call_p2p(
     admin_page, admin_watch = await call_page(chromium, DESKTOP)
     try:
         cid = await start_chat(visitor_page, server.url, "Telefon")
-        await admin_page.context.add_cookies(
-            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
-        )
+        await sign_in_with(admin_page.context, server, admin_token)
         await admin_page.goto(server.url + "/admin")
         await expect(admin_page.locator(f"li.conv[data-chat-id='{cid}']")).to_be_visible()
         # The panel rings only once its /call socket is in (it then shows the mic test).
@@ -1162,12 +1179,7 @@ async def test_browser_call_falls_back_to_the_relay(
     for page in (visitor_page, admin_page):
         await page.route_web_socket(re.compile(r".*/socket\.io/.*"), drop_peer_candidates)
     try:
-        cid = await start_chat(visitor_page, server.url, "Röle")
-        await admin_page.context.add_cookies(
-            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
-        )
-        await admin_page.goto(server.url + f"/admin/c/{cid}")
-        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
+        await both_on_the_conversation(visitor_page, admin_page, server, admin_token, "Röle")
         await admin_page.locator("[data-call-chat]").click()
         await expect(visitor_page.locator("#call")).to_have_attribute("data-state", "incoming")
         await visitor_page.locator("#call-accept").click()
@@ -1226,13 +1238,9 @@ async def test_browser_without_webrtc_says_so_instead_of_ringing(
     admin_page, _ = await call_page(chromium, DESKTOP)
     await visitor_page.context.add_init_script(NO_WEBRTC)
     try:
-        cid = await start_chat(visitor_page, server.url, "Eski Tarayıcı")
-        await admin_page.context.add_cookies(
-            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
+        await both_on_the_conversation(
+            visitor_page, admin_page, server, admin_token, "Eski Tarayıcı"
         )
-        await admin_page.goto(server.url + f"/admin/c/{cid}")
-        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
-        await expect(visitor_page.locator("#call-button")).to_be_enabled()
         await visitor_page.locator("#call-button").click()
         call = visitor_page.locator("#call")
         await expect(call).to_have_attribute("data-state", "ended")
@@ -1294,13 +1302,7 @@ async def test_browser_p2p_call_is_active_only_on_the_servers_word(
             re.compile(r".*/socket\.io/.*"), lambda ws: hold_connected(ws, held, release)
         )
     try:
-        cid = await start_chat(visitor_page, server.url, "Dürüst")
-        await admin_page.context.add_cookies(
-            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
-        )
-        await admin_page.goto(server.url + f"/admin/c/{cid}")
-        await expect(admin_page.locator("[data-call-chat]")).to_be_enabled()
-        await expect(visitor_page.locator("#call-button")).to_be_enabled()
+        await both_on_the_conversation(visitor_page, admin_page, server, admin_token, "Dürüst")
         await visitor_page.locator("#call-button").click()
         await expect(admin_page.locator("#call")).to_have_attribute("data-state", "incoming")
         await admin_page.locator("#call-accept").click()
@@ -1385,13 +1387,8 @@ async def test_browser_a_failing_step_ends_the_call_with_a_message(
     admin_page, admin_watch = await call_page(chromium, DESKTOP)
     await admin_page.context.add_init_script(BROKEN_ANSWERING)
     try:
-        cid = await start_chat(visitor_page, server.url, "Hata")
-        await admin_page.context.add_cookies(
-            [{"name": "sohbet_admin", "value": admin_token, "url": server.url}]
-        )
-        await admin_page.goto(server.url + f"/admin/c/{cid}")
+        await both_on_the_conversation(visitor_page, admin_page, server, admin_token, "Hata")
         await expect(admin_page.locator("#call-test")).to_be_visible()
-        await expect(visitor_page.locator("#call-button")).to_be_enabled()
         await visitor_page.locator("#call-button").click()
         await expect(admin_page.locator("#call")).to_have_attribute("data-state", "incoming")
         await admin_page.locator("#call-accept").click()

@@ -4,7 +4,6 @@ pages on the surviving process are told, as for a disconnect."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,11 +19,11 @@ from tests.support.clients import (
     admin_login,
     admin_peer,
     call,
-    jarless,
+    page_with,
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
+from tests.support.server import REDIS_URL, Server, redis_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -36,18 +35,8 @@ WITHIN = 30
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    url, name = await create_pg_database()
-    env = {
-        "REDIS_URL": REDIS_URL,
-        "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
-        "PRESENCE_TTL_SECONDS": TTL,
-    }
-    first = Server(database_url=url, workdir=tmp_path, env_extra=env)
-    second = Server(database_url=url, workdir=tmp_path, env_extra=env)
-    await asyncio.gather(first.start(), second.start())
-    yield first, second
-    await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
-    await drop_pg_database(name)
+    async with redis_pair(tmp_path, {"PRESENCE_TTL_SECONDS": TTL}) as servers:
+        yield servers
 
 
 async def test_the_panel_sees_a_visitor_on_a_killed_process_go_offline(
@@ -74,10 +63,7 @@ async def test_the_panel_sees_a_visitor_on_a_killed_process_go_offline(
         )
         assert offline
         # The conversation page the operator opens now says so too.
-        async with jarless() as http:
-            cookie = {"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
-            async with http.get(f"{survivor.url}/admin/c/{cid}", headers=cookie) as r:
-                page = await r.text()
+        page = await page_with(f"{survivor.url}/admin/c/{cid}", ADMIN_COOKIE, admin_token)
         assert 'id="visitor-status"' in page and "status--offline" in page, page[:2000]
     finally:
         await admin.close()
@@ -100,10 +86,7 @@ async def test_a_visitor_sees_an_operator_on_a_killed_process_go_offline(
         )
         assert "status--offline" in offline["html"]
         # A reload of the visitor page on the surviving process shows the operator offline.
-        async with jarless() as http:
-            cookie = {"Cookie": f"{VISITOR_COOKIE}={token}"}
-            async with http.get(survivor.url + "/", headers=cookie) as r:
-                page = await r.text()
+        page = await page_with(survivor.url + "/", VISITOR_COOKIE, token)
         assert 'id="operator-status" class="status status--offline"' in page, page[:2000]
     finally:
         await admin.close()
@@ -166,9 +149,8 @@ async def test_repair_drops_sockets_of_a_process_that_does_not_beat(
     try:
         # The operator's socket on a process that is gone: "online" with nobody connected.
         await client.sadd(f"{prefix}:presence:{ADMINS}", "oldhost-4242:gone-sid")
-        cookie = {"Cookie": f"{VISITOR_COOKIE}={token}"}
-        async with jarless() as http, http.get(server.url + "/", headers=cookie) as r:
-            assert 'class="status status--online"' in await r.text()
+        page = await page_with(server.url + "/", VISITOR_COOKIE, token)
+        assert 'class="status status--online"' in page
 
         headers = {
             "Cookie": f"{ADMIN_COOKIE}={admin_token}",
@@ -177,8 +159,8 @@ async def test_repair_drops_sockets_of_a_process_that_does_not_beat(
         status, first = await call(server, "POST", "/api/repair/run", headers)
         assert status == 200 and first["counts"]["presence"] == 1, first
         await visitor.wait_for("presence:operator", lambda p: p["online"] is False)
-        async with jarless() as http, http.get(server.url + "/", headers=cookie) as r:
-            assert 'class="status status--offline"' in await r.text()
+        page = await page_with(server.url + "/", VISITOR_COOKIE, token)
+        assert 'class="status status--offline"' in page
         status, second = await call(server, "POST", "/api/repair/run", headers)
         assert second["counts"]["presence"] == 0, second
     finally:

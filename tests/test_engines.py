@@ -26,7 +26,7 @@ from tests.support.engines import (
 )
 from tests.support.media_files import jpeg
 from tests.support.proxy import CuttingProxy
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
 pytestmark = pytest.mark.browser
 
@@ -43,10 +43,7 @@ VISIBLE = """const el = document.querySelector(arguments[0]);
 return !!el && !el.hidden && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";"""
 
 
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    async with sqlite_server(tmp_path_factory.mktemp("engines")) as srv:
-        yield srv
+server = sqlite_server_fixture("engines")
 
 
 async def new_visitor_page(

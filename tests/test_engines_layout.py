@@ -21,7 +21,7 @@ from tests.support.engines import (
     webkit,
     webkit_missing,
 )
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
 pytestmark = pytest.mark.browser
 
@@ -39,10 +39,7 @@ return {
 VIEWPORT_META = "return document.querySelector('meta[name=viewport]').content"
 
 
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    async with sqlite_server(tmp_path_factory.mktemp("layout")) as srv:
-        yield srv
+server = sqlite_server_fixture("layout")
 
 
 @pytest.fixture(params=["chromium", "firefox", "webkit"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
@@ -27,13 +26,9 @@ from tests.support.recordings import (
     garble_mdat,
     webkit_broken_tail,
 )
-from tests.support.server import Server, sqlite_server
+from tests.support.server import Server, sqlite_server_fixture
 
-
-@pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    async with sqlite_server(tmp_path_factory.mktemp("recordings")) as srv:
-        yield srv
+server = sqlite_server_fixture("recordings")
 
 
 async def send_voice(server: Server, data: bytes) -> tuple[int, dict[str, object], str, str]:

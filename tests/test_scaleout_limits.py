@@ -3,18 +3,19 @@ both processes together, not once per process."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.support.calls import call_peer
 from tests.support.clients import ask_code, client_id, start_visitor, visitor_peer
-from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database, query
+from tests.support.server import (
+    Server,
+    query,
+    redis_pair,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,20 +39,9 @@ def from_address(address: str) -> aiohttp.ClientSession:
 
 @pytest.fixture(scope="module")
 async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Server, Server]]:
-    url, name = await create_pg_database()
-    workdir: Path = tmp_path_factory.mktemp("scaleout-limits")
-    env = {
-        "REDIS_URL": REDIS_URL,
-        "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
-        "MESSAGES_PER_MINUTE": str(MESSAGES_PER_MINUTE),
-        "TRUSTED_PROXIES": "127.0.0.1",
-    }
-    first = Server(database_url=url, workdir=workdir, env_extra=env)
-    second = Server(database_url=url, workdir=workdir, env_extra=env)
-    await asyncio.gather(first.start(), second.start())
-    yield first, second
-    await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
-    await drop_pg_database(name)
+    env = {"MESSAGES_PER_MINUTE": str(MESSAGES_PER_MINUTE), "TRUSTED_PROXIES": "127.0.0.1"}
+    async with redis_pair(tmp_path_factory.mktemp("scaleout-limits"), env) as servers:
+        yield servers
 
 
 async def test_a_visitor_gets_the_message_budget_once_across_processes(

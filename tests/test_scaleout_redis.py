@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,23 +18,15 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
+from tests.support.server import Server, redis_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 @pytest.fixture(scope="module")
 async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Server, Server]]:
-    url, name = await create_pg_database()
-    workdir: Path = tmp_path_factory.mktemp("scaleout")
-    env = {"REDIS_URL": REDIS_URL, "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}"}
-    first = Server(database_url=url, workdir=workdir, env_extra=env)
-    second = Server(database_url=url, workdir=workdir, env_extra=env)
-    # Started together, as a deployment's processes are (each migrates or waits for the other).
-    await asyncio.gather(first.start(), second.start())
-    yield first, second
-    await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
-    await drop_pg_database(name)
+    async with redis_pair(tmp_path_factory.mktemp("scaleout")) as servers:
+        yield servers
 
 
 async def test_visitor_on_one_process_admin_on_the_other(pair: tuple[Server, Server]) -> None:

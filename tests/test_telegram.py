@@ -13,16 +13,17 @@ import aiohttp
 import pytest
 
 from tests.support.clients import (
-    admin_peer,
+    ADMIN_COOKIE,
     ask_code,
     client_id,
+    page_with,
     redeem_code,
 )
 from tests.support.fake_telegram import FakeTelegram, FaultKind, SentMessage
 from tests.support.server import Server
 from tests.support.telegram import (
     joined_visitor,
-    visitor_with_chat,
+    visitor_and_panel,
     with_text,
 )
 
@@ -37,9 +38,7 @@ async def test_login_code_arrives_in_telegram_not_the_log(
 async def test_visitor_to_telegram_to_visitor(
     tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Eda")
-    panel = await admin_peer(tg_server.url, tg_admin_token)
-    try:
+    async with visitor_and_panel(tg_server, tg_admin_token, "Eda") as (visitor, panel, cid):
         await panel.call("join", {"chat_id": cid})
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         assert "chat'e girdi" in (notice.text or "") and "<b>Eda</b>" in (notice.text or "")
@@ -70,9 +69,6 @@ async def test_visitor_to_telegram_to_visitor(
         )
         mirrored = await fake.wait_for_sent(with_text("Takip no: 123"))
         assert "Panel" in (mirrored.text or "")
-    finally:
-        await visitor.close()
-        await panel.close()
 
 
 async def test_cid_tag_and_unknown_target(tg_server: Server, fake: FakeTelegram) -> None:
@@ -138,9 +134,7 @@ async def test_operator_messages_keep_their_order(tg_server: Server, fake: FakeT
 async def test_list_help_and_close_button(
     tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Liste")
-    panel = await admin_peer(tg_server.url, tg_admin_token)
-    try:
+    async with visitor_and_panel(tg_server, tg_admin_token, "Liste") as (visitor, panel, cid):
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         await visitor.call("send", {"chat_id": cid, "text": "selam", "client_id": client_id()})
         await fake.wait_for_sent(with_text("selam"))
@@ -166,17 +160,12 @@ async def test_list_help_and_close_button(
             lambda m: "Açık" in (m.text or "") and m.message_id > listing.message_id
         )
         assert cid not in (later.text or ""), "a closed conversation is not listed"
-    finally:
-        await visitor.close()
-        await panel.close()
 
 
 async def test_closing_from_telegram_shows_on_the_notice_for_everyone(
     tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Kapanis")
-    panel = await admin_peer(tg_server.url, tg_admin_token)
-    try:
+    async with visitor_and_panel(tg_server, tg_admin_token, "Kapanis") as (_, panel, cid):
         notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         await fake.admin_button(notice, f"close:{cid}")
         closed = await fake.wait_for_sent(
@@ -197,9 +186,6 @@ async def test_closing_from_telegram_shows_on_the_notice_for_everyone(
             "admin:conversation",
             lambda r: r["chat_id"] == cid and not r["sort"].startswith("2"),
         )
-    finally:
-        await visitor.close()
-        await panel.close()
 
 
 async def test_wrong_codes_alert_the_operator(tg_server: Server, fake: FakeTelegram) -> None:
@@ -251,9 +237,7 @@ async def test_429_pauses_every_send_for_retry_after(tg_server: Server, fake: Fa
 async def test_permanent_refusal_alerts_the_panel(
     tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
-    visitor, cid = await visitor_with_chat(tg_server, "Engel")
-    panel = await admin_peer(tg_server.url, tg_admin_token)
-    try:
+    async with visitor_and_panel(tg_server, tg_admin_token, "Engel") as (visitor, panel, cid):
         await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
         fake.fail_next("sendMessage", "403")
         await visitor.call(
@@ -265,11 +249,5 @@ async def test_permanent_refusal_alerts_the_panel(
         await visitor.call("send", {"chat_id": cid, "text": "bu ulaşır", "client_id": client_id()})
         await fake.wait_for_sent(with_text("bu ulaşır"), timeout=10)
         assert not delivered(fake, "ulaşmayacak")
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            async with http.get(
-                tg_server.url + "/admin", headers={"Cookie": f"sohbet_admin={tg_admin_token}"}
-            ) as r:
-                assert "telegram-alert" in await r.text(), "the panel shows it after a reload too"
-    finally:
-        await visitor.close()
-        await panel.close()
+        page = await page_with(tg_server.url + "/admin", ADMIN_COOKIE, tg_admin_token)
+        assert "telegram-alert" in page, "the panel shows it after a reload too"

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support.clients import ADMIN_COOKIE, admin_peer, client_id, start_visitor, visitor_peer
+from tests.support.clients import (
+    ADMIN_COOKIE,
+    Peer,
+    admin_peer,
+    client_id,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.inprocess import InProcessServer, ManualClock
 from tests.support.telegram import login_via_telegram, telegram_env, visitor_with_chat, with_text
@@ -31,6 +38,15 @@ async def advance_until(clock: ManualClock, done: Callable[[], bool], step: floa
         assert loop.time() < deadline, "still not done after minutes of simulated time"
         clock.advance(step)
         await asyncio.sleep(0.02)
+
+
+async def reply_reaches(clock: ManualClock, peer: Peer, text: str, step: float) -> None:
+    """The operator's reply written in Telegram reaches the visitor's page, in simulated time."""
+    await advance_until(
+        clock, lambda: any(m["role"] == "admin" for m in peer.events["chat:message"]), step
+    )
+    got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
+    assert got["text"] == text
 
 
 async def test_outage_of_minutes_then_everything_once_in_order(tmp_path: Path) -> None:
@@ -107,11 +123,7 @@ async def test_polling_starts_even_if_telegram_was_down_at_start(tmp_path: Path)
             )
             notice = next(m for m in fake.sent() if with_text(f"[CID: {cid}]")(m))
             await fake.admin_text("Geç de olsa merhaba", reply_to=notice)
-            await advance_until(
-                clock, lambda: any(m["role"] == "admin" for m in peer.events["chat:message"]), 5
-            )
-            got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
-            assert got["text"] == "Geç de olsa merhaba"
+            await reply_reaches(clock, peer, "Geç de olsa merhaba", 5)
             await peer.close()
         finally:
             await server.stop()
@@ -159,11 +171,7 @@ async def test_topics_come_on_when_the_admin_chat_answers_after_a_down_start(
                 1,
             )
             await fake.admin_text("Evet, konuda", thread_id=thread)
-            await advance_until(
-                clock, lambda: any(m["role"] == "admin" for m in peer.events["chat:message"]), 1
-            )
-            got = await peer.wait_for("chat:message", lambda m: m["role"] == "admin")
-            assert got["text"] == "Evet, konuda"
+            await reply_reaches(clock, peer, "Evet, konuda", 1)
             await peer.close()
         finally:
             await server.stop()

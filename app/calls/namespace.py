@@ -143,14 +143,18 @@ class CallNamespace(ConversationNamespace):
         if echo and role == "admin" and data.get("chat_id") is None:
             # The operator's microphone test, outside any conversation.
             call = await self.calls.start_echo(None, role, sid, video=video)
-            await self.emit("call:accepted", self.calls.accepted_payload(call, role), to=sid)
-            return {"ok": True, **call.summary(), "ice_servers": self.calls.ice_for(call, role)}
+            await self.emit("call:accepted", self.calls.media.accepted_payload(call, role), to=sid)
+            return {
+                "ok": True,
+                **call.summary(),
+                "ice_servers": self.calls.media.ice_for(call, role),
+            }
         conv = await self._conversation_for(session, data.get("chat_id"))
         if echo:
             if role == "visitor" and not conv.synthetic and await self.echo_budget.hit(conv.cid):
                 raise CallError("too_many_calls")
             call = await self.calls.start_echo(conv, role, sid, video=video)
-            await self.emit("call:accepted", self.calls.accepted_payload(call, role), to=sid)
+            await self.emit("call:accepted", self.calls.media.accepted_payload(call, role), to=sid)
         else:
             if await self.ring_budget.hit(f"{role}:{conv.cid}"):
                 raise CallError("too_many_calls")
@@ -158,7 +162,7 @@ class CallNamespace(ConversationNamespace):
         return {
             "ok": True,
             **call.summary(),
-            "ice_servers": self.calls.ice_for(call, role),
+            "ice_servers": self.calls.media.ice_for(call, role),
             "ring_seconds": self.calls.conf.ring_seconds,
         }
 
@@ -169,7 +173,7 @@ class CallNamespace(ConversationNamespace):
         call = self.calls.get(data.get("call_id"))
         await self._check_side(session, call)
         await self.calls.accept(call, session["role"], sid)
-        return {"ok": True, **self.calls.accepted_payload(call, session["role"])}
+        return {"ok": True, **self.calls.media.accepted_payload(call, session["role"])}
 
     async def _decline(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
@@ -201,7 +205,7 @@ class CallNamespace(ConversationNamespace):
     ) -> dict[str, Any]:
         """`call:relay {call_id}`: P2P did not connect; both sides reconnect through the server."""
         call = self._participant(sid, session, data)
-        await self.calls.fallback_to_relay(call)
+        await self.calls.media.fallback_to_relay(call)
         return {"ok": True, "mode": call.mode}
 
     async def _connected(
@@ -209,7 +213,7 @@ class CallNamespace(ConversationNamespace):
     ) -> dict[str, Any]:
         """`call:connected {call_id}`: the page's P2P connection is up; both sides are told."""
         call = self._participant(sid, session, data)
-        await self.calls.p2p_connected(call)
+        await self.calls.media.p2p_connected(call)
         return {"ok": True, "state": call.public_state}
 
     async def _unsupported(
@@ -252,7 +256,7 @@ class CallNamespace(ConversationNamespace):
             if call.connected_at is not None:
                 return {"ok": False, "error": "connected"}  # P2P won meanwhile: no leg needed
             # A relay leg opened alongside P2P: the call stays P2P until one of them connects.
-            await self.calls.prepare_relay(call)
+            await self.calls.media.prepare_relay(call)
         if call.mode in (ECHO, RELAY) or target == "server":
             side = call.side_of(role)
             mode = ECHO if call.mode == ECHO else RELAY
@@ -282,7 +286,7 @@ class CallNamespace(ConversationNamespace):
         candidate = checked_candidate(data.get("candidate"))
         role = session["role"]
         target = data.get("to")
-        alongside = call.id in self.calls.alongside
+        alongside = call.id in self.calls.media.alongside
         if (call.mode in (ECHO, RELAY) and target != "peer") or (alongside and target == "server"):
             await self.calls.hub.add_candidate(call.id, call.side_of(role), candidate)
         elif call.mode == P2P:

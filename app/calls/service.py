@@ -4,7 +4,7 @@ One call per conversation at a time, and one call per operator page: a call from
 rings every operator page that is not in a call already (several people may share the panel).
 Calls live in this process's memory: with several server processes the two parties of a call
 must reach the same one (see README, "Calls"). What a call is lives in `state`, its system
-messages in `messages`, its relay and echo media in `relay`.
+messages in `messages`, how its media gets through (P2P, relay, echo) in `connecting`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any
 
 import socketio
 
-from app.calls.ice import ice_servers_for
+from app.calls.connecting import CallMedia
 from app.calls.messages import call_label, record_call
-from app.calls.relay import MEDIA_GRACE, CallRelay
 from app.calls.state import (
     ACTIVE,
     ECHO,
@@ -30,7 +29,6 @@ from app.calls.state import (
     P2P,
     RELAY,
     RINGING,
-    SIDES_OF_RELAY,
     Call,
     CallError,
     call_room,
@@ -56,14 +54,9 @@ __all__ = [
 
 log = logging.getLogger("sohbet.calls")
 
-# A P2P call's pages open their relay legs alongside when their direct connection has not come
-# up this long after the answer (a direct pair on one network connects well within it), so a
-# call that cannot go direct is carried by the relay about a second after the answer.
-RELAY_ALONGSIDE_MS = 700
-
 
 class CallService:
-    """Owns every call of this process and the media hub (echo peer and relay)."""
+    """Owns every call of this process: ringing, answering and ending them, and Repair."""
 
     def __init__(
         self,
@@ -79,11 +72,9 @@ class CallService:
         self.notify_ring = notify_ring
         self.calls: dict[str, Call] = {}
         self.by_conversation: dict[int, str] = {}
-        # P2P calls whose relay legs are being prepared alongside: the first to connect wins.
-        self.alongside: set[str] = set()
-        self.relay = CallRelay(self.conf, self._media_failed, self._media_connected)
+        self.media = CallMedia(self.conf, sio, self.calls, self.end)
         # The namespace answers offers and takes candidates through the hub directly.
-        self.hub = self.relay.hub
+        self.hub = self.media.hub
         self.ended = 0
 
     # Queries ----------------------------------------------------------------------------------
@@ -100,9 +91,6 @@ class CallService:
     def busy_sids(self) -> set[str]:
         """Sockets in a call already (they are not rung, and cannot answer another)."""
         return {sid for c in self.calls.values() if c.state != ENDED for sid in c.sids.values()}
-
-    def ice_for(self, call: Call, role: str) -> list[dict[str, Any]]:
-        return ice_servers_for(self.conf, f"{call.cid}-{role}")
 
     # Ringing ----------------------------------------------------------------------------------
 
@@ -161,7 +149,7 @@ class CallService:
             raise CallError("already_in_call")
         if conv is not None and self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
-        if self.relay.echo_full:
+        if self.media.relay.echo_full:
             raise CallError("relay_busy")
         call = Call(
             id=secrets.token_hex(6),
@@ -197,25 +185,18 @@ class CallService:
             call.timer.cancel()
             call.timer = None
         if self.conf.force_relay:
-            await self._move_to_relay(call)
+            await self.media.move_to_relay(call)
         for who, owner in call.sids.items():
             await self.sio.emit(
-                "call:accepted", self.accepted_payload(call, who), to=owner, namespace=NAMESPACE
+                "call:accepted",
+                self.media.accepted_payload(call, who),
+                to=owner,
+                namespace=NAMESPACE,
             )
         # The callee's other tabs (or the other panels) stop ringing.
         await self._emit_side(
             call, role, "call:ended", {**call.summary(), "reason": "elsewhere"}, skip=sid
         )
-
-    def accepted_payload(self, call: Call, role: str) -> dict[str, Any]:
-        return {
-            **call.summary(),
-            "role": role,
-            "initiator": role == call.caller,
-            "ice_servers": self.ice_for(call, role),
-            "p2p_timeout_ms": round(self.conf.p2p_timeout * 1000),
-            "relay_after_ms": min(RELAY_ALONGSIDE_MS, round(self.conf.p2p_timeout * 1000)),
-        }
 
     async def decline(self, call: Call, role: str) -> None:
         if call.state != RINGING or role == call.caller:
@@ -224,47 +205,6 @@ class CallService:
         if caller_sid:
             await self.sio.emit("call:declined", call.summary(), to=caller_sid, namespace=NAMESPACE)
         await self.end(call, "declined")
-
-    async def fallback_to_relay(self, call: Call) -> None:
-        """P2P did not connect: both sides move to the server relay (once)."""
-        if call.state != ACTIVE:
-            raise CallError("call_gone")
-        if call.mode in (RELAY, ECHO):
-            return
-        self.alongside.discard(call.id)
-        await self._move_to_relay(call)
-        log.info("call %s falls back to the relay", call.id)
-        for who, owner in call.sids.items():
-            await self.sio.emit(
-                "call:relay",
-                {**call.summary(), "ice_servers": self.ice_for(call, who)},
-                to=owner,
-                namespace=NAMESPACE,
-            )
-
-    async def prepare_relay(self, call: Call) -> None:
-        """A P2P call's page opens its relay leg while P2P checks run (the mode stays P2P)."""
-        if call.state != ACTIVE or call.mode != P2P or call.connected_at is not None:
-            raise CallError("call_gone")
-        if call.id in self.alongside:
-            return
-        if not self.relay.reserve(call):
-            raise CallError("relay_busy")
-        self.alongside.add(call.id)
-        call.media_from = time.monotonic()
-        # Neither way connecting in time ends the call (as a relayed call's deadline does).
-        call.timer = asyncio.get_running_loop().create_task(self._connect_deadline(call))
-
-    async def p2p_connected(self, call: Call) -> None:
-        """A page's P2P connection is up (end to end, so media flows both ways): both are told."""
-        if call.state != ACTIVE or call.mode != P2P:
-            # A call through the server is connected when the server's own legs are.
-            return
-        if call.id in self.alongside:
-            # Direct won: the relay legs prepared alongside are not needed.
-            self.alongside.discard(call.id)
-            await self.relay.release(call)
-        await self._mark_connected(call)
 
     async def unsupported(
         self, conv: Conversation, role: str, reason: str, call_id: object = None
@@ -291,13 +231,12 @@ class CallService:
         since = call.connected_at or (call.answered_at if call.mode == P2P else None)
         never_connected = call.mode != P2P and call.connected_at is None
         call.state = ENDED
-        self.alongside.discard(call.id)
         self.calls.pop(call.id, None)
         if self.by_conversation.get(call.conversation_id) == call.id:
             del self.by_conversation[call.conversation_id]
         if call.timer is not None and call.timer is not asyncio.current_task():
             call.timer.cancel()
-        await self.relay.release(call)
+        await self.media.release(call)
         self.ended += 1
         seconds = round(time.monotonic() - since) if since is not None else 0
         payload = {**call.summary(), "reason": reason, "by": by, "duration": seconds}
@@ -333,7 +272,7 @@ class CallService:
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 await self.end(call, "server_restart")
-        await self.relay.close()
+        await self.media.relay.close()
 
     # Repair -----------------------------------------------------------------------------------
 
@@ -344,25 +283,14 @@ class CallService:
         for call in list(self.calls.values()):
             gone = [role for role, sid in call.sids.items() if not live(sid)]
             overdue = call.state == RINGING and now - call.created_at > self.conf.ring_seconds + 5
-            no_media = call.state == ACTIVE and self.relay.stalled(call, now)
+            no_media = call.state == ACTIVE and self.media.relay.stalled(call, now)
             if gone or overdue or no_media:
                 await self.end(call, "abandoned")
                 fixed += 1
-        fixed += await self.relay.prune(lambda call_id: call_id in self.calls)
+        fixed += await self.media.relay.prune(lambda call_id: call_id in self.calls)
         return fixed
 
     # Helpers ----------------------------------------------------------------------------------
-
-    async def _move_to_relay(self, call: Call) -> None:
-        """Take a slot of the relay for the call; a full relay ends the call (`relay_busy`)."""
-        if not self.relay.take_slot(call):
-            await self.end(call, "relay_busy")
-            raise CallError("relay_busy")
-        call.media_from = time.monotonic()
-        if call.timer is not None and call.timer is not asyncio.current_task():
-            call.timer.cancel()  # the deadline of a relay prepared alongside: this one replaces it
-        # A leg that never offers has no watchdog in the hub: the call itself has a deadline.
-        call.timer = asyncio.get_running_loop().create_task(self._connect_deadline(call))
 
     def _add(self, call: Call) -> None:
         self.calls[call.id] = call
@@ -392,50 +320,6 @@ class CallService:
     async def _end_after(self, call: Call, seconds: float, reason: str) -> None:
         await asyncio.sleep(seconds)
         await self.end(call, reason)
-
-    async def _connect_deadline(self, call: Call) -> None:
-        await asyncio.sleep(MEDIA_GRACE)
-        if call.state == ACTIVE and call.connected_at is None:
-            log.info("call %s: media did not connect both ways in %.0f s", call.id, MEDIA_GRACE)
-            await self.end(call, "media_failed")
-
-    async def _media_connected(self, call_id: str) -> None:
-        """A server leg connected: once the call's media flows both ways, both sides are told."""
-        call = self.calls.get(call_id)
-        if call is None or call.state != ACTIVE or call.connected_at is not None:
-            return
-        if call.id in self.alongside and call.mode == P2P:
-            # The relay prepared alongside connected both legs before P2P: the call takes it.
-            if self.relay.hub.connected_sides(call.id) >= SIDES_OF_RELAY:
-                self.alongside.discard(call.id)
-                call.mode = RELAY
-                await self._mark_connected(call)
-            return
-        if self.relay.carries_media(call):
-            await self._mark_connected(call)
-
-    async def _mark_connected(self, call: Call) -> None:
-        if call.connected_at is not None:
-            return
-        call.connected_at = time.monotonic()
-        if call.mode != ECHO and call.timer is not None:
-            call.timer.cancel()
-            call.timer = None
-        log.info("call %s: media connected (%s)", call.id, call.mode)
-        for owner in call.sids.values():
-            await self.sio.emit("call:connected", call.summary(), to=owner, namespace=NAMESPACE)
-
-    async def _media_failed(self, call_id: str) -> None:
-        call = self.calls.get(call_id)
-        if call is None or call.state != ACTIVE:
-            return
-        if call.id in self.alongside and call.mode == P2P:
-            # A leg prepared alongside failed: P2P may still connect (or the deadline ends it).
-            self.alongside.discard(call.id)
-            await self.relay.release(call)
-            return
-        # A relay or echo leg that failed or never connected: the call cannot go on.
-        await self.end(call, "media_failed")
 
     async def _record(self, conversation_id: int, call_id: str, outcome: str, seconds: int) -> None:
         """The call's system message, in the server's default language."""

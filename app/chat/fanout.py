@@ -9,9 +9,9 @@ from typing import Any
 
 import socketio
 
+from app.chat.drafts import Posted
 from app.chat.queries import sort_key
 from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
-from app.chat.writer import Posted
 from app.config import Settings
 from app.models import Conversation, Message
 from app.realtime import Presence

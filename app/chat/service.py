@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
+from app.chat.drafts import Attachment, ChatListener, Draft, Posted
 from app.chat.fanout import Fanout
 from app.chat.previews import message_preview
 from app.chat.queries import ChatQueries
 from app.chat.receipts import Receipts
-from app.chat.writer import Attachment, ChatListener, Draft, MessageWriter, Posted
+from app.chat.writer import MessageWriter
 from app.config import Settings
 from app.core.ratelimit import Limiter
 from app.core.security import keyed_hash, new_token, token_hash

@@ -13,7 +13,8 @@ from quart import Quart, Request
 from app.chat.service import ChatService
 from app.config import Settings
 from app.core.ratelimit import Limiter
-from app.media.service import ORPHAN_GRACE, MediaService
+from app.media.orphans import ORPHAN_GRACE, remove_orphans
+from app.media.service import MediaService
 from app.media.storage import LocalStore, MediaStore
 from app.media.views import ENVELOPE, UPLOAD_PATH
 from app.timefmt import utcnow
@@ -43,7 +44,7 @@ async def _sweep_orphans(service: MediaService) -> None:
     while True:
         await asyncio.sleep(SWEEP_SECONDS)
         try:
-            found = await service.remove_orphans(utcnow() - ORPHAN_GRACE)
+            found = await remove_orphans(service.store, utcnow() - ORPHAN_GRACE)
             if found.removed:
                 log.info("removed %d orphan media files of %d", found.removed, found.seen)
         except Exception:

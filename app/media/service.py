@@ -15,18 +15,17 @@ import hmac
 import logging
 import time
 import unicodedata
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from tortoise.functions import Sum
 
+from app.chat.drafts import Attachment, Posted
 from app.chat.service import ChatService
-from app.chat.writer import Attachment, Posted
 from app.config import MediaSettings
 from app.core.ratelimit import Limiter
 from app.core.text import check_client_id
 from app.errors import InvalidInput, SohbetError, TooMany
 from app.media import probe
+from app.media.orphans import ORPHAN_GRACE
 from app.media.storage import MediaStore, StorageError, new_key, valid_key
 from app.models import Conversation, Message
 
@@ -43,12 +42,6 @@ class StorageUnavailable(SohbetError):
     """Media storage could not take or give the file; the user may try again."""
 
     status = 503
-
-
-@dataclass(frozen=True)
-class Orphans:
-    seen: int
-    removed: int
 
 
 def display_name(raw: object) -> str:
@@ -94,35 +87,8 @@ class MediaService:
         caption: object = "",
         source: str = "web",
         origin_sid: str | None = None,
-    ) -> Posted:
-        """Check an upload, keep our own copy, and post it as a message (once per client id)."""
-        posted, _ = await self.post_upload(
-            conversation_id,
-            role=role,
-            kind=kind,
-            data=data,
-            client_id=client_id,
-            filename=filename,
-            caption=caption,
-            source=source,
-            origin_sid=origin_sid,
-        )
-        return posted
-
-    async def post_upload(
-        self,
-        conversation_id: int,
-        *,
-        role: str,
-        kind: str,
-        data: bytes,
-        client_id: object,
-        filename: object = "",
-        caption: object = "",
-        source: str = "web",
-        origin_sid: str | None = None,
     ) -> tuple[Posted, int]:
-        """`post`, also returning how many ms of a damaged recording could not be kept."""
+        """Check an upload, keep a copy, post it once per client id; returns it and the ms lost."""
         client_id = check_client_id(client_id)
         if kind not in probe.KINDS:
             raise InvalidInput("media_bad_kind")
@@ -308,37 +274,6 @@ class MediaService:
         except StorageError as exc:
             log.error("media storage could not give %s: %s", key, exc)
             raise StorageUnavailable("media_storage") from exc
-
-    async def remove_orphans(self, older_than: datetime) -> Orphans:
-        """Delete objects no message refers to (an upload still committing is younger)."""
-        seen = removed = 0
-        batch: list[str] = []
-
-        async def sweep() -> int:
-            used = {
-                str(key)
-                for key in await Message.filter(media_key__in=batch).values_list(
-                    "media_key", flat=True
-                )
-            }
-            gone = [key for key in batch if key not in used]
-            for key in gone:
-                await self.store.delete(key)
-            batch.clear()
-            return len(gone)
-
-        async for item in self.store.objects():
-            seen += 1
-            if item.modified < older_than:
-                batch.append(item.key)
-            if len(batch) >= 500:
-                removed += await sweep()
-        if batch:
-            removed += await sweep()
-        return Orphans(seen, removed)
-
-
-ORPHAN_GRACE = timedelta(minutes=10)
 
 
 def size_text(size: int) -> str:

@@ -64,7 +64,7 @@ async def upload() -> tuple[dict[str, Any], int]:
                 filename=upload.filename or "",
             )
             return {"ok": True, "fileRef": ref}, 200
-        posted, lost_ms = await svc.post_upload(
+        posted, lost_ms = await svc.post(
             conversation_id,
             role=role,
             kind=str(form.get("type", "")),

@@ -2,7 +2,8 @@
 
 - server.py: the Socket.IO server (`create_sio`), built with the lighter pieces below;
 - handshake.py: a handshake's origin and cookies;
-- presence.py: who is connected right now (memory, or Redis across processes);
+- presence.py: who is connected right now (in memory for one process);
+- redis_presence.py: the same across processes through Redis, healed by heartbeats;
 - namespace.py: the base of the `/chat` and `/call` namespaces (identity, errors, events);
 - outage.py: a database outage seen by those handlers, logged when it starts and ends;
 - engine.py, lean_queue.py, protocol.py, manager.py, serving.py: lighter replacements of
@@ -17,7 +18,8 @@ namespace.py is imported by the namespaces themselves (it needs the chat service
 from app.realtime.handshake import cookies_of, origin_allowed
 from app.realtime.lifespan import ExitOnFailedStart
 from app.realtime.patches import install
-from app.realtime.presence import MemoryPresence, Presence, RedisPresence, create_presence
+from app.realtime.presence import MemoryPresence, Presence, create_presence
+from app.realtime.redis_presence import RedisPresence
 from app.realtime.server import MAX_PACKET_BYTES, create_sio, lean_server
 
 __all__ = [

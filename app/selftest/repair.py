@@ -18,7 +18,8 @@ from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
 from app.i18n import gettext as _
-from app.media.service import ORPHAN_GRACE, MediaService
+from app.media.orphans import ORPHAN_GRACE, remove_orphans
+from app.media.service import MediaService
 from app.media.storage import StorageError
 from app.models import AdminSession, Conversation, LoginCode, TgOutbox
 from app.selftest.registry import FAIL, CheckFailed, Outcome, Registry, Result, passed
@@ -141,7 +142,7 @@ async def orphan_media(ctx: RepairContext) -> Outcome:
     if ctx.media is None:
         return passed(_("Media storage is not set up"), 0)
     try:
-        found = await ctx.media.remove_orphans(ctx.clock.now() - ORPHAN_GRACE)
+        found = await remove_orphans(ctx.media.store, ctx.clock.now() - ORPHAN_GRACE)
     except StorageError as exc:
         raise CheckFailed(str(exc)) from exc
     return passed(

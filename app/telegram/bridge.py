@@ -29,7 +29,7 @@ from app.telegram.backlog import Backlog, BacklogWatch, late_backlog
 from app.telegram.delivery import OutboxWorker
 from app.telegram.handlers import build_router
 from app.telegram.inbox import ALLOWED_UPDATES, Inbox
-from app.telegram.outbox import Outbox, lane_of, ring_key
+from app.telegram.outbox import Outbox, ring_key
 
 if TYPE_CHECKING:
     from app.calls.service import Call
@@ -103,7 +103,6 @@ class TelegramBridge:
         await self.outbox.add(
             None,
             key=ring_key(call.id),
-            lane=lane_of(conv.id),
             kind="ring",
             text=text,
             conversation_id=conv.id,
@@ -116,7 +115,6 @@ class TelegramBridge:
         await self.outbox.add(
             None,
             key=f"notice:{key}",
-            lane=lane_of(conv.id),
             kind="closed" if closed else "reopened",
             text=by,
             conversation_id=conv.id,
@@ -190,7 +188,6 @@ class TelegramBridge:
             await self.outbox.add(
                 None,
                 key=f"topic:{conv.id}",
-                lane=lane_of(conv.id),
                 kind="entered",
                 conversation_id=conv.id,
             )

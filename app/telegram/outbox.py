@@ -36,7 +36,6 @@ class Outbox:
         tx: BaseDBAsyncClient | None,
         *,
         key: str,
-        lane: str = SYSTEM_LANE,
         kind: str = "text",
         text: str = "",
         conversation_id: int | None = None,
@@ -44,10 +43,10 @@ class Outbox:
         thread_id: int | None = None,
         reply_to: int | None = None,
     ) -> None:
-        """Queue one send; the dedupe key makes a repeated enqueue a no-op."""
+        """Queue one send (in its conversation's lane); a repeated dedupe key makes it a no-op."""
         now = self.clock.now()
         fields: dict[str, Any] = dict(
-            lane=lane,
+            lane=SYSTEM_LANE if conversation_id is None else lane_of(conversation_id),
             kind=kind,
             text=text,
             conversation_id=conversation_id,
@@ -78,7 +77,6 @@ class Outbox:
         await self.add(
             tx,
             key=f"start:{conv.id}",
-            lane=lane_of(conv.id),
             kind="entered",
             conversation_id=conv.id,
         )
@@ -116,7 +114,6 @@ class Outbox:
         await self.add(
             tx,
             key=f"call-over:{call_id}",
-            lane=lane_of(conv.id),
             kind="call_over",
             conversation_id=conv.id,
             ref_seq=message.seq,
@@ -135,7 +132,6 @@ class Outbox:
             await self.add(
                 None,
                 key=f"seen:{conv.id}:{message.seq}",
-                lane=lane_of(conv.id),
                 kind="reaction",
                 conversation_id=conv.id,
                 ref_seq=message.seq,

@@ -97,12 +97,15 @@ async def admin_login(server: Server) -> str:
     return token
 
 
+async def page_with(url: str, cookie: str, token: str) -> str:
+    """GET a page holding one session cookie (`ADMIN_COOKIE` or `VISITOR_COOKIE`) and no jar."""
+    async with jarless() as http:
+        async with http.get(url, headers={"Cookie": f"{cookie}={token}"}) as r:
+            return await r.text()
+
+
 async def admin_csrf(base_url: str, admin_token: str) -> str:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.get(
-            base_url + "/admin", headers={"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
-        ) as r:
-            page = await r.text()
+    page = await page_with(base_url + "/admin", ADMIN_COOKIE, admin_token)
     match = re.search(r'"X-CSRF-Token": "([^"]+)"', page)
     assert match, page
     return match.group(1)

@@ -60,11 +60,15 @@ def bomb_png(side: int = 20000) -> bytes:
 
 
 def tone(
-    fmt: str = "webm", codec: str = "libopus", seconds: float = 1.5, rate: int = 48000
+    fmt: str = "webm",
+    codec: str = "libopus",
+    seconds: float = 1.5,
+    rate: int = 48000,
+    options: dict[str, str] | None = None,
 ) -> bytes:
     """A sine tone encoded by FFmpeg (PyAV): webm/opus as Chrome records, mp4/aac as Safari."""
     out = io.BytesIO()
-    with av.open(out, "w", format=fmt) as container:
+    with av.open(out, "w", format=fmt, options=options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         assert isinstance(stream, AudioStream)
         stream.layout = "mono"

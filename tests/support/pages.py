@@ -127,12 +127,17 @@ async def admin_panel(
 ) -> Page:
     """A desktop operator panel using a session from the `admin_token` fixture."""
     context, page, _ = await open_page(browser, DESKTOP, watch)
-    await context.add_cookies([{"name": ADMIN_COOKIE, "value": token, "url": server.url}])
+    await sign_in_with(context, server, token)
     if route:
         await page.route(*route)
     await page.goto(server.url + "/admin")
     await expect(page.locator("#conversation-list")).to_be_attached()
     return page
+
+
+async def sign_in_with(context: BrowserContext, server: Server, token: str) -> None:
+    """Give a browser context the operator session from the `admin_token` fixture."""
+    await context.add_cookies([{"name": ADMIN_COOKIE, "value": token, "url": server.url}])
 
 
 async def open_conversation(admin: Page, cid: str) -> None:

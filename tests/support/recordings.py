@@ -8,37 +8,19 @@ decode. These builders start from a clean file made with PyAV and damage it the 
 
 from __future__ import annotations
 
-import array
-import io
-import math
 import struct
 
-import av
+from tests.support.media_files import tone
 
 
 def fragmented_aac(seconds: float = 4.0, fragment_seconds: float = 1.0, rate: int = 44100) -> bytes:
     """A clean fragmented MP4 with AAC: a 440 Hz tone, one fragment per `fragment_seconds`."""
-    out = io.BytesIO()
     options = {
         "movflags": "frag_keyframe+empty_moov+default_base_moof",
         "frag_duration": str(int(fragment_seconds * 1_000_000)),
     }
-    with av.open(out, "w", format="mp4", options=options) as container:
-        stream = container.add_stream("aac", rate=rate)
-        stream.layout = "mono"
-        n = int(rate * seconds)
-        pcm = array.array(
-            "h", (int(math.sin(2 * math.pi * 440 * i / rate) * 8000) for i in range(n))
-        )
-        frame = av.AudioFrame(format="s16", layout="mono", samples=n)
-        frame.planes[0].update(pcm.tobytes())
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    data = tone("mp4", "aac", seconds, rate, options)
     # FFmpeg ends a fragmented file with an `mfra` index; a browser's recorder writes none.
-    data = out.getvalue()
     return b"".join(data[o : o + n] for kind, o, n in boxes(data) if kind != "mfra")
 
 

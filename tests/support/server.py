@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test")
@@ -200,12 +201,46 @@ async def sqlite_server(workdir: Path, env: dict[str, str] | None = None) -> Asy
         await asyncio.to_thread(server.stop)
 
 
+def sqlite_server_fixture(folder: str) -> Any:
+    """A module's `server` fixture on SQLite only (`server = sqlite_server_fixture("name")`), for
+    modules that do not run against both databases as tests/conftest.py's `server` does."""
+
+    @pytest.fixture(scope="module", name="server")
+    async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+        async with sqlite_server(tmp_path_factory.mktemp(folder)) as srv:
+            yield srv
+
+    return server
+
+
 @asynccontextmanager
 async def scratch_server(env: dict[str, str] | None = None) -> AsyncIterator[Server]:
     """`sqlite_server` in a temporary folder, removed afterwards (for bench/ and scripts/)."""
     with tempfile.TemporaryDirectory() as tmp:
         async with sqlite_server(Path(tmp), env) as server:
             yield server
+
+
+@asynccontextmanager
+async def redis_pair(
+    workdir: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two processes on one fresh PostgreSQL database and one Redis channel, as a deployment runs."""
+    url, name = await create_pg_database()
+    env_extra = {
+        "REDIS_URL": REDIS_URL,
+        "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
+        **(env or {}),
+    }
+    first = Server(database_url=url, workdir=workdir, env_extra=env_extra)
+    second = Server(database_url=url, workdir=workdir, env_extra=env_extra)
+    # Started together, as a deployment's processes are (each migrates or waits for the other).
+    await asyncio.gather(first.start(), second.start())
+    try:
+        yield first, second
+    finally:
+        await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
+        await drop_pg_database(name)
 
 
 async def query(server: Server, sql: str) -> list[tuple[Any, ...]]:

@@ -15,7 +15,14 @@ from typing import Protocol
 import aiohttp
 import pytest
 
-from tests.support.clients import Peer, ask_code, redeem_code, start_visitor, visitor_peer
+from tests.support.clients import (
+    Peer,
+    admin_peer,
+    ask_code,
+    redeem_code,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import Server, sqlite_server
 
@@ -98,6 +105,19 @@ async def joined_visitor(server: HasUrl, name: str) -> AsyncIterator[tuple[Peer,
         yield peer, cid
     finally:
         await peer.close()
+
+
+@asynccontextmanager
+async def visitor_and_panel(
+    server: HasUrl, admin_token: str, name: str
+) -> AsyncIterator[tuple[Peer, Peer, str]]:
+    """`joined_visitor` and the operator's panel socket, both closed afterwards."""
+    async with joined_visitor(server, name) as (visitor, cid):
+        panel = await admin_peer(server.url, admin_token)
+        try:
+            yield visitor, panel, cid
+        finally:
+            await panel.close()
 
 
 def with_text(fragment: str) -> Callable[[SentMessage], bool]:

@@ -7,7 +7,8 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-fc-list 2>/dev/null | grep -qi dejavu || need_apt+=(fonts-dejavu-core)
+# grep reads all of fc-list: with -q it would stop early and pipefail would count the SIGPIPE.
+fc-list 2>/dev/null | grep -i dejavu >/dev/null || need_apt+=(fonts-dejavu-core)
 # Call tests make a private network namespace (`ip` brings its loopback up).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Calls through TURN: coturn runs as the test's child (never as a system service) and nftables

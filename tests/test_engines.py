@@ -237,3 +237,38 @@ async def test_visitor_journey(visitor: EnginePage, server: Server, tmp_path: Pa
     finally:
         await operator.close()
         await proxy.stop()
+
+
+async def test_webkit_without_webrtc_says_so_instead_of_ringing(
+    server: Server, tmp_path: Path
+) -> None:
+    """Debian's WebKitGTK has no WebRTC (like some in-app web views and iOS Lockdown Mode): the
+    phone button says why in the visitor's language and never rings; the operator reads why
+    in the conversation."""
+    async for visitor in new_visitor_page("webkit", tmp_path):
+        assert await visitor.js("return typeof RTCPeerConnection") == "undefined"
+        operator = await admin_peer(server.url, await admin_login(server))
+        try:
+            await visitor.goto(server.url + "/")
+            await wait_js(visitor, VISIBLE, "#visitor-name")
+            await visitor.type("#visitor-name", "Safari")
+            await visitor.click("#start-form button[type=submit]")
+            cid = await wait_js(
+                visitor,
+                "const c = document.querySelector('#conversation[data-chat-id]'); return c && c.dataset.chatId",
+            )
+            assert (await operator.call("join", {"chat_id": cid}))["ok"]
+            await wait_js(visitor, VISIBLE, "#call-button")
+            await visitor.click("#call-button")
+            await wait_js(
+                visitor,
+                "const t = document.getElementById('call-ended-text'); return !!t && t.textContent.trim() === arguments[0]",
+                "Tarayıcınız arama yapamıyor; bunun yerine sesli mesaj gönderin.",
+            )
+            told = await operator.wait_for(
+                "chat:message",
+                lambda m, cid=cid: m.get("chat_id") == cid and m.get("role") == "system",
+            )
+            assert "tarayıcısı arama yapamıyor" in str(told.get("html", "")), told
+        finally:
+            await operator.close()

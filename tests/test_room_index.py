@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from app.realtime import lean_server
 from app.realtime.engine import LeanSocket
 from app.realtime.manager import LeanManager, LeanRedisManager
+from app.realtime.server import LEAVING_AT_ONCE, GuardedServer
 from tests.support.server import REDIS_URL
 
 NAMESPACES = ("/chat", "/call")
@@ -47,9 +48,13 @@ operations = st.lists(
 class Stack:
     """A Socket.IO server (never served) over real engine.io sockets, one per name."""
 
-    def __init__(self, manager: socketio.AsyncManager) -> None:
+    def __init__(
+        self, manager: socketio.AsyncManager, sio: socketio.AsyncServer | None = None
+    ) -> None:
         self.manager = manager
-        self.sio = lean_server(socketio.AsyncServer, async_mode="asgi", client_manager=manager)
+        self.sio = sio or lean_server(
+            socketio.AsyncServer, async_mode="asgi", client_manager=manager
+        )
         self.sockets: dict[str, LeanSocket] = {}
         self.sids: dict[tuple[str, str], str] = {}  # (name, namespace) -> sid
 
@@ -281,3 +286,46 @@ async def test_a_socket_leaving_visits_only_its_own_rooms(count: int) -> None:
     assert set(table) == {None, operator, "admins"}
     assert stack.sio.rooms(operator, "/chat") == [operator, "admins"]
     assert stack.manager.rooms_of["/chat"].keys() == {operator}
+
+
+class _SlowLeaving(socketio.AsyncNamespace):  # type: ignore[misc]
+    """A disconnect handler that waits (as the chat's reads the database), counting how many
+    run at once."""
+
+    def __init__(self) -> None:
+        super().__init__("/chat")
+        self.running = 0
+        self.most = 0
+        self.done = 0
+        self.release = asyncio.Event()
+
+    async def on_disconnect(self, sid: str, reason: object = None) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.release.wait()
+        self.running -= 1
+        self.done += 1
+
+
+async def test_sockets_closing_at_once_run_a_few_disconnect_handlers_at_a_time() -> None:
+    """A proxy restart closes every socket in the same instant: their disconnect handlers must
+    not all start in one turn of the event loop, where a SIGTERM (or another socket's message)
+    waits behind every one of them."""
+    sio = lean_server(GuardedServer, async_mode="asgi")
+    handlers = _SlowLeaving()
+    sio.register_namespace(handlers)
+    stack = Stack(sio.manager, sio)
+    count = 400
+    for i in range(count):
+        await stack.connect(f"v{i}", "/chat")
+    closing = [
+        asyncio.create_task(sio._handle_eio_disconnect(stack.eio_sid(f"v{i}"), "transport close"))
+        for i in range(count)
+    ]
+    for _ in range(5):  # a few turns of the loop: every handler that can start has started
+        await asyncio.sleep(0)
+    assert 0 < handlers.most <= LEAVING_AT_ONCE
+    handlers.release.set()
+    await asyncio.wait_for(asyncio.gather(*closing), 30)
+    assert handlers.done == count and handlers.most <= LEAVING_AT_ONCE
+    assert set(sio.manager.rooms.get("/chat", {})) <= {None}

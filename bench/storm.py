@@ -15,7 +15,8 @@ python-socketio's own scan of every room on each disconnect, bench/storm_scan.py
    4 s, at most 5 s, each +-50 %; 20 s connect timeout) and sends the page's `join` with its
    `last_seq` (again while `more`; again 1 s after 8 s without an ack). Reported: the time
    until all are joined and caught up.
-4. A second storm, and SIGTERM to the server 0.5 s after the last close. Reported: the time
+4. A second storm (the first with --sigterm-only), and SIGTERM to the server 0.5 s after the
+   last close. Reported: the time
    until the process has exited (Hypercorn as the Dockerfile runs it: --workers 0,
    --graceful-timeout 5).
 
@@ -346,7 +347,9 @@ def wait_idle(sampler: Any, since: float, bound: float) -> float | None:
     return None
 
 
-def run(count: int, manager: str, workers: int, bound: float) -> dict[str, Any]:
+def run(
+    count: int, manager: str, workers: int, bound: float, sigterm_only: bool = False
+) -> dict[str, Any]:
     from servers import HYPERCORN_APPS, Sampler, git_state, setup_accounts, start_server
 
     HYPERCORN_APPS.setdefault("scan", "bench.storm_scan:app")
@@ -401,38 +404,38 @@ def run(count: int, manager: str, workers: int, bound: float) -> dict[str, Any]:
         # What the pair and the panel cost before the storm: the floor the 5 % is measured over.
         out["before_cpu_pct"] = sampler.window(t_base, time.monotonic()).get("cpu_pct")
 
-        drops = pool.all({i: {"op": "drop"} for i in range(workers)}, 60)
-        t_closed = max(r["last_close"] for r in drops)
-        out["storm_cpu_idle_s"] = wait_idle(sampler, t_closed, bound)
-        t_idle = time.monotonic()
-        out["storm_cpu_pct_first_5s"] = sampler.window(t_closed, t_closed + 5).get("cpu_pct")
-        print(f"[{manager} {count}] under 5 % CPU {out['storm_cpu_idle_s']} s after")
+        if not sigterm_only:
+            drops = pool.all({i: {"op": "drop"} for i in range(workers)}, 60)
+            t_closed = max(r["last_close"] for r in drops)
+            out["storm_cpu_idle_s"] = wait_idle(sampler, t_closed, bound)
+            t_idle = time.monotonic()
+            out["storm_cpu_pct_first_5s"] = sampler.window(t_closed, t_closed + 5).get("cpu_pct")
+            print(f"[{manager} {count}] under 5 % CPU {out['storm_cpu_idle_s']} s after")
 
-        t_rejoin = time.monotonic()
-        cmds = {i: {"op": "rejoin", "start": t_rejoin, "deadline": bound} for i in range(workers)}
-        rejoin = pool.all(cmds, bound + 30)
-        done = [d for r in rejoin for d in r["done"]]
-        out["rejoined"] = len(done)
-        out["rejoin_all_s"] = round(max(done), 1) if len(done) == out["joined"] else None
-        out["rejoin_p50_s"], out["rejoin_p99_s"] = pct(done, 50), pct(done, 99)
-        out["rejoin_attempts"] = sum((Counter(r["attempts"]) for r in rejoin), Counter())
-        out["rejoin_errors"] = sum((Counter(r["errors"]) for r in rejoin), Counter())
-        out["rejoin_cpu_pct"] = sampler.window(t_rejoin, time.monotonic()).get("cpu_pct")
-        print(
-            f"[{manager} {count}] {len(done)} rejoined, all in {out['rejoin_all_s']} s", flush=True
-        )
-        time.sleep(3)
-        t_end = time.monotonic()
+            t_rejoin = time.monotonic()
+            cmd = {"op": "rejoin", "start": t_rejoin, "deadline": bound}
+            cmds = {i: cmd for i in range(workers)}
+            rejoin = pool.all(cmds, bound + 30)
+            done = [d for r in rejoin for d in r["done"]]
+            out["rejoined"] = len(done)
+            out["rejoin_all_s"] = round(max(done), 1) if len(done) == out["joined"] else None
+            out["rejoin_p50_s"], out["rejoin_p99_s"] = pct(done, 50), pct(done, 99)
+            out["rejoin_attempts"] = sum((Counter(r["attempts"]) for r in rejoin), Counter())
+            out["rejoin_errors"] = sum((Counter(r["errors"]) for r in rejoin), Counter())
+            out["rejoin_cpu_pct"] = sampler.window(t_rejoin, time.monotonic()).get("cpu_pct")
+            print(f"[{manager} {count}] {len(done)} rejoined, all in {out['rejoin_all_s']} s")
+            time.sleep(3)
+            t_end = time.monotonic()
 
-        stopped = pool.all({pair: {"op": "pair_stop"}}, 60)[0]
-        out["panel_rows"] = stopped["panel_rows"]
-        messages = stopped["messages"]
-        out["pair"] = {
-            "before": phase_latency(messages, t_base, t_closed),
-            "storm": phase_latency(messages, t_closed, t_idle),
-            "rejoin": phase_latency(messages, t_rejoin, t_end),
-        }
-        print(f"[{manager} {count}] pair {json.dumps(out['pair'])}")
+            stopped = pool.all({pair: {"op": "pair_stop"}}, 60)[0]
+            out["panel_rows"] = stopped["panel_rows"]
+            messages = stopped["messages"]
+            out["pair"] = {
+                "before": phase_latency(messages, t_base, t_closed),
+                "storm": phase_latency(messages, t_closed, t_idle),
+                "rejoin": phase_latency(messages, t_rejoin, t_end),
+            }
+            print(f"[{manager} {count}] pair {json.dumps(out['pair'])}")
 
         drops = pool.all({i: {"op": "drop"} for i in range(workers)}, 60)
         t_closed = max(r["last_close"] for r in drops)
@@ -466,12 +469,15 @@ def main() -> None:
     parser.add_argument("--managers", default="index,scan", help="index (the product), scan")
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--bound", type=float, default=300, help="longest wait per phase (s)")
+    parser.add_argument(
+        "--sigterm-only", action="store_true", help="only the storm with SIGTERM (step 4)"
+    )
     args = parser.parse_args()
     raise_nofile()
     results = []
     for count in [int(c) for c in args.counts.split(",")]:
         for manager in args.managers.split(","):
-            results.append(run(count, manager, args.workers, args.bound))
+            results.append(run(count, manager, args.workers, args.bound, args.sigterm_only))
     print(json.dumps(results, indent=2, default=str))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ _Server = TypeVar("_Server", bound=socketio.AsyncServer)
 
 # A chat payload is a few KB at most; refuse anything far larger before it is parsed.
 MAX_PACKET_BYTES = 64 * 1024
+# Disconnect handlers running at once; the others wait their turn (bench/README.md, the herd).
+LEAVING_AT_ONCE = 32
 
 
 _NAMESPACE = re.compile(r"/[^,]{0,200},")
@@ -61,6 +64,14 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # LeanSocket asks this before it drops a connection for a packet over the limit.
         self.eio.refuse_oversized = self._refuse_oversized
+        self._leaving = asyncio.Semaphore(LEAVING_AT_ONCE)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        # Thousands of sockets closing at once (a proxy restart) would all run their disconnect
+        # handlers in one turn of the event loop, each a database read and a render: a SIGTERM,
+        # and every other socket's message, waited behind all of them (seconds at 10,000).
+        async with self._leaving:
+            await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:

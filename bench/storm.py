@@ -42,8 +42,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
 
 RESULTS = BENCH / "results"
 PAIR_RATE = 10.0  # msg/s from the pair that never disconnects
@@ -98,7 +96,7 @@ class Worker:
 
     async def op_setup(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Connect, join and send one message for every visitor of this share."""
-        from sio_client import SioClient, ws_url
+        from bench.sio_client import SioClient, ws_url
 
         self.url = ws_url(cmd["base_url"])
         gate = asyncio.Semaphore(50)
@@ -143,7 +141,7 @@ class Worker:
 
     async def op_rejoin(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Every visitor comes back as the page does: backoff, connect, join with last_seq."""
-        from sio_client import SioClient
+        from bench.sio_client import SioClient
 
         start = cmd["start"]
         done: list[float] = []
@@ -203,7 +201,7 @@ class Worker:
 
     async def op_pair(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Connect the pair and the panel, then send PAIR_RATE msg/s until `pair_stop`."""
-        from sio_client import SioClient, ws_url
+        from bench.sio_client import SioClient, ws_url
 
         url = ws_url(cmd["base_url"])
         chat_id = cmd["chat_id"]
@@ -269,7 +267,7 @@ class Worker:
 
 
 def worker_main(conn: Any) -> None:
-    from servers import raise_nofile
+    from bench.servers import raise_nofile
 
     raise_nofile()
     asyncio.run(Worker(conn).serve())
@@ -350,7 +348,7 @@ def wait_idle(sampler: Any, since: float, bound: float) -> float | None:
 def run(
     count: int, manager: str, workers: int, bound: float, sigterm_only: bool = False
 ) -> dict[str, Any]:
-    from servers import HYPERCORN_APPS, Sampler, git_state, setup_accounts, start_server
+    from bench.servers import HYPERCORN_APPS, Sampler, git_state, setup_accounts, start_server
 
     HYPERCORN_APPS.setdefault("scan", "bench.storm_scan:app")
     target = "real" if manager == "index" else "scan"
@@ -374,7 +372,7 @@ def run(
         t = time.monotonic()
         accounts = asyncio.run(setup_accounts(server, count + 1))
         (pair_cookie, pair_chat), *visitors = accounts.visitors
-        sampler.gen_pids = [proc.pid for proc in pool.procs]
+        sampler.gen_pids = [proc.pid for proc in pool.procs if proc.pid is not None]
         pool.all(
             {
                 pair: {
@@ -460,7 +458,7 @@ def run(
 
 
 def main() -> None:
-    from servers import raise_nofile
+    from bench.servers import raise_nofile
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

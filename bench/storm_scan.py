@@ -18,8 +18,8 @@ _init = LeanManager.__init__
 
 def _lists(self: LeanManager, *args: Any, **kwargs: Any) -> None:
     _init(self, *args, **kwargs)
-    self.pending_connect = {}
-    self.pending_disconnect = {}
+    self.pending_connect = {}  # type: ignore[assignment]
+    self.pending_disconnect = {}  # type: ignore[assignment]
 
 
 LeanManager.__init__ = _lists  # type: ignore[method-assign]

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, Frame, Page, expect
 
 from tests.support.browser import CHROMIUM_ARGS, chromium
@@ -31,6 +30,7 @@ from tests.support.clients import (
 )
 from tests.support.pages import DESKTOP, MESSAGES, PHONE, open_page, send, start_chat
 from tests.support.server import Server, free_port, query, sqlite_server
+from tests.support.widget_host import host_sites
 
 pytestmark = pytest.mark.browser
 
@@ -64,40 +64,11 @@ async def admin_token(server: Server) -> str:
     return await admin_login(server)
 
 
-def host_page(sohbet: str, title: str, extra: str = "") -> str:
-    return (
-        f'<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{title}</title></head><body>'
-        f"<h1>{title}</h1><p>Bir mağaza sayfası.</p>{extra}"
-        f'<script src="{sohbet}/widget.js" data-greeting="Yardım" data-color="#0f766e" async>'
-        "</script></body></html>"
-    )
-
-
 @pytest.fixture(scope="module")
 async def sites(server: Server) -> AsyncIterator[None]:
     """The host site and a site of another origin, each a few static pages."""
-
-    async def page(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        extra = ""
-        if name == "framed":
-            # Claims to be the allowed host: the frame still refuses this ancestor.
-            extra = f'<iframe id="direct" src="{server.url}/widget/frame?origin={HOST}"></iframe>'
-        return web.Response(
-            text=host_page(server.url, f"Sayfa {name}", extra), content_type="text/html"
-        )
-
-    runners = []
-    for port in (HOST_PORT, OTHER_PORT):
-        app = web.Application()
-        app.router.add_get("/{name}.html", page)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-    yield
-    for runner in runners:
-        await runner.cleanup()
+    async with host_sites(server.url, [HOST_PORT, OTHER_PORT], allowed=HOST):
+        yield
 
 
 async def sohbet_frame(page: Page) -> Frame:

@@ -28,7 +28,16 @@ from tests.support.clients import (
     client_id,
     panel_action,
 )
-from tests.support.pages import DESKTOP, MESSAGES, PHONE, open_page, send, start_chat
+from tests.support.pages import (
+    DESKTOP,
+    MESSAGES,
+    PHONE,
+    admin_panel,
+    open_conversation,
+    open_page,
+    send,
+    start_chat,
+)
 from tests.support.server import Server, free_port, query, sqlite_server
 from tests.support.widget_host import host_sites
 
@@ -127,7 +136,11 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
         await send(frame, "merhaba")  # type: ignore[arg-type]
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
         seen = await operator.wait_for("widget:page", lambda p: p["chat_id"] == cid)
-        assert seen == {"chat_id": cid, "url": f"{HOST}/a.html", "title": "Sayfa a"}
+        assert {k: seen[k] for k in ("chat_id", "url", "title")} == {
+            "chat_id": cid,
+            "url": f"{HOST}/a.html",
+            "title": "Sayfa a",
+        }
 
         # A reload of the host page: the same conversation, with its history.
         await page.reload()
@@ -169,6 +182,35 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
     finally:
         await context.close()
         await operator.close()
+
+
+@pytest.mark.usefixtures("sites")
+async def test_the_open_pane_follows_the_visitor_between_host_pages(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    context, page, watch = await open_page(browser, DESKTOP)
+    admin = await admin_panel(browser, server, admin_token)
+    try:
+        await page.goto(f"{HOST}/a.html")
+        frame, cid = await start_in_widget(page, "Gezgin")
+        await open_conversation(admin, cid)
+        line = admin.locator("#pane #visitor-page")
+        await expect(line).to_have_attribute("href", f"{HOST}/a.html")
+        await expect(line).to_contain_text("Sayfa a")
+        await expect(admin.locator("body[data-socket=up]")).to_be_attached()
+        await admin.evaluate("window.__stayed = true")
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+
+        await page.goto(f"{HOST}/c.html")
+        await expect(line).to_have_attribute("href", f"{HOST}/c.html")
+        await expect(line).to_contain_text("Sayfa c")
+        await expect(line).to_have_count(1)
+        # Swapped in place: the panel was not reloaded.
+        assert await admin.evaluate("window.__stayed") is True
+        watch.assert_clean()
+    finally:
+        await context.close()
+        await admin.context.close()
 
 
 @pytest.mark.usefixtures("sites")

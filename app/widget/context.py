@@ -71,6 +71,8 @@ async def page() -> tuple[dict[str, Any], int]:
     )
     payload = {"chat_id": conv.cid, "url": conv.host_url, "title": conv.host_title, "html": html}
     await svc.sio.emit("widget:page", payload, room=ADMINS, namespace="/chat")
+    if svc.telegram is not None:
+        await svc.telegram.page_changed(conv)
     return {"ok": True}, 200
 
 

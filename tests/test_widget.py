@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -340,9 +341,13 @@ async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(
     server: Server, admin_token: str
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        # The operator's page with the snippet to paste and the allowed origins.
+        # The panel links to the operator's page with the snippet and the allowed origins.
         cookie = {"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
-        async with http.get(server.url + "/admin/widget", headers=cookie) as r:
+        async with http.get(server.url + "/admin", headers=cookie) as r:
+            panel = await r.text()
+        link = re.search(r'<a [^>]*id="widget-link" href="([^"]+)">([^<]+)</a>', panel)
+        assert link and link.group(2) == "Web sitesi sohbet penceresi", link
+        async with http.get(server.url + link.group(1), headers=cookie) as r:
             owner = await r.text()
         assert f"{server.url}/widget.js" in owner and f"<code>{HOST}</code>" in owner
         async with http.get(server.url + "/admin/widget", allow_redirects=False) as r:

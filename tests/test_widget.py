@@ -12,11 +12,11 @@ import gzip
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, Frame, Page, expect
 
 from tests.support.browser import CHROMIUM_ARGS, chromium
@@ -29,8 +29,18 @@ from tests.support.clients import (
     client_id,
     panel_action,
 )
-from tests.support.pages import DESKTOP, MESSAGES, PHONE, open_page, send, start_chat
+from tests.support.pages import (
+    DESKTOP,
+    MESSAGES,
+    PHONE,
+    admin_panel,
+    open_conversation,
+    open_page,
+    send,
+    start_chat,
+)
 from tests.support.server import Server, free_port, query, sqlite_server
+from tests.support.widget_host import host_sites
 
 pytestmark = pytest.mark.browser
 
@@ -64,40 +74,11 @@ async def admin_token(server: Server) -> str:
     return await admin_login(server)
 
 
-def host_page(sohbet: str, title: str, extra: str = "") -> str:
-    return (
-        f'<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{title}</title></head><body>'
-        f"<h1>{title}</h1><p>Bir mağaza sayfası.</p>{extra}"
-        f'<script src="{sohbet}/widget.js" data-greeting="Yardım" data-color="#0f766e" async>'
-        "</script></body></html>"
-    )
-
-
 @pytest.fixture(scope="module")
 async def sites(server: Server) -> AsyncIterator[None]:
     """The host site and a site of another origin, each a few static pages."""
-
-    async def page(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        extra = ""
-        if name == "framed":
-            # Claims to be the allowed host: the frame still refuses this ancestor.
-            extra = f'<iframe id="direct" src="{server.url}/widget/frame?origin={HOST}"></iframe>'
-        return web.Response(
-            text=host_page(server.url, f"Sayfa {name}", extra), content_type="text/html"
-        )
-
-    runners = []
-    for port in (HOST_PORT, OTHER_PORT):
-        app = web.Application()
-        app.router.add_get("/{name}.html", page)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-    yield
-    for runner in runners:
-        await runner.cleanup()
+    async with host_sites(server.url, [HOST_PORT, OTHER_PORT], allowed=HOST):
+        yield
 
 
 async def sohbet_frame(page: Page) -> Frame:
@@ -156,7 +137,11 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
         await send(frame, "merhaba")  # type: ignore[arg-type]
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
         seen = await operator.wait_for("widget:page", lambda p: p["chat_id"] == cid)
-        assert seen == {"chat_id": cid, "url": f"{HOST}/a.html", "title": "Sayfa a"}
+        assert {k: seen[k] for k in ("chat_id", "url", "title")} == {
+            "chat_id": cid,
+            "url": f"{HOST}/a.html",
+            "title": "Sayfa a",
+        }
 
         # A reload of the host page: the same conversation, with its history.
         await page.reload()
@@ -198,6 +183,35 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
     finally:
         await context.close()
         await operator.close()
+
+
+@pytest.mark.usefixtures("sites")
+async def test_the_open_pane_follows_the_visitor_between_host_pages(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    context, page, watch = await open_page(browser, DESKTOP)
+    admin = await admin_panel(browser, server, admin_token)
+    try:
+        await page.goto(f"{HOST}/a.html")
+        frame, cid = await start_in_widget(page, "Gezgin")
+        await open_conversation(admin, cid)
+        line = admin.locator("#pane #visitor-page")
+        await expect(line).to_have_attribute("href", f"{HOST}/a.html")
+        await expect(line).to_contain_text("Sayfa a")
+        await expect(admin.locator("body[data-socket=up]")).to_be_attached()
+        await admin.evaluate("window.__stayed = true")
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+
+        await page.goto(f"{HOST}/c.html")
+        await expect(line).to_have_attribute("href", f"{HOST}/c.html")
+        await expect(line).to_contain_text("Sayfa c")
+        await expect(line).to_have_count(1)
+        # Swapped in place: the panel was not reloaded.
+        assert await admin.evaluate("window.__stayed") is True
+        watch.assert_clean()
+    finally:
+        await context.close()
+        await admin.context.close()
 
 
 @pytest.mark.usefixtures("sites")
@@ -327,9 +341,13 @@ async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(
     server: Server, admin_token: str
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        # The operator's page with the snippet to paste and the allowed origins.
+        # The panel links to the operator's page with the snippet and the allowed origins.
         cookie = {"Cookie": f"{ADMIN_COOKIE}={admin_token}"}
-        async with http.get(server.url + "/admin/widget", headers=cookie) as r:
+        async with http.get(server.url + "/admin", headers=cookie) as r:
+            panel = await r.text()
+        link = re.search(r'<a [^>]*id="widget-link" href="([^"]+)">([^<]+)</a>', panel)
+        assert link and link.group(2) == "Web sitesi sohbet penceresi", link
+        async with http.get(server.url + link.group(1), headers=cookie) as r:
             owner = await r.text()
         assert f"{server.url}/widget.js" in owner and f"<code>{HOST}</code>" in owner
         async with http.get(server.url + "/admin/widget", allow_redirects=False) as r:

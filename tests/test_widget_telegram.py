@@ -105,3 +105,29 @@ async def test_the_token_alone_is_the_visitor_and_a_wrong_one_is_nobody(
         ) as resp:
             pane = await resp.text()
     assert f'href="{HOST}/"' in pane and "Ana sayfa" in pane
+
+
+async def test_the_entered_notice_follows_the_visitor_to_another_page(
+    tg_server: Server, fake: FakeTelegram
+) -> None:
+    token, cid = await widget_start(tg_server, "Kuzey", f"{HOST}/urunler", "Ürünler")
+    notice = await fake.wait_for_sent(with_text(f"[CID: {cid}]"))
+    assert f'<a href="{HOST}/urunler">Ürünler</a>' in (notice.text or "")
+    async with jarless() as http:
+        for url, title in ((f"{HOST}/sepet", "Sepet"), (f"{HOST}/odeme", "Ödeme & Kargo")):
+            async with http.post(
+                tg_server.url + "/widget/page",
+                json={"url": url, "title": title},
+                headers={HEADER: token},
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+    # The same message, edited to name the page the visitor is on now; still with its buttons.
+    edited = await fake.wait_for_sent(
+        lambda m: m.message_id == notice.message_id and "Ödeme &amp; Kargo" in (m.text or "")
+    )
+    text = edited.text or ""
+    assert f'<a href="{HOST}/odeme">Ödeme &amp; Kargo</a>' in text and "Ürünler" not in text
+    assert "<b>Kuzey</b>" in text and f"[CID: {cid}]" in text and edited.edits
+    assert {"text": "Sohbeti kapat", "callback_data": f"close:{cid}"} in edited.buttons
+    # No new message in the chat for it.
+    assert [s for s in fake.sent() if f"[CID: {cid}]" in (s.text or "")] == [edited]

@@ -121,6 +121,12 @@ class TelegramBridge:
             reply_to=message_id,
         )
 
+    async def page_changed(self, conv: Conversation) -> None:
+        """The visitor moved to another page of the host site: its notice names the new one."""
+        await self.outbox.add(
+            None, key=f"page:{conv.id}:{secrets.token_hex(8)}", kind="page", conversation_id=conv.id
+        )
+
     # CodeDelivery -------------------------------------------------------------------------------
 
     async def deliver_code(self, code: str, minutes: int) -> str | None:

@@ -31,8 +31,9 @@ log = logging.getLogger("sohbet.telegram.sender")
 
 SEEN_REACTION = "👀"
 # Items that change a message already in the chat instead of sending one: a notice after its
-# conversation was closed or reopened (its id in `reply_to`), a call's ring once it is over.
-EDITS = ("closed", "reopened", "call_over")
+# conversation was closed or reopened (its id in `reply_to`), a call's ring once it is over,
+# the notice again when the widget's visitor moved to another page of the host site.
+EDITS = ("closed", "reopened", "call_over", "page")
 
 
 class Skip(Exception):
@@ -165,6 +166,19 @@ class Sender:
             if message is None or ring is None or ring.tg_message_id is None:
                 raise Skip()  # the ring never reached Telegram
             return int(ring.tg_message_id), texts.call_over(conv, message.text), None
+        if item.kind == "page":
+            later = TgOutbox.filter(conversation_id=conv.id, kind="page", id__gt=item.id)
+            if await later.filter(status="pending").exists():
+                raise Skip()  # the visitor moved on again: only the latest page is worth an edit
+            notice = (
+                await TgOutbox.filter(conversation_id=conv.id, kind="entered", status="sent")
+                .order_by("-id")
+                .first()
+            )
+            if notice is None or notice.tg_message_id is None:
+                raise Skip()  # the notice never reached Telegram
+            buttons = self._buttons(conv, closed=conv.closed_at is not None)
+            return int(notice.tg_message_id), texts.entered(conv), buttons
         if item.reply_to is None:
             raise Skip()
         if item.kind == "closed":

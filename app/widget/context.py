@@ -64,8 +64,15 @@ async def page() -> tuple[dict[str, Any], int]:
         return _answer(exc)
     conv.host_url, conv.host_title = page
     await conv.save(update_fields=["host_url", "host_title"])
-    payload = {"chat_id": conv.cid, "url": conv.host_url, "title": conv.host_title}
-    await services().sio.emit("widget:page", payload, room=ADMINS, namespace="/chat")
+    svc = services()
+    # The line an open pane shows, rendered here so the panel swaps it in as it is.
+    html = await svc.chat.fanout.renderer.render(
+        "partials/widget/host_page.html", svc.settings.default_locale, conv=conv
+    )
+    payload = {"chat_id": conv.cid, "url": conv.host_url, "title": conv.host_title, "html": html}
+    await svc.sio.emit("widget:page", payload, room=ADMINS, namespace="/chat")
+    if svc.telegram is not None:
+        await svc.telegram.page_changed(conv)
     return {"ok": True}, 200
 
 

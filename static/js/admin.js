@@ -70,6 +70,14 @@ socket.on("admin:conversation", ({ html }) => {
   }
 });
 
+// The visitor moved to another page of the host site: the open pane shows the new one.
+socket.on("widget:page", ({ chat_id, html }) => {
+  if (current?.chatId !== chat_id || !html) return;
+  const line = fragment(html);
+  const old = pane.querySelector("#visitor-page");
+  if (old) old.replaceWith(line); else pane.querySelector(".chat__who")?.append(line);
+});
+
 socket.on("admin:alert", ({ html }) => {
   document.getElementById("telegram-alert").replaceWith(fragment(html));
 });

@@ -22,6 +22,9 @@ const browser = await puppeteer.launch({
     // No updates, telemetry or remote settings on a closed network.
     "app.update.enabled": false,
     "toolkit.telemetry.enabled": false,
+    // What a test adds (tests/support/engines.py `firefox(prefs=...)`), e.g. strict tracking
+    // protection for the widget.
+    ...JSON.parse(process.env.SOHBET_FIREFOX_PREFS || "{}"),
   },
 });
 
@@ -45,6 +48,20 @@ async function open({ width, height }) {
   return id;
 }
 
+// A command runs in the page, or in its frame whose URL contains `frame` (the widget's
+// cross-site iframe), waiting for that frame to be there.
+async function target(page, frame) {
+  const p = pages.get(page);
+  if (!frame) return p;
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const found = p.frames().find((f) => f.url().includes(frame));
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no frame with ${frame} in its URL`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 const commands = {
   open,
   async goto({ page, url }) {
@@ -56,15 +73,15 @@ const commands = {
   async resize({ page, width, height }) {
     await pages.get(page).setViewport({ width, height });
   },
-  async js({ page, body, args }) {
+  async js({ page, body, args, frame }) {
     const source = `(async function () { ${body} }).apply(null, ${JSON.stringify(args)})`;
-    return await pages.get(page).evaluate(source);
+    return await (await target(page, frame)).evaluate(source);
   },
-  async click({ page, selector }) {
-    await pages.get(page).click(selector);
+  async click({ page, selector, frame }) {
+    await (await target(page, frame)).click(selector);
   },
-  async type({ page, selector, text }) {
-    await pages.get(page).type(selector, text);
+  async type({ page, selector, text, frame }) {
+    await (await target(page, frame)).type(selector, text);
   },
   async upload({ page, selector, path }) {
     const input = await pages.get(page).$(selector);

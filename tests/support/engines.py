@@ -72,7 +72,15 @@ class EnginePage(Protocol):
     async def close(self) -> None: ...
 
 
-async def wait_js(page: EnginePage, body: str, *args: Any, timeout: float = 15) -> Any:
+class Scriptable(Protocol):
+    """Anything that runs `js` bodies: a page or one of its frames."""
+
+    engine: str
+
+    async def js(self, body: str, *args: Any) -> Any: ...
+
+
+async def wait_js(page: Scriptable, body: str, *args: Any, timeout: float = 15) -> Any:
     """Poll a `js` body until it returns something truthy; return that (the page's own timing
     decides when; the ceiling only matters when it never happens)."""
     deadline = time.monotonic() + timeout
@@ -175,6 +183,32 @@ class FirefoxDriver:
         return FirefoxPage(self, await self.send("open", width=width, height=height))
 
 
+class FirefoxFrame:
+    """The frame of a Firefox page whose URL contains `part` (a cross-site iframe such as the
+    widget's), with the page's `js`, `click` and `type`."""
+
+    engine = "firefox"
+
+    def __init__(self, page: FirefoxPage, part: str) -> None:
+        self.page = page
+        self.part = part
+
+    async def js(self, body: str, *args: Any) -> Any:
+        return await self.page.driver.send(
+            "js", page=self.page.ident, body=body, args=list(args), frame=self.part
+        )
+
+    async def click(self, selector: str) -> None:
+        await self.page.driver.send(
+            "click", page=self.page.ident, selector=selector, frame=self.part
+        )
+
+    async def type(self, selector: str, text: str) -> None:
+        await self.page.driver.send(
+            "type", page=self.page.ident, selector=selector, text=text, frame=self.part
+        )
+
+
 class FirefoxPage:
     engine = "firefox"
 
@@ -212,11 +246,21 @@ class FirefoxPage:
     async def close(self) -> None:
         await self.driver.send("close", page=self.ident)
 
+    def frame(self, part: str) -> FirefoxFrame:
+        """This page's frame whose URL contains `part`."""
+        return FirefoxFrame(self, part)
+
 
 @asynccontextmanager
-async def firefox() -> AsyncIterator[FirefoxDriver]:
-    """A headless firefox-esr for the duration of the block."""
-    env = {**os.environ, "FIREFOX": FIREFOX, "PUPPETEER_SKIP_DOWNLOAD": "1"}
+async def firefox(prefs: dict[str, Any] | None = None) -> AsyncIterator[FirefoxDriver]:
+    """A headless firefox-esr for the duration of the block, with these preferences on top of
+    tests/engines/driver.mjs's own."""
+    env = {
+        **os.environ,
+        "FIREFOX": FIREFOX,
+        "PUPPETEER_SKIP_DOWNLOAD": "1",
+        "SOHBET_FIREFOX_PREFS": json.dumps(prefs or {}),
+    }
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(ENGINES_DIR / "driver.mjs"),

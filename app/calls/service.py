@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -84,7 +85,10 @@ class CallService:
         self.calls: dict[str, Call] = {}
         self.store: CallStore = create_call_store(settings)
         # Who is on `/call`, on every process (the callee's sockets, busy or free).
-        self.presence: Presence = create_presence(settings)
+        # (its own keys and heartbeat: the `/chat` presence and its Repair never see these).
+        self.presence: Presence = create_presence(
+            dataclasses.replace(settings, redis_channel=f"{settings.redis_channel}:calls")
+        )
         # `/call` sockets connected to this process (Repair judges only these).
         self.mine: set[str] = set()
         self._joined: dict[str, str] = {}

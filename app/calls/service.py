@@ -2,18 +2,17 @@
 
 One call per conversation at a time, and one call per operator page: a call from a visitor
 rings every operator page that is not in a call already (several people may share the panel).
-Call state lives in a store every process sees (`store`: Redis with several processes), and
-who is on `/call` in a presence of its own, so the two parties of a P2P call may be on different
-processes; each process keeps the calls it touched as `Call` objects (timers, media) and refreshes
-them from the store. What a call is lives in `state`, its system messages in `messages`, how its
-media gets through (P2P, relay, echo: those stay on one process) in `connecting`.
+Call state lives where every process sees it (`shared`, over `store`: Redis with several
+processes), so the two parties of a P2P call may be on different processes; each process keeps
+the calls it touched as `Call` objects (timers, media) refreshed from there. What a call is
+lives in `state`, its system messages in `messages`, how its media gets through (P2P, relay,
+echo: those stay on one process) in `connecting`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import time
@@ -24,6 +23,7 @@ import socketio
 
 from app.calls.connecting import CallMedia
 from app.calls.messages import call_label, record_call
+from app.calls.shared import ANSWERED_TTL, SharedCalls
 from app.calls.state import (
     ACTIVE,
     ECHO,
@@ -36,13 +36,12 @@ from app.calls.state import (
     CallError,
     call_room,
 )
-from app.calls.store import CallStore, call_fields, call_from, create_call_store, merge
+from app.calls.store import merge
 from app.chat.receipts import other_role
 from app.chat.rooms import ADMINS
 from app.chat.service import ChatService
 from app.config import Settings
 from app.models import Conversation
-from app.realtime.presence import Presence, create_presence
 
 # Modules that drive calls import these names from here.
 __all__ = [
@@ -58,12 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("sohbet.calls")
-
-# How long a call's state outlives its last change: a ringing call whose process died ends by
-# itself soon after its ring; an answered one is renewed by every change of its own.
-ANSWERED_TTL = 4 * 3600
-# An ended call's claims stay a while so a late accept or a second end finds it ended.
-ENDED_TTL = 600
 
 
 class CallService:
@@ -83,16 +76,8 @@ class CallService:
         self.notify_ring = notify_ring
         # The calls this process touched; the store says what they are now.
         self.calls: dict[str, Call] = {}
-        self.store: CallStore = create_call_store(settings)
-        # Who is on `/call`, on every process (the callee's sockets, busy or free).
-        # (its own keys and heartbeat: the `/chat` presence and its Repair never see these).
-        self.presence: Presence = create_presence(
-            dataclasses.replace(settings, redis_channel=f"{settings.redis_channel}:calls")
-        )
-        # `/call` sockets connected to this process (Repair judges only these).
-        self.mine: set[str] = set()
-        self._joined: dict[str, str] = {}
         self.media = CallMedia(self.conf, sio, self.calls, self.end)
+        self.shared = SharedCalls(settings, self.calls, self.media.release)
         # The namespace answers offers and takes candidates through the hub directly.
         self.hub = self.media.hub
         self.ended = 0
@@ -103,40 +88,21 @@ class CallService:
         """A live call, as every process sees it now."""
         if not isinstance(call_id, str) or len(call_id) > 64:
             raise CallError("call_gone")
-        call = await self._fresh(call_id)
+        call = await self.shared.fresh(call_id)
         if call is None:
             raise CallError("call_gone")
         return call
 
     async def for_conversation(self, conversation_id: int) -> Call | None:
-        call_id = await self.store.value(f"conv:{conversation_id}")
-        return await self._fresh(call_id) if call_id else None
-
-    async def busy_sids(self, sids: list[str]) -> set[str]:
-        """Of these sockets, those in a call already on any process (not rung, cannot answer)."""
-        held = await self.store.values([f"sid:{sid}" for sid in sids])
-        return {sid for sid, call_id in zip(sids, held, strict=True) if call_id}
+        return await self.shared.for_conversation(conversation_id)
 
     async def save(self, call: Call) -> None:
         """Let every process see what this one changed in a call."""
-        ttl = ANSWERED_TTL if call.answered_at is not None else self.conf.ring_seconds + 30
-        await self.store.save(call.id, call_fields(call), ttl)
-        for key in (f"conv:{call.conversation_id}", *(f"sid:{sid}" for sid in call.sids.values())):
-            await self.store.extend(key, ttl)
+        await self.shared.save(call)
 
-    async def _fresh(self, call_id: str) -> Call | None:
-        """The call from the store, merged into this process's copy; None once it ended."""
-        fields = await self.store.load(call_id)
-        local = self.calls.get(call_id)
-        if fields is None or fields.get("state") == ENDED:
-            if local is not None:
-                await self._drop(local)
-            return None
-        if local is None:
-            local = self.calls[call_id] = call_from(fields)
-        else:
-            merge(local, fields)
-        return local
+    async def connected(self, sid: str, room: str) -> None:
+        """A `/call` socket joined its room: the callers on every process see it."""
+        await self.shared.connected(sid, room)
 
     # Ringing ----------------------------------------------------------------------------------
 
@@ -145,8 +111,8 @@ class CallService:
         if await self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
         callee = other_role(role)
-        callee_sids = await self._sockets(conv.id, callee)
-        busy = await self.busy_sids([sid, *callee_sids])
+        callee_sids = await self.shared.sockets(conv.id, callee)
+        busy = await self.shared.busy_sids([sid, *callee_sids])
         if sid in busy:
             raise CallError("already_in_call")
         free = [s for s in callee_sids if s not in busy]
@@ -166,7 +132,7 @@ class CallService:
             synthetic=conv.synthetic,
         )
         call.sids[role] = sid
-        await self._claim(call, sid, self.conf.ring_seconds + 30)
+        await self.shared.claim(call, sid, self.shared.ringing_ttl)
         call.timer = asyncio.get_running_loop().create_task(self._ring_timeout(call))
         name = conv.visitor_name if callee == "admin" else self.settings.operator_name
         await self.sio.emit(
@@ -191,7 +157,7 @@ class CallService:
         may test without a conversation."""
         if not self.conf.echo_enabled:
             raise CallError("echo_off")
-        if await self.busy_sids([sid]):
+        if await self.shared.busy_sids([sid]):
             raise CallError("already_in_call")
         if conv is not None and await self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
@@ -210,7 +176,7 @@ class CallService:
             synthetic=conv.synthetic if conv else False,
         )
         call.sids[role] = sid
-        await self._claim(call, sid, ANSWERED_TTL)
+        await self.shared.claim(call, sid, ANSWERED_TTL)
         call.timer = asyncio.get_running_loop().create_task(
             self._end_after(call, self.conf.echo_seconds, "time_limit")
         )
@@ -220,13 +186,10 @@ class CallService:
         """The callee answers; with forced relay both sides go straight to the server."""
         if call.state != RINGING or role == call.caller:
             raise CallError("call_gone")
-        if await self.busy_sids([sid]):
+        if await self.shared.busy_sids([sid]):
             raise CallError("already_in_call")
         # One accept wins, whichever process each page is on (or the ring ended first).
-        if not await self.store.claim(f"answer:{call.id}", sid, ENDED_TTL):
-            raise CallError("call_gone")
-        if not await self.store.claim(f"sid:{sid}", call.id, ANSWERED_TTL):
-            raise CallError("already_in_call")
+        await self.shared.answer(call, sid)
         call.sids[role] = sid
         call.state = ACTIVE
         call.answered_at = time.monotonic()
@@ -251,7 +214,7 @@ class CallService:
     async def decline(self, call: Call, role: str) -> None:
         if call.state != RINGING or role == call.caller:
             raise CallError("call_gone")
-        if not await self.store.claim(f"answer:{call.id}", "-", ENDED_TTL):
+        if not await self.shared.resolve(call):
             raise CallError("call_gone")
         caller_sid = call.sids.get(call.caller)
         if caller_sid:
@@ -265,7 +228,7 @@ class CallService:
         call = await self.for_conversation(conv.id)
         ringing_here = call is not None and call.state == RINGING and role != call.caller
         if call is not None and ringing_here and call.id == call_id:
-            if not await self.store.claim(f"answer:{call.id}", "-", ENDED_TTL):
+            if not await self.shared.resolve(call):
                 return
             await self.end(call, "unsupported", by=role, outcome=f"{role}_{reason}")
             return
@@ -279,15 +242,14 @@ class CallService:
         """End a call once: tell both sides, free its media, leave its system message."""
         if call.state == ENDED:
             return
-        fields = await self.store.load(call.id)
+        fields = await self.shared.store.load(call.id)
         if fields is not None:
             # Another process may have answered it, or its pages connected there.
             merge(call, fields)
-        await self._drop(call)
+        await self.shared.drop(call)
         # One process ends it: the others only forget their copy.
-        if not await self.store.claim(f"ended:{call.id}", "1", ENDED_TTL):
+        if not await self.shared.finish(call):
             return
-        await self._unclaim(call)
         was_answered = call.answered_at is not None
         # A call lasted from when its media flowed both ways; a P2P call whose pages never said
         # so (their media is between them) counts from the answer.
@@ -318,12 +280,10 @@ class CallService:
 
     async def disconnected(self, sid: str) -> None:
         """A page closed or its network dropped: its calls end (ringing ones as missed)."""
-        self.mine.discard(sid)
-        for key in list(self._rooms(sid)):
-            await self.presence.remove(key, sid)
-        call_id = await self.store.value(f"sid:{sid}")
+        await self.shared.disconnected(sid)
+        call_id = await self.shared.in_call(sid)
         if call_id is not None:
-            call = await self._fresh(call_id)
+            call = await self.shared.fresh(call_id)
             if call is not None and call.role_of(sid) is not None:
                 await self.end(call, "disconnected", by=call.role_of(sid))
         for call in list(self.calls.values()):
@@ -331,19 +291,9 @@ class CallService:
             if role is not None:
                 await self.end(call, "disconnected", by=role)
 
-    async def connected(self, sid: str, room: str) -> None:
-        """A `/call` socket joined its room: the callers on every process see it."""
-        self.mine.add(sid)
-        self._joined[sid] = room
-        await self.presence.add(f"call:{room}", sid)
-
-    def _rooms(self, sid: str) -> list[str]:
-        room = self._joined.pop(sid, None)
-        return [f"call:{room}"] if room is not None else []
-
     async def start(self) -> None:
         """Begin the `/call` presence heartbeat (with Redis)."""
-        await self.presence.start(_nothing_to_announce)
+        await self.shared.start()
 
     async def close(self) -> None:
         """Shutdown: end every call (telling both sides) and close every peer connection."""
@@ -352,9 +302,7 @@ class CallService:
                 await self.end(call, "server_restart")
         await self.media.relay.close()
         with contextlib.suppress(Exception):
-            await self.presence.close()
-        with contextlib.suppress(Exception):
-            await self.store.close()
+            await self.shared.close()
 
     # Repair -----------------------------------------------------------------------------------
 
@@ -363,11 +311,11 @@ class CallService:
         fixed = 0
         now = time.monotonic()
         for call in list(self.calls.values()):
-            if await self._fresh(call.id) is None:
-                fixed += 1
-                continue
+            if await self.shared.fresh(call.id) is None:
+                continue  # ended on another process: this copy is dropped
             # Only this process can tell whether its own sockets are gone.
-            gone = [role for role, sid in call.sids.items() if sid in self.mine and not live(sid)]
+            mine = self.shared.mine
+            gone = [role for role, sid in call.sids.items() if sid in mine and not live(sid)]
             overdue = call.state == RINGING and now - call.created_at > self.conf.ring_seconds + 5
             no_media = call.state == ACTIVE and self.media.relay.stalled(call, now)
             if gone or overdue or no_media:
@@ -377,35 +325,6 @@ class CallService:
         return fixed
 
     # Helpers ----------------------------------------------------------------------------------
-
-    async def _claim(self, call: Call, sid: str, ttl: int) -> None:
-        """Take the conversation and the caller's socket for this call, on every process."""
-        if not await self.store.claim(f"conv:{call.conversation_id}", call.id, ttl):
-            raise CallError("call_busy")
-        if not await self.store.claim(f"sid:{sid}", call.id, ttl):
-            await self.store.release(f"conv:{call.conversation_id}", call.id)
-            raise CallError("already_in_call")
-        self.calls[call.id] = call
-        await self.store.save(call.id, call_fields(call), ttl)
-
-    async def _unclaim(self, call: Call) -> None:
-        """Free the conversation and the sockets; the ended state stays a while."""
-        await self.store.release(f"conv:{call.conversation_id}", call.id)
-        for sid in call.sids.values():
-            await self.store.release(f"sid:{sid}", call.id)
-        await self.store.save(call.id, call_fields(call), ENDED_TTL)
-
-    async def _drop(self, call: Call) -> None:
-        """This process forgets a call: its timer and media."""
-        call.state = ENDED
-        self.calls.pop(call.id, None)
-        if call.timer is not None and call.timer is not asyncio.current_task():
-            call.timer.cancel()
-        await self.media.release(call)
-
-    async def _sockets(self, conversation_id: int, role: str) -> list[str]:
-        """The `/call` sockets of one side of a conversation, on every process."""
-        return await self.presence.members(f"call:{call_room(role, conversation_id)}")
 
     async def _emit_side(
         self, call: Call, role: str, event: str, payload: dict[str, Any], skip: str | None = None
@@ -419,9 +338,9 @@ class CallService:
     async def _ring_timeout(self, call: Call) -> None:
         # The ringing process owns the timer; if it dies, the state's TTL ends the call.
         await asyncio.sleep(self.conf.ring_seconds)
-        fresh = await self._fresh(call.id)
+        fresh = await self.shared.fresh(call.id)
         if fresh is not None and fresh.state == RINGING:
-            if await self.store.claim(f"answer:{call.id}", "-", ENDED_TTL):
+            if await self.shared.resolve(fresh):
                 await self.end(fresh, "timeout")
 
     async def _end_after(self, call: Call, seconds: float, reason: str) -> None:
@@ -433,7 +352,3 @@ class CallService:
         await record_call(
             self.chat, self.settings.default_locale, conversation_id, call_id, outcome, seconds
         )
-
-
-async def _nothing_to_announce(online: list[str], offline: list[str]) -> None:
-    """`/call` presence changes show nowhere (the `/chat` presence drives the pages)."""

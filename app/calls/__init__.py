@@ -36,6 +36,7 @@ def init_app(
 
     @app.while_serving
     async def call_media() -> AsyncGenerator[None, None]:
+        await calls.start()
         yield
         await calls.close()
 

@@ -98,9 +98,9 @@ class CallNamespace(ConversationNamespace):
         await self.emit(self.error_event, reply, to=sid)
         return reply
 
-    def _participant(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> Call:
+    async def _participant(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> Call:
         """The call named in the payload, if this socket is one of its two parties."""
-        call = self.calls.get(data.get("call_id"))
+        call = await self.calls.get(data.get("call_id"))
         role = call.role_of(sid)
         if role is None or role != session.get("role"):
             raise CallError("call_gone")
@@ -112,7 +112,9 @@ class CallNamespace(ConversationNamespace):
         """Identify the socket from its cookies (as `/chat` does); refuse it otherwise."""
         session, conv = await self._identify(environ, auth)
         await self.save_session(sid, session)
-        await self.enter_room(sid, ADMINS if conv is None else visitor_room(conv.id))
+        room = ADMINS if conv is None else visitor_room(conv.id)
+        await self.enter_room(sid, room)
+        await self.calls.connected(sid, room)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         """A closed page or a dropped network ends that side's calls."""
@@ -125,7 +127,7 @@ class CallNamespace(ConversationNamespace):
     ) -> dict[str, Any]:
         """`join {chat_id}`: the conversation's current call, if any (a reloaded page rings)."""
         conv = await self._conversation_for(session, data.get("chat_id"))
-        call = self.calls.for_conversation(conv.id)
+        call = await self.calls.for_conversation(conv.id)
         return {
             "ok": True,
             "chat_id": conv.cid,
@@ -170,7 +172,7 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`call:accept {call_id}`: answer; both sides get `call:accepted`."""
-        call = self.calls.get(data.get("call_id"))
+        call = await self.calls.get(data.get("call_id"))
         await self._check_side(session, call)
         await self.calls.accept(call, session["role"], sid)
         return {"ok": True, **self.calls.media.accepted_payload(call, session["role"])}
@@ -179,7 +181,7 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`call:decline {call_id}`: the caller gets `call:declined`."""
-        call = self.calls.get(data.get("call_id"))
+        call = await self.calls.get(data.get("call_id"))
         await self._check_side(session, call)
         await self.calls.decline(call, session["role"])
         return {"ok": True}
@@ -196,7 +198,7 @@ class CallNamespace(ConversationNamespace):
 
     async def _end(self, sid: str, session: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """`call:end {call_id}`: hang up (or cancel a ringing call); both get `call:ended`."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         await self.calls.end(call, "hangup", by=session["role"])
         return {"ok": True}
 
@@ -204,16 +206,18 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`call:relay {call_id}`: P2P did not connect; both sides reconnect through the server."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         await self.calls.media.fallback_to_relay(call)
+        await self.calls.save(call)
         return {"ok": True, "mode": call.mode}
 
     async def _connected(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`call:connected {call_id}`: the page's P2P connection is up; both sides are told."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         await self.calls.media.p2p_connected(call)
+        await self.calls.save(call)
         return {"ok": True, "state": call.public_state}
 
     async def _unsupported(
@@ -232,7 +236,7 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`call:media {call_id, camera}`: tell the other side the camera went on or off."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         other = call.sids.get(other_role(session["role"]))
         if other:
             await self.emit(
@@ -248,7 +252,7 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`rtc:offer {call_id, sdp}`: to the other party (P2P) or answered by the server."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         sdp = _sdp(data.get("sdp"))
         role = session["role"]
         target = data.get("to")
@@ -271,7 +275,7 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`rtc:answer {call_id, sdp}`: the callee's answer, to the caller (P2P)."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         if call.mode != P2P:
             raise CallError("bad_signal")
         sdp = _sdp(data.get("sdp"))
@@ -282,7 +286,7 @@ class CallNamespace(ConversationNamespace):
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`rtc:candidate {call_id, candidate}`: a trickled ICE candidate (null ends them)."""
-        call = self._participant(sid, session, data)
+        call = await self._participant(sid, session, data)
         candidate = checked_candidate(data.get("candidate"))
         role = session["role"]
         target = data.get("to")

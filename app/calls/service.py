@@ -2,9 +2,11 @@
 
 One call per conversation at a time, and one call per operator page: a call from a visitor
 rings every operator page that is not in a call already (several people may share the panel).
-Calls live in this process's memory: with several server processes the two parties of a call
-must reach the same one (see README, "Calls"). What a call is lives in `state`, its system
-messages in `messages`, how its media gets through (P2P, relay, echo) in `connecting`.
+Call state lives where every process sees it (`shared`, over `store`: Redis with several
+processes), so the two parties of a P2P call may be on different processes; each process keeps
+the calls it touched as `Call` objects (timers, media) refreshed from there. What a call is
+lives in `state`, its system messages in `messages`, how its media gets through (P2P, relay,
+echo: those stay on one process) in `connecting`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socketio
 
 from app.calls.connecting import CallMedia
 from app.calls.messages import call_label, record_call
+from app.calls.shared import ANSWERED_TTL, SharedCalls
 from app.calls.state import (
     ACTIVE,
     ECHO,
@@ -33,6 +36,7 @@ from app.calls.state import (
     CallError,
     call_room,
 )
+from app.calls.store import merge
 from app.chat.receipts import other_role
 from app.chat.rooms import ADMINS
 from app.chat.service import ChatService
@@ -70,39 +74,47 @@ class CallService:
         self.chat = chat
         self.sio = sio
         self.notify_ring = notify_ring
+        # The calls this process touched; the store says what they are now.
         self.calls: dict[str, Call] = {}
-        self.by_conversation: dict[int, str] = {}
         self.media = CallMedia(self.conf, sio, self.calls, self.end)
+        self.shared = SharedCalls(settings, self.calls, self.media.release)
         # The namespace answers offers and takes candidates through the hub directly.
         self.hub = self.media.hub
         self.ended = 0
 
     # Queries ----------------------------------------------------------------------------------
 
-    def get(self, call_id: object) -> Call:
-        if not isinstance(call_id, str) or call_id not in self.calls:
+    async def get(self, call_id: object) -> Call:
+        """A live call, as every process sees it now."""
+        if not isinstance(call_id, str) or len(call_id) > 64:
             raise CallError("call_gone")
-        return self.calls[call_id]
+        call = await self.shared.fresh(call_id)
+        if call is None:
+            raise CallError("call_gone")
+        return call
 
-    def for_conversation(self, conversation_id: int) -> Call | None:
-        call_id = self.by_conversation.get(conversation_id)
-        return self.calls.get(call_id) if call_id else None
+    async def for_conversation(self, conversation_id: int) -> Call | None:
+        return await self.shared.for_conversation(conversation_id)
 
-    def busy_sids(self) -> set[str]:
-        """Sockets in a call already (they are not rung, and cannot answer another)."""
-        return {sid for c in self.calls.values() if c.state != ENDED for sid in c.sids.values()}
+    async def save(self, call: Call) -> None:
+        """Let every process see what this one changed in a call."""
+        await self.shared.save(call)
+
+    async def connected(self, sid: str, room: str) -> None:
+        """A `/call` socket joined its room: the callers on every process see it."""
+        await self.shared.connected(sid, room)
 
     # Ringing ----------------------------------------------------------------------------------
 
     async def ring(self, conv: Conversation, role: str, sid: str, *, video: bool) -> Call:
         """Start a call from one side of a conversation; the other side's sockets ring."""
-        if self.for_conversation(conv.id) is not None:
+        if await self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
         callee = other_role(role)
-        busy = self.busy_sids()
+        callee_sids = await self.shared.sockets(conv.id, callee)
+        busy = await self.shared.busy_sids([sid, *callee_sids])
         if sid in busy:
             raise CallError("already_in_call")
-        callee_sids = self._sockets(conv.id, callee)
         free = [s for s in callee_sids if s not in busy]
         if role == "visitor" and callee_sids and not free:
             await self._record(conv.id, secrets.token_hex(6), "busy", 0)
@@ -120,7 +132,7 @@ class CallService:
             synthetic=conv.synthetic,
         )
         call.sids[role] = sid
-        self._add(call)
+        await self.shared.claim(call, sid, self.shared.ringing_ttl)
         call.timer = asyncio.get_running_loop().create_task(self._ring_timeout(call))
         name = conv.visitor_name if callee == "admin" else self.settings.operator_name
         await self.sio.emit(
@@ -145,9 +157,9 @@ class CallService:
         may test without a conversation."""
         if not self.conf.echo_enabled:
             raise CallError("echo_off")
-        if sid in self.busy_sids():
+        if await self.shared.busy_sids([sid]):
             raise CallError("already_in_call")
-        if conv is not None and self.for_conversation(conv.id) is not None:
+        if conv is not None and await self.for_conversation(conv.id) is not None:
             raise CallError("call_busy")
         if self.media.relay.echo_full:
             raise CallError("relay_busy")
@@ -164,9 +176,7 @@ class CallService:
             synthetic=conv.synthetic if conv else False,
         )
         call.sids[role] = sid
-        self.calls[call.id] = call
-        if conv is not None:
-            self.by_conversation[conv.id] = call.id
+        await self.shared.claim(call, sid, ANSWERED_TTL)
         call.timer = asyncio.get_running_loop().create_task(
             self._end_after(call, self.conf.echo_seconds, "time_limit")
         )
@@ -176,8 +186,10 @@ class CallService:
         """The callee answers; with forced relay both sides go straight to the server."""
         if call.state != RINGING or role == call.caller:
             raise CallError("call_gone")
-        if sid in self.busy_sids():
+        if await self.shared.busy_sids([sid]):
             raise CallError("already_in_call")
+        # One accept wins, whichever process each page is on (or the ring ended first).
+        await self.shared.answer(call, sid)
         call.sids[role] = sid
         call.state = ACTIVE
         call.answered_at = time.monotonic()
@@ -186,6 +198,7 @@ class CallService:
             call.timer = None
         if self.conf.force_relay:
             await self.media.move_to_relay(call)
+        await self.save(call)
         for who, owner in call.sids.items():
             await self.sio.emit(
                 "call:accepted",
@@ -201,6 +214,8 @@ class CallService:
     async def decline(self, call: Call, role: str) -> None:
         if call.state != RINGING or role == call.caller:
             raise CallError("call_gone")
+        if not await self.shared.resolve(call):
+            raise CallError("call_gone")
         caller_sid = call.sids.get(call.caller)
         if caller_sid:
             await self.sio.emit("call:declined", call.summary(), to=caller_sid, namespace=NAMESPACE)
@@ -210,9 +225,11 @@ class CallService:
         self, conv: Conversation, role: str, reason: str, call_id: object = None
     ) -> None:
         """A page that cannot call (no WebRTC, no microphone): the chat says why; its ring ends."""
-        call = self.for_conversation(conv.id)
+        call = await self.for_conversation(conv.id)
         ringing_here = call is not None and call.state == RINGING and role != call.caller
         if call is not None and ringing_here and call.id == call_id:
+            if not await self.shared.resolve(call):
+                return
             await self.end(call, "unsupported", by=role, outcome=f"{role}_{reason}")
             return
         await self._record(conv.id, secrets.token_hex(6), f"{role}_{reason}", 0)
@@ -225,18 +242,19 @@ class CallService:
         """End a call once: tell both sides, free its media, leave its system message."""
         if call.state == ENDED:
             return
+        fields = await self.shared.store.load(call.id)
+        if fields is not None:
+            # Another process may have answered it, or its pages connected there.
+            merge(call, fields)
+        await self.shared.drop(call)
+        # One process ends it: the others only forget their copy.
+        if not await self.shared.finish(call):
+            return
         was_answered = call.answered_at is not None
         # A call lasted from when its media flowed both ways; a P2P call whose pages never said
         # so (their media is between them) counts from the answer.
         since = call.connected_at or (call.answered_at if call.mode == P2P else None)
         never_connected = call.mode != P2P and call.connected_at is None
-        call.state = ENDED
-        self.calls.pop(call.id, None)
-        if self.by_conversation.get(call.conversation_id) == call.id:
-            del self.by_conversation[call.conversation_id]
-        if call.timer is not None and call.timer is not asyncio.current_task():
-            call.timer.cancel()
-        await self.media.release(call)
         self.ended += 1
         seconds = round(time.monotonic() - since) if since is not None else 0
         payload = {**call.summary(), "reason": reason, "by": by, "duration": seconds}
@@ -262,10 +280,20 @@ class CallService:
 
     async def disconnected(self, sid: str) -> None:
         """A page closed or its network dropped: its calls end (ringing ones as missed)."""
+        await self.shared.disconnected(sid)
+        call_id = await self.shared.in_call(sid)
+        if call_id is not None:
+            call = await self.shared.fresh(call_id)
+            if call is not None and call.role_of(sid) is not None:
+                await self.end(call, "disconnected", by=call.role_of(sid))
         for call in list(self.calls.values()):
             role = call.role_of(sid)
             if role is not None:
                 await self.end(call, "disconnected", by=role)
+
+    async def start(self) -> None:
+        """Begin the `/call` presence heartbeat (with Redis)."""
+        await self.shared.start()
 
     async def close(self) -> None:
         """Shutdown: end every call (telling both sides) and close every peer connection."""
@@ -273,6 +301,8 @@ class CallService:
             with contextlib.suppress(Exception):
                 await self.end(call, "server_restart")
         await self.media.relay.close()
+        with contextlib.suppress(Exception):
+            await self.shared.close()
 
     # Repair -----------------------------------------------------------------------------------
 
@@ -281,7 +311,11 @@ class CallService:
         fixed = 0
         now = time.monotonic()
         for call in list(self.calls.values()):
-            gone = [role for role, sid in call.sids.items() if not live(sid)]
+            if await self.shared.fresh(call.id) is None:
+                continue  # ended on another process: this copy is dropped
+            # Only this process can tell whether its own sockets are gone.
+            mine = self.shared.mine
+            gone = [role for role, sid in call.sids.items() if sid in mine and not live(sid)]
             overdue = call.state == RINGING and now - call.created_at > self.conf.ring_seconds + 5
             no_media = call.state == ACTIVE and self.media.relay.stalled(call, now)
             if gone or overdue or no_media:
@@ -291,17 +325,6 @@ class CallService:
         return fixed
 
     # Helpers ----------------------------------------------------------------------------------
-
-    def _add(self, call: Call) -> None:
-        self.calls[call.id] = call
-        self.by_conversation[call.conversation_id] = call.id
-
-    def _sockets(self, conversation_id: int, role: str) -> list[str]:
-        """This process's `/call` sockets of one side of a conversation."""
-        participants = self.sio.manager.get_participants(
-            NAMESPACE, call_room(role, conversation_id)
-        )
-        return [sid for sid, _ in participants]
 
     async def _emit_side(
         self, call: Call, role: str, event: str, payload: dict[str, Any], skip: str | None = None
@@ -313,9 +336,12 @@ class CallService:
         await self.sio.emit(event, payload, room=room, skip_sid=skip, namespace=NAMESPACE)
 
     async def _ring_timeout(self, call: Call) -> None:
+        # The ringing process owns the timer; if it dies, the state's TTL ends the call.
         await asyncio.sleep(self.conf.ring_seconds)
-        if call.state == RINGING:
-            await self.end(call, "timeout")
+        fresh = await self.shared.fresh(call.id)
+        if fresh is not None and fresh.state == RINGING:
+            if await self.shared.resolve(fresh):
+                await self.end(fresh, "timeout")
 
     async def _end_after(self, call: Call, seconds: float, reason: str) -> None:
         await asyncio.sleep(seconds)

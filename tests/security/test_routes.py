@@ -21,9 +21,20 @@ from tests.support.server import Server, query
 SERVER_ENV = SUITE_ENV
 # Reachable before signing in, each with its own protection (origin check, password, secret,
 # the one-time device link's token).
-PUBLIC_WRITES = {"/start", "/admin/login", "/admin/verify", "/tg/webhook", "/continue/<token>"}
-# A visitor's own writes: the visitor cookie (SameSite=Lax) and the origin check protect them.
-VISITOR_WRITES = {"/handoff"}
+# The widget's frame opens a conversation (`/widget/start`, like `/start`) or shows the one of
+# the token it keeps (`/widget/frame`), each only for a host page on WIDGET_ORIGINS.
+PUBLIC_WRITES = {
+    "/start",
+    "/admin/login",
+    "/admin/verify",
+    "/tg/webhook",
+    "/continue/<token>",
+    "/widget/start",
+    "/widget/frame",
+}
+# A visitor's own writes: the visitor cookie (SameSite=Lax) or the widget frame's token, and
+# the origin check, protect them.
+VISITOR_WRITES = {"/handoff", "/widget/page", "/widget/identify"}
 WRITE_METHODS = {"POST", "PUT", "DELETE", "PATCH"}
 # Visitor or operator writes: the operator's form says `as=admin` and carries a file.
 UPLOADS = {"/media/upload"}

@@ -128,7 +128,7 @@ def py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
 PARTS = {
     "Redis (client, pub/sub manager)": ("redis/", "redis_manager", "pubsub"),
     "presence": ("presence",),
-    "rate limits": ("limits/", "limit"),
+    "rate limits": ("limits/", "ratelimit"),
     "JSON": ("json/", "json.", "JSON."),
     "database (tortoise, asyncpg)": ("tortoise/", "asyncpg/"),
     "templates (jinja2)": ("jinja2/",),
@@ -138,13 +138,18 @@ PARTS = {
 }
 
 
+# py-spy does not see uvloop's wait in epoll (C) or an executor thread's wait on its queue as
+# idle: a stack ending in one of these is a waiting thread.
+IDLE_LEAVES = ("Runner.run (asyncio/runners.py", "_worker (concurrent/futures/thread.py")
+
+
 def profile_summary(path: Path) -> dict[str, Any]:
-    """Share of py-spy's samples (raw, collapsed stacks) whose stack holds each part."""
+    """Share of py-spy's busy samples (raw, collapsed stacks) whose stack holds each part."""
     total = 0
     counts = dict.fromkeys(PARTS, 0)
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if not n.isdigit():
+        if not n.isdigit() or stack.rsplit(";", 1)[-1].startswith(IDLE_LEAVES):
             continue
         total += int(n)
         for part, keys in PARTS.items():

@@ -244,7 +244,7 @@ def run_config(
         }
         per_process_before = [cpu_seconds(tree(s.proc.pid)) for s in servers if s.proc]
         spy = None
-        if args.profile == processes and clustered and servers[0].proc:
+        if args.profile == processes and servers[0].proc:
             profile = run_dir / "process1.pyspy.txt"
             spy = py_spy(servers[0].proc.pid, int(min(10, args.duration)), profile)
             out["profile"] = str(profile)
@@ -330,7 +330,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument(
-        "--profile", type=int, default=0, help="py-spy (raw) on process 1 at this many processes"
+        "--profile",
+        type=int,
+        default=0,
+        help="py-spy (raw) on process 1 of every configuration with this many processes",
     )
     args = parser.parse_args()
     raise_nofile()

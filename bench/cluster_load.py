@@ -2,7 +2,7 @@
 HAProxy (with Redis) against one process without Redis, in one run.
 
     .venv/bin/python -m bench.cluster_load --pairs 100 --rate 300 --duration 15
-    .venv/bin/python -m bench.cluster_load --profile 2      # + py-spy on process 1 at 2 processes
+    .venv/bin/python -m bench.cluster_load --profile 1,2   # + py-spy, process 1, at 1 and 2
 
 Every configuration gets a fresh PostgreSQL database (tests/support/server.py) and the same load
 as `bench.chat_load load` (its worker processes, open-loop schedule, latency at the operator's
@@ -117,7 +117,21 @@ def py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
         print("py-spy not installed: no profile", flush=True)
         return None
     return subprocess.Popen(
-        [exe, "record", "-d", str(seconds), "-p", str(pid), "--format", "raw", "-o", str(out)],
+        # --gil: only samples that hold the GIL. Without it, uvloop's wait in epoll shows up
+        # as the last Python frame that ran, and idle time is counted as work.
+        [
+            exe,
+            "record",
+            "--gil",
+            "-d",
+            str(seconds),
+            "-p",
+            str(pid),
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -138,8 +152,7 @@ PARTS = {
 }
 
 
-# py-spy does not see uvloop's wait in epoll (C) or an executor thread's wait on its queue as
-# idle: a stack ending in one of these is a waiting thread.
+# A stack ending in one of these is a waiting thread (asyncio's loop, an executor thread).
 IDLE_LEAVES = ("Runner.run (asyncio/runners.py", "_worker (concurrent/futures/thread.py")
 
 
@@ -244,7 +257,7 @@ def run_config(
         }
         per_process_before = [cpu_seconds(tree(s.proc.pid)) for s in servers if s.proc]
         spy = None
-        if args.profile == processes and servers[0].proc:
+        if processes in args.profile and servers[0].proc:
             profile = run_dir / "process1.pyspy.txt"
             spy = py_spy(servers[0].proc.pid, int(min(10, args.duration)), profile)
             out["profile"] = str(profile)
@@ -331,9 +344,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument(
         "--profile",
-        type=int,
-        default=0,
-        help="py-spy (raw) on process 1 of every configuration with this many processes",
+        type=lambda v: {int(n) for n in v.split(",")},
+        default=set(),
+        help="py-spy (raw) on process 1 of every configuration with these many processes (1,2)",
     )
     args = parser.parse_args()
     raise_nofile()

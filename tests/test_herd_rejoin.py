@@ -1,0 +1,113 @@
+"""A herd of visitors leaving and coming back: what each disconnect and each stale join costs.
+
+The server logs every SQL statement it runs (tortoise's `tortoise.db_client` logger at debug,
+through Hypercorn's `--log-config`), so a test can see which database reads a socket caused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.clients import client_id, start_visitor, visitor_peer
+from tests.support.server import SERVE_ARGS, Server
+
+METRICS_TOKEN = "herd-metrics-token"
+# A read of one conversation by id (the list row's), as tortoise writes it for SQLite.
+ROW_READ = re.compile(r'^SQL .*FROM "conversation" WHERE "id"=', re.M)
+
+
+def _log_config(folder: Path) -> Path:
+    path = folder / "sql-log.json"
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"sql": {"format": "SQL %(message)s"}},
+        "handlers": {
+            "sql": {
+                "class": "logging.StreamHandler",
+                "formatter": "sql",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "tortoise.db_client": {"level": "DEBUG", "handlers": ["sql"], "propagate": False}
+        },
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="module", name="server")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    workdir = tmp_path_factory.mktemp("herd")
+    srv = Server(
+        database_url=f"sqlite://{workdir / 'sohbet.db'}",
+        workdir=workdir,
+        env_extra={"METRICS_TOKEN": METRICS_TOKEN},
+        serve_args=(*SERVE_ARGS, "--log-config", f"json:{_log_config(workdir)}"),
+    )
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await asyncio.to_thread(srv.stop)
+
+
+async def _visitor_sockets(server: Server) -> float:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        ) as resp:
+            text = await resp.text()
+    match = re.search(r'^sohbet_sockets_connected\{role="visitor"\} ([0-9.e+]+)$', text, re.M)
+    assert match, text
+    return float(match.group(1))
+
+
+async def test_a_visitor_leaving_with_no_panel_open_reads_nothing(server: Server) -> None:
+    token, cid = await start_visitor(server.url, "Herd")
+    visitor = await visitor_peer(server.url, token)
+    assert (await visitor.call("join", {"chat_id": cid}))["ok"]
+    assert "SQL " in server.log(), "the server does not log its SQL: the test would see nothing"
+    before = len(server.log())
+    await visitor.close()
+    # The socket leaves its rooms (which the metric counts) once its disconnect handler is done.
+    deadline = asyncio.get_running_loop().time() + 20
+    while await _visitor_sockets(server) > 0:
+        assert asyncio.get_running_loop().time() < deadline, "the visitor never left"
+        await asyncio.sleep(0.05)
+    assert not ROW_READ.findall(server.log()[before:]), "a disconnect read the conversation"
+
+
+async def test_twenty_joins_at_once_are_answered_by_one_replay(server: Server) -> None:
+    token, cid = await start_visitor(server.url, "Herd")
+    visitor = await visitor_peer(server.url, token)
+    try:
+        sent = await visitor.call("send", {"chat_id": cid, "text": "hi", "client_id": client_id()})
+        assert sent["ok"]
+        acks = await asyncio.gather(
+            *(visitor.call("join", {"chat_id": cid, "last_seq": 0}, timeout=30) for _ in range(20))
+        )
+        for ack in acks:
+            assert ack["ok"] and ack["chat_id"] == cid
+            assert ack["last_seq"] == ack["through"] == sent["message"]["seq"]
+        # The copies sent while the first was running share its replay; only a copy that came
+        # after it had ended can have started another.
+        replays = visitor.events["chat:history"]
+        assert 1 <= len(replays) <= 3, f"{len(replays)} replays for 20 identical joins"
+        assert all([m["seq"] for m in r] == [sent["message"]["seq"]] for r in replays)
+        # A different join waits for the running one, then gets its own answer.
+        later = await asyncio.gather(
+            visitor.call("join", {"chat_id": cid, "last_seq": 0}),
+            visitor.call("join", {"chat_id": cid, "last_seq": sent["message"]["seq"]}),
+        )
+        assert [a["replayed"] for a in later] == [1, 0]
+    finally:
+        await visitor.close()

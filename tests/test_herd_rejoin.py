@@ -7,6 +7,7 @@ through Hypercorn's `--log-config`), so a test can see which database reads a so
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from collections.abc import AsyncIterator
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, Route, WebSocketRoute, expect
 
 from tests.support.clients import client_id, start_visitor, visitor_peer
+from tests.support.pages import PHONE, close_all, open_page, start_chat
 from tests.support.server import SERVE_ARGS, Server
 
 METRICS_TOKEN = "herd-metrics-token"
@@ -111,3 +114,82 @@ async def test_twenty_joins_at_once_are_answered_by_one_replay(server: Server) -
         assert [a["replayed"] for a in later] == [1, 0]
     finally:
         await visitor.close()
+
+
+def _is_chat_join(packets: str) -> bool:
+    # The /chat namespace's join (the /call namespace has a `join` of its own).
+    return re.search(r'42/chat,\d*\["join"', packets) is not None
+
+
+@pytest.mark.browser
+async def test_a_page_whose_joins_go_unanswered_sends_them_ever_further_apart(
+    browser: Browser, server: Server
+) -> None:
+    """Every /chat join the page sends is lost on its way; the page's clock is run ahead (its
+    own timers, the ack timeout included) and each re-sent join is timed on it."""
+    sent: list[float | None] = []  # page time (ms) each join left at; None until stamped
+    routes: list[WebSocketRoute] = []
+
+    async def relay(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        upstream = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and _is_chat_join(message):
+                sent.append(None)
+                return
+            upstream.send(message)
+
+        ws.on_message(to_server)
+
+    async def poll(route: Route) -> None:
+        # Before its upgrade to a WebSocket the page sends over long-polling POSTs.
+        body = route.request.post_data or ""
+        if route.request.method == "POST" and _is_chat_join(body):
+            sent.append(None)
+            rest = "\x1e".join(p for p in body.split("\x1e") if not _is_chat_join(p))
+            if not rest:
+                await route.fulfill(status=200, body="ok")
+                return
+            await route.continue_(post_data=rest)
+            return
+        await route.continue_()
+
+    _, page, _ = await open_page(browser, PHONE)
+    await page.clock.install()
+    await page.route_web_socket(re.compile(r".*/socket\.io/.*"), relay)
+    await page.route(re.compile(r".*/socket\.io/.*"), poll)
+
+    async def stamp() -> float:
+        now = float(await page.evaluate("Date.now()"))
+        sent[:] = [now if t is None else t for t in sent]
+        return now
+
+    try:
+        await start_chat(page, server.url, "Sürü")
+        await expect(page.locator("body[data-socket=up]")).to_be_attached()
+        for _ in range(200):  # the first join, and the upgrade to a WebSocket
+            if sent and routes:
+                break
+            await asyncio.sleep(0.1)
+        assert sent and routes, "the page never joined over a WebSocket"
+        start = await stamp()
+        now = start
+        while len(sent) < 6 and now - start < 120_000:
+            # The server's pings come in real time: the page hears one each fake 10 s, or it
+            # would take the connection for dead and reconnect (and join at once).
+            if int(now - start) % 10_000 < 200:
+                routes[-1].send("2")
+            await page.clock.run_for(200)
+            await asyncio.sleep(0.01)
+            now = await stamp()
+        assert len(sent) >= 6, f"{len(sent)} joins in {now - start:.0f} ms of the page's time"
+        # The first join went out before the page's clock was watched: timed from the second.
+        times = [t for t in sent[1:6] if t is not None]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # Each join is sent only once the one before it has timed out (8 s) ...
+        assert all(gap >= 8000 - 300 for gap in gaps), gaps
+        # ... and the pause after that doubles: 1-2 s, 2-4 s, 4-8 s, 8-16 s.
+        assert gaps[2] > gaps[0] + 1500 and gaps[3] > gaps[0] + 5000, gaps
+    finally:
+        await close_all(page)

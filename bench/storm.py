@@ -216,8 +216,12 @@ class Worker:
             auth={"as": "admin", "watch_list": False},
             on_event=self._on_operator,
         )
+        # Without --no-panel this admin socket watches the list (an operator panel open).
         panel = SioClient(
-            url, cookie=cmd["admin_cookie"], auth={"as": "admin"}, on_event=self._on_panel
+            url,
+            cookie=cmd["admin_cookie"],
+            auth={"as": "admin", "watch_list": cmd.get("panel", True)},
+            on_event=self._on_panel,
         )
         for client in (visitor, operator, panel):
             await client.connect(30)
@@ -350,7 +354,12 @@ def wait_idle(sampler: Any, since: float, bound: float) -> float | None:
 
 
 def run(
-    count: int, manager: str, workers: int, bound: float, sigterm_only: bool = False
+    count: int,
+    manager: str,
+    workers: int,
+    bound: float,
+    sigterm_only: bool = False,
+    panel: bool = True,
 ) -> dict[str, Any]:
     from bench.servers import HYPERCORN_APPS, Sampler, git_state, setup_accounts, start_server
 
@@ -361,7 +370,6 @@ def run(
     env = {
         "DATABASE_URL": f"sqlite://{run_dir / 'bench.db'}",
         "SECRET_KEY": "x",
-        "ADMIN_PASSWORD": "pw",
         "SOHBET_ENV_FILE": "/nonexistent",
         "CONVERSATIONS_PER_HOUR": "1000000",
         "MESSAGES_PER_MINUTE": "1000000",
@@ -371,7 +379,7 @@ def run(
     sampler = Sampler(server).start()
     pool = Pool(workers + 1)
     pair = workers
-    out: dict[str, Any] = {"count": count, "manager": manager, "git": git_state()}
+    out: dict[str, Any] = {"count": count, "manager": manager, "panel": panel, "git": git_state()}
     try:
         t = time.monotonic()
         accounts = asyncio.run(setup_accounts(server, count + 1))
@@ -385,6 +393,7 @@ def run(
                     "chat_id": pair_chat,
                     "visitor_cookie": pair_cookie,
                     "admin_cookie": accounts.admin_cookie,
+                    "panel": panel,
                 }
             },
             60,
@@ -472,6 +481,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--bound", type=float, default=300, help="longest wait per phase (s)")
     parser.add_argument(
+        "--no-panel", action="store_true", help="no operator list open (no list watcher)"
+    )
+    parser.add_argument(
         "--sigterm-only", action="store_true", help="only the storm with SIGTERM (step 4)"
     )
     args = parser.parse_args()
@@ -479,7 +491,9 @@ def main() -> None:
     results = []
     for count in [int(c) for c in args.counts.split(",")]:
         for manager in args.managers.split(","):
-            results.append(run(count, manager, args.workers, args.bound, args.sigterm_only))
+            results.append(
+                run(count, manager, args.workers, args.bound, args.sigterm_only, not args.no_panel)
+            )
     print(json.dumps(results, indent=2, default=str))
 
 

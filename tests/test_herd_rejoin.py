@@ -17,7 +17,13 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Route, WebSocketRoute, expect
 
-from tests.support.clients import client_id, start_visitor, visitor_peer
+from tests.support.clients import (
+    admin_login,
+    admin_peer,
+    client_id,
+    start_visitor,
+    visitor_peer,
+)
 from tests.support.pages import PHONE, close_all, open_page, start_chat
 from tests.support.server import SERVE_ARGS, Server
 
@@ -193,3 +199,40 @@ async def test_a_page_whose_joins_go_unanswered_sends_them_ever_further_apart(
         assert gaps[2] > gaps[0] + 1500 and gaps[3] > gaps[0] + 5000, gaps
     finally:
         await close_all(page)
+
+
+async def test_visitors_leaving_at_once_with_a_panel_open_are_read_in_one_query(
+    server: Server,
+) -> None:
+    token = await admin_login(server)
+    panel = await admin_peer(server.url, token)
+    visitors, cids = [], []
+    try:
+        for i in range(5):
+            visitor_token, cid = await start_visitor(server.url, f"Giden {i}")
+            visitor = await visitor_peer(server.url, visitor_token)
+            assert (await visitor.call("join", {"chat_id": cid}))["ok"]
+            visitors.append(visitor)
+            cids.append(cid)
+        for cid in cids:
+            await panel.wait_for(
+                "admin:conversation",
+                lambda r, cid=cid: r["chat_id"] == cid and "status__dot--online" in r["html"],
+            )
+        before, rows = len(server.log()), len(panel.events["admin:conversation"])
+        await asyncio.gather(*(visitor.close() for visitor in visitors))
+
+        def offline(cid: str) -> bool:
+            return any(
+                r["chat_id"] == cid and "status__dot--online" not in r["html"]
+                for r in panel.events["admin:conversation"][rows:]
+            )
+
+        # The panel still sees each of them go offline.
+        deadline = asyncio.get_running_loop().time() + 20
+        while not all(offline(cid) for cid in cids):
+            assert asyncio.get_running_loop().time() < deadline, "a visitor never went offline"
+            await asyncio.sleep(0.05)
+        assert not ROW_READ.findall(server.log()[before:]), "a row read per leaving visitor"
+    finally:
+        await panel.close()

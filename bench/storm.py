@@ -13,8 +13,9 @@ python-socketio's own scan of every room on each disconnect, bench/storm_scan.py
    from the last close until the server's CPU (psutil, its process tree) is under 5 % for 1 s.
 3. Rejoin: every visitor reconnects with the page's own backoff (socket.io-client's: 1 s, 2 s,
    4 s, at most 5 s, each +-50 %; 20 s connect timeout) and sends the page's `join` with its
-   `last_seq` (again while `more`; again 1 s after 8 s without an ack). Reported: the time
-   until all are joined and caught up.
+   `last_seq` (again while `more`; again after 8 s without an ack and a pause of 1, 2, 4 ... s
+   (50-100 %, at most 60 s), as the page does). Reported: the time until all are joined and
+   caught up.
 4. A second storm (the first with --sigterm-only), and SIGTERM to the server 0.5 s after the
    last close. Reported: the time
    until the process has exited (Hypercorn as the Dockerfile runs it: --workers 0,
@@ -149,7 +150,7 @@ class Worker:
         errors: Counter[str] = Counter()
 
         async def one(chat_id: str) -> None:
-            attempt = connects = 0
+            attempt = connects = join_failures = 0
             while True:
                 await asyncio.sleep(backoff(attempt))
                 client = SioClient(self.url, cookie=self.cookies[chat_id], auth={"as": "visitor"})
@@ -162,14 +163,17 @@ class Worker:
                     attempt += 1
                     continue
                 attempt = 0  # socket.io-client starts its backoff again once connected
-                # The page: a join unanswered in ACK_TIMEOUT_MS (8 s) is sent again 1 s later
-                # on the same socket.
+                # The page (static/js/chat.js): a join unanswered in ACK_TIMEOUT_MS (8 s) is
+                # sent again on the same socket after 1 s, 2 s, 4 s ... (each 50-100 %), at
+                # most 60 s; the count of failures lasts until a join is answered.
                 while not client.closed:
                     try:
                         await self._join(client, chat_id, 8)
                     except TimeoutError:
                         errors["join: no ack in 8 s"] += 1
-                        await asyncio.sleep(1)
+                        ceiling = min(60.0, 2.0**join_failures)
+                        join_failures += 1
+                        await asyncio.sleep(ceiling * random.uniform(0.5, 1.0))
                         continue
                     except Exception as exc:
                         errors[f"join: {type(exc).__name__}: {str(exc)[:60]}"] += 1
@@ -212,8 +216,12 @@ class Worker:
             auth={"as": "admin", "watch_list": False},
             on_event=self._on_operator,
         )
+        # Without --no-panel this admin socket watches the list (an operator panel open).
         panel = SioClient(
-            url, cookie=cmd["admin_cookie"], auth={"as": "admin"}, on_event=self._on_panel
+            url,
+            cookie=cmd["admin_cookie"],
+            auth={"as": "admin", "watch_list": cmd.get("panel", True)},
+            on_event=self._on_panel,
         )
         for client in (visitor, operator, panel):
             await client.connect(30)
@@ -346,7 +354,12 @@ def wait_idle(sampler: Any, since: float, bound: float) -> float | None:
 
 
 def run(
-    count: int, manager: str, workers: int, bound: float, sigterm_only: bool = False
+    count: int,
+    manager: str,
+    workers: int,
+    bound: float,
+    sigterm_only: bool = False,
+    panel: bool = True,
 ) -> dict[str, Any]:
     from bench.servers import HYPERCORN_APPS, Sampler, git_state, setup_accounts, start_server
 
@@ -357,7 +370,6 @@ def run(
     env = {
         "DATABASE_URL": f"sqlite://{run_dir / 'bench.db'}",
         "SECRET_KEY": "x",
-        "ADMIN_PASSWORD": "pw",
         "SOHBET_ENV_FILE": "/nonexistent",
         "CONVERSATIONS_PER_HOUR": "1000000",
         "MESSAGES_PER_MINUTE": "1000000",
@@ -367,7 +379,7 @@ def run(
     sampler = Sampler(server).start()
     pool = Pool(workers + 1)
     pair = workers
-    out: dict[str, Any] = {"count": count, "manager": manager, "git": git_state()}
+    out: dict[str, Any] = {"count": count, "manager": manager, "panel": panel, "git": git_state()}
     try:
         t = time.monotonic()
         accounts = asyncio.run(setup_accounts(server, count + 1))
@@ -381,6 +393,7 @@ def run(
                     "chat_id": pair_chat,
                     "visitor_cookie": pair_cookie,
                     "admin_cookie": accounts.admin_cookie,
+                    "panel": panel,
                 }
             },
             60,
@@ -468,6 +481,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--bound", type=float, default=300, help="longest wait per phase (s)")
     parser.add_argument(
+        "--no-panel", action="store_true", help="no operator list open (no list watcher)"
+    )
+    parser.add_argument(
         "--sigterm-only", action="store_true", help="only the storm with SIGTERM (step 4)"
     )
     args = parser.parse_args()
@@ -475,7 +491,9 @@ def main() -> None:
     results = []
     for count in [int(c) for c in args.counts.split(",")]:
         for manager in args.managers.split(","):
-            results.append(run(count, manager, args.workers, args.bound, args.sigterm_only))
+            results.append(
+                run(count, manager, args.workers, args.bound, args.sigterm_only, not args.no_panel)
+            )
     print(json.dumps(results, indent=2, default=str))
 
 

@@ -21,6 +21,8 @@ log = logging.getLogger("sohbet.chat")
 
 # List rows are re-rendered at most this often per conversation, however fast messages come.
 ROW_COALESCE_SECONDS = 0.1
+# Conversations read per query when a burst of rows is refreshed by id.
+ROW_READ_CHUNK = 500
 
 
 class Fanout:
@@ -34,6 +36,7 @@ class Fanout:
         self.renderer = renderer
         self.presence = presence
         self._dirty_rows: dict[int, Conversation] = {}
+        self._unloaded_rows: set[int] = set()
         self._row_flush: asyncio.Task[None] | None = None
 
     # Messages ----------------------------------------------------------------------------------
@@ -99,6 +102,7 @@ class Fanout:
     async def publish_removed(self, conv: Conversation) -> None:
         """The visitor's page starts over; every panel drops the conversation's row."""
         self._dirty_rows.pop(conv.id, None)
+        self._unloaded_rows.discard(conv.id)
         await self.sio.emit(
             "chat:closed", {"chat_id": conv.cid}, room=visitor_room(conv.id), namespace="/chat"
         )
@@ -111,6 +115,15 @@ class Fanout:
         if conv.synthetic:
             return
         self._dirty_rows[conv.id] = conv
+        self._flush_soon()
+
+    def schedule_row_of(self, conversation_id: int) -> None:
+        """`schedule_row` for a conversation not loaded: read in one query with the others of
+        its burst (thousands of visitors leaving at once)."""
+        self._unloaded_rows.add(conversation_id)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._row_flush is None or self._row_flush.done():
             self._row_flush = asyncio.get_running_loop().create_task(self._flush_rows())
 
@@ -121,6 +134,14 @@ class Fanout:
     async def _flush_rows(self) -> None:
         await asyncio.sleep(ROW_COALESCE_SECONDS)
         dirty, self._dirty_rows = self._dirty_rows, {}
+        unloaded, self._unloaded_rows = sorted(self._unloaded_rows - dirty.keys()), set()
+        for start in range(0, len(unloaded), ROW_READ_CHUNK):
+            try:
+                chunk = unloaded[start : start + ROW_READ_CHUNK]
+                for conv in await Conversation.filter(id__in=chunk, synthetic=False):
+                    dirty[conv.id] = conv
+            except Exception:
+                log.exception("list rows could not be read")
         for conv in dirty.values():
             try:
                 await self.publish_row(conv)

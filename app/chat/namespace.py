@@ -5,6 +5,8 @@ Who a socket is and how a refusal reads are the shared base's (app/realtime/name
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -15,7 +17,6 @@ from app.chat.receipts import other_role, receipt_payload
 from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
 from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
-from app.models import Conversation
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.namespace import visitor_cookie as visitor_cookie
 
@@ -53,6 +54,8 @@ class ChatNamespace(ConversationNamespace):
     def __init__(self, chat: ChatService, auth: AdminAuth, media: MediaService) -> None:
         super().__init__("/chat", chat, auth)
         self.media = media
+        # Each socket's running join: its (chat_id, last_seq) and the task answering it.
+        self._joining: dict[str, tuple[tuple[object, object], asyncio.Future[dict[str, Any]]]] = {}
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
         """Nothing is acknowledged unless it was committed: the client keeps it and retries."""
@@ -94,17 +97,44 @@ class ChatNamespace(ConversationNamespace):
                 await self.chat.fanout.publish_operator_status(False)
         elif session.get("role") == "visitor":
             key = visitor_room(session["conversation_id"])
-            if await self.chat.fanout.presence.remove(key, sid):
-                conv = await Conversation.get_or_none(id=session["conversation_id"])
-                if conv is not None:
-                    await self.chat.fanout.publish_row(conv, online=False)
+            if not await self.chat.fanout.presence.remove(key, sid):
+                return
+            # With no list on screen there is no row to update: a mass disconnect must not
+            # read and render a row per socket for nobody. With one, the rows of a burst of
+            # leaving visitors are read in one query.
+            if await self.chat.fanout.presence.online(LIST_WATCHERS):
+                self.chat.fanout.schedule_row_of(session["conversation_id"])
 
     # Events -----------------------------------------------------------------------------------
 
     async def _join(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        """`join {chat_id, name?, last_seq?}`: enter the room and replay what was missed."""
+        """`join {chat_id, name?, last_seq?}`: enter the room and replay what was missed.
+
+        One join per socket runs at a time: a page whose acks are late re-sends its join, and
+        answering each copy with its own history query would queue the database behind joins
+        nobody waits for any more. A copy of the running join gets its answer (the replay went
+        to this socket already); a different one waits for it to end.
+        """
+        key = (data.get("chat_id"), data.get("last_seq"))
+        while (running := self._joining.get(sid)) is not None and not running[1].done():
+            running_key, task = running
+            if running_key == key:
+                return await asyncio.shield(task)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+        task = asyncio.ensure_future(self._join_once(sid, session, data))
+        self._joining[sid] = (key, task)
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if self._joining.get(sid, (None, None))[1] is task:
+                del self._joining[sid]
+
+    async def _join_once(
+        self, sid: str, session: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         conv = await self._conversation_for(session, data.get("chat_id"))
         last_seq = _seq(data.get("last_seq"))
         role = session["role"]

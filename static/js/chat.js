@@ -7,6 +7,10 @@
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 3500;
 const ACK_TIMEOUT_MS = 8000;
+// A join unanswered in time is sent again after 1 s, 2 s, 4 s... (each between half and all of
+// that, at random), at most a minute apart.
+const JOIN_RETRY_FIRST_MS = 1000;
+const JOIN_RETRY_MAX_MS = 60000;
 // Errors about a whole packet: the server may answer them with `chat:error` alone (no ack).
 const PACKET_ERRORS = new Set(["too_large", "bad_packet"]);
 // Room the Socket.IO frame adds around the payload (type, namespace, ack id, event name).
@@ -64,6 +68,9 @@ export class Conversation {
     this.lastTypingSent = 0;
     this.typingTimer = null;
     this.retryTimer = null;
+    this.joining = null;
+    this.joinTimer = null;
+    this.joinFailures = 0;
     this.outbox.forEach((item) => this.showPending(item));
     this.bindComposer();
     this.bindMedia();
@@ -248,10 +255,20 @@ export class Conversation {
     this.retryTimer = setTimeout(() => this.flush(), 1000);
   }
 
+  // One join in flight at a time. A join whose ack does not come in time is sent again after
+  // a pause that doubles each time, with jitter: after a mass reconnect the server is slow, and
+  // every page re-sending each second would bury it under joins nobody waits for any more.
   join() {
+    if (this.joining || this.disposed) return;
+    clearTimeout(this.joinTimer);
+    const attempt = {};
+    this.joining = attempt;
     this.socket.timeout(ACK_TIMEOUT_MS).emit(
       "join", { chat_id: this.chatId, last_seq: this.synced }, (err, ack) => {
-        if (err) { setTimeout(() => this.socket.connected && this.join(), 1000); return; }
+        if (this.joining !== attempt) return; // the connection it was sent on is gone
+        this.joining = null;
+        if (err) { this.rejoinLater(); return; }
+        this.joinFailures = 0;
         if (!ack.ok && ack.error === "bad_chat") {
           // Deleted while this page was away (a reload, a dropped connection): the page that
           // owns the conversation says so, as it does for a live `chat:closed`.
@@ -267,11 +284,20 @@ export class Conversation {
     );
   }
 
+  rejoinLater() {
+    const ceiling = Math.min(JOIN_RETRY_MAX_MS, JOIN_RETRY_FIRST_MS * 2 ** this.joinFailures);
+    this.joinFailures += 1;
+    const pause = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.joinTimer = setTimeout(() => this.socket.connected && this.join(), pause);
+  }
+
   // The connection dropped: a send in flight can no longer be acknowledged. Forget it (it stays
-  // first in the outbox) and send it again, with the same id, once reconnected.
+  // first in the outbox) and send it again, with the same id, once reconnected. The join in
+  // flight is forgotten too: the reconnect sends a new one.
   disconnected() {
     this.generation += 1;
     this.sending = null;
+    this.joining = null;
   }
 
   advance(upTo) {
@@ -290,6 +316,7 @@ export class Conversation {
     this.disposed = true;
     clearTimeout(this.retryTimer);
     clearTimeout(this.typingTimer);
+    clearTimeout(this.joinTimer);
   }
 
   // Insert a server-rendered message once, in seq order; replace it if it was edited.

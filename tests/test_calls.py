@@ -952,11 +952,17 @@ async def turn_server(
 
 
 async def call_through_turn(
-    server: Server, top: turn.Topology, coturn: turn.Coturn, scheme: str
-) -> tuple[int, int]:
+    server: Server,
+    top: turn.Topology,
+    coturn: turn.Coturn,
+    scheme: str,
+    transport: str,
+    record_property: Any,
+) -> None:
     """Ring, answer, and connect the visitor (no UDP) and the operator through the TURN URL of
-    `scheme` that `call:accepted` names; both must hear each other. Returns the milliseconds
-    from the answer to both connected and to both tones heard."""
+    `scheme` that `call:accepted` names; both must hear each other. Prints and records (as
+    `turn_<transport>_…_ms`) the milliseconds from the answer to both connected and to both
+    tones heard."""
     admin_token = await admin_login(server)
     caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Otel")
     accepted = caller.events["call:accepted"][0]
@@ -997,7 +1003,14 @@ async def call_through_turn(
         await caller.wait_for("call:ended", lambda m: m["call_id"] == call_id)
     finally:
         await close_peers(visitor_media, admin_media, caller, admin)
-    return round((max(connected) - answered_at) * 1000), round((max(heard) - answered_at) * 1000)
+    connect_ms = round((max(connected) - answered_at) * 1000)
+    heard_ms = round((max(heard) - answered_at) * 1000)
+    print(
+        f"\nTURN/{transport.upper()}: answer to connected {connect_ms} ms, "
+        f"to both tones heard {heard_ms} ms"
+    )
+    record_property(f"turn_{transport}_connected_ms", connect_ms)
+    record_property(f"turn_{transport}_heard_ms", heard_ms)
 
 
 @pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
@@ -1006,10 +1019,7 @@ async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
 ) -> None:
     """The visitor (no UDP in or out) and the operator (another network) connect through coturn
     over TCP with the credentials from `call:accepted`, and hear each other."""
-    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turn:")
-    print(f"\nTURN/TCP: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
-    record_property("turn_tcp_connected_ms", connect_ms)
-    record_property("turn_tcp_heard_ms", heard_ms)
+    await call_through_turn(turn_server, udp_blocked, coturn, "turn:", "tcp", record_property)
 
 
 @pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
@@ -1023,10 +1033,7 @@ async def test_a_visitor_whose_network_drops_udp_calls_through_turns_on_443(
     """The same through coturn's TLS listener on 443 (`turns:`), its certificate checked."""
     # The test's self-signed certificate stands in for a public CA's (OpenSSL reads this).
     monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))
-    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turns:")
-    print(f"\nTURN/TLS: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
-    record_property("turn_tls_connected_ms", connect_ms)
-    record_property("turn_tls_heard_ms", heard_ms)
+    await call_through_turn(turn_server, udp_blocked, coturn, "turns:", "tls", record_property)
 
 
 @pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))

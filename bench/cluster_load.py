@@ -30,7 +30,7 @@ import aiohttp
 import psutil
 
 from bench.chat_load import RESULTS, Pool, aggregate, slim, split, stamp, step_line
-from bench.servers import git_state, machine_load, raise_nofile
+from bench.servers import busy_seconds, git_state, machine_load, raise_nofile
 from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, admin_login, start_visitor
 from tests.support.cluster import Cluster, on_process
 from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
@@ -75,17 +75,6 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
             continue
         total += t.user + t.system
     return total
-
-
-def machine_busy() -> float:
-    t = psutil.cpu_times()
-    return float(
-        sum(t)
-        - t.idle
-        - getattr(t, "iowait", 0.0)
-        - getattr(t, "guest", 0.0)
-        - getattr(t, "guest_nice", 0.0)
-    )
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -252,7 +241,7 @@ def run_config(
             "sohbet": cpu_seconds(sohbet),
             "haproxy": cpu_seconds(haproxy),
             "redis": cpu_seconds(redis),
-            "machine": machine_busy(),
+            "machine": busy_seconds(psutil.cpu_times()),
             "t": time.monotonic(),
         }
         per_process_before = [cpu_seconds(tree(s.proc.pid)) for s in servers if s.proc]
@@ -266,7 +255,7 @@ def run_config(
             "sohbet": cpu_seconds(sohbet),
             "haproxy": cpu_seconds(haproxy),
             "redis": cpu_seconds(redis),
-            "machine": machine_busy(),
+            "machine": busy_seconds(psutil.cpu_times()),
             "t": time.monotonic(),
         }
         per_process = [

@@ -31,7 +31,7 @@ from tests.support import netns, turn
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import chromium as launch_chromium
 from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
-from tests.support.calls import Media, call_peer, now
+from tests.support.calls import Media, call_peer, calling_visitor, now
 from tests.support.clients import (
     Peer,
     admin_csrf,
@@ -114,20 +114,11 @@ async def admin_token(server: Server, fake: FakeTelegram) -> str:
     return await login_via_telegram(server, fake)
 
 
-async def visitor(server: Server, name: str) -> tuple[Peer, str, str]:
-    """A visitor page's `/call` socket: (socket, cookie token, conversation id)."""
-    token, cid = await start_visitor(server.url, name)
-    peer = await call_peer(server.url, "visitor", token)
-    joined = await peer.call("join", {"chat_id": cid})
-    assert joined["ok"] and joined["call"] is None, joined
-    return peer, token, cid
-
-
 async def answered_call(
     server: Server, admin_token: str, name: str
 ) -> tuple[Peer, Peer, str, str, str]:
     """The visitor rings, the operator answers: (visitor, admin, call id, cid, visitor token)."""
-    caller, token, cid = await visitor(server, name)
+    caller, token, cid = await calling_visitor(server.url, name)
     admin = await call_peer(server.url, "admin", admin_token)
     ring = await caller.call("call:ring", {"chat_id": cid})
     assert ring["ok"], ring
@@ -168,7 +159,7 @@ async def wait_system(server: Server, token: str, cid: str, count: int) -> list[
 
 
 async def test_echo_peer_sends_our_tone_back(server: Server, private_net: str) -> None:
-    caller, _, cid = await visitor(server, "Eko")
+    caller, _, cid = await calling_visitor(server.url, "Eko")
     start = now()
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"] and ring["mode"] == "echo", ring
@@ -216,7 +207,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
     aiortc's own buffer held each until three more had come, so a ping never came back."""
     from media_relay.tracks import PacketTrack, tap_opus
 
-    caller, _, cid = await visitor(server, "Paket")
+    caller, _, cid = await calling_visitor(server.url, "Paket")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"], ring
     await caller.wait_for("call:accepted")
@@ -285,7 +276,7 @@ async def test_an_offer_without_call_media_is_refused_at_once(
     """Answered by the server (echo) or forwarded (P2P), such an offer is `bad_signal` at once
     with a translated message, and the call goes on: a good offer afterwards is heard."""
     bad_offers = await offers_without_call_media()
-    caller, _, cid = await visitor(server, "Boş")
+    caller, _, cid = await calling_visitor(server.url, "Boş")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"], ring
     media = Media(caller, ring["call_id"], VISITOR_HZ, VISITOR_HZ)
@@ -320,7 +311,7 @@ async def test_an_offer_without_call_media_is_refused_at_once(
 
 async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
     """The echo peer costs CPU: ECHO_PER_HOUR (10) test calls per visitor, then a clear no."""
-    caller, _, cid = await visitor(server, "Sınır")
+    caller, _, cid = await calling_visitor(server.url, "Sınır")
     try:
         for _ in range(10):
             ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
@@ -334,7 +325,7 @@ async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
 
 
 async def test_echo_calls_leave_no_message(server: Server) -> None:
-    caller, token, cid = await visitor(server, "Sessiz")
+    caller, token, cid = await calling_visitor(server.url, "Sessiz")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"]
     await caller.call("call:end", {"call_id": ring["call_id"]})
@@ -438,7 +429,7 @@ async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
 
 async def test_busy_operator_means_busy(server: Server, admin_token: str) -> None:
     caller, admin, call_id, _, _ = await answered_call(server, admin_token, "Meşgul")
-    other, token, cid = await visitor(server, "Bekleyen")
+    other, token, cid = await calling_visitor(server.url, "Bekleyen")
     try:
         refused = await other.call("call:ring", {"chat_id": cid})
         assert refused["ok"] is False and refused["error"] == "operator_busy"
@@ -455,7 +446,7 @@ async def test_busy_operator_means_busy(server: Server, admin_token: str) -> Non
 
 async def test_decline_timeout_and_cancel_leave_messages(server: Server, admin_token: str) -> None:
     admin = await call_peer(server.url, "admin", admin_token)
-    caller, token, cid = await visitor(server, "Reddet")
+    caller, token, cid = await calling_visitor(server.url, "Reddet")
     try:
         ring = await caller.call("call:ring", {"chat_id": cid})
         await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
@@ -489,7 +480,7 @@ async def test_decline_timeout_and_cancel_leave_messages(server: Server, admin_t
 
 async def test_operator_calls_the_visitor(server: Server, admin_token: str) -> None:
     admin = await call_peer(server.url, "admin", admin_token)
-    callee, _, cid = await visitor(server, "Aranan")
+    callee, _, cid = await calling_visitor(server.url, "Aranan")
     second_tab = await call_peer(server.url, "visitor", callee.cookie.split("=", 1)[1])
     try:
         ring = await admin.call("call:ring", {"chat_id": cid})
@@ -742,7 +733,7 @@ async def test_only_participants_signal_and_bad_input_is_refused(
     server: Server, admin_token: str
 ) -> None:
     caller, admin, call_id, cid, _ = await answered_call(server, admin_token, "Güvenli")
-    stranger, _, _other_cid = await visitor(server, "Yabancı")
+    stranger, _, _other_cid = await calling_visitor(server.url, "Yabancı")
     try:
         # Someone else's conversation looks like one that does not exist.
         assert (await stranger.call("join", {"chat_id": cid}))["error"] == "bad_chat"
@@ -775,7 +766,7 @@ async def test_only_participants_signal_and_bad_input_is_refused(
 
 
 async def test_signalling_floods_are_cut(server: Server) -> None:
-    caller, _, cid = await visitor(server, "Sel")
+    caller, _, cid = await calling_visitor(server.url, "Sel")
     try:
         replies = [await caller.call("join", {"chat_id": cid}) for _ in range(210)]
         refused = [r for r in replies if not r["ok"]]
@@ -797,7 +788,7 @@ async def test_an_operator_whose_session_ran_out_cannot_signal(
         f"WHERE token_hash = '{token_hash(token)}'",
     )
     admin = await call_peer(server.url, "admin", token)
-    callee, _, cid = await visitor(server, "Süre")
+    callee, _, cid = await calling_visitor(server.url, "Süre")
     try:
         assert (await admin.call("join", {"chat_id": cid}))["ok"], "valid until it runs out"
         await asyncio.sleep((soon - datetime.now(UTC)).total_seconds() + 0.5)
@@ -889,7 +880,7 @@ async def test_selftest_fails_clearly_without_the_echo_peer(
 
 async def test_repair_ends_abandoned_calls_once(server: Server, admin_token: str) -> None:
     """An echo call whose page never sent its offer holds a slot until Repair ends it."""
-    caller, _, cid = await visitor(server, "Terk")
+    caller, _, cid = await calling_visitor(server.url, "Terk")
     try:
         ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
         assert ring["ok"]

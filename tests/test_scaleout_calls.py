@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.calls import Media, call_peer
-from tests.support.clients import Peer, admin_login, start_visitor, visitor_peer
+from tests.support.calls import Media, call_peer, calling_visitor
+from tests.support.clients import Peer, admin_login, visitor_peer
 from tests.support.server import Server, redis_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -30,15 +30,6 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
 @pytest.fixture(scope="module")
 async def admin_token(pair: tuple[Server, Server]) -> str:
     return await admin_login(pair[1])
-
-
-async def calling_visitor(server: Server, name: str) -> tuple[Peer, str, str]:
-    """A visitor page's `/call` socket on `server`: (socket, cookie token, conversation id)."""
-    token, cid = await start_visitor(server.url, name)
-    peer = await call_peer(server.url, "visitor", token)
-    joined = await peer.call("join", {"chat_id": cid})
-    assert joined["ok"] and joined["call"] is None, joined
-    return peer, token, cid
 
 
 async def call_messages(server: Server, token: str, cid: str, count: int) -> list[dict[str, Any]]:
@@ -83,7 +74,7 @@ async def test_visitor_on_one_process_calls_the_operator_on_the_other_and_back(
     pair: tuple[Server, Server], admin_token: str
 ) -> None:
     one, two = pair
-    visitor, token, cid = await calling_visitor(one, "Uzakta")
+    visitor, token, cid = await calling_visitor(one.url, "Uzakta")
     admin = await call_peer(two.url, "admin", admin_token)
     try:
         ring = await visitor.call("call:ring", {"chat_id": cid})
@@ -126,7 +117,7 @@ async def test_two_operator_pages_on_two_processes_accept_at_once_and_one_wins(
     pair: tuple[Server, Server], admin_token: str
 ) -> None:
     one, two = pair
-    visitor, token, cid = await calling_visitor(one, "Yarış")
+    visitor, token, cid = await calling_visitor(one.url, "Yarış")
     here = await call_peer(one.url, "admin", admin_token)
     there = await call_peer(two.url, "admin", admin_token)
     other_tab = await call_peer(two.url, "visitor", token)
@@ -160,7 +151,7 @@ async def test_an_unanswered_ring_ends_once_across_processes(
     pair: tuple[Server, Server], admin_token: str
 ) -> None:
     one, two = pair
-    visitor, token, cid = await calling_visitor(one, "Cevapsız")
+    visitor, token, cid = await calling_visitor(one.url, "Cevapsız")
     admin = await call_peer(two.url, "admin", admin_token)
     try:
         ring = await visitor.call("call:ring", {"chat_id": cid})

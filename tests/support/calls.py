@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from media_relay import ToneDetector, ToneTrack
-from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer, start_visitor
 
 CALL_EVENTS = (
     "call:incoming",
@@ -34,6 +34,15 @@ CALL_EVENTS = (
 async def call_peer(base_url: str, role: str, token: str) -> Peer:
     cookie = f"{VISITOR_COOKIE}={token}" if role == "visitor" else f"{ADMIN_COOKIE}={token}"
     return await Peer(base_url, cookie, role, namespace="/call", events=CALL_EVENTS).connect()
+
+
+async def calling_visitor(base_url: str, name: str) -> tuple[Peer, str, str]:
+    """A new visitor's `/call` socket, joined to its conversation: (socket, cookie token, cid)."""
+    token, cid = await start_visitor(base_url, name)
+    peer = await call_peer(base_url, "visitor", token)
+    joined = await peer.call("join", {"chat_id": cid})
+    assert joined["ok"] and joined["call"] is None, joined
+    return peer, token, cid
 
 
 class Media:

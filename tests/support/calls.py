@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from media_relay import ToneDetector, ToneTrack
@@ -45,9 +45,21 @@ async def calling_visitor(base_url: str, name: str) -> tuple[Peer, str, str]:
     return peer, token, cid
 
 
+def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:
+    """The RTCConfiguration a page would build from Sohbet's `ice_servers`."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(
+                urls=list(s["urls"]), username=s.get("username"), credential=s.get("credential")
+            )
+            for s in servers
+        ]
+    )
+
+
 class Media:
     """One aiortc connection of a party, sending `send_hz` (or the audio track `tone`) and
-    listening for `hear_hz`."""
+    listening for `hear_hz`, with Sohbet's `ice_servers` (none: host candidates only)."""
 
     def __init__(
         self,
@@ -56,10 +68,12 @@ class Media:
         send_hz: float,
         hear_hz: float,
         tone: MediaStreamTrack | None = None,
+        *,
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.peer = peer
         self.call_id = call_id
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(ice_config(ice_servers or []))
         self.tone: MediaStreamTrack = tone or ToneTrack(send_hz)
         self.pc.addTrack(self.tone)
         self.hear_hz = hear_hz

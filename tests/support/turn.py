@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from media_relay import ToneTrack
-from tests.support.calls import Media
+from tests.support.calls import Media, ice_config
 from tests.support.clients import Peer
 
 CLONE_NEWNET = 0x40000000
@@ -330,18 +328,6 @@ def _tail(workdir: Path) -> str:
     return log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
 
 
-def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:
-    """The RTCConfiguration a page would build from Sohbet's `ice_servers`."""
-    return RTCConfiguration(
-        iceServers=[
-            RTCIceServer(
-                urls=list(s["urls"]), username=s.get("username"), credential=s.get("credential")
-            )
-            for s in servers
-        ]
-    )
-
-
 def only_url(servers: list[dict[str, Any]], scheme: str) -> list[dict[str, Any]]:
     """Sohbet's `ice_servers` narrowed to the URLs of one scheme ("turn:", "turns:"): aiortc
     uses only the first TURN URL it is given, where a browser tries every one."""
@@ -366,15 +352,8 @@ class NamespacedMedia(Media):
         ns: str,
         ice_servers: list[dict[str, Any]],
     ) -> None:
-        self.peer = peer
-        self.call_id = call_id
+        super().__init__(peer, call_id, send_hz, hear_hz, ice_servers=ice_servers)
         self.ns = ns
-        self.pc = RTCPeerConnection(ice_config(ice_servers))
-        self.tone: MediaStreamTrack = ToneTrack(send_hz)
-        self.pc.addTrack(self.tone)
-        self.hear_hz = hear_hz
-        self.remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-        self.pc.on("track", self._on_track)
         self.connected = asyncio.get_running_loop().create_future()
         self.pc.on("connectionstatechange", self._on_state)
 

@@ -961,22 +961,8 @@ async def call_through_turn(
     (entry,) = accepted["ice_servers"]
     assert entry["urls"] == [coturn.tcp_url, coturn.tls_url] and ":" in entry["username"]
     answered_at = now()
-    visitor_media = turn.NamespacedMedia(
-        caller,
-        call_id,
-        VISITOR_HZ,
-        ADMIN_HZ,
-        ns=top.visitor_ns,
-        ice_servers=turn.only_url(accepted["ice_servers"], scheme),
-    )
-    admin_media = turn.NamespacedMedia(
-        admin,
-        call_id,
-        ADMIN_HZ,
-        VISITOR_HZ,
-        ns=top.operator_ns,
-        ice_servers=turn.only_url(admin.events["call:accepted"][0]["ice_servers"], scheme),
-    )
+    hz = (VISITOR_HZ, ADMIN_HZ)
+    visitor_media, admin_media = turn.call_parties(top, caller, admin, call_id, hz, scheme)
     try:
         await asyncio.gather(visitor_media.offer(), admin_media.answer())
         # The visitor's only way out is its TURN allocation.
@@ -1478,17 +1464,8 @@ async def test_p2p_between_two_symmetric_nats_connects_through_turn(
     servers = caller.events["call:accepted"][0]["ice_servers"]
     assert [s["urls"] for s in servers] == [[NAT_STUN], [NAT_TURN]], servers
     answered_at = now()
-    visitor_media = turn.NamespacedMedia(
-        caller, call_id, VISITOR_HZ, ADMIN_HZ, ns=top.visitor_ns, ice_servers=servers
-    )
-    admin_media = turn.NamespacedMedia(
-        admin,
-        call_id,
-        ADMIN_HZ,
-        VISITOR_HZ,
-        ns=top.operator_ns,
-        ice_servers=admin.events["call:accepted"][0]["ice_servers"],
-    )
+    hz = (VISITOR_HZ, ADMIN_HZ)
+    visitor_media, admin_media = turn.call_parties(top, caller, admin, call_id, hz)
     direct: tuple[RTCPeerConnection, ...] = ()
     try:
         await asyncio.gather(visitor_media.offer(), admin_media.answer())

@@ -401,6 +401,31 @@ class NamespacedMedia(Media):
         return None
 
 
+def call_parties(
+    top: Topology,
+    visitor: Peer,
+    admin: Peer,
+    call_id: str,
+    hz: tuple[float, float],
+    scheme: str | None = None,
+) -> tuple[NamespacedMedia, NamespacedMedia]:
+    """The visitor's and the operator's connections in their namespaces, sending hz[0] and
+    hz[1] (each listening for the other's), with the ICE servers each side's `call:accepted`
+    gave (narrowed to the URLs of `scheme` if given)."""
+
+    def servers(peer: Peer) -> list[dict[str, Any]]:
+        given: list[dict[str, Any]] = peer.events["call:accepted"][0]["ice_servers"]
+        return only_url(given, scheme) if scheme else given
+
+    visitor_media = NamespacedMedia(
+        visitor, call_id, hz[0], hz[1], ns=top.visitor_ns, ice_servers=servers(visitor)
+    )
+    admin_media = NamespacedMedia(
+        admin, call_id, hz[1], hz[0], ns=top.operator_ns, ice_servers=servers(admin)
+    )
+    return visitor_media, admin_media
+
+
 def without_turn(servers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sohbet's `ice_servers` with the TURN entries left out (STUN only: direct paths only)."""
     return [s for s in servers if not any(u.startswith(("turn:", "turns:")) for u in s["urls"])]

@@ -31,14 +31,13 @@ from tests.support import netns, turn
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import chromium as launch_chromium
 from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
-from tests.support.calls import Media, call_peer, calling_visitor, now
+from tests.support.calls import Media, call_peer, calling_visitor, now, system_messages
 from tests.support.clients import (
     Peer,
     admin_csrf,
     admin_login,
     call,
     start_visitor,
-    visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.pages import (
@@ -135,21 +134,10 @@ async def close_peers(*items: Any) -> None:
         await item.close()
 
 
-async def system_messages(server: Server, token: str, cid: str) -> list[dict[str, Any]]:
-    """The conversation's system messages as the visitor's page receives them (history)."""
-    chat = await visitor_peer(server.url, token)
-    try:
-        await chat.call("join", {"chat_id": cid})
-        history = await chat.wait_for("chat:history")
-    finally:
-        await chat.close()
-    return [m for m in history if m["role"] == "system"]
-
-
 async def wait_system(server: Server, token: str, cid: str, count: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 10
     while True:
-        found = await system_messages(server, token, cid)
+        found = await system_messages(server.url, token, cid)
         if len(found) >= count or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.1)  # each poll opens a socket: don't hammer the server
@@ -331,7 +319,7 @@ async def test_echo_calls_leave_no_message(server: Server) -> None:
     await caller.call("call:end", {"call_id": ring["call_id"]})
     await caller.wait_for("call:ended")
     await caller.close()
-    assert await system_messages(server, token, cid) == []
+    assert await system_messages(server.url, token, cid) == []
 
 
 # Calls between the visitor and the operator --------------------------------------------------

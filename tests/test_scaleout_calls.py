@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.calls import Media, call_peer, calling_visitor
-from tests.support.clients import Peer, admin_login, visitor_peer
+from tests.support.calls import Media, call_peer, calling_visitor, system_messages
+from tests.support.clients import Peer, admin_login
 from tests.support.server import Server, redis_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -36,13 +36,7 @@ async def call_messages(server: Server, token: str, cid: str, count: int) -> lis
     """The conversation's call messages once there are `count` (or after 10 s)."""
     deadline = time.monotonic() + 10
     while True:
-        chat = await visitor_peer(server.url, token)
-        try:
-            await chat.call("join", {"chat_id": cid})
-            history = await chat.wait_for("chat:history")
-        finally:
-            await chat.close()
-        found = [m for m in history if m["role"] == "system" and m["type"] == "call"]
+        found = [m for m in await system_messages(server.url, token, cid) if m["type"] == "call"]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.2)  # each poll opens a socket: don't hammer the servers

@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamTrack
 
 from media_relay import ToneDetector, ToneTrack
-from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer, start_visitor
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer, start_visitor, visitor_peer
 
 CALL_EVENTS = (
     "call:incoming",
@@ -43,6 +43,17 @@ async def calling_visitor(base_url: str, name: str) -> tuple[Peer, str, str]:
     joined = await peer.call("join", {"chat_id": cid})
     assert joined["ok"] and joined["call"] is None, joined
     return peer, token, cid
+
+
+async def system_messages(base_url: str, token: str, cid: str) -> list[dict[str, Any]]:
+    """The conversation's system messages as the visitor's page receives them (history)."""
+    chat = await visitor_peer(base_url, token)
+    try:
+        await chat.call("join", {"chat_id": cid})
+        history: list[dict[str, Any]] = await chat.wait_for("chat:history")
+    finally:
+        await chat.close()
+    return [m for m in history if m["role"] == "system"]
 
 
 def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:

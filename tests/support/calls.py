@@ -7,6 +7,7 @@ echo peer, its own) tone in what it receives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -97,7 +98,8 @@ class Media:
 
     async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
         """Send our offer; apply the answer that arrives (the `answers_seen`+1-th one)."""
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        with self._gathering():
+            await self.pc.setLocalDescription(await self.pc.createOffer())
         await self._send_description()
         await self.peer.wait_for(
             "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
@@ -111,8 +113,13 @@ class Media:
         """Answer the other party's P2P offer (forwarded by the server)."""
         offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        with self._gathering():
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._send_description()
+
+    def _gathering(self) -> contextlib.AbstractContextManager[None]:
+        """Where our candidates are gathered: here, in this process's network."""
+        return contextlib.nullcontext()
 
     async def _send_description(self) -> None:
         """Send our local offer or answer as `rtc:offer` / `rtc:answer`; the server takes it."""

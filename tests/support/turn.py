@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 
 from tests.support.calls import Media, ice_config
 from tests.support.clients import Peer
@@ -361,25 +361,9 @@ class NamespacedMedia(Media):
         if self.pc.connectionState == "connected" and not self.connected.done():
             self.connected.set_result(time.monotonic())
 
-    async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
-        """Gather (in the namespace) and send our offer; apply the other party's answer."""
-        with inside(self.ns):
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self._send_description()
-        await self.peer.wait_for(
-            "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
-        )
-        answer: dict[str, Any] = self.peer.events["rtc:answer"][answers_seen]
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        return answer
-
-    async def answer(self) -> None:
-        """Answer the other party's offer, gathering in the namespace."""
-        offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        with inside(self.ns):
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-        await self._send_description()
+    def _gathering(self) -> contextlib.AbstractContextManager[None]:
+        """Gather in the namespace: the candidates' sockets are made there."""
+        return inside(self.ns)
 
     def candidate_types(self) -> set[str]:
         """The types of the local candidates in our description ("host", "relay", ...)."""

@@ -298,6 +298,18 @@ async def setup_accounts(server: Server, visitors: int, concurrency: int = 16) -
     return Accounts(admin, list(made))
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """CPU seconds (user and system) the processes have used; one that has ended counts 0."""
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def busy_seconds(t: Any) -> float:
     """Busy seconds of the whole machine, all CPUs, in psutil's `cpu_times()` `t`."""
     # guest time is already counted in user time

@@ -256,6 +256,7 @@ async def bench_setup(runs: int, workdir: Path, *, profile: bool, stun: bool) ->
 async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[str, Any]:
     import psutil
 
+    from bench.servers import cpu_seconds
     from tests.support.clients import admin_login, start_visitor
     from tests.support.server import Server
 
@@ -275,22 +276,15 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
     # Hypercorn runs the app in a worker process: count the whole tree.
     root = psutil.Process(server.proc.pid)
 
-    def cpu_seconds() -> float:
-        total = 0.0
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                times = p.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
+    def tree_cpu() -> float:
+        return cpu_seconds([root, *root.children(recursive=True)])
 
     ctx = mp.get_context("spawn")
     steps: list[dict[str, Any]] = []
     try:
-        idle0 = cpu_seconds()
+        idle0 = tree_cpu()
         await asyncio.sleep(3)
-        idle_cpu = (cpu_seconds() - idle0) / 3
+        idle_cpu = (tree_cpu() - idle0) / 3
         for count in counts:
             visitors = [await start_visitor(server.url, f"R{count}x{i}") for i in range(count)]
             out, ready, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -313,10 +307,10 @@ async def bench_relay(counts: list[int], seconds: float, workdir: Path) -> dict[
                     flowing += 1
                 except Exception:
                     continue
-            before = cpu_seconds()
+            before = tree_cpu()
             started = time.monotonic()
             await asyncio.sleep(seconds)
-            cpu = (cpu_seconds() - before) / (time.monotonic() - started)
+            cpu = (tree_cpu() - before) / (time.monotonic() - started)
             window = time.monotonic() - started
             stop.set()
             results = []

@@ -30,7 +30,7 @@ import aiohttp
 import psutil
 
 from bench.chat_load import RESULTS, Pool, aggregate, slim, split, stamp, step_line
-from bench.servers import git_state, machine_load, raise_nofile
+from bench.servers import busy_seconds, cpu_seconds, git_state, machine_load, raise_nofile
 from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, admin_login, start_visitor
 from tests.support.cluster import Cluster, on_process
 from tests.support.server import REDIS_URL, Server, create_pg_database, drop_pg_database
@@ -64,28 +64,6 @@ def redis_process() -> psutil.Process | None:
         if proc.info["name"] == "redis-server":
             return proc
     return None
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def machine_busy() -> float:
-    t = psutil.cpu_times()
-    return float(
-        sum(t)
-        - t.idle
-        - getattr(t, "iowait", 0.0)
-        - getattr(t, "guest", 0.0)
-        - getattr(t, "guest_nice", 0.0)
-    )
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -252,7 +230,7 @@ def run_config(
             "sohbet": cpu_seconds(sohbet),
             "haproxy": cpu_seconds(haproxy),
             "redis": cpu_seconds(redis),
-            "machine": machine_busy(),
+            "machine": busy_seconds(psutil.cpu_times()),
             "t": time.monotonic(),
         }
         per_process_before = [cpu_seconds(tree(s.proc.pid)) for s in servers if s.proc]
@@ -266,7 +244,7 @@ def run_config(
             "sohbet": cpu_seconds(sohbet),
             "haproxy": cpu_seconds(haproxy),
             "redis": cpu_seconds(redis),
-            "machine": machine_busy(),
+            "machine": busy_seconds(psutil.cpu_times()),
             "t": time.monotonic(),
         }
         per_process = [

@@ -63,7 +63,8 @@ async def conversation(server: Server) -> str:
     return token
 
 
-def lighthouse(binary: str, url: str, token: str) -> dict[str, Any]:
+def lighthouse(binary: str, url: str, *flags: str) -> dict[str, Any]:
+    """One Lighthouse run of url in Debian's Chromium with extra flags; its JSON report."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         env = {**os.environ, "CHROME_PATH": os.environ.get("CHROME_PATH", CHROMIUM)}
@@ -75,8 +76,7 @@ def lighthouse(binary: str, url: str, token: str) -> dict[str, Any]:
                 "--output=json",
                 f"--output-path={out}",
                 f"--chrome-flags={CHROME_FLAGS}",
-                f"--extra-headers={json.dumps({'Cookie': f'{VISITOR_COOKIE}={token}'})}",
-                "--only-categories=" + ",".join(CATEGORIES),
+                *flags,
             ],
             check=True,
             env=env,
@@ -89,8 +89,12 @@ def lighthouse(binary: str, url: str, token: str) -> dict[str, Any]:
 async def main(runs: int, binary: str) -> None:
     async with scratch_server() as server:
         token = await conversation(server)
+        flags = (
+            f"--extra-headers={json.dumps({'Cookie': f'{VISITOR_COOKIE}={token}'})}",
+            "--only-categories=" + ",".join(CATEGORIES),
+        )
         reports = [
-            await asyncio.to_thread(lighthouse, binary, server.url + "/", token)
+            await asyncio.to_thread(lighthouse, binary, server.url + "/", *flags)
             for _ in range(runs)
         ]
     chrome = re.search(r"Chrome/([\d.]+)", reports[0]["environment"]["hostUserAgent"])

@@ -218,11 +218,14 @@ class Sampler:
             self._procs = []
             return None
         machine = psutil.cpu_times()
-        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        # guest time is already counted in user time
-        busy -= getattr(machine, "guest", 0.0) + getattr(machine, "guest_nice", 0.0)
         s = Sample(
-            time.monotonic(), cpu, rss, main, self._gen_cpu(), busy, getattr(machine, "steal", 0.0)
+            time.monotonic(),
+            cpu,
+            rss,
+            main,
+            self._gen_cpu(),
+            busy_seconds(machine),
+            getattr(machine, "steal", 0.0),
         )
         self.samples.append(s)
         return s
@@ -295,22 +298,36 @@ async def setup_accounts(server: Server, visitors: int, concurrency: int = 16) -
     return Accounts(admin, list(made))
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """CPU seconds (user and system) the processes have used; one that has ended counts 0."""
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def busy_seconds(t: Any) -> float:
+    """Busy seconds of the whole machine, all CPUs, in psutil's `cpu_times()` `t`."""
+    # guest time is already counted in user time
+    return float(
+        sum(t)
+        - t.idle
+        - getattr(t, "iowait", 0.0)
+        - getattr(t, "guest", 0.0)
+        - getattr(t, "guest_nice", 0.0)
+    )
+
+
 def machine_load(seconds: float = 2.0) -> float:
     """Busy CPU % of the whole machine over a short window (100 = one core)."""
     first = psutil.cpu_times()
     time.sleep(seconds)
     last = psutil.cpu_times()
-
-    def busy(t: Any) -> float:
-        return float(
-            sum(t)
-            - t.idle
-            - getattr(t, "iowait", 0.0)
-            - getattr(t, "guest", 0.0)
-            - getattr(t, "guest_nice", 0.0)
-        )
-
-    return round(100 * (busy(last) - busy(first)) / seconds, 1)
+    return round(100 * (busy_seconds(last) - busy_seconds(first)) / seconds, 1)
 
 
 def wait_quiet(limit_pct: float, max_wait: float) -> dict[str, Any]:

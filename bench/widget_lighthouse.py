@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from tests.support.browser import CHROMIUM
+from bench.lighthouse import lighthouse
 from tests.support.server import free_port, scratch_server
 
-CHROME_FLAGS = "--headless=new --no-sandbox --disable-gpu --no-first-run --disable-sync"
 SHOP = """<!doctype html><html lang="tr"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="description" content="Örnek mağaza"><link rel="icon" href="data:,">
@@ -34,28 +29,6 @@ SHOP = """<!doctype html><html lang="tr"><head><meta charset="utf-8">
 <body style="font-family:sans-serif;margin:0 auto;max-width:40rem;padding:1rem">
 <h1>Örnek Mağaza</h1>{paragraphs}{snippet}</body></html>"""
 PARAGRAPH = "<p>El yapımı seramik kupalar, tabaklar ve vazolar; her biri tek tek fırınlanır.</p>"
-
-
-def lighthouse(binary: str, url: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "report.json"
-        env = {**os.environ, "CHROME_PATH": os.environ.get("CHROME_PATH", CHROMIUM)}
-        subprocess.run(
-            [
-                binary,
-                url,
-                "--quiet",
-                "--output=json",
-                f"--output-path={out}",
-                f"--chrome-flags={CHROME_FLAGS}",
-                "--only-categories=performance",
-            ],
-            check=True,
-            env=env,
-            timeout=300,
-        )
-        report: dict[str, Any] = json.loads(out.read_text())
-    return report
 
 
 async def main(runs: int, binary: str) -> None:
@@ -78,7 +51,9 @@ async def main(runs: int, binary: str) -> None:
         try:
             for _ in range(runs):
                 for name in results:
-                    report = await asyncio.to_thread(lighthouse, binary, f"{host}/{name}.html")
+                    report = await asyncio.to_thread(
+                        lighthouse, binary, f"{host}/{name}.html", "--only-categories=performance"
+                    )
                     results[name].append(report)
         finally:
             await runner.cleanup()

@@ -31,14 +31,13 @@ from tests.support import netns, turn
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import chromium as launch_chromium
 from tests.support.call_pages import CALL_CHROMIUM_ARGS, CLICKED, HEAR, tone_wav
-from tests.support.calls import Media, call_peer, now
+from tests.support.calls import Media, call_peer, calling_visitor, now, system_messages
 from tests.support.clients import (
     Peer,
     admin_csrf,
     admin_login,
     call,
     start_visitor,
-    visitor_peer,
 )
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.pages import (
@@ -114,20 +113,11 @@ async def admin_token(server: Server, fake: FakeTelegram) -> str:
     return await login_via_telegram(server, fake)
 
 
-async def visitor(server: Server, name: str) -> tuple[Peer, str, str]:
-    """A visitor page's `/call` socket: (socket, cookie token, conversation id)."""
-    token, cid = await start_visitor(server.url, name)
-    peer = await call_peer(server.url, "visitor", token)
-    joined = await peer.call("join", {"chat_id": cid})
-    assert joined["ok"] and joined["call"] is None, joined
-    return peer, token, cid
-
-
 async def answered_call(
     server: Server, admin_token: str, name: str
 ) -> tuple[Peer, Peer, str, str, str]:
     """The visitor rings, the operator answers: (visitor, admin, call id, cid, visitor token)."""
-    caller, token, cid = await visitor(server, name)
+    caller, token, cid = await calling_visitor(server.url, name)
     admin = await call_peer(server.url, "admin", admin_token)
     ring = await caller.call("call:ring", {"chat_id": cid})
     assert ring["ok"], ring
@@ -144,21 +134,10 @@ async def close_peers(*items: Any) -> None:
         await item.close()
 
 
-async def system_messages(server: Server, token: str, cid: str) -> list[dict[str, Any]]:
-    """The conversation's system messages as the visitor's page receives them (history)."""
-    chat = await visitor_peer(server.url, token)
-    try:
-        await chat.call("join", {"chat_id": cid})
-        history = await chat.wait_for("chat:history")
-    finally:
-        await chat.close()
-    return [m for m in history if m["role"] == "system"]
-
-
 async def wait_system(server: Server, token: str, cid: str, count: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 10
     while True:
-        found = await system_messages(server, token, cid)
+        found = await system_messages(server.url, token, cid)
         if len(found) >= count or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.1)  # each poll opens a socket: don't hammer the server
@@ -168,7 +147,7 @@ async def wait_system(server: Server, token: str, cid: str, count: int) -> list[
 
 
 async def test_echo_peer_sends_our_tone_back(server: Server, private_net: str) -> None:
-    caller, _, cid = await visitor(server, "Eko")
+    caller, _, cid = await calling_visitor(server.url, "Eko")
     start = now()
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"] and ring["mode"] == "echo", ring
@@ -216,7 +195,7 @@ async def test_the_echo_peer_hands_each_packet_back_alone(server: Server) -> Non
     aiortc's own buffer held each until three more had come, so a ping never came back."""
     from media_relay.tracks import PacketTrack, tap_opus
 
-    caller, _, cid = await visitor(server, "Paket")
+    caller, _, cid = await calling_visitor(server.url, "Paket")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"], ring
     await caller.wait_for("call:accepted")
@@ -285,7 +264,7 @@ async def test_an_offer_without_call_media_is_refused_at_once(
     """Answered by the server (echo) or forwarded (P2P), such an offer is `bad_signal` at once
     with a translated message, and the call goes on: a good offer afterwards is heard."""
     bad_offers = await offers_without_call_media()
-    caller, _, cid = await visitor(server, "Boş")
+    caller, _, cid = await calling_visitor(server.url, "Boş")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"], ring
     media = Media(caller, ring["call_id"], VISITOR_HZ, VISITOR_HZ)
@@ -320,7 +299,7 @@ async def test_an_offer_without_call_media_is_refused_at_once(
 
 async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
     """The echo peer costs CPU: ECHO_PER_HOUR (10) test calls per visitor, then a clear no."""
-    caller, _, cid = await visitor(server, "Sınır")
+    caller, _, cid = await calling_visitor(server.url, "Sınır")
     try:
         for _ in range(10):
             ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
@@ -334,13 +313,13 @@ async def test_visitors_echo_calls_are_rate_limited(server: Server) -> None:
 
 
 async def test_echo_calls_leave_no_message(server: Server) -> None:
-    caller, token, cid = await visitor(server, "Sessiz")
+    caller, token, cid = await calling_visitor(server.url, "Sessiz")
     ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
     assert ring["ok"]
     await caller.call("call:end", {"call_id": ring["call_id"]})
     await caller.wait_for("call:ended")
     await caller.close()
-    assert await system_messages(server, token, cid) == []
+    assert await system_messages(server.url, token, cid) == []
 
 
 # Calls between the visitor and the operator --------------------------------------------------
@@ -438,7 +417,7 @@ async def test_relay_cap_says_busy(server: Server, admin_token: str) -> None:
 
 async def test_busy_operator_means_busy(server: Server, admin_token: str) -> None:
     caller, admin, call_id, _, _ = await answered_call(server, admin_token, "Meşgul")
-    other, token, cid = await visitor(server, "Bekleyen")
+    other, token, cid = await calling_visitor(server.url, "Bekleyen")
     try:
         refused = await other.call("call:ring", {"chat_id": cid})
         assert refused["ok"] is False and refused["error"] == "operator_busy"
@@ -455,7 +434,7 @@ async def test_busy_operator_means_busy(server: Server, admin_token: str) -> Non
 
 async def test_decline_timeout_and_cancel_leave_messages(server: Server, admin_token: str) -> None:
     admin = await call_peer(server.url, "admin", admin_token)
-    caller, token, cid = await visitor(server, "Reddet")
+    caller, token, cid = await calling_visitor(server.url, "Reddet")
     try:
         ring = await caller.call("call:ring", {"chat_id": cid})
         await admin.wait_for("call:incoming", lambda m: m["call_id"] == ring["call_id"])
@@ -489,7 +468,7 @@ async def test_decline_timeout_and_cancel_leave_messages(server: Server, admin_t
 
 async def test_operator_calls_the_visitor(server: Server, admin_token: str) -> None:
     admin = await call_peer(server.url, "admin", admin_token)
-    callee, _, cid = await visitor(server, "Aranan")
+    callee, _, cid = await calling_visitor(server.url, "Aranan")
     second_tab = await call_peer(server.url, "visitor", callee.cookie.split("=", 1)[1])
     try:
         ring = await admin.call("call:ring", {"chat_id": cid})
@@ -742,7 +721,7 @@ async def test_only_participants_signal_and_bad_input_is_refused(
     server: Server, admin_token: str
 ) -> None:
     caller, admin, call_id, cid, _ = await answered_call(server, admin_token, "Güvenli")
-    stranger, _, _other_cid = await visitor(server, "Yabancı")
+    stranger, _, _other_cid = await calling_visitor(server.url, "Yabancı")
     try:
         # Someone else's conversation looks like one that does not exist.
         assert (await stranger.call("join", {"chat_id": cid}))["error"] == "bad_chat"
@@ -775,7 +754,7 @@ async def test_only_participants_signal_and_bad_input_is_refused(
 
 
 async def test_signalling_floods_are_cut(server: Server) -> None:
-    caller, _, cid = await visitor(server, "Sel")
+    caller, _, cid = await calling_visitor(server.url, "Sel")
     try:
         replies = [await caller.call("join", {"chat_id": cid}) for _ in range(210)]
         refused = [r for r in replies if not r["ok"]]
@@ -797,7 +776,7 @@ async def test_an_operator_whose_session_ran_out_cannot_signal(
         f"WHERE token_hash = '{token_hash(token)}'",
     )
     admin = await call_peer(server.url, "admin", token)
-    callee, _, cid = await visitor(server, "Süre")
+    callee, _, cid = await calling_visitor(server.url, "Süre")
     try:
         assert (await admin.call("join", {"chat_id": cid}))["ok"], "valid until it runs out"
         await asyncio.sleep((soon - datetime.now(UTC)).total_seconds() + 0.5)
@@ -889,7 +868,7 @@ async def test_selftest_fails_clearly_without_the_echo_peer(
 
 async def test_repair_ends_abandoned_calls_once(server: Server, admin_token: str) -> None:
     """An echo call whose page never sent its offer holds a slot until Repair ends it."""
-    caller, _, cid = await visitor(server, "Terk")
+    caller, _, cid = await calling_visitor(server.url, "Terk")
     try:
         ring = await caller.call("call:ring", {"chat_id": cid, "echo": True})
         assert ring["ok"]
@@ -952,11 +931,17 @@ async def turn_server(
 
 
 async def call_through_turn(
-    server: Server, top: turn.Topology, coturn: turn.Coturn, scheme: str
-) -> tuple[int, int]:
+    server: Server,
+    top: turn.Topology,
+    coturn: turn.Coturn,
+    scheme: str,
+    transport: str,
+    record_property: Any,
+) -> None:
     """Ring, answer, and connect the visitor (no UDP) and the operator through the TURN URL of
-    `scheme` that `call:accepted` names; both must hear each other. Returns the milliseconds
-    from the answer to both connected and to both tones heard."""
+    `scheme` that `call:accepted` names; both must hear each other. Prints and records (as
+    `turn_<transport>_…_ms`) the milliseconds from the answer to both connected and to both
+    tones heard."""
     admin_token = await admin_login(server)
     caller, admin, call_id, _cid, _ = await answered_call(server, admin_token, "Otel")
     accepted = caller.events["call:accepted"][0]
@@ -964,22 +949,8 @@ async def call_through_turn(
     (entry,) = accepted["ice_servers"]
     assert entry["urls"] == [coturn.tcp_url, coturn.tls_url] and ":" in entry["username"]
     answered_at = now()
-    visitor_media = turn.NamespacedMedia(
-        caller,
-        call_id,
-        VISITOR_HZ,
-        ADMIN_HZ,
-        ns=top.visitor_ns,
-        ice_servers=turn.only_url(accepted["ice_servers"], scheme),
-    )
-    admin_media = turn.NamespacedMedia(
-        admin,
-        call_id,
-        ADMIN_HZ,
-        VISITOR_HZ,
-        ns=top.operator_ns,
-        ice_servers=turn.only_url(admin.events["call:accepted"][0]["ice_servers"], scheme),
-    )
+    hz = (VISITOR_HZ, ADMIN_HZ)
+    visitor_media, admin_media = turn.call_parties(top, caller, admin, call_id, hz, scheme)
     try:
         await asyncio.gather(visitor_media.offer(), admin_media.answer())
         # The visitor's only way out is its TURN allocation.
@@ -997,7 +968,14 @@ async def call_through_turn(
         await caller.wait_for("call:ended", lambda m: m["call_id"] == call_id)
     finally:
         await close_peers(visitor_media, admin_media, caller, admin)
-    return round((max(connected) - answered_at) * 1000), round((max(heard) - answered_at) * 1000)
+    connect_ms = round((max(connected) - answered_at) * 1000)
+    heard_ms = round((max(heard) - answered_at) * 1000)
+    print(
+        f"\nTURN/{transport.upper()}: answer to connected {connect_ms} ms, "
+        f"to both tones heard {heard_ms} ms"
+    )
+    record_property(f"turn_{transport}_connected_ms", connect_ms)
+    record_property(f"turn_{transport}_heard_ms", heard_ms)
 
 
 @pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
@@ -1006,10 +984,7 @@ async def test_a_visitor_whose_network_drops_udp_calls_through_turn_over_tcp(
 ) -> None:
     """The visitor (no UDP in or out) and the operator (another network) connect through coturn
     over TCP with the credentials from `call:accepted`, and hear each other."""
-    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turn:")
-    print(f"\nTURN/TCP: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
-    record_property("turn_tcp_connected_ms", connect_ms)
-    record_property("turn_tcp_heard_ms", heard_ms)
+    await call_through_turn(turn_server, udp_blocked, coturn, "turn:", "tcp", record_property)
 
 
 @pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
@@ -1023,10 +998,7 @@ async def test_a_visitor_whose_network_drops_udp_calls_through_turns_on_443(
     """The same through coturn's TLS listener on 443 (`turns:`), its certificate checked."""
     # The test's self-signed certificate stands in for a public CA's (OpenSSL reads this).
     monkeypatch.setenv("SSL_CERT_FILE", str(coturn.ca_file))
-    connect_ms, heard_ms = await call_through_turn(turn_server, udp_blocked, coturn, "turns:")
-    print(f"\nTURN/TLS: answer to connected {connect_ms} ms, to both tones heard {heard_ms} ms")
-    record_property("turn_tls_connected_ms", connect_ms)
-    record_property("turn_tls_heard_ms", heard_ms)
+    await call_through_turn(turn_server, udp_blocked, coturn, "turns:", "tls", record_property)
 
 
 @pytest.mark.skipif(NO_TURN is not None, reason=str(NO_TURN))
@@ -1480,17 +1452,8 @@ async def test_p2p_between_two_symmetric_nats_connects_through_turn(
     servers = caller.events["call:accepted"][0]["ice_servers"]
     assert [s["urls"] for s in servers] == [[NAT_STUN], [NAT_TURN]], servers
     answered_at = now()
-    visitor_media = turn.NamespacedMedia(
-        caller, call_id, VISITOR_HZ, ADMIN_HZ, ns=top.visitor_ns, ice_servers=servers
-    )
-    admin_media = turn.NamespacedMedia(
-        admin,
-        call_id,
-        ADMIN_HZ,
-        VISITOR_HZ,
-        ns=top.operator_ns,
-        ice_servers=admin.events["call:accepted"][0]["ice_servers"],
-    )
+    hz = (VISITOR_HZ, ADMIN_HZ)
+    visitor_media, admin_media = turn.call_parties(top, caller, admin, call_id, hz)
     direct: tuple[RTCPeerConnection, ...] = ()
     try:
         await asyncio.gather(visitor_media.offer(), admin_media.answer())

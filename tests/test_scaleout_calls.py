@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.calls import Media, call_peer
-from tests.support.clients import Peer, admin_login, start_visitor, visitor_peer
+from tests.support.calls import Media, call_peer, calling_visitor, system_messages
+from tests.support.clients import Peer, admin_login
 from tests.support.server import Server, redis_pair
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -32,26 +32,11 @@ async def admin_token(pair: tuple[Server, Server]) -> str:
     return await admin_login(pair[1])
 
 
-async def calling_visitor(server: Server, name: str) -> tuple[Peer, str, str]:
-    """A visitor page's `/call` socket on `server`: (socket, cookie token, conversation id)."""
-    token, cid = await start_visitor(server.url, name)
-    peer = await call_peer(server.url, "visitor", token)
-    joined = await peer.call("join", {"chat_id": cid})
-    assert joined["ok"] and joined["call"] is None, joined
-    return peer, token, cid
-
-
 async def call_messages(server: Server, token: str, cid: str, count: int) -> list[dict[str, Any]]:
     """The conversation's call messages once there are `count` (or after 10 s)."""
     deadline = time.monotonic() + 10
     while True:
-        chat = await visitor_peer(server.url, token)
-        try:
-            await chat.call("join", {"chat_id": cid})
-            history = await chat.wait_for("chat:history")
-        finally:
-            await chat.close()
-        found = [m for m in history if m["role"] == "system" and m["type"] == "call"]
+        found = [m for m in await system_messages(server.url, token, cid) if m["type"] == "call"]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.2)  # each poll opens a socket: don't hammer the servers
@@ -83,7 +68,7 @@ async def test_visitor_on_one_process_calls_the_operator_on_the_other_and_back(
     pair: tuple[Server, Server], admin_token: str
 ) -> None:
     one, two = pair
-    visitor, token, cid = await calling_visitor(one, "Uzakta")
+    visitor, token, cid = await calling_visitor(one.url, "Uzakta")
     admin = await call_peer(two.url, "admin", admin_token)
     try:
         ring = await visitor.call("call:ring", {"chat_id": cid})
@@ -126,7 +111,7 @@ async def test_two_operator_pages_on_two_processes_accept_at_once_and_one_wins(
     pair: tuple[Server, Server], admin_token: str
 ) -> None:
     one, two = pair
-    visitor, token, cid = await calling_visitor(one, "Yarış")
+    visitor, token, cid = await calling_visitor(one.url, "Yarış")
     here = await call_peer(one.url, "admin", admin_token)
     there = await call_peer(two.url, "admin", admin_token)
     other_tab = await call_peer(two.url, "visitor", token)
@@ -160,7 +145,7 @@ async def test_an_unanswered_ring_ends_once_across_processes(
     pair: tuple[Server, Server], admin_token: str
 ) -> None:
     one, two = pair
-    visitor, token, cid = await calling_visitor(one, "Cevapsız")
+    visitor, token, cid = await calling_visitor(one.url, "Cevapsız")
     admin = await call_peer(two.url, "admin", admin_token)
     try:
         ring = await visitor.call("call:ring", {"chat_id": cid})

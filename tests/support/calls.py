@@ -7,14 +7,15 @@ echo peer, its own) tone in what it receives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from media_relay import ToneDetector, ToneTrack
-from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer
+from tests.support.clients import ADMIN_COOKIE, VISITOR_COOKIE, Peer, start_visitor, visitor_peer
 
 CALL_EVENTS = (
     "call:incoming",
@@ -36,9 +37,41 @@ async def call_peer(base_url: str, role: str, token: str) -> Peer:
     return await Peer(base_url, cookie, role, namespace="/call", events=CALL_EVENTS).connect()
 
 
+async def calling_visitor(base_url: str, name: str) -> tuple[Peer, str, str]:
+    """A new visitor's `/call` socket, joined to its conversation: (socket, cookie token, cid)."""
+    token, cid = await start_visitor(base_url, name)
+    peer = await call_peer(base_url, "visitor", token)
+    joined = await peer.call("join", {"chat_id": cid})
+    assert joined["ok"] and joined["call"] is None, joined
+    return peer, token, cid
+
+
+async def system_messages(base_url: str, token: str, cid: str) -> list[dict[str, Any]]:
+    """The conversation's system messages as the visitor's page receives them (history)."""
+    chat = await visitor_peer(base_url, token)
+    try:
+        await chat.call("join", {"chat_id": cid})
+        history: list[dict[str, Any]] = await chat.wait_for("chat:history")
+    finally:
+        await chat.close()
+    return [m for m in history if m["role"] == "system"]
+
+
+def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:
+    """The RTCConfiguration a page would build from Sohbet's `ice_servers`."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(
+                urls=list(s["urls"]), username=s.get("username"), credential=s.get("credential")
+            )
+            for s in servers
+        ]
+    )
+
+
 class Media:
     """One aiortc connection of a party, sending `send_hz` (or the audio track `tone`) and
-    listening for `hear_hz`."""
+    listening for `hear_hz`, with Sohbet's `ice_servers` (none: host candidates only)."""
 
     def __init__(
         self,
@@ -47,10 +80,12 @@ class Media:
         send_hz: float,
         hear_hz: float,
         tone: MediaStreamTrack | None = None,
+        *,
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.peer = peer
         self.call_id = call_id
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(ice_config(ice_servers or []))
         self.tone: MediaStreamTrack = tone or ToneTrack(send_hz)
         self.pc.addTrack(self.tone)
         self.hear_hz = hear_hz
@@ -63,7 +98,8 @@ class Media:
 
     async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
         """Send our offer; apply the answer that arrives (the `answers_seen`+1-th one)."""
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        with self._gathering():
+            await self.pc.setLocalDescription(await self.pc.createOffer())
         await self._send_description()
         await self.peer.wait_for(
             "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
@@ -77,8 +113,13 @@ class Media:
         """Answer the other party's P2P offer (forwarded by the server)."""
         offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        with self._gathering():
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._send_description()
+
+    def _gathering(self) -> contextlib.AbstractContextManager[None]:
+        """Where our candidates are gathered: here, in this process's network."""
+        return contextlib.nullcontext()
 
     async def _send_description(self) -> None:
         """Send our local offer or answer as `rtc:offer` / `rtc:answer`; the server takes it."""

@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc import RTCPeerConnection
 
-from media_relay import ToneTrack
-from tests.support.calls import Media
+from tests.support.calls import Media, ice_config
 from tests.support.clients import Peer
 
 CLONE_NEWNET = 0x40000000
@@ -330,18 +328,6 @@ def _tail(workdir: Path) -> str:
     return log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
 
 
-def ice_config(servers: list[dict[str, Any]]) -> RTCConfiguration:
-    """The RTCConfiguration a page would build from Sohbet's `ice_servers`."""
-    return RTCConfiguration(
-        iceServers=[
-            RTCIceServer(
-                urls=list(s["urls"]), username=s.get("username"), credential=s.get("credential")
-            )
-            for s in servers
-        ]
-    )
-
-
 def only_url(servers: list[dict[str, Any]], scheme: str) -> list[dict[str, Any]]:
     """Sohbet's `ice_servers` narrowed to the URLs of one scheme ("turn:", "turns:"): aiortc
     uses only the first TURN URL it is given, where a browser tries every one."""
@@ -366,15 +352,8 @@ class NamespacedMedia(Media):
         ns: str,
         ice_servers: list[dict[str, Any]],
     ) -> None:
-        self.peer = peer
-        self.call_id = call_id
+        super().__init__(peer, call_id, send_hz, hear_hz, ice_servers=ice_servers)
         self.ns = ns
-        self.pc = RTCPeerConnection(ice_config(ice_servers))
-        self.tone: MediaStreamTrack = ToneTrack(send_hz)
-        self.pc.addTrack(self.tone)
-        self.hear_hz = hear_hz
-        self.remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-        self.pc.on("track", self._on_track)
         self.connected = asyncio.get_running_loop().create_future()
         self.pc.on("connectionstatechange", self._on_state)
 
@@ -382,25 +361,9 @@ class NamespacedMedia(Media):
         if self.pc.connectionState == "connected" and not self.connected.done():
             self.connected.set_result(time.monotonic())
 
-    async def offer(self, answers_seen: int = 0) -> dict[str, Any]:
-        """Gather (in the namespace) and send our offer; apply the other party's answer."""
-        with inside(self.ns):
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self._send_description()
-        await self.peer.wait_for(
-            "rtc:answer", lambda _: len(self.peer.events["rtc:answer"]) > answers_seen
-        )
-        answer: dict[str, Any] = self.peer.events["rtc:answer"][answers_seen]
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        return answer
-
-    async def answer(self) -> None:
-        """Answer the other party's offer, gathering in the namespace."""
-        offer = await self.peer.wait_for("rtc:offer", lambda m: m["call_id"] == self.call_id)
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        with inside(self.ns):
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-        await self._send_description()
+    def _gathering(self) -> contextlib.AbstractContextManager[None]:
+        """Gather in the namespace: the candidates' sockets are made there."""
+        return inside(self.ns)
 
     def candidate_types(self) -> set[str]:
         """The types of the local candidates in our description ("host", "relay", ...)."""
@@ -420,6 +383,31 @@ class NamespacedMedia(Media):
             if pair is not None:
                 return pair.local_candidate.type, pair.remote_candidate.type
         return None
+
+
+def call_parties(
+    top: Topology,
+    visitor: Peer,
+    admin: Peer,
+    call_id: str,
+    hz: tuple[float, float],
+    scheme: str | None = None,
+) -> tuple[NamespacedMedia, NamespacedMedia]:
+    """The visitor's and the operator's connections in their namespaces, sending hz[0] and
+    hz[1] (each listening for the other's), with the ICE servers each side's `call:accepted`
+    gave (narrowed to the URLs of `scheme` if given)."""
+
+    def servers(peer: Peer) -> list[dict[str, Any]]:
+        given: list[dict[str, Any]] = peer.events["call:accepted"][0]["ice_servers"]
+        return only_url(given, scheme) if scheme else given
+
+    visitor_media = NamespacedMedia(
+        visitor, call_id, hz[0], hz[1], ns=top.visitor_ns, ice_servers=servers(visitor)
+    )
+    admin_media = NamespacedMedia(
+        admin, call_id, hz[1], hz[0], ns=top.operator_ns, ice_servers=servers(admin)
+    )
+    return visitor_media, admin_media
 
 
 def without_turn(servers: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -144,6 +144,9 @@ def main() -> None:
 
     ports = [free_port() for _ in range(args.processes)]
     procs: list[subprocess.Popen[bytes]] = []
+    # From the start, not once all is up: a SIGTERM while the processes start stops those
+    # already started (the `finally` below) instead of killing this script and leaving them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for n, port in enumerate(ports, start=1):
             with (args.workdir / f"{process_name(n)}.log").open("ab") as out:
@@ -158,13 +161,12 @@ def main() -> None:
             ["haproxy", "-db", "-f", str(config)],  # noqa: S607
             cwd=args.workdir,
         )
-        wait_ready(f"http://{args.host}:{args.port}", balancer)
         procs.insert(0, balancer)
+        wait_ready(f"http://{args.host}:{args.port}", balancer)
         for n, port in enumerate(ports, start=1):
             log.info("%s: http://127.0.0.1:%s (log in %s)", process_name(n), port, args.workdir)
         url = f"http://{args.host}:{args.port}"
         log.info("Sohbet on %s (%s processes); Ctrl-C stops", url, args.processes)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(proc.poll() is None for proc in procs):
             time.sleep(0.5)
         log.error("a process exited; stopping the cluster")

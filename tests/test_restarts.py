@@ -133,9 +133,13 @@ async def test_a_database_outage_acknowledges_nothing_uncommitted(
             while acked() < n * 2 * PER_SIDE // 5:
                 await asyncio.sleep(0.02)
             proxy.refusing = True
-            outages.append(proxy.cut())
-            await asyncio.sleep(3)
-            proxy.refusing = False
+            try:
+                outages.append(proxy.cut())
+                await asyncio.sleep(3)
+            finally:
+                # Whatever happens here, the database comes back (an outage that never ends
+                # would only show as a 300 s timeout of the whole exchange).
+                proxy.refusing = False
 
     try:
         await exchange(server.url, server, cut_the_database)

@@ -357,7 +357,7 @@ async def test_first_load_weight_within_budget(browser: Browser, server: Server)
     assert weight.total <= BUDGET, weight.table()
     # Compressed where it counts, and the lazy parts stay out of the first load.
     assert all(
-        enc == "gzip" for kind, size, enc in weight.rows.values() if size > 1500 and kind != "XHR"
+        enc == "br" for kind, size, enc in weight.rows.values() if size > 1500 and kind != "XHR"
     )
     assert not any("htmx" in url or "handoff" in url for url in weight.rows)
 

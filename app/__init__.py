@@ -18,6 +18,7 @@ from quart import Quart
 from app import calls as call_feature
 from app import compression, db, media, observability, selftest, telegram, web
 from app.admin.auth import AdminAuth, LogDelivery
+from app.admin.operators import Operators
 from app.admin.views import bp as admin_bp
 from app.chat.fanout import Fanout
 from app.chat.namespace import ChatNamespace
@@ -153,14 +154,29 @@ def create_app(
         limiter=limiter,
     )
 
+    # The team: at start-up the owner is made from ADMIN_PASSWORD when there is no operator
+    # (registered before the features below, so it runs before they serve).
+    operators = Operators(settings, sio, limiter)
+
+    @app.while_serving
+    async def team() -> AsyncGenerator[None, None]:
+        await operators.ensure_owner()
+        yield
+
     # The features around it, each given what it uses.
     media_service = media.init_app(app, chat, media_store, limiter)
-    bridge = telegram.init_app(app, chat, outbox, media_service, clock)
+    bridge = telegram.init_app(app, chat, outbox, media_service, clock, operators)
     auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
     calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)
     app.extensions["sohbet"] = web.Services(
-        settings=settings, sio=sio, chat=chat, auth=auth, media=media_service, telegram=bridge
+        settings=settings,
+        sio=sio,
+        chat=chat,
+        auth=auth,
+        media=media_service,
+        telegram=bridge,
+        operators=operators,
     )
 
     web.init_app(app)

@@ -36,3 +36,9 @@ class TooMany(SohbetError):
     """A rate limit was reached; the message says when to try again."""
 
     status = 429
+
+
+class Conflict(SohbetError):
+    """The change clashes with what is there (a name in use, an invite already used)."""
+
+    status = 409

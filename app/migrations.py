@@ -258,6 +258,45 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN "visitor_email" VARCHAR(254) NOT NULL DEFAULT ''""",
         ),
     ),
+    Migration(
+        9,
+        "team: operators, invites, and whose sessions, codes and factors",
+        (
+            """CREATE TABLE "operator" (
+                "id" {pk},
+                "name" VARCHAR(40) NOT NULL,
+                "name_key" VARCHAR(40) NOT NULL UNIQUE,
+                "colour" VARCHAR(7) NOT NULL,
+                "role" VARCHAR(16) NOT NULL DEFAULT 'operator',
+                "telegram_user_id" BIGINT UNIQUE,
+                "password_hash" VARCHAR(255) NOT NULL,
+                "active" {bool} NOT NULL DEFAULT TRUE,
+                "created_at" {ts} NOT NULL,
+                "deactivated_at" {ts},
+                "link_code_hash" VARCHAR(64) NOT NULL DEFAULT '',
+                "link_expires_at" {ts}
+            )""",
+            """CREATE TABLE "operator_invite" (
+                "token_hash" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "created_by_id" BIGINT NOT NULL,
+                "created_at" {ts} NOT NULL,
+                "expires_at" {ts} NOT NULL,
+                "used_at" {ts},
+                "operator_id" BIGINT,
+                "setup_hash" VARCHAR(64) NOT NULL DEFAULT ''
+            )""",
+            # Rows from before operators existed are the owner's (filled in at start-up, when
+            # the owner is made from ADMIN_PASSWORD).
+            'ALTER TABLE "admin_session" ADD COLUMN "operator_id" BIGINT',
+            'ALTER TABLE "login_code" ADD COLUMN "operator_id" BIGINT',
+            'ALTER TABLE "totp_factor" ADD COLUMN "operator_id" BIGINT',
+            'ALTER TABLE "recovery_code" ADD COLUMN "operator_id" BIGINT',
+            'ALTER TABLE "tg_outbox" ADD COLUMN "chat_id" BIGINT',
+            """CREATE INDEX "idx_login_code_operator"
+                ON "login_code" ("operator_id", "created_at")""",
+            'CREATE INDEX "idx_admin_session_operator" ON "admin_session" ("operator_id")',
+        ),
+    ),
 )
 
 

@@ -82,6 +82,59 @@ class Message(Model):
         unique_together = (("conversation", "seq"), ("conversation", "client_id"))
 
 
+class Operator(Model):
+    """Someone who answers visitors: the owner (made from ADMIN_PASSWORD) or an invited operator.
+
+    Messages, assignments and audit entries point here by `id`; a deactivated operator keeps
+    the row (and their name on what they wrote) but can no longer sign in.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=40)
+    # The name folded (case, width), unique: "Ayşe" and "AYŞE" are one operator.
+    name_key = fields.CharField(max_length=40, unique=True)
+    colour = fields.CharField(max_length=7)
+    role = fields.CharField(max_length=16, default="operator")
+    # Their own Telegram account: login codes go to its private chat with the bot.
+    telegram_user_id = fields.BigIntField(null=True, unique=True)
+    password_hash = fields.CharField(max_length=255)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+    deactivated_at = fields.DatetimeField(null=True)
+    # The code the operator sends the bot to link Telegram (keyed hash), and until when.
+    link_code_hash = fields.CharField(max_length=64, default="")
+    link_expires_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "operator"
+
+    @property
+    def initial(self) -> str:
+        """The avatar's letter."""
+        return self.name[:1].upper()
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+
+class OperatorInvite(Model):
+    """A one-time, expiring link with which the owner invites an operator."""
+
+    token_hash = fields.CharField(max_length=64, primary_key=True)
+    created_by_id = fields.BigIntField()
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    # The operator who accepted it, and the invitee's browser (its setup cookie's hash) that
+    # may show the Telegram link code after accepting.
+    operator_id = fields.BigIntField(null=True)
+    setup_hash = fields.CharField(max_length=64, default="")
+
+    class Meta:
+        table = "operator_invite"
+
+
 class AdminSession(Model):
     """A logged-in operator session; the cookie holds the token, the row only its hash."""
 
@@ -89,6 +142,8 @@ class AdminSession(Model):
     csrf_token = fields.CharField(max_length=64)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
+    # Whose session (NULL only in rows from before operators existed; the owner's).
+    operator_id = fields.BigIntField(null=True)
 
     class Meta:
         table = "admin_session"
@@ -108,6 +163,8 @@ class LoginCode(Model):
     # The Telegram outbox row that carries the code (empty when it went to the log), so the
     # login page can tell when Telegram is not delivering it.
     delivery_key = fields.CharField(max_length=128, default="")
+    # The operator the code signs in.
+    operator_id = fields.BigIntField(null=True)
 
     class Meta:
         table = "login_code"
@@ -123,6 +180,7 @@ class TotpFactor(Model):
     confirmed_at = fields.DatetimeField(null=True)
     # The newest time step a code was accepted for: no code is accepted twice.
     last_step = fields.BigIntField(default=0)
+    operator_id = fields.BigIntField(null=True)
 
     class Meta:
         table = "totp_factor"
@@ -135,6 +193,7 @@ class RecoveryCode(Model):
     code_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
+    operator_id = fields.BigIntField(null=True)
 
     class Meta:
         table = "recovery_code"
@@ -186,6 +245,8 @@ class TgOutbox(Model):
     sent_at = fields.DatetimeField(null=True)
     tg_message_id = fields.BigIntField(null=True)
     last_error = fields.TextField(default="")
+    # A private chat to send to instead of the admin chat (an operator's login code).
+    chat_id = fields.BigIntField(null=True)
 
     class Meta:
         table = "tg_outbox"

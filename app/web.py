@@ -21,6 +21,7 @@ from app.realtime import origin_allowed
 from app.realtime.handshake import visitor_token
 
 if TYPE_CHECKING:
+    from app.admin.operators import Operators
     from app.media.service import MediaService
     from app.telegram.bridge import TelegramBridge
 
@@ -44,6 +45,7 @@ class Services:
     auth: AdminAuth
     media: MediaService
     telegram: TelegramBridge | None
+    operators: Operators
 
 
 def services(app: Quart | None = None) -> Services:
@@ -53,7 +55,8 @@ def services(app: Quart | None = None) -> Services:
 
 
 async def current_operator() -> SessionInfo | None:
-    """The signed-in operator's session from this request's cookie, if any."""
+    """The signed-in operator's session from this request's cookie, if any (its `operator` is
+    who; behind the guard's decorators `g.operator` is the same, see app/admin/guard.py)."""
     auth = services().auth
     return await auth.session_for(request.cookies.get(auth.cookie_name))
 

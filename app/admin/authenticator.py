@@ -1,8 +1,9 @@
 """The second factor that needs no Telegram: an authenticator app (TOTP) and recovery codes.
 
-The operator enrols from the panel: a new secret is pending until a current code from the app
-confirms it, and then ten recovery codes are shown once. At login, a TOTP code is accepted for
-the previous, current or next 30-second step, and never for a step already used.
+Each operator has their own (the rows carry `operator_id`). The operator enrols from the panel:
+a new secret is pending until a current code from the app confirms it, and then ten recovery
+codes are shown once. At login, a TOTP code is accepted for the previous, current or next
+30-second step, and never for a step already used.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Authenticator:
         self.issuer = issuer
         self._change_tries = limiter.budget("change_tries", CHANGE_TRIES, CHANGE_WINDOW_SECONDS)
 
-    async def authorize_change(self, session: str, code: object) -> bool:
+    async def authorize_change(self, operator_id: int, session: str, code: object) -> bool:
         """True if `code` is a current code from the enrolled app (or a recovery code): what a
         signed-in operator needs to change the app, so a stolen session cannot swap it."""
         # Counted before the check (parallel guesses share the budget); a right code takes its
@@ -76,41 +77,56 @@ class Authenticator:
         wait = await self._change_tries.hit(session)
         if wait:
             raise TooMany("too_many_attempts", minutes=max(1, int(wait // 60) + 1))
-        if isinstance(code, str) and len(code) <= MAX_CODE_LENGTH and await self.check(code):
+        if (
+            isinstance(code, str)
+            and len(code) <= MAX_CODE_LENGTH
+            and await self.check(operator_id, code)
+        ):
             await self._change_tries.refund(session)
             return True
         return False
 
-    async def status(self) -> FactorStatus:
+    async def status(self, operator_id: int) -> FactorStatus:
         """Whether an authenticator app is enrolled, and how many recovery codes are unused."""
-        enrolled = await TotpFactor.exists(confirmed_at__isnull=False)
-        left = await RecoveryCode.filter(used_at__isnull=True).count() if enrolled else 0
+        enrolled = await self.enrolled(operator_id)
+        unused = RecoveryCode.filter(operator_id=operator_id, used_at__isnull=True)
+        left = await unused.count() if enrolled else 0
         return FactorStatus(enrolled, left)
 
-    async def enrolled(self) -> bool:
-        """True once an authenticator app has been confirmed."""
-        return await TotpFactor.exists(confirmed_at__isnull=False)
+    async def enrolled(self, operator_id: int) -> bool:
+        """True once the operator's authenticator app has been confirmed."""
+        return await TotpFactor.exists(operator_id=operator_id, confirmed_at__isnull=False)
 
-    async def start(self) -> Enrolment:
+    async def start(self, operator_id: int, label: str = "operator") -> Enrolment:
         """A fresh pending secret (any earlier pending one is dropped; an active one stays)."""
         secret = pyotp.random_base32()
         async with transaction() as tx:
-            await TotpFactor.filter(confirmed_at__isnull=True).using_db(tx).delete()
-            await TotpFactor.create(using_db=tx, secret=secret, created_at=utcnow())
-        return self._enrolment(secret)
+            await (
+                TotpFactor.filter(operator_id=operator_id, confirmed_at__isnull=True)
+                .using_db(tx)
+                .delete()
+            )
+            await TotpFactor.create(
+                using_db=tx, secret=secret, created_at=utcnow(), operator_id=operator_id
+            )
+        return self._enrolment(secret, label)
 
-    async def pending(self) -> Enrolment | None:
+    async def pending(self, operator_id: int, label: str = "operator") -> Enrolment | None:
         """The secret waiting for its confirming code, if any."""
-        row = await TotpFactor.filter(confirmed_at__isnull=True).order_by("-id").first()
-        return self._enrolment(row.secret) if row else None
+        row = await self._pending_row(operator_id)
+        return self._enrolment(row.secret, label) if row else None
 
-    def _enrolment(self, secret: str) -> Enrolment:
-        uri = pyotp.TOTP(secret).provisioning_uri(name="operator", issuer_name=self.issuer)
+    async def _pending_row(self, operator_id: int) -> TotpFactor | None:
+        pending = TotpFactor.filter(operator_id=operator_id, confirmed_at__isnull=True)
+        return await pending.order_by("-id").first()
+
+    def _enrolment(self, secret: str, label: str) -> Enrolment:
+        uri = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=self.issuer)
         return Enrolment(secret, uri)
 
-    async def confirm(self, code: object) -> list[str] | None:
+    async def confirm(self, operator_id: int, code: object) -> list[str] | None:
         """Activate the pending secret if `code` is current; return the new recovery codes."""
-        row = await TotpFactor.filter(confirmed_at__isnull=True).order_by("-id").first()
+        row = await self._pending_row(operator_id)
         if row is None or not isinstance(code, str):
             return None
         step = _matching_step(row.secret, "".join(code.split()))
@@ -123,32 +139,33 @@ class Authenticator:
             pending = TotpFactor.filter(id=row.id, confirmed_at__isnull=True).using_db(tx)
             if not await pending.update(confirmed_at=now, last_step=step):
                 return None
-            await TotpFactor.filter(id__not=row.id).using_db(tx).delete()
-            await _replace_recovery_codes(tx, codes)
+            others = TotpFactor.filter(operator_id=operator_id, id__not=row.id)
+            await others.using_db(tx).delete()
+            await _replace_recovery_codes(tx, operator_id, codes)
         return codes
 
-    async def new_recovery_codes(self) -> list[str]:
+    async def new_recovery_codes(self, operator_id: int) -> list[str]:
         """Replace every recovery code with ten new ones (shown once)."""
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
         async with transaction() as tx:
-            await _replace_recovery_codes(tx, codes)
+            await _replace_recovery_codes(tx, operator_id, codes)
         return codes
 
-    async def remove(self) -> None:
+    async def remove(self, operator_id: int) -> None:
         """Turn the authenticator app off; its recovery codes go with it."""
         async with transaction() as tx:
-            await TotpFactor.all().using_db(tx).delete()
-            await RecoveryCode.all().using_db(tx).delete()
+            await TotpFactor.filter(operator_id=operator_id).using_db(tx).delete()
+            await RecoveryCode.filter(operator_id=operator_id).using_db(tx).delete()
 
-    async def check(self, code: str) -> bool:
+    async def check(self, operator_id: int, code: str) -> bool:
         """True if `code` is a current TOTP code not used before, or an unused recovery code."""
         digits = "".join(ch for ch in code if not ch.isspace())
         if digits.isdigit() and len(digits) == 6:
-            return await self._check_totp(digits)
-        return await self._use_recovery(code)
+            return await self._check_totp(operator_id, digits)
+        return await self._use_recovery(operator_id, code)
 
-    async def _check_totp(self, code: str) -> bool:
-        row = await TotpFactor.filter(confirmed_at__isnull=False).first()
+    async def _check_totp(self, operator_id: int, code: str) -> bool:
+        row = await TotpFactor.filter(operator_id=operator_id, confirmed_at__isnull=False).first()
         if row is None:
             return False
         step = _matching_step(row.secret, code)
@@ -158,23 +175,28 @@ class Authenticator:
         claimed = await TotpFactor.filter(id=row.id, last_step__lt=step).update(last_step=step)
         return bool(claimed)
 
-    async def _use_recovery(self, code: str) -> bool:
+    async def _use_recovery(self, operator_id: int, code: str) -> bool:
         normal = _normal(code)
         if len(normal) != RECOVERY_LENGTH:
             return False
-        if not await TotpFactor.exists(confirmed_at__isnull=False):
+        if not await self.enrolled(operator_id):
             return False
-        used = await RecoveryCode.filter(code_hash=token_hash(normal), used_at__isnull=True).update(
-            used_at=utcnow()
-        )
+        used = await RecoveryCode.filter(
+            operator_id=operator_id, code_hash=token_hash(normal), used_at__isnull=True
+        ).update(used_at=utcnow())
         return bool(used)
 
 
-async def _replace_recovery_codes(tx: BaseDBAsyncClient, codes: list[str]) -> None:
-    """Store the hashes of `codes` in place of every earlier recovery code."""
+async def _replace_recovery_codes(
+    tx: BaseDBAsyncClient, operator_id: int, codes: list[str]
+) -> None:
+    """Store the hashes of `codes` in place of every earlier recovery code of the operator."""
     now = utcnow()
-    await RecoveryCode.all().using_db(tx).delete()
-    rows = [RecoveryCode(code_hash=token_hash(_normal(c)), created_at=now) for c in codes]
+    await RecoveryCode.filter(operator_id=operator_id).using_db(tx).delete()
+    rows = [
+        RecoveryCode(code_hash=token_hash(_normal(c)), created_at=now, operator_id=operator_id)
+        for c in codes
+    ]
     await RecoveryCode.bulk_create(rows, using_db=tx)
 
 

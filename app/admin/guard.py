@@ -1,4 +1,9 @@
-"""Who may use an operator route: the page and API decorators, and the CSRF check on writes."""
+"""Who may use an operator route: the page and API decorators, and the CSRF check on writes.
+
+Behind either decorator, `g.admin` is the session (SessionInfo) and `g.operator` the signed-in
+operator (app.models.Operator): what attribution, assignment and the audit trail record.
+`signed_in()` returns that operator; `owner_required` lets only the owner through.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from app.admin.auth import SessionInfo
 from app.core.security import constant_time_equal
 from app.errors import Forbidden
 from app.i18n import error_text
-from app.web import current_operator, is_htmx
+from app.models import Operator
+from app.web import current_operator, is_htmx, services
 
 R = TypeVar("R")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -30,6 +36,18 @@ async def require_csrf() -> None:
     check_csrf(g.admin, await request.form)
 
 
+def signed_in() -> Operator:
+    """The operator of this request (in a view behind `operator_required` or `api_operator`)."""
+    operator: Operator = g.operator
+    return operator
+
+
+def enter(session: SessionInfo) -> None:
+    """Make a session this request's: `g.admin` and `g.operator`."""
+    g.admin = session
+    g.operator = session.operator
+
+
 def operator_required(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[Any]]:
     """Let only a signed-in operator through; others go to the login page (HTMX: full reload)."""
 
@@ -40,7 +58,20 @@ def operator_required(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaita
             if is_htmx():
                 return "", 401, {"HX-Redirect": "/admin"}
             return redirect("/admin", 303)
-        g.admin = session
+        enter(session)
+        return await view(*args, **kwargs)
+
+    return wrapper
+
+
+def owner_required(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[Any]]:
+    """`operator_required`, and the operator must be the owner (403 with a message otherwise)."""
+
+    @operator_required
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not signed_in().is_owner:
+            raise Forbidden("owner_only")
         return await view(*args, **kwargs)
 
     return wrapper
@@ -53,8 +84,8 @@ def api_operator(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[A
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         session = await current_operator()
         if session is None:
-            return _unauthorized()
-        g.admin = session
+            return await _unauthorized()
+        enter(session)
         if request.method not in SAFE_METHODS:
             check_csrf(session)
         return await view(*args, **kwargs)
@@ -62,6 +93,8 @@ def api_operator(view: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[A
     return wrapper
 
 
-def _unauthorized() -> tuple[Response, int]:
-    body = {"error": "unauthorized", "message": error_text("unauthorized", {})}
+async def _unauthorized() -> tuple[Response, int]:
+    auth = services().auth
+    code = await auth.refusal(request.cookies.get(auth.cookie_name)) or "unauthorized"
+    body = {"error": code, "message": error_text(code, {})}
     return jsonify(body), 401

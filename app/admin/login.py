@@ -9,6 +9,7 @@ from app.admin.auth import Method
 from app.admin.guard import operator_required, require_csrf
 from app.errors import SohbetError
 from app.i18n import error_text
+from app.models import Operator
 from app.web import client_address, services
 
 bp = Blueprint("login", __name__)
@@ -16,10 +17,23 @@ bp = Blueprint("login", __name__)
 LOGIN_COOKIE_SECONDS = 5 * 60
 
 
-async def login_page(step: str = "password", error: str = "", method: str = "telegram") -> str:
+async def login_page(
+    step: str = "password", error: str = "", method: str = "telegram", name: str = ""
+) -> str:
     """The login page at one of its steps (the code step offers what this operator can use)."""
     if step != "code":
-        return await render_template("admin/login.html", step=step, error=error or None)
+        # With one operator the password is all (the quick start); with a team, who signs in.
+        names = (
+            await Operator.filter(active=True).order_by("name_key").values_list("name", flat=True)
+        )
+        team = await Operator.all().count() > 1
+        return await render_template(
+            "admin/login.html",
+            step=step,
+            error=error or None,
+            names=names if team else [],
+            name=name,
+        )
     return await render_template(
         "admin/login.html",
         step=step,
@@ -32,9 +46,12 @@ async def login_page(step: str = "password", error: str = "", method: str = "tel
 async def _code_context() -> dict[str, object]:
     """How the challenge's code is getting on, and whether the authenticator app is an option."""
     auth = services().auth
+    challenge = request.cookies.get(auth.challenge_cookie)
+    operator = await auth.challenge_operator(challenge)
     return {
-        "state": await auth.delivery_state(request.cookies.get(auth.challenge_cookie)),
-        "enrolled": await auth.authenticator.enrolled(),
+        "state": await auth.delivery_state(challenge),
+        "enrolled": operator is not None and await auth.authenticator.enrolled(operator.id),
+        "operator": operator,
     }
 
 
@@ -44,9 +61,14 @@ async def login() -> tuple[str, int] | WerkzeugResponse:
     svc = services()
     form = await request.form
     try:
-        challenge = await svc.auth.request_code(form.get("password"), client_address())
+        challenge = await svc.auth.request_code(
+            form.get("password"), client_address(), form.get("name", "")
+        )
     except SohbetError as exc:
-        return await login_page("password", error_text(exc.code, exc.params)), exc.status
+        name = str(form.get("name", ""))[:40]
+        return await login_page("password", error_text(exc.code, exc.params), name=name), (
+            exc.status
+        )
     response = redirect("/admin/code", 303)
     _set_cookie(response, svc.auth.challenge_cookie, challenge, LOGIN_COOKIE_SECONDS, "Strict")
     return response

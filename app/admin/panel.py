@@ -8,10 +8,11 @@ from typing import Any
 from quart import Blueprint, g, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from app.admin.guard import operator_required, require_csrf
+from app.admin.guard import enter, operator_required, require_csrf
 from app.admin.login import login_page
 from app.chat.rooms import visitor_room
 from app.errors import InvalidInput
+from app.i18n import error_text
 from app.models import Conversation, TgOutbox
 from app.web import current_operator, is_htmx, services
 
@@ -53,8 +54,10 @@ async def panel() -> str | WerkzeugResponse:
     """The panel for a signed-in operator, else the login page."""
     session = await current_operator()
     if session is None:
-        return await login_page()
-    g.admin = session
+        auth = services().auth
+        refused = await auth.refusal(request.cookies.get(auth.cookie_name))
+        return await login_page(error=error_text(refused, {}) if refused else "")
+    enter(session)
     return await _panel()
 
 

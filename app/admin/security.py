@@ -9,6 +9,7 @@ from app.admin.guard import operator_required, require_csrf
 from app.chat.handoff import qr_svg_data_uri
 from app.errors import InvalidInput
 from app.i18n import gettext as _
+from app.models import Operator
 from app.web import services
 
 bp = Blueprint("security", __name__)
@@ -19,12 +20,13 @@ CHANGES = ("recovery", "move", "remove")
 async def _page(status: int = 200, error: str = "", **context: object) -> tuple[str, int]:
     """The security page with the factor's state, plus what this step shows."""
     authenticator = services().auth.authenticator
-    pending = await authenticator.pending()
+    operator: Operator = g.operator
+    pending = await authenticator.pending(operator.id, operator.name)
     if pending is not None and "recovery_codes" not in context:
         context.update(enrolment=pending, qr=qr_svg_data_uri(pending.uri))
     page = await render_template(
         "admin/security.html",
-        factor=await authenticator.status(),
+        factor=await authenticator.status(operator.id),
         csrf_token=g.admin.csrf_token,
         error=error or None,
         **context,
@@ -45,10 +47,11 @@ async def start_enrolment() -> tuple[str, int]:
     """A new secret for the authenticator app, as a QR code and an otpauth:// link."""
     await require_csrf()
     authenticator = services().auth.authenticator
-    if await authenticator.enrolled():
+    operator: Operator = g.operator
+    if await authenticator.enrolled(operator.id):
         # Moving to another app is a change: it goes through `change` and its code.
         return await _page(409)
-    await authenticator.start()
+    await authenticator.start(operator.id, operator.name)
     return await _page()
 
 
@@ -58,7 +61,7 @@ async def confirm_enrolment() -> tuple[str, int]:
     """Turn the app on once it shows a current code; the recovery codes are shown this once."""
     await require_csrf()
     form = await request.form
-    codes = await services().auth.authenticator.confirm(form.get("code"))
+    codes = await services().auth.authenticator.confirm(g.operator.id, form.get("code"))
     if codes is None:
         error = _("That code does not match. Check the phone's clock and type the code shown now.")
         return await _page(400, error)
@@ -76,16 +79,17 @@ async def change() -> tuple[str, int]:
     if action not in CHANGES:
         raise InvalidInput("bad_payload")
     authenticator = services().auth.authenticator
-    if not await authenticator.enrolled():
-        return await _page(409)
     session: SessionInfo = g.admin
-    if not await authenticator.authorize_change(session.token_hash, form.get("code")):
+    operator = session.operator
+    if not await authenticator.enrolled(operator.id):
+        return await _page(409)
+    if not await authenticator.authorize_change(operator.id, session.token_hash, form.get("code")):
         error = _("That code is not right. Type the code your app shows now, or a recovery code.")
         return await _page(400, error)
     if action == "recovery":
-        return await _page(recovery_codes=await authenticator.new_recovery_codes())
+        return await _page(recovery_codes=await authenticator.new_recovery_codes(operator.id))
     if action == "move":
-        await authenticator.start()
+        await authenticator.start(operator.id, operator.name)
         return await _page()
-    await authenticator.remove()
+    await authenticator.remove(operator.id)
     return await _page()

@@ -112,6 +112,7 @@ class CallNamespace(ConversationNamespace):
         """Identify the socket from its cookies (as `/chat` does); refuse it otherwise."""
         session, conv = await self._identify(environ, auth)
         await self.save_session(sid, session)
+        await self.enter_operator_room(sid, session)
         room = ADMINS if conv is None else visitor_room(conv.id)
         await self.enter_room(sid, room)
         await self.calls.connected(sid, room)

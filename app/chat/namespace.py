@@ -76,6 +76,7 @@ class ChatNamespace(ConversationNamespace):
         """Identify the socket from its cookies; refuse it when neither cookie is valid."""
         session, conv = await self._identify(environ, auth)
         await self.save_session(sid, session)
+        await self.enter_operator_room(sid, session)
         if conv is None:
             # A socket for one conversation (a pop-out, a load test) can skip the list feed.
             if not (isinstance(auth, dict) and auth.get("watch_list") is False):

@@ -14,6 +14,8 @@ LIST_WATCHERS = "list"
 VISITORS = "visitors"
 
 _VISITOR_PREFIX = "v:"
+# One operator's sockets; closing such a room disconnects them (app/realtime/manager.py).
+OPERATOR_PREFIX = "operator:"
 
 
 def visitor_room(conversation_id: int) -> str:
@@ -24,6 +26,11 @@ def visitor_room(conversation_id: int) -> str:
 def admin_room(conversation_id: int) -> str:
     """The operator sockets that have one conversation open."""
     return f"a:{conversation_id}"
+
+
+def operator_room(operator_id: int) -> str:
+    """Every socket of one operator (all their tabs, on `/chat` and `/call`)."""
+    return f"{OPERATOR_PREFIX}{operator_id}"
 
 
 def visitors_room(locale: str) -> str:

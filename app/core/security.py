@@ -41,6 +41,33 @@ class PasswordCheck:
         return hmac.compare_digest(self._derive(attempt), self._hash)
 
 
+# The admin password's scrypt parameters, kept with each stored hash so they can be raised later.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password: str) -> str:
+    """A stored password: salted scrypt as `scrypt$n$r$p$salt$hash` (salt and hash in hex)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+    )
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def password_matches(stored: str, attempt: str) -> bool:
+    """True if `attempt` is the password `stored` (from `hash_password`) was made from."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        derived = hashlib.scrypt(
+            attempt.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(derived, bytes.fromhex(digest))
+
+
 def new_code() -> str:
     """A 6-digit one-time code from the CSPRNG."""
     return f"{secrets.randbelow(1_000_000):06d}"

@@ -18,6 +18,8 @@ import socketio
 from engineio import packet
 from socketio import packet as sio_packet
 
+from app.chat.rooms import OPERATOR_PREFIX
+
 log = logging.getLogger("sohbet.sockets")
 
 
@@ -97,6 +99,15 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
                 sids.remove(sid)
                 if not sids:
                     del pending[namespace]
+
+    async def close_room(self, room: Any, namespace: str) -> None:
+        """python-socketio's close, except that closing an operator's room disconnects its
+        sockets: how a deactivation ends an operator's sockets. With Redis, python-socketio
+        publishes the close and every process runs this for its own sockets."""
+        if isinstance(room, str) and room.startswith(OPERATOR_PREFIX):
+            for sid, _ in list(self.get_participants(namespace, room)):
+                await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        await super().close_room(room, namespace)
 
     def get_rooms(self, sid: str, namespace: str) -> list[Any]:
         """The rooms a socket is in (its own sid room included), in the order it entered them."""

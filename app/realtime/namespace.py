@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import socketio
 
+from app.chat.rooms import operator_room
 from app.config import Settings
 from app.errors import Forbidden, InvalidInput, NotFound, SohbetError, TooMany
 from app.i18n import ERRORS, N_, error_text, using_locale
@@ -147,7 +148,15 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             session = await self.auth.session_for(cookies.get(self.auth.cookie_name))
             if session is not None:
                 locale = self.chat.settings.default_locale
-                return {"role": "admin", "locale": locale, "expires_at": session.expires_at}, None
+                operator = {
+                    "role": "admin",
+                    "locale": locale,
+                    "expires_at": session.expires_at,
+                    # Whose socket: replies, typing and presence name them; a deactivation
+                    # closes their room (`operator_room`), which disconnects it.
+                    "operator_id": session.operator_id,
+                }
+                return operator, None
         if wanted != "admin":
             conv = await self.chat.queries.by_token(
                 visitor_token(cookies, self.chat.settings, visitor_cookie(self.chat.settings), auth)
@@ -164,6 +173,11 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "socket refused: no valid identity (cookies: %s)", ", ".join(sorted(cookies)) or "none"
         )
         raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+
+    async def enter_operator_room(self, sid: str, session: dict[str, Any]) -> None:
+        """An operator's socket joins their own room (what a deactivation closes)."""
+        if session.get("role") == "admin":
+            await self.enter_room(sid, operator_room(session["operator_id"]))
 
     async def _refuse_expired(self, sid: str, session: dict[str, Any]) -> None:
         """The operator's session ran out while this socket was open: close it (sign in again)."""

@@ -17,6 +17,7 @@ from app.core.clock import Clock
 from app.media.service import MediaService
 
 if TYPE_CHECKING:
+    from app.admin.operators import Operators
     from app.telegram.bridge import TelegramBridge
     from app.telegram.outbox import Outbox
 
@@ -31,7 +32,12 @@ def build_outbox(settings: Settings, clock: Clock) -> Outbox | None:
 
 
 def init_app(
-    app: Quart, chat: ChatService, outbox: Outbox | None, media: MediaService, clock: Clock
+    app: Quart,
+    chat: ChatService,
+    outbox: Outbox | None,
+    media: MediaService,
+    clock: Clock,
+    operators: Operators,
 ) -> TelegramBridge | None:
     """Build the bridge around the outbox when a bot is set, and run it while the app serves."""
     settings: Settings = app.config["SOHBET"]
@@ -41,6 +47,8 @@ def init_app(
     from app.telegram.bridge import TelegramBridge
 
     bridge = TelegramBridge(settings, chat, outbox, clock, media)
+    # The linking handler (app/telegram/linking.py) gets the team by name.
+    bridge.dispatcher["operators"] = operators
     # The panel's Telegram banner reads the backlog when the page is rendered.
     app.jinja_env.globals["telegram_late_backlog"] = lambda: late_backlog(clock)
 

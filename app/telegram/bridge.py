@@ -23,7 +23,7 @@ from app.core.clock import Clock
 from app.core.lease import LeaderLease
 from app.i18n import using_locale
 from app.media.service import MediaService
-from app.models import Conversation, Message, TgOutbox, TgTopic
+from app.models import Conversation, Message, Operator, TgOutbox, TgTopic
 from app.telegram import texts
 from app.telegram.backlog import Backlog, BacklogWatch, late_backlog
 from app.telegram.delivery import OutboxWorker
@@ -127,17 +127,46 @@ class TelegramBridge:
             None, key=f"page:{conv.id}:{secrets.token_hex(8)}", kind="page", conversation_id=conv.id
         )
 
+    async def username(self) -> str | None:
+        """The bot's @username (for t.me links), if Telegram has told it (aiogram caches it)."""
+        try:
+            me = await asyncio.wait_for(self.bot.me(), 3)
+        except Exception as exc:
+            log.info("bot username unknown for now: %s", exc)
+            return None
+        return me.username
+
+    async def tell(self, chat_id: int, text: str) -> str:
+        """Send a bot message to one private chat (an operator's), through the outbox."""
+        key = f"dm:{secrets.token_hex(8)}"
+        await self.outbox.add(None, key=key, text=text, chat_id=chat_id)
+        return key
+
     # CodeDelivery -------------------------------------------------------------------------------
 
-    async def deliver_code(self, code: str, minutes: int) -> str | None:
-        """Login codes go to the admin chat; the outbox key lets the login page follow it."""
-        with using_locale(self.settings.default_locale):
-            return await self.say(texts.login_code(code, minutes))
+    def reaches(self, operator: Operator) -> bool:
+        """An operator gets codes in their private chat with the bot once they linked it; the
+        owner who has not, in the admin chat (as before operators existed)."""
+        return operator.telegram_user_id is not None or operator.is_owner
 
-    async def failed_logins(self, count: int, client: str) -> None:
-        """A burst of wrong codes is worth the operator's attention."""
+    async def deliver_code(self, code: str, minutes: int, operator: Operator) -> str | None:
+        """A login code goes to the operator's own chat with the bot, never to a group (the
+        owner without a linked account: the admin chat, as before); the outbox key lets the
+        login page follow it."""
         with using_locale(self.settings.default_locale):
-            await self.say(texts.wrong_codes(count, client))
+            text = texts.login_code(code, minutes)
+        if operator.telegram_user_id is not None:
+            return await self.tell(operator.telegram_user_id, text)
+        return await self.say(text)
+
+    async def failed_logins(self, count: int, client: str, operator: Operator) -> None:
+        """A burst of wrong codes is worth the operator's attention (where their codes go)."""
+        with using_locale(self.settings.default_locale):
+            text = texts.wrong_codes(count, client)
+        if operator.telegram_user_id is not None:
+            await self.tell(operator.telegram_user_id, text)
+        elif operator.is_owner:
+            await self.say(text)
 
     # Alerts in the panel -----------------------------------------------------------------------
 

@@ -1,20 +1,25 @@
 """What the operator does in Telegram, composed in one place: each module has its own router.
 
-Commands come before replies, so "/help" is a command and not an answer to a visitor. Handlers
-get the bridge by name from the dispatcher (`dispatcher["bridge"]`), not from a global.
+Linking a Telegram account (private chats) comes first, then commands, before replies, so
+"/help" is a command and not an answer to a visitor. Handlers get the bridge (and the team, as
+"operators") by name from the dispatcher (`dispatcher["bridge"]`), not from a global.
 """
 
 from __future__ import annotations
 
 from aiogram import Router
 
-from app.telegram import attachments, buttons, commands, replies
+from app.telegram import attachments, buttons, commands, linking, replies
 
 
 def build_router() -> Router:
     """The operator's handlers, on one router for the bridge's dispatcher."""
     operator = Router(name="operator")
     operator.include_routers(
-        commands.router(), replies.router(), attachments.router(), buttons.router()
+        linking.router(),
+        commands.router(),
+        replies.router(),
+        attachments.router(),
+        buttons.router(),
     )
     return operator

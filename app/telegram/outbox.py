@@ -42,11 +42,18 @@ class Outbox:
         ref_seq: int | None = None,
         thread_id: int | None = None,
         reply_to: int | None = None,
+        chat_id: int | None = None,
     ) -> None:
-        """Queue one send (in its conversation's lane); a repeated dedupe key makes it a no-op."""
+        """Queue one send (in its conversation's lane); a repeated dedupe key makes it a no-op.
+
+        `chat_id` sends to that private chat instead of the admin chat (an operator's code), in
+        a lane of its own: a chat that refuses the bot holds up nothing else.
+        """
         now = self.clock.now()
+        lane = SYSTEM_LANE if conversation_id is None else lane_of(conversation_id)
         fields: dict[str, Any] = dict(
-            lane=SYSTEM_LANE if conversation_id is None else lane_of(conversation_id),
+            lane=f"dm:{chat_id}" if chat_id is not None else lane,
+            chat_id=chat_id,
             kind=kind,
             text=text,
             conversation_id=conversation_id,

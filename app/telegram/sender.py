@@ -60,6 +60,10 @@ class Sender:
     async def send(self, item: TgOutbox) -> int:
         """Send one item; raises aiogram's errors, or `Skip` when it no longer applies."""
         chat_id = self.tg.admin_chat_id
+        if item.chat_id is not None:
+            # A private chat (an operator's login code): plain text, nothing else applies.
+            sent = await self.bot.send_message(chat_id=item.chat_id, text=item.text)
+            return int(sent.message_id)
         conv = None
         if item.conversation_id is not None:
             conv = await Conversation.get_or_none(id=item.conversation_id)

@@ -98,6 +98,32 @@ def wrong_codes(count: int, client: str) -> str:
     )
 
 
+def telegram_linked(name: str) -> str:
+    return "✅ " + _(
+        "This Telegram account is now linked to the operator %(name)s. "
+        "Your sign-in codes will come here.",
+        name=f"<b>{escape(name)}</b>",
+    )
+
+
+def link_invalid() -> str:
+    return _(
+        "This link code is not valid or has expired. Send the code the Sohbet page shows now, "
+        "e.g. /link 12345678."
+    )
+
+
+def link_taken(name: str) -> str:
+    return _(
+        "This Telegram account is already linked to the operator %(name)s.",
+        name=f"<b>{escape(name)}</b>",
+    )
+
+
+def link_too_many(minutes: int) -> str:
+    return _("Too many wrong codes. Try again in %(minutes)s minutes.", minutes=minutes)
+
+
 def which_conversation() -> str:
     return _(
         "Which conversation? Reply to one of its messages, write inside its topic, "

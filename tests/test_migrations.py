@@ -18,7 +18,7 @@ from tortoise import Tortoise
 from app.db import open_database
 from app.models import AdminSession, Conversation, LoginCode, Message, TgLink, TgOutbox, TgTopic, TgUpdate
 from app.models import Handoff, SelfTestProbe, SelfTestRun, SelfTestSchedule, SelfTestSlot
-from app.models import Lease, RecoveryCode, TotpFactor, VisitorBlock
+from app.models import Lease, RecoveryCode, TotpFactor, VisitorBlock, Operator, OperatorInvite
 from app.timefmt import utcnow
 
 async def columns(conn, dialect, table):
@@ -37,7 +37,7 @@ async def main(url):
     out = {}
     for model in (Conversation, Message, AdminSession, LoginCode, TgOutbox, TgLink, TgTopic, TgUpdate,
                   SelfTestSchedule, SelfTestSlot, SelfTestRun, SelfTestProbe, Handoff, VisitorBlock, Lease,
-                  TotpFactor, RecoveryCode):
+                  TotpFactor, RecoveryCode, Operator, OperatorInvite):
         table = model._meta.db_table
         out[table] = {"db": await columns(conn, dialect, table),
                       "model": sorted((model._meta.fields_db_projection[n], not model._meta.fields_map[n].null)

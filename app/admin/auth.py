@@ -44,9 +44,10 @@ CODE_TRIES = 5
 WRONG_CODE_ALERT = 3
 # Wrong passwords per 15 minutes, per address and per operator (a right one is not counted).
 PASSWORD_TRIES = 10
-# Wrong codes per 15 minutes over all of an operator's challenges, and per address.
-OPERATOR_CODE_TRIES = 10
-ADDRESS_CODE_TRIES = 20
+# Wrong codes per 15 minutes over all of an operator's challenges (5 codes an hour, 5 tries
+# each, and room for typos), and per address (a few operators behind one).
+OPERATOR_CODE_TRIES = 25
+ADDRESS_CODE_TRIES = 50
 TRY_WINDOW = 15 * 60
 # Codes asked for per hour from one address: a few operators may share an office's address.
 ADDRESS_CODES_FACTOR = 3

@@ -479,6 +479,16 @@ class FakeTelegram:
         doc = self._media_json(self.add_file("document", data, filename=filename, size=size), {})
         return await self._admin_message({"document": doc, "caption": caption}, reply_to, thread_id)
 
+    async def private_command(self, user: JSON, command: str) -> Injected:
+        """A Telegram user (not necessarily the admin) sends the bot a command in their private
+        chat with it, e.g. `/link 12345678`."""
+        chat = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+        entity = {"type": "bot_command", "offset": 0, "length": len(command.split()[0])}
+        fields = {"text": command, "entities": [entity]}
+        return await self.push_update(
+            {"message": dict(self._new_message(chat, user, None, fields))}
+        )
+
     async def admin_edit(self, message: MessageRef, new_text: str) -> Injected:
         msg = self._resolve(message)
         if msg["from"]["id"] != self.admin_user["id"] or "text" not in msg:

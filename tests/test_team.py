@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import socketio
 
+from app.admin.auth import OPERATOR_PASSWORD_TRIES
 from tests.support.clients import ADMIN_COOKIE, Peer, admin_peer, jarless
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.server import ADMIN_PASSWORD, Server, execute_sql, query
@@ -186,12 +187,12 @@ async def test_code_and_password_limits_are_per_operator_and_per_address(
         assert statuses == [303] * 5 + [429] and "60" in page
     await owner_token(tg_server, fake)
 
-    # Ten wrong passwords for Gül, each from another address: her right one is refused next,
-    # while the owner signs in from one of those addresses.
+    # Thirty wrong passwords for Gül, each from another address: her right one is refused
+    # next, while the owner signs in from one of those addresses.
     gul = tg_user(7770006, "Gül")
     await join_team(tg_server, fake, owner, "Gül", PASSWORD, gul)
     async with jarless() as http:
-        for n in range(10):
+        for n in range(OPERATOR_PASSWORD_TRIES):
             status, _, _ = await ask_code_as(
                 http, tg_server, "Gül", "yanlış-şifre", forwarded(f"203.0.113.{n + 1}")
             )

@@ -42,8 +42,12 @@ CODE_TTL = timedelta(minutes=5)
 CODE_TRIES = 5
 # Every this many wrong codes in a row, the operator is told (Telegram, or the log).
 WRONG_CODE_ALERT = 3
-# Wrong passwords per 15 minutes, per address and per operator (a right one is not counted).
+# Wrong passwords per 15 minutes per address, and per operator from all addresses together (a
+# right one is not counted). The operator's is larger: guesses from one address meet that
+# address's limit first, and someone who knows a name cannot lock its operator out from one
+# place; many addresses guessing one password meet the operator's.
 PASSWORD_TRIES = 10
+OPERATOR_PASSWORD_TRIES = 30
 # Wrong codes per 15 minutes over all of an operator's challenges (5 codes an hour, 5 tries
 # each, and room for typos), and per address (a few operators behind one).
 OPERATOR_CODE_TRIES = 25
@@ -128,7 +132,7 @@ class AdminAuth:
         self.authenticator = authenticator or Authenticator(issuer, limiter)
         self._password_tries = limiter.budget("password_tries", PASSWORD_TRIES, TRY_WINDOW)
         self._operator_password_tries = limiter.budget(
-            "operator_password_tries", PASSWORD_TRIES, TRY_WINDOW
+            "operator_password_tries", OPERATOR_PASSWORD_TRIES, TRY_WINDOW
         )
         self._address_codes = limiter.budget(
             "address_codes", settings.login_codes_per_hour * ADDRESS_CODES_FACTOR, 3600

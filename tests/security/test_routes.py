@@ -20,7 +20,7 @@ from tests.support.server import Server, query
 
 SERVER_ENV = SUITE_ENV
 # Reachable before signing in, each with its own protection (origin check, password, secret,
-# the one-time device link's token).
+# the one-time device link's token, the one-time invitation link's token).
 # The widget's frame opens a conversation (`/widget/start`, like `/start`) or shows the one of
 # the token it keeps (`/widget/frame`), each only for a host page on WIDGET_ORIGINS.
 PUBLIC_WRITES = {
@@ -29,6 +29,7 @@ PUBLIC_WRITES = {
     "/admin/verify",
     "/tg/webhook",
     "/continue/<token>",
+    "/admin/invite/<token>",
     "/widget/start",
     "/widget/frame",
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,6 +28,7 @@ from tests.support.team import (
     create_invite,
     get,
     join_team,
+    link_command,
     link_telegram,
     next_in_chat,
     owner_token,
@@ -279,3 +281,32 @@ async def test_deactivation_ends_sessions_sockets_and_codes(
     fresh = await sign_in_telegram(tg_server, fake, "Hakan", PASSWORD, hakan["id"])
     status, page = await get(tg_server, "/admin", admin_headers(fresh))
     assert 'id="conversation-list"' in page
+
+
+async def test_an_operator_moves_their_codes_to_another_telegram_account(
+    tg_server: Server, fake: FakeTelegram, owner: str
+) -> None:
+    old, new = tg_user(7770010, "Jale"), tg_user(7770011, "Jale yeni")
+    await join_team(tg_server, fake, owner, "Jale", PASSWORD, old)
+    token = await sign_in_telegram(tg_server, fake, "Jale", PASSWORD, old["id"])
+    status, page = await get(tg_server, "/admin/security", admin_headers(token))
+    assert status == 200 and 'data-linked="1"' in page
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf
+    async with (
+        jarless() as http,
+        http.post(
+            tg_server.url + "/admin/telegram/link",
+            headers=admin_headers(token, csrf.group(1), htmx=True),
+        ) as r,
+    ):
+        box = await r.text()
+    assert r.status == 200
+    await fake.private_command(new, link_command(box))
+    assert "bağlandı" in ((await next_in_chat(fake, new["id"], 0)).text or "")
+    assert await query(tg_server, "SELECT telegram_user_id FROM operator WHERE name = 'Jale'") == [
+        (new["id"],)
+    ]
+    before = len(fake.sent(chat_id=old["id"]))
+    await sign_in_telegram(tg_server, fake, "Jale", PASSWORD, new["id"])
+    assert len(fake.sent(chat_id=old["id"])) == before

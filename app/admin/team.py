@@ -18,6 +18,8 @@ bp = Blueprint("team", __name__)
 
 SETUP_COOKIE = "sohbet_setup"
 SETUP_SECONDS = int(SETUP_TTL.total_seconds())
+LINK_STATUS = "/admin/telegram/link/status"
+SETUP_STATUS = "/admin/invite/setup/status"
 
 
 def _operators() -> Operators:
@@ -95,9 +97,12 @@ async def link_code() -> tuple[str, int]:
     """A code for the signed-in operator to send the bot, linking their own Telegram."""
     await require_csrf()
     code = await _operators().new_link_code(signed_in())
-    return await render_template(
-        "partials/admin/telegram_link.html", **await _link_context(code)
-    ), 200
+    context = await _link_context(code)
+    page = await render_template("partials/admin/telegram_link.html", **context)
+    state = await render_template(
+        "partials/admin/telegram_linked.html", person=signed_in(), poll_url=LINK_STATUS
+    )
+    return page + state, 200
 
 
 @bp.get("/telegram/link/status")
@@ -105,7 +110,9 @@ async def link_code() -> tuple[str, int]:
 async def link_status() -> str:
     """Whether the signed-in operator's Telegram is linked now (polled by the link partial)."""
     operator = await _operators().get(signed_in().id)
-    return await render_template("partials/admin/telegram_linked.html", person=operator)
+    return await render_template(
+        "partials/admin/telegram_linked.html", person=operator, poll_url=LINK_STATUS
+    )
 
 
 async def _link_context(code: str) -> dict[str, object]:
@@ -201,4 +208,6 @@ async def setup_status() -> tuple[str, int]:
     if operator is None:
         return "", 204
     fresh: Operator = await _operators().get(operator.id)
-    return await render_template("partials/admin/telegram_linked.html", person=fresh), 200
+    return await render_template(
+        "partials/admin/telegram_linked.html", person=fresh, poll_url=SETUP_STATUS
+    ), 200

@@ -161,7 +161,11 @@ class AdminAuth:
         wait = await self._password_tries.hit(client)
         if wait:
             raise TooMany("too_many_attempts", minutes=_minutes(wait))
-        operator = await self._operator_named(name)
+        try:
+            operator = await self._operator_named(name)
+        except InvalidInput:
+            await self._password_tries.refund(client)  # a missing name is not a guess
+            raise
         if operator is None:
             # No such operator looks like a wrong password, and takes as long.
             await password_matches_async(_nobody(), str(password))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, expect
 
+from tests.support.accessibility import assert_accessible
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.pages import DESKTOP, open_page, sign_in_with
 from tests.support.server import Server
@@ -26,9 +27,11 @@ async def test_invite_accept_link_sign_in_and_deactivate(
     await owner.locator("#invite-button").click()
     await expect(owner.locator("#invite-link img")).to_be_visible()
     link = (await owner.locator("#invite-url").input_value()).strip()
+    await assert_accessible(owner, "team page with an invitation")
 
     context, page, watch = await open_page(browser, DESKTOP)
     await page.goto(link)
+    await assert_accessible(page, "invitation form")
     await page.locator("input[name=name]").fill("Zeynep")
     await page.locator("input[name=password]").fill(PASSWORD)
     await page.locator("input[name=password2]").fill(PASSWORD)
@@ -40,6 +43,7 @@ async def test_invite_accept_link_sign_in_and_deactivate(
     href = await page.locator("#link-telegram").get_attribute("href")
     assert href == f"https://t.me/sohbet_test_bot?start={command.split()[1]}"
     await expect(page.locator("#telegram-state")).to_have_attribute("data-linked", "0")
+    await assert_accessible(page, "link Telegram")
     zeynep = tg_user(7780001, "Zeynep")
     await fake.private_command(zeynep, command)
     assert "bağlandı" in ((await next_in_chat(fake, zeynep["id"], 0)).text or "")
@@ -57,6 +61,7 @@ async def test_invite_accept_link_sign_in_and_deactivate(
     await page.wait_for_url("**/admin")
     await expect(page.locator("#me")).to_have_attribute("title", "Zeynep")
     await expect(page.locator("#team-link")).to_have_count(0)
+    await assert_accessible(page, "an operator's panel", "header")
 
     # The owner deactivates her: the row changes in place, her panel loses its connection,
     # and a reload shows why.

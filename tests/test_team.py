@@ -310,3 +310,20 @@ async def test_an_operator_moves_their_codes_to_another_telegram_account(
     before = len(fake.sent(chat_id=old["id"]))
     await sign_in_telegram(tg_server, fake, "Jale", PASSWORD, new["id"])
     assert len(fake.sent(chat_id=old["id"])) == before
+
+
+async def test_without_telegram_or_an_app_an_operator_is_told_to_ask_the_owner(
+    tg_server: Server, owner: str
+) -> None:
+    status, setup, page = await accept_invite(
+        await create_invite(tg_server, owner), "Kaan", PASSWORD
+    )
+    assert status == 303 and setup, page
+    # Kaan never sent the bot his code: no code can reach him, and none is made.
+    async with jarless() as http:
+        status, challenge, page = await ask_code_as(http, tg_server, "Kaan", PASSWORD)
+    assert status == 400 and challenge is None and "Telegram hesabınız bağlı değil" in page
+    kaan = await operator_id(tg_server, "Kaan")
+    assert await query(
+        tg_server, f"SELECT COUNT(*) FROM login_code WHERE operator_id = {kaan}"
+    ) == [(0,)]

@@ -36,6 +36,7 @@ from tests.support.team import (
     set_active,
     setup_page,
     sign_in_telegram,
+    team_csrf,
     tg_user,
     watch_disconnect,
 )
@@ -128,6 +129,22 @@ async def test_used_and_expired_invitations_change_nothing(
     )
     status, page = await get(tg_server, link.removeprefix(tg_server.url), {})
     assert status == 400 and "süresi dolmuş" in page
+    status, setup, page = await accept_invite(link, "Cem", PASSWORD)
+    assert status == 400 and setup is None and "süresi dolmuş" in page
+    assert await query(tg_server, "SELECT COUNT(*) FROM operator") == before
+    # The owner can revoke one nobody has used: its link then says it has expired.
+    link = await create_invite(tg_server, owner)
+    digest = hashlib.sha256(link.rsplit("/", 1)[1].encode()).hexdigest()
+    csrf = await team_csrf(tg_server, owner)
+    async with (
+        jarless() as http,
+        http.post(
+            tg_server.url + f"/admin/team/invites/{digest}/revoke",
+            data={"csrf_token": csrf},
+            headers=admin_headers(owner),
+        ) as r,
+    ):
+        assert r.status == 200 and f'id="invite-{digest[:12]}"' not in await r.text()
     status, setup, page = await accept_invite(link, "Cem", PASSWORD)
     assert status == 400 and setup is None and "süresi dolmuş" in page
     assert await query(tg_server, "SELECT COUNT(*) FROM operator") == before

@@ -223,6 +223,15 @@ class Operators:
             )
         )
 
+    async def revoke_invite(self, by: Operator, digest: str) -> None:
+        """End an invitation before its time (the page names it by its token's hash)."""
+        if not by.is_owner:
+            raise Forbidden("owner_only")
+        now = utcnow()
+        await OperatorInvite.filter(
+            token_hash=digest[:64], used_at__isnull=True, expires_at__gt=now
+        ).update(expires_at=now)
+
     async def open_invite(self, token: str) -> OperatorInvite:
         """The invitation a link names, if it can still be accepted; else why not."""
         if not token or len(token) > 128:

@@ -66,6 +66,15 @@ async def invite() -> tuple[str, int]:
     return await _team_page(invite=context)
 
 
+@bp.post("/team/invites/<digest>/revoke")
+@owner_required
+async def revoke(digest: str) -> tuple[str, int]:
+    """End an invitation nobody has used yet: its link then says it has expired."""
+    await require_csrf()
+    await _operators().revoke_invite(signed_in(), digest)
+    return await _team_page()
+
+
 @bp.post("/team/<int:operator_id>/active")
 @owner_required
 async def set_active(operator_id: int) -> tuple[str, int]:

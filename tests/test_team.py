@@ -135,6 +135,8 @@ async def test_used_and_expired_invitations_change_nothing(
     # The owner can revoke one nobody has used: its link then says it has expired.
     link = await create_invite(tg_server, owner)
     digest = hashlib.sha256(link.rsplit("/", 1)[1].encode()).hexdigest()
+    status, page = await get(tg_server, "/admin/team", admin_headers(owner))
+    assert f'id="invite-{digest[:12]}"' in page
     csrf = await team_csrf(tg_server, owner)
     async with (
         jarless() as http,

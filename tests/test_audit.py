@@ -492,3 +492,55 @@ async def test_telegram_commands_and_buttons_are_recorded(
         tg_server, "/admin/audit", operator_headers(tg_admin_token), params={"target": cid}
     )
     assert page.count("Telegram kullanıcısı: Operatör (5550001)") == 4
+
+
+REFUSE_SQLITE = (
+    "CREATE TRIGGER audit_refuse BEFORE INSERT ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+)
+REFUSE_POSTGRES = (
+    "CREATE FUNCTION audit_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit refused'; "
+    "END $$ LANGUAGE plpgsql; CREATE TRIGGER audit_refuse BEFORE INSERT ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_refuse()"
+)
+
+
+async def test_no_action_without_its_entry_and_no_sign_out_lost_to_the_trail(
+    server: Server, admin_token: str
+) -> None:
+    """The database refuses audit rows: a conversation change fails whole (it and its entry are
+    one transaction), while signing out, recorded after the fact, still happens and the entry
+    goes to the server log."""
+    csrf = await admin_csrf(server.url, admin_token)
+    _, cid = await visitor_with_messages(server, "Atomik", 0)
+    status, token = await sign_in(server, "192.0.2.99", ADMIN_PASSWORD, None)
+    assert status == 303 and token
+    token_csrf = await admin_csrf(server.url, token)
+    sqlite = server.database_url.startswith("sqlite://")
+    await execute_sql(server, REFUSE_SQLITE if sqlite else REFUSE_POSTGRES)
+    try:
+        status, _ = await post_as(
+            server, f"/admin/c/{cid}/close", operator_headers(admin_token, csrf, htmx=True)
+        )
+        assert status == 500
+        closed = await query(server, f"SELECT closed_at FROM conversation WHERE cid = '{cid}'")
+        assert closed == [(None,)], "the close was rolled back with its entry"
+
+        status, _ = await post_as(
+            server,
+            "/admin/logout",
+            operator_headers(token, token_csrf, "192.0.2.99"),
+            {"csrf_token": token_csrf},
+        )
+        assert status == 303
+        status, _, answer = await get_as(server, "/admin/audit", operator_headers(token))
+        assert status == 303 and answer["Location"] == "/admin", "signed out all the same"
+        assert "audit entry not stored: action=signout" in server.log()
+    finally:
+        await execute_sql(
+            server,
+            "DROP TRIGGER audit_refuse"
+            if sqlite
+            else "DROP TRIGGER audit_refuse ON audit_entry; DROP FUNCTION audit_refuse()",
+        )
+    assert await entries(server, f"target = '{cid}'") == []

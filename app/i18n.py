@@ -70,6 +70,10 @@ ERRORS: dict[str, str] = {
     ),
     "blocked": N_("You can no longer send messages in this chat."),
     "blocked_address": N_("New conversations cannot be started from this connection."),
+    "audit_bad_date": N_("Write dates as YYYY-MM-DD."),
+    "audit_bad_range": N_("The start date is after the end date."),
+    "audit_bad_action": N_("There is no such action."),
+    "audit_bad_address": N_("That is not an IP address (for example 203.0.113.7 or 2001:db8::1)."),
 }
 
 

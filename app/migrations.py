@@ -258,6 +258,25 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN "visitor_email" VARCHAR(254) NOT NULL DEFAULT ''""",
         ),
     ),
+    Migration(
+        10,
+        "audit trail",
+        (
+            """CREATE TABLE "audit_entry" (
+                "id" {pk},
+                "at" {ts} NOT NULL,
+                "actor_id" BIGINT,
+                "actor_name" VARCHAR(64) NOT NULL DEFAULT '',
+                "action" VARCHAR(32) NOT NULL,
+                "target" VARCHAR(200) NOT NULL DEFAULT '',
+                "detail" TEXT NOT NULL DEFAULT '',
+                "address" VARCHAR(64) NOT NULL DEFAULT '',
+                "surface" VARCHAR(16) NOT NULL
+            )""",
+            'CREATE INDEX "idx_audit_entry_at" ON "audit_entry" ("at")',
+            'CREATE INDEX "idx_audit_entry_action" ON "audit_entry" ("action", "id")',
+        ),
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests."""
+"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests,
+the audit trail."""
 
 from __future__ import annotations
 
@@ -294,3 +295,28 @@ class SelfTestProbe(Model):
 
     class Meta:
         table = "selftest_probe"
+
+
+class AuditEntry(Model):
+    """One operator action in the audit trail (app/audit): written once, never edited or deleted.
+
+    The actor is a snapshot (id and name at the time), so an entry still reads right after the
+    operator is renamed or removed; the address is kept only as a keyed hash, as everywhere else.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField()
+    # The operator's id once operators are accounts (NULL: the single admin, or nobody known).
+    actor_id = fields.BigIntField(null=True)
+    actor_name = fields.CharField(max_length=64, default="")
+    action = fields.CharField(max_length=32)
+    # What it was done to: a CID, an operator's name, a saved reply's shortcut...
+    target = fields.CharField(max_length=200, default="")
+    # JSON object with the particulars (which messages, the sign-in method, the reason...).
+    detail = fields.TextField(default="")
+    # Keyed hash of the client address (as Conversation.client_hash); empty when none (Telegram).
+    address = fields.CharField(max_length=64, default="")
+    surface = fields.CharField(max_length=16)
+
+    class Meta:
+        table = "audit_entry"

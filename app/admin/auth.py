@@ -176,6 +176,11 @@ class AdminAuth:
         log.info("operator signed in (%s)", method)
         return token
 
+    async def challenge_open(self, challenge: str | None) -> bool:
+        """Whether a code typed now for this challenge would count as one of its tries."""
+        row = await self._live_challenge(challenge)
+        return row is not None and row.attempts < CODE_TRIES
+
     async def _live_challenge(self, challenge: str | None) -> LoginCode | None:
         if not challenge or len(challenge) > 128:
             return None

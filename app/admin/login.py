@@ -7,6 +7,8 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.auth import Method
 from app.admin.guard import operator_required, require_csrf
+from app.audit.origin import request_origin
+from app.audit.trail import record_after
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.web import client_address, services
@@ -46,6 +48,10 @@ async def login() -> tuple[str, int] | WerkzeugResponse:
     try:
         challenge = await svc.auth.request_code(form.get("password"), client_address())
     except SohbetError as exc:
+        if exc.code == "wrong_password":
+            # Only a counted try is recorded: past the address's budget, the refusal is not
+            # (an attacker could otherwise fill the table from one address).
+            await _failed_signin("password", exc.code)
         return await login_page("password", error_text(exc.code, exc.params)), exc.status
     response = redirect("/admin/code", 303)
     _set_cookie(response, svc.auth.challenge_cookie, challenge, LOGIN_COOKIE_SECONDS, "Strict")
@@ -73,16 +79,34 @@ async def verify() -> tuple[str, int] | WerkzeugResponse:
     svc = services()
     form = await request.form
     method: Method = "app" if form.get("method") == "app" else "telegram"
+    challenge = request.cookies.get(svc.auth.challenge_cookie)
+    # Recorded only when this try counts against a live challenge's tries: a made-up or used
+    # challenge, or one out of tries, writes nothing (the table cannot be flooded through it).
+    counted = await svc.auth.challenge_open(challenge)
     try:
-        token = await svc.auth.redeem_code(
-            request.cookies.get(svc.auth.challenge_cookie),
-            form.get("code"),
-            client_address(),
-            method,
-        )
+        token = await svc.auth.redeem_code(challenge, form.get("code"), client_address(), method)
     except SohbetError as exc:
+        if counted:
+            await _failed_signin(method, exc.code)
         return await login_page("code", error_text(exc.code, exc.params), method), exc.status
+    session = await svc.auth.session_for(token)
+    await record_after(
+        "signin",
+        by=request_origin(session),
+        target=svc.settings.operator_name,
+        detail={"method": method},
+    )
     return await start_session(token)
+
+
+async def _failed_signin(step: str, reason: str) -> None:
+    """A wrong password or code: the account tried (today the only one), the step, why."""
+    await record_after(
+        "signin_failed",
+        by=request_origin(),
+        target=services().settings.operator_name,
+        detail={"step": step, "reason": reason},
+    )
 
 
 async def start_session(token: str) -> WerkzeugResponse:
@@ -118,7 +142,9 @@ async def logout() -> WerkzeugResponse:
     """End the session on the server and drop the cookie."""
     svc = services()
     await require_csrf()
+    by = request_origin()
     await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
+    await record_after("signout", by=by, target=svc.settings.operator_name)
     response = redirect("/admin", 303)
     response.delete_cookie(svc.auth.cookie_name, path="/", secure=svc.settings.cookie_secure)
     return response

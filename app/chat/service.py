@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
+from app.audit.trail import Origin, record
 from app.chat.drafts import Attachment, ChatListener, Draft, Posted
 from app.chat.fanout import Fanout
 from app.chat.previews import message_preview
@@ -119,7 +120,7 @@ class ChatService:
             minutes = max(1, math.ceil((free_at - utcnow()).total_seconds() / 60))
             raise TooMany("too_many_conversations", minutes=minutes)
 
-    async def set_blocked(self, conv: Conversation, blocked: bool) -> None:
+    async def set_blocked(self, conv: Conversation, blocked: bool, *, by: Origin) -> None:
         """Block a visitor (their conversation and the address it came from), or lift it."""
         async with transaction() as tx:
             conv.blocked_at = utcnow() if blocked else None
@@ -134,6 +135,8 @@ class ChatService:
                         created_at=utcnow(),
                         using_db=tx,
                     )
+            action = "visitor_block" if blocked else "visitor_unblock"
+            await record(action, by=by, target=conv.cid, detail=_about(conv), using_db=tx)
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
         await self.fanout.publish_row(conv)
 
@@ -218,21 +221,33 @@ class ChatService:
         await self.fanout.publish_message(Posted(message, conv, False))
         return True
 
-    async def close_conversation(self, conv: Conversation) -> None:
+    async def close_conversation(self, conv: Conversation, *, by: Origin) -> None:
         """The operator is done: off the waiting list until the visitor writes again."""
         conv.closed_at = utcnow()
         conv.waiting_since = None
         conv.unread_admin = 0
-        await conv.save(update_fields=["closed_at", "waiting_since", "unread_admin"])
+        async with transaction() as tx:
+            await conv.save(
+                using_db=tx, update_fields=["closed_at", "waiting_since", "unread_admin"]
+            )
+            await record(
+                "conversation_close", by=by, target=conv.cid, detail=_about(conv), using_db=tx
+            )
         self.fanout.schedule_row(conv)
 
-    async def reopen_conversation(self, conv: Conversation) -> None:
+    async def reopen_conversation(self, conv: Conversation, *, by: Origin) -> None:
         """Put a closed conversation back on the list (the operator changed their mind)."""
         conv.closed_at = None
-        await conv.save(update_fields=["closed_at"])
+        async with transaction() as tx:
+            await conv.save(using_db=tx, update_fields=["closed_at"])
+            await record(
+                "conversation_reopen", by=by, target=conv.cid, detail=_about(conv), using_db=tx
+            )
         self.fanout.schedule_row(conv)
 
-    async def delete_messages(self, conv: Conversation, seqs: list[int]) -> list[int]:
+    async def delete_messages(
+        self, conv: Conversation, seqs: list[int], *, by: Origin
+    ) -> list[int]:
         """Delete some messages (their text is erased); both sides drop them live."""
         if not seqs:
             return []
@@ -259,18 +274,30 @@ class ChatService:
             conv.last_preview = message_preview(last) if last else ""
             conv.last_role = last.role if last else ""
             await conv.save(using_db=tx, update_fields=["last_preview", "last_role"])
+            if found:
+                # Only what was deleted now: an already deleted message is not deleted twice.
+                detail = {**_about(conv), "seqs": sorted(found)}
+                await record("message_delete", by=by, target=conv.cid, detail=detail, using_db=tx)
         deleted = sorted(found)
         await self._remove_media(media)
         if deleted:
             await self.fanout.publish_deleted(conv, deleted)
         return deleted
 
-    async def delete_conversation(self, conv: Conversation) -> None:
+    async def delete_conversation(self, conv: Conversation, *, by: Origin) -> None:
         """Delete a conversation and its history; the visitor's page starts over."""
         media = await Message.filter(conversation_id=conv.id, media_key__isnull=False).values_list(
             "media_key", flat=True
         )
-        await conv.delete()
+        async with transaction() as tx:
+            count = (
+                await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
+                .using_db(tx)
+                .count()
+            )
+            await conv.delete(using_db=tx)
+            detail = {**_about(conv), "messages": count}
+            await record("conversation_delete", by=by, target=conv.cid, detail=detail, using_db=tx)
         await self._remove_media([str(key) for key in media])
         self.queries.forget(conv.cid)
         log.info("conversation %s deleted", conv.cid)
@@ -288,3 +315,8 @@ class ChatService:
         """Stop the writer and the pending row refresh (shutdown)."""
         await self.writer.close()
         await self.fanout.close()
+
+
+def _about(conv: Conversation) -> dict[str, object]:
+    """What an audit entry about a conversation keeps besides its CID: the visitor's name."""
+    return {"visitor": conv.visitor_name}

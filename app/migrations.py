@@ -258,6 +258,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN "visitor_email" VARCHAR(254) NOT NULL DEFAULT ''""",
         ),
     ),
+    Migration(
+        12,
+        "settings the owner changes in the panel (the widget's origins first)",
+        (
+            """CREATE TABLE "setting" (
+                "key" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "value" TEXT NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -125,7 +125,8 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
     context, page, watch = await open_page(browser, DESKTOP)
     try:
         await page.goto(f"{HOST}/a.html")
-        await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-label", "Yardım")
+        launcher = page.locator("#sohbet-launcher")
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimiçi")
         # Nothing but the loader until the bubble is opened.
         assert [f.url for f in page.frames if "/widget/frame" in f.url] == []
         frame, cid = await start_in_widget(page, "Misafir")
@@ -168,7 +169,7 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
         await operator_sends(operator, cid, "Size nasıl yardımcı olabilirim?")
         badge = page.locator("#sohbet-unread")
         await expect(badge).to_have_text("1")
-        await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-label", "Yardım (1)")
+        await expect(launcher).to_have_attribute("aria-label", "Yardım (1) — çevrimiçi")
         assert await page.evaluate("window.__unread") == [1]
         await open_widget(page)
         await expect(badge).to_be_hidden()
@@ -363,6 +364,16 @@ async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(
             assert r.status == 403
         async with http.get(server.url + "/") as r:
             assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        # The status the closed launcher asks for: readable by the host site only.
+        async with http.get(f"{server.url}/widget/status", headers={"Origin": HOST}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == HOST
+            assert r.headers["Cache-Control"] == "no-store"
+            status = await r.json()
+            assert set(status) == {"ok", "online", "label", "poll"} and status["ok"] is True
+        async with http.get(f"{server.url}/widget/status", headers={"Origin": OTHER}) as r:
+            assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
     size = len(gzip.compress(loader, 9))
+    print(f"loader: {len(loader)} bytes, {size} gzipped")
     assert size <= LOADER_LIMIT, size
-    assert b"__SOHBET__" not in loader and HOST.encode() in loader
+    # The same loader for every site: which ones may show it is the status's answer, live.
+    assert b"__SOHBET__" not in loader and HOST.encode() not in loader

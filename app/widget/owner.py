@@ -7,6 +7,7 @@ from quart import Response, g, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.guard import operator_required, require_csrf
+from app.config import MAX_ORIGIN
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.web import services
@@ -44,11 +45,11 @@ async def owner_page() -> tuple[str, int]:
 async def add_origin() -> tuple[str, int] | Response | WerkzeugResponse:
     """Allow one more site; a refused address comes back in the form with why, nothing saved."""
     await require_csrf()
-    typed = str((await request.form).get("origin", ""))[:200]
+    typed = str((await request.form).get("origin", ""))
     try:
         await services().widget_origins.add(typed)
     except SohbetError as exc:
-        return await _page(exc.status, error_text(exc.code, exc.params), typed)
+        return await _page(exc.status, error_text(exc.code, exc.params), typed[:MAX_ORIGIN])
     return redirect("/admin/widget", 303)
 
 

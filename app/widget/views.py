@@ -90,13 +90,15 @@ async def loader() -> Response:
 @bp.get("/widget/status")
 async def status() -> Response:
     """What the closed launcher shows: whether an operator is online, in the visitor's
-    language, and when to ask again. Readable (CORS) only by a page on WIDGET_ORIGINS now;
-    any other page can't read it, and the loader then shows nothing."""
+    language, and when to ask again. A page on any other origin than WIDGET_ORIGINS' (now)
+    reads only `{"ok": false}`, and the loader then shows nothing: said in a readable answer,
+    not a failed request, so a site that pasted the snippet before being listed gets no
+    errors in its console."""
     svc = services()
-    origin = await svc.widget_origins.allows(request.headers.get("Origin"))
-    if origin is None:
-        response = Response('{"ok":false}', 403, mimetype="application/json")
-    else:
+    sent = request.headers.get("Origin")
+    origin = await svc.widget_origins.allows(sent)
+    body: dict[str, object] = {"ok": False}
+    if origin is not None:
         online = await svc.chat.fanout.presence.online(ADMINS)
         body = {
             "ok": True,
@@ -104,8 +106,9 @@ async def status() -> Response:
             "label": gettext("online") if online else gettext("offline"),
             "poll": svc.settings.widget_poll_seconds,
         }
-        response = Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
-        response.headers["Access-Control-Allow-Origin"] = origin
+    response = Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
+    if sent:
+        response.headers["Access-Control-Allow-Origin"] = sent
     response.vary.add("Origin")
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -72,8 +72,8 @@
   const ask = () => {
     clearTimeout(timer);
     if (document.hidden) return;
-    fetch(`${base}/widget/status`, { credentials: "omit" }).then((r) => r.status === 403 ? 0 : r.json()).then((s) => {
-      if (!s) return btn.remove(), panel && panel.remove(), panel = null;
+    fetch(`${base}/widget/status`, { credentials: "omit" }).then((r) => r.json()).then((s) => {
+      if (!s.ok) return btn.remove(), panel && panel.remove(), panel = null;
       state = s.label;
       dot.style.background = s.online ? "#16a34a" : "#9ca3af";
       btn.dataset.online = s.online;

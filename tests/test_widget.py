@@ -187,6 +187,37 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
 
 
 @pytest.mark.usefixtures("sites")
+async def test_with_the_chat_loaded_the_launcher_follows_the_operator_at_once(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    """The loader asks for the operator's state every WIDGET_POLL_SECONDS (60 s here); once the
+    frame is loaded, its socket hears the change and the loader asks at once."""
+    context, page, watch = await open_page(browser, DESKTOP)
+    operator = None
+    try:
+        await page.goto(f"{HOST}/a.html")
+        frame, _ = await start_in_widget(page, "Bekleyen")
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+        await page.evaluate("Sohbet.close()")
+        launcher = page.locator("#sohbet-launcher")
+        # Other tests' operators have left (or leave now): their socket's close is heard.
+        await expect(launcher).to_have_attribute("data-online", "false", timeout=20_000)
+        operator = await admin_peer(server.url, admin_token)
+        # Well within the 60 s between two status checks: only the frame's news explains it.
+        await expect(launcher).to_have_attribute("data-online", "true", timeout=20_000)
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimiçi")
+        await operator.close()
+        operator = None
+        await expect(launcher).to_have_attribute("data-online", "false", timeout=20_000)
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimdışı")
+        watch.assert_clean()
+    finally:
+        if operator is not None:
+            await operator.close()
+        await context.close()
+
+
+@pytest.mark.usefixtures("sites")
 async def test_the_open_pane_follows_the_visitor_between_host_pages(
     browser: Browser, server: Server, admin_token: str
 ) -> None:

@@ -126,3 +126,33 @@ async def test_the_launcher_status_sees_an_operator_on_the_other_process(
     finally:
         await operator.close()
     await within(20, offline_on_second, "the operator who left is still seen online")
+
+
+async def test_two_sites_added_at_once_on_two_processes_are_both_kept(
+    pair: tuple[Server, Server],
+) -> None:
+    """Each save reads the list and writes it back in one transaction with the row locked: two
+    at once (two tabs on two processes) both count, neither overwrites the other."""
+    first, second = pair
+    token = await admin_login(first)
+    sites = [f"https://shop{n}.example.com" for n in range(2)]
+    forms = [
+        (server, await admin_csrf(server.url, token), site)
+        for server, site in zip((first, second), sites, strict=True)
+    ]
+    answers = await asyncio.gather(
+        *(
+            panel_action(server.url, token, csrf, "/admin/widget/origins", {"origin": site})
+            for server, csrf, site in forms
+        )
+    )
+    assert [code for code, _ in answers] == [200, 200], answers
+    rows = await query(first, "SELECT value FROM setting WHERE key = 'widget_origins'")
+    assert sorted(json.loads(rows[0][0])) == sorted([HOST, *sites])
+    for server, csrf, site in forms:
+        code, _ = await panel_action(
+            server.url, token, csrf, "/admin/widget/origins/remove", {"origin": site}
+        )
+        assert code == 200
+    rows = await query(first, "SELECT value FROM setting WHERE key = 'widget_origins'")
+    assert json.loads(rows[0][0]) == [HOST]

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.support.accessibility import assert_accessible
 from tests.support.browser import CHROMIUM_ARGS, chromium
 from tests.support.clients import ADMIN_COOKIE, admin_csrf, admin_login, admin_peer, panel_action
 from tests.support.pages import DESKTOP, admin_panel, open_page
@@ -74,6 +75,7 @@ async def owner_page(browser: Browser, server: Server, token: str) -> Page:
 async def test_an_origin_added_in_the_panel_embeds_at_once_and_a_removed_one_is_refused(
     browser: Browser, server: Server, admin_token: str
 ) -> None:
+    before = await saved_origins(server)
     admin = await owner_page(browser, server, admin_token)
     context, page, watch = await open_page(browser, DESKTOP)
     try:
@@ -84,6 +86,18 @@ async def test_an_origin_added_in_the_panel_embeds_at_once_and_a_removed_one_is_
         assert await page.evaluate("typeof window.Sohbet") == "undefined"
         status, csp = await frame_headers(server, NEW)
         assert status == 403 and NEW not in csp
+
+        # A page's address is refused, with why, in the form, which keeps what was typed.
+        await admin.locator("#origin-input").fill(f"{NEW}/sepet")
+        await admin.locator("#origin-form button[type=submit]").click()
+        await expect(admin.locator("#origin-error")).to_contain_text(
+            f"Sayfa olmadan yalnızca sitenin adresi: {NEW} ("
+        )
+        await expect(admin.locator("#origin-input")).to_have_attribute("aria-invalid", "true")
+        await expect(admin.locator("#origin-input")).to_have_value(f"{NEW}/sepet")
+        await expect(admin.locator("#widget-origins code")).to_have_text([HOST])
+        await assert_accessible(admin, "widget owner page, refused address")
+        assert await saved_origins(server) == before
 
         # The owner adds it (typed as people type it: upper case, a trailing slash).
         await admin.locator("#origin-input").fill(f"  HTTP://LOCALHOST:{NEW_PORT}/ ")
@@ -205,6 +219,7 @@ async def test_the_closed_launcher_shows_whether_an_operator_is_online(
             "aria-label", "Yardım — çevrimiçi", timeout=WITHIN_MS
         )
         await expect(launcher).to_have_attribute("data-online", "true")
+        await assert_accessible(page, "launcher", "#sohbet-launcher")
         # Nothing but the loader and its status so far: no frame, no other script.
         assert [f.url for f in page.frames if "/widget/frame" in f.url] == []
         scripts = await page.evaluate(

@@ -8,6 +8,7 @@ Nothing here depends on the database: the module runs on SQLite only.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import hmac
@@ -184,6 +185,47 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
     finally:
         await context.close()
         await operator.close()
+
+
+async def operator_online(server: Server, expected: bool) -> None:
+    """Wait until the status says so (operators' sockets of other tests leave on their close)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{server.url}/widget/status", headers={"Origin": HOST}) as r:
+                if (await r.json())["online"] is expected:
+                    return
+            assert asyncio.get_running_loop().time() < deadline, f"online is not {expected}"
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.usefixtures("sites")
+async def test_the_closed_launcher_asks_again_when_the_page_is_shown_again(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    """No frame, and 60 s between two status checks: a tab shown again asks at once."""
+    context, page, watch = await open_page(browser, DESKTOP)
+    operator = None
+    try:
+        await operator_online(server, False)
+        await page.goto(f"{HOST}/a.html")
+        launcher = page.locator("#sohbet-launcher")
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimdışı")
+        operator = await admin_peer(server.url, admin_token)
+        await operator_online(server, True)
+        assert await launcher.get_attribute("data-online") == "false"
+        # What the browser does when the visitor comes back to the tab (headless Chromium's
+        # tabs never hide, so the event is sent as the browser would send it).
+        await page.evaluate(
+            "document.dispatchEvent(new Event('visibilitychange', {bubbles: true}))"
+        )
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimiçi")
+        assert [f.url for f in page.frames if "/widget/frame" in f.url] == []
+        watch.assert_clean()
+    finally:
+        if operator is not None:
+            await operator.close()
+        await context.close()
 
 
 @pytest.mark.usefixtures("sites")

@@ -149,6 +149,6 @@
     const later = () => (window.requestIdleCallback || setTimeout)(build);
     if (memo(USED)) document.readyState === "complete" ? later() : addEventListener("load", later);
   };
-  addEventListener("visibilitychange", ask);
+  document.addEventListener("visibilitychange", ask);
   ask();
 })();

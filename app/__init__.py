@@ -38,6 +38,7 @@ from app.selftest.repair import announce_presence
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
+from app.widget.origins import WidgetOrigins
 from app.widget.pages import StartPage
 
 PACKAGE = Path(__file__).resolve().parent
@@ -160,7 +161,13 @@ def create_app(
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
     calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)
     app.extensions["sohbet"] = web.Services(
-        settings=settings, sio=sio, chat=chat, auth=auth, media=media_service, telegram=bridge
+        settings=settings,
+        sio=sio,
+        chat=chat,
+        auth=auth,
+        media=media_service,
+        telegram=bridge,
+        widget_origins=WidgetOrigins(settings.widget_origins),
     )
 
     web.init_app(app)

@@ -277,6 +277,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             'CREATE INDEX "idx_audit_entry_action" ON "audit_entry" ("action", "id")',
         ),
     ),
+    Migration(
+        12,
+        "settings the owner changes in the panel (the widget's origins first)",
+        (
+            """CREATE TABLE "setting" (
+                "key" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "value" TEXT NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -320,3 +320,12 @@ class AuditEntry(Model):
 
     class Meta:
         table = "audit_entry"
+class Setting(Model):
+    """A setting the owner changes in the panel, as JSON text; absent: the environment's value."""
+
+    key = fields.CharField(max_length=64, primary_key=True)
+    value = fields.TextField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "setting"

@@ -23,6 +23,7 @@ from app.realtime.handshake import visitor_token
 if TYPE_CHECKING:
     from app.media.service import MediaService
     from app.telegram.bridge import TelegramBridge
+    from app.widget.origins import WidgetOrigins
 
 LANG_COOKIE = "sohbet_lang"
 WIDGET_HEADER = "X-Sohbet-Visitor"
@@ -44,6 +45,8 @@ class Services:
     auth: AdminAuth
     media: MediaService
     telegram: TelegramBridge | None
+    # WIDGET_ORIGINS as the owner last saved it in the panel (app/widget/origins.py).
+    widget_origins: WidgetOrigins
 
 
 def services(app: Quart | None = None) -> Services:

@@ -258,6 +258,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN "visitor_email" VARCHAR(254) NOT NULL DEFAULT ''""",
         ),
     ),
+    Migration(
+        11,
+        "saved replies",
+        (
+            """CREATE TABLE "saved_reply" (
+                "id" {pk},
+                "shortcut" VARCHAR(32) NOT NULL,
+                "shortcut_key" VARCHAR(64) NOT NULL UNIQUE,
+                "text_tr" TEXT NOT NULL DEFAULT '',
+                "text_en" TEXT NOT NULL DEFAULT '',
+                "created_at" {ts} NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

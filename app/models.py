@@ -1,4 +1,5 @@
-"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests."""
+"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests,
+saved replies."""
 
 from __future__ import annotations
 
@@ -294,3 +295,21 @@ class SelfTestProbe(Model):
 
     class Meta:
         table = "selftest_probe"
+
+
+class SavedReply(Model):
+    """A shared snippet the operator inserts by its shortcut (`/kargo`), in Turkish and English."""
+
+    id = fields.BigIntField(primary_key=True)
+    # As the operator typed it; `shortcut_key` is its case-folded form (app/replies/service.py),
+    # unique, so "Kargo" and "KARGO" are the same shortcut.
+    shortcut = fields.CharField(max_length=32)
+    shortcut_key = fields.CharField(max_length=64, unique=True)
+    # At least one of the two is set; empty means "not written in this language".
+    text_tr = fields.TextField(default="")
+    text_en = fields.TextField(default="")
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "saved_reply"

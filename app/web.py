@@ -22,6 +22,7 @@ from app.realtime.handshake import visitor_token
 
 if TYPE_CHECKING:
     from app.media.service import MediaService
+    from app.replies.service import SavedReplies
     from app.telegram.bridge import TelegramBridge
 
 LANG_COOKIE = "sohbet_lang"
@@ -44,6 +45,7 @@ class Services:
     auth: AdminAuth
     media: MediaService
     telegram: TelegramBridge | None
+    replies: SavedReplies
 
 
 def services(app: Quart | None = None) -> Services:

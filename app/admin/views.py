@@ -1,13 +1,16 @@
-"""The operator's blueprint under /admin: sign-in, the panel, transcripts, sign-in security."""
+"""The operator's blueprint under /admin: sign-in, the panel, transcripts, sign-in security,
+saved replies."""
 
 from __future__ import annotations
 
 from quart import Blueprint
 
 from app.admin import export, login, panel, security
+from app.replies import views as replies
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.register_blueprint(login.bp)
 bp.register_blueprint(panel.bp)
 bp.register_blueprint(export.bp)
 bp.register_blueprint(security.bp)
+bp.register_blueprint(replies.bp)

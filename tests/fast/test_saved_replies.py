@@ -80,10 +80,14 @@ async def test_turkish_capitals_find_and_collide(operator: Client) -> None:
 
 
 async def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
-    operator: Client, app: App
+    operator: Client,
 ) -> None:
     before = await SavedReply.all().count()
-    limit = app.app.config["SOHBET"].max_message_chars
+    # The chat's message limit, as the form's text boxes carry it.
+    page = await text_of(await operator.get("/admin/replies"))
+    found = re.search(r'<textarea[^>]*name="text_tr"[^>]*maxlength="(\d+)"', page)
+    assert found, page
+    limit = int(found.group(1))
     cases = [
         ({"shortcut": "", "text_tr": "x"}, "Bir kısayol yazın, örneğin kargo."),
         ({"shortcut": "  /  ", "text_tr": "x"}, "Bir kısayol yazın, örneğin kargo."),

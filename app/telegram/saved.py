@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from app.errors import SohbetError
 from app.i18n import error_text, using_locale
 from app.models import Conversation
+from app.models import Message as ChatMessage
 from app.replies.service import SavedReplies, fill, search, text_for
 from app.telegram import texts
 from app.telegram.routing import client_id_for, conversation_for, topic_of
@@ -134,12 +135,14 @@ async def on_pick(
                 raise SohbetError("bad_chat")
             reply = await saved_replies.get(int(reply_id))
             text = fill(reply, conv)
+            client_id = f"tg-{message.chat.id}-{message.message_id}"
+            # A second press is answered here: a repeated send would be stored once but pushed
+            # to the visitor's sockets again (the writer re-publishes retries).
+            if await ChatMessage.exists(conversation_id=conv.id, client_id=client_id):
+                await query.answer(texts.saved_already())
+                return
             posted = await bridge.chat.post_message(
-                conv.id,
-                role="admin",
-                text=text,
-                client_id=f"tg-{message.chat.id}-{message.message_id}",
-                source="telegram",
+                conv.id, role="admin", text=text, client_id=client_id, source="telegram"
             )
         except ValueError:
             await query.answer(error_text("bad_payload", {}), show_alert=True)

@@ -4,53 +4,16 @@ with the placeholders filled; an unknown shortcut gets a clear answer in the top
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import aiohttp
 
-from tests.support.clients import (
-    ADMIN_COOKIE,
-    VISITOR_COOKIE,
-    Peer,
-    admin_csrf,
-    jarless,
-    panel_action,
-    start_visitor,
-    visitor_peer,
-)
+from tests.support.clients import ADMIN_COOKIE
 from tests.support.fake_telegram import FakeTelegram, SentMessage
+from tests.support.saved_replies import admin_texts, save_reply, visitor_in
 from tests.support.server import Server
 
 # The shared fake and server (tests/support/telegram.py) as a forum: a topic per conversation.
 TELEGRAM_FORUM = True
 TELEGRAM_ENV = {"TELEGRAM_TOPICS": "on"}
-
-
-async def save_reply(server: Server, token: str, **form: str) -> None:
-    """Add a saved reply through the panel's page, as the operator does."""
-    csrf = await admin_csrf(server.url, token)
-    status, body = await panel_action(server.url, token, csrf, "/admin/replies", form)
-    if status == 400 and "zaten var" in body:
-        return  # another test of this module saved it already
-    assert status == 200, body
-
-
-@asynccontextmanager
-async def visitor_in(server: Server, name: str, language: str) -> AsyncIterator[tuple[Peer, str]]:
-    """A visitor whose page is in `language`, joined to their new conversation."""
-    headers = {"Accept-Language": language}
-    token, cid = await start_visitor(server.url, name, headers=headers)
-    async with jarless() as http:
-        cookie = {"Cookie": f"{VISITOR_COOKIE}={token}", **headers}
-        async with http.get(server.url + "/", headers=cookie) as r:
-            assert r.status == 200
-    peer = await visitor_peer(server.url, token)
-    await peer.call("join", {"chat_id": cid})
-    try:
-        yield peer, cid
-    finally:
-        await peer.close()
 
 
 async def topic_of(fake: FakeTelegram, cid: str) -> int:
@@ -62,10 +25,6 @@ async def topic_of(fake: FakeTelegram, cid: str) -> int:
     )  # fmt: skip
     assert notice.thread_id is not None
     return notice.thread_id
-
-
-def admin_texts(peer: Peer) -> list[str]:
-    return [m["text"] for m in peer.events["chat:message"] if m["role"] == "admin"]
 
 
 async def test_r_shortcut_in_the_topic(

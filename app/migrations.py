@@ -265,7 +265,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TABLE "saved_reply" (
                 "id" {pk},
                 "shortcut" VARCHAR(32) NOT NULL,
-                "shortcut_key" VARCHAR(64) NOT NULL UNIQUE,
+                "shortcut_key" VARCHAR(128) NOT NULL UNIQUE,
                 "text_tr" TEXT NOT NULL DEFAULT '',
                 "text_en" TEXT NOT NULL DEFAULT '',
                 "created_at" {ts} NOT NULL,

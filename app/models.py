@@ -302,9 +302,9 @@ class SavedReply(Model):
 
     id = fields.BigIntField(primary_key=True)
     # As the operator typed it; `shortcut_key` is its case-folded form (app/replies/service.py),
-    # unique, so "Kargo" and "KARGO" are the same shortcut.
+    # unique, so "Kargo" and "KARGO" are the same shortcut (folding can triple a character).
     shortcut = fields.CharField(max_length=32)
-    shortcut_key = fields.CharField(max_length=64, unique=True)
+    shortcut_key = fields.CharField(max_length=128, unique=True)
     # At least one of the two is set; empty means "not written in this language".
     text_tr = fields.TextField(default="")
     text_en = fields.TextField(default="")

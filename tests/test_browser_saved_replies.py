@@ -7,8 +7,10 @@ Nothing here depends on the database: the module runs on SQLite only.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.support.accessibility import assert_accessible
 from tests.support.pages import Watch, admin_panel, close_all, open_conversation
@@ -125,6 +127,23 @@ async def test_slash_list_inserts_the_reply_in_the_visitors_language(
             await box.fill("")
             await admin.keyboard.type("a/b")
             await expect(admin.locator(PICKER)).to_be_hidden()
+
+            # Enter typed before the list has caught up with the letters: the choice waits for
+            # the list of what is typed (held here until after the key), never an older one.
+            released = asyncio.Event()
+
+            async def held(route: Route) -> None:
+                await released.wait()
+                await route.continue_()
+
+            await admin.route("**/admin/replies/pick*", held)
+            await box.fill("")
+            await admin.keyboard.type("/kar")
+            await admin.keyboard.press("Enter")
+            await expect(box).to_have_value("/kar")
+            released.set()
+            await expect(box).to_have_value(expected)
+            await admin.unroute("**/admin/replies/pick*", held)
 
             # Everything after the one send went through the visitor's socket too by now.
             await box.fill("son")

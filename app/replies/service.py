@@ -182,6 +182,9 @@ def text_for(reply: SavedReply, locale: str) -> str:
 def fill(reply: SavedReply, conv: Conversation) -> str:
     """The text to send in this conversation: its language, `{name}` and `{cid}` filled in.
 
-    Only the known placeholders are replaced (not `str.format`: a brace in the text is text)."""
-    text = text_for(reply, conv.locale)
-    return text.replace("{name}", conv.visitor_name).replace("{cid}", conv.cid)
+    Only the known placeholders are replaced (not `str.format`: other braces stay as text)."""
+    values = {"name": conv.visitor_name, "cid": conv.cid}
+    # One pass: a visitor called "{cid}" keeps that name.
+    return _PLACEHOLDER.sub(
+        lambda m: values.get(m.group(1), m.group(0)), text_for(reply, conv.locale)
+    )

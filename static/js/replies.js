@@ -24,12 +24,13 @@ class Picker {
     // Capturing on the form: the composer's own Enter (send) must not see a key the list used.
     conversation.form.addEventListener("keydown", (event) => this.key(event), true);
     this.input.addEventListener("blur", () => this.close());
-    // mousedown, not click: the box keeps the focus (and its caret) while an option is picked.
+    // mousedown, not click: the box keeps the focus (and its caret) while an option is picked
+    // or the list is scrolled. The "manage" link still takes a click.
     picker.addEventListener("mousedown", (event) => {
-      const option = event.target.closest("[role=option]");
-      if (!option) return;
+      if (event.target.closest("a")) return;
       event.preventDefault();
-      this.choose(option);
+      const option = event.target.closest("[role=option]");
+      if (option) this.choose(option);
     });
   }
 
@@ -63,12 +64,15 @@ class Picker {
         signal: fetching.signal,
       });
       if (response.status === 401) { window.location.assign("/admin"); return; }
-      if (!response.ok) return;
+      if (!response.ok) throw new Error(String(response.status));
       html = await response.text();
     } catch {
-      return; // replaced by a newer query, or offline: the box still works without the list
+      // Replaced by a newer query, or offline: the box still works without the list.
+      if (fetching === this.fetching) { this.fetching = null; this.chooseWhenLoaded = false; }
+      return;
     }
     if (fetching !== this.fetching || this.typed() !== query || this.dismissed) return;
+    this.fetching = null;
     this.query = query;
     this.picker.innerHTML = html;
     this.picker.hidden = false;
@@ -76,6 +80,10 @@ class Picker {
     this.input.setAttribute("aria-controls", "reply-options");
     this.move(this.options().length ? 0 : -1);
     if (this.status) this.status.textContent = body?.dataset.status ?? "";
+    if (this.chooseWhenLoaded) {
+      this.chooseWhenLoaded = false;
+      this.choose(this.options()[this.active]);
+    }
   }
 
   options() {
@@ -96,7 +104,8 @@ class Picker {
   }
 
   key(event) {
-    if (event.target !== this.input || this.query === null || event.isComposing) return;
+    const listed = this.query !== null || this.fetching !== null;
+    if (event.target !== this.input || !listed || event.isComposing) return;
     const keys = {
       ArrowDown: () => this.move(this.active + 1),
       ArrowUp: () => this.move(this.active - 1),
@@ -106,6 +115,14 @@ class Picker {
     };
     const action = keys[event.key];
     if (!action || event.altKey || event.ctrlKey || event.metaKey) return;
+    if ((event.key === "Enter" || event.key === "Tab") && this.fetching && !event.shiftKey) {
+      // Typed faster than the list followed: the list on screen is for fewer letters, so the
+      // choice waits for the list of what is typed now (never the wrong reply).
+      event.preventDefault();
+      event.stopPropagation();
+      this.chooseWhenLoaded = true;
+      return;
+    }
     // Enter with nothing to choose (no match) still sends what was typed; Tab still moves on.
     if ((event.key === "Enter" || event.key === "Tab") && this.active < 0) return;
     if (event.key === "Enter" && event.shiftKey) return;
@@ -137,6 +154,7 @@ class Picker {
   close() {
     this.fetching?.abort();
     this.fetching = null;
+    this.chooseWhenLoaded = false;
     this.query = null;
     this.active = -1;
     this.picker.hidden = true;

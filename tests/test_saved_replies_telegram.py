@@ -127,14 +127,19 @@ async def test_r_alone_lists_them_as_buttons(
         assert admin_texts(visitor) == [expected]
 
 
-async def test_the_panel_sees_a_reply_sent_from_telegram(
+async def test_r_with_a_cid_tag_and_the_panel_shows_it(
     tg_server: Server, fake: FakeTelegram, tg_admin_token: str
 ) -> None:
     await save_reply(tg_server, tg_admin_token, shortcut="selam", text_tr="Selam {name}!")
     async with visitor_in(tg_server, "Naz", "tr") as (visitor, cid):
-        thread = await topic_of(fake, cid)
-        await fake.admin_command("/r selam", thread_id=thread)
+        await topic_of(fake, cid)
+        # Outside the topic, the conversation named by its CID tag (any case).
+        await fake.admin_command(f"/r Selam [CID: {cid.lower()}]")
         await visitor.wait_for("chat:message", lambda m: m["text"] == "Selam Naz!")
+        said = await fake.wait_for_sent(
+            lambda m: m.thread_id is None and "Selam Naz!" in (m.text or "")
+        )
+        assert "/selam" in (said.text or "")
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
             async with http.get(
                 f"{tg_server.url}/admin/c/{cid}",

@@ -7,6 +7,7 @@ from quart import Blueprint, g, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.guard import operator_required, require_csrf
+from app.errors import NotFound
 from app.i18n import error_text
 from app.i18n import gettext as _
 from app.models import SavedReply
@@ -102,10 +103,19 @@ async def new_form() -> str:
 
 @bp.get("/replies/<int:reply_id>/edit")
 @operator_required
-async def edit_form(reply_id: int) -> str:
-    """The form filled with one saved reply, to change it."""
-    reply = await services().replies.get(reply_id)
-    return await render_template("partials/replies/form.html", form=_form_context(reply))
+async def edit_form(reply_id: int) -> tuple[str, int]:
+    """The form filled with one saved reply, to change it (gone meanwhile: an empty form that
+    says so, and the list without it)."""
+    try:
+        reply = await services().replies.get(reply_id)
+    except NotFound:
+        gone = ReplyError("reply_not_found", "")
+        page = await render_template("partials/replies/form.html", form=_form_context(error=gone))
+        list_html = await render_template(
+            "partials/replies/list.html", oob=True, **await _list_context()
+        )
+        return page + list_html, 404
+    return await render_template("partials/replies/form.html", form=_form_context(reply)), 200
 
 
 @bp.post("/replies")
@@ -134,6 +144,10 @@ async def update(reply_id: int) -> Page:
     except ReplyError as exc:
         current = await replies.get(reply_id)
         return await _form_answer(400, _form_context(current, data, exc), with_list=False)
+    except NotFound:
+        # Deleted meanwhile (by someone else): what was typed stays, to be added again.
+        gone = ReplyError("reply_not_found", "")
+        return await _form_answer(404, _form_context(data=data, error=gone), with_list=True)
     saved = _("Saved /%(shortcut)s.", shortcut=reply.shortcut)
     return await _form_answer(200, _form_context(saved=saved), with_list=True)
 
@@ -143,10 +157,14 @@ async def update(reply_id: int) -> Page:
 async def delete(reply_id: int) -> Page:
     """Delete a reply (the page asked first); the list comes back without it."""
     await require_csrf()
-    await services().replies.delete(reply_id)
+    status = 200
+    try:
+        await services().replies.delete(reply_id)
+    except NotFound:
+        status = 404  # deleted meanwhile: the list, as it is now, shows it gone
     if not is_htmx():
         return redirect("/admin/replies", 303)
-    return await render_template("partials/replies/list.html", **await _list_context()), 200
+    return await render_template("partials/replies/list.html", **await _list_context()), status
 
 
 @bp.get("/replies/pick")

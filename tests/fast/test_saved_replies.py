@@ -156,11 +156,15 @@ async def test_edit_and_delete(operator: Client) -> None:
     status, body = await post(operator, f"/admin/replies/{reply.id}/delete")
     assert status == 200 and "/Saatler</code>" not in body and "/adres</code>" in body
     assert not await rows("saatler")
-    # Gone: a second delete, an edit and a save of the old form say so.
+    # Gone (deleted in another tab): a second delete shows the list as it is; opening it to
+    # edit, or saving the old form, says so and keeps what was typed.
     status, body = await post(operator, f"/admin/replies/{reply.id}/delete")
-    assert status == 404 and "Bu kayıtlı yanıt artık yok." in html.unescape(body)
+    assert status == 404 and "/Saatler</code>" not in body and "/adres</code>" in body
+    r = await operator.get(f"/admin/replies/{reply.id}/edit", headers=HTMX)
+    assert r.status_code == 404 and alert(await text_of(r)) == "Bu kayıtlı yanıt artık yok."
     status, body = await post(operator, f"/admin/replies/{reply.id}", shortcut="saat", text_tr="x")
-    assert status == 404 and "Bu kayıtlı yanıt artık yok." in html.unescape(body)
+    assert status == 404 and alert(body) == "Bu kayıtlı yanıt artık yok."
+    assert 'value="saat"' in body and 'id="reply-form"' in body
     assert not await rows("saat")
 
 

@@ -39,7 +39,7 @@ async def test_r_shortcut_in_the_topic(
     )
     async with visitor_in(tg_server, "Ada", "en") as (visitor, cid):
         thread = await topic_of(fake, cid)
-        command = await fake.admin_command("/r KARGO", thread_id=thread)
+        command = await fake.admin_command("/R KARGO", thread_id=thread)
         expected = f"Hi Ada, your parcel is on its way ({cid})."
         got = await visitor.wait_for("chat:message", lambda m: m["role"] == "admin")
         assert got["text"] == expected

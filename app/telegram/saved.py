@@ -167,6 +167,6 @@ async def on_pick(
 def router() -> Router:
     """`/r` and its buttons, on a router of their own."""
     saved = Router(name="saved_replies")
-    saved.message.register(on_saved_reply, Command("r"))
+    saved.message.register(on_saved_reply, Command("r", ignore_case=True))
     saved.callback_query.register(on_pick, F.data.startswith(f"{PICK_PREFIX}:"))
     return saved

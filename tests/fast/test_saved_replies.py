@@ -224,3 +224,13 @@ async def test_the_composer_list_fills_the_conversation_language(
     assert options(body) == {} and "qqq" in body and 'role="listbox"' not in body
     r = await operator.get("/admin/replies/pick?cid=Yok-0000&q=", headers=HTMX)
     assert r.status_code == 404
+
+    # Markup in a reply or in a visitor's name stays text, in the list and on the page.
+    await post(operator, "/admin/replies", shortcut="isaret", text_tr='<b onclick="x()">{name}</b>')
+    cid = await start_chat(app, '<img src=x onerror="alert(1)">', "tr")
+    r = await operator.get("/admin/replies/pick", query_string={"cid": cid, "q": "isaret"})
+    body = await text_of(r)
+    assert "<img" not in body and "<b " not in body
+    assert options(body) == {"isaret": '<b onclick="x()"><img src=x onerror="alert(1)"></b>'}
+    page = await text_of(await operator.get("/admin/replies"))
+    assert "<b onclick" not in page and "&lt;b onclick=" in page

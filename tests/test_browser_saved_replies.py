@@ -74,6 +74,9 @@ async def test_slash_list_inserts_the_reply_in_the_visitors_language(
             assert await active_option(admin) == "/iade"
             await expect(admin.locator("#reply-picker-status")).to_contain_text("3 kayıtlı yanıt")
             await assert_accessible(admin, "the saved replies list", within="#conversation")
+            await admin.emulate_media(color_scheme="dark")
+            await assert_accessible(admin, "the list, dark", within="#conversation")
+            await admin.emulate_media(color_scheme="light")
 
             # Arrows move (and wrap); typing narrows by shortcut or by text.
             await admin.keyboard.press("ArrowDown")

@@ -4,9 +4,11 @@ with the placeholders filled; an unknown shortcut gets a clear answer in the top
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
 
-from tests.support.clients import ADMIN_COOKIE
+from tests.support.clients import ADMIN_COOKIE, admin_csrf, page_with, panel_action
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.saved_replies import admin_texts, save_reply, visitor_in
 from tests.support.server import Server
@@ -146,3 +148,27 @@ async def test_r_with_a_cid_tag_and_the_panel_shows_it(
                 headers={"Cookie": f"{ADMIN_COOKIE}={tg_admin_token}"},
             ) as r:
                 assert "Selam Naz!" in await r.text()
+
+
+async def test_r_when_there_are_none(
+    tg_server: Server, fake: FakeTelegram, tg_admin_token: str
+) -> None:
+    # The other tests add what they use when they start, so this one may remove them all.
+    csrf = await admin_csrf(tg_server.url, tg_admin_token)
+    page = await page_with(tg_server.url + "/admin/replies", ADMIN_COOKIE, tg_admin_token)
+    for reply_id in re.findall(r'action="/admin/replies/(\d+)/delete"', page):
+        path = f"/admin/replies/{reply_id}/delete"
+        status, _ = await panel_action(tg_server.url, tg_admin_token, csrf, path)
+        assert status == 200
+    async with visitor_in(tg_server, "Oya", "tr") as (visitor, cid):
+        thread = await topic_of(fake, cid)
+        await fake.admin_command("/r", thread_id=thread)
+        none = await fake.wait_for_sent(
+            lambda m: m.thread_id == thread and "Henüz kayıtlı yanıt yok" in (m.text or "")
+        )
+        assert none.buttons == []
+        await fake.admin_command("/r kargo", thread_id=thread)
+        await fake.wait_for_sent(
+            lambda m: m.thread_id == thread and "/kargo adında kayıtlı yanıt yok" in (m.text or "")
+        )
+        assert admin_texts(visitor) == []

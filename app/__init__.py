@@ -34,6 +34,7 @@ from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.media.storage import build_store
 from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
+from app.replies.service import SavedReplies
 from app.selftest.repair import announce_presence
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
@@ -156,7 +157,8 @@ def create_app(
 
     # The features around it, each given what it uses.
     media_service = media.init_app(app, chat, media_store, limiter)
-    bridge = telegram.init_app(app, chat, outbox, media_service, clock)
+    replies = SavedReplies(settings.max_message_chars)
+    bridge = telegram.init_app(app, chat, outbox, media_service, clock, replies)
     auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
     calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)
@@ -168,6 +170,7 @@ def create_app(
         media=media_service,
         telegram=bridge,
         widget_origins=WidgetOrigins(settings.widget_origins),
+        replies=replies,
     )
 
     web.init_app(app)

@@ -278,6 +278,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        11,
+        "saved replies",
+        (
+            """CREATE TABLE "saved_reply" (
+                "id" {pk},
+                "shortcut" VARCHAR(32) NOT NULL,
+                "shortcut_key" VARCHAR(128) NOT NULL UNIQUE,
+                "text_tr" TEXT NOT NULL DEFAULT '',
+                "text_en" TEXT NOT NULL DEFAULT '',
+                "created_at" {ts} NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
         12,
         "settings the owner changes in the panel (the widget's origins first)",
         (

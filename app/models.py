@@ -1,5 +1,5 @@
 """Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests,
-the audit trail."""
+the audit trail, saved replies, settings."""
 
 from __future__ import annotations
 
@@ -320,6 +320,8 @@ class AuditEntry(Model):
 
     class Meta:
         table = "audit_entry"
+
+
 class Setting(Model):
     """A setting the owner changes in the panel, as JSON text; absent: the environment's value."""
 
@@ -329,3 +331,21 @@ class Setting(Model):
 
     class Meta:
         table = "setting"
+
+
+class SavedReply(Model):
+    """A shared snippet the operator inserts by its shortcut (`/kargo`), in Turkish and English."""
+
+    id = fields.BigIntField(primary_key=True)
+    # As the operator typed it; `shortcut_key` is its case-folded form (app/replies/service.py),
+    # unique, so "Kargo" and "KARGO" are the same shortcut (folding can triple a character).
+    shortcut = fields.CharField(max_length=32)
+    shortcut_key = fields.CharField(max_length=128, unique=True)
+    # At least one of the two is set; empty means "not written in this language".
+    text_tr = fields.TextField(default="")
+    text_en = fields.TextField(default="")
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "saved_reply"

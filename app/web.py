@@ -22,6 +22,7 @@ from app.realtime.handshake import visitor_token
 
 if TYPE_CHECKING:
     from app.media.service import MediaService
+    from app.replies.service import SavedReplies
     from app.telegram.bridge import TelegramBridge
     from app.widget.origins import WidgetOrigins
 
@@ -47,6 +48,7 @@ class Services:
     telegram: TelegramBridge | None
     # WIDGET_ORIGINS as the owner last saved it in the panel (app/widget/origins.py).
     widget_origins: WidgetOrigins
+    replies: SavedReplies
 
 
 def services(app: Quart | None = None) -> Services:

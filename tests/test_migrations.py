@@ -97,6 +97,7 @@ async def test_schema_matches_models(dialect: str, tmp_path: object) -> None:
         "tg_outbox",
         "audit_entry",
         "setting",
+        "saved_reply",
     } <= set(tables), sorted(tables)
     for table, info in tables.items():
         assert isinstance(info, dict)

@@ -15,6 +15,7 @@ from app.chat.service import ChatService
 from app.config import Settings
 from app.core.clock import Clock
 from app.media.service import MediaService
+from app.replies.service import SavedReplies
 
 if TYPE_CHECKING:
     from app.telegram.bridge import TelegramBridge
@@ -31,7 +32,12 @@ def build_outbox(settings: Settings, clock: Clock) -> Outbox | None:
 
 
 def init_app(
-    app: Quart, chat: ChatService, outbox: Outbox | None, media: MediaService, clock: Clock
+    app: Quart,
+    chat: ChatService,
+    outbox: Outbox | None,
+    media: MediaService,
+    clock: Clock,
+    replies: SavedReplies,
 ) -> TelegramBridge | None:
     """Build the bridge around the outbox when a bot is set, and run it while the app serves."""
     settings: Settings = app.config["SOHBET"]
@@ -40,7 +46,7 @@ def init_app(
     from app.telegram.backlog import late_backlog
     from app.telegram.bridge import TelegramBridge
 
-    bridge = TelegramBridge(settings, chat, outbox, clock, media)
+    bridge = TelegramBridge(settings, chat, outbox, clock, media, replies)
     # The panel's Telegram banner reads the backlog when the page is rendered.
     app.jinja_env.globals["telegram_late_backlog"] = lambda: late_backlog(clock)
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from app.telegram import attachments, buttons, commands, replies
+from app.telegram import attachments, buttons, commands, replies, saved
 
 
 def build_router() -> Router:
     """The operator's handlers, on one router for the bridge's dispatcher."""
     operator = Router(name="operator")
     operator.include_routers(
-        commands.router(), replies.router(), attachments.router(), buttons.router()
+        commands.router(),
+        saved.router(),
+        replies.router(),
+        attachments.router(),
+        buttons.router(),
     )
     return operator

@@ -21,8 +21,18 @@ _TYPES = {
         "pk": "INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL",
         "ts": "TIMESTAMP",
         "bool": "INT",
+        # Used on PostgreSQL only; the table exists on SQLite for one schema everywhere.
+        "floats": "TEXT",
+        "unlogged": "",
     },
-    "postgres": {"pk": "BIGSERIAL NOT NULL PRIMARY KEY", "ts": "TIMESTAMPTZ", "bool": "BOOL"},
+    "postgres": {
+        "pk": "BIGSERIAL NOT NULL PRIMARY KEY",
+        "ts": "TIMESTAMPTZ",
+        "bool": "BOOL",
+        "floats": "DOUBLE PRECISION[]",
+        # No write-ahead log: no disk flush per write; emptied only if PostgreSQL crashes.
+        "unlogged": "UNLOGGED",
+    },
 }
 
 
@@ -256,6 +266,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN "external_id" VARCHAR(128) NOT NULL DEFAULT ''""",
             """ALTER TABLE "conversation"
                 ADD COLUMN "visitor_email" VARCHAR(254) NOT NULL DEFAULT ''""",
+        ),
+    ),
+    Migration(
+        12,
+        "rate budgets in PostgreSQL when there is no Redis",
+        (
+            """CREATE {unlogged} TABLE "rate_window" (
+                "key" VARCHAR(100) NOT NULL PRIMARY KEY,
+                "hits" {floats} NOT NULL,
+                "expires_at" {ts} NOT NULL
+            )""",
         ),
     ),
 )

@@ -18,7 +18,7 @@ from tortoise import Tortoise
 from app.db import open_database
 from app.models import AdminSession, Conversation, LoginCode, Message, TgLink, TgOutbox, TgTopic, TgUpdate
 from app.models import Handoff, SelfTestProbe, SelfTestRun, SelfTestSchedule, SelfTestSlot
-from app.models import Lease, RecoveryCode, TotpFactor, VisitorBlock
+from app.models import Lease, RateWindow, RecoveryCode, TotpFactor, VisitorBlock
 from app.timefmt import utcnow
 
 async def columns(conn, dialect, table):
@@ -37,7 +37,7 @@ async def main(url):
     out = {}
     for model in (Conversation, Message, AdminSession, LoginCode, TgOutbox, TgLink, TgTopic, TgUpdate,
                   SelfTestSchedule, SelfTestSlot, SelfTestRun, SelfTestProbe, Handoff, VisitorBlock, Lease,
-                  TotpFactor, RecoveryCode):
+                  TotpFactor, RecoveryCode, RateWindow):
         table = model._meta.db_table
         out[table] = {"db": await columns(conn, dialect, table),
                       "model": sorted((model._meta.fields_db_projection[n], not model._meta.fields_map[n].null)
@@ -105,9 +105,10 @@ async def test_schema_matches_models(dialect: str, tmp_path: object) -> None:
         "lease",
         "totp_factor",
         "recovery_code",
+        "rate_window",
     ):
         info = result[table]
         assert isinstance(info, dict)
         assert [tuple(c) for c in info["db"]] == [tuple(c) for c in info["model"]], table
     assert result["rows"] == 1
-    assert result["versions"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert result["versions"] == [1, 2, 3, 4, 5, 6, 7, 8, 12]

@@ -65,7 +65,10 @@ class ChatService:
         self.listeners = tuple(listeners)
         self.media_store = media_store
         self.writer = MessageWriter(self.listeners, fanout.publish_message)
-        self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
+        # Checked on every message: in Redis or memory, never a database round trip per message.
+        self._message_budget = limiter.budget(
+            "messages", settings.messages_per_minute, 60, hot=True
+        )
 
     # Conversations ---------------------------------------------------------------------------
 

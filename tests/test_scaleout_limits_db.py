@@ -1,0 +1,169 @@
+"""Two server processes on one PostgreSQL and no Redis: the budgets counted in the database
+(wrong passwords, login codes, new conversations, rings) hold for both processes together, under
+parallel tries, and across a restart. The per-message budget stays in each process's memory
+there (README "Production", Budgets: a database round trip per message costs more than the
+message; several processes need Redis anyway)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from tests.support.calls import call_peer
+from tests.support.clients import ask_code, start_visitor
+from tests.support.server import ADMIN_PASSWORD, Server, postgres_pair, query
+
+pytestmark = [pytest.mark.postgres]
+
+PASSWORD_TRIES = 10  # wrong passwords per 15 minutes per address (app/admin/auth.py)
+LOGIN_CODES_PER_HOUR = 3
+CONVERSATIONS_PER_HOUR = 3
+RINGS_PER_MINUTE = 6  # per conversation side (app/calls/namespace.py)
+TOO_MANY_CONVERSATIONS = "Bu bağlantıdan çok fazla yeni sohbet açıldı"
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address of its own (198.18.0.0/15, for tests), so budgets start afresh."""
+    n = next(_addresses)
+    return f"198.18.{n // 250}.{n % 250 + 1}"
+
+
+def from_address(address: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), headers={"X-Forwarded-For": address}
+    )
+
+
+async def start_from(server: Server, address: str) -> tuple[int, str]:
+    """POST the start form from an address: (status, page)."""
+    async with (
+        from_address(address) as http,
+        http.post(server.url + "/start", data={"name": "Ada"}, allow_redirects=False) as resp,
+    ):
+        return resp.status, await resp.text()
+
+
+async def codes_left(server: Server) -> int:
+    """Login codes the deployment may still send this hour (earlier tests may have used some)."""
+    rows = await query(
+        server, "SELECT COUNT(*) FROM login_code WHERE created_at >= now() - interval '1 hour'"
+    )
+    return max(0, LOGIN_CODES_PER_HOUR - int(rows[0][0]))
+
+
+async def restart(server: Server) -> None:
+    """A clean stop and a fresh start of one process (a deploy), on the same port."""
+    await asyncio.to_thread(server.stop)
+    await server.start()
+
+
+@pytest.fixture(scope="module")
+async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Server, Server]]:
+    env = {
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "LOGIN_CODES_PER_HOUR": str(LOGIN_CODES_PER_HOUR),
+        "CONVERSATIONS_PER_HOUR": str(CONVERSATIONS_PER_HOUR),
+    }
+    async with postgres_pair(tmp_path_factory.mktemp("scaleout-limits-db"), env) as servers:
+        for server in servers:
+            assert "REDIS_URL" not in server.environment()
+        yield servers
+
+
+async def test_parallel_wrong_passwords_on_two_processes_get_one_budget(
+    pair: tuple[Server, Server],
+) -> None:
+    """22 guesses from one address at once, alternating between the processes: exactly 10 are
+    compared (wrong password), the rest refused; then the right one waits too, on both.
+    Per process memory let 20 through, and a count-then-insert would let more through."""
+    one, two = pair
+    async with from_address(new_address()) as http:
+        replies = await asyncio.gather(
+            *(ask_code(http, (one, two)[n % 2].url, f"guess-{n}") for n in range(22))
+        )
+        statuses = sorted(status for status, _, _ in replies)
+        assert statuses == [400] * PASSWORD_TRIES + [429] * 12, statuses
+        for server in pair:
+            status, challenge, page = await ask_code(http, server.url)
+            assert status == 429 and challenge is None
+            assert "dakika" in page
+    async with from_address(new_address()) as http:
+        assert (await ask_code(http, one.url, "other-address"))[0] == 400
+
+
+async def test_login_codes_are_counted_once_across_processes(pair: tuple[Server, Server]) -> None:
+    """The right password alternating between the processes: the deployment sends its hourly
+    budget of codes, not that many per process."""
+    one, two = pair
+    left = await codes_left(one)
+    async with from_address(new_address()) as http:
+        statuses = [
+            (await ask_code(http, (one, two)[n % 2].url, ADMIN_PASSWORD))[0]
+            for n in range(left + 2)
+        ]
+        assert statuses == [303] * left + [429, 429], statuses
+        status, _, page = await ask_code(http, two.url, ADMIN_PASSWORD)
+        assert status == 429 and "dakika" in page
+
+
+async def test_new_conversations_are_counted_once_across_processes(
+    pair: tuple[Server, Server],
+) -> None:
+    one, two = pair
+    address = new_address()
+    results = [await start_from((one, two)[n % 2], address) for n in range(2 * 3)]
+    assert [status for status, _ in results] == [303] * 3 + [429] * 3
+    assert TOO_MANY_CONVERSATIONS in results[3][1]
+    assert (await start_from(two, new_address()))[0] == 303, "another address starts afresh"
+
+
+async def test_rings_are_counted_once_across_processes(pair: tuple[Server, Server]) -> None:
+    """A visitor rings from `/call` sockets on both processes (nobody answers); the 7th ring
+    in a minute is refused, whichever process it reaches."""
+    one, two = pair
+    token, cid = await start_visitor(one.url, "Rings", headers={"X-Forwarded-For": new_address()})
+    callers = [
+        await call_peer(one.url, "visitor", token),
+        await call_peer(two.url, "visitor", token),
+    ]
+    try:
+        errors = [
+            (await callers[n % 2].call("call:ring", {"chat_id": cid}))["error"]
+            for n in range(RINGS_PER_MINUTE + 2)
+        ]
+        assert errors == ["callee_offline"] * RINGS_PER_MINUTE + ["too_many_calls"] * 2, errors
+    finally:
+        for caller in callers:
+            await caller.close()
+
+
+async def test_a_restart_does_not_reset_the_budgets(pair: tuple[Server, Server]) -> None:
+    """Budgets used up, then a process restarts (a deploy): the restarted process still refuses
+    the wrong passwords' address, the conversations' address and further codes."""
+    one, two = pair
+    guesser, starter = new_address(), new_address()
+    async with from_address(guesser) as http:
+        statuses = [(await ask_code(http, one.url, f"g{n}"))[0] for n in range(PASSWORD_TRIES)]
+        assert statuses == [400] * PASSWORD_TRIES
+    assert [(await start_from(one, starter))[0] for _ in range(3)] == [303] * 3
+    async with from_address(new_address()) as http:
+        for _ in range(await codes_left(one)):
+            assert (await ask_code(http, one.url, ADMIN_PASSWORD))[0] == 303
+    # Both processes restart, one after the other: nothing in memory survives.
+    await restart(one)
+    await restart(two)
+    for server in pair:
+        async with from_address(guesser) as http:
+            assert (await ask_code(http, server.url, "after-restart"))[0] == 429
+            assert (await ask_code(http, server.url, ADMIN_PASSWORD))[0] == 429
+        status, page = await start_from(server, starter)
+        assert status == 429 and TOO_MANY_CONVERSATIONS in page
+        async with from_address(new_address()) as http:
+            status, _, page = await ask_code(http, server.url, ADMIN_PASSWORD)
+            assert status == 429 and "dakika" in page, "the hour's codes are still used up"
+    assert (await start_from(two, new_address()))[0] == 303

@@ -10,7 +10,12 @@
   a restart does not hand anyone a fresh one. No PyPI package offers a SQL storage for
   `limits` (it has memory, Redis, Valkey, Memcached and MongoDB), and its storage interface asks
   for fixed-window counters we would not use and has no refund, so this is our own, with the
-  same meaning as the Redis one (docs: README "Production", Budgets).
+  same meaning as the Redis one (README "Production", Budgets without Redis). The table is
+  UNLOGGED: no write-ahead-log flush per event (3.9 ms of latency per hit here, logged);
+  PostgreSQL empties it only after its own crash or on a standby taking over.
+  The per-message budget (`hot`) stays in memory there: a round trip costs ~130 µs of our
+  CPU and ~120 µs of PostgreSQL's on every visitor message (measured with 1,000 keys),
+  against a one-minute window, in a deployment that runs one process (several need Redis).
 - **Memory** otherwise (SQLite: one process), exact for that process.
 
 Budgets whose keys live in one process only (a socket id) are always in memory. If Redis or
@@ -312,6 +317,14 @@ class Limiter:
             self._redis = Redis.from_url(redis_url)
         elif database_url.startswith(("postgres://", "postgresql://")):
             self.database = DatabaseWindows()
+        log.info(
+            "rate budgets counted in %s",
+            {
+                "redis": "Redis",
+                "database": "PostgreSQL (the per-message budget in this process's memory)",
+                "memory": "this process's memory",
+            }[self.where],
+        )
 
     @property
     def shared(self) -> bool:

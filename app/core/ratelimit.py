@@ -13,8 +13,8 @@
   same meaning as the Redis one (README "Production", Budgets without Redis). The table is
   UNLOGGED: no write-ahead-log flush per event (3.9 ms of latency per hit here, logged);
   PostgreSQL empties it only after its own crash or on a standby taking over.
-  The per-message budget (`hot`) stays in memory there: a round trip costs ~130 µs of our
-  CPU and ~120 µs of PostgreSQL's on every visitor message (measured with 1,000 keys),
+  The per-message budget (`hot`) stays in memory there: a round trip costs ~140 µs of our
+  CPU and ~120 µs of PostgreSQL's on every visitor message (`bench/probe_db_budget.py`),
   against a one-minute window, in a deployment that runs one process (several need Redis).
 - **Memory** otherwise (SQLite: one process), exact for that process.
 

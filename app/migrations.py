@@ -30,7 +30,7 @@ _TYPES = {
         "ts": "TIMESTAMPTZ",
         "bool": "BOOL",
         "floats": "DOUBLE PRECISION[]",
-        # No write-ahead log: no disk flush per write; emptied only if PostgreSQL crashes.
+        # No write-ahead log: no disk flush per write; emptied after a crash or on a standby.
         "unlogged": "UNLOGGED",
     },
 }

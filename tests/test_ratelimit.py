@@ -19,6 +19,7 @@ from app.core.ratelimit import (
     DatabaseBudget,
     Limiter,
     LocalBudget,
+    SeededBudget,
     SharedBudget,
     SlidingWindow,
 )
@@ -197,3 +198,34 @@ async def test_processes_on_one_postgresql_share_a_budget() -> None:
     unreachable = seen["unreachable"]
     assert unreachable["refused"] == [False, False, True, True], unreachable
     assert unreachable["after_refund"] == 0 and unreachable["warnings"] == 1, unreachable
+
+
+async def test_a_seeded_budget_starts_from_the_events_already_counted() -> None:
+    """Without Redis the per-message budget is in memory, learnt once per key from what is
+    stored (the visitor's messages of the last minute): the first check of a key asks, the
+    following ones do not."""
+    asked: list[str] = []
+
+    async def stored(key: str) -> list[float]:
+        asked.append(key)
+        return {"busy": [50.0, 20.0, 1.0], "old": [61.0, 90.0]}.get(key, [])
+
+    budget = Limiter("", "p", "postgres://u@127.0.0.1/db").budget(
+        "messages", 4, 60, hot=True, seed=stored
+    )
+    assert isinstance(budget, SeededBudget)
+    assert await budget.hit("busy") == 0, "three of four used: one left"
+    wait = await budget.hit("busy")
+    assert 9 < wait <= 10, "free when the event 50 s ago leaves the window"
+    assert [await budget.hit("old") for _ in range(4)] == [0, 0, 0, 0], "aged out: all four"
+    assert await budget.hit("new") == 0
+    assert asked == ["busy", "old", "new"], "one question per key, not per event"
+
+
+def test_a_key_whose_events_were_all_refunded_survives_a_sweep() -> None:
+    window = SlidingWindow(2, 60)
+    window.hit("refunded")
+    window.refund("refunded")
+    for n in range(SWEEP_AT + 1):
+        window.hit(f"k{n}")
+    assert window.hit("refunded") == 0

@@ -1,27 +1,36 @@
 """Two server processes on one PostgreSQL and no Redis: the budgets counted in the database
 (wrong passwords, login codes, new conversations, rings) hold for both processes together, under
-parallel tries, and across a restart. The per-message budget stays in each process's memory
-there (README "Production", Budgets: a database round trip per message costs more than the
-message; several processes need Redis anyway)."""
+parallel tries, and across a restart. The per-message budget is counted in each process's
+memory there (README "Production", Budgets without Redis: a database round trip per message
+costs too much), learnt from the stored messages when a process first sees a conversation, so
+a restart does not reset it either (on SQLite too)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.calls import call_peer
-from tests.support.clients import ask_code, start_visitor
-from tests.support.server import ADMIN_PASSWORD, Server, execute_sql, postgres_pair, query
-
-pytestmark = [pytest.mark.postgres]
+from tests.support.clients import ask_code, client_id, start_visitor, visitor_peer
+from tests.support.server import (
+    ADMIN_PASSWORD,
+    Server,
+    execute_sql,
+    postgres_pair,
+    query,
+    sqlite_server,
+)
 
 PASSWORD_TRIES = 10  # wrong passwords per 15 minutes per address (app/admin/auth.py)
 LOGIN_CODES_PER_HOUR = 3
 CONVERSATIONS_PER_HOUR = 3
+MESSAGES_PER_MINUTE = 5
 RINGS_PER_MINUTE = 6  # per conversation side (app/calls/namespace.py)
 TOO_MANY_CONVERSATIONS = "Bu bağlantıdan çok fazla yeni sohbet açıldı"
 _addresses = itertools.count(1)
@@ -66,6 +75,7 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
         "TRUSTED_PROXIES": "127.0.0.1",
         "LOGIN_CODES_PER_HOUR": str(LOGIN_CODES_PER_HOUR),
         "CONVERSATIONS_PER_HOUR": str(CONVERSATIONS_PER_HOUR),
+        "MESSAGES_PER_MINUTE": str(MESSAGES_PER_MINUTE),
     }
     async with postgres_pair(tmp_path_factory.mktemp("scaleout-limits-db"), env) as servers:
         for server in servers:
@@ -73,6 +83,7 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
         yield servers
 
 
+@pytest.mark.postgres
 async def test_parallel_wrong_passwords_on_two_processes_get_one_budget(
     pair: tuple[Server, Server],
 ) -> None:
@@ -94,6 +105,7 @@ async def test_parallel_wrong_passwords_on_two_processes_get_one_budget(
         assert (await ask_code(http, one.url, "other-address"))[0] == 400
 
 
+@pytest.mark.postgres
 async def test_login_codes_are_counted_once_across_processes(pair: tuple[Server, Server]) -> None:
     """The right password 12 times at once, alternating between the processes: the deployment
     sends its hourly budget of codes (3), not that many per process, nor more because the
@@ -115,6 +127,7 @@ async def test_login_codes_are_counted_once_across_processes(pair: tuple[Server,
     assert rows[0][0] == LOGIN_CODES_PER_HOUR
 
 
+@pytest.mark.postgres
 async def test_new_conversations_are_counted_once_across_processes(
     pair: tuple[Server, Server],
 ) -> None:
@@ -134,6 +147,7 @@ async def test_new_conversations_are_counted_once_across_processes(
     assert (await start_from(two, new_address()))[0] == 303, "another address starts afresh"
 
 
+@pytest.mark.postgres
 async def test_rings_are_counted_once_across_processes(pair: tuple[Server, Server]) -> None:
     """A visitor rings from `/call` sockets on both processes (nobody answers); the 7th ring
     in a minute is refused, whichever process it reaches."""
@@ -154,6 +168,7 @@ async def test_rings_are_counted_once_across_processes(pair: tuple[Server, Serve
             await caller.close()
 
 
+@pytest.mark.postgres
 async def test_a_restart_does_not_reset_the_budgets(pair: tuple[Server, Server]) -> None:
     """Budgets used up, then a process restarts (a deploy): the restarted process still refuses
     the wrong passwords' address, the conversations' address and further codes."""
@@ -180,3 +195,56 @@ async def test_a_restart_does_not_reset_the_budgets(pair: tuple[Server, Server])
             status, _, page = await ask_code(http, server.url, ADMIN_PASSWORD)
             assert status == 429 and "dakika" in page, "the hour's codes are still used up"
     assert (await start_from(two, new_address()))[0] == 303
+
+
+async def sends(server: Server, token: str, cid: str, count: int) -> list[dict[str, Any]]:
+    """`count` messages from the visitor's page on `server` (a socket of its own); the acks."""
+    peer = await visitor_peer(server.url, token)
+    try:
+        assert (await peer.call("join", {"chat_id": cid}))["ok"]
+        return [
+            await peer.call("send", {"chat_id": cid, "text": f"m{n}", "client_id": client_id()})
+            for n in range(count)
+        ]
+    finally:
+        await peer.close()
+
+
+def refused(ack: dict[str, Any]) -> bool:
+    return ack.get("error") == "too_many_messages" and 0 < ack["retry_after"] <= 60
+
+
+@pytest.mark.postgres
+async def test_the_message_budget_is_picked_up_by_a_process_new_to_the_conversation(
+    pair: tuple[Server, Server],
+) -> None:
+    """The visitor uses the minute's budget on one process; the other process, which has not
+    counted this conversation yet, refuses the next message, and so does the first after a
+    restart."""
+    one, two = pair
+    token, cid = await start_visitor(one.url, "Budget", headers={"X-Forwarded-For": new_address()})
+    assert [a["ok"] for a in await sends(one, token, cid, MESSAGES_PER_MINUTE)] == [True] * 5
+    [ack] = await sends(two, token, cid, 1)
+    assert refused(ack), ack
+    await restart(one)
+    [ack] = await sends(one, token, cid, 1)
+    assert refused(ack), ack
+    rows = await query(
+        one,
+        "SELECT COUNT(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
+        f"WHERE c.cid = '{cid}'",
+    )
+    assert rows[0][0] == MESSAGES_PER_MINUTE
+
+
+async def test_a_restart_does_not_reset_the_message_budget_on_sqlite(tmp_path: Path) -> None:
+    """One process on SQLite (budgets in its memory): after a restart the conversation's
+    budget is where it was, not full again."""
+    env = {"MESSAGES_PER_MINUTE": str(MESSAGES_PER_MINUTE)}
+    async with sqlite_server(tmp_path, env) as server:
+        token, cid = await start_visitor(server.url, "Quick")
+        acks = await sends(server, token, cid, MESSAGES_PER_MINUTE - 1)
+        assert [a["ok"] for a in acks] == [True] * (MESSAGES_PER_MINUTE - 1)
+        await restart(server)
+        acks = await sends(server, token, cid, 2)
+        assert acks[0]["ok"] and refused(acks[1]), acks

@@ -67,9 +67,10 @@ class ChatService:
         self.listeners = tuple(listeners)
         self.media_store = media_store
         self.writer = MessageWriter(self.listeners, fanout.publish_message)
-        # Checked on every message: in Redis or memory, never a database round trip per message.
+        # Checked on every message: in Redis, or in memory seeded once per conversation from
+        # the stored messages; never a database round trip per message.
         self._message_budget = limiter.budget(
-            "messages", settings.messages_per_minute, 60, hot=True
+            "messages", settings.messages_per_minute, 60, hot=True, seed=self._visitor_sends
         )
 
     # Conversations ---------------------------------------------------------------------------
@@ -148,6 +149,16 @@ class ChatService:
                     )
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
         await self.fanout.publish_row(conv)
+
+    async def _visitor_sends(self, key: str) -> list[float]:
+        """How long ago (seconds) the visitor's messages of the last minute were stored: where
+        a process that has not counted this conversation yet (it restarted, or the visitor
+        moved to it) starts its per-message budget."""
+        now = utcnow()
+        stored = await Message.filter(
+            conversation_id=int(key), role="visitor", created_at__gte=now - timedelta(minutes=1)
+        ).values_list("created_at")
+        return [(now - row[0]).total_seconds() for row in stored]
 
     async def _check_message_rate(self, conversation_id: int) -> None:
         """Nobody writes faster than the per-minute budget.

@@ -14,9 +14,11 @@
   UNLOGGED: no write-ahead-log flush per event (3.9 ms of latency per hit here, logged);
   PostgreSQL empties it only after its own crash or on a standby taking over.
   The per-message budget (`hot`) stays in memory there: a round trip costs ~140 µs of our
-  CPU and ~120 µs of PostgreSQL's on every visitor message (`bench/probe_db_budget.py`),
-  against a one-minute window, in a deployment that runs one process (several need Redis).
-- **Memory** otherwise (SQLite: one process), exact for that process.
+  CPU and ~120 µs of PostgreSQL's on every visitor message (`bench/probe_db_budget.py`).
+  It is a SeededBudget: a key's recent events are read once per process from what the
+  database already holds (the stored messages), so a restart does not reset it either.
+- **Memory** otherwise (SQLite: one process), exact for that process; the per-message budget
+  is seeded from the stored messages there too.
 
 Budgets whose keys live in one process only (a socket id) are always in memory. If Redis or
 the database cannot be reached, each process counts on its own until it can (one warning).
@@ -28,6 +30,7 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from limits import RateLimitItemPerSecond
@@ -62,6 +65,15 @@ class SlidingWindow:
         """How many keys are remembered."""
         return len(self._events)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._events
+
+    def seed(self, key: str, ages: Iterable[float]) -> None:
+        """Remember events counted elsewhere (`ages`: seconds ago), unless the key is known."""
+        if key not in self._events:
+            now = time.monotonic()
+            self._events[key] = deque(sorted(now - age for age in ages if age < self.seconds))
+
     def wait(self, key: str) -> float:
         """0 if another event is allowed now, else the seconds until it is."""
         now = time.monotonic()
@@ -78,7 +90,7 @@ class SlidingWindow:
         self._events.setdefault(key, deque()).append(now)
         if len(self._events) > self._sweep_at:
             cutoff = now - self.seconds
-            self._events = {k: v for k, v in self._events.items() if v[-1] > cutoff}
+            self._events = {k: v for k, v in self._events.items() if v and v[-1] > cutoff}
             self._sweep_at = max(SWEEP_AT, 2 * len(self._events))
 
     def hit(self, key: str) -> float:
@@ -124,6 +136,29 @@ class LocalBudget:
     async def refund(self, key: str) -> None:
         """Take back one counted event (a try that turned out not to count)."""
         self.window.refund(key)
+
+
+class SeededBudget(LocalBudget):
+    """A budget counted in this process, which learns a key's recent events from `seed` (the
+    ages, in seconds, of the events that already count, e.g. stored messages) the first time
+    it sees the key: a restarted process, or another one, picks the budget up where it stood
+    instead of from zero, at one query per key per process rather than one per event."""
+
+    def __init__(
+        self, limit: int, seconds: int, seed: Callable[[str], Awaitable[list[float]]]
+    ) -> None:
+        super().__init__(limit, seconds)
+        self.seed = seed
+
+    async def hit(self, key: str) -> float:
+        """Count an event if the budget allows it: 0 if it did, else the seconds to wait."""
+        if key not in self.window:
+            try:
+                ages = await self.seed(key)
+            except (BaseORMException, OSError):
+                ages = []  # the database is away: what it holds cannot be written to anyway
+            self.window.seed(key, ages)
+        return self.window.hit(key)
 
 
 class _Fallback:
@@ -338,16 +373,27 @@ class Limiter:
             return "redis"
         return "database" if self.database is not None else "memory"
 
-    def budget(self, name: str, limit: int, seconds: int, *, hot: bool = False) -> Budget:
+    def budget(
+        self,
+        name: str,
+        limit: int,
+        seconds: int,
+        *,
+        hot: bool = False,
+        seed: Callable[[str], Awaitable[list[float]]] | None = None,
+    ) -> Budget:
         """A budget with the same meaning in every process (`name` keeps budgets apart).
 
-        `hot`: checked on every chat message, so never a database round trip (see the module
-        docstring): in Redis when there is one, else in this process's memory.
+        `hot`: checked on every chat message, so never a database round trip per event (see
+        the module docstring): in Redis when there is one, else in this process's memory,
+        learning each key's recent events from `seed` once (SeededBudget), if given.
         """
         if self.storage is not None and self._redis is not None:
             return SharedBudget(self.storage, self._redis, name, limit, seconds)
         if self.database is not None and not hot:
             return DatabaseBudget(self.database, name, limit, seconds)
+        if seed is not None:
+            return SeededBudget(limit, seconds, seed)
         return LocalBudget(limit, seconds)
 
     def local(self, limit: int, seconds: int) -> Budget:

@@ -136,8 +136,9 @@ def create_app(
     renderer = Renderer(env)
     env.globals["once_per_locale"] = renderer.once_per_locale
 
-    # Rate budgets, in Redis when the processes share one (app/core/ratelimit.py).
-    limiter = Limiter(settings.redis_url, settings.redis_channel)
+    # Rate budgets: in Redis when the processes share one, else in PostgreSQL, else in memory
+    # (app/core/ratelimit.py).
+    limiter = Limiter(settings.redis_url, settings.redis_channel, settings.database_url)
 
     # The chat's single write path. Its listeners act inside each message's transaction (the
     # Telegram outbox row, the metrics count); the outbox also learns what the visitor has seen.

@@ -21,8 +21,18 @@ _TYPES = {
         "pk": "INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL",
         "ts": "TIMESTAMP",
         "bool": "INT",
+        # Used on PostgreSQL only; the table exists on SQLite for one schema everywhere.
+        "floats": "TEXT",
+        "unlogged": "",
     },
-    "postgres": {"pk": "BIGSERIAL NOT NULL PRIMARY KEY", "ts": "TIMESTAMPTZ", "bool": "BOOL"},
+    "postgres": {
+        "pk": "BIGSERIAL NOT NULL PRIMARY KEY",
+        "ts": "TIMESTAMPTZ",
+        "bool": "BOOL",
+        "floats": "DOUBLE PRECISION[]",
+        # No write-ahead log: no disk flush per write; emptied after a crash or on a standby.
+        "unlogged": "UNLOGGED",
+    },
 }
 
 
@@ -300,6 +310,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                 "key" VARCHAR(64) NOT NULL PRIMARY KEY,
                 "value" TEXT NOT NULL,
                 "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        13,
+        "rate budgets in PostgreSQL when there is no Redis",
+        (
+            """CREATE {unlogged} TABLE "rate_window" (
+                "key" VARCHAR(100) NOT NULL PRIMARY KEY,
+                "hits" {floats} NOT NULL,
+                "expires_at" {ts} NOT NULL
             )""",
         ),
     ),

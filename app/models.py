@@ -4,6 +4,7 @@ the audit trail, saved replies, settings."""
 from __future__ import annotations
 
 from tortoise import fields
+from tortoise.contrib.postgres.fields import ArrayField
 from tortoise.models import Model
 
 
@@ -161,6 +162,20 @@ class Lease(Model):
 
     class Meta:
         table = "lease"
+
+
+class RateWindow(Model):
+    """A rate budget's moving window for one key, in PostgreSQL when there is no Redis
+    (app/core/ratelimit.py): the times of the counted events still inside the window."""
+
+    key = fields.CharField(max_length=100, primary_key=True)
+    # Seconds since the epoch, by the database's clock; at most the budget's limit of them.
+    hits = ArrayField(element_type="double precision")
+    # The newest hit plus the window: past it the row counts nothing and is swept.
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "rate_window"
 
 
 class TgOutbox(Model):

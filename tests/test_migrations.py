@@ -98,6 +98,7 @@ async def test_schema_matches_models(dialect: str, tmp_path: object) -> None:
         "audit_entry",
         "setting",
         "saved_reply",
+        "rate_window",
     } <= set(tables), sorted(tables)
     for table, info in tables.items():
         assert isinstance(info, dict)

@@ -26,6 +26,7 @@ from app.core.security import (
     new_token,
     token_hash,
 )
+from app.core.transactions import one_at_a_time, transaction
 from app.errors import InvalidInput, TooMany
 from app.models import AdminSession, LoginCode, TgOutbox
 from app.timefmt import utcnow
@@ -102,18 +103,25 @@ class AdminAuth:
         if not isinstance(password, str) or not self._password.matches(password):
             raise InvalidInput("wrong_password")
         await self._password_tries.refund(client)
-        now = utcnow()
-        recent = await LoginCode.filter(created_at__gte=now - timedelta(hours=1)).count()
-        if recent >= self.settings.login_codes_per_hour:
-            raise TooMany("too_many_codes", minutes=60)
         code = new_code()
         challenge = new_token()
-        row = await LoginCode.create(
-            challenge_hash=token_hash(challenge),
-            code_hash=keyed_hash(self.settings.secret_key, code),
-            created_at=now,
-            expires_at=now + CODE_TTL,
-        )
+        # Counted from the codes' own rows, one request at a time on every process, so
+        # parallel requests cannot all pass the count.
+        async with transaction() as tx:
+            await one_at_a_time(tx, "sohbet:login_codes")
+            now = utcnow()
+            since = now - timedelta(hours=1)
+            if await LoginCode.filter(created_at__gte=since).using_db(tx).count() >= (
+                self.settings.login_codes_per_hour
+            ):
+                raise TooMany("too_many_codes", minutes=60)
+            row = await LoginCode.create(
+                using_db=tx,
+                challenge_hash=token_hash(challenge),
+                code_hash=keyed_hash(self.settings.secret_key, code),
+                created_at=now,
+                expires_at=now + CODE_TTL,
+            )
         key = await self.delivery.deliver_code(code, int(CODE_TTL.total_seconds() // 60))
         if key:
             await LoginCode.filter(id=row.id).update(delivery_key=key)

@@ -29,12 +29,14 @@ from app.config import Settings
 from app.core.ratelimit import Limiter
 from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
-from app.core.transactions import transaction
+from app.core.transactions import one_at_a_time, transaction
 from app.errors import Forbidden, InvalidInput, TooMany
 from app.models import Conversation, Message, VisitorBlock
 from app.timefmt import utcnow
 
 if TYPE_CHECKING:
+    from tortoise.backends.base.client import BaseDBAsyncClient
+
     from app.media.storage import MediaStore
 
 log = logging.getLogger("sohbet.chat")
@@ -66,7 +68,11 @@ class ChatService:
         self.listeners = tuple(listeners)
         self.media_store = media_store
         self.writer = MessageWriter(self.listeners, fanout.publish_message)
-        self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
+        # Checked on every message: in Redis, or in memory seeded once per conversation from
+        # the stored messages; never a database round trip per message.
+        self._message_budget = limiter.budget(
+            "messages", settings.messages_per_minute, 60, hot=True, seed=self._visitor_sends
+        )
 
     # Conversations ---------------------------------------------------------------------------
 
@@ -78,12 +84,13 @@ class ChatService:
         client_hash = ""
         if client and not synthetic:
             client_hash = keyed_hash(self.settings.secret_key, client)
-            await self._check_new_conversation(client_hash)
         token = new_token()
         for _ in range(8):
             cid = f"{cid_prefix(name)}-{secrets.token_hex(2).upper()}"
             try:
                 async with transaction() as tx:
+                    if client_hash:
+                        await self._check_new_conversation(tx, client_hash)
                     conv = await Conversation.create(
                         using_db=tx,
                         cid=cid,
@@ -107,13 +114,19 @@ class ChatService:
             return conv, token
         raise RuntimeError("could not allocate a conversation id")
 
-    async def _check_new_conversation(self, client_hash: str) -> None:
-        """Refuse a blocked address, and one over its hourly budget of new conversations."""
+    async def _check_new_conversation(self, tx: BaseDBAsyncClient, client_hash: str) -> None:
+        """Refuse a blocked address, and one over its hourly budget of new conversations.
+
+        In the transaction that creates the conversation, one at a time per address: parallel
+        starts, on any process, are counted one after the other.
+        """
+        await one_at_a_time(tx, f"sohbet:start:{client_hash}")
         blocked_since = utcnow() - ADDRESS_BLOCK
-        if await VisitorBlock.exists(client_hash=client_hash, created_at__gte=blocked_since):
+        blocks = VisitorBlock.filter(client_hash=client_hash, created_at__gte=blocked_since)
+        if await blocks.using_db(tx).exists():
             raise Forbidden("blocked_address")
         since = utcnow() - timedelta(hours=1)
-        recent = Conversation.filter(client_hash=client_hash, created_at__gte=since)
+        recent = Conversation.filter(client_hash=client_hash, created_at__gte=since).using_db(tx)
         if await recent.count() >= self.settings.conversations_per_hour:
             oldest = await recent.order_by("created_at").first()
             free_at = (oldest.created_at if oldest else utcnow()) + timedelta(hours=1)
@@ -139,6 +152,16 @@ class ChatService:
             await record(action, by=by, target=conv.cid, detail=_about(conv), using_db=tx)
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
         await self.fanout.publish_row(conv)
+
+    async def _visitor_sends(self, key: str) -> list[float]:
+        """How long ago (seconds) the visitor's messages of the last minute were stored: where
+        a process that has not counted this conversation yet (it restarted, or the visitor
+        moved to it) starts its per-message budget."""
+        now = utcnow()
+        stored = await Message.filter(
+            conversation_id=int(key), role="visitor", created_at__gte=now - timedelta(minutes=1)
+        ).values_list("created_at")
+        return [(now - row[0]).total_seconds() for row in stored]
 
     async def _check_message_rate(self, conversation_id: int) -> None:
         """Nobody writes faster than the per-minute budget.

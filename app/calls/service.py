@@ -58,6 +58,12 @@ __all__ = [
 
 log = logging.getLogger("sohbet.calls")
 
+# How often each process looks over every live call (of any process) for a ring that ran out or
+# a party whose process died; the claims make sure one of them ends each such call.
+SWEEP_SECONDS = 1.0
+# The process that rang ends its call at the ring's end; the others step in only after this.
+SWEEP_GRACE = 1.0
+
 
 class CallService:
     """Owns every call of this process: ringing, answering and ending them, and Repair."""
@@ -81,6 +87,7 @@ class CallService:
         # The namespace answers offers and takes candidates through the hub directly.
         self.hub = self.media.hub
         self.ended = 0
+        self._sweeping: asyncio.Task[None] | None = None
 
     # Queries ----------------------------------------------------------------------------------
 
@@ -132,6 +139,7 @@ class CallService:
             synthetic=conv.synthetic,
         )
         call.sids[role] = sid
+        call.processes[role] = self.shared.process
         await self.shared.claim(call, sid, self.shared.ringing_ttl)
         call.timer = asyncio.get_running_loop().create_task(self._ring_timeout(call))
         name = conv.visitor_name if callee == "admin" else self.settings.operator_name
@@ -176,6 +184,7 @@ class CallService:
             synthetic=conv.synthetic if conv else False,
         )
         call.sids[role] = sid
+        call.processes[role] = self.shared.process
         await self.shared.claim(call, sid, ANSWERED_TTL)
         call.timer = asyncio.get_running_loop().create_task(
             self._end_after(call, self.conf.echo_seconds, "time_limit")
@@ -191,6 +200,7 @@ class CallService:
         # One accept wins, whichever process each page is on (or the ring ended first).
         await self.shared.answer(call, sid)
         call.sids[role] = sid
+        call.processes[role] = self.shared.process
         call.state = ACTIVE
         call.answered_at = time.monotonic()
         if call.timer is not None:
@@ -292,11 +302,16 @@ class CallService:
                 await self.end(call, "disconnected", by=role)
 
     async def start(self) -> None:
-        """Begin the `/call` presence heartbeat (with Redis)."""
+        """Begin the `/call` presence heartbeat (with Redis) and the sweep of live calls."""
         await self.shared.start()
+        self._sweeping = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def close(self) -> None:
         """Shutdown: end every call (telling both sides) and close every peer connection."""
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 await self.end(call, "server_restart")
@@ -321,8 +336,47 @@ class CallService:
             if gone or overdue or no_media:
                 await self.end(call, "abandoned")
                 fixed += 1
+        fixed += await self.sweep()
         fixed += await self.media.relay.prune(lambda call_id: call_id in self.calls)
         return fixed
+
+    async def sweep(self) -> int:
+        """End the calls of any process whose ring ran out or whose party's process died
+        (killed, or frozen past the presence TTL), each once whichever process sees it first;
+        return how many this process ended."""
+        ended = 0
+        for call_id, stored in await self.shared.live_calls():
+            if stored is None:
+                continue  # its state expired: nothing left to end
+            call = await self.shared.fresh(call_id) if call_id in self.calls else stored
+            if call is None or call.state == ENDED:
+                continue
+            gone = await self.shared.gone_parties(call)
+            if call.state == RINGING:
+                ringing_for = time.monotonic() - call.created_at
+                if not gone and ringing_for < self.conf.ring_seconds + SWEEP_GRACE:
+                    continue
+                # Settled once: an accept on another process may win instead.
+                if not await self.shared.resolve(call):
+                    continue
+            elif not gone:
+                continue
+            if gone:
+                log.info("call %s: the %s's process stopped; the call ends", call.id, gone[0])
+                await self.end(call, "abandoned", by=gone[0])
+            else:
+                await self.end(call, "timeout")
+            ended += 1
+        return ended
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep()
+            except Exception:
+                # Redis or the database away for a moment: the next sweep tries again.
+                log.warning("calls: sweep failed", exc_info=True)
 
     # Helpers ----------------------------------------------------------------------------------
 

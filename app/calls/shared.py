@@ -81,6 +81,7 @@ class SharedCalls:
             raise CallError("already_in_call")
         self.calls[call.id] = call
         await self.store.save(call.id, call_fields(call), ttl)
+        await self.store.list_live(call.id)
 
     async def answer(self, call: Call, sid: str) -> None:
         """The one accept that wins (whichever process), taking the callee's socket."""
@@ -101,6 +102,7 @@ class SharedCalls:
         for sid in call.sids.values():
             await self.store.release(f"sid:{sid}", call.id)
         await self.store.save(call.id, call_fields(call), ENDED_TTL)
+        await self.store.unlist(call.id)
         return True
 
     async def drop(self, call: Call) -> None:
@@ -110,6 +112,28 @@ class SharedCalls:
         if call.timer is not None and call.timer is not asyncio.current_task():
             call.timer.cancel()
         await self.release(call)
+
+    @property
+    def process(self) -> str:
+        """This process, as a call's parties record where their sockets are."""
+        return self.presence.process
+
+    async def gone_parties(self, call: Call) -> list[str]:
+        """The parties of a call whose process stopped beating (killed, or frozen too long)."""
+        beating = await self.presence.beating(list(set(call.processes.values())))
+        return [role for role, process in call.processes.items() if process not in beating]
+
+    async def live_calls(self) -> list[tuple[str, Call | None]]:
+        """Every call not ended yet, on any process, as stored now (None: its state is gone)."""
+        found: list[tuple[str, Call | None]] = []
+        for call_id in await self.store.live_calls():
+            fields = await self.store.load(call_id)
+            if fields is None or fields.get("state") == ENDED:
+                await self.store.unlist(call_id)
+                found.append((call_id, None))
+                continue
+            found.append((call_id, call_from(fields)))
+        return found
 
     async def sockets(self, conversation_id: int, role: str) -> list[str]:
         """The `/call` sockets of one side of a conversation, on every process."""

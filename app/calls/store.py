@@ -3,7 +3,9 @@
 A call is a hash of its fields (with a TTL, so a call whose process died ends by itself); the
 one-winner rules are keys set only if absent: `conv:<id>` (one call per conversation),
 `sid:<sid>` (a socket in a call is busy on every process), `answer:<call>` (one accept, or the
-ring's end, wins) and `ended:<call>` (a call ends, and leaves its message, once).
+ring's end, wins) and `ended:<call>` (a call ends, and leaves its message, once). The calls not
+yet ended are listed (`live`), so any process can end one whose ring ran out or whose party's
+process died.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ class CallStore(Protocol):
 
     async def forget(self, call_id: str) -> None: ...
 
+    async def list_live(self, call_id: str) -> None:
+        """Count a call among those not ended yet (`live_calls`)."""
+
+    async def unlist(self, call_id: str) -> None: ...
+
+    async def live_calls(self) -> list[str]: ...
+
     async def close(self) -> None: ...
 
 
@@ -46,6 +55,7 @@ class MemoryCallStore:
     def __init__(self) -> None:
         self._keys: dict[str, tuple[str, float]] = {}
         self._calls: dict[str, tuple[dict[str, str], float]] = {}
+        self._listed: set[str] = set()
 
     def _live(self, key: str) -> str | None:
         held = self._keys.get(key)
@@ -96,9 +106,19 @@ class MemoryCallStore:
     async def forget(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
 
+    async def list_live(self, call_id: str) -> None:
+        self._listed.add(call_id)
+
+    async def unlist(self, call_id: str) -> None:
+        self._listed.discard(call_id)
+
+    async def live_calls(self) -> list[str]:
+        return list(self._listed)
+
     async def close(self) -> None:
         self._keys.clear()
         self._calls.clear()
+        self._listed.clear()
 
 
 # Delete a key only while it holds the value this process set (another call may own it now).
@@ -150,6 +170,15 @@ class RedisCallStore:
     async def forget(self, call_id: str) -> None:
         await self._redis.delete(self._prefix + "call:" + call_id)
 
+    async def list_live(self, call_id: str) -> None:
+        await self._redis.sadd(self._prefix + "live", call_id)
+
+    async def unlist(self, call_id: str) -> None:
+        await self._redis.srem(self._prefix + "live", call_id)
+
+    async def live_calls(self) -> list[str]:
+        return [str(call_id) for call_id in await self._redis.smembers(self._prefix + "live")]
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -184,6 +213,7 @@ def call_fields(call: Call) -> dict[str, str]:
         "answered": _wall(call.answered_at),
         "connected": _wall(call.connected_at),
         "sids": json.dumps(call.sids),
+        "processes": json.dumps(call.processes),
         "synthetic": "1" if call.synthetic else "",
     }
 
@@ -210,5 +240,6 @@ def merge(call: Call, fields: dict[str, str]) -> None:
         # A call only moves from P2P to the server, and its relay is on the process that has it.
         call.mode = fields.get("mode", call.mode)
     call.sids = {**call.sids, **json.loads(fields.get("sids") or "{}")}
+    call.processes = {**call.processes, **json.loads(fields.get("processes") or "{}")}
     call.answered_at = call.answered_at or _monotonic(fields.get("answered", ""))
     call.connected_at = call.connected_at or _monotonic(fields.get("connected", ""))

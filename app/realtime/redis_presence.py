@@ -114,6 +114,20 @@ class RedisPresence:
         members = await self._redis.smembers(self._prefix + key)
         return [str(member).rpartition(":")[2] for member in members]
 
+    @property
+    def process(self) -> str:
+        return self._process
+
+    async def beating(self, processes: list[str]) -> set[str]:
+        others = [p for p in processes if p != self._process]
+        pipe = self._redis.pipeline()
+        for process in others:
+            pipe.exists(self._beats + process)
+        alive = await pipe.execute() if others else []
+        return {self._process} & set(processes) | {
+            p for p, up in zip(others, alive, strict=True) if up
+        }
+
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         # Only this process can tell whether its own sockets are alive; of the others, only
         # whether they still beat.

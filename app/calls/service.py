@@ -23,6 +23,7 @@ import socketio
 
 from app.calls.connecting import CallMedia
 from app.calls.messages import call_label, record_call
+from app.calls.routing import CallRouter
 from app.calls.shared import ANSWERED_TTL, SharedCalls
 from app.calls.state import (
     ACTIVE,
@@ -42,6 +43,7 @@ from app.chat.rooms import ADMINS
 from app.chat.service import ChatService
 from app.config import Settings
 from app.models import Conversation
+from media_relay import RelayBusy, SignalError
 
 # Modules that drive calls import these names from here.
 __all__ = [
@@ -84,9 +86,16 @@ class CallService:
         self.calls: dict[str, Call] = {}
         self.media = CallMedia(self.conf, sio, self.calls, self.end)
         self.shared = SharedCalls(settings, self.calls, self.media.release)
+        self.media.save = self.save
         # The namespace answers offers and takes candidates through the hub directly.
         self.hub = self.media.hub
         self.ended = 0
+        # With several processes, a call's server media is in one of them: requests go there.
+        self.router = (
+            CallRouter(settings.redis_url, settings.redis_channel, self.shared.process)
+            if settings.redis_url
+            else None
+        )
         self._sweeping: asyncio.Task[None] | None = None
 
     # Queries ----------------------------------------------------------------------------------
@@ -185,6 +194,8 @@ class CallService:
         )
         call.sids[role] = sid
         call.processes[role] = self.shared.process
+        # The echo peer answers in this process, where the caller's offers arrive.
+        call.relay_process = self.shared.process
         await self.shared.claim(call, sid, ANSWERED_TTL)
         call.timer = asyncio.get_running_loop().create_task(
             self._end_after(call, self.conf.echo_seconds, "time_limit")
@@ -207,6 +218,9 @@ class CallService:
             call.timer.cancel()
             call.timer = None
         if self.conf.force_relay:
+            # Both legs in this process: the caller's offers and candidates are routed here.
+            if await self.media_process(call) != self.shared.process:
+                raise CallError("call_gone")
             await self.media.move_to_relay(call)
         await self.save(call)
         for who, owner in call.sids.items():
@@ -260,6 +274,7 @@ class CallService:
         # One process ends it: the others only forget their copy.
         if not await self.shared.finish(call):
             return
+        await self._release_elsewhere(call)
         was_answered = call.answered_at is not None
         # A call lasted from when its media flowed both ways; a P2P call whose pages never said
         # so (their media is between them) counts from the answer.
@@ -304,6 +319,8 @@ class CallService:
     async def start(self) -> None:
         """Begin the `/call` presence heartbeat (with Redis) and the sweep of live calls."""
         await self.shared.start()
+        if self.router is not None:
+            await self.router.start(self._routed)
         self._sweeping = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def close(self) -> None:
@@ -315,9 +332,111 @@ class CallService:
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 await self.end(call, "server_restart")
+        if self.router is not None:
+            with contextlib.suppress(Exception):
+                await self.router.close()
         await self.media.relay.close()
         with contextlib.suppress(Exception):
             await self.shared.close()
+
+    # Server media on one process -------------------------------------------------------------
+
+    async def media_process(self, call: Call) -> str:
+        """The process whose hub carries the call's relay or echo legs: the first to ask for
+        one takes it (its own hub), every other process routes the call's media requests there."""
+        if not call.relay_process:
+            mine = self.shared.process
+            if await self.shared.store.claim(f"relay:{call.id}", mine, ANSWERED_TTL):
+                call.relay_process = mine
+                await self.shared.store.update(call.id, {"relay": mine})
+            else:
+                held = await self.shared.store.value(f"relay:{call.id}")
+                call.relay_process = held or mine
+        return call.relay_process
+
+    def _remote(self, process: str) -> CallRouter | None:
+        """The router when `process` is another one (None: this process does it)."""
+        if not process or process == self.shared.process or self.router is None:
+            return None
+        return self.router
+
+    async def server_offer(self, call: Call, role: str, sdp: str, target: object) -> str:
+        """A party's offer that the server answers (its relay or echo leg, or the relay
+        prepared alongside P2P), in the process that holds the call's media; the answer SDP."""
+        owner = await self.media_process(call)
+        router = self._remote(owner)
+        if router is not None:
+            args = {"call_id": call.id, "role": role, "sdp": sdp, "target": target}
+            return str((await router.request(owner, "offer", args))["sdp"])
+        if call.mode == P2P and target == "server":
+            # A relay leg opened alongside P2P: the call stays P2P until one of them connects.
+            await self.media.prepare_relay(call)
+        mode = ECHO if call.mode == ECHO else RELAY
+        return await self.hub.answer(call.id, call.side_of(role), mode, sdp)
+
+    async def server_candidate(self, call: Call, role: str, candidate: object) -> None:
+        """A party's ICE candidate for its server leg, in the process that holds it."""
+        router = self._remote(call.relay_process)
+        if router is not None:
+            args = {"call_id": call.id, "role": role, "candidate": candidate}
+            await router.request(call.relay_process, "candidate", args)
+            return
+        await self.hub.add_candidate(call.id, call.side_of(role), candidate)
+
+    async def fallback_to_relay(self, call: Call) -> str:
+        """P2P did not connect: both sides move to the relay (in one process); the mode."""
+        owner = await self.media_process(call)
+        router = self._remote(owner)
+        if router is not None:
+            return str((await router.request(owner, "relay", {"call_id": call.id}))["mode"])
+        await self.media.fallback_to_relay(call)
+        await self.save(call)
+        return call.mode
+
+    async def p2p_connected(self, call: Call) -> str:
+        """A page's P2P connection is up; the process holding a relay prepared alongside
+        releases it and tells both sides. The state the parties now see."""
+        router = self._remote(call.relay_process)
+        if router is not None:
+            reply = await router.request(call.relay_process, "connected", {"call_id": call.id})
+            return str(reply["state"])
+        await self.media.p2p_connected(call)
+        await self.save(call)
+        return call.public_state
+
+    async def _routed(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Serve a media request routed from another process for a call whose media is here."""
+        if op == "release":
+            # The call ended on another process: its legs and relay slot here go.
+            await self.shared.fresh(str(args.get("call_id")))
+            return {}
+        call = await self.get(args.get("call_id"))
+        # A copy made here from the store: this process holds the call's media.
+        call.relay_process = call.relay_process or self.shared.process
+        role = str(args.get("role"))
+        try:
+            if op == "offer":
+                sdp = await self.server_offer(call, role, str(args.get("sdp")), args.get("target"))
+                return {"sdp": sdp}
+            if op == "candidate":
+                await self.server_candidate(call, role, args.get("candidate"))
+                return {}
+            if op == "relay":
+                return {"mode": await self.fallback_to_relay(call)}
+            if op == "connected":
+                return {"state": await self.p2p_connected(call)}
+        except SignalError:
+            raise CallError("bad_signal") from None
+        except RelayBusy:
+            raise CallError("relay_busy") from None
+        raise CallError("bad_signal")
+
+    async def _release_elsewhere(self, call: Call) -> None:
+        """An ended call's media on another process is released there."""
+        router = self._remote(call.relay_process)
+        if router is not None:
+            with contextlib.suppress(CallError):
+                await router.request(call.relay_process, "release", {"call_id": call.id})
 
     # Repair -----------------------------------------------------------------------------------
 
@@ -352,6 +471,11 @@ class CallService:
             if call is None or call.state == ENDED:
                 continue
             gone = await self.shared.gone_parties(call)
+            if call.state == ACTIVE and not gone and await self.shared.relay_gone(call):
+                log.info("call %s: the process carrying its media stopped", call.id)
+                await self.end(call, "media_failed")
+                ended += 1
+                continue
             if call.state == RINGING:
                 ringing_for = time.monotonic() - call.created_at
                 if not gone and ringing_for < self.conf.ring_seconds + SWEEP_GRACE:

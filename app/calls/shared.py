@@ -123,6 +123,12 @@ class SharedCalls:
         beating = await self.presence.beating(list(set(call.processes.values())))
         return [role for role, process in call.processes.items() if process not in beating]
 
+    async def relay_gone(self, call: Call) -> bool:
+        """Whether the process that carries the call's server media stopped beating."""
+        if not call.relay_process:
+            return False
+        return not await self.presence.beating([call.relay_process])
+
     async def live_calls(self) -> list[tuple[str, Call | None]]:
         """Every call not ended yet, on any process, as stored now (None: its state is gone)."""
         found: list[tuple[str, Call | None]] = []

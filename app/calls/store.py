@@ -37,6 +37,9 @@ class CallStore(Protocol):
 
     async def load(self, call_id: str) -> dict[str, str] | None: ...
 
+    async def update(self, call_id: str, fields: dict[str, str]) -> None:
+        """Change some fields of a stored call, leaving the others as they are."""
+
     async def forget(self, call_id: str) -> None: ...
 
     async def list_live(self, call_id: str) -> None:
@@ -103,6 +106,11 @@ class MemoryCallStore:
             return None
         return dict(held[0])
 
+    async def update(self, call_id: str, fields: dict[str, str]) -> None:
+        held = self._calls.get(call_id)
+        if held is not None:
+            held[0].update(fields)
+
     async def forget(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
 
@@ -167,6 +175,11 @@ class RedisCallStore:
         found = await self._redis.hgetall(self._prefix + "call:" + call_id)
         return {str(k): str(v) for k, v in found.items()} if found else None
 
+    async def update(self, call_id: str, fields: dict[str, str]) -> None:
+        key = self._prefix + "call:" + call_id
+        if await self._redis.exists(key):  # an ended call's state is not brought back
+            await self._redis.hset(key, mapping=cast(Any, fields))
+
     async def forget(self, call_id: str) -> None:
         await self._redis.delete(self._prefix + "call:" + call_id)
 
@@ -214,6 +227,7 @@ def call_fields(call: Call) -> dict[str, str]:
         "connected": _wall(call.connected_at),
         "sids": json.dumps(call.sids),
         "processes": json.dumps(call.processes),
+        "relay": call.relay_process,
         "synthetic": "1" if call.synthetic else "",
     }
 
@@ -241,5 +255,6 @@ def merge(call: Call, fields: dict[str, str]) -> None:
         call.mode = fields.get("mode", call.mode)
     call.sids = {**call.sids, **json.loads(fields.get("sids") or "{}")}
     call.processes = {**call.processes, **json.loads(fields.get("processes") or "{}")}
+    call.relay_process = call.relay_process or fields.get("relay", "")
     call.answered_at = call.answered_at or _monotonic(fields.get("answered", ""))
     call.connected_at = call.connected_at or _monotonic(fields.get("connected", ""))

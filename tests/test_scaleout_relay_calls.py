@@ -26,7 +26,7 @@ VISITOR_HZ, ADMIN_HZ = 440.0, 660.0
 
 @pytest.fixture(scope="module")
 async def forced(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Server, Server]]:
-    env = {"CALL_FORCE_RELAY": "1", "CALL_RELAY_MAX": "2"}
+    env = {"CALL_FORCE_RELAY": "1", "CALL_RELAY_MAX": "1"}
     async with redis_pair(tmp_path_factory.mktemp("relay-forced"), env) as servers:
         yield servers
 
@@ -37,6 +37,25 @@ async def fallback(
 ) -> AsyncIterator[tuple[Server, Server]]:
     async with redis_pair(tmp_path_factory.mktemp("relay-fallback")) as servers:
         yield servers
+
+
+async def relayed(caller: Peer, callee: Peer, call_id: str) -> list[Media]:
+    """Both parties' connections through the relay, each hearing the other; left open."""
+    media = [
+        Media(caller, call_id, VISITOR_HZ, ADMIN_HZ),
+        Media(callee, call_id, ADMIN_HZ, VISITOR_HZ),
+    ]
+    try:
+        answers = await asyncio.gather(*(m.offer() for m in media))
+        assert all(a["from"] == "server" for a in answers), answers
+        await asyncio.gather(*(m.hear() for m in media))
+        for side in (caller, callee):
+            await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+    except BaseException:
+        for m in media:
+            await m.close()
+        raise
+    return media
 
 
 async def through_the_relay(
@@ -150,6 +169,46 @@ async def test_a_call_moved_to_the_relay_on_one_process_is_joined_from_the_other
         await admin.close()
     messages = await call_messages(two, token, cid, 1)
     assert len(messages) == 1 and messages[0]["text"].startswith("📞 Arama, "), messages
+
+
+async def test_a_full_relay_hands_the_call_to_the_other_process_and_busy_when_both_are_full(
+    forced: tuple[Server, Server],
+) -> None:
+    """CALL_RELAY_MAX=1 per process: the operator on two answers two calls; the first is
+    relayed on two, the second (two being full) on one; a third, both full, is refused."""
+    one, two = forced
+    admin_token = await admin_login(two)
+    panels = [await call_peer(two.url, "admin", admin_token) for _ in range(2)]
+    panels.append(await call_peer(one.url, "admin", admin_token))
+    visitors: list[Peer] = []
+    media: list[Media] = []
+    try:
+        calls = []
+        for n, panel in enumerate(panels):
+            visitor, _, cid = await calling_visitor((one, one, two)[n].url, f"Dolu{n}")
+            visitors.append(visitor)
+            ring = await visitor.call("call:ring", {"chat_id": cid})
+            assert ring["ok"], ring
+            await panel.wait_for("call:incoming", lambda m, i=ring["call_id"]: m["call_id"] == i)
+            accepted = await panel.call("call:accept", {"call_id": ring["call_id"]})
+            calls.append(ring["call_id"])
+            if n < 2:
+                assert accepted["ok"] and accepted["mode"] == "relay", accepted
+                # Both parties hear each other, the second call with the first still going.
+                media += await relayed(visitor, panel, ring["call_id"])
+            else:
+                assert accepted["ok"] is False and accepted["error"] == "relay_busy", accepted
+                ended = await visitor.wait_for(
+                    "call:ended", lambda m, i=ring["call_id"]: m["call_id"] == i
+                )
+                assert ended["reason"] == "relay_busy", ended
+        for n in range(2):
+            await hang_up(visitors[n], panels[n], calls[n])
+    finally:
+        for m in media:
+            await m.close()
+        for peer in (*visitors, *panels):
+            await peer.close()
 
 
 @pytest.mark.parametrize("where", [0, 1])

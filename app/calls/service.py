@@ -218,10 +218,15 @@ class CallService:
             call.timer.cancel()
             call.timer = None
         if self.conf.force_relay:
-            # Both legs in this process: the caller's offers and candidates are routed here.
-            if await self.media_process(call) != self.shared.process:
-                raise CallError("call_gone")
-            await self.media.move_to_relay(call)
+            # Both legs in one process (this one, or one with room): the other party's offers
+            # and candidates are routed there.
+            owner = await self.media_process(call)
+            router = self._remote(owner)
+            if router is None:
+                await self.media.move_to_relay(call)
+            else:
+                await self.save(call)  # answered, as the relay's process will see it
+                call.mode = str((await router.request(owner, "move", {"call_id": call.id}))["mode"])
         await self.save(call)
         for who, owner in call.sids.items():
             await self.sio.emit(
@@ -334,6 +339,8 @@ class CallService:
                 await self.end(call, "server_restart")
         if self.router is not None:
             with contextlib.suppress(Exception):
+                await self.shared.store.set_free(self.shared.process, 0)
+            with contextlib.suppress(Exception):
                 await self.router.close()
         await self.media.relay.close()
         with contextlib.suppress(Exception):
@@ -342,16 +349,20 @@ class CallService:
     # Server media on one process -------------------------------------------------------------
 
     async def media_process(self, call: Call) -> str:
-        """The process whose hub carries the call's relay or echo legs: the first to ask for
-        one takes it (its own hub), every other process routes the call's media requests there."""
+        """The process whose hub carries the call's relay or echo legs, chosen once by the first
+        process to need it: itself, or while its relay is full (`CALL_RELAY_MAX`) the live one
+        with most room; every other process routes the call's media requests there."""
         if not call.relay_process:
-            mine = self.shared.process
-            if await self.shared.store.claim(f"relay:{call.id}", mine, ANSWERED_TTL):
-                call.relay_process = mine
-                await self.shared.store.update(call.id, {"relay": mine})
+            choice = self.shared.process
+            if not self.media.relay.free_slots and call.mode != ECHO and self.router is not None:
+                # This relay is full (CALL_RELAY_MAX): another process's may have room.
+                choice = await self.shared.relay_with_room() or choice
+            if await self.shared.store.claim(f"relay:{call.id}", choice, ANSWERED_TTL):
+                call.relay_process = choice
+                await self.shared.store.update(call.id, {"relay": choice})
             else:
                 held = await self.shared.store.value(f"relay:{call.id}")
-                call.relay_process = held or mine
+                call.relay_process = held or choice
         return call.relay_process
 
     def _remote(self, process: str) -> CallRouter | None:
@@ -423,6 +434,11 @@ class CallService:
                 return {}
             if op == "relay":
                 return {"mode": await self.fallback_to_relay(call)}
+            if op == "move":
+                # A forced-relay call answered on another process: its legs are here.
+                await self.media.move_to_relay(call)
+                await self.save(call)
+                return {"mode": call.mode}
             if op == "connected":
                 return {"state": await self.p2p_connected(call)}
         except SignalError:
@@ -495,6 +511,11 @@ class CallService:
 
     async def _sweep_forever(self) -> None:
         while True:
+            try:
+                # Every process says how many more calls its relay can take.
+                await self.shared.store.set_free(self.shared.process, self.media.relay.free_slots)
+            except Exception:
+                log.warning("calls: relay room not published", exc_info=True)
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 await self.sweep()

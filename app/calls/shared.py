@@ -129,6 +129,14 @@ class SharedCalls:
             return False
         return not await self.presence.beating([call.relay_process])
 
+    async def relay_with_room(self) -> str | None:
+        """Another live process whose relay can take a call (the one with most room)."""
+        free = {p: n for p, n in (await self.store.free_slots()).items() if n > 0}
+        free.pop(self.process, None)
+        beating = await self.presence.beating(list(free))
+        ranked = sorted((n, p) for p, n in free.items() if p in beating)
+        return ranked[-1][1] if ranked else None
+
     async def live_calls(self) -> list[tuple[str, Call | None]]:
         """Every call not ended yet, on any process, as stored now (None: its state is gone)."""
         found: list[tuple[str, Call | None]] = []

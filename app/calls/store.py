@@ -42,6 +42,12 @@ class CallStore(Protocol):
 
     async def forget(self, call_id: str) -> None: ...
 
+    async def set_free(self, process: str, slots: int) -> None:
+        """How many more calls `process`'s relay can take (None: it stopped)."""
+
+    async def free_slots(self) -> dict[str, int]:
+        """Free relay slots per process, as each last said."""
+
     async def list_live(self, call_id: str) -> None:
         """Count a call among those not ended yet (`live_calls`)."""
 
@@ -59,6 +65,7 @@ class MemoryCallStore:
         self._keys: dict[str, tuple[str, float]] = {}
         self._calls: dict[str, tuple[dict[str, str], float]] = {}
         self._listed: set[str] = set()
+        self._free: dict[str, int] = {}
 
     def _live(self, key: str) -> str | None:
         held = self._keys.get(key)
@@ -113,6 +120,12 @@ class MemoryCallStore:
 
     async def forget(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
+
+    async def set_free(self, process: str, slots: int) -> None:
+        self._free[process] = slots
+
+    async def free_slots(self) -> dict[str, int]:
+        return dict(self._free)
 
     async def list_live(self, call_id: str) -> None:
         self._listed.add(call_id)
@@ -182,6 +195,13 @@ class RedisCallStore:
 
     async def forget(self, call_id: str) -> None:
         await self._redis.delete(self._prefix + "call:" + call_id)
+
+    async def set_free(self, process: str, slots: int) -> None:
+        await self._redis.hset(self._prefix + "relay-free", process, str(slots))
+
+    async def free_slots(self) -> dict[str, int]:
+        found = await self._redis.hgetall(self._prefix + "relay-free")
+        return {str(process): int(slots) for process, slots in found.items()}
 
     async def list_live(self, call_id: str) -> None:
         await self._redis.sadd(self._prefix + "live", call_id)

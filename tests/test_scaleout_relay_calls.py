@@ -211,6 +211,49 @@ async def test_a_full_relay_hands_the_call_to_the_other_process_and_busy_when_bo
             await peer.close()
 
 
+async def test_relay_legs_opened_alongside_p2p_from_two_processes_meet_in_one_relay(
+    fallback: tuple[Server, Server],
+) -> None:
+    """A P2P call whose pages open their relay legs alongside (as a page does when its direct
+    connection is slow): the visitor's leg, on one, takes the relay there; the operator's, on
+    two, is routed to it; once both legs connect the call is carried by the relay."""
+    one, two = fallback
+    admin_token = await admin_login(two)
+    visitor, token, cid = await calling_visitor(one.url, "Yanyana")
+    admin = await call_peer(two.url, "admin", admin_token)
+    media: list[Media] = []
+    try:
+        ring = await visitor.call("call:ring", {"chat_id": cid})
+        assert ring["ok"], ring
+        call_id = ring["call_id"]
+        await admin.wait_for("call:incoming", lambda m: m["call_id"] == call_id)
+        accepted = await admin.call("call:accept", {"call_id": call_id})
+        assert accepted["ok"] and accepted["mode"] == "p2p", accepted
+        media = [
+            Media(visitor, call_id, VISITOR_HZ, ADMIN_HZ, to="server"),
+            Media(admin, call_id, ADMIN_HZ, VISITOR_HZ, to="server"),
+        ]
+        await media[0].offer()  # the visitor's leg first: process one holds the relay
+        await media[1].offer()
+        for side in (visitor, admin):
+            ack = await side.call(
+                "rtc:candidate", {"call_id": call_id, "candidate": None, "to": "server"}
+            )
+            assert ack["ok"], ack
+        await asyncio.gather(*(m.hear() for m in media))
+        for side in (visitor, admin):
+            connected = await side.wait_for("call:connected", lambda m: m["call_id"] == call_id)
+            assert connected["mode"] == "relay", connected
+        await hang_up(admin, visitor, call_id)
+    finally:
+        for m in media:
+            await m.close()
+        await visitor.close()
+        await admin.close()
+    messages = await call_messages(one, token, cid, 1)
+    assert len(messages) == 1 and messages[0]["text"].startswith("📞 Arama, "), messages
+
+
 @pytest.mark.parametrize("where", [0, 1])
 async def test_the_echo_peer_answers_on_either_process(
     forced: tuple[Server, Server], where: int

@@ -10,7 +10,9 @@ caller is.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,10 @@ import pytest
 from tests.support.calls import Media, call_peer, calling_visitor, system_messages
 from tests.support.clients import Peer, admin_login
 from tests.support.server import Server, redis_pair
+
+# A killed process's heartbeat expires within PRESENCE_TTL_SECONDS (15 by default); its calls
+# end on the survivors' next sweep, within the 30 s presence heals in.
+STOPPED_WITHIN = 30
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -252,6 +258,51 @@ async def test_relay_legs_opened_alongside_p2p_from_two_processes_meet_in_one_re
         await admin.close()
     messages = await call_messages(one, token, cid, 1)
     assert len(messages) == 1 and messages[0]["text"].startswith("📞 Arama, "), messages
+
+
+async def test_the_relay_process_killed_ends_its_call_once_and_the_other_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Both parties of two calls on process one, CALL_RELAY_MAX=1: the first relayed on one,
+    the second on two. SIGKILL of two: the second call ends (media_failed) once, on one; the
+    first one carries on."""
+    env = {"CALL_FORCE_RELAY": "1", "CALL_RELAY_MAX": "1"}
+    async with redis_pair(tmp_path, env) as (one, two):
+        admin_token = await admin_login(one)
+        panels = [await call_peer(one.url, "admin", admin_token) for _ in range(2)]
+        visitors: list[Peer] = []
+        media: list[Media] = []
+        calls = []
+        try:
+            for n, panel in enumerate(panels):
+                visitor, _, cid = await calling_visitor(one.url, f"Kopan{n}")
+                visitors.append(visitor)
+                ring = await visitor.call("call:ring", {"chat_id": cid})
+                assert ring["ok"], ring
+                call_id = ring["call_id"]
+                calls.append(call_id)
+                await panel.wait_for("call:incoming", lambda m, i=call_id: m["call_id"] == i)
+                accepted = await panel.call("call:accept", {"call_id": call_id})
+                assert accepted["ok"] and accepted["mode"] == "relay", accepted
+                media += await relayed(visitor, panel, call_id)
+            two.stop(signal.SIGKILL)
+            for side in (visitors[1], panels[1]):
+                ended = await side.wait_for(
+                    "call:ended", lambda m: m["call_id"] == calls[1], timeout=STOPPED_WITHIN
+                )
+                assert ended["reason"] == "media_failed", ended
+            # The call relayed on one still carries audio both ways, and was never ended.
+            await asyncio.gather(*(m.hear() for m in media[:2]))
+            for side in (visitors[0], panels[0]):
+                assert not [m for m in side.events["call:ended"] if m["call_id"] == calls[0]]
+            await hang_up(visitors[0], panels[0], calls[0])
+        finally:
+            for m in media:
+                await m.close()
+            for peer in (*visitors, *panels):
+                await peer.close()
+        for side in (visitors[1], panels[1]):
+            assert [m["call_id"] for m in side.events["call:ended"]].count(calls[1]) == 1
 
 
 @pytest.mark.parametrize("where", [0, 1])

@@ -3,10 +3,12 @@
 One call per conversation at a time, and one call per operator page: a call from a visitor
 rings every operator page that is not in a call already (several people may share the panel).
 Call state lives where every process sees it (`shared`, over `store`: Redis with several
-processes), so the two parties of a P2P call may be on different processes; each process keeps
-the calls it touched as `Call` objects (timers, media) refreshed from there. What a call is
-lives in `state`, its system messages in `messages`, how its media gets through (P2P, relay,
-echo: those stay on one process) in `connecting`.
+processes), so the two parties of a call may be on different processes; each process keeps
+the calls it touched as `Call` objects (timers, media) refreshed from there, and sweeps every
+live call for a ring that ran out or a party whose process died. A call's server media (relay or
+echo legs) is in one process; the other party's requests are routed there (`routing`). What a
+call is lives in `state`, its system messages in `messages`, how its media gets through (P2P,
+relay, echo) in `connecting`.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class CallService:
         self.media = CallMedia(self.conf, sio, self.calls, self.end)
         self.shared = SharedCalls(settings, self.calls, self.media.release)
         self.media.save = self.save
-        # The namespace answers offers and takes candidates through the hub directly.
+        # This process's media hub (its relay and echo legs; metrics and Repair read it).
         self.hub = self.media.hub
         self.ended = 0
         # With several processes, a call's server media is in one of them: requests go there.
@@ -535,7 +537,7 @@ class CallService:
         await self.sio.emit(event, payload, room=room, skip_sid=skip, namespace=NAMESPACE)
 
     async def _ring_timeout(self, call: Call) -> None:
-        # The ringing process owns the timer; if it dies, the state's TTL ends the call.
+        # The ringing process owns the timer; if it dies, another process's sweep ends the call.
         await asyncio.sleep(self.conf.ring_seconds)
         fresh = await self.shared.fresh(call.id)
         if fresh is not None and fresh.state == RINGING:

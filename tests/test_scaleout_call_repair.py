@@ -222,6 +222,10 @@ async def test_a_ringing_call_whose_process_is_killed_ends_once_on_the_survivor(
                 timeout=LEASE * 3 + 20,
             )
 
+            # The visitor's page went with its process: the operator's call cannot ring it.
+            back = await free.call("call:ring", {"chat_id": cid})
+            assert back["ok"] is False and back["error"] == "callee_offline", back
+
             # The call on the survivor went on throughout: still heard both ways, never ended.
             await asyncio.gather(*(m.hear() for m in media))
             for side in (staying, talking):

@@ -111,8 +111,12 @@ class RedisPresence:
         return {key: bool(count) for key, count in zip(keys, counts, strict=True)}
 
     async def members(self, key: str) -> list[str]:
-        members = await self._redis.smembers(self._prefix + key)
-        return [str(member).rpartition(":")[2] for member in members]
+        # A socket of a process that stopped beating is gone, even before the reaper drops it.
+        members = [
+            str(member).rpartition(":") for member in await self._redis.smembers(self._prefix + key)
+        ]
+        beating = await self.beating(list({process for process, _, _ in members}))
+        return [sid for process, _, sid in members if process in beating]
 
     @property
     def process(self) -> str:

@@ -482,14 +482,18 @@ class CallService:
         (killed, or frozen past the presence TTL), each once whichever process sees it first;
         return how many this process ended."""
         ended = 0
-        for call_id, stored in await self.shared.live_calls():
-            if stored is None:
-                continue  # its state expired: nothing left to end
-            call = await self.shared.fresh(call_id) if call_id in self.calls else stored
-            if call is None or call.state == ENDED:
+        calls = []
+        for copy in await self.shared.live_calls():
+            call = await self.shared.fresh(copy.id) if copy.id in self.calls else copy
+            if call is not None:
+                calls.append(call)
+        # Read after the calls: a party or relay process added meanwhile is not taken for dead.
+        beating = await self.shared.beating(calls)
+        for call in calls:
+            if call.state == ENDED:
                 continue
-            gone = await self.shared.gone_parties(call)
-            if call.state == ACTIVE and not gone and await self.shared.relay_gone(call):
+            gone = [role for role, p in call.processes.items() if p not in beating]
+            if call.state == ACTIVE and not gone and call.relay_process not in ("", *beating):
                 log.info("call %s: the process carrying its media stopped", call.id)
                 await self.end(call, "media_failed")
                 ended += 1

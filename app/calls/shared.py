@@ -118,16 +118,11 @@ class SharedCalls:
         """This process, as a call's parties record where their sockets are."""
         return self.presence.process
 
-    async def gone_parties(self, call: Call) -> list[str]:
-        """The parties of a call whose process stopped beating (killed, or frozen too long)."""
-        beating = await self.presence.beating(list(set(call.processes.values())))
-        return [role for role, process in call.processes.items() if process not in beating]
-
-    async def relay_gone(self, call: Call) -> bool:
-        """Whether the process that carries the call's server media stopped beating."""
-        if not call.relay_process:
-            return False
-        return not await self.presence.beating([call.relay_process])
+    async def beating(self, calls: list[Call]) -> set[str]:
+        """Of the processes these calls' parties and media are on, those still beating."""
+        processes = {p for call in calls for p in (*call.processes.values(), call.relay_process)}
+        processes.discard("")
+        return await self.presence.beating(list(processes)) if processes else set()
 
     async def relay_with_room(self) -> str | None:
         """Another live process whose relay can take a call (the one with most room)."""
@@ -137,16 +132,15 @@ class SharedCalls:
         ranked = sorted((n, p) for p, n in free.items() if p in beating)
         return ranked[-1][1] if ranked else None
 
-    async def live_calls(self) -> list[tuple[str, Call | None]]:
-        """Every call not ended yet, on any process, as stored now (None: its state is gone)."""
-        found: list[tuple[str, Call | None]] = []
+    async def live_calls(self) -> list[Call]:
+        """Every call not ended yet, on any process, as stored now."""
+        found: list[Call] = []
         for call_id in await self.store.live_calls():
             fields = await self.store.load(call_id)
             if fields is None or fields.get("state") == ENDED:
-                await self.store.unlist(call_id)
-                found.append((call_id, None))
+                await self.store.unlist(call_id)  # ended, or its state expired
                 continue
-            found.append((call_id, call_from(fields)))
+            found.append(call_from(fields))
         return found
 
     async def sockets(self, conversation_id: int, role: str) -> list[str]:

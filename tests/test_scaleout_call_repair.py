@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.calls import Media, call_peer, calling_visitor, system_messages
-from tests.support.clients import Peer
+from tests.support.clients import Peer, admin_login
 from tests.support.fake_telegram import FakeTelegram, SentMessage
 from tests.support.server import (
     REDIS_URL,
@@ -28,6 +28,7 @@ from tests.support.server import (
     create_pg_database,
     drop_pg_database,
     query,
+    redis_pair,
 )
 from tests.support.telegram import login_via_telegram, telegram_env
 
@@ -247,3 +248,48 @@ async def test_a_ringing_call_whose_process_is_killed_ends_once_on_the_survivor(
         assert len(edits_of(fake, notice)) == 1, edits_of(fake, notice)
         messages = await call_messages(survivor, caller_token, cid)
         assert [m["text"] for m in messages] == ["📞 Cevapsız arama"] * 2, messages
+
+
+async def test_an_answered_call_whose_operator_process_is_killed_ends_once_for_the_visitor(
+    tmp_path: Path,
+) -> None:
+    """A P2P call answered by the operator on process two; SIGKILL of two: the visitor on one
+    is told the call ended (abandoned by the operator) once, and one "Call, m:ss" is left."""
+    async with redis_pair(tmp_path) as (one, two):
+        admin_token = await admin_login(two)
+        visitor, token, cid = await calling_visitor(one.url, "Kalakalan")
+        admin = await call_peer(two.url, "admin", admin_token)
+        media: list[Media] = []
+        try:
+            ring = await visitor.call("call:ring", {"chat_id": cid})
+            assert ring["ok"], ring
+            call_id = ring["call_id"]
+            await admin.wait_for("call:incoming", lambda m: m["call_id"] == call_id)
+            assert (await admin.call("call:accept", {"call_id": call_id}))["ok"]
+            await visitor.wait_for("call:accepted", lambda m: m["call_id"] == call_id)
+            media = [
+                Media(visitor, call_id, VISITOR_HZ, ADMIN_HZ),
+                Media(admin, call_id, ADMIN_HZ, VISITOR_HZ),
+            ]
+            await asyncio.gather(media[0].offer(), media[1].answer())
+            await asyncio.gather(*(m.hear() for m in media))
+            assert (await visitor.call("call:connected", {"call_id": call_id}))["ok"]
+
+            two.stop(signal.SIGKILL)
+            ended = await visitor.wait_for(
+                "call:ended", lambda m: m["call_id"] == call_id, timeout=ABANDONED_WITHIN
+            )
+            assert ended["reason"] == "abandoned" and ended["by"] == "admin", ended
+            # The conversation is free: the visitor may ring again (nobody is there to answer).
+            again = await visitor.call("call:ring", {"chat_id": cid})
+            assert again["ok"] is False and again["error"] == "callee_offline", again
+        finally:
+            for m in media:
+                await m.close()
+            await visitor.close()
+            await admin.close()
+        assert [m["call_id"] for m in visitor.events["call:ended"]].count(call_id) == 1
+        texts = [m["text"] for m in await call_messages(one, token, cid)]
+        # The call, then the ring that found nobody (missed).
+        assert len(texts) == 2 and texts[0].startswith("📞 Arama, "), texts
+        assert texts[1] == "📞 Cevapsız arama", texts

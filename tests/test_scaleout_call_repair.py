@@ -216,7 +216,7 @@ async def test_a_ringing_call_whose_process_is_killed_ends_once_on_the_survivor(
             ended = await free.wait_for(
                 "call:ended", lambda m: m["call_id"] == call_id, timeout=ABANDONED_WITHIN
             )
-            assert ended["reason"] == "abandoned" and ended["by"] == "visitor", ended
+            assert ended["reason"] == "disconnected" and ended["by"] == "visitor", ended
             # Telegram (the survivor takes the lease if it did not hold it) hears of it.
             await fake.wait_for_sent(
                 lambda m: m is notice and "aradı: Cevapsız arama" in (m.text or ""),
@@ -254,7 +254,7 @@ async def test_an_answered_call_whose_operator_process_is_killed_ends_once_for_t
     tmp_path: Path,
 ) -> None:
     """A P2P call answered by the operator on process two; SIGKILL of two: the visitor on one
-    is told the call ended (abandoned by the operator) once, and one "Call, m:ss" is left."""
+    is told the call ended (the operator left it, as when a page closes) once, and one "Call, m:ss" is left."""
     async with redis_pair(tmp_path) as (one, two):
         admin_token = await admin_login(two)
         visitor, token, cid = await calling_visitor(one.url, "Kalakalan")
@@ -279,7 +279,7 @@ async def test_an_answered_call_whose_operator_process_is_killed_ends_once_for_t
             ended = await visitor.wait_for(
                 "call:ended", lambda m: m["call_id"] == call_id, timeout=ABANDONED_WITHIN
             )
-            assert ended["reason"] == "abandoned" and ended["by"] == "admin", ended
+            assert ended["reason"] == "disconnected" and ended["by"] == "admin", ended
             # The conversation is free: the visitor may ring again (nobody is there to answer).
             again = await visitor.call("call:ring", {"chat_id": cid})
             assert again["ok"] is False and again["error"] == "callee_offline", again

@@ -509,7 +509,8 @@ class CallService:
                 continue
             if gone:
                 log.info("call %s: the %s's process stopped; the call ends", call.id, gone[0])
-                await self.end(call, "abandoned", by=gone[0])
+                # As when that party's page closed: the other side sees it left the call.
+                await self.end(call, "disconnected", by=gone[0])
             else:
                 await self.end(call, "timeout")
             ended += 1

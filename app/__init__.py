@@ -35,10 +35,12 @@ from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.media.storage import build_store
 from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
 from app.render import Renderer
+from app.replies.service import SavedReplies
 from app.selftest.repair import announce_presence
 from app.site import bp as site_bp
 from app.telegram.views import bp as telegram_bp
 from app.timefmt import local_hhmm, local_stamp
+from app.widget.origins import WidgetOrigins
 from app.widget.pages import StartPage
 
 PACKAGE = Path(__file__).resolve().parent
@@ -135,8 +137,9 @@ def create_app(
     renderer = Renderer(env)
     env.globals["once_per_locale"] = renderer.once_per_locale
 
-    # Rate budgets, in Redis when the processes share one (app/core/ratelimit.py).
-    limiter = Limiter(settings.redis_url, settings.redis_channel)
+    # Rate budgets: in Redis when the processes share one, else in PostgreSQL, else in memory
+    # (app/core/ratelimit.py).
+    limiter = Limiter(settings.redis_url, settings.redis_channel, settings.database_url)
 
     # The chat's single write path. Its listeners act inside each message's transaction (the
     # Telegram outbox row, the metrics count); the outbox also learns what the visitor has seen.
@@ -165,7 +168,8 @@ def create_app(
 
     # The features around it, each given what it uses.
     media_service = media.init_app(app, chat, media_store, limiter)
-    bridge = telegram.init_app(app, chat, outbox, media_service, clock, operators)
+    replies = SavedReplies(settings.max_message_chars)
+    bridge = telegram.init_app(app, chat, outbox, media_service, clock, replies, operators)
     auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
     calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)
@@ -176,6 +180,8 @@ def create_app(
         auth=auth,
         media=media_service,
         telegram=bridge,
+        widget_origins=WidgetOrigins(settings.widget_origins),
+        replies=replies,
         operators=operators,
     )
 

@@ -108,6 +108,8 @@ class Settings:
     widget_origins: tuple[str, ...] = ()
     # The key a host site signs a logged-in customer's id with (Sohbet.identify).
     widget_identity_secret: str = ""
+    # How often the closed launcher on a host page asks whether an operator is online.
+    widget_poll_seconds: int = 60
     # Peers whose X-Forwarded-For is believed (a reverse proxy); everyone else's is ignored.
     trusted_proxies: tuple[str, ...] = ()
     # Budgets per client: new conversations per address per hour, visitor messages per minute.
@@ -221,14 +223,16 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
             "FRAME_ANCESTORS must be 'none', 'self' or origins separated by spaces, "
             f"got {frame_ancestors!r}"
         )
-    widget_origins = tuple(
-        o.strip().rstrip("/") for o in env.get("WIDGET_ORIGINS", "").split(",") if o.strip()
-    )
-    for origin in widget_origins:
-        if not _WIDGET_ORIGIN.match(origin):
+    widget_origins: tuple[str, ...] = ()
+    for entry in env.get("WIDGET_ORIGINS", "").split(","):
+        try:
+            origin = widget_origin(entry) if entry.strip() else ""
+        except OriginError as exc:
             raise ConfigError(
-                f"WIDGET_ORIGINS must list origins like https://shop.example.com, got {origin!r}"
-            )
+                f"WIDGET_ORIGINS must list origins like https://shop.example.com, got {entry!r}"
+            ) from exc
+        if origin and origin not in widget_origins:
+            widget_origins += (origin,)
     budgets = {
         name: integer(name, default)
         for name, default in (
@@ -236,6 +240,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
             ("MESSAGES_PER_MINUTE", 30),
             ("LEADER_LEASE_SECONDS", 15),
             ("PRESENCE_TTL_SECONDS", 15),
+            ("WIDGET_POLL_SECONDS", 60),
         )
     }
     for name, value in budgets.items():
@@ -249,6 +254,7 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
         frame_ancestors=frame_ancestors,
         widget_origins=widget_origins,
         widget_identity_secret=env.get("WIDGET_IDENTITY_SECRET", "").strip(),
+        widget_poll_seconds=budgets["WIDGET_POLL_SECONDS"],
         trusted_proxies=proxies,
         conversations_per_hour=budgets["CONVERSATIONS_PER_HOUR"],
         messages_per_minute=budgets["MESSAGES_PER_MINUTE"],
@@ -337,6 +343,55 @@ _FRAME_ANCESTORS = re.compile(
     r"^('none'|'self'|https?://[A-Za-z0-9.*:-]+)( ('self'|https?://[A-Za-z0-9.*:-]+))*$"
 )
 _WIDGET_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_ORIGIN = 200
+
+
+class OriginError(ValueError):
+    """Not a web origin; `code` names what is wrong (app/widget/origins.py explains it), and
+    `origin` is the origin the value starts with, when it has one (a URL with a path)."""
+
+    def __init__(self, code: str, origin: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.origin = origin
+
+
+def widget_origin(value: str) -> str:
+    """`value` as a browser writes an origin (the Origin header, `location.origin`): http or
+    https, a host name or address in lower case (IDN in punycode), a port only when it is not
+    the scheme's default, nothing after it (a trailing slash is dropped)."""
+    text = value.strip()
+    if len(text) > MAX_ORIGIN:
+        raise OriginError("too_long")
+    if "*" in text:
+        raise OriginError("wildcard")
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise OriginError("scheme")
+    scheme = scheme.lower()
+    netloc, tail = re.match(r"([^/?#]*)(.*)", rest, re.DOTALL).groups()  # type: ignore[union-attr]
+    if "@" in netloc or not netloc:
+        raise OriginError("host")
+    host, colon, port = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
+    try:
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise OriginError("host") from exc
+    labels = host.split(".")
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        raise OriginError("host")
+    if colon:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise OriginError("port")
+        port = "" if int(port) == {"http": 80, "https": 443}[scheme] else str(int(port))
+    origin = f"{scheme}://{host}{':' + port if port else ''}"
+    if tail.strip("/"):
+        raise OriginError("path", origin)
+    assert _WIDGET_ORIGIN.match(origin)
+    return origin
+
+
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 
 

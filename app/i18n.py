@@ -70,6 +70,23 @@ ERRORS: dict[str, str] = {
     ),
     "blocked": N_("You can no longer send messages in this chat."),
     "blocked_address": N_("New conversations cannot be started from this connection."),
+    "audit_bad_date": N_("Write dates as YYYY-MM-DD."),
+    "audit_bad_range": N_("The start date is after the end date."),
+    "audit_bad_action": N_("There is no such action."),
+    "audit_bad_address": N_("That is not an IP address (for example 203.0.113.7 or 2001:db8::1)."),
+    "reply_shortcut_empty": N_("Type a shortcut, for example kargo."),
+    "reply_shortcut_too_long": N_("The shortcut is too long (at most %(limit)s characters)."),
+    "reply_shortcut_invalid": N_(
+        "A shortcut is one word: letters, digits, - and _ only (no spaces or other signs)."
+    ),
+    "reply_shortcut_taken": N_("There is already a saved reply with the shortcut /%(shortcut)s."),
+    "reply_text_missing": N_("Write the reply in Turkish, in English, or in both."),
+    "reply_text_too_long": N_("The reply is too long (at most %(limit)s characters)."),
+    "reply_placeholder_unknown": N_(
+        "{%(placeholder)s} is not a placeholder. Use {name} for the visitor's name and {cid} "
+        "for the conversation's id."
+    ),
+    "reply_not_found": N_("This saved reply no longer exists."),
 }
 
 

@@ -21,8 +21,18 @@ _TYPES = {
         "pk": "INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL",
         "ts": "TIMESTAMP",
         "bool": "INT",
+        # Used on PostgreSQL only; the table exists on SQLite for one schema everywhere.
+        "floats": "TEXT",
+        "unlogged": "",
     },
-    "postgres": {"pk": "BIGSERIAL NOT NULL PRIMARY KEY", "ts": "TIMESTAMPTZ", "bool": "BOOL"},
+    "postgres": {
+        "pk": "BIGSERIAL NOT NULL PRIMARY KEY",
+        "ts": "TIMESTAMPTZ",
+        "bool": "BOOL",
+        "floats": "DOUBLE PRECISION[]",
+        # No write-ahead log: no disk flush per write; emptied after a crash or on a standby.
+        "unlogged": "UNLOGGED",
+    },
 }
 
 
@@ -295,6 +305,62 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE INDEX "idx_login_code_operator"
                 ON "login_code" ("operator_id", "created_at")""",
             'CREATE INDEX "idx_admin_session_operator" ON "admin_session" ("operator_id")',
+        ),
+    ),
+    Migration(
+        10,
+        "audit trail",
+        (
+            """CREATE TABLE "audit_entry" (
+                "id" {pk},
+                "at" {ts} NOT NULL,
+                "actor_id" BIGINT,
+                "actor_name" VARCHAR(64) NOT NULL DEFAULT '',
+                "action" VARCHAR(32) NOT NULL,
+                "target" VARCHAR(200) NOT NULL DEFAULT '',
+                "detail" TEXT NOT NULL DEFAULT '',
+                "address" VARCHAR(64) NOT NULL DEFAULT '',
+                "surface" VARCHAR(16) NOT NULL
+            )""",
+            'CREATE INDEX "idx_audit_entry_at" ON "audit_entry" ("at")',
+            'CREATE INDEX "idx_audit_entry_action" ON "audit_entry" ("action", "id")',
+        ),
+    ),
+    Migration(
+        11,
+        "saved replies",
+        (
+            """CREATE TABLE "saved_reply" (
+                "id" {pk},
+                "shortcut" VARCHAR(32) NOT NULL,
+                "shortcut_key" VARCHAR(128) NOT NULL UNIQUE,
+                "text_tr" TEXT NOT NULL DEFAULT '',
+                "text_en" TEXT NOT NULL DEFAULT '',
+                "created_at" {ts} NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        12,
+        "settings the owner changes in the panel (the widget's origins first)",
+        (
+            """CREATE TABLE "setting" (
+                "key" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "value" TEXT NOT NULL,
+                "updated_at" {ts} NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        13,
+        "rate budgets in PostgreSQL when there is no Redis",
+        (
+            """CREATE {unlogged} TABLE "rate_window" (
+                "key" VARCHAR(100) NOT NULL PRIMARY KEY,
+                "hits" {floats} NOT NULL,
+                "expires_at" {ts} NOT NULL
+            )""",
         ),
     ),
 )

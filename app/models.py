@@ -1,8 +1,10 @@
-"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests."""
+"""Database models: conversations, messages, admin sessions, login codes, Telegram, self-tests,
+the audit trail, saved replies, settings."""
 
 from __future__ import annotations
 
 from tortoise import fields
+from tortoise.contrib.postgres.fields import ArrayField
 from tortoise.models import Model
 
 
@@ -221,6 +223,20 @@ class Lease(Model):
         table = "lease"
 
 
+class RateWindow(Model):
+    """A rate budget's moving window for one key, in PostgreSQL when there is no Redis
+    (app/core/ratelimit.py): the times of the counted events still inside the window."""
+
+    key = fields.CharField(max_length=100, primary_key=True)
+    # Seconds since the epoch, by the database's clock; at most the budget's limit of them.
+    hits = ArrayField(element_type="double precision")
+    # The newest hit plus the window: past it the row counts nothing and is swept.
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "rate_window"
+
+
 class TgOutbox(Model):
     """A send to Telegram, stored in the same transaction as what caused it, delivered by a worker.
 
@@ -355,3 +371,57 @@ class SelfTestProbe(Model):
 
     class Meta:
         table = "selftest_probe"
+
+
+class AuditEntry(Model):
+    """One operator action in the audit trail (app/audit): written once, never edited or deleted.
+
+    The actor is a snapshot (id and name at the time), so an entry still reads right after the
+    operator is renamed or removed; the address is kept only as a keyed hash, as everywhere else.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField()
+    # The operator's id once operators are accounts (NULL: the single admin, or nobody known).
+    actor_id = fields.BigIntField(null=True)
+    actor_name = fields.CharField(max_length=64, default="")
+    action = fields.CharField(max_length=32)
+    # What it was done to: a CID, an operator's name, a saved reply's shortcut...
+    target = fields.CharField(max_length=200, default="")
+    # JSON object with the particulars (which messages, the sign-in method, the reason...).
+    detail = fields.TextField(default="")
+    # Keyed hash of the client address (as Conversation.client_hash); empty when none (Telegram).
+    address = fields.CharField(max_length=64, default="")
+    surface = fields.CharField(max_length=16)
+
+    class Meta:
+        table = "audit_entry"
+
+
+class Setting(Model):
+    """A setting the owner changes in the panel, as JSON text; absent: the environment's value."""
+
+    key = fields.CharField(max_length=64, primary_key=True)
+    value = fields.TextField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "setting"
+
+
+class SavedReply(Model):
+    """A shared snippet the operator inserts by its shortcut (`/kargo`), in Turkish and English."""
+
+    id = fields.BigIntField(primary_key=True)
+    # As the operator typed it; `shortcut_key` is its case-folded form (app/replies/service.py),
+    # unique, so "Kargo" and "KARGO" are the same shortcut (folding can triple a character).
+    shortcut = fields.CharField(max_length=32)
+    shortcut_key = fields.CharField(max_length=128, unique=True)
+    # At least one of the two is set; empty means "not written in this language".
+    text_tr = fields.TextField(default="")
+    text_en = fields.TextField(default="")
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "saved_reply"

@@ -23,7 +23,9 @@ from app.realtime.handshake import visitor_token
 if TYPE_CHECKING:
     from app.admin.operators import Operators
     from app.media.service import MediaService
+    from app.replies.service import SavedReplies
     from app.telegram.bridge import TelegramBridge
+    from app.widget.origins import WidgetOrigins
 
 LANG_COOKIE = "sohbet_lang"
 WIDGET_HEADER = "X-Sohbet-Visitor"
@@ -45,6 +47,9 @@ class Services:
     auth: AdminAuth
     media: MediaService
     telegram: TelegramBridge | None
+    # WIDGET_ORIGINS as the owner last saved it in the panel (app/widget/origins.py).
+    widget_origins: WidgetOrigins
+    replies: SavedReplies
     operators: Operators
 
 

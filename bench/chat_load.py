@@ -56,6 +56,17 @@ def pct(values: list[float], p: float) -> float | None:
 # Worker process -------------------------------------------------------------------------------
 
 
+async def joined(client: Any, chat_id: str, wait: float) -> None:
+    """What a visitor's page does on arrival: `join` its conversation, then send one message."""
+    ack = await client.call("join", {"chat_id": chat_id, "last_seq": 0}, wait)
+    if not (isinstance(ack, dict) and ack.get("ok")):
+        raise RuntimeError(f"join refused: {ack!r:.80}")
+    message = {"chat_id": chat_id, "type": "text", "text": "Merhaba", "client_id": "idle-join-1"}
+    ack = await client.call("send", message, wait)
+    if not (isinstance(ack, dict) and ack.get("ok")):
+        raise RuntimeError(f"send refused: {ack!r:.80}")
+
+
 class Worker:
     """One load-generator process: its share of the sockets, on its own asyncio loop."""
 
@@ -172,7 +183,8 @@ class Worker:
         }
 
     async def op_idle(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """Open `count` more sockets that only connect to the namespace and stay idle."""
+        """Open `count` more sockets that stay idle: only connected to the namespace, or (with
+        `visitors`) each joined to its own conversation after sending one message in it."""
         from bench.sio_client import SioClient, ws_url
 
         url = ws_url(cmd["base_url"])
@@ -181,17 +193,25 @@ class Worker:
         cookies = cmd["cookies"]
         opened: list[Any] = []
 
+        # Joined visitors: one (cookie, chat id) each, joined and with one message sent.
+        visitors = cmd.get("visitors") or []
+
         async def one(i: int) -> None:
             async with gate:
+                cookie, chat_id = visitors[i] if visitors else (None, "")
+                if not visitors and cookies:
+                    cookie = cookies[i % len(cookies)]
                 client = SioClient(
                     url,
-                    cookie=cookies[i % len(cookies)] if cookies else None,
+                    cookie=cookie,
                     auth={"as": cmd["role"]}
                     | ({"watch_list": False} if cmd["role"] == "admin" else {}),
                     compression=cmd["compression"],
                 )
                 try:
                     await client.connect(cmd["timeout"])
+                    if chat_id:
+                        await joined(client, chat_id, cmd["timeout"])
                 except Exception as exc:
                     errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
                 opened.append(client)
@@ -669,19 +689,24 @@ def run_idle(
     label: str = "",
     quiet: tuple[float, float] = (0.0, 0.0),
     server_env: dict[str, str] | None = None,
+    joined: bool = False,
 ) -> dict[str, Any]:
-    """Open idle visitor sockets up to each count; report the server's RSS per connection."""
+    """Open idle visitor sockets up to each count; report the server's RSS per connection.
+
+    `joined`: each socket is a visitor with a conversation of its own (made over HTTP before the
+    baseline on the real server; a fresh chat id on the seed and the floor), joined to it and
+    with one message sent, as a visitor on the page is (issue 20's memory per visitor)."""
     from bench.servers import Sampler, git_state, setup_accounts, start_server, wait_quiet
 
     before = wait_quiet(*quiet) if quiet[1] > 0 else None
     code = git_state()
-    run_dir = RESULTS / f"{stamp()}-{target}-idle"
+    run_dir = RESULTS / f"{stamp()}-{target}-{'joined' if joined else 'idle'}"
     started = time.monotonic()
     server = start_server(target, run_dir, seed_args=seed_args, env=server_env)
     sampler = Sampler(server, interval=0.5).start()
     pool: Pool | None = None
     out: dict[str, Any] = {
-        "scenario": "idle",
+        "scenario": "joined" if joined else "idle",
         "label": label,
         "target": target,
         "compression": compression,
@@ -695,33 +720,41 @@ def run_idle(
     }
     try:
         cookies: list[str] = []
-        if target == "real":
+        chats: list[tuple[str | None, str]] = []
+        if joined and target == "real":
+            made = asyncio.run(setup_accounts(server, warmup + max(counts)))
+            chats = [(cookie, chat_id) for cookie, chat_id in made.visitors]
+        elif joined:
+            chats = [(None, f"idle-{i}") for i in range(warmup + max(counts))]
+        elif target == "real":
             accounts = asyncio.run(setup_accounts(server, visitors))
             cookies = [cookie for cookie, _ in accounts.visitors]
+        given = 0
         pool = Pool(workers)
         sampler.gen_pids = [proc.pid for proc in pool.procs if proc.pid is not None]
 
         def open_more(count: int) -> list[dict[str, Any]]:
+            nonlocal given
             assert pool is not None
-            return pool.request(
-                [
+            shares = [count // workers + (1 if w < count % workers else 0) for w in range(workers)]
+            commands = []
+            for share in shares:
+                commands.append(
                     {
                         "op": "idle",
                         "base_url": server.base_url,
                         "count": share,
                         "cookies": cookies,
+                        "visitors": chats[given : given + share] if chats else [],
                         "role": "visitor",
                         "compression": compression,
                         "timeout": 20,
                         "deadline": connect_deadline,
                         "concurrency": 50,
                     }
-                    for share in (
-                        count // workers + (1 if w < count % workers else 0) for w in range(workers)
-                    )
-                ],
-                timeout=connect_deadline + 40,
-            )
+                )
+                given += share
+            return pool.request(commands, timeout=connect_deadline + 40)
 
         def settled() -> tuple[int, int]:
             time.sleep(settle)
@@ -770,7 +803,7 @@ def run_idle(
             previous = (open_now, rss, main)
             out["levels"].append(level)
             print(
-                f"[{target} idle] {open_now}/{count} sockets open, {deflated} with "
+                f"[{target} {out['scenario']}] {open_now}/{count} sockets open, {deflated} with "
                 f"permessage-deflate (connect {connect_s} s"
                 + (f", errors {dict(errors)}" if errors else "")
                 + f"): server RSS {level['server_rss_mib']} MiB, "
@@ -1051,7 +1084,10 @@ def main() -> None:
     table = sub.add_parser("table", help="print the README tables of a saved suite JSON")
     table.add_argument("file", nargs="?", default=str(RESULTS / "latest-suite.json"))
     idle = sub.add_parser("idle", help="idle sockets and server RSS per connection")
-    idle.add_argument("--target", choices=["real", "seed"], default="real")
+    idle.add_argument("--target", choices=["real", "seed", "floor"], default="real")
+    idle.add_argument(
+        "--joined", action="store_true", help="each a visitor joined to a chat of its own"
+    )
     idle.add_argument("--counts", default="2000,10000")
     idle.add_argument("--settle", type=float, default=5)
     idle.add_argument("--connect-deadline", type=float, default=90)
@@ -1090,6 +1126,7 @@ def main() -> None:
             connect_deadline=args.connect_deadline,
             seed_args=args.seed_arg,
             quiet=(args.quiet_below, args.quiet_wait),
+            joined=args.joined,
         )
     from bench.servers import git_state
 

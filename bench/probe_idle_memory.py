@@ -2,6 +2,11 @@
 
     .venv/bin/python -m bench.probe_idle_memory --sockets 2000            # deflate offered
     .venv/bin/python -m bench.probe_idle_memory --sockets 2000 --no-deflate
+    .venv/bin/python -m bench.probe_idle_memory --sockets 2000 --no-deflate --joined
+
+With `--joined` every socket is a visitor with a conversation of its own who has joined it and
+sent one message, as a visitor on the page is (issue 20's "joined visitor"); without it, all
+sockets share one visitor and never join.
 
 Serves the real app with Hypercorn in this process (tracemalloc on), opens a warm-up batch and
 then N idle visitor sockets from a child process (bench/sio_client.py), and prints the Python
@@ -66,18 +71,28 @@ def rss() -> int:
 
 
 async def client(url: str, cookie: str, count: int, deflate: bool) -> None:
+    """Open `count` sockets; `cookie` is one cookie for all, or `@file` of `cookie chat_id` lines
+    (then each socket joins its own conversation and sends one message)."""
+    from bench.chat_load import joined
     from bench.sio_client import SioClient, ws_url
 
     gate = asyncio.Semaphore(50)
     clients = []
+    if cookie.startswith("@"):
+        listed = await asyncio.to_thread(Path(cookie[1:]).read_text)
+        visitors = [tuple(line.split()) for line in listed.splitlines()]
+    else:
+        visitors = [(cookie, "")] * count
 
-    async def one() -> None:
+    async def one(cookie: str, chat_id: str) -> None:
         async with gate:
             c = SioClient(ws_url(url), cookie=cookie, auth={"as": "visitor"}, compression=deflate)
             await c.connect(20)
+            if chat_id:
+                await joined(c, chat_id, 30)
             clients.append(c)
 
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one(c, chat) for c, chat in visitors[:count]))
     print(f"ready {len(clients)}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
@@ -94,8 +109,27 @@ async def serve(args: argparse.Namespace) -> None:
     base = server.url
     token, _ = await start_visitor(base, "Mem")
     cookie = f"{VISITOR_COOKIE}={token}"
+    if args.joined:
+        # Every visitor's conversation exists before the first snapshot (its row is in the
+        # database, not in memory); the sockets that join them come after.
+        async def visitors(count: int) -> str:
+            gate = asyncio.Semaphore(16)
 
-    async def spawn(count: int) -> asyncio.subprocess.Process:
+            async def one(i: int) -> str:
+                async with gate:
+                    token, cid = await start_visitor(base, f"Mem{i}")
+                    return f"{VISITOR_COOKIE}={token} {cid}"
+
+            lines = await asyncio.gather(*(one(i) for i in range(count)))
+            path = work / f"visitors-{count}.txt"
+            path.write_text("\n".join(lines))
+            return "@" + str(path)
+
+        warm, main_batch = await visitors(50), await visitors(args.sockets)
+    else:
+        warm = main_batch = cookie
+
+    async def spawn(count: int, cookie: str) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -114,23 +148,24 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"client: {line.decode().strip()}", flush=True)
         return proc
 
-    children = [await spawn(50)]
+    children = [await spawn(50, warm)]
     await asyncio.sleep(2)
     gc.collect()
     before, rss0, census0 = tracemalloc.take_snapshot(), rss(), census()
-    children.append(await spawn(args.sockets))
+    children.append(await spawn(args.sockets, main_batch))
     await asyncio.sleep(3)
     # What the server's own collector had not freed yet (cycles: tracebacks, classes...).
     unreachable = gc.collect()
     after, rss1, census1 = tracemalloc.take_snapshot(), rss(), census()
     n = args.sockets
+    what = "joined visitors" if args.joined else "sockets"
     stats = after.compare_to(before, "lineno")
     groups: Counter[str] = Counter()
     for stat in stats:
         groups[group_of(stat)] += stat.size_diff
     traced = sum(groups.values())
     print(
-        f"\n{n} idle sockets, permessage-deflate {'offered' if args.deflate else 'not offered'}: "
+        f"\n{n} idle {what}, permessage-deflate {'offered' if args.deflate else 'not offered'}: "
         f"RSS +{(rss1 - rss0) / 1024 / n:.1f} KiB/conn (with tracemalloc's own overhead), "
         f"traced Python allocations +{traced / 1024 / n:.1f} KiB/conn; "
         f"cyclic garbage found by a full collection: {unreachable / n:.1f} objects/conn"
@@ -165,6 +200,9 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--no-deflate", dest="deflate", action="store_false")
     parser.add_argument("--top", type=int, default=12, help="rows of the type and site tables")
+    parser.add_argument(
+        "--joined", action="store_true", help="each socket a visitor joined to its own chat"
+    )
     parser.add_argument("--client", nargs=3, metavar=("URL", "COOKIE", "COUNT"))
     args = parser.parse_args()
     if args.client:

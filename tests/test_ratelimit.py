@@ -1,17 +1,29 @@
-"""Rate budgets against their real storages: this process's memory, and Redis, where several
-processes (here: several limiters, as each process builds its own) count together."""
+"""Rate budgets against their real storages: this process's memory, and Redis or PostgreSQL,
+where several processes (here: several limiters, as each process builds its own) count
+together."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from app.core.ratelimit import SWEEP_AT, Limiter, LocalBudget, SharedBudget, SlidingWindow
-from tests.support.server import REDIS_URL
+from app.core.ratelimit import (
+    SWEEP_AT,
+    DatabaseBudget,
+    Limiter,
+    LocalBudget,
+    SeededBudget,
+    SharedBudget,
+    SlidingWindow,
+)
+from tests.support.server import REDIS_URL, ROOT, create_pg_database, drop_pg_database
 
 
 def test_budget_per_key() -> None:
@@ -127,3 +139,93 @@ async def test_unreachable_redis_counts_in_this_process(caplog: pytest.LogCaptur
         assert len(warnings) == 1, "one warning when the outage starts, not one per event"
     finally:
         await limiter.close()
+
+
+def test_budgets_are_counted_where_the_deployment_shares_them() -> None:
+    """Redis when there is one; else PostgreSQL; else (SQLite: one process) memory. The
+    per-message budget never costs a database round trip."""
+    assert Limiter("", "p", "sqlite://data/sohbet.db").where == "memory"
+    assert isinstance(
+        Limiter("", "p", "sqlite://x.db").budget("password_tries", 10, 900), LocalBudget
+    )
+    postgres = Limiter("", "p", "postgres://u@127.0.0.1:5432/db")
+    assert postgres.where == "database" and postgres.shared
+    assert isinstance(postgres.budget("password_tries", 10, 900), DatabaseBudget)
+    assert isinstance(postgres.budget("messages", 30, 60, hot=True), LocalBudget)
+    assert Limiter("", "p", "postgresql://u@127.0.0.1/db").where == "database"
+    assert Limiter(REDIS_URL, "p", "postgres://u@127.0.0.1:5432/db").where == "redis"
+
+
+@pytest.mark.postgres
+async def test_processes_on_one_postgresql_share_a_budget() -> None:
+    """Two limiters on one PostgreSQL database (no Redis), in a fresh interpreter: what the
+    Redis tests above show, in the database's moving windows."""
+    url, name = await create_pg_database()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.support.db_budgets",
+            url,
+            # Nothing listens on port 1.
+            "postgres://postgres@127.0.0.1:1/none",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        await drop_pg_database(name)
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["where"] == ["database", "database"]
+    assert seen["types"] == ["DatabaseBudget", "DatabaseBudget"] and seen["hot"] == "LocalBudget"
+    assert seen["alternating"] == [True] * 5 + [False] * 5, "together once, not once each"
+    assert 58 < seen["wait"] <= 60, "the wait is until the first event ages out of the window"
+    assert seen["other_key"] == 0 and seen["other_name"] == 0
+    refund = seen["refund"]
+    assert refund[:3] == [0, 0, 0] and refund[3] > 0, refund
+    assert refund[4] == 0 and refund[5] > 0, "a refund on one process frees a place for all"
+    assert seen["parallel_allowed"] == 20
+    short = seen["short"]
+    assert short[:2] == [0, 0] and 0 < short[2] <= 1, short
+    assert seen["short_slept"] and all(0 < w <= 1 for w in seen["short_slept"]), seen
+    assert seen["swept"], "rows whose window has passed are deleted"
+    assert seen["stored_keys"] and all(
+        "addr" not in key and len(key) == len("password_tries:") + 40 for key in seen["stored_keys"]
+    ), "keys (addresses, session tokens) are stored hashed"
+    unreachable = seen["unreachable"]
+    assert unreachable["refused"] == [False, False, True, True], unreachable
+    assert unreachable["after_refund"] == 0 and unreachable["warnings"] == 1, unreachable
+
+
+async def test_a_seeded_budget_starts_from_the_events_already_counted() -> None:
+    """Without Redis the per-message budget is in memory, learnt once per key from what is
+    stored (the visitor's messages of the last minute): the first check of a key asks, the
+    following ones do not."""
+    asked: list[str] = []
+
+    async def stored(key: str) -> list[float]:
+        asked.append(key)
+        return {"busy": [50.0, 20.0, 1.0], "old": [61.0, 90.0]}.get(key, [])
+
+    budget = Limiter("", "p", "postgres://u@127.0.0.1/db").budget(
+        "messages", 4, 60, hot=True, seed=stored
+    )
+    assert isinstance(budget, SeededBudget)
+    assert await budget.hit("busy") == 0, "three of four used: one left"
+    wait = await budget.hit("busy")
+    assert 9 < wait <= 10, "free when the event 50 s ago leaves the window"
+    assert [await budget.hit("old") for _ in range(4)] == [0, 0, 0, 0], "aged out: all four"
+    assert await budget.hit("new") == 0
+    assert asked == ["busy", "old", "new"], "one question per key, not per event"
+
+
+def test_a_key_whose_events_were_all_refunded_survives_a_sweep() -> None:
+    window = SlidingWindow(2, 60)
+    window.hit("refunded")
+    window.refund("refunded")
+    for n in range(SWEEP_AT + 1):
+        window.hit(f"k{n}")
+    assert window.hit("refunded") == 0

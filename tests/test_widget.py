@@ -8,6 +8,7 @@ Nothing here depends on the database: the module runs on SQLite only.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import hmac
@@ -125,7 +126,8 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
     context, page, watch = await open_page(browser, DESKTOP)
     try:
         await page.goto(f"{HOST}/a.html")
-        await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-label", "Yardım")
+        launcher = page.locator("#sohbet-launcher")
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimiçi")
         # Nothing but the loader until the bubble is opened.
         assert [f.url for f in page.frames if "/widget/frame" in f.url] == []
         frame, cid = await start_in_widget(page, "Misafir")
@@ -168,7 +170,7 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
         await operator_sends(operator, cid, "Size nasıl yardımcı olabilirim?")
         badge = page.locator("#sohbet-unread")
         await expect(badge).to_have_text("1")
-        await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-label", "Yardım (1)")
+        await expect(launcher).to_have_attribute("aria-label", "Yardım (1) — çevrimiçi")
         assert await page.evaluate("window.__unread") == [1]
         await open_widget(page)
         await expect(badge).to_be_hidden()
@@ -183,6 +185,78 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
     finally:
         await context.close()
         await operator.close()
+
+
+async def operator_online(server: Server, expected: bool) -> None:
+    """Wait until the status says so (operators' sockets of other tests leave on their close)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{server.url}/widget/status", headers={"Origin": HOST}) as r:
+                if (await r.json())["online"] is expected:
+                    return
+            assert asyncio.get_running_loop().time() < deadline, f"online is not {expected}"
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.usefixtures("sites")
+async def test_the_closed_launcher_asks_again_when_the_page_is_shown_again(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    """No frame, and 60 s between two status checks: a tab shown again asks at once."""
+    context, page, watch = await open_page(browser, DESKTOP)
+    operator = None
+    try:
+        await operator_online(server, False)
+        await page.goto(f"{HOST}/a.html")
+        launcher = page.locator("#sohbet-launcher")
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimdışı")
+        operator = await admin_peer(server.url, admin_token)
+        await operator_online(server, True)
+        assert await launcher.get_attribute("data-online") == "false"
+        # What the browser does when the visitor comes back to the tab (headless Chromium's
+        # tabs never hide, so the event is sent as the browser would send it).
+        await page.evaluate(
+            "document.dispatchEvent(new Event('visibilitychange', {bubbles: true}))"
+        )
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimiçi")
+        assert [f.url for f in page.frames if "/widget/frame" in f.url] == []
+        watch.assert_clean()
+    finally:
+        if operator is not None:
+            await operator.close()
+        await context.close()
+
+
+@pytest.mark.usefixtures("sites")
+async def test_with_the_chat_loaded_the_launcher_follows_the_operator_at_once(
+    browser: Browser, server: Server, admin_token: str
+) -> None:
+    """The loader asks for the operator's state every WIDGET_POLL_SECONDS (60 s here); once the
+    frame is loaded, its socket hears the change and the loader asks at once."""
+    context, page, watch = await open_page(browser, DESKTOP)
+    operator = None
+    try:
+        await page.goto(f"{HOST}/a.html")
+        frame, _ = await start_in_widget(page, "Bekleyen")
+        await expect(frame.locator("body[data-socket=up]")).to_be_attached()
+        await page.evaluate("Sohbet.close()")
+        launcher = page.locator("#sohbet-launcher")
+        # Other tests' operators have left (or leave now): their socket's close is heard.
+        await expect(launcher).to_have_attribute("data-online", "false", timeout=20_000)
+        operator = await admin_peer(server.url, admin_token)
+        # Well within the 60 s between two status checks: only the frame's news explains it.
+        await expect(launcher).to_have_attribute("data-online", "true", timeout=20_000)
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimiçi")
+        await operator.close()
+        operator = None
+        await expect(launcher).to_have_attribute("data-online", "false", timeout=20_000)
+        await expect(launcher).to_have_attribute("aria-label", "Yardım — çevrimdışı")
+        watch.assert_clean()
+    finally:
+        if operator is not None:
+            await operator.close()
+        await context.close()
 
 
 @pytest.mark.usefixtures("sites")
@@ -363,6 +437,16 @@ async def test_the_loader_is_small_and_the_frame_refuses_other_ancestors(
             assert r.status == 403
         async with http.get(server.url + "/") as r:
             assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        # The status the closed launcher asks for: readable by the host site only.
+        async with http.get(f"{server.url}/widget/status", headers={"Origin": HOST}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == HOST
+            assert r.headers["Cache-Control"] == "no-store"
+            status = await r.json()
+            assert set(status) == {"ok", "online", "label", "poll"} and status["ok"] is True
+        async with http.get(f"{server.url}/widget/status", headers={"Origin": OTHER}) as r:
+            assert r.status == 200 and await r.json() == {"ok": False}
     size = len(gzip.compress(loader, 9))
+    print(f"loader: {len(loader)} bytes, {size} gzipped")
     assert size <= LOADER_LIMIT, size
-    assert b"__SOHBET__" not in loader and HOST.encode() in loader
+    # The same loader for every site: which ones may show it is the status's answer, live.
+    assert b"__SOHBET__" not in loader and HOST.encode() not in loader

@@ -32,6 +32,7 @@ from app.core.security import (
     new_token,
     token_hash,
 )
+from app.core.transactions import one_at_a_time, transaction
 from app.errors import Forbidden, InvalidInput, TooMany
 from app.models import AdminSession, LoginCode, Operator, TgOutbox
 from app.timefmt import utcnow
@@ -186,26 +187,30 @@ class AdminAuth:
         telegram = self.delivery.reaches(operator)
         if not telegram and not await self.authenticator.enrolled(operator.id):
             raise InvalidInput("no_second_factor")
-        now = utcnow()
-        recent = await LoginCode.filter(
-            operator_id=operator.id, created_at__gte=now - timedelta(hours=1)
-        ).count()
-        if recent >= self.settings.login_codes_per_hour:
-            raise TooMany("too_many_codes", minutes=60)
         wait = await self._address_codes.hit(client)
         if wait:
             raise TooMany("too_many_codes", minutes=_minutes(wait))
         code = new_code()
         challenge = new_token()
-        row = await LoginCode.create(
-            challenge_hash=token_hash(challenge),
-            code_hash=keyed_hash(self.settings.secret_key, code),
-            created_at=now,
-            expires_at=now + CODE_TTL,
-            operator_id=operator.id,
-            # No Telegram for this operator: only their authenticator app can answer.
-            delivery_key="" if telegram else "none",
-        )
+        # Counted from the operator's codes' own rows, one request at a time on every process,
+        # so parallel requests cannot all pass the count.
+        async with transaction() as tx:
+            await one_at_a_time(tx, f"sohbet:login_codes:{operator.id}")
+            now = utcnow()
+            since = now - timedelta(hours=1)
+            recent = LoginCode.filter(operator_id=operator.id, created_at__gte=since)
+            if await recent.using_db(tx).count() >= self.settings.login_codes_per_hour:
+                raise TooMany("too_many_codes", minutes=60)
+            row = await LoginCode.create(
+                using_db=tx,
+                challenge_hash=token_hash(challenge),
+                code_hash=keyed_hash(self.settings.secret_key, code),
+                created_at=now,
+                expires_at=now + CODE_TTL,
+                operator_id=operator.id,
+                # No Telegram for this operator: only their authenticator app can answer.
+                delivery_key="" if telegram else "none",
+            )
         if telegram:
             minutes = int(CODE_TTL.total_seconds() // 60)
             sent = await self.delivery.deliver_code(code, minutes, operator)
@@ -303,6 +308,11 @@ class AdminAuth:
         )
         log.info("operator %s signed in (%s) from %s", operator.id, method, client)
         return token
+
+    async def challenge_open(self, challenge: str | None) -> bool:
+        """Whether a code typed now for this challenge would count as one of its tries."""
+        row = await self._live_challenge(challenge)
+        return row is not None and row.attempts < CODE_TRIES
 
     async def _live_challenge(self, challenge: str | None) -> LoginCode | None:
         if not challenge or len(challenge) > 128:

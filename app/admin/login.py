@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, redirect, render_template, request
+from quart import Blueprint, g, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.auth import Method
 from app.admin.guard import operator_required, require_csrf
+from app.audit.origin import request_origin
+from app.audit.trail import record_after
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.models import Operator
@@ -65,6 +67,10 @@ async def login() -> tuple[str, int] | WerkzeugResponse:
             form.get("password"), client_address(), form.get("name", "")
         )
     except SohbetError as exc:
+        if exc.code == "wrong_password":
+            # Only a counted try is recorded: past the address's budget, the refusal is not
+            # (an attacker could otherwise fill the table from one address).
+            await _failed_signin("password", exc.code, form.get("name", ""))
         name = str(form.get("name", ""))[:40]
         return await login_page("password", error_text(exc.code, exc.params), name=name), (
             exc.status
@@ -95,16 +101,43 @@ async def verify() -> tuple[str, int] | WerkzeugResponse:
     svc = services()
     form = await request.form
     method: Method = "app" if form.get("method") == "app" else "telegram"
+    challenge = request.cookies.get(svc.auth.challenge_cookie)
+    # Recorded only when this try counts against a live challenge's tries: a made-up or used
+    # challenge, or one out of tries, writes nothing (the table cannot be flooded through it).
+    counted = await svc.auth.challenge_open(challenge)
     try:
-        token = await svc.auth.redeem_code(
-            request.cookies.get(svc.auth.challenge_cookie),
-            form.get("code"),
-            client_address(),
-            method,
-        )
+        token = await svc.auth.redeem_code(challenge, form.get("code"), client_address(), method)
     except SohbetError as exc:
+        if counted:
+            operator = await svc.auth.challenge_operator(challenge)
+            await _failed_signin(method, exc.code, operator.name if operator else "")
         return await login_page("code", error_text(exc.code, exc.params), method), exc.status
+    session = await svc.auth.session_for(token)
+    await record_after(
+        "signin",
+        by=request_origin(session),
+        target=session.operator.name if session else "",
+        detail={"method": method},
+    )
     return await start_session(token)
+
+
+async def _failed_signin(step: str, reason: str, account: object = "") -> None:
+    """A wrong password or code: the account tried (the name typed, or the challenge's
+    operator; the owner when no name was needed), the step, why."""
+    name = str(account or "")[:40] or await _sole_operator_name()
+    await record_after(
+        "signin_failed",
+        by=request_origin(),
+        target=name,
+        detail={"step": step, "reason": reason},
+    )
+
+
+async def _sole_operator_name() -> str:
+    """The one operator's name, when a sign-in needs no name."""
+    everyone = await Operator.all().limit(2)
+    return everyone[0].name if len(everyone) == 1 else ""
 
 
 async def start_session(token: str) -> WerkzeugResponse:
@@ -140,7 +173,9 @@ async def logout() -> WerkzeugResponse:
     """End the session on the server and drop the cookie."""
     svc = services()
     await require_csrf()
+    by = request_origin()
     await svc.auth.end_session(request.cookies.get(svc.auth.cookie_name))
+    await record_after("signout", by=by, target=g.operator.name)
     response = redirect("/admin", 303)
     response.delete_cookie(svc.auth.cookie_name, path="/", secure=svc.settings.cookie_secure)
     return response

@@ -10,6 +10,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.guard import enter, operator_required, require_csrf
 from app.admin.login import login_page
+from app.audit.origin import request_origin
 from app.chat.rooms import visitor_room
 from app.errors import InvalidInput
 from app.i18n import error_text
@@ -130,7 +131,7 @@ async def delete_messages(cid: str) -> str:
         seqs = sorted({int(s) for s in form.getlist("seq")})
     except ValueError as exc:
         raise InvalidInput("bad_payload") from exc
-    await svc.chat.delete_messages(conv, seqs)
+    await svc.chat.delete_messages(conv, seqs, by=request_origin())
     context = await _pane_context(cid)
     return await render_template("partials/admin/conversation.html", **context)
 
@@ -142,7 +143,7 @@ async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
     svc = services()
     await require_csrf()
     conv = await svc.chat.queries.by_cid(cid)
-    await svc.chat.delete_conversation(conv)
+    await svc.chat.delete_conversation(conv, by=request_origin())
     page = await render_template("partials/admin/empty_pane.html")
     return page, 200, {"HX-Push-Url": "/admin"}
 
@@ -151,28 +152,36 @@ async def delete_conversation(cid: str) -> tuple[str, int, dict[str, str]]:
 @operator_required
 async def close(cid: str) -> str:
     """Close a conversation: off the waiting list until the visitor writes again."""
-    return await _change_conversation(cid, services().chat.close_conversation)
+    return await _change_conversation(
+        cid, lambda conv: services().chat.close_conversation(conv, by=request_origin())
+    )
 
 
 @bp.post("/c/<cid>/reopen")
 @operator_required
 async def reopen(cid: str) -> str:
     """Reopen a closed conversation."""
-    return await _change_conversation(cid, services().chat.reopen_conversation)
+    return await _change_conversation(
+        cid, lambda conv: services().chat.reopen_conversation(conv, by=request_origin())
+    )
 
 
 @bp.post("/c/<cid>/block")
 @operator_required
 async def block(cid: str) -> str:
     """Block the visitor: no more messages from them, no new conversation from their address."""
-    return await _change_conversation(cid, lambda conv: services().chat.set_blocked(conv, True))
+    return await _change_conversation(
+        cid, lambda conv: services().chat.set_blocked(conv, True, by=request_origin())
+    )
 
 
 @bp.post("/c/<cid>/unblock")
 @operator_required
 async def unblock(cid: str) -> str:
     """Lift a block."""
-    return await _change_conversation(cid, lambda conv: services().chat.set_blocked(conv, False))
+    return await _change_conversation(
+        cid, lambda conv: services().chat.set_blocked(conv, False, by=request_origin())
+    )
 
 
 async def _change_conversation(

@@ -6,6 +6,8 @@ from quart import Blueprint, g, render_template, request
 
 from app.admin.auth import SessionInfo
 from app.admin.guard import operator_required, require_csrf
+from app.audit.origin import request_origin
+from app.audit.trail import record_after
 from app.chat.handoff import qr_svg_data_uri
 from app.errors import InvalidInput
 from app.i18n import gettext as _
@@ -65,6 +67,7 @@ async def confirm_enrolment() -> tuple[str, int]:
     if codes is None:
         error = _("That code does not match. Check the phone's clock and type the code shown now.")
         return await _page(400, error)
+    await record_after("totp_enrol", by=request_origin(), target=_account())
     return await _page(recovery_codes=codes)
 
 
@@ -87,9 +90,19 @@ async def change() -> tuple[str, int]:
         error = _("That code is not right. Type the code your app shows now, or a recovery code.")
         return await _page(400, error)
     if action == "recovery":
-        return await _page(recovery_codes=await authenticator.new_recovery_codes(operator.id))
+        codes = await authenticator.new_recovery_codes(operator.id)
+        await record_after("totp_recovery", by=request_origin(), target=_account())
+        return await _page(recovery_codes=codes)
     if action == "move":
+        # Recorded when the new app is confirmed (the old one stays on until then).
         await authenticator.start(operator.id, operator.name)
         return await _page()
     await authenticator.remove(operator.id)
+    await record_after("totp_remove", by=request_origin(), target=_account())
     return await _page()
+
+
+def _account() -> str:
+    """Whose sign-in the change is about: the signed-in operator's."""
+    name: str = g.operator.name
+    return name

@@ -43,6 +43,8 @@ class CallMedia:
         self.sio = sio
         self.calls = calls
         self.end = end
+        # Lets every process see that the call connected (set by the call service).
+        self.save: Callable[[Call], Awaitable[None]] | None = None
         # P2P calls whose relay legs are being prepared alongside: the first to connect wins.
         self.alongside: set[str] = set()
         self.relay = CallRelay(conf, self._media_failed, self._media_connected)
@@ -148,6 +150,9 @@ class CallMedia:
             call.timer.cancel()
             call.timer = None
         log.info("call %s: media connected (%s)", call.id, call.mode)
+        if self.save is not None:
+            # The party on another process may end the call: its duration counts from now.
+            await self.save(call)
         for owner in call.sids.values():
             await self.sio.emit("call:connected", call.summary(), to=owner, namespace=NAMESPACE)
 

@@ -208,18 +208,14 @@ class CallNamespace(ConversationNamespace):
     ) -> dict[str, Any]:
         """`call:relay {call_id}`: P2P did not connect; both sides reconnect through the server."""
         call = await self._participant(sid, session, data)
-        await self.calls.media.fallback_to_relay(call)
-        await self.calls.save(call)
-        return {"ok": True, "mode": call.mode}
+        return {"ok": True, "mode": await self.calls.fallback_to_relay(call)}
 
     async def _connected(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
         """`call:connected {call_id}`: the page's P2P connection is up; both sides are told."""
         call = await self._participant(sid, session, data)
-        await self.calls.media.p2p_connected(call)
-        await self.calls.save(call)
-        return {"ok": True, "state": call.public_state}
+        return {"ok": True, "state": await self.calls.p2p_connected(call)}
 
     async def _unsupported(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
@@ -257,15 +253,11 @@ class CallNamespace(ConversationNamespace):
         sdp = _sdp(data.get("sdp"))
         role = session["role"]
         target = data.get("to")
-        if call.mode == P2P and target == "server":
-            if call.connected_at is not None:
-                return {"ok": False, "error": "connected"}  # P2P won meanwhile: no leg needed
-            # A relay leg opened alongside P2P: the call stays P2P until one of them connects.
-            await self.calls.media.prepare_relay(call)
+        if call.mode == P2P and target == "server" and call.connected_at is not None:
+            return {"ok": False, "error": "connected"}  # P2P won meanwhile: no leg needed
         if call.mode in (ECHO, RELAY) or target == "server":
-            side = call.side_of(role)
-            mode = ECHO if call.mode == ECHO else RELAY
-            answer = await self.calls.hub.answer(call.id, side, mode, sdp)
+            # Answered in the process that holds the call's server media (maybe another one).
+            answer = await self.calls.server_offer(call, role, sdp, target)
             reply = {"call_id": call.id, "type": "answer", "sdp": answer, "from": "server"}
             await self.emit("rtc:answer", reply, to=sid)
             return {"ok": True, "answered": True}
@@ -291,9 +283,13 @@ class CallNamespace(ConversationNamespace):
         candidate = checked_candidate(data.get("candidate"))
         role = session["role"]
         target = data.get("to")
-        alongside = call.id in self.calls.media.alongside
+        # A relay prepared alongside P2P: here, or in the process that holds it.
+        alongside = call.id in self.calls.media.alongside or call.relay_process not in (
+            "",
+            self.calls.shared.process,
+        )
         if (call.mode in (ECHO, RELAY) and target != "peer") or (alongside and target == "server"):
-            await self.calls.hub.add_candidate(call.id, call.side_of(role), candidate)
+            await self.calls.server_candidate(call, role, candidate)
         elif call.mode == P2P:
             await self._forward(call, role, "rtc:candidate", {"candidate": candidate})
         return {"ok": True}

@@ -39,6 +39,11 @@ class CallRelay:
         )
 
     @property
+    def free_slots(self) -> int:
+        """Calls the relay can still take (`CALL_RELAY_MAX` per process)."""
+        return max(0, self.hub.max_relayed - self.hub.relayed_calls)
+
+    @property
     def echo_full(self) -> bool:
         return self.hub.echo_sessions >= self.hub.max_echo
 

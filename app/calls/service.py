@@ -3,10 +3,12 @@
 One call per conversation at a time, and one call per operator page: a call from a visitor
 rings every operator page that is not in a call already (several people may share the panel).
 Call state lives where every process sees it (`shared`, over `store`: Redis with several
-processes), so the two parties of a P2P call may be on different processes; each process keeps
-the calls it touched as `Call` objects (timers, media) refreshed from there. What a call is
-lives in `state`, its system messages in `messages`, how its media gets through (P2P, relay,
-echo: those stay on one process) in `connecting`.
+processes), so the two parties of a call may be on different processes; each process keeps
+the calls it touched as `Call` objects (timers, media) refreshed from there, and sweeps every
+live call for a ring that ran out or a party whose process died. A call's server media (relay or
+echo legs) is in one process; the other party's requests are routed there (`routing`). What a
+call is lives in `state`, its system messages in `messages`, how its media gets through (P2P,
+relay, echo) in `connecting`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import socketio
 
 from app.calls.connecting import CallMedia
 from app.calls.messages import call_label, record_call
+from app.calls.routing import CallRouter
 from app.calls.shared import ANSWERED_TTL, SharedCalls
 from app.calls.state import (
     ACTIVE,
@@ -42,6 +45,7 @@ from app.chat.rooms import ADMINS
 from app.chat.service import ChatService
 from app.config import Settings
 from app.models import Conversation
+from media_relay import RelayBusy, SignalError
 
 # Modules that drive calls import these names from here.
 __all__ = [
@@ -57,6 +61,12 @@ __all__ = [
 ]
 
 log = logging.getLogger("sohbet.calls")
+
+# How often each process looks over every live call (of any process) for a ring that ran out or
+# a party whose process died; the claims make sure one of them ends each such call.
+SWEEP_SECONDS = 1.0
+# The process that rang ends its call at the ring's end; the others step in only after this.
+SWEEP_GRACE = 1.0
 
 
 class CallService:
@@ -78,9 +88,17 @@ class CallService:
         self.calls: dict[str, Call] = {}
         self.media = CallMedia(self.conf, sio, self.calls, self.end)
         self.shared = SharedCalls(settings, self.calls, self.media.release)
-        # The namespace answers offers and takes candidates through the hub directly.
+        self.media.save = self.save
+        # This process's media hub (its relay and echo legs; metrics and Repair read it).
         self.hub = self.media.hub
         self.ended = 0
+        # With several processes, a call's server media is in one of them: requests go there.
+        self.router = (
+            CallRouter(settings.redis_url, settings.redis_channel, self.shared.process)
+            if settings.redis_url
+            else None
+        )
+        self._sweeping: asyncio.Task[None] | None = None
 
     # Queries ----------------------------------------------------------------------------------
 
@@ -132,6 +150,7 @@ class CallService:
             synthetic=conv.synthetic,
         )
         call.sids[role] = sid
+        call.processes[role] = self.shared.process
         await self.shared.claim(call, sid, self.shared.ringing_ttl)
         call.timer = asyncio.get_running_loop().create_task(self._ring_timeout(call))
         name = conv.visitor_name if callee == "admin" else self.settings.operator_name
@@ -176,6 +195,9 @@ class CallService:
             synthetic=conv.synthetic if conv else False,
         )
         call.sids[role] = sid
+        call.processes[role] = self.shared.process
+        # The echo peer answers in this process, where the caller's offers arrive.
+        call.relay_process = self.shared.process
         await self.shared.claim(call, sid, ANSWERED_TTL)
         call.timer = asyncio.get_running_loop().create_task(
             self._end_after(call, self.conf.echo_seconds, "time_limit")
@@ -191,13 +213,22 @@ class CallService:
         # One accept wins, whichever process each page is on (or the ring ended first).
         await self.shared.answer(call, sid)
         call.sids[role] = sid
+        call.processes[role] = self.shared.process
         call.state = ACTIVE
         call.answered_at = time.monotonic()
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
         if self.conf.force_relay:
-            await self.media.move_to_relay(call)
+            # Both legs in one process (this one, or one with room): the other party's offers
+            # and candidates are routed there.
+            owner = await self.media_process(call)
+            router = self._remote(owner)
+            if router is None:
+                await self.media.move_to_relay(call)
+            else:
+                await self.save(call)  # answered, as the relay's process will see it
+                call.mode = str((await router.request(owner, "move", {"call_id": call.id}))["mode"])
         await self.save(call)
         for who, owner in call.sids.items():
             await self.sio.emit(
@@ -250,6 +281,7 @@ class CallService:
         # One process ends it: the others only forget their copy.
         if not await self.shared.finish(call):
             return
+        await self._release_elsewhere(call)
         was_answered = call.answered_at is not None
         # A call lasted from when its media flowed both ways; a P2P call whose pages never said
         # so (their media is between them) counts from the answer.
@@ -292,17 +324,137 @@ class CallService:
                 await self.end(call, "disconnected", by=role)
 
     async def start(self) -> None:
-        """Begin the `/call` presence heartbeat (with Redis)."""
+        """Begin the `/call` presence heartbeat (with Redis) and the sweep of live calls."""
         await self.shared.start()
+        if self.router is not None:
+            await self.router.start(self._routed)
+        self._sweeping = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def close(self) -> None:
         """Shutdown: end every call (telling both sides) and close every peer connection."""
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 await self.end(call, "server_restart")
+        if self.router is not None:
+            with contextlib.suppress(Exception):
+                await self.shared.store.set_free(self.shared.process, 0)
+            with contextlib.suppress(Exception):
+                await self.router.close()
         await self.media.relay.close()
         with contextlib.suppress(Exception):
             await self.shared.close()
+
+    # Server media on one process -------------------------------------------------------------
+
+    async def media_process(self, call: Call) -> str:
+        """The process whose hub carries the call's relay or echo legs, chosen once by the first
+        process to need it: itself, or while its relay is full (`CALL_RELAY_MAX`) the live one
+        with most room; every other process routes the call's media requests there."""
+        if not call.relay_process:
+            choice = self.shared.process
+            if not self.media.relay.free_slots and call.mode != ECHO and self.router is not None:
+                # This relay is full (CALL_RELAY_MAX): another process's may have room.
+                choice = await self.shared.relay_with_room() or choice
+            if await self.shared.store.claim(f"relay:{call.id}", choice, ANSWERED_TTL):
+                call.relay_process = choice
+                await self.shared.store.update(call.id, {"relay": choice})
+            else:
+                held = await self.shared.store.value(f"relay:{call.id}")
+                call.relay_process = held or choice
+        return call.relay_process
+
+    def _remote(self, process: str) -> CallRouter | None:
+        """The router when `process` is another one (None: this process does it)."""
+        if not process or process == self.shared.process or self.router is None:
+            return None
+        return self.router
+
+    async def server_offer(self, call: Call, role: str, sdp: str, target: object) -> str:
+        """A party's offer that the server answers (its relay or echo leg, or the relay
+        prepared alongside P2P), in the process that holds the call's media; the answer SDP."""
+        owner = await self.media_process(call)
+        router = self._remote(owner)
+        if router is not None:
+            args = {"call_id": call.id, "role": role, "sdp": sdp, "target": target}
+            return str((await router.request(owner, "offer", args))["sdp"])
+        if call.mode == P2P and target == "server":
+            # A relay leg opened alongside P2P: the call stays P2P until one of them connects.
+            await self.media.prepare_relay(call)
+        mode = ECHO if call.mode == ECHO else RELAY
+        return await self.hub.answer(call.id, call.side_of(role), mode, sdp)
+
+    async def server_candidate(self, call: Call, role: str, candidate: object) -> None:
+        """A party's ICE candidate for its server leg, in the process that holds it."""
+        router = self._remote(call.relay_process)
+        if router is not None:
+            args = {"call_id": call.id, "role": role, "candidate": candidate}
+            await router.request(call.relay_process, "candidate", args)
+            return
+        await self.hub.add_candidate(call.id, call.side_of(role), candidate)
+
+    async def fallback_to_relay(self, call: Call) -> str:
+        """P2P did not connect: both sides move to the relay (in one process); the mode."""
+        owner = await self.media_process(call)
+        router = self._remote(owner)
+        if router is not None:
+            return str((await router.request(owner, "relay", {"call_id": call.id}))["mode"])
+        await self.media.fallback_to_relay(call)
+        await self.save(call)
+        return call.mode
+
+    async def p2p_connected(self, call: Call) -> str:
+        """A page's P2P connection is up; the process holding a relay prepared alongside
+        releases it and tells both sides. The state the parties now see."""
+        router = self._remote(call.relay_process)
+        if router is not None:
+            reply = await router.request(call.relay_process, "connected", {"call_id": call.id})
+            return str(reply["state"])
+        await self.media.p2p_connected(call)
+        await self.save(call)
+        return call.public_state
+
+    async def _routed(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Serve a media request routed from another process for a call whose media is here."""
+        if op == "release":
+            # The call ended on another process: its legs and relay slot here go.
+            await self.shared.fresh(str(args.get("call_id")))
+            return {}
+        call = await self.get(args.get("call_id"))
+        # A copy made here from the store: this process holds the call's media.
+        call.relay_process = call.relay_process or self.shared.process
+        role = str(args.get("role"))
+        try:
+            if op == "offer":
+                sdp = await self.server_offer(call, role, str(args.get("sdp")), args.get("target"))
+                return {"sdp": sdp}
+            if op == "candidate":
+                await self.server_candidate(call, role, args.get("candidate"))
+                return {}
+            if op == "relay":
+                return {"mode": await self.fallback_to_relay(call)}
+            if op == "move":
+                # A forced-relay call answered on another process: its legs are here.
+                await self.media.move_to_relay(call)
+                await self.save(call)
+                return {"mode": call.mode}
+            if op == "connected":
+                return {"state": await self.p2p_connected(call)}
+        except SignalError:
+            raise CallError("bad_signal") from None
+        except RelayBusy:
+            raise CallError("relay_busy") from None
+        raise CallError("bad_signal")
+
+    async def _release_elsewhere(self, call: Call) -> None:
+        """An ended call's media on another process is released there."""
+        router = self._remote(call.relay_process)
+        if router is not None:
+            with contextlib.suppress(CallError):
+                await router.request(call.relay_process, "release", {"call_id": call.id})
 
     # Repair -----------------------------------------------------------------------------------
 
@@ -321,8 +473,62 @@ class CallService:
             if gone or overdue or no_media:
                 await self.end(call, "abandoned")
                 fixed += 1
+        fixed += await self.sweep()
         fixed += await self.media.relay.prune(lambda call_id: call_id in self.calls)
         return fixed
+
+    async def sweep(self) -> int:
+        """End the calls of any process whose ring ran out or whose party's process died
+        (killed, or frozen past the presence TTL), each once whichever process sees it first;
+        return how many this process ended."""
+        ended = 0
+        calls = []
+        for copy in await self.shared.live_calls():
+            call = await self.shared.fresh(copy.id) if copy.id in self.calls else copy
+            if call is not None:
+                calls.append(call)
+        # Read after the calls: a party or relay process added meanwhile is not taken for dead.
+        beating = await self.shared.beating(calls)
+        for call in calls:
+            if call.state == ENDED:
+                continue
+            gone = [role for role, p in call.processes.items() if p not in beating]
+            if call.state == ACTIVE and not gone and call.relay_process not in ("", *beating):
+                log.info("call %s: the process carrying its media stopped", call.id)
+                await self.end(call, "media_failed")
+                ended += 1
+                continue
+            if call.state == RINGING:
+                ringing_for = time.monotonic() - call.created_at
+                if not gone and ringing_for < self.conf.ring_seconds + SWEEP_GRACE:
+                    continue
+                # Settled once: an accept on another process may win instead.
+                if not await self.shared.resolve(call):
+                    continue
+            elif not gone:
+                continue
+            if gone:
+                log.info("call %s: the %s's process stopped; the call ends", call.id, gone[0])
+                # As when that party's page closed: the other side sees it left the call.
+                await self.end(call, "disconnected", by=gone[0])
+            else:
+                await self.end(call, "timeout")
+            ended += 1
+        return ended
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                # Every process says how many more calls its relay can take.
+                await self.shared.store.set_free(self.shared.process, self.media.relay.free_slots)
+            except Exception:
+                log.warning("calls: relay room not published", exc_info=True)
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep()
+            except Exception:
+                # Redis or the database away for a moment: the next sweep tries again.
+                log.warning("calls: sweep failed", exc_info=True)
 
     # Helpers ----------------------------------------------------------------------------------
 
@@ -336,7 +542,7 @@ class CallService:
         await self.sio.emit(event, payload, room=room, skip_sid=skip, namespace=NAMESPACE)
 
     async def _ring_timeout(self, call: Call) -> None:
-        # The ringing process owns the timer; if it dies, the state's TTL ends the call.
+        # The ringing process owns the timer; if it dies, another process's sweep ends the call.
         await asyncio.sleep(self.conf.ring_seconds)
         fresh = await self.shared.fresh(call.id)
         if fresh is not None and fresh.state == RINGING:

@@ -81,6 +81,7 @@ class SharedCalls:
             raise CallError("already_in_call")
         self.calls[call.id] = call
         await self.store.save(call.id, call_fields(call), ttl)
+        await self.store.list_live(call.id)
 
     async def answer(self, call: Call, sid: str) -> None:
         """The one accept that wins (whichever process), taking the callee's socket."""
@@ -101,6 +102,7 @@ class SharedCalls:
         for sid in call.sids.values():
             await self.store.release(f"sid:{sid}", call.id)
         await self.store.save(call.id, call_fields(call), ENDED_TTL)
+        await self.store.unlist(call.id)
         return True
 
     async def drop(self, call: Call) -> None:
@@ -110,6 +112,36 @@ class SharedCalls:
         if call.timer is not None and call.timer is not asyncio.current_task():
             call.timer.cancel()
         await self.release(call)
+
+    @property
+    def process(self) -> str:
+        """This process, as a call's parties record where their sockets are."""
+        return self.presence.process
+
+    async def beating(self, calls: list[Call]) -> set[str]:
+        """Of the processes these calls' parties and media are on, those still beating."""
+        processes = {p for call in calls for p in (*call.processes.values(), call.relay_process)}
+        processes.discard("")
+        return await self.presence.beating(list(processes)) if processes else set()
+
+    async def relay_with_room(self) -> str | None:
+        """Another live process whose relay can take a call (the one with most room)."""
+        free = {p: n for p, n in (await self.store.free_slots()).items() if n > 0}
+        free.pop(self.process, None)
+        beating = await self.presence.beating(list(free))
+        ranked = sorted((n, p) for p, n in free.items() if p in beating)
+        return ranked[-1][1] if ranked else None
+
+    async def live_calls(self) -> list[Call]:
+        """Every call not ended yet, on any process, as stored now."""
+        found: list[Call] = []
+        for call_id in await self.store.live_calls():
+            fields = await self.store.load(call_id)
+            if fields is None or fields.get("state") == ENDED:
+                await self.store.unlist(call_id)  # ended, or its state expired
+                continue
+            found.append(call_from(fields))
+        return found
 
     async def sockets(self, conversation_id: int, role: str) -> list[str]:
         """The `/call` sockets of one side of a conversation, on every process."""

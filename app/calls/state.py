@@ -41,6 +41,10 @@ class Call:
     media_from: float | None = None
     connected_at: float | None = None
     sids: dict[str, str] = field(default_factory=dict)
+    # The process each party's socket is on: when one stops beating, its party is gone.
+    processes: dict[str, str] = field(default_factory=dict)
+    # The process whose media hub carries the call's relay or echo legs (empty: none yet).
+    relay_process: str = ""
     timer: asyncio.Task[None] | None = None
     synthetic: bool = False
 

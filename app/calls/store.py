@@ -3,7 +3,9 @@
 A call is a hash of its fields (with a TTL, so a call whose process died ends by itself); the
 one-winner rules are keys set only if absent: `conv:<id>` (one call per conversation),
 `sid:<sid>` (a socket in a call is busy on every process), `answer:<call>` (one accept, or the
-ring's end, wins) and `ended:<call>` (a call ends, and leaves its message, once).
+ring's end, wins) and `ended:<call>` (a call ends, and leaves its message, once). The calls not
+yet ended are listed (`live`), so any process can end one whose ring ran out or whose party's
+process died.
 """
 
 from __future__ import annotations
@@ -35,7 +37,23 @@ class CallStore(Protocol):
 
     async def load(self, call_id: str) -> dict[str, str] | None: ...
 
+    async def update(self, call_id: str, fields: dict[str, str]) -> None:
+        """Change some fields of a stored call, leaving the others as they are."""
+
     async def forget(self, call_id: str) -> None: ...
+
+    async def set_free(self, process: str, slots: int) -> None:
+        """How many more calls `process`'s relay can take (None: it stopped)."""
+
+    async def free_slots(self) -> dict[str, int]:
+        """Free relay slots per process, as each last said."""
+
+    async def list_live(self, call_id: str) -> None:
+        """Count a call among those not ended yet (`live_calls`)."""
+
+    async def unlist(self, call_id: str) -> None: ...
+
+    async def live_calls(self) -> list[str]: ...
 
     async def close(self) -> None: ...
 
@@ -46,6 +64,8 @@ class MemoryCallStore:
     def __init__(self) -> None:
         self._keys: dict[str, tuple[str, float]] = {}
         self._calls: dict[str, tuple[dict[str, str], float]] = {}
+        self._listed: set[str] = set()
+        self._free: dict[str, int] = {}
 
     def _live(self, key: str) -> str | None:
         held = self._keys.get(key)
@@ -93,12 +113,33 @@ class MemoryCallStore:
             return None
         return dict(held[0])
 
+    async def update(self, call_id: str, fields: dict[str, str]) -> None:
+        held = self._calls.get(call_id)
+        if held is not None:
+            held[0].update(fields)
+
     async def forget(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
+
+    async def set_free(self, process: str, slots: int) -> None:
+        self._free[process] = slots
+
+    async def free_slots(self) -> dict[str, int]:
+        return dict(self._free)
+
+    async def list_live(self, call_id: str) -> None:
+        self._listed.add(call_id)
+
+    async def unlist(self, call_id: str) -> None:
+        self._listed.discard(call_id)
+
+    async def live_calls(self) -> list[str]:
+        return list(self._listed)
 
     async def close(self) -> None:
         self._keys.clear()
         self._calls.clear()
+        self._listed.clear()
 
 
 # Delete a key only while it holds the value this process set (another call may own it now).
@@ -147,8 +188,29 @@ class RedisCallStore:
         found = await self._redis.hgetall(self._prefix + "call:" + call_id)
         return {str(k): str(v) for k, v in found.items()} if found else None
 
+    async def update(self, call_id: str, fields: dict[str, str]) -> None:
+        key = self._prefix + "call:" + call_id
+        if await self._redis.exists(key):  # an ended call's state is not brought back
+            await self._redis.hset(key, mapping=cast(Any, fields))
+
     async def forget(self, call_id: str) -> None:
         await self._redis.delete(self._prefix + "call:" + call_id)
+
+    async def set_free(self, process: str, slots: int) -> None:
+        await self._redis.hset(self._prefix + "relay-free", process, str(slots))
+
+    async def free_slots(self) -> dict[str, int]:
+        found = await self._redis.hgetall(self._prefix + "relay-free")
+        return {str(process): int(slots) for process, slots in found.items()}
+
+    async def list_live(self, call_id: str) -> None:
+        await self._redis.sadd(self._prefix + "live", call_id)
+
+    async def unlist(self, call_id: str) -> None:
+        await self._redis.srem(self._prefix + "live", call_id)
+
+    async def live_calls(self) -> list[str]:
+        return [str(call_id) for call_id in await self._redis.smembers(self._prefix + "live")]
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -184,6 +246,8 @@ def call_fields(call: Call) -> dict[str, str]:
         "answered": _wall(call.answered_at),
         "connected": _wall(call.connected_at),
         "sids": json.dumps(call.sids),
+        "processes": json.dumps(call.processes),
+        "relay": call.relay_process,
         "synthetic": "1" if call.synthetic else "",
     }
 
@@ -210,5 +274,7 @@ def merge(call: Call, fields: dict[str, str]) -> None:
         # A call only moves from P2P to the server, and its relay is on the process that has it.
         call.mode = fields.get("mode", call.mode)
     call.sids = {**call.sids, **json.loads(fields.get("sids") or "{}")}
+    call.processes = {**call.processes, **json.loads(fields.get("processes") or "{}")}
+    call.relay_process = call.relay_process or fields.get("relay", "")
     call.answered_at = call.answered_at or _monotonic(fields.get("answered", ""))
     call.connected_at = call.connected_at or _monotonic(fields.get("connected", ""))

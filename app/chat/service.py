@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
+from app.audit.trail import Origin, record
 from app.chat.drafts import Attachment, ChatListener, Draft, Posted
 from app.chat.fanout import Fanout
 from app.chat.previews import message_preview
@@ -28,12 +29,14 @@ from app.config import Settings
 from app.core.ratelimit import Limiter
 from app.core.security import keyed_hash, new_token, token_hash
 from app.core.text import check_client_id, cid_prefix, clean_message, clean_name
-from app.core.transactions import transaction
+from app.core.transactions import one_at_a_time, transaction
 from app.errors import Forbidden, InvalidInput, TooMany
 from app.models import Conversation, Message, VisitorBlock
 from app.timefmt import utcnow
 
 if TYPE_CHECKING:
+    from tortoise.backends.base.client import BaseDBAsyncClient
+
     from app.media.storage import MediaStore
 
 log = logging.getLogger("sohbet.chat")
@@ -65,7 +68,11 @@ class ChatService:
         self.listeners = tuple(listeners)
         self.media_store = media_store
         self.writer = MessageWriter(self.listeners, fanout.publish_message)
-        self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
+        # Checked on every message: in Redis, or in memory seeded once per conversation from
+        # the stored messages; never a database round trip per message.
+        self._message_budget = limiter.budget(
+            "messages", settings.messages_per_minute, 60, hot=True, seed=self._visitor_sends
+        )
 
     # Conversations ---------------------------------------------------------------------------
 
@@ -77,12 +84,13 @@ class ChatService:
         client_hash = ""
         if client and not synthetic:
             client_hash = keyed_hash(self.settings.secret_key, client)
-            await self._check_new_conversation(client_hash)
         token = new_token()
         for _ in range(8):
             cid = f"{cid_prefix(name)}-{secrets.token_hex(2).upper()}"
             try:
                 async with transaction() as tx:
+                    if client_hash:
+                        await self._check_new_conversation(tx, client_hash)
                     conv = await Conversation.create(
                         using_db=tx,
                         cid=cid,
@@ -106,20 +114,26 @@ class ChatService:
             return conv, token
         raise RuntimeError("could not allocate a conversation id")
 
-    async def _check_new_conversation(self, client_hash: str) -> None:
-        """Refuse a blocked address, and one over its hourly budget of new conversations."""
+    async def _check_new_conversation(self, tx: BaseDBAsyncClient, client_hash: str) -> None:
+        """Refuse a blocked address, and one over its hourly budget of new conversations.
+
+        In the transaction that creates the conversation, one at a time per address: parallel
+        starts, on any process, are counted one after the other.
+        """
+        await one_at_a_time(tx, f"sohbet:start:{client_hash}")
         blocked_since = utcnow() - ADDRESS_BLOCK
-        if await VisitorBlock.exists(client_hash=client_hash, created_at__gte=blocked_since):
+        blocks = VisitorBlock.filter(client_hash=client_hash, created_at__gte=blocked_since)
+        if await blocks.using_db(tx).exists():
             raise Forbidden("blocked_address")
         since = utcnow() - timedelta(hours=1)
-        recent = Conversation.filter(client_hash=client_hash, created_at__gte=since)
+        recent = Conversation.filter(client_hash=client_hash, created_at__gte=since).using_db(tx)
         if await recent.count() >= self.settings.conversations_per_hour:
             oldest = await recent.order_by("created_at").first()
             free_at = (oldest.created_at if oldest else utcnow()) + timedelta(hours=1)
             minutes = max(1, math.ceil((free_at - utcnow()).total_seconds() / 60))
             raise TooMany("too_many_conversations", minutes=minutes)
 
-    async def set_blocked(self, conv: Conversation, blocked: bool) -> None:
+    async def set_blocked(self, conv: Conversation, blocked: bool, *, by: Origin) -> None:
         """Block a visitor (their conversation and the address it came from), or lift it."""
         async with transaction() as tx:
             conv.blocked_at = utcnow() if blocked else None
@@ -134,8 +148,20 @@ class ChatService:
                         created_at=utcnow(),
                         using_db=tx,
                     )
+            action = "visitor_block" if blocked else "visitor_unblock"
+            await record(action, by=by, target=conv.cid, detail=_about(conv), using_db=tx)
         log.info("conversation %s %s", conv.cid, "blocked" if blocked else "unblocked")
         await self.fanout.publish_row(conv)
+
+    async def _visitor_sends(self, key: str) -> list[float]:
+        """How long ago (seconds) the visitor's messages of the last minute were stored: where
+        a process that has not counted this conversation yet (it restarted, or the visitor
+        moved to it) starts its per-message budget."""
+        now = utcnow()
+        stored = await Message.filter(
+            conversation_id=int(key), role="visitor", created_at__gte=now - timedelta(minutes=1)
+        ).values_list("created_at")
+        return [(now - row[0]).total_seconds() for row in stored]
 
     async def _check_message_rate(self, conversation_id: int) -> None:
         """Nobody writes faster than the per-minute budget.
@@ -218,21 +244,33 @@ class ChatService:
         await self.fanout.publish_message(Posted(message, conv, False))
         return True
 
-    async def close_conversation(self, conv: Conversation) -> None:
+    async def close_conversation(self, conv: Conversation, *, by: Origin) -> None:
         """The operator is done: off the waiting list until the visitor writes again."""
         conv.closed_at = utcnow()
         conv.waiting_since = None
         conv.unread_admin = 0
-        await conv.save(update_fields=["closed_at", "waiting_since", "unread_admin"])
+        async with transaction() as tx:
+            await conv.save(
+                using_db=tx, update_fields=["closed_at", "waiting_since", "unread_admin"]
+            )
+            await record(
+                "conversation_close", by=by, target=conv.cid, detail=_about(conv), using_db=tx
+            )
         self.fanout.schedule_row(conv)
 
-    async def reopen_conversation(self, conv: Conversation) -> None:
+    async def reopen_conversation(self, conv: Conversation, *, by: Origin) -> None:
         """Put a closed conversation back on the list (the operator changed their mind)."""
         conv.closed_at = None
-        await conv.save(update_fields=["closed_at"])
+        async with transaction() as tx:
+            await conv.save(using_db=tx, update_fields=["closed_at"])
+            await record(
+                "conversation_reopen", by=by, target=conv.cid, detail=_about(conv), using_db=tx
+            )
         self.fanout.schedule_row(conv)
 
-    async def delete_messages(self, conv: Conversation, seqs: list[int]) -> list[int]:
+    async def delete_messages(
+        self, conv: Conversation, seqs: list[int], *, by: Origin
+    ) -> list[int]:
         """Delete some messages (their text is erased); both sides drop them live."""
         if not seqs:
             return []
@@ -259,18 +297,30 @@ class ChatService:
             conv.last_preview = message_preview(last) if last else ""
             conv.last_role = last.role if last else ""
             await conv.save(using_db=tx, update_fields=["last_preview", "last_role"])
+            if found:
+                # Only what was deleted now: an already deleted message is not deleted twice.
+                detail = {**_about(conv), "seqs": sorted(found)}
+                await record("message_delete", by=by, target=conv.cid, detail=detail, using_db=tx)
         deleted = sorted(found)
         await self._remove_media(media)
         if deleted:
             await self.fanout.publish_deleted(conv, deleted)
         return deleted
 
-    async def delete_conversation(self, conv: Conversation) -> None:
+    async def delete_conversation(self, conv: Conversation, *, by: Origin) -> None:
         """Delete a conversation and its history; the visitor's page starts over."""
         media = await Message.filter(conversation_id=conv.id, media_key__isnull=False).values_list(
             "media_key", flat=True
         )
-        await conv.delete()
+        async with transaction() as tx:
+            count = (
+                await Message.filter(conversation_id=conv.id, deleted_at__isnull=True)
+                .using_db(tx)
+                .count()
+            )
+            await conv.delete(using_db=tx)
+            detail = {**_about(conv), "messages": count}
+            await record("conversation_delete", by=by, target=conv.cid, detail=detail, using_db=tx)
         await self._remove_media([str(key) for key in media])
         self.queries.forget(conv.cid)
         log.info("conversation %s deleted", conv.cid)
@@ -288,3 +338,8 @@ class ChatService:
         """Stop the writer and the pending row refresh (shutdown)."""
         await self.writer.close()
         await self.fanout.close()
+
+
+def _about(conv: Conversation) -> dict[str, object]:
+    """What an audit entry about a conversation keeps besides its CID: the visitor's name."""
+    return {"visitor": conv.visitor_name}

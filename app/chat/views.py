@@ -39,7 +39,7 @@ VISITOR_COOKIE_DAYS = 365
 @bp.get("/")
 async def index() -> str | WerkzeugResponse:
     """Show the chat for a returning visitor, or ask a new one for a name."""
-    back = back_to_frame()
+    back = await back_to_frame()
     if back is not None:
         return redirect(back, 303)
     svc = services()

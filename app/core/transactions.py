@@ -35,3 +35,12 @@ async def transaction(connection_name: str | None = None) -> AsyncIterator[BaseD
         await context.__aexit__(type(exc), exc, exc.__traceback__)  # rolls back; never swallows
         raise
     await context.__aexit__(None, None, None)
+
+
+async def one_at_a_time(tx: BaseDBAsyncClient, name: str) -> None:
+    """Hold the lock `name` until `tx` ends, across every process on the database: for a
+    count-then-insert (a budget counted from its own rows) that parallel requests must not all
+    pass. PostgreSQL: a transaction-level advisory lock; SQLite: tortoise already runs one
+    transaction at a time."""
+    if tx.capabilities.dialect == "postgres":
+        await tx.execute_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [name])

@@ -27,6 +27,13 @@ class Presence(Protocol):
     async def members(self, key: str) -> list[str]:
         """The socket ids under a key, in every process."""
 
+    @property
+    def process(self) -> str:
+        """This process's name among those sharing the presence."""
+
+    async def beating(self, processes: list[str]) -> set[str]:
+        """Of these processes, those whose heartbeat has not expired (this one always is)."""
+
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         """Drop this process's sockets that `live` says are gone, and any socket of a process
         that no longer runs (Repair); return how many, and the keys that went offline."""
@@ -67,6 +74,14 @@ class MemoryPresence:
 
     async def members(self, key: str) -> list[str]:
         return list(self._sids.get(key, ()))
+
+    @property
+    def process(self) -> str:
+        return "local"
+
+    async def beating(self, processes: list[str]) -> set[str]:
+        # One process: every socket is this one's.
+        return set(processes)
 
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         dropped, offline = 0, []

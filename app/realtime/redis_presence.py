@@ -111,8 +111,26 @@ class RedisPresence:
         return {key: bool(count) for key, count in zip(keys, counts, strict=True)}
 
     async def members(self, key: str) -> list[str]:
-        members = await self._redis.smembers(self._prefix + key)
-        return [str(member).rpartition(":")[2] for member in members]
+        # A socket of a process that stopped beating is gone, even before the reaper drops it.
+        members = [
+            str(member).rpartition(":") for member in await self._redis.smembers(self._prefix + key)
+        ]
+        beating = await self.beating(list({process for process, _, _ in members}))
+        return [sid for process, _, sid in members if process in beating]
+
+    @property
+    def process(self) -> str:
+        return self._process
+
+    async def beating(self, processes: list[str]) -> set[str]:
+        others = [p for p in processes if p != self._process]
+        pipe = self._redis.pipeline()
+        for process in others:
+            pipe.exists(self._beats + process)
+        alive = await pipe.execute() if others else []
+        return {self._process} & set(processes) | {
+            p for p, up in zip(others, alive, strict=True) if up
+        }
 
     async def prune(self, live: Callable[[str], bool]) -> tuple[int, list[str]]:
         # Only this process can tell whether its own sockets are alive; of the others, only

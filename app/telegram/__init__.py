@@ -15,6 +15,7 @@ from app.chat.service import ChatService
 from app.config import Settings
 from app.core.clock import Clock
 from app.media.service import MediaService
+from app.replies.service import SavedReplies
 
 if TYPE_CHECKING:
     from app.admin.operators import Operators
@@ -37,6 +38,7 @@ def init_app(
     outbox: Outbox | None,
     media: MediaService,
     clock: Clock,
+    replies: SavedReplies,
     operators: Operators,
 ) -> TelegramBridge | None:
     """Build the bridge around the outbox when a bot is set, and run it while the app serves."""
@@ -46,7 +48,7 @@ def init_app(
     from app.telegram.backlog import late_backlog
     from app.telegram.bridge import TelegramBridge
 
-    bridge = TelegramBridge(settings, chat, outbox, clock, media)
+    bridge = TelegramBridge(settings, chat, outbox, clock, media, replies)
     # The linking handler (app/telegram/linking.py) gets the team by name.
     bridge.dispatcher["operators"] = operators
     # The panel's Telegram banner reads the backlog when the page is rendered.

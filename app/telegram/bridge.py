@@ -24,6 +24,7 @@ from app.core.lease import LeaderLease
 from app.i18n import using_locale
 from app.media.service import MediaService
 from app.models import Conversation, Message, Operator, TgOutbox, TgTopic
+from app.replies.service import SavedReplies
 from app.telegram import texts
 from app.telegram.backlog import Backlog, BacklogWatch, late_backlog
 from app.telegram.delivery import OutboxWorker
@@ -47,9 +48,11 @@ class TelegramBridge:
         outbox: Outbox,
         clock: Clock,
         media: MediaService,
+        replies: SavedReplies,
     ) -> None:
         assert settings.telegram is not None
         self.media = media
+        self.replies = replies
         self.settings = settings
         self.tg: TelegramSettings = settings.telegram
         self.chat = chat
@@ -63,6 +66,7 @@ class TelegramBridge:
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(build_router())
         self.dispatcher["bridge"] = self
+        self.dispatcher["saved_replies"] = replies
         self.worker = OutboxWorker(
             self.bot,
             settings,

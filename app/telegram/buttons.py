@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiogram import F, Router
 from aiogram.types import CallbackQuery
 
+from app.audit.origin import telegram_origin
 from app.i18n import error_text, using_locale
 from app.models import Conversation
 from app.telegram import texts
@@ -28,10 +29,11 @@ async def on_close(query: CallbackQuery, bridge: TelegramBridge) -> None:
             await query.answer(error_text("bad_chat", {}), show_alert=True)
         return
     closing = action == "close"
+    by = telegram_origin(bridge.settings, query.from_user.id, query.from_user.full_name)
     if closing:
-        await bridge.chat.close_conversation(conv)
+        await bridge.chat.close_conversation(conv, by=by)
     else:
-        await bridge.chat.reopen_conversation(conv)
+        await bridge.chat.reopen_conversation(conv, by=by)
     await bridge.notice_changed(
         conv, message.message_id, query.id, query.from_user.full_name, closing
     )

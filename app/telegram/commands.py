@@ -8,6 +8,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
+from app.audit.origin import telegram_origin
 from app.i18n import using_locale
 from app.telegram import texts
 from app.telegram.routing import conversation_for, conversation_named, topic_of
@@ -43,7 +44,9 @@ async def on_ban(message: Message, command: CommandObject, bridge: TelegramBridg
         )
         return
     now_blocked = command.command == "ban"
-    await bridge.chat.set_blocked(conv, now_blocked)
+    user = message.from_user
+    by = telegram_origin(bridge.settings, user.id if user else None, user.full_name if user else "")
+    await bridge.chat.set_blocked(conv, now_blocked, by=by)
     with using_locale(bridge.settings.default_locale):
         await bridge.say(
             texts.blocked(conv, now_blocked),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from app.telegram import attachments, buttons, commands, linking, replies
+from app.telegram import attachments, buttons, commands, linking, replies, saved
 
 
 def build_router() -> Router:
@@ -18,6 +18,7 @@ def build_router() -> Router:
     operator.include_routers(
         linking.router(),
         commands.router(),
+        saved.router(),
         replies.router(),
         attachments.router(),
         buttons.router(),

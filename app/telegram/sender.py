@@ -26,6 +26,7 @@ from app.media.service import MediaService
 from app.models import Conversation, Message, TgOutbox, TgTopic
 from app.telegram import texts
 from app.telegram.outbox import call_of, ring_key
+from app.telegram.saved import picker as saved_replies_picker
 
 log = logging.getLogger("sohbet.telegram.sender")
 
@@ -33,7 +34,8 @@ SEEN_REACTION = "👀"
 # Items that change a message already in the chat instead of sending one: a notice after its
 # conversation was closed or reopened (its id in `reply_to`), a call's ring once it is over,
 # the notice again when the widget's visitor moved to another page of the host site.
-EDITS = ("closed", "reopened", "call_over", "page")
+# A saved-reply list once one of its buttons was used ("picked") says what was sent.
+EDITS = ("closed", "reopened", "call_over", "page", "picked")
 
 
 class Skip(Exception):
@@ -185,6 +187,8 @@ class Sender:
             return int(notice.tg_message_id), texts.entered(conv), buttons
         if item.reply_to is None:
             raise Skip()
+        if item.kind == "picked":
+            return int(item.reply_to), item.text, None
         if item.kind == "closed":
             text = texts.notice_closed(conv, item.text)
         else:
@@ -198,6 +202,8 @@ class Sender:
             return texts.entered(conv), self._buttons(conv)
         if item.kind == "ring" and conv is not None:
             return item.text, self._answer_button(conv)
+        if item.kind == "replies" and conv is not None:
+            return await saved_replies_picker(conv, item.text)
         if item.kind == "message" and conv is not None:
             message = await Message.get_or_none(conversation_id=conv.id, seq=item.ref_seq)
             if message is None or message.deleted_at is not None:

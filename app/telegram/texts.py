@@ -138,6 +138,8 @@ def help_text() -> str:
             _("Reply to a visitor's message (or write in the conversation's topic) to answer."),
             _("Or start with the tag, e.g. [CID: Eda-7F3C] Hello!"),
             "/list — " + _("open conversations with unread counts"),
+            "/r kargo — "
+            + _("send the saved reply /kargo to the conversation (/r alone lists them)"),
             "/ban, /unban — "
             + _("block a visitor or lift the block (as a reply, in the topic, or /ban CID)"),
             "/help — " + _("this help"),
@@ -192,3 +194,60 @@ def unsupported_file() -> str:
 
 def too_big_for_chat(limit: str) -> str:
     return _("That file is too big to pass on to the chat (at most %(limit)s).", limit=limit)
+
+
+def plain(text: str) -> str:
+    """A text for a button's toast, which shows no HTML."""
+    return text.replace("<b>", "").replace("</b>", "").replace("<code>", "").replace("</code>", "")
+
+
+def saved_choose(conv: Conversation) -> str:
+    return "💬 " + _(
+        "Saved replies for %(name)s (%(cid)s): choose one to send it.",
+        name=f"<b>{escape(conv.visitor_name)}</b>",
+        cid=f"<code>{escape(conv.cid)}</code>",
+    )
+
+
+def saved_suggest(shortcut: str, conv: Conversation) -> str:
+    return "🔎 " + _(
+        "No saved reply is called /%(shortcut)s. Did you mean one of these? (to %(name)s)",
+        shortcut=escape(shortcut),
+        name=f"<b>{escape(conv.visitor_name)}</b>",
+    )
+
+
+def saved_more(shown: int, total: int) -> str:
+    return _(
+        "Showing %(shown)s of %(total)s: write /r and a word to narrow the list.",
+        shown=shown,
+        total=total,
+    )
+
+
+def saved_unknown(shortcut: str) -> str:
+    return "⚠️ " + _(
+        "No saved reply is called /%(shortcut)s. Send /r alone to choose from the list.",
+        shortcut=escape(shortcut),
+    )
+
+
+def saved_none() -> str:
+    return _("There are no saved replies yet. Add them in the panel, under Saved replies.")
+
+
+def saved_sent(shortcut: str, conv: Conversation, text: str) -> str:
+    head = "✅ " + _(
+        "Saved reply /%(shortcut)s sent to %(name)s:",
+        shortcut=escape(shortcut),
+        name=f"<b>{escape(conv.visitor_name)}</b>",
+    )
+    return f"{head}\n{escape(text)}"
+
+
+def saved_sent_toast(shortcut: str, conv: Conversation) -> str:
+    return _("Sent /%(shortcut)s to %(name)s.", shortcut=shortcut, name=conv.visitor_name)
+
+
+def saved_already() -> str:
+    return _("That saved reply was already sent from this list.")

@@ -57,7 +57,8 @@ async def page() -> tuple[dict[str, Any], int]:
     try:
         conv = await _conversation()
         data = await _body()
-        page = host_page(data.get("url"), data.get("title"), services().settings.widget_origins)
+        origins = await services().widget_origins.current()
+        page = host_page(data.get("url"), data.get("title"), origins)
         if page is None:
             raise InvalidInput("bad_page")
     except SohbetError as exc:

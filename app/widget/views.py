@@ -18,7 +18,7 @@ from quart import Blueprint, Response, current_app, g, render_template, request
 
 from app.chat.rooms import ADMINS
 from app.errors import SohbetError
-from app.i18n import error_text
+from app.i18n import error_text, gettext
 from app.models import Conversation
 from app.realtime.handshake import widget_cookie
 from app.web import CSP, client_address, current_visitor, services
@@ -29,21 +29,21 @@ bp = Blueprint("widget", __name__)
 COOKIE_DAYS = 365
 
 
-def frame_ancestors() -> str:
-    """Who may frame the widget's pages: the origins on WIDGET_ORIGINS, else nobody."""
-    origins = services().settings.widget_origins
+async def frame_ancestors() -> str:
+    """Who may frame the widget's pages: the origins on WIDGET_ORIGINS now, else nobody."""
+    origins = await services().widget_origins.current()
     return " ".join(origins) if origins else "'none'"
 
 
-def _host_origin(value: str | None) -> str | None:
-    """The host page's origin the loader names, if it is on WIDGET_ORIGINS."""
-    origin = (value or "").rstrip("/")
-    return origin if origin in services().settings.widget_origins else None
+async def _host_origin(value: str | None) -> str | None:
+    """The host page's origin the loader names, if it is on WIDGET_ORIGINS now."""
+    return await services().widget_origins.allows(value)
 
 
 async def _framable(body: str, status: int = 200) -> Response:
     response = Response(body, status, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = CSP.format(frame_ancestors=frame_ancestors())
+    ancestors = await frame_ancestors()
+    response.headers["Content-Security-Policy"] = CSP.format(frame_ancestors=ancestors)
     return response
 
 
@@ -61,22 +61,56 @@ def frame_url() -> str:
 
 @functools.cache
 def _loader_source(static_folder: str) -> str:
-    return Path(static_folder, "js", "widget.js").read_text()
+    """The loader without its comment lines: every byte of it is on every host page view."""
+    lines = Path(static_folder, "js", "widget.js").read_text().splitlines()
+    return "\n".join(line.strip() for line in lines if not line.lstrip().startswith("//")) + "\n"
 
 
 @bp.get("/widget.js")
 async def loader() -> Response:
-    """The loader a host site pastes: its URL never changes; the frame's URL inside does."""
-    settings = services().settings
-    if not settings.widget_origins:
-        body = "/* The Sohbet widget is off: WIDGET_ORIGINS is empty. */\n"
+    """The loader a host site pastes: its URL never changes; the frame's URL inside does.
+
+    It is the same for every host site: whether the page's origin may show the widget, it
+    asks `/widget/status` (so a change of the list in the panel counts at once, whatever
+    copy of the loader a browser or a CDN keeps)."""
+    if not await services().widget_origins.current():
+        body = "/* The Sohbet widget is off: no site is on its list (WIDGET_ORIGINS). */\n"
+        cache = "no-cache"  # turned on in the panel: the next page view gets the loader
     else:
         source = _loader_source(str(current_app.static_folder))
-        config = {"frame": frame_url(), "origins": list(settings.widget_origins)}
+        config = {"frame": frame_url()}
         body = source.replace("__SOHBET__", json.dumps(config, separators=(",", ":")))
+        # Cached briefly: host pages load it on every page view, and a release reaches them soon.
+        cache = "public, max-age=300"
     response = Response(body, mimetype="text/javascript")
-    # Cached briefly: host pages load it on every page view, and a release reaches them soon.
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = cache
+    return response
+
+
+@bp.get("/widget/status")
+async def status() -> Response:
+    """What the closed launcher shows: whether an operator is online, in the visitor's
+    language, and when to ask again. A page on any other origin than WIDGET_ORIGINS' (now)
+    reads only `{"ok": false}`, and the loader then shows nothing: said in a readable answer,
+    not a failed request, so a site that pasted the snippet before being listed gets no
+    errors in its console."""
+    svc = services()
+    sent = request.headers.get("Origin")
+    origin = await svc.widget_origins.allows(sent)
+    body: dict[str, object] = {"ok": False}
+    if origin is not None:
+        online = await svc.chat.fanout.presence.online(ADMINS)
+        body = {
+            "ok": True,
+            "online": online,
+            "label": gettext("online") if online else gettext("offline"),
+            "poll": svc.settings.widget_poll_seconds,
+        }
+    response = Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
+    if sent:
+        response.headers["Access-Control-Allow-Origin"] = sent
+    response.vary.add("Origin")
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -111,7 +145,7 @@ async def _chat(conv: Conversation, origin: str, token: str = "") -> Response:
     return response
 
 
-def back_to_frame() -> str | None:
+async def back_to_frame() -> str | None:
     """Where a navigation of the widget's frame to the standalone page (the language switch,
     an ended conversation) should go instead: the frame again, for the same host site."""
     if request.headers.get("Sec-Fetch-Dest") != "iframe":
@@ -119,14 +153,14 @@ def back_to_frame() -> str | None:
     referrer = urlsplit(request.headers.get("Referer", ""))
     if referrer.path != "/widget/frame":
         return None
-    origin = _host_origin(parse_qs(referrer.query).get("origin", [""])[0])
+    origin = await _host_origin(parse_qs(referrer.query).get("origin", [""])[0])
     return f"/widget/frame?{urlencode({'origin': origin})}" if origin else None
 
 
 @bp.get("/widget/frame")
 async def frame() -> Response:
     """The start form; the frame's script posts back a token it keeps, to show that chat."""
-    origin = _host_origin(request.args.get("origin"))
+    origin = await _host_origin(request.args.get("origin"))
     if origin is None:
         return await _refused()
     conv = await current_visitor()
@@ -139,7 +173,7 @@ async def frame() -> Response:
 async def frame_chat() -> Response:
     """The chat of the token the frame keeps (the same check as the visitor cookie's)."""
     form = await request.form
-    origin = _host_origin(form.get("origin"))
+    origin = await _host_origin(form.get("origin"))
     if origin is None:
         return await _refused()
     token = str(form.get("token", ""))
@@ -155,10 +189,11 @@ async def start() -> Response:
     """Open a conversation from the frame; its token goes to the frame's storage, not a cookie."""
     svc = services()
     form = await request.form
-    origin = _host_origin(form.get("origin"))
+    origin = await _host_origin(form.get("origin"))
     if origin is None:
         return await _refused()
-    host = host_page(form.get("host_url"), form.get("host_title"), svc.settings.widget_origins)
+    origins = await svc.widget_origins.current()
+    host = host_page(form.get("host_url"), form.get("host_title"), origins)
     starting = starting_on.set(host)
     try:
         conv, token = await svc.chat.start_conversation(

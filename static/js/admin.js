@@ -4,6 +4,8 @@ const chatModule = document.querySelector('link[rel="modulepreload"][data-module
 const { Conversation, followViewport, fragment, lazyCalls, wire } = await import(chatModule);
 const attentionModule = document.querySelector('link[rel="modulepreload"][data-module="attention"]').href;
 const { attendAdmin } = await import(attentionModule);
+const repliesModule = document.querySelector('link[rel="modulepreload"][data-module="replies"]').href;
+const { attachPicker } = await import(repliesModule);
 
 const list = document.getElementById("conversation-list");
 const pane = document.getElementById("pane");
@@ -27,6 +29,7 @@ function mount() {
   // handled after the `join` below and silently cut the pane off from live messages.
   if (current && current.chatId === next?.chatId) current.dispose(); else current?.leave();
   current = next;
+  if (current) attachPicker(current);
   if (current && socket.connected) current.join();
   markActive();
   attention?.mounted();

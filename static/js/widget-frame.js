@@ -99,6 +99,8 @@
         const socket = lib(url, { ...options, auth });
         if (url === "/chat") {
           socket.on("chat:message", (m) => { if (m && m.role === "admin") toHost({ type: "reply" }); });
+          // The launcher asks for the operator's state (in the host page's language) again.
+          socket.on("presence:operator", () => toHost({ type: "presence" }));
         }
         return socket;
       }, lib);

@@ -1,10 +1,11 @@
-// The Sohbet widget loader: a chat bubble for a host site. It loads nothing else until the
-// bubble is opened; the chat itself runs in a frame on Sohbet's origin, so the host page
-// can't read the conversation. Messages between the two are origin-checked both ways.
+// The Sohbet widget loader: a chat bubble for a host site. Until the bubble is opened it loads
+// nothing but a tiny status (is this site allowed, is an operator online), asked again rarely
+// and when the page is shown again; the chat itself runs in a frame on Sohbet's origin, so the
+// host page can't read the conversation. Messages between the two are origin-checked both ways.
 (() => {
   const C = __SOHBET__;
   const me = document.currentScript;
-  if (!me || window.Sohbet || !C.origins.includes(location.origin)) return;
+  if (!me || window.Sohbet) return;
   const base = new URL(me.src).origin;
   const d = me.dataset;
   const side = d.position === "left" ? "left" : "right";
@@ -12,7 +13,7 @@
   const greeting = d.greeting || "Chat with us";
   const USED = "sohbet:used";
   const fns = { unread: [] };
-  let frame, panel, unread = 0, isOpen = false, who = null, answer = null;
+  let frame, panel, unread = 0, isOpen = false, who = null, answer = null, state = "", timer;
   const css = (el, s) => Object.assign(el.style, s);
   const el = (tag, attrs = {}) => Object.assign(document.createElement(tag), attrs);
   const phone = matchMedia("(max-width: 600px)");
@@ -26,7 +27,10 @@
   const badge = el("span", { id: "sohbet-unread", hidden: true });
   badge.setAttribute("aria-hidden", "true");
   css(badge, { position: "absolute", top: "-4px", [side === "right" ? "left" : "right"]: "-4px", minWidth: "20px", height: "20px", borderRadius: "10px", background: "#dc2626", color: "#fff", font: "bold 12px/20px sans-serif" });
-  btn.appendChild(badge);
+  const dot = el("span", { id: "sohbet-online" });
+  dot.setAttribute("aria-hidden", "true");
+  css(dot, { position: "absolute", bottom: "2px", [side]: "2px", width: "10px", height: "10px", borderRadius: "50%", border: "2px solid #fff", background: "#9ca3af" });
+  btn.append(badge, dot);
 
   const place = () => {
     if (!panel) return;
@@ -60,7 +64,23 @@
   const show = () => {
     badge.hidden = !unread;
     badge.textContent = unread;
-    btn.setAttribute("aria-label", unread ? `${greeting} (${unread})` : greeting);
+    btn.title = (unread ? `${greeting} (${unread})` : greeting) + (state && ` — ${state}`);
+    btn.setAttribute("aria-label", btn.title);
+  };
+  // Allowed here, and the operator's state: a refusal (the site was taken off the list) takes
+  // the bubble away; a network error keeps it as it is until the next try.
+  const ask = () => {
+    clearTimeout(timer);
+    if (document.hidden) return;
+    fetch(`${base}/widget/status`, { credentials: "omit" }).then((r) => r.json()).then((s) => {
+      if (!s.ok) return btn.remove(), panel && panel.remove(), panel = null;
+      state = s.label;
+      dot.style.background = s.online ? "#16a34a" : "#9ca3af";
+      btn.dataset.online = s.online;
+      show();
+      if (!btn.isConnected) document.body ? mount() : addEventListener("DOMContentLoaded", mount);
+      timer = setTimeout(ask, s.poll * 1e3);
+    }, () => { timer = setTimeout(ask, 6e4); });
   };
   const chime = () => {
     try {
@@ -87,6 +107,8 @@
       fns.unread.forEach((fn) => fn(unread));
     } else if (m.sohbet === "close") {
       api.close();
+    } else if (m.sohbet === "presence") {
+      ask();
     } else if (m.sohbet === "identified" && answer) {
       answer({ ok: m.ok, error: m.error });
       answer = null;
@@ -96,6 +118,7 @@
 
   const api = {
     open() {
+      if (!btn.isConnected) return;
       build();
       isOpen = true;
       panel.style.display = "flex";
@@ -118,13 +141,14 @@
     },
   };
   btn.onclick = () => (isOpen ? api.close() : api.open());
-  window.Sohbet = api;
   const mount = () => {
+    window.Sohbet = api;
     document.body.appendChild(btn);
     // A visitor who has chatted here gets replies (and the page they are on) without opening,
     // once the host page has loaded.
     const later = () => (window.requestIdleCallback || setTimeout)(build);
     if (memo(USED)) document.readyState === "complete" ? later() : addEventListener("load", later);
   };
-  if (document.body) mount(); else addEventListener("DOMContentLoaded", mount);
+  document.addEventListener("visibilitychange", ask);
+  ask();
 })();

@@ -82,8 +82,11 @@ class Media:
         tone: MediaStreamTrack | None = None,
         *,
         ice_servers: list[dict[str, Any]] | None = None,
+        to: str | None = None,
     ) -> None:
         self.peer = peer
+        # "server": an offer for the relay leg a page opens alongside P2P (as `call:relay` does).
+        self.to = to
         self.call_id = call_id
         self.pc = RTCPeerConnection(ice_config(ice_servers or []))
         self.tone: MediaStreamTrack = tone or ToneTrack(send_hz)
@@ -126,6 +129,8 @@ class Media:
         local = self.pc.localDescription
         assert local is not None
         body = {"call_id": self.call_id, "type": local.type, "sdp": local.sdp}
+        if self.to is not None:
+            body["to"] = self.to
         ack = await self.peer.call(f"rtc:{local.type}", body)
         assert ack["ok"], ack
 

@@ -226,17 +226,26 @@ async def redis_pair(
     workdir: Path, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[Server, Server]]:
     """Two processes on one fresh PostgreSQL database and one Redis channel, as a deployment runs."""
-    url, name = await create_pg_database()
     env_extra = {
         "REDIS_URL": REDIS_URL,
         "REDIS_CHANNEL": f"sohbet-test-{secrets.token_hex(4)}",
         **(env or {}),
     }
-    first = Server(database_url=url, workdir=workdir, env_extra=env_extra)
-    second = Server(database_url=url, workdir=workdir, env_extra=env_extra)
+    async with postgres_pair(workdir, env_extra) as servers:
+        yield servers
+
+
+@asynccontextmanager
+async def postgres_pair(
+    workdir: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two processes on one fresh PostgreSQL database (and Redis only if `env` names one)."""
+    url, name = await create_pg_database()
+    first = Server(database_url=url, workdir=workdir, env_extra=dict(env or {}))
+    second = Server(database_url=url, workdir=workdir, env_extra=dict(env or {}))
     # Started together, as a deployment's processes are (each migrates or waits for the other).
-    await asyncio.gather(first.start(), second.start())
     try:
+        await asyncio.gather(first.start(), second.start())
         yield first, second
     finally:
         await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))

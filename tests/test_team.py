@@ -101,6 +101,19 @@ async def test_invite_link_telegram_and_sign_in_with_own_code(
         assert peer.sio.connected
     finally:
         await peer.close()
+    # The trail: the invitation by the owner, her joining and her link from Telegram.
+    rows = await query(
+        tg_server,
+        "SELECT action, actor_name, target, surface FROM audit_entry "
+        "WHERE action IN ('operator_join', 'telegram_link') AND target = 'Ayşe' ORDER BY id",
+    )
+    assert rows == [
+        ("operator_join", "Ayşe", "Ayşe", "panel"),
+        ("telegram_link", "Ayşe", "Ayşe", "telegram"),
+    ]
+    assert await query(
+        tg_server, "SELECT actor_name FROM audit_entry WHERE action = 'operator_invite' LIMIT 1"
+    ) == [(OWNER,)]
     # The owner's team page lists her with Telegram linked.
     status, page = await get(tg_server, "/admin/team", admin_headers(owner))
     assert status == 200 and "Ayşe" in page and "Telegram bağlı" in page
@@ -297,6 +310,11 @@ async def test_deactivation_ends_sessions_sockets_and_codes(
     assert status == 200 and 'data-active="1"' in row
     status, page = await get(tg_server, "/admin", admin_headers(token))
     assert 'id="conversation-list"' not in page and "devre dışı" not in page
+    assert await query(
+        tg_server,
+        "SELECT action, actor_name FROM audit_entry WHERE target = 'Hakan' "
+        "AND action IN ('operator_deactivate', 'operator_reactivate') ORDER BY id",
+    ) == [("operator_deactivate", OWNER), ("operator_reactivate", OWNER)]
     fresh = await sign_in_telegram(tg_server, fake, "Hakan", PASSWORD, hakan["id"])
     status, page = await get(tg_server, "/admin", admin_headers(fresh))
     assert 'id="conversation-list"' in page

@@ -8,11 +8,13 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from app.admin.guard import operator_required, owner_required, require_csrf, signed_in
 from app.admin.operators import INVITE_TTL, LINK_TTL, PASSWORD_MIN, SETUP_TTL, Operators
+from app.audit.origin import address_hash, request_origin
+from app.audit.trail import Actor, Origin, record_after
 from app.chat.handoff import qr_svg_data_uri
 from app.errors import SohbetError
 from app.i18n import error_text
 from app.models import Operator
-from app.web import is_htmx, services
+from app.web import client_address, is_htmx, services
 
 bp = Blueprint("team", __name__)
 
@@ -59,6 +61,7 @@ async def invite() -> tuple[str, int]:
     """A new one-time invitation link, shown as a link and a QR code."""
     await require_csrf()
     token, row = await _operators().invite(signed_in())
+    await record_after("operator_invite", by=request_origin(), target=row.token_hash[:12])
     link = f"{_base_url()}/admin/invite/{token}"
     context = {"link": link, "qr": qr_svg_data_uri(link), "expires_at": row.expires_at}
     if is_htmx():
@@ -72,6 +75,7 @@ async def revoke(digest: str) -> tuple[str, int]:
     """End an invitation nobody has used yet: its link then says it has expired."""
     await require_csrf()
     await _operators().revoke_invite(signed_in(), digest)
+    await record_after("invite_revoke", by=request_origin(), target=digest[:12])
     return await _team_page()
 
 
@@ -83,12 +87,16 @@ async def set_active(operator_id: int) -> tuple[str, int]:
     form = await request.form
     active = form.get("active") == "1"
     try:
+        before = await _operators().get(operator_id)
         operator = await _operators().set_active(signed_in(), operator_id, active)
     except SohbetError as exc:
         if is_htmx():
             message = error_text(exc.code, exc.params)
             return await render_template("partials/alert.html", message=message), exc.status
         return await _team_page(exc.status, error_text(exc.code, exc.params))
+    if before.active != operator.active:
+        action = "operator_reactivate" if active else "operator_deactivate"
+        await record_after(action, by=request_origin(), target=operator.name)
     if is_htmx():
         row = await render_template(
             "partials/admin/operator_row.html",
@@ -174,7 +182,7 @@ async def accept(token: str) -> tuple[str, int] | WerkzeugResponse:
     form = await request.form
     name = str(form.get("name", ""))[:80]
     try:
-        _, setup_token = await _operators().accept(
+        operator, setup_token = await _operators().accept(
             token, name, form.get("password"), form.get("password2")
         )
     except SohbetError as exc:
@@ -183,6 +191,12 @@ async def accept(token: str) -> tuple[str, int] | WerkzeugResponse:
             page = await render_template("error.html", message=message, status=exc.status)
             return page, exc.status
         return await _invite_page(token, exc.status, error_text(exc.code, exc.params), name)
+    # The new operator acts for themselves here (no session yet).
+    settings = services().settings
+    joined = Origin(
+        Actor(operator.id, operator.name), "panel", address_hash(settings, client_address())
+    )
+    await record_after("operator_join", by=joined, target=operator.name)
     response = redirect("/admin/invite/setup", 303)
     # Only this browser may show the new operator's link code, for a short while.
     response.set_cookie(

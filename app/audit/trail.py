@@ -41,6 +41,12 @@ ACTIONS: dict[str, str] = {
     "totp_enrol": N_("Set up an authenticator app"),
     "totp_remove": N_("Turned off the authenticator app"),
     "totp_recovery": N_("Made new recovery codes"),
+    "operator_invite": N_("Invited an operator"),
+    "invite_revoke": N_("Revoked an invitation"),
+    "operator_join": N_("Joined the team"),
+    "operator_deactivate": N_("Deactivated an operator"),
+    "operator_reactivate": N_("Reactivated an operator"),
+    "telegram_link": N_("Linked a Telegram account"),
 }
 SURFACE_LABELS: dict[str, str] = {
     "panel": N_("Panel"),

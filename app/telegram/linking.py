@@ -9,6 +9,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
+from app.audit.trail import Actor, Origin, record_after
 from app.errors import Conflict
 from app.i18n import using_locale
 from app.telegram import texts
@@ -42,6 +43,9 @@ async def on_link(
             return
         await operators.link_tries.refund(str(user.id))
         await bridge.tell(message.chat.id, texts.telegram_linked(operator.name))
+    context = {"telegram_user": user.full_name, "telegram_id": user.id}
+    by = Origin(Actor(operator.id, operator.name), "telegram", context=context)
+    await record_after("telegram_link", by=by, target=operator.name)
 
 
 def router() -> Router:

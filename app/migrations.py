@@ -297,10 +297,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             # Rows from before operators existed are the owner's (filled in at start-up, when
             # the owner is made from ADMIN_PASSWORD).
-            'ALTER TABLE "admin_session" ADD COLUMN "operator_id" BIGINT',
-            'ALTER TABLE "login_code" ADD COLUMN "operator_id" BIGINT',
-            'ALTER TABLE "totp_factor" ADD COLUMN "operator_id" BIGINT',
-            'ALTER TABLE "recovery_code" ADD COLUMN "operator_id" BIGINT',
+            """ALTER TABLE "admin_session" ADD COLUMN "operator_id" BIGINT
+                REFERENCES "operator" ("id") ON DELETE CASCADE""",
+            """ALTER TABLE "login_code" ADD COLUMN "operator_id" BIGINT
+                REFERENCES "operator" ("id") ON DELETE CASCADE""",
+            """ALTER TABLE "totp_factor" ADD COLUMN "operator_id" BIGINT
+                REFERENCES "operator" ("id") ON DELETE CASCADE""",
+            """ALTER TABLE "recovery_code" ADD COLUMN "operator_id" BIGINT
+                REFERENCES "operator" ("id") ON DELETE CASCADE""",
             'ALTER TABLE "tg_outbox" ADD COLUMN "chat_id" BIGINT',
             """CREATE INDEX "idx_login_code_operator"
                 ON "login_code" ("operator_id", "created_at")""",

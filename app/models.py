@@ -144,7 +144,8 @@ class AdminSession(Model):
     csrf_token = fields.CharField(max_length=64)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
-    # Whose session (NULL only in rows from before operators existed; the owner's).
+    # Whose session (NULL only in rows from before operators existed; the owner's). A foreign
+    # key to operator in the schema (migration 9); an id here, like the chat's other links.
     operator_id = fields.BigIntField(null=True)
 
     class Meta:

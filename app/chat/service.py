@@ -64,7 +64,7 @@ class ChatService:
         self.receipts = receipts
         self.listeners = tuple(listeners)
         self.media_store = media_store
-        self.writer = MessageWriter(self.listeners, fanout.publish_message)
+        self.writer = MessageWriter(self.listeners, fanout.publish_message, fanout.published)
         self._message_budget = limiter.budget("messages", settings.messages_per_minute, 60)
 
     # Conversations ---------------------------------------------------------------------------

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 log = logging.getLogger("sohbet.ratelimit")
 
@@ -98,6 +100,71 @@ class LocalBudget:
         self.window.refund(key)
 
 
+class _Acquires:
+    """limits' moving-window acquire, for every hit made in one turn of the event loop, in one
+    pipeline: one round trip to Redis for all of them instead of one each (a message each).
+
+    The same Lua script on the same keys as `MovingWindowRateLimiter.hit` (limits' own, run by
+    its SHA; a Redis that lost it, after a restart, gets it loaded again by limits' own call),
+    so a window filled this way reads the same to limits' `get_window_stats` and to a refund.
+    Errors arrive as limits' StorageError, as from `hit`.
+    """
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self.storage = storage
+        self._queue: list[tuple[str, int, int, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.round_trips = 0  # pipelines sent (tests, bench)
+
+    async def acquire(self, key: str, limit: int, expiry: int) -> bool:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        self._queue.append((key, limit, expiry, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="budget-acquire")
+        return await done
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await self._send(batch)
+            except Exception as exc:
+                error = exc if isinstance(exc, StorageError) else StorageError(exc)
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for (*_, done), acquired in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(acquired)
+
+    async def _send(self, batch: list[tuple[str, int, int, asyncio.Future[bool]]]) -> list[bool]:
+        bridge = self.storage.bridge
+        # Limiter asks limits for redis-py (`implementation="redispy"`).
+        assert isinstance(bridge, RedispyBridge)
+        script = bridge.lua_acquire_moving_window
+        keys = [bridge.prefixed_key(key) for key, *_ in batch]
+        now = time.time()
+        try:
+            pipe = cast(Redis, bridge.get_connection()).pipeline(transaction=False)
+            for name, (_, limit, expiry, _) in zip(keys, batch, strict=True):
+                pipe.evalsha(script.sha, 1, name, now, limit, expiry, 1)
+            self.round_trips += 1
+            replies = await pipe.execute(raise_on_error=False)
+            results: list[bool] = []
+            for name, (_, limit, expiry, _), reply in zip(keys, batch, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    # Redis restarted without the script: limits' call loads it again.
+                    reply = await script([name], [now, limit, expiry, 1])
+                elif isinstance(reply, Exception):
+                    raise reply
+                results.append(bool(reply))
+            return results
+        except RedisError as exc:
+            raise StorageError(exc) from exc
+
+
 class SharedBudget:
     """A budget counted in Redis (a moving window, as the local one), seen by every process.
 
@@ -106,9 +173,16 @@ class SharedBudget:
     """
 
     def __init__(
-        self, storage: RedisStorage, redis: Redis, name: str, limit: int, seconds: int
+        self,
+        storage: RedisStorage,
+        redis: Redis,
+        name: str,
+        limit: int,
+        seconds: int,
+        acquires: _Acquires | None = None,
     ) -> None:
         self.storage = storage
+        self.acquires = acquires or _Acquires(storage)
         self.limiter = MovingWindowRateLimiter(storage)
         self.redis = redis
         self.item = RateLimitItemPerSecond(limit, seconds, namespace=name)
@@ -119,7 +193,7 @@ class SharedBudget:
         """Count an event if the budget allows it: 0 if it did, else the seconds to wait."""
         try:
             # One round trip when allowed; the wait is only looked up for a refusal.
-            if await self.limiter.hit(self.item, key):
+            if await self._acquire(key):
                 self._recovered()
                 return 0.0
             stats = await self.limiter.get_window_stats(self.item, key)
@@ -129,6 +203,12 @@ class SharedBudget:
         self._recovered()
         # An entry that expired between the two calls leaves a wait of 0: ask again later.
         return max(stats.reset_time - time.time(), 0.001)
+
+    async def _acquire(self, key: str) -> bool:
+        """limits' `MovingWindowRateLimiter.hit`, sent with the other hits of this moment."""
+        return await self.acquires.acquire(
+            self.item.key_for(key), self.item.amount, self.item.get_expiry()
+        )
 
     async def refund(self, key: str) -> None:
         """Take back one counted event (a try that turned out not to count)."""
@@ -159,6 +239,7 @@ class Limiter:
     def __init__(self, redis_url: str = "", prefix: str = "sohbet") -> None:
         self.storage: RedisStorage | None = None
         self._redis: Redis | None = None
+        self._acquires: _Acquires | None = None
         if redis_url:
             # redis-py's asyncio client (the one the Socket.IO manager uses); its errors arrive
             # as StorageError.
@@ -180,7 +261,9 @@ class Limiter:
         """A budget with the same meaning in every process (`name` keeps budgets apart)."""
         if self.storage is None or self._redis is None:
             return LocalBudget(limit, seconds)
-        return SharedBudget(self.storage, self._redis, name, limit, seconds)
+        if self._acquires is None:
+            self._acquires = _Acquires(self.storage)
+        return SharedBudget(self.storage, self._redis, name, limit, seconds, self._acquires)
 
     def local(self, limit: int, seconds: int) -> Budget:
         """A budget for keys that live in one process only (a socket id)."""

@@ -147,10 +147,14 @@ class _Acquires:
         keys = [bridge.prefixed_key(key) for key, *_ in batch]
         now = time.time()
         try:
+            self.round_trips += 1
+            if len(batch) == 1:
+                # Alone in its moment: limits' own call (a pipeline costs more for one).
+                _, limit, expiry, _ = batch[0]
+                return [bool(await script(keys, [now, limit, expiry, 1]))]
             pipe = cast(Redis, bridge.get_connection()).pipeline(transaction=False)
             for name, (_, limit, expiry, _) in zip(keys, batch, strict=True):
                 pipe.evalsha(script.sha, 1, name, now, limit, expiry, 1)
-            self.round_trips += 1
             replies = await pipe.execute(raise_on_error=False)
             results: list[bool] = []
             for name, (_, limit, expiry, _), reply in zip(keys, batch, replies, strict=True):

@@ -114,7 +114,7 @@ class _Acquires:
         self.storage = storage
         self._queue: list[tuple[str, int, int, asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
-        self.round_trips = 0  # pipelines sent (tests, bench)
+        self.round_trips = 0  # Redis calls made (tests)
 
     async def acquire(self, key: str, limit: int, expiry: int) -> bool:
         loop = asyncio.get_running_loop()

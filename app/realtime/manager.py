@@ -192,7 +192,6 @@ class LeanRedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore
         self._open_batch: asyncio.Future[None] | None = None
         self._last_batch: asyncio.Future[None] | None = None
         self._sender: asyncio.Task[None] | None = None
-        self.published = 0  # PUBLISH commands sent (bench, tests)
 
     def local_only(self, namespace: str, room: Any) -> bool:
         """True if `room` is a sid, or a list of sids, of sockets of this process."""
@@ -275,7 +274,6 @@ class LeanRedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore
                 if not self.connected:
                     self._redis_connect()
                 await self.redis.publish(self.channel, payload)
-                self.published += 1
                 return
             except Exception as exc:  # what python-socketio's _publish catches, logged the same
                 if retries_left:

@@ -167,8 +167,8 @@ class LeanRedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore
       processes are not known here, or a sid of another process) is published as before;
     - what is published goes out in order through one queue, one PUBLISH per batch: the
       messages queued while the previous PUBLISH was on its way (a writer's batch of chat
-      messages is one PUBLISH, not three per message). Order is kept: one sender, one
-      connection, one queue, and Redis hands a channel's messages to each subscriber in the
+      messages is one PUBLISH, not three per message). Order is kept: one queue, one
+      PUBLISH at a time, and Redis hands a channel's messages to each subscriber in the
       order they were published;
     - a process skips its own batches by their header, without decoding them;
     - an emit returns once delivered here and queued for Redis (`flush()` waits until Redis

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import gc
 import hashlib
@@ -34,6 +36,7 @@ from app.core.ratelimit import Limiter
 from app.i18n import current_locale, gettext, load_catalogs, ngettext
 from app.media.storage import build_store
 from app.realtime import ExitOnFailedStart, create_presence, create_sio, install
+from app.realtime.manager import LeanRedisManager
 from app.render import Renderer
 from app.replies.service import SavedReplies
 from app.selftest.repair import announce_presence
@@ -44,6 +47,8 @@ from app.widget.origins import WidgetOrigins
 from app.widget.pages import StartPage
 
 PACKAGE = Path(__file__).resolve().parent
+# At a stop, how long the emits still queued for Redis may take to go out.
+FLUSH_ON_STOP_SECONDS = 2.0
 
 
 def site_root() -> Path:
@@ -205,6 +210,11 @@ def create_app(
         await presence.start(functools.partial(announce_presence, chat))
         yield
         await chat.close()
+        if isinstance(sio.manager, LeanRedisManager):
+            # What the last disconnect handlers emitted reaches the other processes (not
+            # waiting long for a Redis that is away: the stop has its deadline).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sio.manager.flush(), FLUSH_ON_STOP_SECONDS)
         await presence.close()
         await limiter.close()
 

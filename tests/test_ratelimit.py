@@ -127,6 +127,30 @@ async def test_a_short_window_frees_places_as_events_age(
         await asyncio.sleep(wait)
 
 
+@pytest.mark.redis
+async def test_hits_made_at_once_share_one_round_trip_and_still_count_exactly(
+    limiters: tuple[Limiter, Limiter],
+) -> None:
+    """Many sends at one moment (one turn of the event loop), on both processes: each
+    process's hits go to Redis in one pipeline, and the budget still allows exactly its
+    number, whatever the mix of keys and processes."""
+    one, two = (limiter.budget("messages", 5, 60) for limiter in limiters)
+    assert isinstance(one, SharedBudget) and isinstance(two, SharedBudget)
+    before = one.acquires.round_trips, two.acquires.round_trips
+    waits = await asyncio.gather(
+        *((one if n % 2 else two).hit("same" if n < 12 else f"own-{n}") for n in range(32))
+    )
+    assert sum(1 for w in waits[:12] if w == 0) == 5, waits[:12]
+    assert all(0 < w <= 60 for w in waits[:12] if w), waits[:12]
+    assert waits[12:] == [0.0] * 20, "other keys have their own budgets"
+    assert one.acquires.round_trips - before[0] == 1
+    assert two.acquires.round_trips - before[1] == 1
+    # limits reads the same window: a refund on either process frees one place for all.
+    await one.refund("same")
+    assert await two.hit("same") == 0
+    assert await one.hit("same") > 0
+
+
 async def test_unreachable_redis_counts_in_this_process(caplog: pytest.LogCaptureFixture) -> None:
     """Nothing listens on port 1: sends are neither all refused nor all let through."""
     limiter = Limiter("redis://127.0.0.1:1/0", "sohbet-test")

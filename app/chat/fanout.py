@@ -15,6 +15,7 @@ from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visi
 from app.config import Settings
 from app.models import Conversation, Message
 from app.realtime import Presence
+from app.realtime.manager import LeanRedisManager
 from app.render import Renderer
 
 log = logging.getLogger("sohbet.chat")
@@ -92,6 +93,12 @@ class Fanout:
             )
         self.schedule_row(conv)
 
+    async def published(self) -> None:
+        """Wait until every emit so far has left this process (with Redis: is in Redis; the
+        emits to other processes are sent in batches, app/realtime/manager.py)."""
+        if isinstance(self.sio.manager, LeanRedisManager):
+            await self.sio.manager.flush()
+
     async def publish_deleted(self, conv: Conversation, seqs: list[int]) -> None:
         """Both sides drop deleted messages; the list row shows the new last message."""
         payload = {"chat_id": conv.cid, "seqs": seqs}
@@ -142,9 +149,21 @@ class Fanout:
                     dirty[conv.id] = conv
             except Exception:
                 log.exception("list rows could not be read")
+        if not dirty:
+            return
+        # Whether any list is on screen and each visitor's presence, in one look-up for the
+        # burst (with Redis, one round trip instead of two per row).
+        keys = [LIST_WATCHERS, *(visitor_room(conv_id) for conv_id in dirty)]
+        try:
+            online = await self.presence.online_many(keys)
+        except Exception:
+            log.exception("presence for %d list rows could not be read", len(dirty))
+            return
+        if not online[LIST_WATCHERS]:
+            return  # no list is on screen: a panel renders it fresh when it loads
         for conv in dirty.values():
             try:
-                await self.publish_row(conv)
+                await self._emit_row(conv, online[visitor_room(conv.id)])
             except Exception:
                 log.exception("list row update failed for %s", conv.cid)
 
@@ -163,6 +182,11 @@ class Fanout:
         """Update this conversation's row in every admin's list."""
         if conv.synthetic or not await self.presence.online(LIST_WATCHERS):
             return  # no list is on screen: a panel renders it fresh when it loads
+        await self._emit_row(conv, online)
+
+    async def _emit_row(self, conv: Conversation, online: bool | None) -> None:
+        if conv.synthetic:
+            return
         html = await self.render_row(conv, online)
         await self.sio.emit(
             "admin:conversation",

@@ -67,7 +67,7 @@ class ChatService:
         self.receipts = receipts
         self.listeners = tuple(listeners)
         self.media_store = media_store
-        self.writer = MessageWriter(self.listeners, fanout.publish_message)
+        self.writer = MessageWriter(self.listeners, fanout.publish_message, fanout.published)
         # Checked on every message: in Redis, or in memory seeded once per conversation from
         # the stored messages; never a database round trip per message.
         self._message_budget = limiter.budget(

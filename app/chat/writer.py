@@ -116,10 +116,16 @@ class MessageWriter:
     """One task per process that stores messages in batches and publishes them in order."""
 
     def __init__(
-        self, listeners: Sequence[ChatListener], publish: Callable[[Posted], Awaitable[None]]
+        self,
+        listeners: Sequence[ChatListener],
+        publish: Callable[[Posted], Awaitable[None]],
+        published: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.listeners = listeners
         self.publish = publish
+        # Waits until what `publish` handed on is out of this process (Redis has it), so that
+        # an acknowledged message reaches the other processes even if this one dies next.
+        self.published = published
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -203,6 +209,11 @@ class MessageWriter:
                     await self.publish(result)
                 except Exception:
                     log.exception("fan-out failed for %s", result.conversation.cid)
+        if self.published is not None:
+            try:
+                await self.published()
+            except Exception:
+                log.exception("fan-out of a batch of %d not confirmed", len(batch))
         for pending, result in zip(batch, results, strict=True):
             if pending.done.done():
                 continue

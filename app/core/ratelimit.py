@@ -26,19 +26,21 @@ the database cannot be reached, each process counts on its own until it can (one
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import Protocol, cast
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from tortoise import Tortoise
 from tortoise.exceptions import BaseORMException
 
@@ -181,6 +183,75 @@ class _Fallback:
             log.warning("%s reachable again: %s shared again", self.store, self.name)
 
 
+class _Acquires:
+    """limits' moving-window acquire, for every hit made in one turn of the event loop, in one
+    pipeline: one round trip to Redis for all of them instead of one each (a message each).
+
+    The same Lua script on the same keys as `MovingWindowRateLimiter.hit` (limits' own, run by
+    its SHA; a Redis that lost it, after a restart, gets it loaded again by limits' own call),
+    so a window filled this way reads the same to limits' `get_window_stats` and to a refund.
+    Errors arrive as limits' StorageError, as from `hit`.
+    """
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self.storage = storage
+        self._queue: list[tuple[str, int, int, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.round_trips = 0  # Redis calls made (tests)
+
+    async def acquire(self, key: str, limit: int, expiry: int) -> bool:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        self._queue.append((key, limit, expiry, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="budget-acquire")
+        return await done
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await self._send(batch)
+            except Exception as exc:
+                error = exc if isinstance(exc, StorageError) else StorageError(exc)
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for (*_, done), acquired in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(acquired)
+
+    async def _send(self, batch: list[tuple[str, int, int, asyncio.Future[bool]]]) -> list[bool]:
+        bridge = self.storage.bridge
+        # Limiter asks limits for redis-py (`implementation="redispy"`).
+        assert isinstance(bridge, RedispyBridge)
+        script = bridge.lua_acquire_moving_window
+        keys = [bridge.prefixed_key(key) for key, *_ in batch]
+        now = time.time()
+        try:
+            self.round_trips += 1
+            if len(batch) == 1:
+                # Alone in its moment: limits' own call (a pipeline costs more for one).
+                _, limit, expiry, _ = batch[0]
+                return [bool(await script(keys, [now, limit, expiry, 1]))]
+            pipe = cast(Redis, bridge.get_connection()).pipeline(transaction=False)
+            for name, (_, limit, expiry, _) in zip(keys, batch, strict=True):
+                pipe.evalsha(script.sha, 1, name, now, limit, expiry, 1)
+            replies = await pipe.execute(raise_on_error=False)
+            results: list[bool] = []
+            for name, (_, limit, expiry, _), reply in zip(keys, batch, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    # Redis restarted without the script: limits' call loads it again.
+                    reply = await script([name], [now, limit, expiry, 1])
+                elif isinstance(reply, Exception):
+                    raise reply
+                results.append(bool(reply))
+            return results
+        except RedisError as exc:
+            raise StorageError(exc) from exc
+
+
 class SharedBudget(_Fallback):
     """A budget counted in Redis (a moving window, as the local one), seen by every process.
 
@@ -189,10 +260,17 @@ class SharedBudget(_Fallback):
     """
 
     def __init__(
-        self, storage: RedisStorage, redis: Redis, name: str, limit: int, seconds: int
+        self,
+        storage: RedisStorage,
+        redis: Redis,
+        name: str,
+        limit: int,
+        seconds: int,
+        acquires: _Acquires | None = None,
     ) -> None:
         super().__init__("Redis", name, limit, seconds)
         self.storage = storage
+        self.acquires = acquires or _Acquires(storage)
         self.limiter = MovingWindowRateLimiter(storage)
         self.redis = redis
         self.item = RateLimitItemPerSecond(limit, seconds, namespace=name)
@@ -201,7 +279,7 @@ class SharedBudget(_Fallback):
         """Count an event if the budget allows it: 0 if it did, else the seconds to wait."""
         try:
             # One round trip when allowed; the wait is only looked up for a refusal.
-            if await self.limiter.hit(self.item, key):
+            if await self._acquire(key):
                 self._recovered()
                 return 0.0
             stats = await self.limiter.get_window_stats(self.item, key)
@@ -211,6 +289,12 @@ class SharedBudget(_Fallback):
         self._recovered()
         # An entry that expired between the two calls leaves a wait of 0: ask again later.
         return max(stats.reset_time - time.time(), 0.001)
+
+    async def _acquire(self, key: str) -> bool:
+        """limits' `MovingWindowRateLimiter.hit`, sent with the other hits of this moment."""
+        return await self.acquires.acquire(
+            self.item.key_for(key), self.item.amount, self.item.get_expiry()
+        )
 
     async def refund(self, key: str) -> None:
         """Take back one counted event (a try that turned out not to count)."""
@@ -339,6 +423,7 @@ class Limiter:
         self.storage: RedisStorage | None = None
         self._redis: Redis | None = None
         self.database: DatabaseWindows | None = None
+        self._acquires: _Acquires | None = None
         if redis_url:
             # redis-py's asyncio client (the one the Socket.IO manager uses); its errors arrive
             # as StorageError.
@@ -389,7 +474,9 @@ class Limiter:
         learning each key's recent events from `seed` once (SeededBudget), if given.
         """
         if self.storage is not None and self._redis is not None:
-            return SharedBudget(self.storage, self._redis, name, limit, seconds)
+            if self._acquires is None:
+                self._acquires = _Acquires(self.storage)
+            return SharedBudget(self.storage, self._redis, name, limit, seconds, self._acquires)
         if self.database is not None and not hot:
             return DatabaseBudget(self.database, name, limit, seconds)
         if seed is not None:

@@ -11,7 +11,9 @@ appends it to the socket's queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import socketio
@@ -153,5 +155,160 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
                 log.exception("emit of %s to %s failed", event, eio_sid)
 
 
+# The first bytes of a batch this module publishes: the marker, the sender's host id (32 hex
+# characters), a colon, then a JSON list of python-socketio's own messages.
+BATCH_MARK = b"sohbet-batch:"
+# Messages per PUBLISH at most (a batch of rendered messages stays well under a megabyte).
+BATCH_MAX = 256
+# Emits waiting for Redis beyond which an emit waits for its batch (Redis slow or away).
+BACKLOG_MAX = 2048
+
+
 class LeanRedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore[misc]
-    """AsyncRedisManager whose local delivery (after Redis) is LeanManager's."""
+    """AsyncRedisManager whose local delivery (after Redis) is LeanManager's, with less Redis
+    work per emit.
+
+    python-socketio publishes every emit (one PUBLISH, awaited) even when its only recipient is
+    a socket of this process, and every process, the sender included, reads and decodes every
+    published emit (the sender drops its own after decoding). Here:
+
+    - an emit to sockets of this process only (a sid, or a list of sids, connected here: a sid
+      is made by the process that accepted the socket and is in no other process's rooms) is
+      delivered here and not published; any other target (a room, whose members on other
+      processes are not known here, or a sid of another process) is published as before;
+    - what is published goes out in order through one queue, one PUBLISH per batch: the
+      messages queued while the previous PUBLISH was on its way (a writer's batch of chat
+      messages is one PUBLISH, not three per message). Order is kept: one queue, one
+      PUBLISH at a time, and Redis hands a channel's messages to each subscriber in the
+      order they were published;
+    - a process skips its own batches by their header, without decoding them;
+    - an emit returns once delivered here and queued for Redis (`flush()` waits until Redis
+      has everything queued so far: the chat writer waits for it before it acknowledges a
+      send, so an acknowledged message is in Redis even if this process dies right after).
+      Other methods (disconnect, rooms of sockets elsewhere, callbacks) wait for their batch
+      as python-socketio's `_publish` waited for its PUBLISH.
+
+    A message from a python-socketio emitter that does not batch (one JSON object per PUBLISH)
+    is still understood. Every process of a deployment must run this manager: python-socketio's
+    own would ignore the batches.
+    """
+
+    connected: bool  # python-socketio's: the publishing connection is made
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host = self.host_id.encode()
+        self._outbox: list[dict[str, Any]] = []
+        # Resolved once the batch now being filled is in Redis.
+        self._open_batch: asyncio.Future[None] | None = None
+        self._last_batch: asyncio.Future[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    def local_only(self, namespace: str, room: Any) -> bool:
+        """True if `room` is a sid, or a list of sids, of sockets of this process."""
+        here = self.rooms.get(namespace, {}).get(None)
+        if not here or room is None:
+            return False
+        if isinstance(room, str):
+            return room in here
+        if isinstance(room, (list, tuple)):
+            return bool(room) and all(isinstance(r, str) and r in here for r in room)
+        return False
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        namespace = namespace or "/"
+        if callback is None and not kwargs.get("ignore_queue") and self.local_only(namespace, room):
+            await LeanManager.emit(self, event, data, namespace, room=room, skip_sid=skip_sid)
+            return
+        await super().emit(
+            event,
+            data,
+            namespace=namespace,
+            room=room,
+            skip_sid=skip_sid,
+            callback=callback,
+            **kwargs,
+        )
+
+    async def _publish(self, data: dict[str, Any]) -> None:
+        batch = self._queue(data)
+        if data.get("method") != "emit" or len(self._outbox) > BACKLOG_MAX:
+            await asyncio.shield(batch)
+
+    def _queue(self, message: dict[str, Any]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        if self._open_batch is None:
+            self._open_batch = loop.create_future()
+        self._outbox.append(message)
+        self._last_batch = self._open_batch
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_all(), name="socketio-publish")
+        return self._open_batch
+
+    async def flush(self) -> None:
+        """Wait until Redis has every message queued so far."""
+        if self._last_batch is not None and not self._last_batch.done():
+            await asyncio.shield(self._last_batch)
+
+    async def _send_all(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox[:BATCH_MAX], self._outbox[BATCH_MAX:]
+            # A batch split by BATCH_MAX is done once its last part is sent.
+            done = None
+            if not self._outbox:
+                done, self._open_batch = self._open_batch, None
+            try:
+                await self._send(batch)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _send(self, batch: list[dict[str, Any]]) -> None:
+        payload = b"%s%s:%s" % (
+            BATCH_MARK,
+            self._host,
+            self.json.dumps(batch, separators=(",", ":")).encode(),
+        )
+        for retries_left in (1, 0):  # python-socketio's two attempts
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                await self.redis.publish(self.channel, payload)
+                return
+            except Exception as exc:  # what python-socketio's _publish catches, logged the same
+                if retries_left:
+                    log.error("Cannot publish to redis... retrying (%s)", exc)
+                    self.connected = False
+                else:
+                    log.error("Cannot publish to redis... giving up (%d messages)", len(batch))
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        channel = self.channel.encode()
+        skip = len(BATCH_MARK) + len(self._host) + 1
+        async for message in self._redis_listen_with_retries():
+            if message["channel"] != channel or message["type"] != "message":
+                continue
+            data = message.get("data")
+            if isinstance(data, bytes) and data.startswith(BATCH_MARK):
+                if data[len(BATCH_MARK) : skip - 1] == self._host:
+                    continue  # this process's own batch, handled here before it was sent
+                try:
+                    batch = self.json.loads(data[skip:])
+                except ValueError:
+                    log.error("undecodable batch on %s dropped", self.channel)
+                    continue
+                for item in batch:
+                    yield item
+            elif data is not None:
+                yield data  # one message of python-socketio's own format

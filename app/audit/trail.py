@@ -47,6 +47,7 @@ ACTIONS: dict[str, str] = {
     "operator_deactivate": N_("Deactivated an operator"),
     "operator_reactivate": N_("Reactivated an operator"),
     "telegram_link": N_("Linked a Telegram account"),
+    "telegram_stranger": N_("Wrote in the Telegram group without being an operator"),
 }
 SURFACE_LABELS: dict[str, str] = {
     "panel": N_("Panel"),

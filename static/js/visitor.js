@@ -28,7 +28,8 @@ const named = (m) => {
   if (!m || m.role !== "admin" || !m.author || m.chat_id !== root.dataset.chatId) return;
   if (m.seq < Number(title.dataset.authorSeq || 0)) return;
   title.dataset.authorSeq = String(m.seq);
-  title.textContent = title.dataset.talking.replace("{name}", m.author);
+  const business = m.author === title.dataset.business;
+  title.textContent = business ? title.dataset.connected : title.dataset.talking.replace("{name}", m.author);
   avatar.textContent = m.author.slice(0, 1).toUpperCase();
 };
 socket.on("chat:message", named);

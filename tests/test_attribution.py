@@ -226,6 +226,10 @@ async def test_telegram_replies_are_attributed_and_a_stranger_is_ignored_once(
         assert "Ben de yazayım" not in texts and "Bir daha yazayım" not in texts
         strangers = await entries(tg_server, "action = 'telegram_stranger'")
         assert len(strangers) == 1, strangers
+        # The bot tells him why, once (with the entry), in the topic.
+        await fake.wait_for_sent(with_text("İletilmedi"), timeout=15)
+        told = [m for m in fake.sent(thread_id=thread) if "İletilmedi" in (m.text or "")]
+        assert len(told) == 1, told
         entry = strangers[0]
         assert entry.actor_id is None and entry.actor_name == "Yabancı"
         assert entry.surface == "telegram" and "7789999" in entry.target

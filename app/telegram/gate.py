@@ -26,6 +26,9 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, User
 from app.audit.origin import telegram_operator
 from app.audit.trail import Actor, Origin, record_after
 from app.chat.drafts import Author
+from app.i18n import using_locale
+from app.telegram import texts
+from app.telegram.routing import topic_of
 
 if TYPE_CHECKING:
     from app.admin.operators import Operators
@@ -57,21 +60,32 @@ class OperatorGate(BaseMiddleware):
             return await handler(event, data)  # service messages: the handlers skip them
         operator = await telegram_operator(user.id)
         if operator is None:
-            await _stranger(data.get("operators"), user)
-            if isinstance(event, CallbackQuery):
-                await event.answer()
+            first = await _stranger(data.get("operators"), user)
+            with using_locale(bridge.settings.default_locale):
+                if isinstance(event, CallbackQuery):
+                    await event.answer(texts.not_an_operator(), show_alert=True)
+                elif first and isinstance(event, Message):
+                    # Told once an hour (with the audit entry): an operator who has not linked
+                    # their account learns why, a stranger cannot make the bot talk.
+                    await bridge.say(
+                        texts.not_an_operator(),
+                        reply_to=event.message_id,
+                        thread_id=topic_of(event),
+                    )
             return None
         data["author"] = Author(operator.id, operator.name)
         return await handler(event, data)
 
 
-async def _stranger(operators: Operators | None, user: User) -> None:
-    """Someone who is not an active operator wrote in the admin chat: recorded, rate-limited."""
+async def _stranger(operators: Operators | None, user: User) -> bool:
+    """Someone who is not an active operator wrote in the admin chat: recorded, at most once an
+    hour per Telegram user; whether it was this time."""
     log.info("ignored an update from Telegram user %s: not an active operator", user.id)
     if operators is not None and await operators.stranger_records.hit(str(user.id)):
-        return
+        return False
     context: dict[str, object] = {"telegram_user": user.full_name, "telegram_id": user.id}
     if user.username:
         context["telegram_username"] = user.username
     by = Origin(Actor(None, user.full_name[:64]), "telegram", context=context)
     await record_after("telegram_stranger", by=by, target=f"{user.full_name} ({user.id})")
+    return True

@@ -106,6 +106,14 @@ def telegram_linked(name: str) -> str:
     )
 
 
+def not_an_operator() -> str:
+    """Said once an hour to someone in the admin chat whose messages reach nobody."""
+    return _(
+        "Not delivered: this Telegram account is not linked to an active operator. An operator "
+        "links it in the panel, under “Sign-in security”."
+    )
+
+
 def link_invalid() -> str:
     return _(
         "This link code is not valid or has expired. Send the code the Sohbet page shows now, "

@@ -27,6 +27,7 @@ from tests.support.clients import (
     ADMIN_COOKIE,
     VISITOR_COOKIE,
     Peer,
+    admin_csrf,
     admin_peer,
     client_id,
     jarless,
@@ -34,8 +35,10 @@ from tests.support.clients import (
     start_visitor,
 )
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.media_files import jpeg, upload
 from tests.support.pages import admin_panel as open_panel
 from tests.support.pages import close_all, open_conversation, visitor_page
+from tests.support.saved_replies import save_reply
 from tests.support.server import Server, query, sqlite_server
 from tests.support.team import (
     join_team,
@@ -245,6 +248,47 @@ async def test_telegram_replies_are_attributed_and_a_stranger_is_ignored_once(
         f"{tg_server.url}/admin/audit?action=telegram_stranger", ADMIN_COOKIE, team.owner
     )
     assert "Yabancı" in audit
+
+
+async def test_saved_replies_and_files_carry_their_author(
+    tg_server: Server, fake: FakeTelegram, team: Team
+) -> None:
+    await save_reply(
+        tg_server,
+        team.owner,
+        shortcut="iade",
+        text_tr="Merhaba {name}, iadeniz alındı.",
+        text_en="Hi {name}, your return is in.",
+    )
+    async with joined_visitor(tg_server, "Pelin") as (visitor, cid):
+        thread = await topic_of(fake, visitor, cid, "İadem ne oldu?")
+        # Mehmet's saved reply from the topic, Ayşe's photo from the topic.
+        await fake.member_text(MEHMET, "/r iade", thread_id=thread)
+        saved = await visitor.wait_for(
+            "chat:message", from_operator("Merhaba Pelin, iadeniz alındı.")
+        )
+        assert saved["author"] == "Mehmet"
+        await fake.member_photo(AYSE, jpeg(), caption="Kargo fişi", thread_id=thread)
+        photo = await visitor.wait_for("chat:message", from_operator("Kargo fişi"))
+        assert photo["type"] == "photo" and photo["author"] == "Ayşe"
+        # A photo uploaded from Mehmet's panel.
+        status, answer = await upload(
+            tg_server.url,
+            chat_id=cid,
+            client_id=client_id(),
+            data=jpeg(),
+            admin_token=team.mehmet,
+            csrf=await admin_csrf(tg_server.url, team.mehmet),
+            text="Paket fotoğrafı",
+        )
+        assert status == 200 and answer["message"]["author"] == "Mehmet", answer
+        uploaded = await visitor.wait_for("chat:message", from_operator("Paket fotoğrafı"))
+        assert uploaded["author"] == "Mehmet" and "Mehmet · Destek" in uploaded["html"]
+    assert [a for a in await stored_authors(tg_server, cid) if a[0] == "admin"] == [
+        ("admin", team.ids["Mehmet"], "Mehmet"),
+        ("admin", team.ids["Ayşe"], "Ayşe"),
+        ("admin", team.ids["Mehmet"], "Mehmet"),
+    ]
 
 
 @pytest.fixture

@@ -536,6 +536,13 @@ class FakeTelegram:
             ]
         return await self._admin_message(fields, reply_to, thread_id, sender=user)
 
+    async def member_photo(
+        self, user: JSON, jpeg: bytes, caption: str | None = None, thread_id: int | None = None
+    ) -> Injected:
+        """A member of the admin group (not necessarily the admin) sends a photo there."""
+        fields = {"photo": self._photo_sizes(self.add_file("photo", jpeg)), "caption": caption}
+        return await self._admin_message(fields, None, thread_id, sender=user)
+
     async def _admin_message(
         self,
         fields: JSON,

@@ -92,7 +92,9 @@ def from_operator(text: str) -> Callable[[dict[str, Any]], bool]:
     return lambda m: m["role"] == "admin" and m["text"] == text
 
 
-async def test_two_operators_in_two_panels_are_each_named(tg_server: Server, team: Team) -> None:
+async def test_two_operators_in_two_panels_are_each_named(
+    tg_server: Server, fake: FakeTelegram, team: Team
+) -> None:
     async with joined_visitor(tg_server, "Deniz") as (visitor, cid):
         ayse = await admin_peer(tg_server.url, team.ayse)
         mehmet = await admin_peer(tg_server.url, team.mehmet)
@@ -125,6 +127,9 @@ async def test_two_operators_in_two_panels_are_each_named(tg_server: Server, tea
         ("admin", team.ids["Ayşe"], "Ayşe"),
         ("admin", team.ids["Mehmet"], "Mehmet"),
     ]
+    # Telegram shows the panel replies signed by their authors.
+    await fake.wait_for_sent(with_text("Panelden yanıt · <b>Ayşe</b>\nBakıyorum"), timeout=15)
+    await fake.wait_for_sent(with_text("Panelden yanıt · <b>Mehmet</b>\nYolda"), timeout=15)
     # The panel's conversation page, the transcript, and the visitor's page as loaded.
     pane = await page_with(f"{tg_server.url}/admin/c/{cid}", ADMIN_COOKIE, team.owner)
     assert re.search(r'msg__author--operator">Ayşe<.*Bakıyorum', pane, re.S), pane

@@ -33,8 +33,13 @@ def forwarded(conv: Conversation, message: Message, in_topic: bool) -> str:
     if message.role == "visitor":
         head = f"💬 <b>{escape(conv.visitor_name)}</b>{tag}"
     else:
-        head = "↩️ " + _("Reply from the panel") + tag
+        head = "↩️ " + _("Reply from the panel") + _signed(message) + tag
     return f"{head}\n{escape(message.text)}"
+
+
+def _signed(message: Message) -> str:
+    """Who wrote a panel reply (nothing for one from before attribution)."""
+    return f" · <b>{escape(message.author_name)}</b>" if message.author_name else ""
 
 
 def media_caption(conv: Conversation, message: Message, in_topic: bool) -> str:
@@ -44,7 +49,7 @@ def media_caption(conv: Conversation, message: Message, in_topic: bool) -> str:
     if message.role == "visitor":
         head = f"{_MEDIA_ICONS.get(message.kind, '📎')} <b>{escape(conv.visitor_name)}</b>{tag}"
     else:
-        head = "↩️ " + _("Reply from the panel") + tag
+        head = "↩️ " + _("Reply from the panel") + _signed(message) + tag
     return f"{head}\n{escape(text)}".rstrip()
 
 

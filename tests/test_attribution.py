@@ -43,6 +43,7 @@ from tests.support.server import Server, query, sqlite_server
 from tests.support.team import (
     join_team,
     owner_token,
+    set_active,
     sign_in_telegram,
     tg_user,
 )
@@ -333,3 +334,14 @@ async def test_group_quick_start_members_act_as_the_owner_until_someone_links(
         got = await visitor.wait_for("chat:message", from_operator("Ben Ayşe"))
         assert got["author"] == "Ayşe"
         assert "Hâlâ buradayım" not in [m["text"] for m in visitor.events["chat:message"]]
+
+        # Deactivated, Ayşe is not heard either.
+        ayse_id = (await query(server, "SELECT id FROM operator WHERE name = 'Ayşe'"))[0][0]
+        status, _ = await set_active(server, owner, int(ayse_id), False)
+        assert status == 200
+        await group.member_text(AYSE, "Artık çalışmıyorum", thread_id=thread)
+        await wait_until(lambda: ignored_lines(server, AYSE["id"]) == 1)
+        gone = await entries(server, "action = 'telegram_stranger'")
+        assert [e.detail.get("telegram_id") for e in gone] == [helper["id"], AYSE["id"]]
+    texts = [m["text"] for m in visitor.events["chat:message"]]
+    assert "Artık çalışmıyorum" not in texts

@@ -367,6 +367,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        14,
+        "attribution: each operator message's author, and the name it was written under",
+        (
+            # SET NULL: an operator row is only ever deactivated, but should one be removed,
+            # their messages keep the snapshot of the name.
+            """ALTER TABLE "message" ADD COLUMN "operator_id" BIGINT
+                REFERENCES "operator" ("id") ON DELETE SET NULL""",
+            """ALTER TABLE "message"
+                ADD COLUMN "author_name" VARCHAR(40) NOT NULL DEFAULT ''""",
+        ),
+    ),
 )
 
 

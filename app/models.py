@@ -76,6 +76,11 @@ class Message(Model):
     media_duration_ms = fields.IntField(default=0)
     # The sender's file name: display text only, never a path.
     media_name = fields.CharField(max_length=200, default="")
+    # Who wrote an operator message (NULL for the visitor's, the system's, and operator messages
+    # from before attribution), and their name when they wrote it: renaming an operator later
+    # does not rewrite the history the visitor saw. A foreign key in the schema (migration 14).
+    operator_id = fields.BigIntField(null=True)
+    author_name = fields.CharField(max_length=40, default="")
 
     conversation_id: int
 

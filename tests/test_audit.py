@@ -478,8 +478,10 @@ async def test_telegram_commands_and_buttons_are_recorded(
             "conversation_reopen",
         )
     ]
+    # The admin chat's user is the owner (a private chat): the entries are the owner's.
+    owner = (await query(tg_server, "SELECT id FROM operator WHERE role = 'owner'"))[0][0]
     for entry in found:
-        assert entry.address == "" and entry.actor_id is None
+        assert entry.address == "" and entry.actor_id == owner
         assert entry.detail == {
             "telegram_user": "Operatör",
             "telegram_id": fake.admin_user["id"],

@@ -32,7 +32,11 @@ async def _transcript(cid: str) -> tuple[Conversation, str, str]:
         _("Exported: %(when)s", when=local_stamp(utcnow(), settings.zone)),
         _("Times are in %(zone)s.", zone=str(settings.zone)),
     ]
-    lines = [Line(m.created_at, authors.get(m.role, m.role), _transcript_body(m)) for m in messages]
+    # An operator message is signed by its author (older ones, before attribution: the business).
+    lines = [
+        Line(m.created_at, m.author_name or authors.get(m.role, m.role), _transcript_body(m))
+        for m in messages
+    ]
     return conv, title, render_text(title, header, lines, settings.zone)
 
 

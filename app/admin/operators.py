@@ -124,6 +124,9 @@ class Operators:
         self.sio = sio
         # Wrong Telegram link codes, per Telegram user.
         self.link_tries = limiter.budget("link_tries", LINK_TRIES, 15 * 60)
+        # Audit entries for a Telegram user who writes in the admin chat without being an
+        # operator: one an hour per user (app/telegram/gate.py).
+        self.stranger_records = limiter.budget("tg_stranger", 1, 60 * 60)
 
     # Start-up --------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ ACTIONS: dict[str, str] = {
     "reply_delete": N_("Deleted a saved reply"),
     "widget_origin_add": N_("Allowed a site to show the widget"),
     "widget_origin_remove": N_("Removed a site from the widget's list"),
+    "telegram_stranger": N_("Wrote in the Telegram group without being an operator"),
 }
 SURFACE_LABELS: dict[str, str] = {
     "panel": N_("Panel"),

@@ -4,10 +4,10 @@ the listeners that act in the same transaction, and how a draft advances its con
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -41,6 +41,24 @@ class Draft:
     # The socket that sent it gets the message in its ack; the push skips it.
     origin_sid: str | None = None
     media: Attachment | None = None
+    # The operator who wrote it (an admin message), and their name now.
+    author: Author | None = None
+
+
+@dataclass(frozen=True)
+class Author:
+    """An operator message's author: their id and the name the message keeps."""
+
+    operator_id: int
+    name: str
+
+
+def session_author(session: Mapping[str, Any]) -> Author | None:
+    """The author of what an operator's socket sends (None for a visitor's socket)."""
+    operator_id = session.get("operator_id")
+    if session.get("role") != "admin" or operator_id is None:
+        return None
+    return Author(int(operator_id), str(session.get("operator_name", "")))
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,8 @@ def apply(conv: Conversation, draft: Draft, now: datetime) -> Message:
         text=draft.body,
         source=draft.source,
         created_at=now,
+        operator_id=draft.author.operator_id if draft.author else None,
+        author_name=draft.author.name if draft.author else "",
         **(_media_fields(media) if media else {}),
     )
 

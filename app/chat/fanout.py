@@ -66,6 +66,9 @@ class Fanout:
             "html": html,
             # Where a photo's or an audio message's file is served.
             "fileRef": f"/media/{message.media_key}" if message.media_key else None,
+            # Who wrote an operator message (their name), or null: the visitor's header names
+            # the operator who answered last.
+            "author": message.author_name or None,
         }
 
     async def payload_for(

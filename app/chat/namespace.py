@@ -12,6 +12,7 @@ import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
+from app.chat.drafts import session_author
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
 from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
@@ -190,6 +191,7 @@ class ChatNamespace(ConversationNamespace):
         client_id = data["client_id"] if "client_id" in data else f"srv-{secrets.token_hex(12)}"
         role = session["role"]
         source = "panel" if role == "admin" else "web"
+        author = session_author(session)
         if kind in MEDIA_KINDS:
             # The file was uploaded first (POST /media/upload with hold=1), and its signed
             # `fileRef` is sent here.
@@ -202,6 +204,7 @@ class ChatNamespace(ConversationNamespace):
                 caption=data.get("text") or "",
                 source=source,
                 origin_sid=sid,
+                author=author,
             )
         elif kind != "text":
             raise InvalidInput("bad_payload")
@@ -213,6 +216,7 @@ class ChatNamespace(ConversationNamespace):
                 client_id=client_id,
                 source=source,
                 origin_sid=sid,
+                author=author,
             )
         payload = await self.chat.fanout.payload_for(
             posted.conversation, posted.message, role, posted.rendered

@@ -80,6 +80,20 @@ class ChatQueries:
         more = len(rows) > limit
         return list(reversed(rows[:limit])), more
 
+    async def last_author(self, conversation_id: int) -> str:
+        """The name of the operator who answered last ("" while nobody has): the visitor's header
+        says whom they are talking to."""
+        names = (
+            await Message.filter(
+                conversation_id=conversation_id, role="admin", deleted_at__isnull=True
+            )
+            .exclude(author_name="")
+            .order_by("-seq")
+            .limit(1)
+            .values_list("author_name", flat=True)
+        )
+        return str(names[0]) if names else ""
+
     async def deleted_seqs(self, conversation_id: int) -> list[int]:
         """Sequence numbers deleted in a conversation, so a reconnecting page can drop them."""
         rows = await Message.filter(conversation_id=conversation_id, deleted_at__isnull=False).only(

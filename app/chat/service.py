@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 
 from app.audit.trail import Origin, record
-from app.chat.drafts import Attachment, ChatListener, Draft, Posted
+from app.chat.drafts import Attachment, Author, ChatListener, Draft, Posted
 from app.chat.fanout import Fanout
 from app.chat.previews import message_preview
 from app.chat.queries import ChatQueries
@@ -192,6 +192,7 @@ class ChatService:
         kind: str = "text",
         origin_sid: str | None = None,
         media: Attachment | None = None,
+        author: Author | None = None,
     ) -> Posted:
         """Store a message once (a retry with the same client id gets the stored one); fan out.
 
@@ -210,7 +211,17 @@ class ChatService:
 
         # The writer commits in batches and fans out in seq order before it answers.
         posted = await self.writer.submit(
-            Draft(conversation_id, role, kind, body, client_id, source, origin_sid, media)
+            Draft(
+                conversation_id,
+                role,
+                kind,
+                body,
+                client_id,
+                source,
+                origin_sid,
+                media,
+                author if role == "admin" else None,
+            )
         )
         if posted.created and source == "telegram":
             # Answering in Telegram means the operator has read everything before the answer.

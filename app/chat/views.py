@@ -63,6 +63,7 @@ async def index() -> str | WerkzeugResponse:
         messages=messages,
         more=more,
         operator_online=operator_online,
+        author=await svc.chat.queries.last_author(conv.id),
     )
 
 

@@ -70,6 +70,8 @@ MESSAGE_COLUMNS = [
     "media_height",
     "media_duration_ms",
     "media_name",
+    "operator_id",
+    "author_name",
 ]
 
 

@@ -18,7 +18,7 @@ import unicodedata
 
 from tortoise.functions import Sum
 
-from app.chat.drafts import Attachment, Posted
+from app.chat.drafts import Attachment, Author, Posted
 from app.chat.service import ChatService
 from app.config import MediaSettings
 from app.core.ratelimit import Limiter
@@ -87,6 +87,7 @@ class MediaService:
         caption: object = "",
         source: str = "web",
         origin_sid: str | None = None,
+        author: Author | None = None,
     ) -> tuple[Posted, int]:
         """Check an upload, keep a copy, post it once per client id; returns it and the ms lost."""
         client_id = check_client_id(client_id)
@@ -97,7 +98,15 @@ class MediaService:
         processed, key = await self._store(conversation_id, role, kind, data)
         attachment = _attachment(key, processed, filename if kind == "audio" else "")
         posted = await self._post(
-            conversation_id, role, kind, client_id, attachment, caption, source, origin_sid
+            conversation_id,
+            role,
+            kind,
+            client_id,
+            attachment,
+            caption,
+            source,
+            origin_sid,
+            author=author,
         )
         return posted, processed.lost_ms
 
@@ -123,6 +132,7 @@ class MediaService:
         caption: object = "",
         source: str = "web",
         origin_sid: str | None = None,
+        author: Author | None = None,
     ) -> Posted:
         """Post a held upload as a message: only into the conversation, by the side, and as
         the kind it was uploaded for (the reference is signed); once per client id."""
@@ -147,6 +157,7 @@ class MediaService:
             source,
             origin_sid,
             discard_on_failure=False,  # the sender may try again with the same reference
+            author=author,
         )
         self._held.get(conversation_id, {}).pop(key, None)
         return posted
@@ -223,6 +234,7 @@ class MediaService:
         origin_sid: str | None,
         *,
         discard_on_failure: bool = True,
+        author: Author | None = None,
     ) -> Posted:
         try:
             posted = await self.chat.post_message(
@@ -234,6 +246,7 @@ class MediaService:
                 kind=kind,
                 origin_sid=origin_sid,
                 media=attachment,
+                author=author,
             )
         except BaseException:
             if discard_on_failure:

@@ -9,6 +9,7 @@ from quart.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.admin.guard import check_csrf
+from app.chat.drafts import Author
 from app.chat.previews import audio_length_text
 from app.errors import InvalidInput, NotFound, SohbetError
 from app.i18n import error_text, gettext
@@ -53,7 +54,7 @@ async def upload() -> tuple[dict[str, Any], int]:
         upload: FileStorage | None = files.get("file")
         if upload is None:
             raise InvalidInput("media_missing")
-        role, conversation_id = await _uploader(form)
+        role, conversation_id, author = await _uploader(form)
         data = upload.read()
         if form.get("hold") == "1":
             ref = await svc.hold(
@@ -73,6 +74,7 @@ async def upload() -> tuple[dict[str, Any], int]:
             filename=upload.filename or "",
             caption=form.get("text", ""),
             source="panel" if role == "admin" else "web",
+            author=author,
         )
     except SohbetError as exc:
         return _refusal(exc)
@@ -91,7 +93,7 @@ async def upload() -> tuple[dict[str, Any], int]:
     return answer, 200
 
 
-async def _uploader(form: Any) -> tuple[str, int]:
+async def _uploader(form: Any) -> tuple[str, int, Author | None]:
     """Who uploads, into which conversation: from the cookies, never from the form's claim."""
     chat = services().chat
     if form.get("as") == "admin":
@@ -99,11 +101,12 @@ async def _uploader(form: Any) -> tuple[str, int]:
         if session is None:
             raise NotFound("bad_chat")
         check_csrf(session, form)
-        return "admin", await chat.queries.id_for_cid(form.get("chat_id"))
+        author = Author(session.operator_id, session.operator.name)
+        return "admin", await chat.queries.id_for_cid(form.get("chat_id")), author
     conv = await current_visitor()
     if conv is None or form.get("chat_id") != conv.cid:
         raise NotFound("bad_chat")
-    return "visitor", conv.id
+    return "visitor", conv.id, None
 
 
 @bp.get("/media/<key>")

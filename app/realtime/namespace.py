@@ -155,6 +155,8 @@ class ConversationNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                     # Whose socket: replies, typing and presence name them; a deactivation
                     # closes their room (`operator_room`), which disconnects it.
                     "operator_id": session.operator_id,
+                    # The name their messages are signed with (operators are not renamed).
+                    "operator_name": session.operator.name,
                 }
                 return operator, None
         if wanted != "admin":

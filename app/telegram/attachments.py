@@ -10,6 +10,7 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
+from app.chat.drafts import Author
 from app.errors import SohbetError
 from app.i18n import error_text, using_locale
 from app.i18n import gettext as _
@@ -42,7 +43,7 @@ def attachment_of(message: Message) -> tuple[str, str, int, str] | None:
     return None
 
 
-async def on_media(message: Message, bridge: TelegramBridge) -> None:
+async def on_media(message: Message, bridge: TelegramBridge, author: Author | None = None) -> None:
     """An operator's photo, voice note or audio: downloaded, checked like an upload, and stored
     through the same write path; a file too big to pass on is announced in both places."""
     if not bridge.is_admin_chat(message.chat.id) or message.from_user is None:
@@ -78,7 +79,7 @@ async def on_media(message: Message, bridge: TelegramBridge) -> None:
                 raise
             size = TELEGRAM_DOWNLOAD_LIMIT + 1
     if size > limit or len(data) > limit:
-        await _too_big(message, bridge, conv, max(size, len(data)), limit)
+        await _too_big(message, bridge, conv, max(size, len(data)), limit, author)
         return
     try:
         await bridge.media.post(
@@ -90,6 +91,7 @@ async def on_media(message: Message, bridge: TelegramBridge) -> None:
             filename=name,
             caption=caption,
             source="telegram",
+            author=author,
         )
     except SohbetError as exc:
         with using_locale(bridge.settings.default_locale):
@@ -99,7 +101,12 @@ async def on_media(message: Message, bridge: TelegramBridge) -> None:
 
 
 async def _too_big(
-    message: Message, bridge: TelegramBridge, conv: Conversation, size: int, limit: int
+    message: Message,
+    bridge: TelegramBridge,
+    conv: Conversation,
+    size: int,
+    limit: int,
+    author: Author | None,
 ) -> None:
     """Tell the operator (in Telegram) and the visitor (in the chat) that a file did not come."""
     with using_locale(bridge.settings.default_locale):
@@ -112,7 +119,7 @@ async def _too_big(
     with using_locale(conv.locale):
         text = _(
             "%(name)s sent a file that is too large to show here (at most %(limit)s).",
-            name=bridge.settings.operator_name,
+            name=author.name if author else bridge.settings.operator_name,
             limit=size_text(limit),
         )
     await bridge.chat.post_message(

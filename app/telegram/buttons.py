@@ -29,7 +29,7 @@ async def on_close(query: CallbackQuery, bridge: TelegramBridge) -> None:
             await query.answer(error_text("bad_chat", {}), show_alert=True)
         return
     closing = action == "close"
-    by = telegram_origin(bridge.settings, query.from_user.id, query.from_user.full_name)
+    by = await telegram_origin(bridge.settings, query.from_user.id, query.from_user.full_name)
     if closing:
         await bridge.chat.close_conversation(conv, by=by)
     else:

@@ -45,7 +45,9 @@ async def on_ban(message: Message, command: CommandObject, bridge: TelegramBridg
         return
     now_blocked = command.command == "ban"
     user = message.from_user
-    by = telegram_origin(bridge.settings, user.id if user else None, user.full_name if user else "")
+    by = await telegram_origin(
+        bridge.settings, user.id if user else None, user.full_name if user else ""
+    )
     await bridge.chat.set_blocked(conv, now_blocked, by=by)
     with using_locale(bridge.settings.default_locale):
         await bridge.say(

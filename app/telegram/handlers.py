@@ -10,11 +10,17 @@ from __future__ import annotations
 from aiogram import Router
 
 from app.telegram import attachments, buttons, commands, linking, replies, saved
+from app.telegram.gate import OperatorGate
 
 
 def build_router() -> Router:
     """The operator's handlers, on one router for the bridge's dispatcher."""
     operator = Router(name="operator")
+    # Admin-chat updates from active operators only, each attributed to its operator.
+    gate = OperatorGate()
+    operator.message.outer_middleware(gate)
+    operator.edited_message.outer_middleware(gate)
+    operator.callback_query.outer_middleware(gate)
     operator.include_routers(
         linking.router(),
         commands.router(),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiogram import F, Router
 from aiogram.types import Message
 
+from app.chat.drafts import Author
 from app.errors import SohbetError
 from app.i18n import error_text, using_locale
 from app.telegram import texts
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sohbet.telegram.handlers")
 
 
-async def on_text(message: Message, bridge: TelegramBridge) -> None:
+async def on_text(message: Message, bridge: TelegramBridge, author: Author | None = None) -> None:
     """An operator's text: stored through the same write path as a panel reply."""
     if not bridge.is_admin_chat(message.chat.id) or message.from_user is None:
         return
@@ -36,7 +37,12 @@ async def on_text(message: Message, bridge: TelegramBridge) -> None:
         return
     try:
         await bridge.chat.post_message(
-            conv.id, role="admin", text=text, client_id=client_id_for(message), source="telegram"
+            conv.id,
+            role="admin",
+            text=text,
+            client_id=client_id_for(message),
+            source="telegram",
+            author=author,
         )
     except SohbetError as exc:
         with using_locale(bridge.settings.default_locale):

@@ -10,6 +10,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from app.chat.drafts import Author
 from app.errors import SohbetError
 from app.i18n import error_text, using_locale
 from app.models import Conversation
@@ -27,7 +28,11 @@ PICK_PREFIX = "sr"
 
 
 async def on_saved_reply(
-    message: Message, command: CommandObject, bridge: TelegramBridge, saved_replies: SavedReplies
+    message: Message,
+    command: CommandObject,
+    bridge: TelegramBridge,
+    saved_replies: SavedReplies,
+    author: Author | None = None,
 ) -> None:
     """/r kargo: send the saved reply to the conversation; /r alone: its buttons to choose."""
     if not bridge.is_admin_chat(message.chat.id) or message.from_user is None:
@@ -64,6 +69,7 @@ async def on_saved_reply(
                 text=text,
                 client_id=client_id_for(message),
                 source="telegram",
+                author=author,
             )
         except SohbetError as exc:
             await bridge.say(
@@ -119,7 +125,10 @@ def _button_text(shortcut: str, text: str) -> str:
 
 
 async def on_pick(
-    query: CallbackQuery, bridge: TelegramBridge, saved_replies: SavedReplies
+    query: CallbackQuery,
+    bridge: TelegramBridge,
+    saved_replies: SavedReplies,
+    author: Author | None = None,
 ) -> None:
     """A button of the list: that reply goes to the conversation once, however often it is
     pressed (its message id is the send's idempotency key), and the list then says so."""
@@ -142,7 +151,12 @@ async def on_pick(
                 await query.answer(texts.saved_already())
                 return
             posted = await bridge.chat.post_message(
-                conv.id, role="admin", text=text, client_id=client_id, source="telegram"
+                conv.id,
+                role="admin",
+                text=text,
+                client_id=client_id,
+                source="telegram",
+                author=author,
             )
         except ValueError:
             await query.answer(error_text("bad_payload", {}), show_alert=True)

@@ -33,8 +33,13 @@ def forwarded(conv: Conversation, message: Message, in_topic: bool) -> str:
     if message.role == "visitor":
         head = f"💬 <b>{escape(conv.visitor_name)}</b>{tag}"
     else:
-        head = "↩️ " + _("Reply from the panel") + tag
+        head = "↩️ " + _("Reply from the panel") + _signed(message) + tag
     return f"{head}\n{escape(message.text)}"
+
+
+def _signed(message: Message) -> str:
+    """Who wrote a panel reply (nothing for one from before attribution)."""
+    return f" · <b>{escape(message.author_name)}</b>" if message.author_name else ""
 
 
 def media_caption(conv: Conversation, message: Message, in_topic: bool) -> str:
@@ -44,7 +49,7 @@ def media_caption(conv: Conversation, message: Message, in_topic: bool) -> str:
     if message.role == "visitor":
         head = f"{_MEDIA_ICONS.get(message.kind, '📎')} <b>{escape(conv.visitor_name)}</b>{tag}"
     else:
-        head = "↩️ " + _("Reply from the panel") + tag
+        head = "↩️ " + _("Reply from the panel") + _signed(message) + tag
     return f"{head}\n{escape(text)}".rstrip()
 
 
@@ -103,6 +108,14 @@ def telegram_linked(name: str) -> str:
         "This Telegram account is now linked to the operator %(name)s. "
         "Your sign-in codes will come here.",
         name=f"<b>{escape(name)}</b>",
+    )
+
+
+def not_an_operator() -> str:
+    """Said once an hour to someone in the admin chat whose messages reach nobody."""
+    return _(
+        "Not delivered: this Telegram account is not linked to an active operator. An operator "
+        "links it in the panel, under “Sign-in security”."
     )
 
 

@@ -125,6 +125,7 @@ async def _chat(conv: Conversation, origin: str, token: str = "") -> Response:
         messages=messages,
         more=more,
         operator_online=await svc.chat.fanout.presence.online(ADMINS),
+        author=await svc.chat.queries.last_author(conv.id),
         host_origin=origin,
         new_token=token,
     )

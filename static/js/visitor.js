@@ -21,6 +21,19 @@ socket.on("connect_error", (err) => {
   banner.hidden = false;
   if (err && err.message === "unauthorized") window.location.reload();
 });
+// An operator answered: the header names them ("You're talking to Ayşe").
+const title = document.getElementById("chat-title");
+const avatar = document.getElementById("chat-avatar");
+const named = (m) => {
+  if (!m || m.role !== "admin" || !m.author || m.chat_id !== root.dataset.chatId) return;
+  if (m.seq < Number(title.dataset.authorSeq || 0)) return;
+  title.dataset.authorSeq = String(m.seq);
+  const business = m.author === title.dataset.business;
+  title.textContent = business ? title.dataset.connected : title.dataset.talking.replace("{name}", m.author);
+  avatar.textContent = m.author.slice(0, 1).toUpperCase();
+};
+socket.on("chat:message", named);
+socket.on("chat:history", (messages) => messages.forEach(named));
 socket.on("presence:operator", ({ html }) => {
   document.getElementById("operator-status").replaceWith(fragment(html));
 });

@@ -520,8 +520,35 @@ class FakeTelegram:
         self._wake_poller("update")
         return Injected(update)
 
+    async def member_text(
+        self,
+        user: JSON,
+        text: str,
+        reply_to: MessageRef | None = None,
+        thread_id: int | None = None,
+    ) -> Injected:
+        """Another member of the admin group (an operator's own account, or a stranger) writes
+        there; a text starting with "/" is a command."""
+        fields: JSON = {"text": text}
+        if text.startswith("/"):
+            fields["entities"] = [
+                {"type": "bot_command", "offset": 0, "length": len(text.split()[0])}
+            ]
+        return await self._admin_message(fields, reply_to, thread_id, sender=user)
+
+    async def member_photo(
+        self, user: JSON, jpeg: bytes, caption: str | None = None, thread_id: int | None = None
+    ) -> Injected:
+        """A member of the admin group (not necessarily the admin) sends a photo there."""
+        fields = {"photo": self._photo_sizes(self.add_file("photo", jpeg)), "caption": caption}
+        return await self._admin_message(fields, None, thread_id, sender=user)
+
     async def _admin_message(
-        self, fields: JSON, reply_to: MessageRef | None, thread_id: int | None
+        self,
+        fields: JSON,
+        reply_to: MessageRef | None,
+        thread_id: int | None,
+        sender: JSON | None = None,
     ) -> Injected:
         chat = self._chat_json(self.admin_chat_id)
         reply = self._resolve(reply_to) if reply_to is not None else None
@@ -531,7 +558,7 @@ class FakeTelegram:
         if reply is None and topic is not None:
             reply = self._messages[chat["id"]].get(topic)  # the topic's service message
         fields["reply_to_message"] = _without_reply(reply)
-        msg = self._new_message(chat, self.admin_user, topic, fields)
+        msg = self._new_message(chat, sender or self.admin_user, topic, fields)
         if topic is None and reply is not None and chat["type"] == "supergroup":
             # A reply outside topics starts a reply thread: message_thread_id without
             # is_topic_message, and sending to that "thread" fails (message thread not found).

@@ -11,9 +11,16 @@ import socketio
 
 from app.chat.drafts import Posted
 from app.chat.queries import sort_key
-from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.rooms import (
+    ADMINS,
+    LIST_WATCHERS,
+    admin_room,
+    operator_room,
+    visitor_room,
+    visitors_room,
+)
 from app.config import Settings
-from app.models import Conversation, Message
+from app.models import Conversation, Message, Operator
 from app.realtime import Presence
 from app.realtime.manager import LeanRedisManager
 from app.render import Renderer
@@ -208,10 +215,38 @@ class Fanout:
                 namespace="/chat",
             )
 
+    async def team_online(self) -> list[dict[str, Any]]:
+        """The active operators with a socket on `/chat` in any process, as the panel shows
+        them (a handful of rows and one presence round trip)."""
+        operators = await Operator.filter(active=True).order_by("id")
+        online = await self.presence.online_many([operator_room(o.id) for o in operators])
+        return [operator_card(o) for o in operators if online[operator_room(o.id)]]
+
+    async def publish_team_presence(self) -> None:
+        """Tell every panel who is online: `presence:operator` (the visitor pages' event, with
+        the same `online` field) carries the list of operators to the `admins` room."""
+        team = await self.team_online()
+        await self.sio.emit(
+            "presence:operator",
+            {"online": bool(team), "operators": team},
+            room=ADMINS,
+            namespace="/chat",
+        )
+
     async def close(self) -> None:
         """Cancel the pending row refresh (shutdown)."""
         if self._row_flush is not None:
             self._row_flush.cancel()
+
+
+def operator_card(operator: Operator) -> dict[str, Any]:
+    """What pages show of an operator: name and avatar."""
+    return {
+        "id": operator.id,
+        "name": operator.name,
+        "initial": operator.initial,
+        "colour": operator.colour,
+    }
 
 
 def _iso(moment: datetime) -> str:

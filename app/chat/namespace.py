@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from app.admin.auth import AdminAuth
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
-from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.fanout import operator_card
+from app.chat.rooms import (
+    ADMINS,
+    LIST_WATCHERS,
+    admin_room,
+    operator_room,
+    visitor_room,
+    visitors_room,
+)
 from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
+from app.models import Operator
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.namespace import visitor_cookie as visitor_cookie
 
@@ -84,6 +93,9 @@ class ChatNamespace(ConversationNamespace):
                 await self.chat.fanout.presence.add(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.add(ADMINS, sid):
                 await self.chat.fanout.publish_operator_status(True)
+            # Who is online, per operator: the panels' list changes when their first tab opens.
+            if await self.chat.fanout.presence.add(operator_room(session["operator_id"]), sid):
+                await self.chat.fanout.publish_team_presence()
             return
         await self.enter_room(sid, visitors_room(conv.locale))
         if await self.chat.fanout.presence.add(visitor_room(conv.id), sid):
@@ -96,6 +108,8 @@ class ChatNamespace(ConversationNamespace):
             await self.chat.fanout.presence.remove(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.remove(ADMINS, sid):
                 await self.chat.fanout.publish_operator_status(False)
+            if await self.chat.fanout.presence.remove(operator_room(session["operator_id"]), sid):
+                await self.chat.fanout.publish_team_presence()
         elif session.get("role") == "visitor":
             key = visitor_room(session["conversation_id"])
             if not await self.chat.fanout.presence.remove(key, sid):
@@ -222,12 +236,27 @@ class ChatNamespace(ConversationNamespace):
     async def _typing(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        """`typing {chat_id}`: show the other side a typing indicator."""
+        """`typing {chat_id}`: show the other side a typing indicator; an operator's names them
+        (`operator`: id, name, avatar), for the visitor and for the other operators with the
+        conversation open."""
         conv = await self._conversation_for(session, data.get("chat_id"))
         role = session["role"]
-        target = visitor_room(conv.id) if role == "admin" else admin_room(conv.id)
-        await self.emit("chat:typing", {"chat_id": conv.cid, "role": role}, room=target)
+        payload: dict[str, Any] = {"chat_id": conv.cid, "role": role}
+        if role != "admin":
+            await self.emit("chat:typing", payload, room=admin_room(conv.id))
+            return {"ok": True}
+        operator = await self._operator(session)
+        if operator is not None:
+            payload["operator"] = operator
+            payload["name"] = operator["name"]
+        await self.emit("chat:typing", payload, room=visitor_room(conv.id))
+        await self.emit("chat:typing", payload, room=admin_room(conv.id), skip_sid=sid)
         return {"ok": True}
+
+    async def _operator(self, session: dict[str, Any]) -> dict[str, Any] | None:
+        """The socket's operator as pages show them (read each time: a rename shows at once)."""
+        operator = await Operator.get_or_none(id=session.get("operator_id"))
+        return operator_card(operator) if operator is not None else None
 
     async def _read(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
@@ -246,7 +275,8 @@ class ChatNamespace(ConversationNamespace):
         conv = await self._conversation_for(session, data.get("chat_id"))
         delivered, seen = _seq(data.get("delivered")), _seq(data.get("seen"))
         role = session["role"]
-        await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen)
+        by = await self._operator(session) if role == "admin" and seen else None
+        await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen, by=by)
         if role == "admin" and seen:
             await self.chat.mark_read(conv)
         return {"ok": True}

@@ -349,8 +349,15 @@ export class Conversation {
     seqs.forEach((seq) => this.list.querySelector(`[data-seq="${seq}"]`)?.remove());
   }
 
-  showTyping() {
+  // `name`: the operator who types ("Ayşe yazıyor…"); without one, the line the page rendered.
+  showTyping(name) {
     if (!this.typing) return;
+    const label = this.typing.querySelector("span:not(.typing__dots)");
+    if (label) {
+      label.dataset.default ??= label.textContent;
+      const named = this.typing.dataset.named;
+      label.textContent = name && named ? named.replace("%(name)s", name) : label.dataset.default;
+    }
     this.typing.hidden = false;
     this.scrollToEnd(this.nearEnd());
     clearTimeout(this.typingTimer);
@@ -387,8 +394,11 @@ export function wire(socket, current, onConnectionChange) {
   socket.on("chat:deleted", ({ chat_id, seqs }) => {
     if (current()?.chatId === chat_id) current().remove(seqs);
   });
-  socket.on("chat:typing", ({ chat_id }) => {
-    if (current()?.chatId === chat_id) current().showTyping();
+  socket.on("chat:typing", ({ chat_id, operator }) => {
+    // An operator's own other tabs do not show them their own typing.
+    const me = document.getElementById("me")?.dataset.operatorId;
+    if (operator && me && String(operator.id) === me) return;
+    if (current()?.chatId === chat_id) current().showTyping(operator?.name);
   });
   socket.on("chat:error", (error) => current()?.refusedPacket(error));
 }

@@ -12,9 +12,9 @@ import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
+from app.chat.fanout import operator_card
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
-from app.chat.fanout import operator_card
 from app.chat.rooms import (
     ADMINS,
     LIST_WATCHERS,

@@ -61,7 +61,13 @@ async def test_online_list_typing_and_seen_name_the_operator(
         await assert_accessible(visitor, "visitor page with an operator typing")
         await expect(owner.locator("#pane #typing")).to_contain_text("Ayşe yazıyor…")
         await expect(ayse.locator("#pane #typing")).to_be_hidden()
-        await ayse.locator("#composer textarea").fill("")
+        # Her message ends the line, on the visitor's page and in the owner's panel.
+        await ayse.locator("#composer button[type=submit]").click()
+        await expect(visitor.locator("#messages li.msg--theirs").last).to_contain_text(
+            "Hemen bakıyorum"
+        )
+        await expect(typing).to_be_hidden()
+        await expect(owner.locator("#pane #typing")).to_be_hidden()
 
         # The visitor types back: the line names the visitor again in the owner's panel.
         await visitor.locator("#composer textarea").press_sequentially("Tamam", delay=30)

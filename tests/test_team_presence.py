@@ -40,6 +40,9 @@ async def test_the_panel_lists_the_operators_online(server: Server) -> None:
             "Ayşe",
         }
         assert ids["Ayşe"] != ids[OWNER]
+        # Her second tab (or one reconnecting) is told the list as it is.
+        for tab in tabs:
+            await tab.wait_for("presence:operator", lambda p: online_names(p) == {OWNER, "Ayşe"})
         await tabs[0].close()
         await tabs[1].call("typing", {"chat_id": "nope"})  # still answered: still connected
         assert "Ayşe" in panel_online(await page_with(server.url + "/admin", ADMIN_COOKIE, owner))

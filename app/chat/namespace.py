@@ -88,7 +88,8 @@ class ChatNamespace(ConversationNamespace):
         await self.enter_operator_room(sid, session)
         if conv is None:
             # A socket for one conversation (a pop-out, a load test) can skip the list feed.
-            if not (isinstance(auth, dict) and auth.get("watch_list") is False):
+            watching = not (isinstance(auth, dict) and auth.get("watch_list") is False)
+            if watching:
                 await self.enter_room(sid, ADMINS)
                 await self.chat.fanout.presence.add(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.add(ADMINS, sid):
@@ -96,6 +97,12 @@ class ChatNamespace(ConversationNamespace):
             # Who is online, per operator: the panels' list changes when their first tab opens.
             if await self.chat.fanout.presence.add(operator_room(session["operator_id"]), sid):
                 await self.chat.fanout.publish_team_presence()
+            elif watching:
+                # Another tab of theirs, or one reconnecting after a blip: the list as it is now.
+                team = await self.chat.fanout.team_online()
+                await self.emit(
+                    "presence:operator", {"online": bool(team), "operators": team}, to=sid
+                )
             return
         await self.enter_room(sid, visitors_room(conv.locale))
         if await self.chat.fanout.presence.add(visitor_room(conv.id), sid):

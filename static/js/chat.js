@@ -341,7 +341,9 @@ export class Conversation {
     if (window.htmx) window.htmx.process(node);
     if (message.seq > this.synced) this.seen.add(message.seq);
     this.advance(this.synced);
-    if (message.role !== this.role) this.hideTyping();
+    // The other side's message ends their typing line; so does another operator's, when the
+    // line names the operator who typed.
+    if (message.role !== this.role || this.typing?.dataset.by === "operator") this.hideTyping();
     this.scrollToEnd(stick);
   }
 
@@ -358,6 +360,7 @@ export class Conversation {
       const named = this.typing.dataset.named;
       label.textContent = name && named ? named.replace("%(name)s", name) : label.dataset.default;
     }
+    this.typing.dataset.by = name ? "operator" : "";
     this.typing.hidden = false;
     this.scrollToEnd(this.nearEnd());
     clearTimeout(this.typingTimer);

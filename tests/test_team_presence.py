@@ -10,7 +10,7 @@ import re
 from tests.support.clients import ADMIN_COOKIE, admin_peer, page_with, start_visitor, visitor_peer
 from tests.support.presence import new_operator, online_names, wait_after
 from tests.support.server import ADMIN_PASSWORD, Server
-from tests.support.team import OWNER, sign_in_log
+from tests.support.team import OWNER, set_active, sign_in_log
 
 
 def panel_online(page: str) -> set[str]:
@@ -98,3 +98,24 @@ async def test_the_visitor_and_the_team_see_which_operator_types_and_saw(server:
     finally:
         for peer in (visitor, owners, hers):
             await peer.close()
+
+
+async def test_a_deactivated_operator_leaves_the_online_list_at_once(server: Server) -> None:
+    owner = await sign_in_log(server, OWNER, ADMIN_PASSWORD)
+    deniz = await new_operator(server, owner, "Deniz")
+    owners = await admin_peer(server.url, owner)
+    hers = await admin_peer(server.url, deniz)
+    try:
+        came = await owners.wait_for(
+            "presence:operator", lambda p: online_names(p) == {OWNER, "Deniz"}
+        )
+        deniz_id = next(op["id"] for op in came["operators"] if op["name"] == "Deniz")
+        before = len(owners.events["presence:operator"])
+        status, row = await set_active(server, owner, deniz_id, False)
+        assert status == 200 and 'data-active="0"' in row
+        await wait_after(owners, "presence:operator", before, lambda p: online_names(p) == {OWNER})
+        assert panel_online(await page_with(server.url + "/admin", ADMIN_COOKIE, owner)) == {OWNER}
+    finally:
+        await owners.close()
+        if hers.sio.connected:
+            await hers.close()

@@ -35,6 +35,7 @@ async def test_the_panel_lists_the_operators_online(server: Server) -> None:
         assert came["online"] is True
         ids = {op["name"]: op["id"] for op in came["operators"]}
         assert all(set(op) == {"id", "name", "initial", "colour"} for op in came["operators"])
+        assert isinstance(came["at"], int)
         assert panel_online(await page_with(server.url + "/admin", ADMIN_COOKIE, owner)) == {
             OWNER,
             "Ayşe",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -222,15 +223,18 @@ class Fanout:
         online = await self.presence.online_many([operator_room(o.id) for o in operators])
         return [operator_card(o) for o in operators if online[operator_room(o.id)]]
 
+    async def team_presence(self) -> dict[str, Any]:
+        """The panels' `presence:operator`: who is online, and when that was read (`at`, ms),
+        so a page that gets two snapshots out of order (two processes publishing at once)
+        keeps the later one."""
+        team = await self.team_online()
+        return {"online": bool(team), "operators": team, "at": int(time.time() * 1000)}
+
     async def publish_team_presence(self) -> None:
         """Tell every panel who is online: `presence:operator` (the visitor pages' event, with
         the same `online` field) carries the list of operators to the `admins` room."""
-        team = await self.team_online()
         await self.sio.emit(
-            "presence:operator",
-            {"online": bool(team), "operators": team},
-            room=ADMINS,
-            namespace="/chat",
+            "presence:operator", await self.team_presence(), room=ADMINS, namespace="/chat"
         )
 
     async def close(self) -> None:

@@ -99,10 +99,7 @@ class ChatNamespace(ConversationNamespace):
                 await self.chat.fanout.publish_team_presence()
             elif watching:
                 # Another tab of theirs, or one reconnecting after a blip: the list as it is now.
-                team = await self.chat.fanout.team_online()
-                await self.emit(
-                    "presence:operator", {"online": bool(team), "operators": team}, to=sid
-                )
+                await self.emit("presence:operator", await self.chat.fanout.team_presence(), to=sid)
             return
         await self.enter_room(sid, visitors_room(conv.locale))
         if await self.chat.fanout.presence.add(visitor_room(conv.id), sid):

@@ -48,9 +48,12 @@ wire(socket, () => current, (online) => {
 const attention = attendAdmin(socket, () => current, list, document.getElementById("notify-button"));
 
 // Who of the team is online: one avatar per operator, rebuilt from each `presence:operator`.
-socket.on("presence:operator", ({ operators }) => {
+socket.on("presence:operator", ({ operators, at }) => {
   const team = document.getElementById("team-online");
   if (!team || !Array.isArray(operators)) return;
+  // Two processes publishing at once may be heard out of order: the later reading wins.
+  if (Number(at) < Number(team.dataset.at || 0)) return;
+  team.dataset.at = String(at);
   team.replaceChildren(...operators.map((op) => {
     const item = document.createElement("li");
     item.className = "team-online__item";

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sohbet.chat.socket")
 
 MEDIA_KINDS = ("photo", "voice", "audio")
+# How long an operator's name and avatar are reused for typing and seen receipts.
+OPERATOR_CACHE_SECONDS = 60.0
+OPERATOR_CACHE_SIZE = 1000
 
 
 def _seq(value: object) -> int:
@@ -65,6 +69,8 @@ class ChatNamespace(ConversationNamespace):
         self.media = media
         # Each socket's running join: its (chat_id, last_seq) and the task answering it.
         self._joining: dict[str, tuple[tuple[object, object], asyncio.Future[dict[str, Any]]]] = {}
+        # Operators' names and avatars for typing and receipts: id → (card, until).
+        self._operators: dict[object, tuple[dict[str, Any], float]] = {}
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
         """Nothing is acknowledged unless it was committed: the client keeps it and retries."""
@@ -258,9 +264,21 @@ class ChatNamespace(ConversationNamespace):
         return {"ok": True}
 
     async def _operator(self, session: dict[str, Any]) -> dict[str, Any] | None:
-        """The socket's operator as pages show them (read each time: a rename shows at once)."""
-        operator = await Operator.get_or_none(id=session.get("operator_id"))
-        return operator_card(operator) if operator is not None else None
+        """The socket's operator as pages show them; read at most once a minute per operator
+        (a panel sends a receipt for each visitor message, and typing every few seconds)."""
+        operator_id = session.get("operator_id")
+        now = time.monotonic()
+        cached = self._operators.get(operator_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        operator = await Operator.get_or_none(id=operator_id)
+        if operator is None:
+            return None
+        card = operator_card(operator)
+        if len(self._operators) > OPERATOR_CACHE_SIZE:
+            self._operators.clear()
+        self._operators[operator_id] = (card, now + OPERATOR_CACHE_SECONDS)
+        return card
 
     async def _read(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]

@@ -146,6 +146,8 @@ async def test_a_database_outage_acknowledges_nothing_uncommitted(
     finally:
         server.stop()
         await proxy.stop()
+        # Shown when the test fails: a database that stayed away says why here.
+        print("proxy: refusing", proxy.refusing, "upstream errors", proxy.upstream_errors[-5:])
     print("database connections cut per outage:", outages)
     assert len(outages) == 2
 

@@ -47,6 +47,11 @@ ACTIONS: dict[str, str] = {
     "operator_deactivate": N_("Deactivated an operator"),
     "operator_reactivate": N_("Reactivated an operator"),
     "telegram_link": N_("Linked a Telegram account"),
+    "reply_create": N_("Added a saved reply"),
+    "reply_update": N_("Changed a saved reply"),
+    "reply_delete": N_("Deleted a saved reply"),
+    "widget_origin_add": N_("Allowed a site to show the widget"),
+    "widget_origin_remove": N_("Removed a site from the widget's list"),
 }
 SURFACE_LABELS: dict[str, str] = {
     "panel": N_("Panel"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
 
+from app.audit.trail import Origin, record
 from app.core.text import clean_message
 from app.core.transactions import transaction
 from app.errors import InvalidInput, NotFound, SohbetError
@@ -61,13 +62,14 @@ class SavedReplies:
 
     # Writes -------------------------------------------------------------------------------------
 
-    async def create(self, data: ReplyInput) -> SavedReply:
-        """Store a new saved reply; a shortcut already used (in any case) is refused."""
+    async def create(self, data: ReplyInput, by: Origin | None = None) -> SavedReply:
+        """Store a new saved reply; a shortcut already used (in any case) is refused. `by`: who,
+        for the audit trail (written in the same transaction)."""
         shortcut, text_tr, text_en = self._checked(data)
         now = utcnow()
         try:
             async with transaction() as tx:
-                return await SavedReply.create(
+                reply = await SavedReply.create(
                     using_db=tx,
                     shortcut=shortcut,
                     shortcut_key=shortcut_key(shortcut),
@@ -76,10 +78,13 @@ class SavedReplies:
                     created_at=now,
                     updated_at=now,
                 )
+                if by is not None:
+                    await record("reply_create", by=by, target=shortcut, using_db=tx)
+                return reply
         except IntegrityError:
             raise ReplyError("reply_shortcut_taken", "shortcut", shortcut=shortcut) from None
 
-    async def update(self, reply_id: int, data: ReplyInput) -> SavedReply:
+    async def update(self, reply_id: int, data: ReplyInput, by: Origin | None = None) -> SavedReply:
         """Change a saved reply's shortcut and texts (all checked as for a new one)."""
         shortcut, text_tr, text_en = self._checked(data)
         try:
@@ -87,23 +92,31 @@ class SavedReplies:
                 reply = await SavedReply.get_or_none(id=reply_id, using_db=tx)
                 if reply is None:
                     raise NotFound("reply_not_found")
+                before = reply.shortcut
                 reply.shortcut = shortcut
                 reply.shortcut_key = shortcut_key(shortcut)
                 reply.text_tr = text_tr
                 reply.text_en = text_en
                 reply.updated_at = utcnow()
                 await reply.save(using_db=tx)
+                if by is not None:
+                    renamed = {"was": before} if before != shortcut else None
+                    await record(
+                        "reply_update", by=by, target=shortcut, detail=renamed, using_db=tx
+                    )
                 return reply
         except IntegrityError:
             raise ReplyError("reply_shortcut_taken", "shortcut", shortcut=shortcut) from None
 
-    async def delete(self, reply_id: int) -> SavedReply:
+    async def delete(self, reply_id: int, by: Origin | None = None) -> SavedReply:
         """Delete a saved reply; returns what was deleted."""
         async with transaction() as tx:
             reply = await SavedReply.get_or_none(id=reply_id, using_db=tx)
             if reply is None:
                 raise NotFound("reply_not_found")
             await reply.delete(using_db=tx)
+            if by is not None:
+                await record("reply_delete", by=by, target=reply.shortcut, using_db=tx)
             return reply
 
     def _checked(self, data: ReplyInput) -> tuple[str, str, str]:

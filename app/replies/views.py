@@ -6,7 +6,8 @@ from __future__ import annotations
 from quart import Blueprint, g, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from app.admin.guard import operator_required, require_csrf
+from app.admin.guard import operator_required, owner_required, require_csrf
+from app.audit.origin import request_origin
 from app.errors import NotFound
 from app.i18n import error_text
 from app.i18n import gettext as _
@@ -80,14 +81,14 @@ async def _reply_input() -> ReplyInput:
 
 
 @bp.get("/replies")
-@operator_required
+@owner_required
 async def replies_page() -> tuple[str, int]:
     """The saved replies: search, the list with edit and delete, and the form for a new one."""
     return await _page()
 
 
 @bp.get("/replies/list")
-@operator_required
+@owner_required
 async def replies_list() -> str:
     """The list filtered by shortcut or text (the page's search box)."""
     query = (request.args.get("q") or "").strip()[:100]
@@ -95,14 +96,14 @@ async def replies_list() -> str:
 
 
 @bp.get("/replies/new")
-@operator_required
+@owner_required
 async def new_form() -> str:
     """An empty form (the edit form's Cancel)."""
     return await render_template("partials/replies/form.html", form=_form_context())
 
 
 @bp.get("/replies/<int:reply_id>/edit")
-@operator_required
+@owner_required
 async def edit_form(reply_id: int) -> tuple[str, int]:
     """The form filled with one saved reply, to change it (gone meanwhile: an empty form that
     says so, and the list without it)."""
@@ -119,13 +120,13 @@ async def edit_form(reply_id: int) -> tuple[str, int]:
 
 
 @bp.post("/replies")
-@operator_required
+@owner_required
 async def create() -> Page:
     """Save a new reply; a refused one shows why beside the form and changes nothing."""
     await require_csrf()
     data = await _reply_input()
     try:
-        reply = await services().replies.create(data)
+        reply = await services().replies.create(data, by=request_origin())
     except ReplyError as exc:
         return await _form_answer(400, _form_context(data=data, error=exc), with_list=False)
     saved = _("Saved /%(shortcut)s.", shortcut=reply.shortcut)
@@ -133,14 +134,14 @@ async def create() -> Page:
 
 
 @bp.post("/replies/<int:reply_id>")
-@operator_required
+@owner_required
 async def update(reply_id: int) -> Page:
     """Save changes to a reply (checked as a new one is)."""
     await require_csrf()
     data = await _reply_input()
     replies = services().replies
     try:
-        reply = await replies.update(reply_id, data)
+        reply = await replies.update(reply_id, data, by=request_origin())
     except ReplyError as exc:
         current = await replies.get(reply_id)
         return await _form_answer(400, _form_context(current, data, exc), with_list=False)
@@ -153,13 +154,13 @@ async def update(reply_id: int) -> Page:
 
 
 @bp.post("/replies/<int:reply_id>/delete")
-@operator_required
+@owner_required
 async def delete(reply_id: int) -> Page:
     """Delete a reply (the page asked first); the list comes back without it."""
     await require_csrf()
     status = 200
     try:
-        await services().replies.delete(reply_id)
+        await services().replies.delete(reply_id, by=request_origin())
     except NotFound:
         status = 404  # deleted meanwhile: the list, as it is now, shows it gone
     if not is_htmx():

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
 
+from app.audit.trail import Origin, record
 from app.config import MAX_ORIGIN, OriginError, widget_origin
 from app.core.transactions import transaction
 from app.errors import InvalidInput, NotFound
@@ -117,8 +118,9 @@ class WidgetOrigins:
             return self._default
         return tuple(str(o) for o in json.loads(row.value))
 
-    async def add(self, value: object) -> str:
-        """Put an origin on the list; InvalidInput (nothing changed) when it can't be."""
+    async def add(self, value: object, by: Origin | None = None) -> str:
+        """Put an origin on the list; InvalidInput (nothing changed) when it can't be. `by`: who,
+        for the audit trail (written in the same transaction)."""
         origin = parse(value)
 
         def change(origins: list[str]) -> list[str]:
@@ -128,10 +130,10 @@ class WidgetOrigins:
                 raise InvalidInput("origin_too_many", limit=MAX_ORIGINS)
             return [*origins, origin]
 
-        await self._change(change)
+        await self._change(change, "widget_origin_add", origin, by)
         return origin
 
-    async def remove(self, value: object) -> str:
+    async def remove(self, value: object, by: Origin | None = None) -> str:
         """Take an origin off the list; NotFound (nothing changed) when it is not on it."""
         origin = str(value or "").strip()
 
@@ -140,13 +142,19 @@ class WidgetOrigins:
                 raise NotFound("origin_unknown", origin=origin[:MAX_ORIGIN])
             return [o for o in origins if o != origin]
 
-        await self._change(change)
+        await self._change(change, "widget_origin_remove", origin, by)
         return origin
 
-    async def _change(self, change: Callable[[list[str]], list[str]]) -> None:
+    async def _change(
+        self,
+        change: Callable[[list[str]], list[str]],
+        action: str,
+        origin: str,
+        by: Origin | None,
+    ) -> None:
         for attempt in (1, 2):
             try:
-                origins = await self._save(change)
+                origins = await self._save(change, action, origin, by)
             except IntegrityError:
                 # Another process saved the first row at the same moment: change that one.
                 if attempt == 2:
@@ -155,7 +163,13 @@ class WidgetOrigins:
                 self._value, self._read_at = tuple(origins), self._clock()
                 return
 
-    async def _save(self, change: Callable[[list[str]], list[str]]) -> list[str]:
+    async def _save(
+        self,
+        change: Callable[[list[str]], list[str]],
+        action: str,
+        origin: str,
+        by: Origin | None,
+    ) -> list[str]:
         async with transaction() as tx:
             # Locked (PostgreSQL): two saves at once both count, one after the other.
             row = await Setting.select_for_update().using_db(tx).get_or_none(key=KEY)
@@ -168,4 +182,6 @@ class WidgetOrigins:
             else:
                 row.value, row.updated_at = json.dumps(origins), now
                 await row.save(using_db=tx, update_fields=["value", "updated_at"])
+            if by is not None:
+                await record(action, by=by, target=origin, using_db=tx)
         return origins

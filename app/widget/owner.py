@@ -6,7 +6,8 @@ from __future__ import annotations
 from quart import Response, g, redirect, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from app.admin.guard import operator_required, require_csrf
+from app.admin.guard import owner_required, require_csrf
+from app.audit.origin import request_origin
 from app.config import MAX_ORIGIN
 from app.errors import SohbetError
 from app.i18n import error_text
@@ -34,32 +35,34 @@ async def _page(status: int = 200, error: str = "", draft: str = "") -> tuple[st
 
 
 @bp.get("/admin/widget")
-@operator_required
+@owner_required
 async def owner_page() -> tuple[str, int]:
     """Show the loader snippet and the sites allowed to show it, with the forms to change them."""
     return await _page()
 
 
 @bp.post("/admin/widget/origins")
-@operator_required
+@owner_required
 async def add_origin() -> tuple[str, int] | Response | WerkzeugResponse:
     """Allow one more site; a refused address comes back in the form with why, nothing saved."""
     await require_csrf()
     typed = str((await request.form).get("origin", ""))
     try:
-        await services().widget_origins.add(typed)
+        await services().widget_origins.add(typed, by=request_origin())
     except SohbetError as exc:
         return await _page(exc.status, error_text(exc.code, exc.params), typed[:MAX_ORIGIN])
     return redirect("/admin/widget", 303)
 
 
 @bp.post("/admin/widget/origins/remove")
-@operator_required
+@owner_required
 async def remove_origin() -> tuple[str, int] | Response | WerkzeugResponse:
     """Stop a site from showing the widget (its pages lose it on their next request)."""
     await require_csrf()
     try:
-        await services().widget_origins.remove((await request.form).get("origin", ""))
+        await services().widget_origins.remove(
+            (await request.form).get("origin", ""), by=request_origin()
+        )
     except SohbetError as exc:
         return await _page(exc.status, error_text(exc.code, exc.params))
     return redirect("/admin/widget", 303)

@@ -27,6 +27,9 @@ class CuttingProxy:
         self.port = free_port()
         self.cuts = 0
         self.refusing = False
+        # Why connections were refused while not `refusing` (the target could not be reached):
+        # printed by tests that fail, so a stuck outage shows its cause.
+        self.upstream_errors: list[str] = []
         # Set to some bytes: when a client next sends them, every live connection is cut right
         # there (once), before they reach the target.
         self.cut_at: bytes | None = None
@@ -74,7 +77,8 @@ class CuttingProxy:
             return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
+        except OSError as exc:
+            self.upstream_errors.append(repr(exc))
             writer.transport.abort()
             return
         self._writers.update({writer, up_writer})

@@ -297,7 +297,9 @@ async def test_typing_reaches_the_other_side_only(server: Server, admin_token: s
         await admin.call("join", {"chat_id": cid})
         assert (await admin.call("typing", {"chat_id": cid}))["ok"]
         got = await visitor.wait_for("chat:typing")
-        assert got == {"chat_id": cid, "role": "admin"}
+        # The contract's fields, and which operator types (issue 18).
+        assert {k: got[k] for k in ("chat_id", "role")} == {"chat_id": cid, "role": "admin"}
+        assert got["name"] == got["operator"]["name"] == "Destek"
         await visitor.call("typing", {"chat_id": cid})
         assert (await admin.wait_for("chat:typing"))["role"] == "visitor"
         await asyncio.sleep(0.2)

@@ -115,7 +115,9 @@ async def test_the_two_sides_on_different_processes_behind_the_balancer(tmp_path
 
             # Typing, each way once.
             assert (await admin.call("typing", {"chat_id": cid}))["ok"]
-            assert await visitor.wait_for("chat:typing") == {"chat_id": cid, "role": "admin"}
+            typing = await visitor.wait_for("chat:typing")
+            assert {k: typing[k] for k in ("chat_id", "role")} == {"chat_id": cid, "role": "admin"}
+            assert typing["name"] == "Destek"  # which operator types, across processes too
             assert (await visitor.call("typing", {"chat_id": cid}))["ok"]
             assert (await admin.wait_for("chat:typing"))["role"] == "visitor"
 
@@ -123,9 +125,10 @@ async def test_the_two_sides_on_different_processes_behind_the_balancer(tmp_path
             assert (await admin.call("receipt", {"chat_id": cid, "delivered": 19, "seen": 19}))[
                 "ok"
             ]
-            await visitor.wait_for(
+            seen = await visitor.wait_for(
                 "chat:receipt", lambda r: r["reader"] == "admin" and r["seen"] == 19
             )
+            assert seen["by"]["name"] == "Destek"
             await visitor.call("receipt", {"chat_id": cid, "delivered": 20, "seen": 20})
             await admin.wait_for(
                 "chat:receipt", lambda r: r["reader"] == "visitor" and r["seen"] == 20

@@ -23,7 +23,9 @@ from tests.support.clients import (
     start_visitor,
     visitor_peer,
 )
-from tests.support.server import REDIS_URL, Server, redis_pair
+from tests.support.presence import new_operator, online_names, wait_after
+from tests.support.server import ADMIN_PASSWORD, REDIS_URL, Server, redis_pair
+from tests.support.team import OWNER, sign_in_log
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -91,6 +93,42 @@ async def test_a_visitor_sees_an_operator_on_a_killed_process_go_offline(
     finally:
         await admin.close()
         await visitor.close()
+
+
+async def test_an_operator_on_a_killed_process_leaves_the_panels_online_list(
+    pair: tuple[Server, Server],
+) -> None:
+    """Ayşe works on process B, the owner on A: A's panel lists her while B runs, and within
+    the heartbeat's reach after B is SIGKILLed (no disconnect ever reaches anyone) she is gone
+    from the list while the owner stays."""
+    doomed, survivor = pair
+    owner = await sign_in_log(survivor, OWNER, ADMIN_PASSWORD)
+    ayse = await new_operator(survivor, owner, "Ayşe", sign_in_on=doomed)
+    owners = await admin_peer(survivor.url, owner)
+    hers = await admin_peer(doomed.url, ayse)
+    try:
+        came = await owners.wait_for(
+            "presence:operator", lambda p: online_names(p) == {OWNER, "Ayşe"}
+        )
+        assert came["online"] is True
+        before = len(owners.events["presence:operator"])
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(doomed.stop, signal.SIGKILL)
+        killed = loop.time()
+        # Her process's heartbeat expires within the TTL; the survivor looks every third of it.
+        gone = await wait_after(
+            owners,
+            "presence:operator",
+            before,
+            lambda p: online_names(p) == {OWNER},
+            timeout=2 * int(TTL),
+        )
+        assert gone["online"] is True
+        print(f"operator gone from the online list {loop.time() - killed:.1f}s after SIGKILL")
+    finally:
+        await owners.close()
+        if hers.sio.connected:
+            await hers.close()
 
 
 async def test_a_frozen_process_is_taken_for_dead_and_comes_back(

@@ -33,6 +33,7 @@ async def _panel(cid: str | None = None) -> str:
         conversations=conversations,
         online=online,
         pane=pane,
+        team=await svc.chat.fanout.team_presence(),
         csrf_token=g.admin.csrf_token,
     )
 

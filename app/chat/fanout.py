@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +12,16 @@ import socketio
 
 from app.chat.drafts import Posted
 from app.chat.queries import sort_key
-from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.rooms import (
+    ADMINS,
+    LIST_WATCHERS,
+    admin_room,
+    operator_room,
+    visitor_room,
+    visitors_room,
+)
 from app.config import Settings
-from app.models import Conversation, Message
+from app.models import Conversation, Message, Operator
 from app.realtime import Presence
 from app.realtime.manager import LeanRedisManager
 from app.render import Renderer
@@ -211,10 +219,41 @@ class Fanout:
                 namespace="/chat",
             )
 
+    async def team_online(self) -> list[dict[str, Any]]:
+        """The active operators with a socket on `/chat` in any process, as the panel shows
+        them (a handful of rows and one presence round trip)."""
+        operators = await Operator.filter(active=True).order_by("id")
+        online = await self.presence.online_many([operator_room(o.id) for o in operators])
+        return [operator_card(o) for o in operators if online[operator_room(o.id)]]
+
+    async def team_presence(self) -> dict[str, Any]:
+        """The panels' `presence:operator`: who is online, and when that was read (`at`, ms),
+        so a page that gets two snapshots out of order (two processes publishing at once)
+        keeps the later one."""
+        team = await self.team_online()
+        return {"online": bool(team), "operators": team, "at": int(time.time() * 1000)}
+
+    async def publish_team_presence(self) -> None:
+        """Tell every panel who is online: `presence:operator` (the visitor pages' event, with
+        the same `online` field) carries the list of operators to the `admins` room."""
+        await self.sio.emit(
+            "presence:operator", await self.team_presence(), room=ADMINS, namespace="/chat"
+        )
+
     async def close(self) -> None:
         """Cancel the pending row refresh (shutdown)."""
         if self._row_flush is not None:
             self._row_flush.cancel()
+
+
+def operator_card(operator: Operator) -> dict[str, Any]:
+    """What pages show of an operator: name and avatar."""
+    return {
+        "id": operator.id,
+        "name": operator.name,
+        "initial": operator.initial,
+        "colour": operator.colour,
+    }
 
 
 def _iso(moment: datetime) -> str:

@@ -9,15 +9,25 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
 from app.chat.drafts import session_author
+from app.chat.fanout import operator_card
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
-from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.rooms import (
+    ADMINS,
+    LIST_WATCHERS,
+    admin_room,
+    operator_room,
+    visitor_room,
+    visitors_room,
+)
 from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
+from app.models import Operator
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.namespace import visitor_cookie as visitor_cookie
 
@@ -27,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sohbet.chat.socket")
 
 MEDIA_KINDS = ("photo", "voice", "audio")
+# How long an operator's name and avatar are reused for typing and seen receipts.
+OPERATOR_CACHE_SECONDS = 60.0
+OPERATOR_CACHE_SIZE = 1000
 
 
 def _seq(value: object) -> int:
@@ -57,6 +70,8 @@ class ChatNamespace(ConversationNamespace):
         self.media = media
         # Each socket's running join: its (chat_id, last_seq) and the task answering it.
         self._joining: dict[str, tuple[tuple[object, object], asyncio.Future[dict[str, Any]]]] = {}
+        # Operators' names and avatars for typing and receipts: id → (card, until).
+        self._operators: dict[object, tuple[dict[str, Any], float]] = {}
 
     async def _failed(self, sid: str, locale: str) -> dict[str, Any]:
         """Nothing is acknowledged unless it was committed: the client keeps it and retries."""
@@ -80,11 +95,18 @@ class ChatNamespace(ConversationNamespace):
         await self.enter_operator_room(sid, session)
         if conv is None:
             # A socket for one conversation (a pop-out, a load test) can skip the list feed.
-            if not (isinstance(auth, dict) and auth.get("watch_list") is False):
+            watching = not (isinstance(auth, dict) and auth.get("watch_list") is False)
+            if watching:
                 await self.enter_room(sid, ADMINS)
                 await self.chat.fanout.presence.add(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.add(ADMINS, sid):
                 await self.chat.fanout.publish_operator_status(True)
+            # Who is online, per operator: the panels' list changes when their first tab opens.
+            if await self.chat.fanout.presence.add(operator_room(session["operator_id"]), sid):
+                await self.chat.fanout.publish_team_presence()
+            elif watching:
+                # Another tab of theirs, or one reconnecting after a blip: the list as it is now.
+                await self.emit("presence:operator", await self.chat.fanout.team_presence(), to=sid)
             return
         await self.enter_room(sid, visitors_room(conv.locale))
         if await self.chat.fanout.presence.add(visitor_room(conv.id), sid):
@@ -97,6 +119,8 @@ class ChatNamespace(ConversationNamespace):
             await self.chat.fanout.presence.remove(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.remove(ADMINS, sid):
                 await self.chat.fanout.publish_operator_status(False)
+            if await self.chat.fanout.presence.remove(operator_room(session["operator_id"]), sid):
+                await self.chat.fanout.publish_team_presence()
         elif session.get("role") == "visitor":
             key = visitor_room(session["conversation_id"])
             if not await self.chat.fanout.presence.remove(key, sid):
@@ -226,12 +250,39 @@ class ChatNamespace(ConversationNamespace):
     async def _typing(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        """`typing {chat_id}`: show the other side a typing indicator."""
+        """`typing {chat_id}`: show the other side a typing indicator; an operator's names them
+        (`operator`: id, name, avatar), for the visitor and for the other operators with the
+        conversation open."""
         conv = await self._conversation_for(session, data.get("chat_id"))
         role = session["role"]
-        target = visitor_room(conv.id) if role == "admin" else admin_room(conv.id)
-        await self.emit("chat:typing", {"chat_id": conv.cid, "role": role}, room=target)
+        payload: dict[str, Any] = {"chat_id": conv.cid, "role": role}
+        if role != "admin":
+            await self.emit("chat:typing", payload, room=admin_room(conv.id))
+            return {"ok": True}
+        operator = await self._operator(session)
+        if operator is not None:
+            payload["operator"] = operator
+            payload["name"] = operator["name"]
+        await self.emit("chat:typing", payload, room=visitor_room(conv.id))
+        await self.emit("chat:typing", payload, room=admin_room(conv.id), skip_sid=sid)
         return {"ok": True}
+
+    async def _operator(self, session: dict[str, Any]) -> dict[str, Any] | None:
+        """The socket's operator as pages show them; read at most once a minute per operator
+        (a panel sends a receipt for each visitor message, and typing every few seconds)."""
+        operator_id = session.get("operator_id")
+        now = time.monotonic()
+        cached = self._operators.get(operator_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        operator = await Operator.get_or_none(id=operator_id)
+        if operator is None:
+            return None
+        card = operator_card(operator)
+        if len(self._operators) > OPERATOR_CACHE_SIZE:
+            self._operators.clear()
+        self._operators[operator_id] = (card, now + OPERATOR_CACHE_SECONDS)
+        return card
 
     async def _read(
         self, sid: str, session: dict[str, Any], data: dict[str, Any]
@@ -250,7 +301,8 @@ class ChatNamespace(ConversationNamespace):
         conv = await self._conversation_for(session, data.get("chat_id"))
         delivered, seen = _seq(data.get("delivered")), _seq(data.get("seen"))
         role = session["role"]
-        await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen)
+        by = await self._operator(session) if role == "admin" and seen else None
+        await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen, by=by)
         if role == "admin" and seen:
             await self.chat.mark_read(conv)
         return {"ok": True}

@@ -56,9 +56,17 @@ class Receipts:
         self.seen_listeners = tuple(seen_listeners)
 
     async def record(
-        self, conv: Conversation, reader: str, *, delivered: int = 0, seen: int = 0
+        self,
+        conv: Conversation,
+        reader: str,
+        *,
+        delivered: int = 0,
+        seen: int = 0,
+        by: dict[str, Any] | None = None,
     ) -> None:
-        """`reader` has received (delivered) or seen the other side's messages up to a seq."""
+        """`reader` has received (delivered) or seen the other side's messages up to a seq;
+        `by`, the operator who saw them, rides on the receipt (`by`: id, name, avatar) when
+        the seen mark moved."""
         if reader not in READERS:
             raise InvalidInput("bad_payload")
         seen = min(seen, conv.last_seq)
@@ -83,6 +91,8 @@ class Receipts:
         for name in (d_field, s_field):
             setattr(conv, name, getattr(fresh, name))
         payload = receipt_payload(fresh, reader)
+        if by is not None and seen_moved:
+            payload["by"] = by
         for room in (visitor_room(conv.id), admin_room(conv.id)):
             await self.sio.emit("chat:receipt", payload, room=room, namespace="/chat")
         if reader == "visitor" and seen_moved and self.seen_listeners:

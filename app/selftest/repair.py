@@ -13,7 +13,7 @@ from tortoise.expressions import Q
 
 from app.calls.service import NAMESPACE as CALLS
 from app.calls.service import CallService
-from app.chat.rooms import ADMINS, conversation_of
+from app.chat.rooms import ADMINS, OPERATOR_PREFIX, conversation_of
 from app.chat.service import ChatService
 from app.core.clock import Clock
 from app.i18n import N_, using_locale
@@ -64,6 +64,8 @@ async def presence(ctx: RepairContext) -> Outcome:
 async def announce_presence(chat: ChatService, online: list[str], offline: list[str]) -> None:
     """Push what a connect or disconnect would have for keys that changed without one (Repair,
     a process that died, or this one coming back after being taken for dead)."""
+    if any(key.startswith(OPERATOR_PREFIX) for key in online + offline):
+        await chat.fanout.publish_team_presence()
     for keys, state in ((online, True), (offline, False)):
         for key in keys:
             if key == ADMINS:

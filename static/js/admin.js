@@ -47,12 +47,40 @@ wire(socket, () => current, (online) => {
 });
 const attention = attendAdmin(socket, () => current, list, document.getElementById("notify-button"));
 
+// Who of the team is online: one avatar per operator, rebuilt from each `presence:operator`.
+socket.on("presence:operator", ({ operators, at }) => {
+  const team = document.getElementById("team-online");
+  if (!team || !Array.isArray(operators)) return;
+  // Two processes publishing at once may be heard out of order: the later reading wins.
+  if (Number(at) < Number(team.dataset.at || 0)) return;
+  team.dataset.at = String(at);
+  team.replaceChildren(...operators.map((op) => {
+    const item = document.createElement("li");
+    item.className = "team-online__item";
+    item.dataset.operatorId = String(op.id);
+    const avatar = document.createElement("span");
+    avatar.className = "avatar avatar--small";
+    avatar.setAttribute("role", "img");
+    avatar.dataset.colour = op.colour;
+    avatar.title = op.name;
+    avatar.setAttribute("aria-label", team.dataset.tOnline.replace("%(name)s", op.name));
+    avatar.textContent = op.initial;
+    item.append(avatar);
+    return item;
+  }));
+});
+
 socket.on("connect_error", (err) => {
   banner.hidden = false;
   if (err && err.message === "unauthorized") window.location.assign("/admin");
 });
 
 socket.on("chat:message", (m) => {
+  // A newer visitor message has not been seen by whoever the line names.
+  if (current?.chatId === m.chat_id && m.role === "visitor") {
+    const line = current.root.querySelector("#seen-by");
+    if (line) line.hidden = true;
+  }
   if (current?.chatId === m.chat_id && m.role === "visitor" && document.visibilityState === "visible") {
     socket.emit("read", { chat_id: m.chat_id });
   }

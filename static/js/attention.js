@@ -118,9 +118,20 @@ export function attend(socket, current, { role, onIncoming = () => {} }) {
   socket.on("chat:message", (m) => received([m]));
   socket.on("chat:history", (list) => received(list));
   socket.on("connect", () => { const conv = conversation(); if (conv) conv.seenSent = 0; });
-  socket.on("chat:receipt", ({ chat_id, reader, delivered, seen }) => {
+  socket.on("chat:receipt", ({ chat_id, reader, delivered, seen, by }) => {
     const conv = conversation();
-    if (!conv || reader === role || conv.chatId !== chat_id) return;
+    if (!conv || conv.chatId !== chat_id) return;
+    if (reader === role) {
+      // Another operator saw the visitor's messages: "Seen · Ayşe" under the conversation.
+      const line = conv.root.querySelector("#seen-by");
+      const me = document.getElementById("me")?.dataset.operatorId;
+      if (line && by && String(by.id) !== me) {
+        line.textContent = line.dataset.named.replace("%(name)s", by.name);
+        line.dataset.operatorId = String(by.id);
+        line.hidden = false;
+      }
+      return;
+    }
     conv.list.querySelectorAll("li.msg--mine[data-receipt]").forEach((li) => {
       const seq = Number(li.dataset.seq);
       const state = seq <= seen ? "seen" : seq <= delivered ? "delivered" : "sent";

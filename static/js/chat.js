@@ -341,7 +341,9 @@ export class Conversation {
     if (window.htmx) window.htmx.process(node);
     if (message.seq > this.synced) this.seen.add(message.seq);
     this.advance(this.synced);
-    if (message.role !== this.role) this.hideTyping();
+    // The other side's message ends their typing line; so does another operator's, when the
+    // line names the operator who typed.
+    if (message.role !== this.role || this.typing?.dataset.by === "operator") this.hideTyping();
     this.scrollToEnd(stick);
   }
 
@@ -349,8 +351,16 @@ export class Conversation {
     seqs.forEach((seq) => this.list.querySelector(`[data-seq="${seq}"]`)?.remove());
   }
 
-  showTyping() {
+  // `name`: the operator who types ("Ayşe yazıyor…"); without one, the line the page rendered.
+  showTyping(name) {
     if (!this.typing) return;
+    const label = this.typing.querySelector("span:not(.typing__dots)");
+    if (label) {
+      label.dataset.default ??= label.textContent;
+      const named = this.typing.dataset.named;
+      label.textContent = name && named ? named.replace("%(name)s", name) : label.dataset.default;
+    }
+    this.typing.dataset.by = name ? "operator" : "";
     this.typing.hidden = false;
     this.scrollToEnd(this.nearEnd());
     clearTimeout(this.typingTimer);
@@ -387,8 +397,11 @@ export function wire(socket, current, onConnectionChange) {
   socket.on("chat:deleted", ({ chat_id, seqs }) => {
     if (current()?.chatId === chat_id) current().remove(seqs);
   });
-  socket.on("chat:typing", ({ chat_id }) => {
-    if (current()?.chatId === chat_id) current().showTyping();
+  socket.on("chat:typing", ({ chat_id, operator }) => {
+    // An operator's own other tabs do not show them their own typing.
+    const me = document.getElementById("me")?.dataset.operatorId;
+    if (operator && me && String(operator.id) === me) return;
+    if (current()?.chatId === chat_id) current().showTyping(operator?.name);
   });
   socket.on("chat:error", (error) => current()?.refusedPacket(error));
 }

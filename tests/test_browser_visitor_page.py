@@ -8,6 +8,7 @@ Nothing here depends on the database: the module runs on SQLite only.
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import re
 
@@ -223,9 +224,11 @@ async def test_a_conversation_deleted_while_the_page_was_away_says_so(
         # The connection drops; the page reconnects at once, and its join waits here.
         holding.set()
         await routes[-1].close()
-        for _ in range(200):  # the page's reconnect backoff is at most a few seconds
-            if held:
-                break
+        # socket.io-client's own bounds: a reconnect waits at most reconnectionDelayMax (5 s)
+        # and its connect attempt times out after `timeout` (20 s), then tries again: two
+        # attempts' worth, since a loaded machine (CI) was seen to need more than 20 s in all.
+        deadline = time.monotonic() + 2 * (5 + 20)
+        while not held and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert held, "the page did not join again after the reconnect"
         token = await admin_login(server)

@@ -8,9 +8,9 @@ Nothing here depends on the database: the module runs on SQLite only.
 from __future__ import annotations
 
 import asyncio
-import time
 import json
 import re
+import time
 
 import pytest
 from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect

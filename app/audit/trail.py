@@ -47,6 +47,10 @@ ACTIONS: dict[str, str] = {
     "operator_deactivate": N_("Deactivated an operator"),
     "operator_reactivate": N_("Reactivated an operator"),
     "telegram_link": N_("Linked a Telegram account"),
+    "conversation_take": N_("Took a conversation"),
+    "conversation_transfer": N_("Transferred a conversation"),
+    "conversation_release": N_("Released a conversation"),
+    "auto_assign_setting": N_("Changed automatic assignment"),
 }
 SURFACE_LABELS: dict[str, str] = {
     "panel": N_("Panel"),

@@ -12,11 +12,13 @@ import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
+from app.chat.assignment import mark_read_by
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
 from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
 from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
+from app.models import Conversation
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.namespace import visitor_cookie as visitor_cookie
 
@@ -156,6 +158,7 @@ class ChatNamespace(ConversationNamespace):
                 await self.emit("chat:deleted", {"chat_id": conv.cid, "seqs": deleted}, to=sid)
         if role == "admin":
             await self.chat.mark_read(conv)
+            await _operator_read(session, conv)
         # Ticks on what this side wrote may have moved while it was away.
         await self.emit("chat:receipt", receipt_payload(conv, other_role(role)), to=sid)
         return {
@@ -237,6 +240,7 @@ class ChatNamespace(ConversationNamespace):
             raise Forbidden("forbidden")
         conv = await self._conversation_for(session, data.get("chat_id"))
         await self.chat.mark_read(conv)
+        await _operator_read(session, conv)
         return {"ok": True}
 
     async def _receipt(
@@ -249,4 +253,13 @@ class ChatNamespace(ConversationNamespace):
         await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen)
         if role == "admin" and seen:
             await self.chat.mark_read(conv)
+            await _operator_read(session, conv, seen)
         return {"ok": True}
+
+
+async def _operator_read(session: dict[str, Any], conv: Conversation, seq: int = 0) -> None:
+    """The operator of an operator socket has read the conversation (to `seq`, else to its end):
+    their own read marker, for their own unread counts."""
+    operator_id = session.get("operator_id")
+    if isinstance(operator_id, int):
+        await mark_read_by(operator_id, conv.id, min(seq, conv.last_seq) if seq else conv.last_seq)

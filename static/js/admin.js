@@ -58,9 +58,19 @@ socket.on("chat:message", (m) => {
   }
 });
 
+// The list's tab (Mine, Unassigned, All): a row that no longer belongs to it leaves.
+function inTab(row) {
+  const tabs = document.getElementById("conv-tabs");
+  const tab = tabs?.dataset.tab || "all";
+  if (tab === "mine") return row.dataset.assigned === tabs.dataset.me;
+  if (tab === "unassigned") return !row.dataset.assigned;
+  return true;
+}
+
 socket.on("admin:conversation", ({ html }) => {
   const row = fragment(html);
   const old = document.getElementById(row.id);
+  if (!inTab(row)) { old?.remove(); return; }
   if (old) old.replaceWith(row); else list.prepend(row);
   window.htmx?.process(row);
   sortRows();

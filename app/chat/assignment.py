@@ -1,0 +1,200 @@
+"""Assignment: a conversation is unassigned or one operator's; take, transfer with a note, release.
+
+Every change is one conditional UPDATE (`... WHERE assigned_operator_id IS NULL`, or `= the
+operator it was read with`), so when two operators press "Take it" at the same moment on any
+two processes, exactly one row changes: that operator wins, the other is told who has it. The
+audit entry is written in the same transaction as the change.
+
+The transfer note lives on the conversation row (`assign_note`), never in its messages: it is
+rendered only in the panel's pane, so no visitor page, transcript or Telegram notice can show it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tortoise.exceptions import IntegrityError
+
+from app.audit.trail import Origin, record
+from app.chat.fanout import Fanout
+from app.core.transactions import transaction
+from app.errors import Conflict, InvalidInput, NotFound
+from app.i18n import ERRORS, N_
+from app.models import Conversation, Operator, OperatorRead
+from app.timefmt import utcnow
+
+NOTE_MAX = 500
+
+ERRORS.update(
+    {
+        "assign_taken": N_("%(name)s has already taken this conversation."),
+        "assign_changed": N_(
+            "Someone changed this conversation's operator meanwhile; it is %(name)s's now."
+        ),
+        "assign_not_assigned": N_("This conversation is not assigned to anyone."),
+        "assign_not_yours": N_(
+            "This conversation is %(name)s's: only they or the owner can release or transfer it."
+        ),
+        "assign_bad_operator": N_("Choose an active operator to transfer the conversation to."),
+        "assign_same_operator": N_("The conversation is already %(name)s's."),
+        "assign_note_too_long": N_("The note is too long (at most %(limit)s characters)."),
+    }
+)
+
+
+async def mark_read_by(operator_id: int, conversation_id: int, last_seq: int) -> None:
+    """One operator has read a conversation up to `last_seq` (their own unread counts); the
+    marker only moves forward."""
+    changed = await OperatorRead.filter(
+        operator_id=operator_id, conversation_id=conversation_id, last_seq__lt=last_seq
+    ).update(last_seq=last_seq)
+    if changed or await OperatorRead.exists(
+        operator_id=operator_id, conversation_id=conversation_id
+    ):
+        return
+    try:
+        await OperatorRead.create(
+            operator_id=operator_id, conversation_id=conversation_id, last_seq=last_seq
+        )
+    except IntegrityError:  # another tab of theirs made it meanwhile
+        await OperatorRead.filter(
+            operator_id=operator_id, conversation_id=conversation_id, last_seq__lt=last_seq
+        ).update(last_seq=last_seq)
+
+
+async def _name_of(operator_id: int | None) -> str:
+    if operator_id is None:
+        return ""
+    op = await Operator.get_or_none(id=operator_id)
+    return op.name if op is not None else "?"
+
+
+class Assignment:
+    """Take, transfer and release conversations; each change refreshes the list row."""
+
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+
+    async def _fresh(self, conv: Conversation) -> Conversation:
+        fresh = await Conversation.get_or_none(id=conv.id)
+        if fresh is None:
+            raise NotFound("bad_chat")
+        return fresh
+
+    async def take(self, conv: Conversation, operator: Operator, *, by: Origin) -> Conversation:
+        """Make the conversation `operator`'s if nobody has it; else Conflict naming who has."""
+        now = utcnow()
+        async with transaction() as tx:
+            changed = (
+                await Conversation.filter(id=conv.id, assigned_operator_id__isnull=True)
+                .using_db(tx)
+                .update(
+                    assigned_operator_id=operator.id,
+                    assigned_at=now,
+                    assign_note="",
+                    assign_note_by="",
+                )
+            )
+            if changed:
+                await record(
+                    "conversation_take",
+                    by=by,
+                    target=conv.cid,
+                    detail={"operator": operator.name},
+                    using_db=tx,
+                )
+        fresh = await self._fresh(conv)
+        if not changed:
+            if fresh.assigned_operator_id == operator.id:
+                return fresh  # already theirs: pressing twice changes nothing
+            raise Conflict("assign_taken", name=await _name_of(fresh.assigned_operator_id))
+        self.fanout.schedule_row(fresh)
+        return fresh
+
+    def _may_change(self, conv: Conversation, operator: Operator) -> bool:
+        return conv.assigned_operator_id in (None, operator.id) or operator.is_owner
+
+    async def release(self, conv: Conversation, operator: Operator, *, by: Origin) -> Conversation:
+        """Make the conversation unassigned again (its operator, or the owner)."""
+        current = await self._fresh(conv)
+        if current.assigned_operator_id is None:
+            raise InvalidInput("assign_not_assigned")
+        if not self._may_change(current, operator):
+            raise Conflict("assign_not_yours", name=await _name_of(current.assigned_operator_id))
+        previous = await _name_of(current.assigned_operator_id)
+        async with transaction() as tx:
+            changed = (
+                await Conversation.filter(
+                    id=conv.id, assigned_operator_id=current.assigned_operator_id
+                )
+                .using_db(tx)
+                .update(
+                    assigned_operator_id=None, assigned_at=None, assign_note="", assign_note_by=""
+                )
+            )
+            if changed:
+                await record(
+                    "conversation_release",
+                    by=by,
+                    target=conv.cid,
+                    detail={"operator": previous},
+                    using_db=tx,
+                )
+        fresh = await self._fresh(conv)
+        if not changed:
+            raise Conflict("assign_changed", name=await _name_of(fresh.assigned_operator_id))
+        self.fanout.schedule_row(fresh)
+        return fresh
+
+    async def transfer(
+        self,
+        conv: Conversation,
+        operator: Operator,
+        target_id: object,
+        note: object,
+        *,
+        by: Origin,
+    ) -> Conversation:
+        """Give the conversation to another active operator, with a note only operators see."""
+        text = note.strip() if isinstance(note, str) else ""
+        if len(text) > NOTE_MAX:
+            raise InvalidInput("assign_note_too_long", limit=NOTE_MAX)
+        try:
+            target_key = int(str(target_id))
+        except ValueError as exc:
+            raise InvalidInput("assign_bad_operator") from exc
+        target = await Operator.get_or_none(id=target_key)
+        if target is None or not target.active:
+            raise InvalidInput("assign_bad_operator")
+        current = await self._fresh(conv)
+        if current.assigned_operator_id == target.id:
+            raise InvalidInput("assign_same_operator", name=target.name)
+        if not self._may_change(current, operator):
+            raise Conflict("assign_not_yours", name=await _name_of(current.assigned_operator_id))
+        previous = await _name_of(current.assigned_operator_id)
+        now: datetime = utcnow()
+        async with transaction() as tx:
+            query = Conversation.filter(id=conv.id)
+            if current.assigned_operator_id is None:
+                query = query.filter(assigned_operator_id__isnull=True)
+            else:
+                query = query.filter(assigned_operator_id=current.assigned_operator_id)
+            changed = await query.using_db(tx).update(
+                assigned_operator_id=target.id,
+                assigned_at=now,
+                assign_note=text,
+                assign_note_by=operator.name[:64],
+            )
+            if changed:
+                await record(
+                    "conversation_transfer",
+                    by=by,
+                    target=conv.cid,
+                    detail={"from": previous, "to": target.name, "note": text},
+                    using_db=tx,
+                )
+        fresh = await self._fresh(conv)
+        if not changed:
+            raise Conflict("assign_changed", name=await _name_of(fresh.assigned_operator_id))
+        self.fanout.schedule_row(fresh)
+        return fresh

@@ -231,6 +231,8 @@ class Sender:
         if closed:
             button = InlineKeyboardButton(text=_("Reopen"), callback_data=f"reopen:{conv.cid}")
         else:
+            # Taken by the operator linked to the Telegram user who presses it (buttons.py).
+            row.append(InlineKeyboardButton(text=_("Take it"), callback_data=f"take:{conv.cid}"))
             button = InlineKeyboardButton(
                 text=_("Close conversation"), callback_data=f"close:{conv.cid}"
             )

@@ -6,6 +6,7 @@ and the audit trail recording each change."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 
@@ -20,10 +21,17 @@ from tests.support.assignment import (
     member,
     new_conversation,
     press,
+    set_auto_assign,
     tab_badge,
 )
-from tests.support.clients import VISITOR_COOKIE, client_id, page_with, visitor_peer
-from tests.support.server import Server
+from tests.support.clients import (
+    VISITOR_COOKIE,
+    admin_peer,
+    client_id,
+    page_with,
+    visitor_peer,
+)
+from tests.support.server import Server, query
 from tests.support.team import OWNER, admin_headers, get, set_active
 
 NOTE = "VIP müşteri: kargo iadesini o istedi"
@@ -194,6 +202,42 @@ async def test_tabs_and_unread_counts_per_operator(server: Server, team: dict[st
     mine = await tab(ayse, "mine")
     assert tab_badge(mine, "mine") == 1 and _row_badge(mine, hers) == 1
     assert _row_badge(await tab(burak, "all"), hers) == 3
+
+
+async def test_automatic_assignment_takes_turns_among_online_operators(
+    server: Server, team: dict[str, Member]
+) -> None:
+    ayse, burak, owner = team["Ayşe"], team["Burak"], team["owner"]
+    # Off (the default): a new conversation waits unassigned.
+    _, cid = await new_conversation(server, "Oto Yok")
+    assert await assignee(server, cid) == (None, "")
+    section = await set_auto_assign(server, owner.token, True)
+    assert 'data-enabled="1"' in section
+    # Ayşe and Burak have the panel open; the owner (and the deactivated Cem) do not.
+    peers = [await admin_peer(server.url, ayse.token), await admin_peer(server.url, burak.token)]
+    try:
+        given = []
+        for n in range(4):
+            _, cid = await new_conversation(server, f"Oto {n}")
+            given.append((await assignee(server, cid))[0])
+        assert set(given) == {ayse.id, burak.id}
+        # In turn: never the same operator twice in a row.
+        assert all(a != b for a, b in itertools.pairwise(given)), given
+        assert given.count(ayse.id) == 2
+    finally:
+        for peer in peers:
+            await peer.close()
+        section = await set_auto_assign(server, owner.token, False)
+    assert 'data-enabled="0"' in section
+    _, cid = await new_conversation(server, "Oto Kapalı")
+    assert await assignee(server, cid) == (None, "")
+    switches = await query(
+        server, "SELECT actor_name, detail FROM audit_entry WHERE action = 'auto_assign_setting'"
+    )
+    assert [(row[0], json.loads(str(row[1]))["enabled"]) for row in switches] == [
+        (OWNER, True),
+        (OWNER, False),
+    ]
 
 
 def _row_badge(body: str, cid: str) -> int:

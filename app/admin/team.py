@@ -43,6 +43,7 @@ async def _team_page(status: int = 200, error: str = "", **context: object) -> t
         csrf_token=g.admin.csrf_token,
         error=error or None,
         invite_hours=int(INVITE_TTL.total_seconds() // 3600),
+        auto_assign=await services().chat.assignment.auto_enabled(),
         **context,
     )
     return page, status
@@ -53,6 +54,22 @@ async def _team_page(status: int = 200, error: str = "", **context: object) -> t
 async def team() -> tuple[str, int]:
     """The owner's team page: operators with their state, and the button to invite one."""
     return await _team_page()
+
+
+@bp.post("/team/auto-assign")
+@owner_required
+async def auto_assign() -> tuple[str, int]:
+    """The owner's switch: new conversations go round-robin to the operators online."""
+    await require_csrf()
+    form = await request.form
+    enabled = form.get("enabled") == "1"
+    await services().chat.assignment.set_auto(enabled, by=request_origin())
+    if not is_htmx():
+        return await _team_page()
+    page = await render_template(
+        "partials/admin/auto_assign.html", auto_assign=enabled, csrf_token=g.admin.csrf_token
+    )
+    return page, 200
 
 
 @bp.post("/team/invite")

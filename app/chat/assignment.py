@@ -11,19 +11,28 @@ rendered only in the panel's pane, so no visitor page, transcript or Telegram no
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import logging
+from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
 
 from app.audit.trail import Origin, record
 from app.chat.fanout import Fanout
+from app.chat.rooms import operator_room
 from app.core.transactions import transaction
 from app.errors import Conflict, InvalidInput, NotFound
 from app.i18n import ERRORS, N_
-from app.models import Conversation, Operator, OperatorRead
+from app.models import Conversation, Operator, OperatorRead, Setting
 from app.timefmt import utcnow
 
+log = logging.getLogger("sohbet.chat")
+
 NOTE_MAX = 500
+# Settings rows (JSON): whether new conversations are assigned automatically, and the operator
+# the last one went to (the next goes to the next online operator after them, by id).
+AUTO_KEY = "auto_assign"
+LAST_KEY = "auto_assign_last"
 
 ERRORS.update(
     {
@@ -74,6 +83,59 @@ class Assignment:
 
     def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
+
+    # Automatic assignment ----------------------------------------------------------------------
+
+    async def auto_enabled(self) -> bool:
+        row = await Setting.get_or_none(key=AUTO_KEY)
+        return row is not None and row.value == "true"
+
+    async def set_auto(self, enabled: bool, *, by: Origin) -> None:
+        """The owner's switch: assign new conversations round-robin among online operators."""
+        now = datetime.now(UTC)
+        value = json.dumps(enabled)
+        async with transaction() as tx:
+            row = await Setting.select_for_update().using_db(tx).get_or_none(key=AUTO_KEY)
+            if row is None:
+                await Setting.create(key=AUTO_KEY, value=value, updated_at=now, using_db=tx)
+            else:
+                row.value, row.updated_at = value, now
+                await row.save(using_db=tx, update_fields=["value", "updated_at"])
+            await record("auto_assign_setting", by=by, detail={"enabled": enabled}, using_db=tx)
+
+    async def auto_assign(self, conv: Conversation) -> None:
+        """A new conversation goes to the next online operator after the last one given one
+        (by id, wrapping round), when the owner turned automatic assignment on. Online: has a
+        live operator socket (presence of their room). Nobody online: it stays unassigned."""
+        if conv.synthetic or not await self.auto_enabled():
+            return
+        team = [op.id for op in await Operator.filter(active=True).order_by("id")]
+        online = await self.fanout.presence.online_many([operator_room(i) for i in team])
+        candidates = [i for i in team if online.get(operator_room(i))]
+        if not candidates:
+            return
+        now = datetime.now(UTC)
+        async with transaction() as tx:
+            # Locked (PostgreSQL): two new conversations at once go to two operators in turn.
+            last = await Setting.select_for_update().using_db(tx).get_or_none(key=LAST_KEY)
+            previous = int(json.loads(last.value)) if last is not None else 0
+            chosen = next((i for i in candidates if i > previous), candidates[0])
+            changed = (
+                await Conversation.filter(id=conv.id, assigned_operator_id__isnull=True)
+                .using_db(tx)
+                .update(assigned_operator_id=chosen, assigned_at=now)
+            )
+            if not changed:
+                return
+            if last is None:
+                await Setting.create(
+                    key=LAST_KEY, value=json.dumps(chosen), updated_at=now, using_db=tx
+                )
+            else:
+                last.value, last.updated_at = json.dumps(chosen), now
+                await last.save(using_db=tx, update_fields=["value", "updated_at"])
+        conv.assigned_operator_id, conv.assigned_at = chosen, now
+        log.info("conversation %s assigned automatically to operator %d", conv.cid, chosen)
 
     async def _fresh(self, conv: Conversation) -> Conversation:
         fresh = await Conversation.get_or_none(id=conv.id)

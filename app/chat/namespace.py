@@ -15,7 +15,14 @@ from app.admin.auth import AdminAuth
 from app.chat.assignment import mark_read_by
 from app.chat.queries import REPLAY_LIMIT
 from app.chat.receipts import other_role, receipt_payload
-from app.chat.rooms import ADMINS, LIST_WATCHERS, admin_room, visitor_room, visitors_room
+from app.chat.rooms import (
+    ADMINS,
+    LIST_WATCHERS,
+    admin_room,
+    operator_room,
+    visitor_room,
+    visitors_room,
+)
 from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
 from app.models import Conversation
@@ -86,6 +93,9 @@ class ChatNamespace(ConversationNamespace):
                 await self.chat.fanout.presence.add(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.add(ADMINS, sid):
                 await self.chat.fanout.publish_operator_status(True)
+            # Who is online, per operator: automatic assignment picks among them.
+            if isinstance(session.get("operator_id"), int):
+                await self.chat.fanout.presence.add(operator_room(session["operator_id"]), sid)
             return
         await self.enter_room(sid, visitors_room(conv.locale))
         if await self.chat.fanout.presence.add(visitor_room(conv.id), sid):
@@ -98,6 +108,8 @@ class ChatNamespace(ConversationNamespace):
             await self.chat.fanout.presence.remove(LIST_WATCHERS, sid)
             if await self.chat.fanout.presence.remove(ADMINS, sid):
                 await self.chat.fanout.publish_operator_status(False)
+            if isinstance(session.get("operator_id"), int):
+                await self.chat.fanout.presence.remove(operator_room(session["operator_id"]), sid)
         elif session.get("role") == "visitor":
             key = visitor_room(session["conversation_id"])
             if not await self.chat.fanout.presence.remove(key, sid):

@@ -112,6 +112,10 @@ class ChatService:
             if not synthetic:
                 for listener in self.listeners:
                     listener.committed()
+                try:
+                    await self.assignment.auto_assign(conv)
+                except Exception:  # the conversation stands; it stays unassigned
+                    log.exception("automatic assignment of %s failed", conv.cid)
                 await self.fanout.publish_row(conv)
             return conv, token
         raise RuntimeError("could not allocate a conversation id")

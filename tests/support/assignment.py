@@ -6,9 +6,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tests.support.clients import admin_csrf, panel_action, start_visitor
+from tests.support.clients import admin_csrf, jarless, panel_action, start_visitor
 from tests.support.server import Server, query
-from tests.support.team import accept_invite, create_invite, sign_in_log
+from tests.support.team import (
+    accept_invite,
+    admin_headers,
+    create_invite,
+    sign_in_log,
+    team_csrf,
+)
 
 PASSWORD = "sifre-1234-uzun"
 
@@ -82,3 +88,19 @@ def tab_badge(body: str, tab: str) -> int:
     )
     assert match, body
     return int(match.group(1) or 0)
+
+
+async def set_auto_assign(server: Server, owner: str, enabled: bool) -> str:
+    """The owner's switch on the team page (HTMX); the section it answers with."""
+    csrf = await team_csrf(server, owner)
+    async with (
+        jarless() as http,
+        http.post(
+            server.url + "/admin/team/auto-assign",
+            data={"enabled": "1" if enabled else "0"},
+            headers=admin_headers(owner, csrf, htmx=True),
+        ) as r,
+    ):
+        body = await r.text()
+    assert r.status == 200, body
+    return body

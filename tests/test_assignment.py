@@ -240,6 +240,23 @@ async def test_automatic_assignment_takes_turns_among_online_operators(
     ]
 
 
+async def test_deactivating_an_operator_returns_their_conversations_to_unassigned(
+    server: Server, team: dict[str, Member]
+) -> None:
+    owner, ayse = team["owner"], team["Ayşe"]
+    deniz = await join(server, owner.token, "Deniz")
+    _, cid = await new_conversation(server, "Deniz'in")
+    status, _ = await press(server, deniz, cid, "take")
+    assert status == 200 and (await assignee(server, cid))[0] == deniz.id
+    status, _ = await set_active(server, owner.token, deniz.id, False)
+    assert status == 200
+    assert await assignee(server, cid) == (None, "")
+    # Nobody can hand it back to her while she is deactivated.
+    status, body = await press(server, ayse, cid, "transfer", operator=str(deniz.id), note="")
+    assert status == 400 and alert_in(body)
+    assert await assignee(server, cid) == (None, "")
+
+
 def _row_badge(body: str, cid: str) -> int:
     """The unread badge on one conversation's row (0 when it shows none)."""
     match = re.search(rf'data-chat-id="{cid}".*?</li>', body, re.S)

@@ -46,6 +46,12 @@ async def test_take_from_the_telegram_notice(tg_server: Server, fake: FakeTelegr
     answer = await press(fake, notice, cid, AYSE)
     assert "üstlendiniz" in answer
     assert (await assignee(tg_server, cid))[0] == ayse
+    # The notice now says who has it, for everyone in the group.
+    edited = await fake.wait_for_sent(
+        lambda m: m.message_id == notice.message_id and "Ayşe ilgileniyor" in (m.text or ""),
+        timeout=15,
+    )
+    assert f"[CID: {cid}]" in (edited.text or "") and edited.edits
     # Burak was a moment late: he is told who has it, and it stays hers.
     answer = await press(fake, notice, cid, BURAK)
     assert "Ayşe" in answer and "zaten" in answer

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
@@ -83,6 +84,17 @@ class Assignment:
 
     def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
+        # Told after each change (the Telegram bridge edits the conversation's notice to name
+        # its operator); a failure there never undoes the change.
+        self.watchers: list[Callable[[Conversation], Awaitable[None]]] = []
+
+    async def _changed(self, conv: Conversation) -> None:
+        self.fanout.schedule_row(conv)
+        for watcher in self.watchers:
+            try:
+                await watcher(conv)
+            except Exception:
+                log.exception("assignment watcher failed for %s", conv.cid)
 
     # Automatic assignment ----------------------------------------------------------------------
 
@@ -135,6 +147,11 @@ class Assignment:
                 last.value, last.updated_at = json.dumps(chosen), now
                 await last.save(using_db=tx, update_fields=["value", "updated_at"])
         conv.assigned_operator_id, conv.assigned_at = chosen, now
+        for watcher in self.watchers:
+            try:
+                await watcher(conv)
+            except Exception:
+                log.exception("assignment watcher failed for %s", conv.cid)
         log.info("conversation %s assigned automatically to operator %d", conv.cid, chosen)
 
     async def _fresh(self, conv: Conversation) -> Conversation:
@@ -170,7 +187,7 @@ class Assignment:
             if fresh.assigned_operator_id == operator.id:
                 return fresh  # already theirs: pressing twice changes nothing
             raise Conflict("assign_taken", name=await _name_of(fresh.assigned_operator_id))
-        self.fanout.schedule_row(fresh)
+        await self._changed(fresh)
         return fresh
 
     def _may_change(self, conv: Conversation, operator: Operator) -> bool:
@@ -205,7 +222,7 @@ class Assignment:
         fresh = await self._fresh(conv)
         if not changed:
             raise Conflict("assign_changed", name=await _name_of(fresh.assigned_operator_id))
-        self.fanout.schedule_row(fresh)
+        await self._changed(fresh)
         return fresh
 
     async def transfer(
@@ -258,5 +275,5 @@ class Assignment:
         fresh = await self._fresh(conv)
         if not changed:
             raise Conflict("assign_changed", name=await _name_of(fresh.assigned_operator_id))
-        self.fanout.schedule_row(fresh)
+        await self._changed(fresh)
         return fresh

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.models import Conversation, Message, Operator, OperatorRead
+from tortoise import Tortoise
+
+from app.models import Conversation, Operator
 
 TABS = ("mine", "unassigned", "all")
 
@@ -30,30 +32,30 @@ def in_tab(conv: Conversation, tab: str, operator_id: int) -> bool:
     return True
 
 
+_UNREAD_SQL = """
+    SELECT m."conversation_id", COUNT(*) AS n
+    FROM "message" m
+    LEFT JOIN "operator_read" r
+        ON r."conversation_id" = m."conversation_id" AND r."operator_id" = {p1}
+    WHERE m."conversation_id" IN ({ids}) AND m."role" = 'visitor'
+        AND m."deleted_at" IS NULL AND m."seq" > COALESCE(r."last_seq", 0)
+    GROUP BY m."conversation_id"
+"""
+
+
 async def unread_for(operator_id: int, convs: list[Conversation]) -> dict[int, int]:
     """Each open conversation's visitor messages after this operator's read marker (closed ones
-    are done: they count nothing). Only conversations with anything past the marker are
-    counted, so a list where everything is read costs one query."""
-    open_convs = [c for c in convs if c.closed_at is None and c.last_seq > 0]
-    if not open_convs:
+    are done: they count nothing), in one query: a range of the (conversation, seq) index past
+    each marker."""
+    ids = [int(c.id) for c in convs if c.closed_at is None and c.last_seq > 0]
+    if not ids:
         return {}
-    markers = {
-        r.conversation_id: r.last_seq
-        for r in await OperatorRead.filter(
-            operator_id=operator_id, conversation_id__in=[c.id for c in open_convs]
-        )
-    }
-    counts: dict[int, int] = {}
-    for conv in open_convs:
-        marker = markers.get(conv.id, 0)
-        if conv.last_seq <= marker:
-            continue
-        n = await Message.filter(
-            conversation_id=conv.id, role="visitor", deleted_at__isnull=True, seq__gt=marker
-        ).count()
-        if n:
-            counts[conv.id] = n
-    return counts
+    conn = Tortoise.get_connection("default")
+    postgres = conn.capabilities.dialect == "postgres"
+    marks = [f"${n}" if postgres else "?" for n in range(2, len(ids) + 2)]
+    sql = _UNREAD_SQL.format(p1="$1" if postgres else "?", ids=", ".join(marks))
+    rows = await conn.execute_query_dict(sql, [operator_id, *ids])
+    return {int(row["conversation_id"]): int(row["n"]) for row in rows if row["n"]}
 
 
 async def tab_counts(

@@ -14,7 +14,7 @@ from playwright.async_api import Browser, expect
 
 from tests.support.accessibility import assert_accessible
 from tests.support.assignment import join
-from tests.support.clients import start_visitor
+from tests.support.clients import client_id, start_visitor, visitor_peer
 from tests.support.pages import Watch, admin_panel, open_conversation
 from tests.support.server import Server, sqlite_server_fixture
 
@@ -74,6 +74,16 @@ async def test_take_race_tabs_release_and_transfer_in_two_panels(
         await expect(burak.locator("#transfer-note")).to_contain_text(NOTE)
         await expect(burak.locator("#assignee")).to_contain_text("Size atandı")
         await assert_accessible(burak, "a transferred conversation with its note")
+        # A new visitor writes: Burak's Unassigned tab counts it without a reload.
+        visitor, other = await start_visitor(server.url, "Yeni Gelen")
+        peer = await visitor_peer(server.url, visitor)
+        try:
+            await peer.call("join", {"chat_id": other})
+            await peer.call("send", {"chat_id": other, "text": "selam", "client_id": client_id()})
+        finally:
+            await peer.close()
+        await expect(burak.locator("#tab-unassigned .badge")).to_have_text("1")
+        await expect(burak.locator("#tab-mine .badge")).to_have_count(0)
         ayse_watch.assert_clean()
         # The one refused press is the only failed request (htmx swaps its 409 in as the alert).
         assert burak_watch.failed == [f"409 {server.url}/admin/c/{quote(cid)}/take"], (

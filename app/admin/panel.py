@@ -97,6 +97,14 @@ async def conversation_list() -> str:
     return await render_template("partials/admin/conversation_list.html", **context)
 
 
+@bp.get("/conversations/tabs")
+@operator_required
+async def tabs() -> str:
+    """The tabs with this operator's counts (refreshed by the list as rows change live)."""
+    context = await _list_context(request.args.get("tab", "all"))
+    return await render_template("partials/admin/conv_tabs.html", **context, oob=False)
+
+
 @bp.get("/conversations/rows")
 @operator_required
 async def tab_rows() -> str:

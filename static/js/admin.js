@@ -67,9 +67,23 @@ function inTab(row) {
   return true;
 }
 
+// The tabs' counts are this operator's own: fetched again (at most every 1.5 s) as rows change.
+let tabsTimer = null;
+function refreshTabs() {
+  if (tabsTimer) return;
+  tabsTimer = setTimeout(() => {
+    tabsTimer = null;
+    const tabs = document.getElementById("conv-tabs");
+    if (!tabs || !window.htmx) return;
+    window.htmx.ajax("GET", `/admin/conversations/tabs?tab=${encodeURIComponent(tabs.dataset.tab || "all")}`,
+      { target: "#conv-tabs", swap: "outerHTML" });
+  }, 1500);
+}
+
 socket.on("admin:conversation", ({ html }) => {
   const row = fragment(html);
   const old = document.getElementById(row.id);
+  refreshTabs();
   if (!inTab(row)) { old?.remove(); return; }
   if (old) old.replaceWith(row); else list.prepend(row);
   window.htmx?.process(row);

@@ -84,6 +84,20 @@ async def test_take_race_tabs_release_and_transfer_in_two_panels(
             await peer.close()
         await expect(burak.locator("#tab-unassigned .badge")).to_have_text("1")
         await expect(burak.locator("#tab-mine .badge")).to_have_count(0)
+        # Ayşe reads it: the live row every panel gets says the team has read it, but Burak's
+        # badge stays his own (1: he has not).
+        await burak.locator("#tab-unassigned").click()
+        other_row = burak.locator(f"#conversation-list li.conv[data-chat-id='{other}']")
+        await expect(other_row.locator(".badge")).to_have_text("1")
+        await expect(
+            ayse.locator(f"#conversation-list li.conv[data-chat-id='{other}']")
+        ).to_be_visible()
+        await open_conversation(ayse, other)
+        await expect(other_row).to_have_attribute("data-unread", "0")
+        await expect(other_row.locator(".badge")).to_have_text("1")
+        await expect(
+            ayse.locator(f"#conversation-list li.conv[data-chat-id='{other}'] .badge")
+        ).to_have_count(0)
         ayse_watch.assert_clean()
         # The one refused press is the only failed request (htmx swaps its 409 in as the alert).
         assert burak_watch.failed == [f"409 {server.url}/admin/c/{quote(cid)}/take"], (

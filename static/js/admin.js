@@ -76,8 +76,28 @@ function refreshTabs() {
     const tabs = document.getElementById("conv-tabs");
     if (!tabs || !window.htmx) return;
     window.htmx.ajax("GET", `/admin/conversations/tabs?tab=${encodeURIComponent(tabs.dataset.tab || "all")}`,
-      { target: "#conv-tabs", swap: "outerHTML" });
+      { target: "#conv-tabs", swap: "outerHTML" }).then(applyUnread);
   }, 1500);
+}
+
+// A live row is rendered once for every panel; its badge is then set to this operator's own
+// unread count, which the tabs carry.
+function applyUnread() {
+  const tabs = document.getElementById("conv-tabs");
+  if (!tabs?.dataset.unread) return;
+  const counts = JSON.parse(tabs.dataset.unread);
+  list.querySelectorAll("li.conv").forEach((row) => {
+    const n = counts[row.id.slice("conv-".length)] || 0;
+    let badge = row.querySelector(".conv__top .badge");
+    if (!n) { badge?.remove(); return; }
+    if (!badge) {
+      badge = document.createElement("span");
+      badge.className = "badge";
+      row.querySelector(".conv__top")?.append(badge);
+    }
+    badge.textContent = String(n);
+    badge.setAttribute("aria-label", tabs.dataset.unreadLabel.replace("{n}", String(n)));
+  });
 }
 
 socket.on("admin:conversation", ({ html }) => {

@@ -141,6 +141,10 @@ socket.on("admin:removed", ({ chat_id }) => {
 
 document.body.addEventListener("htmx:afterSwap", (event) => {
   if (event.detail.target === pane) mount();
+  // Opening a conversation reads it (this operator's counts change); a search shows rows
+  // rendered with the team's counts.
+  if (event.detail.target === pane) refreshTabs();
+  if (event.detail.target === list) applyUnread();
 });
 
 mount();

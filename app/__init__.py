@@ -175,6 +175,9 @@ def create_app(
     media_service = media.init_app(app, chat, media_store, limiter)
     replies = SavedReplies(settings.max_message_chars)
     bridge = telegram.init_app(app, chat, outbox, media_service, clock, replies, operators)
+    if bridge is not None:
+        # The notice names the conversation's operator once someone takes it.
+        chat.assignment.watchers.append(bridge.page_changed)
     auth = AdminAuth(settings, bridge or LogDelivery(), limiter)
     sio.register_namespace(ChatNamespace(chat, auth, media_service))
     calls = call_feature.init_app(app, chat, sio, auth, bridge, limiter)

@@ -379,6 +379,31 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN "author_name" VARCHAR(40) NOT NULL DEFAULT ''""",
         ),
     ),
+    Migration(
+        15,
+        "assignment: a conversation's operator, the transfer note, each operator's read marker",
+        (
+            """ALTER TABLE "conversation" ADD COLUMN "assigned_operator_id" BIGINT
+                REFERENCES "operator" ("id") ON DELETE SET NULL""",
+            'ALTER TABLE "conversation" ADD COLUMN "assigned_at" {ts}',
+            """ALTER TABLE "conversation" ADD COLUMN "assign_note" VARCHAR(500)
+                NOT NULL DEFAULT ''""",
+            """ALTER TABLE "conversation" ADD COLUMN "assign_note_by" VARCHAR(64)
+                NOT NULL DEFAULT ''""",
+            """CREATE INDEX "idx_conversation_assigned"
+                ON "conversation" ("assigned_operator_id")""",
+            """CREATE TABLE "operator_read" (
+                "id" {pk},
+                "operator_id" BIGINT NOT NULL REFERENCES "operator" ("id") ON DELETE CASCADE,
+                "conversation_id" BIGINT NOT NULL
+                    REFERENCES "conversation" ("id") ON DELETE CASCADE,
+                "last_seq" INT NOT NULL DEFAULT 0,
+                UNIQUE ("operator_id", "conversation_id")
+            )""",
+            """CREATE INDEX "idx_operator_read_conversation"
+                ON "operator_read" ("conversation_id")""",
+        ),
+    ),
 )
 
 

@@ -43,6 +43,12 @@ class Conversation(Model):
     host_title = fields.CharField(max_length=200, default="")
     external_id = fields.CharField(max_length=128, default="")
     visitor_email = fields.CharField(max_length=254, default="")
+    # Assignment (app/chat/assignment.py): the operator answering it (NULL: unassigned), since
+    # when, and the note of the transfer that gave it to them (operators only, never the visitor).
+    assigned_operator_id = fields.BigIntField(null=True)
+    assigned_at = fields.DatetimeField(null=True)
+    assign_note = fields.CharField(max_length=500, default="")
+    assign_note_by = fields.CharField(max_length=64, default="")
 
     messages: fields.ReverseRelation[Message]
 
@@ -123,6 +129,19 @@ class Operator(Model):
     @property
     def is_owner(self) -> bool:
         return self.role == "owner"
+
+
+class OperatorRead(Model):
+    """How far one operator has read one conversation (by seq): their own unread counts."""
+
+    id = fields.BigIntField(primary_key=True)
+    operator_id = fields.BigIntField()
+    conversation_id = fields.BigIntField()
+    last_seq = fields.IntField(default=0)
+
+    class Meta:
+        table = "operator_read"
+        unique_together = (("operator_id", "conversation_id"),)
 
 
 class OperatorInvite(Model):

@@ -32,6 +32,7 @@ from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.i18n import ERRORS, N_
 from app.models import (
     AdminSession,
+    Conversation,
     LoginCode,
     Operator,
     OperatorInvite,
@@ -363,6 +364,18 @@ class Operators:
                     link_expires_at=None,
                 )
             )
+            if not active:
+                # Their conversations go back to Unassigned, for the others to take.
+                await (
+                    Conversation.filter(assigned_operator_id=target.id)
+                    .using_db(tx)
+                    .update(
+                        assigned_operator_id=None,
+                        assigned_at=None,
+                        assign_note="",
+                        assign_note_by="",
+                    )
+                )
             if active:
                 # Nothing from before the deactivation comes back to life.
                 await AdminSession.filter(operator_id=target.id).using_db(tx).delete()

@@ -8,32 +8,57 @@ from typing import Any
 from quart import Blueprint, g, render_template, request
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from app.admin.assign import (
+    TABS,
+    assignment_context,
+    in_tab,
+    tab_counts,
+    unread_for,
+)
 from app.admin.guard import enter, operator_required, require_csrf
 from app.admin.login import login_page
 from app.audit.origin import request_origin
+from app.chat.assignment import mark_read_by
 from app.chat.rooms import visitor_room
-from app.errors import InvalidInput
+from app.errors import Conflict, InvalidInput
 from app.i18n import error_text
-from app.models import Conversation, TgOutbox
+from app.models import Conversation, Operator, TgOutbox
 from app.web import current_operator, is_htmx, services
 
 bp = Blueprint("panel", __name__)
 
 
-async def _panel(cid: str | None = None) -> str:
+async def _list_context(tab: str = "all") -> dict[str, Any]:
+    """The list as this operator sees it: one tab's rows, their own unread counts, the tabs."""
     svc = services()
-    conversations = await svc.chat.queries.operator_list()
+    if tab not in TABS:
+        tab = "all"
+    every = await svc.chat.queries.operator_list()
+    me: int = g.operator.id
+    unread = await unread_for(me, every)
+    conversations = [c for c in every if in_tab(c, tab, me)]
     online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
+    return {
+        "conversations": conversations,
+        "online": online,
+        "unread": unread,
+        "tab": tab,
+        "counts": await tab_counts(me, every, unread),
+        "assignees": {op.id: op for op in await Operator.all()},
+    }
+
+
+async def _panel(cid: str | None = None) -> str:
     pane = await _pane_context(cid) if cid else None
+    listing = await _list_context()
     failed = await TgOutbox.filter(status="failed").order_by("-id").limit(1)
     return await render_template(
         "admin/panel.html",
         telegram_failed=await TgOutbox.filter(status="failed").count() if failed else 0,
         telegram_error=failed[0].last_error if failed else "",
-        conversations=conversations,
-        online=online,
+        **listing,
         pane=pane,
-        team=await svc.chat.fanout.team_presence(),
+        team=await services().chat.fanout.team_presence(),
         csrf_token=g.admin.csrf_token,
     )
 
@@ -43,7 +68,9 @@ async def _pane_context(cid: str) -> dict[str, Any]:
     conv = await svc.chat.queries.by_cid(cid)
     messages, more = await svc.chat.queries.recent(conv.id)
     await svc.chat.mark_read(conv)
+    await mark_read_by(g.operator.id, conv.id, conv.last_seq)
     return {
+        **await assignment_context(conv),
         "conv": conv,
         "messages": messages,
         "more": more,
@@ -66,13 +93,25 @@ async def panel() -> str | WerkzeugResponse:
 @bp.get("/conversations")
 @operator_required
 async def conversation_list() -> str:
-    """The conversation list partial (waiting first, oldest wait first)."""
-    svc = services()
-    conversations = await svc.chat.queries.operator_list()
-    online = await svc.chat.fanout.presence.online_many([visitor_room(c.id) for c in conversations])
-    return await render_template(
-        "partials/admin/conversation_list.html", conversations=conversations, online=online
-    )
+    """The conversation list partial (waiting first, oldest wait first), with its tabs."""
+    context = await _list_context(request.args.get("tab", "all"))
+    return await render_template("partials/admin/conversation_list.html", **context)
+
+
+@bp.get("/conversations/tabs")
+@operator_required
+async def tabs() -> str:
+    """The tabs with this operator's counts (refreshed by the list as rows change live)."""
+    context = await _list_context(request.args.get("tab", "all"))
+    return await render_template("partials/admin/conv_tabs.html", **context, oob=False)
+
+
+@bp.get("/conversations/rows")
+@operator_required
+async def tab_rows() -> str:
+    """One tab's rows (Mine, Unassigned, All), swapped into the list, and the tabs' counts."""
+    context = await _list_context(request.args.get("tab", "all"))
+    return await render_template("partials/admin/tab_rows.html", **context)
 
 
 @bp.get("/c/<cid>")
@@ -193,3 +232,53 @@ async def _change_conversation(
     await change(await services().chat.queries.by_cid(cid))
     context = await _pane_context(cid)
     return await render_template("partials/admin/conversation.html", **context)
+
+
+async def _assign_change(
+    cid: str, change: Callable[[Conversation], Awaitable[object]]
+) -> tuple[str, int]:
+    """An assignment button: its pane, with the reason on top when the change was refused (the
+    other operator was quicker, a deactivated operator...) and nothing changed."""
+    await require_csrf()
+    conv = await services().chat.queries.by_cid(cid)
+    error, status = "", 200
+    try:
+        await change(conv)
+    except (Conflict, InvalidInput) as exc:
+        error, status = error_text(exc.code, exc.params), exc.status
+    context = await _pane_context(cid)
+    page = await render_template("partials/admin/conversation.html", **context, assign_error=error)
+    return page, status
+
+
+@bp.post("/c/<cid>/take")
+@operator_required
+async def take(cid: str) -> tuple[str, int]:
+    """ "Take it": the conversation becomes this operator's, unless another was quicker."""
+    return await _assign_change(
+        cid,
+        lambda conv: services().chat.assignment.take(conv, g.operator, by=request_origin()),
+    )
+
+
+@bp.post("/c/<cid>/release")
+@operator_required
+async def release(cid: str) -> tuple[str, int]:
+    """Release: the conversation is unassigned again."""
+    return await _assign_change(
+        cid,
+        lambda conv: services().chat.assignment.release(conv, g.operator, by=request_origin()),
+    )
+
+
+@bp.post("/c/<cid>/transfer")
+@operator_required
+async def transfer(cid: str) -> tuple[str, int]:
+    """Give the conversation to another active operator, with a note for them."""
+    form = await request.form
+    return await _assign_change(
+        cid,
+        lambda conv: services().chat.assignment.transfer(
+            conv, g.operator, form.get("operator"), form.get("note"), by=request_origin()
+        ),
+    )

@@ -13,7 +13,7 @@ from app.audit.trail import Actor, Origin, record_after
 from app.chat.handoff import qr_svg_data_uri
 from app.errors import SohbetError
 from app.i18n import error_text
-from app.models import Operator
+from app.models import Conversation, Operator
 from app.web import client_address, is_htmx, services
 
 bp = Blueprint("team", __name__)
@@ -43,6 +43,7 @@ async def _team_page(status: int = 200, error: str = "", **context: object) -> t
         csrf_token=g.admin.csrf_token,
         error=error or None,
         invite_hours=int(INVITE_TTL.total_seconds() // 3600),
+        auto_assign=await services().chat.assignment.auto_enabled(),
         **context,
     )
     return page, status
@@ -53,6 +54,22 @@ async def _team_page(status: int = 200, error: str = "", **context: object) -> t
 async def team() -> tuple[str, int]:
     """The owner's team page: operators with their state, and the button to invite one."""
     return await _team_page()
+
+
+@bp.post("/team/auto-assign")
+@owner_required
+async def auto_assign() -> tuple[str, int]:
+    """The owner's switch: new conversations go round-robin to the operators online."""
+    await require_csrf()
+    form = await request.form
+    enabled = form.get("enabled") == "1"
+    await services().chat.assignment.set_auto(enabled, by=request_origin())
+    if not is_htmx():
+        return await _team_page()
+    page = await render_template(
+        "partials/admin/auto_assign.html", auto_assign=enabled, csrf_token=g.admin.csrf_token
+    )
+    return page, 200
 
 
 @bp.post("/team/invite")
@@ -88,6 +105,9 @@ async def set_active(operator_id: int) -> tuple[str, int]:
     active = form.get("active") == "1"
     try:
         before = await _operators().get(operator_id)
+        theirs = await Conversation.filter(assigned_operator_id=operator_id).values_list(
+            "id", flat=True
+        )
         operator = await _operators().set_active(signed_in(), operator_id, active)
     except SohbetError as exc:
         if is_htmx():
@@ -97,6 +117,9 @@ async def set_active(operator_id: int) -> tuple[str, int]:
     if before.active != operator.active:
         action = "operator_reactivate" if active else "operator_deactivate"
         await record_after(action, by=request_origin(), target=operator.name)
+        if not active:
+            for conversation_id in theirs:  # their rows now show them unassigned
+                services().chat.fanout.schedule_row_of(int(str(conversation_id)))
     if is_htmx():
         row = await render_template(
             "partials/admin/operator_row.html",

@@ -53,6 +53,10 @@ ACTIONS: dict[str, str] = {
     "widget_origin_add": N_("Allowed a site to show the widget"),
     "widget_origin_remove": N_("Removed a site from the widget's list"),
     "telegram_stranger": N_("Wrote in the Telegram group without being an operator"),
+    "conversation_take": N_("Took a conversation"),
+    "conversation_transfer": N_("Transferred a conversation"),
+    "conversation_release": N_("Released a conversation"),
+    "auto_assign_setting": N_("Changed automatic assignment"),
 }
 SURFACE_LABELS: dict[str, str] = {
     "panel": N_("Panel"),

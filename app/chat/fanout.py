@@ -181,11 +181,17 @@ class Fanout:
     async def render_row(self, conv: Conversation, online: bool | None = None) -> str:
         if online is None:
             online = await self.presence.online(visitor_room(conv.id))
+        assignees = {}
+        if conv.assigned_operator_id is not None:
+            who = await Operator.get_or_none(id=conv.assigned_operator_id)
+            if who is not None:
+                assignees[who.id] = who
         return await self.renderer.render(
             "partials/admin/conversation_row.html",
             self.settings.default_locale,
             conv=conv,
             online=online,
+            assignees=assignees,
             zone=self.settings.zone,
         )
 

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.admin.auth import AdminAuth
+from app.chat.assignment import mark_read_by
 from app.chat.drafts import session_author
 from app.chat.fanout import operator_card
 from app.chat.queries import REPLAY_LIMIT
@@ -27,7 +28,7 @@ from app.chat.rooms import (
 )
 from app.chat.service import ChatService
 from app.errors import Forbidden, InvalidInput, NotFound
-from app.models import Operator
+from app.models import Conversation, Operator
 from app.realtime.namespace import ConversationNamespace
 from app.realtime.namespace import visitor_cookie as visitor_cookie
 
@@ -181,6 +182,7 @@ class ChatNamespace(ConversationNamespace):
                 await self.emit("chat:deleted", {"chat_id": conv.cid, "seqs": deleted}, to=sid)
         if role == "admin":
             await self.chat.mark_read(conv)
+            await _operator_read(session, conv)
         # Ticks on what this side wrote may have moved while it was away.
         await self.emit("chat:receipt", receipt_payload(conv, other_role(role)), to=sid)
         return {
@@ -292,6 +294,7 @@ class ChatNamespace(ConversationNamespace):
             raise Forbidden("forbidden")
         conv = await self._conversation_for(session, data.get("chat_id"))
         await self.chat.mark_read(conv)
+        await _operator_read(session, conv)
         return {"ok": True}
 
     async def _receipt(
@@ -305,4 +308,13 @@ class ChatNamespace(ConversationNamespace):
         await self.chat.receipts.record(conv, role, delivered=delivered, seen=seen, by=by)
         if role == "admin" and seen:
             await self.chat.mark_read(conv)
+            await _operator_read(session, conv, seen)
         return {"ok": True}
+
+
+async def _operator_read(session: dict[str, Any], conv: Conversation, seq: int = 0) -> None:
+    """The operator of an operator socket has read the conversation (to `seq`, else to its end):
+    their own read marker, for their own unread counts."""
+    operator_id = session.get("operator_id")
+    if isinstance(operator_id, int):
+        await mark_read_by(operator_id, conv.id, min(seq, conv.last_seq) if seq else conv.last_seq)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 
 from app.audit.trail import Origin, record
+from app.chat.assignment import Assignment
 from app.chat.drafts import Attachment, Author, ChatListener, Draft, Posted
 from app.chat.fanout import Fanout
 from app.chat.previews import message_preview
@@ -64,6 +65,7 @@ class ChatService:
         self.settings = settings
         self.queries = queries
         self.fanout = fanout
+        self.assignment = Assignment(fanout)
         self.receipts = receipts
         self.listeners = tuple(listeners)
         self.media_store = media_store
@@ -110,6 +112,10 @@ class ChatService:
             if not synthetic:
                 for listener in self.listeners:
                     listener.committed()
+                try:
+                    await self.assignment.auto_assign(conv)
+                except Exception:  # the conversation stands; it stays unassigned
+                    log.exception("automatic assignment of %s failed", conv.cid)
                 await self.fanout.publish_row(conv)
             return conv, token
         raise RuntimeError("could not allocate a conversation id")

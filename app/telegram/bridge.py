@@ -126,7 +126,8 @@ class TelegramBridge:
         )
 
     async def page_changed(self, conv: Conversation) -> None:
-        """The visitor moved to another page of the host site: its notice names the new one."""
+        """The visitor moved to another page of the host site, or the conversation changed
+        operator: its notice is edited to name the page and the operator it has now."""
         await self.outbox.add(
             None, key=f"page:{conv.id}:{secrets.token_hex(8)}", kind="page", conversation_id=conv.id
         )

@@ -23,7 +23,7 @@ from app.i18n import gettext as _
 from app.i18n import using_locale
 from app.media import probe
 from app.media.service import MediaService
-from app.models import Conversation, Message, TgOutbox, TgTopic
+from app.models import Conversation, Message, Operator, TgOutbox, TgTopic
 from app.telegram import texts
 from app.telegram.outbox import call_of, ring_key
 from app.telegram.saved import picker as saved_replies_picker
@@ -184,7 +184,7 @@ class Sender:
             if notice is None or notice.tg_message_id is None:
                 raise Skip()  # the notice never reached Telegram
             buttons = self._buttons(conv, closed=conv.closed_at is not None)
-            return int(notice.tg_message_id), texts.entered(conv), buttons
+            return int(notice.tg_message_id), texts.entered(conv, await _assignee(conv)), buttons
         if item.reply_to is None:
             raise Skip()
         if item.kind == "picked":
@@ -199,7 +199,7 @@ class Sender:
         self, item: TgOutbox, conv: Conversation | None, in_topic: bool
     ) -> tuple[str, InlineKeyboardMarkup | None]:
         if item.kind == "entered" and conv is not None:
-            return texts.entered(conv), self._buttons(conv)
+            return texts.entered(conv, await _assignee(conv)), self._buttons(conv)
         if item.kind == "ring" and conv is not None:
             return item.text, self._answer_button(conv)
         if item.kind == "replies" and conv is not None:
@@ -231,6 +231,8 @@ class Sender:
         if closed:
             button = InlineKeyboardButton(text=_("Reopen"), callback_data=f"reopen:{conv.cid}")
         else:
+            # Taken by the operator linked to the Telegram user who presses it (buttons.py).
+            row.append(InlineKeyboardButton(text=_("Take it"), callback_data=f"take:{conv.cid}"))
             button = InlineKeyboardButton(
                 text=_("Close conversation"), callback_data=f"close:{conv.cid}"
             )
@@ -255,3 +257,11 @@ class Sender:
             existing = await TgTopic.get(conversation_id=conv.id)
             return int(existing.thread_id)
         return int(made.message_thread_id)
+
+
+async def _assignee(conv: Conversation) -> str:
+    """The name of the operator the conversation is assigned to ("" when nobody)."""
+    if conv.assigned_operator_id is None:
+        return ""
+    operator = await Operator.get_or_none(id=conv.assigned_operator_id)
+    return operator.name if operator is not None else ""

@@ -12,8 +12,9 @@ def cid_tag(conv: Conversation) -> str:
     return f"[CID: {escape(conv.cid)}]"
 
 
-def entered(conv: Conversation) -> str:
-    """The notice for a new conversation: "<name> chat'e girdi" with its CID."""
+def entered(conv: Conversation, assignee: str = "") -> str:
+    """The notice for a new conversation: "<name> chat'e girdi" with its CID (and, once someone
+    has it, its operator)."""
     page = ""
     if conv.host_url:
         # The website page the visitor came from, when they write through the widget.
@@ -23,6 +24,7 @@ def entered(conv: Conversation) -> str:
         "🟢 "
         + _("%(name)s entered the chat", name=f"<b>{escape(conv.visitor_name)}</b>")
         + page
+        + ("\n👤 " + _("Assigned to %(name)s", name=escape(assignee)) if assignee else "")
         + (f"\n{cid_tag(conv)}")
     )
 

@@ -86,9 +86,53 @@ socket.on("chat:message", (m) => {
   }
 });
 
+// The list's tab (Mine, Unassigned, All): a row that no longer belongs to it leaves.
+function inTab(row) {
+  const tabs = document.getElementById("conv-tabs");
+  const tab = tabs?.dataset.tab || "all";
+  if (tab === "mine") return row.dataset.assigned === tabs.dataset.me;
+  if (tab === "unassigned") return !row.dataset.assigned;
+  return true;
+}
+
+// The tabs' counts are this operator's own: fetched again (at most every 1.5 s) as rows change.
+let tabsTimer = null;
+function refreshTabs() {
+  if (tabsTimer) return;
+  tabsTimer = setTimeout(() => {
+    tabsTimer = null;
+    const tabs = document.getElementById("conv-tabs");
+    if (!tabs || !window.htmx) return;
+    window.htmx.ajax("GET", `/admin/conversations/tabs?tab=${encodeURIComponent(tabs.dataset.tab || "all")}`,
+      { target: "#conv-tabs", swap: "outerHTML" }).then(applyUnread);
+  }, 1500);
+}
+
+// A live row is rendered once for every panel; its badge is then set to this operator's own
+// unread count, which the tabs carry.
+function applyUnread() {
+  const tabs = document.getElementById("conv-tabs");
+  if (!tabs?.dataset.unread) return;
+  const counts = JSON.parse(tabs.dataset.unread);
+  list.querySelectorAll("li.conv").forEach((row) => {
+    const n = counts[row.id.slice("conv-".length)] || 0;
+    let badge = row.querySelector(".conv__top .badge");
+    if (!n) { badge?.remove(); return; }
+    if (!badge) {
+      badge = document.createElement("span");
+      badge.className = "badge";
+      row.querySelector(".conv__top")?.append(badge);
+    }
+    badge.textContent = String(n);
+    badge.setAttribute("aria-label", tabs.dataset.unreadLabel.replace("{n}", String(n)));
+  });
+}
+
 socket.on("admin:conversation", ({ html }) => {
   const row = fragment(html);
   const old = document.getElementById(row.id);
+  refreshTabs();
+  if (!inTab(row)) { old?.remove(); return; }
   if (old) old.replaceWith(row); else list.prepend(row);
   window.htmx?.process(row);
   sortRows();
@@ -125,6 +169,10 @@ socket.on("admin:removed", ({ chat_id }) => {
 
 document.body.addEventListener("htmx:afterSwap", (event) => {
   if (event.detail.target === pane) mount();
+  // Opening a conversation reads it (this operator's counts change); a search shows rows
+  // rendered with the team's counts.
+  if (event.detail.target === pane) refreshTabs();
+  if (event.detail.target === list) applyUnread();
 });
 
 mount();

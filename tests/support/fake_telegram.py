@@ -496,11 +496,15 @@ class FakeTelegram:
         msg.update(text=new_text, edit_date=int(time.time()))
         return await self.push_update({"edited_message": dict(msg)})
 
-    async def admin_button(self, sent_message: MessageRef, callback_data: str) -> Injected:
+    async def admin_button(
+        self, sent_message: MessageRef, callback_data: str, user: JSON | None = None
+    ) -> Injected:
+        """Press a button under a bot message in the admin chat (as the admin, or `user`)."""
         query_id = str(secrets.randbelow(10**18) + 10**18)
         self._callbacks.add(query_id)
         query = {
-            "id": query_id, "from": self.admin_user, "message": dict(self._resolve(sent_message)),
+            "id": query_id, "from": user or self.admin_user,
+            "message": dict(self._resolve(sent_message)),
             "chat_instance": "-4412376528317411521", "data": callback_data,
         }  # fmt: skip
         return await self.push_update({"callback_query": query})

@@ -148,9 +148,15 @@ async def test_keyboard_only(browser: Browser, server: Server, admin_token: str)
         await visitor.keyboard.press("Escape")
         await expect(visitor.locator("#handoff-dialog")).to_have_count(0)
 
-        # The operator opens the conversation from the list with the keyboard.
+        # The operator opens the conversation from the list with the keyboard. A row re-rendered
+        # while the keyboard is on it (the visitor writes again) keeps the focus.
         link = admin.locator(f"li.conv[data-chat-id='{cid}'] a.conv__link")
         await link.focus()
+        await visitor.locator("#composer textarea").focus()
+        await visitor.keyboard.type("bir satır daha")
+        await visitor.keyboard.press("Enter")
+        await expect(link.locator(".conv__preview")).to_have_text("bir satır daha")
+        assert await admin.evaluate("document.activeElement.matches('a.conv__link')")
         await admin.keyboard.press("Enter")
         await expect(admin.locator(f"#pane #conversation[data-chat-id='{cid}']")).to_be_visible()
         await admin.locator("#pane #composer textarea").focus()

@@ -41,6 +41,20 @@ function sortRows() {
   rows.forEach((row) => list.insertBefore(row, list.querySelector(".conv-list__empty")));
 }
 
+// A row re-rendered or moved while the keyboard is on it keeps the focus: replacing or moving a
+// focused element drops the focus to the page, and the operator's Enter would then do nothing.
+function keepingFocus(change) {
+  const focused = document.activeElement;
+  const row = focused?.closest?.("li.conv");
+  const rowId = row && list.contains(row) ? row.id : null;
+  const part = rowId && focused !== row ? [...focused.classList].map((c) => `.${CSS.escape(c)}`).join("") : "";
+  change();
+  if (!rowId || document.activeElement === focused && focused.isConnected) return;
+  const now = document.getElementById(rowId);
+  const target = part ? now?.querySelector(part) : now;
+  target?.focus({ preventScroll: true });
+}
+
 wire(socket, () => current, (online) => {
   banner.hidden = online;
   document.body.dataset.socket = online ? "up" : "down";
@@ -133,9 +147,11 @@ socket.on("admin:conversation", ({ html }) => {
   const old = document.getElementById(row.id);
   refreshTabs();
   if (!inTab(row)) { old?.remove(); return; }
-  if (old) old.replaceWith(row); else list.prepend(row);
-  window.htmx?.process(row);
-  sortRows();
+  keepingFocus(() => {
+    if (old) old.replaceWith(row); else list.prepend(row);
+    window.htmx?.process(row);
+    sortRows();
+  });
   markActive();
   if (row.dataset.chatId === current?.chatId) {
     const status = pane.querySelector("#visitor-status");

@@ -404,6 +404,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ON "operator_read" ("conversation_id")""",
         ),
     ),
+    Migration(
+        16,
+        "gone visitor tokens: a page that comes back after a delete or a move says which",
+        (
+            """CREATE TABLE "gone_token" (
+                "token_hash" VARCHAR(64) NOT NULL PRIMARY KEY,
+                "reason" VARCHAR(8) NOT NULL,
+                "created_at" {ts} NOT NULL
+            )""",
+            'CREATE INDEX "idx_gone_token_created_at" ON "gone_token" ("created_at")',
+        ),
+    ),
 )
 
 

@@ -329,6 +329,18 @@ class TgUpdate(Model):
         table = "tg_update"
 
 
+class GoneToken(Model):
+    """A visitor token whose conversation was deleted or moved to another device (its hash):
+    a page that comes back with it says which, instead of a bare start page. Kept 90 days."""
+
+    token_hash = fields.CharField(max_length=64, primary_key=True)
+    reason = fields.CharField(max_length=8)  # "ended" | "moved"
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "gone_token"
+
+
 class Handoff(Model):
     """A one-time, expiring link that moves a visitor's conversation to another device."""
 

@@ -66,17 +66,21 @@ async def current_operator() -> SessionInfo | None:
     return await auth.session_for(request.cookies.get(auth.cookie_name))
 
 
-async def current_visitor() -> Conversation | None:
-    """The conversation this request's visitor cookie belongs to, if any."""
+def request_visitor_token() -> str | None:
+    """The visitor token this request carries: the visitor cookie, the widget's partitioned
+    cookie, or the header the widget's frame sends where no cookie of it is kept."""
     svc = services()
-    # The widget's frame sends the same token in a header where no cookie of it is kept.
-    token = visitor_token(
+    return visitor_token(
         dict(request.cookies),
         svc.settings,
         visitor_cookie(svc.settings),
         {"token": request.headers.get(WIDGET_HEADER)},
     )
-    return await svc.chat.queries.by_token(token)
+
+
+async def current_visitor() -> Conversation | None:
+    """The conversation this request's visitor cookie belongs to, if any."""
+    return await services().chat.queries.by_token(request_visitor_token())
 
 
 def is_htmx() -> bool:

@@ -243,13 +243,10 @@ async def test_a_conversation_deleted_while_the_page_was_away_says_so(
         # timeout (one held here past it, or lost with a connection the page replaced) is sent
         # again after a pause of 0.5-1 s, then 1-2 s (static/js/chat.js): two rounds of that.
         await expect(visitor.locator("#start-form")).to_be_visible(timeout=2 * (8 + 2) * 1000)
-        # Known gap (closing note of 5 Dec 2026): in a race the page reaches the start page by
-        # reloading after its socket is refused (`connect_error` "unauthorized") instead of by
-        # the join's `bad_chat` answer, and then shows no notice. Where it came by the answer,
-        # the notice must say why.
-        if "ended=1" in visitor.url:
-            await expect(visitor.locator(".notice")).to_have_text(
-                "Destek bu konuşmayı sonlandırdı ve sildi. Yeni bir konuşma başlatabilirsiniz."
-            )
+        # Whichever way the page came (the join's `bad_chat` answer, or a reload after its
+        # socket was refused), the notice says why.
+        await expect(visitor.locator(".notice")).to_have_text(
+            "Destek bu konuşmayı sonlandırdı ve sildi. Yeni bir konuşma başlatabilirsiniz."
+        )
     finally:
         await close_all(visitor)

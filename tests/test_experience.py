@@ -21,6 +21,7 @@ from tests.support.clients import (
     chat_sockets,
     client_id,
     cookie_from,
+    panel_action,
     start_visitor,
     visitor_peer,
 )
@@ -403,7 +404,10 @@ async def test_handoff_moves_the_conversation_once(server: Server) -> None:
         assert f'data-chat-id="{cid}"' in page
         # The old device is told, and its cookie no longer opens the conversation.
         await old_socket.wait_for("chat:closed", lambda e: e["chat_id"] == cid)
-        assert 'id="start-form"' in await visitor_page(server, token)
+        old_page = await visitor_page(server, token)
+        assert 'id="start-form"' in old_page
+        # A page of it that was away (asleep, offline) and comes back is told where it went.
+        assert "Bu konuşma diğer cihazınızda devam ediyor." in old_page
         # Once only.
         for method in (http.get, http.post):
             async with method(server.url + path, allow_redirects=False) as r:
@@ -438,3 +442,29 @@ def test_pdf_writer_is_valid_without_messages(tmp_path: Path) -> None:
     reader = PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1
     assert pdf.startswith(b"%PDF-1.4") and pdf.rstrip().endswith(b"%%EOF")
+
+
+async def test_a_page_that_comes_back_after_its_conversation_was_deleted_is_told(
+    server: Server, admin_token: str
+) -> None:
+    """The operator deleted the conversation while the visitor's page was away (asleep, offline,
+    a closed tab): its next load says so once, and forgets the cookie."""
+    token, cid = await start_visitor(server.url, "Silinen")
+    status, _ = await panel_action(
+        server.url, admin_token, await admin_csrf(server.url, admin_token), f"/admin/c/{cid}/delete"
+    )
+    assert status == 200
+    notice = "Destek bu konuşmayı sonlandırdı ve sildi. Yeni bir konuşma başlatabilirsiniz."
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(
+            server.url + "/", headers={"Cookie": f"{VISITOR_COOKIE}={token}"}
+        ) as resp:
+            page = await resp.text()
+            dropped = [h for h in resp.headers.getall("Set-Cookie") if h.startswith(VISITOR_COOKIE)]
+        assert 'id="start-form"' in page and notice in page
+        assert len(dropped) == 1 and "Max-Age=0" in dropped[0], dropped
+        # A token that never opened anything, and no cookie at all: a plain start page.
+        for headers in ({"Cookie": f"{VISITOR_COOKIE}=never-issued"}, {}):
+            async with http.get(server.url + "/", headers=headers) as resp:
+                page = await resp.text()
+            assert 'id="start-form"' in page and 'class="notice"' not in page

@@ -12,9 +12,11 @@ from datetime import timedelta
 
 import segno
 
+from app.chat import gone
 from app.chat.rooms import visitor_room
 from app.chat.service import ChatService
 from app.core.security import new_token, token_hash
+from app.core.transactions import transaction
 from app.errors import SohbetError
 from app.models import Conversation, Handoff
 from app.timefmt import utcnow
@@ -71,8 +73,10 @@ async def redeem_handoff(chat: ChatService, token: str) -> tuple[Conversation, s
     if not claimed or conv is None:
         raise HandoffExpired("handoff_expired")
     cookie = new_token()
-    conv.token_hash = token_hash(cookie)
-    await conv.save(update_fields=["token_hash"])
+    async with transaction() as tx:
+        await gone.remember(conv.token_hash, "moved", using_db=tx)
+        conv.token_hash = token_hash(cookie)
+        await conv.save(update_fields=["token_hash"], using_db=tx)
     log.info("conversation %s moved to another device", conv.cid)
     # The old device's pages reload and find no conversation; their sockets are cut, in every
     # process (with Redis, presence knows them all and a disconnect reaches their process).

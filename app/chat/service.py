@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 
 from app.audit.trail import Origin, record
+from app.chat import gone
 from app.chat.assignment import Assignment
 from app.chat.drafts import Attachment, Author, ChatListener, Draft, Posted
 from app.chat.fanout import Fanout
@@ -336,6 +337,7 @@ class ChatService:
                 .count()
             )
             await conv.delete(using_db=tx)
+            await gone.remember(conv.token_hash, "ended", using_db=tx)
             detail = {**_about(conv), "messages": count}
             await record("conversation_delete", by=by, target=conv.cid, detail=detail, using_db=tx)
         await self._remove_media([str(key) for key in media])

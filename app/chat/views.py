@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from quart import (
     Blueprint,
+    Response,
     g,
+    make_response,
     redirect,
     render_template,
     request,
 )
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from app.chat import gone
 from app.chat.handoff import (
     HandoffExpired,
     check_handoff,
@@ -23,7 +26,7 @@ from app.chat.rooms import ADMINS
 from app.errors import NotFound, SohbetError
 from app.i18n import error_text
 from app.i18n import gettext as _
-from app.web import client_address, current_visitor, services
+from app.web import client_address, current_visitor, request_visitor_token, services
 from app.widget import context as _context  # noqa: F401  (its routes join the widget's)
 from app.widget import owner as _owner  # noqa: F401
 from app.widget.views import back_to_frame
@@ -37,7 +40,7 @@ VISITOR_COOKIE_DAYS = 365
 
 
 @bp.get("/")
-async def index() -> str | WerkzeugResponse:
+async def index() -> str | Response | WerkzeugResponse:
     """Show the chat for a returning visitor, or ask a new one for a name."""
     back = await back_to_frame()
     if back is not None:
@@ -45,15 +48,7 @@ async def index() -> str | WerkzeugResponse:
     svc = services()
     conv = await current_visitor()
     if conv is None:
-        notice = None
-        if request.args.get("moved") == "1":
-            notice = _("This conversation continues on your other device.")
-        elif request.args.get("ended") == "1":
-            notice = _(
-                "%(name)s ended this conversation and removed it. You can start a new one.",
-                name=svc.settings.operator_name,
-            )
-        return await render_template("visitor/start.html", notice=notice)
+        return await _start_page()
     await svc.chat.set_locale(conv, g.locale)
     messages, more = await svc.chat.queries.recent(conv.id)
     operator_online = await svc.chat.fanout.presence.online(ADMINS)
@@ -65,6 +60,32 @@ async def index() -> str | WerkzeugResponse:
         operator_online=operator_online,
         author=await svc.chat.queries.last_author(conv.id),
     )
+
+
+async def _start_page() -> Response:
+    """The name form; where this browser's conversation went, when it just went (`?moved=1`,
+    `?ended=1` from a live page) or while the page was away (its cookie names a gone token)."""
+    stale = request.cookies.get(visitor_cookie(services().settings))
+    why = (
+        "moved"
+        if request.args.get("moved") == "1"
+        else "ended"
+        if request.args.get("ended") == "1"
+        else await gone.reason_for(request_visitor_token())
+    )
+    notice = None
+    if why == "moved":
+        notice = _("This conversation continues on your other device.")
+    elif why == "ended":
+        notice = _(
+            "%(name)s ended this conversation and removed it. You can start a new one.",
+            name=services().settings.operator_name,
+        )
+    response = await make_response(await render_template("visitor/start.html", notice=notice))
+    if stale:
+        # Said once: the next visit is a plain start page.
+        response.delete_cookie(visitor_cookie(services().settings), path="/")
+    return response
 
 
 @bp.post("/start")

@@ -95,6 +95,8 @@ async def open_widget(page: Page) -> Frame:
     await page.locator("#sohbet-launcher").click()
     await expect(page.locator("#sohbet-panel")).to_be_visible()
     await expect(page.locator("#sohbet-launcher")).to_have_attribute("aria-expanded", "true")
+    # The keyboard follows into the panel (its close button; the next Tab is the chat).
+    await expect(page.locator("#sohbet-close")).to_be_focused()
     return await sohbet_frame(page)
 
 
@@ -136,7 +138,7 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
             "document.cookie = 'probe=1; SameSite=None; Secure'; document.cookie.includes('probe')"
         )
         assert kept is False
-        await send(frame, "merhaba")  # type: ignore[arg-type]
+        await send(frame, "merhaba")
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
         seen = await operator.wait_for("widget:page", lambda p: p["chat_id"] == cid)
         assert {k: seen[k] for k in ("chat_id", "url", "title")} == {
@@ -151,7 +153,7 @@ async def test_the_visitor_keeps_one_conversation_across_reloads_and_pages(
         await expect(frame.locator("#conversation")).to_have_attribute("data-chat-id", cid)
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba"])
         await expect(frame.locator("body[data-socket=up]")).to_be_attached()
-        await send(frame, "hâlâ buradayım")  # type: ignore[arg-type]
+        await send(frame, "hâlâ buradayım")
         await expect(frame.locator(MESSAGES)).to_have_text(["merhaba", "hâlâ buradayım"])
 
         # Another page of the host site: the operator sees where the visitor is now.

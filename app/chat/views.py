@@ -62,7 +62,7 @@ async def index() -> str | Response | WerkzeugResponse:
     )
 
 
-async def _start_page() -> Response:
+async def _start_page() -> Response | WerkzeugResponse:
     """The name form; where this browser's conversation went, when it just went (`?moved=1`,
     `?ended=1` from a live page) or while the page was away (its cookie names a gone token)."""
     stale = request.cookies.get(visitor_cookie(services().settings))

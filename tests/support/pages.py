@@ -16,6 +16,7 @@ from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Dialog,
+    Frame,
     Page,
     Response,
     Route,
@@ -147,9 +148,12 @@ async def open_conversation(admin: Page, cid: str) -> None:
     await admin.wait_for_url(f"**/admin/c/{quote(cid)}")
 
 
-async def send(page: Page, text: str) -> None:
-    """Type a message and press the send button."""
-    await page.locator("#composer textarea").fill(text)
+async def send(page: Page | Frame, text: str) -> None:
+    """Type a message and press the send button (in a page, or the widget's frame)."""
+    box = page.locator("#composer textarea")
+    await box.fill(text)
+    # The typed text reached the box (a frame whose keyboard was lost fails here, by name).
+    await expect(box).to_have_value(text)
     await page.locator("#composer button[type=submit]").click()
 
 

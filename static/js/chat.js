@@ -125,7 +125,11 @@ export class Conversation {
     const media = () => (loading ??= import(tools.dataset.mediaModule).then((m) => m.attach(this, tools)));
     tools.addEventListener("pointerdown", media, { once: true });
     tools.addEventListener("change", async (event) => (await media()).picked(event.target));
-    tools.querySelector("[data-record]").addEventListener("click", async () => (await media()).record());
+    const record = tools.querySelector("[data-record]");
+    record.addEventListener("click", async () => (await media()).record());
+    // Rendered disabled, like the send button: a tap before this script has taken over would
+    // otherwise do nothing, without a word.
+    record.disabled = false;
   }
 
   autosize() {

@@ -6,7 +6,7 @@ start page that says which, instead of a bare name form. Only the token's hash i
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -34,6 +34,6 @@ async def reason_for(token: str | None) -> Reason | None:
     if not token or len(token) > 128:
         return None
     row = await GoneToken.get_or_none(token_hash=token_hash(token), created_at__gte=utcnow() - KEPT)
-    if row is None or row.reason not in ("ended", "moved"):
-        return None
-    return "ended" if row.reason == "ended" else "moved"
+    if row is not None and row.reason in ("ended", "moved"):
+        return cast(Reason, row.reason)
+    return None

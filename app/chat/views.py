@@ -65,7 +65,8 @@ async def index() -> str | Response | WerkzeugResponse:
 async def _start_page() -> Response | WerkzeugResponse:
     """The name form; where this browser's conversation went, when it just went (`?moved=1`,
     `?ended=1` from a live page) or while the page was away (its cookie names a gone token)."""
-    stale = request.cookies.get(visitor_cookie(services().settings))
+    settings = services().settings
+    stale = request.cookies.get(visitor_cookie(settings))
     why = (
         "moved"
         if request.args.get("moved") == "1"
@@ -79,12 +80,12 @@ async def _start_page() -> Response | WerkzeugResponse:
     elif why == "ended":
         notice = _(
             "%(name)s ended this conversation and removed it. You can start a new one.",
-            name=services().settings.operator_name,
+            name=settings.operator_name,
         )
     response = await make_response(await render_template("visitor/start.html", notice=notice))
     if stale:
         # Said once: the next visit is a plain start page.
-        response.delete_cookie(visitor_cookie(services().settings), path="/")
+        response.delete_cookie(visitor_cookie(settings), path="/")
     return response
 
 
